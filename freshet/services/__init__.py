@@ -1,0 +1,1 @@
+"""Local Kafka (KRaft) and Redis processes for development, demos and tests."""
