@@ -1,0 +1,122 @@
+"""AnnIndex: exact reference, recall of the IVF path, and catalog adds/removals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from inference.ann_index import AnnIndex, exact_topk
+
+
+def clustered(n: int, d: int, n_clusters: int, spread: float, seed: int) -> np.ndarray:
+    """Unit item vectors scattered around random cluster centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, d))
+    x = centres[rng.integers(0, n_clusters, n)] + spread * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+finite = st.floats(-10, 10, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    n=st.integers(0, 30),
+    b=st.integers(1, 4),
+    k=st.integers(1, 40),
+)
+def test_exact_topk_matches_full_sort(data: st.DataObject, n: int, b: int, k: int) -> None:
+    d = 3
+    vecs = data.draw(arrays(np.float32, (n, d), elements=finite))
+    queries = data.draw(arrays(np.float32, (b, d), elements=finite))
+    ids, scores = exact_topk(queries, vecs, k)
+    assert ids.shape == scores.shape == (b, k)
+    full = queries @ vecs.T
+    kk = min(k, n)
+    for row in range(b):
+        expected = np.sort(full[row])[::-1][:kk]
+        np.testing.assert_allclose(scores[row, :kk], expected, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(full[row, ids[row, :kk]], scores[row, :kk], rtol=1e-5, atol=1e-4)
+        assert len(set(ids[row, :kk].tolist())) == kk
+        assert (ids[row, kk:] == -1).all() and np.isneginf(scores[row, kk:]).all()
+
+
+@pytest.fixture(scope="module")
+def big_catalog() -> tuple[np.ndarray, AnnIndex]:
+    vecs = clustered(100_000, 64, n_clusters=256, spread=0.7, seed=1)
+    return vecs, AnnIndex.build(vecs, np.arange(vecs.shape[0]), seed=0)
+
+
+def test_ivf_recall_at_200_on_clustered_100k(big_catalog: tuple[np.ndarray, AnnIndex]) -> None:
+    vecs, index = big_catalog
+    assert not index.is_exact and index.size == 100_000
+    rng = np.random.default_rng(2)
+    queries = vecs[rng.integers(0, vecs.shape[0], 200)] + 0.1 * rng.normal(size=(200, 64))
+    ann_ids, ann_scores = index.search(queries, 200)
+    exact_ids, _ = exact_topk(queries, vecs, 200)
+    recall = np.mean(
+        [np.intersect1d(a, e).size / 200 for a, e in zip(ann_ids, exact_ids, strict=True)]
+    )
+    assert recall >= 0.95, recall
+    assert np.all(np.diff(ann_scores, axis=1) <= 1e-6)  # best first
+
+
+@pytest.mark.parametrize("exact_below", [10_000, 500])
+def test_added_item_is_found_and_removed_item_is_not(exact_below: int) -> None:
+    vecs = clustered(2_000, 16, n_clusters=20, spread=0.3, seed=3)
+    index = AnnIndex.build(vecs, np.arange(2_000), exact_below=exact_below)
+    assert index.is_exact == (exact_below > 2_000)
+    rng = np.random.default_rng(4)
+    new_vec = rng.normal(size=16).astype(np.float32) * 3  # larger norm: top by inner product
+    index.add([5_000], new_vec[None, :])
+    assert index.size == 2_001
+    ids, _ = index.search(new_vec[None, :], 10)
+    assert ids[0, 0] == 5_000
+
+    index.remove([5_000, 77, 123_456])
+    assert index.size == 1_999
+    ids, _ = index.search(np.vstack([new_vec, vecs[77]]), 50)
+    assert 5_000 not in ids and 77 not in ids
+
+
+@pytest.mark.parametrize("exact_below", [10_000, 500])
+def test_upsert_replaces_the_vector(exact_below: int) -> None:
+    vecs = clustered(1_000, 8, n_clusters=10, spread=0.3, seed=5)
+    index = AnnIndex.build(vecs, np.arange(1_000), exact_below=exact_below)
+    target = -vecs[10] * 5
+    index.add([10], target[None, :])
+    assert index.size == 1_000
+    ids, scores = index.search(target[None, :], 1)
+    assert ids[0, 0] == 10
+    np.testing.assert_allclose(scores[0, 0], float(target @ target), rtol=1e-4)
+
+
+def test_index_trains_ivf_once_catalog_reaches_threshold() -> None:
+    vecs = clustered(1_500, 8, n_clusters=10, spread=0.3, seed=6)
+    index = AnnIndex.build(vecs[:900], np.arange(900), exact_below=1_000)
+    assert index.is_exact
+    index.add(np.arange(900, 1_500), vecs[900:])
+    assert not index.is_exact and index.size == 1_500
+    ids, _ = index.search(vecs[1_200][None, :], 5)
+    assert 1_200 in ids
+
+
+def test_search_pads_when_catalog_is_small() -> None:
+    index = AnnIndex.build(np.eye(3, dtype=np.float32), np.array([7, 8, 9]))
+    ids, scores = index.search(np.ones((2, 3)), 5)
+    assert (ids[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
+    assert set(ids[0, :3].tolist()) == {7, 8, 9}
+
+
+def test_rejects_bad_input() -> None:
+    index = AnnIndex.build(np.eye(3, dtype=np.float32), np.array([0, 1, 2]))
+    with pytest.raises(ValueError):
+        index.add([3, 3], np.ones((2, 3)))
+    with pytest.raises(ValueError):
+        index.add([4], np.full((1, 3), np.nan))
+    with pytest.raises(ValueError):
+        index.search(np.ones((1, 4)), 1)
