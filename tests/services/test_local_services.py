@@ -1,0 +1,156 @@
+"""The local services are real: records go through the broker, data survives restarts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from freshet.services.errors import ServiceSetupError
+from freshet.services.kafka_local import LocalKafka, new_cluster_id
+from freshet.services.redis_local import LocalRedis
+
+pytestmark = pytest.mark.services
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    try:
+        for i, value in enumerate(values):
+            producer.send(topic, key=str(i).encode(), value=value)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def _consume_all(
+    bootstrap: str, topic: str, expected: int, timeout_ms: int = 20_000
+) -> list[bytes]:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=timeout_ms,
+    )
+    try:
+        partitions = None
+        for _ in range(50):
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                break
+            consumer.poll(timeout_ms=200)
+        assert partitions, f"topic {topic} has no partitions"
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        got: list[bytes] = []
+        for record in consumer:
+            got.append(record.value)
+            if len(got) >= expected:
+                break
+        return got
+    finally:
+        consumer.close()
+
+
+def test_record_goes_through_the_broker(kafka: LocalKafka, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}.roundtrip"
+    values = [f"event-{i}".encode() for i in range(20)]
+    _produce(kafka.bootstrap, topic, values)
+    got = _consume_all(kafka.bootstrap, topic, expected=len(values))
+    assert sorted(got) == sorted(values)
+
+
+def test_auto_created_topics_get_the_configured_partitions(
+    kafka: LocalKafka, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}.parts"
+    _produce(kafka.bootstrap, topic, [b"x"])
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap)
+    try:
+        assert consumer.partitions_for_topic(topic) == {0, 1, 2, 3}
+    finally:
+        consumer.close()
+
+
+def test_redis_ping_set_get(redis_client: redis.Redis) -> None:
+    assert redis_client.ping() is True
+    assert redis_client.dbsize() == 0  # the fixture flushed whatever earlier tests wrote
+    redis_client.set("fr:test", b"v1")
+    assert redis_client.get("fr:test") == b"v1"
+
+
+@pytest.mark.parametrize("appendonly", [True, False])
+def test_redis_restart_keeps_data_only_with_appendonly(
+    make_redis: Callable[..., LocalRedis], appendonly: bool
+) -> None:
+    server = make_redis(appendonly=appendonly, appendfsync="always")
+    client = server.client()
+    client.set("fr:kept", b"yes")
+    client.close()
+    port, pid = server.port, server.pid
+
+    server.restart()
+
+    assert server.port == port and server.pid != pid
+    client = server.client()
+    try:
+        # RDB snapshots are off, so only the AOF can bring the key back.
+        assert client.get("fr:kept") == (b"yes" if appendonly else None)
+    finally:
+        client.close()
+
+
+def test_redis_requirepass(make_redis: Callable[..., LocalRedis]) -> None:
+    server = make_redis(password="s3cret word")
+    anonymous = redis.Redis(host="127.0.0.1", port=server.port)
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        anonymous.ping()
+    anonymous.close()
+    client = server.client()  # the URL carries the password
+    assert client.ping() is True
+    client.close()
+
+
+def test_kafka_restart_keeps_a_topics_records(make_kafka: Callable[..., LocalKafka]) -> None:
+    broker = make_kafka(partitions=2)
+    topic = f"t-{uuid.uuid4().hex[:8]}.durable"
+    values = [f"r{i}".encode() for i in range(50)]
+    _produce(broker.bootstrap, topic, values)
+    bootstrap, pid = broker.bootstrap, broker.pid
+
+    broker.restart()
+
+    assert broker.alive() and broker.bootstrap == bootstrap and broker.pid != pid
+    assert sorted(_consume_all(broker.bootstrap, topic, expected=len(values))) == sorted(values)
+
+
+def test_stopped_services_are_not_alive(
+    make_kafka: Callable[..., LocalKafka], make_redis: Callable[..., LocalRedis]
+) -> None:
+    broker, server = make_kafka(), make_redis()
+    assert broker.alive() and server.alive()
+    # A second handle on the same folder finds the running process through its files.
+    assert LocalKafka(broker.base_dir, home=broker.home).pid == broker.pid
+    broker.stop()
+    server.stop()
+    assert not broker.alive() and not server.alive()
+    assert broker.pid is None and server.pid is None
+
+
+def test_missing_redis_server_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ServiceSetupError, match="apt-get install redis-server"):
+        LocalRedis(tmp_path / "r").start()
+
+
+def test_cluster_id_is_16_bytes_base64url() -> None:
+    ids = {new_cluster_id() for _ in range(20)}
+    assert len(ids) == 20
+    for cid in ids:
+        assert len(cid) == 22 and "=" not in cid and "+" not in cid and "/" not in cid
