@@ -119,7 +119,7 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (plain strings become ``Secret`` where due)."""
         hints = get_type_hints(type(self))
-        fixed = {
+        fixed: dict[str, Any] = {
             k: Secret(v) if hints[k] is Secret and isinstance(v, str) else v
             for k, v in changes.items()
         }

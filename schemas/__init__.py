@@ -3,6 +3,7 @@
 This package imports nothing else from the project; everything else may import it.
 """
 
+from schemas.dead_letter import DEAD_LETTER_REASONS, DeadLetter, DeadLetterReason
 from schemas.events import (
     EVENT_TYPES,
     CatalogEvent,
@@ -10,8 +11,14 @@ from schemas.events import (
     EventType,
     InteractionEvent,
 )
-from schemas.recommendation import REASONS, STRATEGIES, Reason, Recommendation, RecommendedItem, Strategy
-from schemas.dead_letter import DEAD_LETTER_REASONS, DeadLetter, DeadLetterReason
+from schemas.recommendation import (
+    REASONS,
+    STRATEGIES,
+    Reason,
+    Recommendation,
+    RecommendedItem,
+    Strategy,
+)
 
 __all__ = [
     "DEAD_LETTER_REASONS",

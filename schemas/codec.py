@@ -117,7 +117,9 @@ def _ts(obj: dict[str, Any], limits: DecodeLimits, now_ms: int | None) -> int:
     if value < limits.min_ts:
         raise _Invalid("timestamp_out_of_range", f"ts {value} before {limits.min_ts}")
     if now_ms is not None and value > now_ms + limits.max_future_ms:
-        raise _Invalid("timestamp_out_of_range", f"ts {value} more than {limits.max_future_ms} ms ahead")
+        raise _Invalid(
+            "timestamp_out_of_range", f"ts {value} more than {limits.max_future_ms} ms ahead"
+        )
     return value
 
 
@@ -163,7 +165,7 @@ def _interaction(obj: dict[str, Any], limits: DecodeLimits, now_ms: int | None) 
     context = obj.get("context")
     if context is not None:
         context = _scalar_map(context, "context", MAX_CONTEXT_KEYS)
-    return InteractionEvent(event_id, user_id, item_id, etype, ts, value, context or None)  # type: ignore[arg-type]
+    return InteractionEvent(event_id, user_id, item_id, etype, ts, value, context or None)
 
 
 def _catalog(obj: dict[str, Any], limits: DecodeLimits, now_ms: int | None) -> CatalogEvent:
@@ -192,7 +194,7 @@ def _catalog(obj: dict[str, Any], limits: DecodeLimits, now_ms: int | None) -> C
         raise _Invalid("wrong_type", "text must be a string")
     if len(text) > MAX_TEXT:
         raise _Invalid("too_large", f"text longer than {MAX_TEXT}")
-    return CatalogEvent(event_id, op, item_id, ts, tuple(categories), attributes, text)  # type: ignore[arg-type]
+    return CatalogEvent(event_id, op, item_id, ts, tuple(categories), attributes, text)
 
 
 def decode_interaction(

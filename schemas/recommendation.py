@@ -22,7 +22,11 @@ class RecommendedItem:
     reason_item_id: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"item_id": self.item_id, "score": self.score, "reason": self.reason}
+        out: dict[str, object] = {
+            "item_id": self.item_id,
+            "score": self.score,
+            "reason": self.reason,
+        }
         if self.reason_item_id is not None:
             out["reason_item_id"] = self.reason_item_id
         return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,7 +14,9 @@ def root_callback(
     ctx: typer.Context,
     kafka_bootstrap: Annotated[
         str | None,
-        typer.Option(envvar="FRESHET_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers, host:port[,...]."),
+        typer.Option(
+            envvar="FRESHET_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers, host:port[,...]."
+        ),
     ] = None,
     redis_url: Annotated[
         str | None,
@@ -30,7 +32,7 @@ def root_callback(
     Connection settings come from the flags, else ``FRESHET_*`` variables, else the
     local services started by ``freshet services up`` (if they are running).
     """
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if kafka_bootstrap:
         overrides["kafka_bootstrap"] = kafka_bootstrap
     if redis_url:

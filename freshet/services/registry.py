@@ -25,7 +25,9 @@ def write_endpoints(home: Path, endpoints: Endpoints) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(
-        orjson.dumps({"kafka_bootstrap": endpoints.kafka_bootstrap, "redis_url": endpoints.redis_url})
+        orjson.dumps(
+            {"kafka_bootstrap": endpoints.kafka_bootstrap, "redis_url": endpoints.redis_url}
+        )
     )
     tmp.replace(path)
 

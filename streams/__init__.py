@@ -1,0 +1,1 @@
+"""Kafka in, Kafka out: event sources, producers and the stream-processing app."""

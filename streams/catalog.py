@@ -1,0 +1,201 @@
+"""Catalog events: decode, keep item metadata, and announce changes to every worker.
+
+The catalog agent writes each item's record to one hash and appends the change to a
+Redis stream (the catalog log). Every worker tails that log to keep its in-memory item
+table and ANN index in step, whichever worker consumed the catalog partition.
+Applying the same upsert or removal twice leaves the same record, so redelivery after
+a crash is harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from schemas.codec import DecodeLimits, Refusal, decode_catalog
+from schemas.dead_letter import DeadLetter
+from schemas.events import CatalogEvent
+from streams.ingest import BatchStats, DeadLetterSink, SourceRecord, refuse
+from streams.keyspace import Keyspace
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRecord:
+    """What freshet stores per item."""
+
+    item_id: str
+    categories: tuple[str, ...]
+    attributes: dict[str, Any]
+    text: str
+    first_seen_ts: int
+    updated_ts: int
+    removed: bool = False
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "item_id": self.item_id,
+                "categories": list(self.categories),
+                "attributes": self.attributes,
+                "text": self.text,
+                "first_seen_ts": self.first_seen_ts,
+                "updated_ts": self.updated_ts,
+                "removed": self.removed,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> CatalogRecord:
+        obj = orjson.loads(raw)
+        return cls(
+            item_id=obj["item_id"],
+            categories=tuple(obj["categories"]),
+            attributes=dict(obj["attributes"]),
+            text=obj["text"],
+            first_seen_ts=int(obj["first_seen_ts"]),
+            updated_ts=int(obj["updated_ts"]),
+            removed=bool(obj["removed"]),
+        )
+
+
+def apply_catalog_event(old: CatalogRecord | None, event: CatalogEvent) -> CatalogRecord | None:
+    """The item's record after an event; None if the event is older than what is stored."""
+    if old is not None and event.ts < old.updated_ts:
+        return None
+    first_seen = old.first_seen_ts if old is not None else event.ts
+    if event.op == "remove":
+        if old is None:
+            return CatalogRecord(event.item_id, (), {}, "", first_seen, event.ts, removed=True)
+        return CatalogRecord(
+            old.item_id, old.categories, old.attributes, old.text, first_seen, event.ts, True
+        )
+    return CatalogRecord(
+        event.item_id,
+        event.categories,
+        dict(event.attributes),
+        event.text,
+        first_seen,
+        event.ts,
+        removed=False,
+    )
+
+
+class CatalogStore(Protocol):
+    async def get(self, item_ids: Sequence[str]) -> dict[str, CatalogRecord]: ...
+
+    async def put(self, records: Sequence[CatalogRecord]) -> None: ...
+
+
+class RedisCatalogStore:
+    """Item records in one hash, each change appended to the catalog log stream."""
+
+    def __init__(self, client: Any, keyspace: Keyspace, log_maxlen: int = 1_000_000) -> None:
+        self.client = client
+        self.keys = keyspace
+        self.log_maxlen = log_maxlen
+
+    async def get(self, item_ids: Sequence[str]) -> dict[str, CatalogRecord]:
+        if not item_ids:
+            return {}
+        raws = await self.client.hmget(self.keys.catalog, list(item_ids))
+        return {i: CatalogRecord.from_json(r) for i, r in zip(item_ids, raws, strict=True) if r}
+
+    async def put(self, records: Sequence[CatalogRecord]) -> None:
+        if not records:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.keys.catalog, mapping={r.item_id: r.to_json() for r in records})
+        for r in records:
+            pipe.xadd(
+                self.keys.catalog_log,
+                {"item_id": r.item_id, "record": r.to_json()},
+                maxlen=self.log_maxlen,
+                approximate=True,
+            )
+        await pipe.execute()
+
+    async def all(self) -> dict[str, CatalogRecord]:
+        raw = await self.client.hgetall(self.keys.catalog)
+        return {_s(k): CatalogRecord.from_json(v) for k, v in raw.items()}
+
+    async def read_log(self, after: str, count: int = 10_000) -> list[tuple[str, CatalogRecord]]:
+        """Changes after stream id ``after`` ('0' for all), oldest first."""
+        entries = await self.client.xread({self.keys.catalog_log: after}, count=count)
+        out: list[tuple[str, CatalogRecord]] = []
+        for _stream, items in entries:
+            for entry_id, fields in items:
+                rec = fields.get(b"record") or fields.get("record")
+                out.append((_s(entry_id), CatalogRecord.from_json(rec)))
+        return out
+
+
+class InMemoryCatalogStore:
+    """The in-process fake of the catalog store."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, CatalogRecord] = {}
+        self.log: list[CatalogRecord] = []
+
+    async def get(self, item_ids: Sequence[str]) -> dict[str, CatalogRecord]:
+        return {i: self.records[i] for i in item_ids if i in self.records}
+
+    async def put(self, records: Sequence[CatalogRecord]) -> None:
+        for r in records:
+            self.records[r.item_id] = r
+            self.log.append(r)
+
+
+class CatalogProcessor:
+    """Applies micro-batches of catalog records."""
+
+    def __init__(
+        self,
+        store: CatalogStore,
+        limits: DecodeLimits,
+        *,
+        dead_letter_sink: DeadLetterSink,
+        on_records: Callable[[Sequence[CatalogRecord]], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.dead_letter_sink = dead_letter_sink
+        self.on_records = on_records
+        self.clock = clock
+
+    async def process(self, records: Sequence[SourceRecord]) -> BatchStats:
+        now_ms = int(self.clock() * 1000)
+        stats = BatchStats(records=len(records))
+        good: list[CatalogEvent] = []
+        bad: list[DeadLetter] = []
+        for rec in records:
+            decoded = decode_catalog(rec.value, self.limits, now_ms)
+            if isinstance(decoded, Refusal):
+                bad.append(refuse(rec, decoded, now_ms))
+            elif rec.key != decoded.item_id.encode():
+                detail = "record key must be the catalog event's item_id (utf-8)"
+                bad.append(refuse(rec, Refusal("key_mismatch", detail), now_ms))
+            else:
+                good.append(decoded)
+        if bad:
+            await self.dead_letter_sink(bad)
+            stats.dead_lettered = len(bad)
+        current = await self.store.get(list(dict.fromkeys(e.item_id for e in good)))
+        changed: dict[str, CatalogRecord] = {}
+        for ev in good:
+            new = apply_catalog_event(changed.get(ev.item_id) or current.get(ev.item_id), ev)
+            if new is not None:
+                changed[ev.item_id] = new
+        await self.store.put(list(changed.values()))
+        stats.applied = len(good)
+        if self.on_records is not None and changed:
+            self.on_records(list(changed.values()))
+        return stats
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,136 @@
+"""The Faust app and its agents: a thin adapter around the batch processors.
+
+Agents read raw bytes (no Faust codecs, so a bad message can never crash the stream),
+take micro-batches with ``noack_take`` and ack only after the processor has written
+state durably and sent what it had to send. If Redis or Kafka fail mid-batch the agent
+retries the same batch with backoff; meanwhile Faust's stream buffer fills and the
+consumer stops fetching, so nothing is skipped and nothing crash-loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+
+from freshet.settings import Settings
+from schemas.topics import Topics
+from streams.ingest import BatchStats, SourceRecord
+
+log = logging.getLogger("freshet.worker")
+
+BatchHandler = Callable[[Sequence[SourceRecord]], Awaitable[BatchStats]]
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for SSL / SASL, or None for PLAINTEXT."""
+    proto = settings.kafka_security_protocol.upper()
+    context: ssl.SSLContext | None = None
+    if proto in {"SSL", "SASL_SSL"}:
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
+    if proto.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get(),
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
+    """A Faust app configured from settings (raw bytes, manual acks, no web server)."""
+    brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
+    return faust.App(
+        app_id or settings.consumer_group,
+        broker=brokers,
+        broker_credentials=broker_credentials(settings),
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_disable_leader=True,
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=max(4 * settings.batch_max_events, 1000),
+        stream_wait_empty=False,
+        web_enabled=False,
+        autodiscover=False,
+    )
+
+
+def _record(event: Any) -> SourceRecord:
+    msg = event.message
+    return SourceRecord(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value if msg.value is not None else b"",
+        timestamp_ms=int((msg.timestamp or 0) * 1000),
+    )
+
+
+async def run_until_done(
+    handler: BatchHandler,
+    records: Sequence[SourceRecord],
+    *,
+    on_retry: Callable[[BaseException, int], None] | None = None,
+    max_backoff_s: float = 5.0,
+) -> BatchStats:
+    """Run one batch to completion, retrying the whole batch with backoff on failure.
+
+    A batch is idempotent (watermarks and event-id dedup), so retrying it is safe.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await handler(records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # store or broker failure: back off, keep the batch
+            attempt += 1
+            if on_retry is not None:
+                on_retry(exc, attempt)
+            await asyncio.sleep(min(max_backoff_s, 0.1 * 2 ** min(attempt, 8)))
+
+
+def add_batch_agent(
+    app: faust.App,
+    topic_name: str,
+    handler: BatchHandler,
+    *,
+    name: str,
+    max_events: int,
+    within_s: float,
+    on_batch: Callable[[BatchStats], None] | None = None,
+    on_retry: Callable[[BaseException, int], None] | None = None,
+) -> Any:
+    """Register an agent that feeds micro-batches of raw records to ``handler``."""
+    topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+
+    async def agent(stream: Any) -> None:
+        async for events in stream.noack_take(max_events, within=within_s):
+            records = [_record(ev) for ev in events]
+            stats = await run_until_done(handler, records, on_retry=on_retry)
+            for ev in events:
+                await stream.ack(ev)
+            if on_batch is not None:
+                on_batch(stats)
+
+    agent.__name__ = name
+    agent.__qualname__ = name
+    return app.agent(topic, name=name, concurrency=1)(agent)
+
+
+def topics_of(settings: Settings) -> Topics:
+    return Topics(settings.topic_prefix)

@@ -1,0 +1,284 @@
+"""One micro-batch of source records through decode, dedup, state update and commit.
+
+This is the worker's core, free of Faust: the agent hands it raw records and acks them
+after it returns; replay and benchmarks call it the same way. Its order of effects is
+what gives exactly-once state:
+
+1. decode every record; refused ones go to the dead-letter sink first (awaited);
+2. read the partitions' offset watermarks and the touched users' state (one round trip);
+3. drop records at or below the watermark (already applied before a crash) and
+   duplicates by event id, apply the rest with the pure rules;
+4. let the refresher (scoring, optional) add embeddings and lists for touched users;
+5. write each partition's changes and new watermark atomically (one MULTI/EXEC);
+6. publish the fresh lists; the caller then acks the records.
+
+A crash anywhere before 5 leaves no trace in state; after 5 the watermark makes the
+redelivered records no-ops. Dead letters and lists are at-least-once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schemas.codec import DecodeLimits, Refusal, decode_interaction
+from schemas.dead_letter import DeadLetter
+from schemas.events import InteractionEvent
+from schemas.recommendation import Recommendation
+from schemas.topics import event_key
+from streams.state_rules import (
+    BatchOutcome,
+    StateRules,
+    UserState,
+    apply_events,
+    needs_rebase,
+    rebase_factor,
+)
+from streams.state_store import PartitionRead, PartitionSnapshot, PartitionWrite, StateStore
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """A raw Kafka record as the worker received it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TouchedUser:
+    """A user whose state changed (or whose list is due again) in this batch."""
+
+    user_id: str
+    partition: int
+    state: UserState
+    embedding: bytes | None
+    last_event: InteractionEvent | None
+    source_timestamp_ms: int
+
+
+@dataclass(slots=True)
+class Refresh:
+    """What the refresher adds to a batch's write: embeddings and fresh lists."""
+
+    embeddings: dict[str, bytes] = field(default_factory=dict)
+    lists: dict[str, Recommendation] = field(default_factory=dict)
+
+
+class Refresher(Protocol):
+    """Computes fresh embeddings and lists for the touched users of a batch."""
+
+    async def refresh(self, touched: Sequence[TouchedUser], now_ms: int) -> Refresh: ...
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """Counts of one batch, summed by the worker into its metrics."""
+
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    redelivered: int = 0
+    dead_lettered: int = 0
+    published: int = 0
+    users_touched: int = 0
+    source_timestamps_ms: list[int] = field(default_factory=list)
+
+    def add(self, other: BatchStats) -> None:
+        self.records += other.records
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.redelivered += other.redelivered
+        self.dead_lettered += other.dead_lettered
+        self.published += other.published
+        self.users_touched += other.users_touched
+
+
+DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+ListSink = Callable[[Sequence[Recommendation]], Awaitable[None]]
+
+
+def refuse(record: SourceRecord, refusal: Refusal, now_ms: int) -> DeadLetter:
+    """The dead letter of a refused record: reason, detail and the original bytes."""
+    return DeadLetter(
+        reason=refusal.reason,
+        detail=refusal.detail,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        key=record.key,
+        value=record.value,
+        failed_ts=now_ms,
+    )
+
+
+def decode_records(
+    records: Sequence[SourceRecord], limits: DecodeLimits, now_ms: int | None
+) -> tuple[list[tuple[SourceRecord, InteractionEvent]], list[DeadLetter]]:
+    """Decode a batch; events keyed by anything but their user id are refused.
+
+    The key decides the partition, and a user's state lives with its partition, so a
+    mis-keyed event would split a user's state; it is dead-lettered instead.
+    """
+    good: list[tuple[SourceRecord, InteractionEvent]] = []
+    bad: list[DeadLetter] = []
+    failed_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    for rec in records:
+        decoded = decode_interaction(rec.value, limits, now_ms)
+        if isinstance(decoded, Refusal):
+            bad.append(refuse(rec, decoded, failed_ms))
+        elif rec.key != event_key(decoded.user_id):
+            detail = "record key must be the event's user_id (utf-8); it decides the partition"
+            bad.append(refuse(rec, Refusal("key_mismatch", detail), failed_ms))
+        else:
+            good.append((rec, decoded))
+    return good, bad
+
+
+class IngestProcessor:
+    """Applies micro-batches of interaction records to a state store."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        rules: StateRules,
+        limits: DecodeLimits,
+        *,
+        dead_letter_sink: DeadLetterSink,
+        list_sink: ListSink | None = None,
+        refresher: Refresher | None = None,
+        check_future: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.limits = limits
+        self.dead_letter_sink = dead_letter_sink
+        self.list_sink = list_sink
+        self.refresher = refresher
+        self.check_future = check_future
+        self.clock = clock
+
+    async def process(self, records: Sequence[SourceRecord]) -> BatchStats:
+        """Apply one batch; returns its counts. Raises only on store/sink failure."""
+        now_ms = int(self.clock() * 1000)
+        stats = BatchStats(records=len(records))
+        good, bad = decode_records(records, self.limits, now_ms if self.check_future else None)
+        if bad:
+            await self.dead_letter_sink(bad)
+            stats.dead_lettered = len(bad)
+
+        by_partition: dict[int, list[tuple[SourceRecord, InteractionEvent]]] = {}
+        last_offset: dict[int, int] = {}
+        for rec in records:
+            last_offset[rec.partition] = max(last_offset.get(rec.partition, -1), rec.offset)
+        for rec, ev in good:
+            by_partition.setdefault(rec.partition, []).append((rec, ev))
+
+        reads = [
+            PartitionRead(p, tuple(dict.fromkeys(ev.user_id for _, ev in pairs)))
+            for p, pairs in by_partition.items()
+        ]
+        reads += [PartitionRead(p, ()) for p in last_offset if p not in by_partition]
+        snapshots = await self.store.read(reads)
+
+        writes: list[PartitionWrite] = []
+        touched: list[TouchedUser] = []
+        for p, snap in snapshots.items():
+            pairs = by_partition.get(p, [])
+            fresh = [(r, e) for r, e in pairs if r.offset > snap.watermark]
+            stats.redelivered += len(pairs) - len(fresh)
+            write, outcome = self._partition_write(p, snap, fresh, last_offset[p])
+            stats.applied += len(outcome.applied)
+            stats.duplicates += len(outcome.duplicates)
+            writes.append(write)
+            touched += _touched_users(p, snap, pairs, outcome)
+        stats.users_touched = len(touched)
+        stats.source_timestamps_ms = [t.source_timestamp_ms for t in touched]
+
+        lists: dict[str, Recommendation] = {}
+        if self.refresher is not None and touched:
+            refresh = await self.refresher.refresh(touched, now_ms)
+            lists = refresh.lists
+            _attach(writes, touched, refresh)
+        await self.store.write(writes)
+        if lists and self.list_sink is not None:
+            await self.list_sink(list(lists.values()))
+            stats.published = len(lists)
+        return stats
+
+    def _partition_write(
+        self,
+        partition: int,
+        snap: PartitionSnapshot,
+        fresh: list[tuple[SourceRecord, InteractionEvent]],
+        last_offset: int,
+    ) -> tuple[PartitionWrite, BatchOutcome]:
+        events = [e for _, e in fresh]
+        ref = snap.trend_ref_ms
+        factor: float | None = None
+        if events:
+            newest = max(e.ts for e in events)
+            if ref is None:
+                ref = min(e.ts for e in events)
+            elif needs_rebase(newest, ref, self.rules.trending_half_life_s):
+                factor = rebase_factor(ref, newest, self.rules.trending_half_life_s)
+                ref = newest
+        ref = 0 if ref is None else ref
+        states = {uid: rec.state for uid, rec in snap.users.items()}
+        outcome = apply_events(states, events, self.rules, ref)
+        write = PartitionWrite(
+            partition=partition,
+            watermark=max(last_offset, snap.watermark),
+            trend_ref_ms=ref,
+            states=outcome.states,
+            popularity=outcome.popularity,
+            rebase_factor=factor,
+        )
+        return write, outcome
+
+
+def _touched_users(
+    partition: int,
+    snap: PartitionSnapshot,
+    pairs: list[tuple[SourceRecord, InteractionEvent]],
+    outcome: BatchOutcome,
+) -> list[TouchedUser]:
+    """Users with new state, plus users of redelivered records (their list may be lost)."""
+    last: dict[str, tuple[SourceRecord, InteractionEvent]] = {}
+    for rec, ev in pairs:
+        last[ev.user_id] = (rec, ev)
+    out: list[TouchedUser] = []
+    for uid, (rec, ev) in last.items():
+        old = snap.users.get(uid)
+        state = outcome.states.get(uid) or (old.state if old else None)
+        if state is None:
+            continue
+        out.append(
+            TouchedUser(
+                user_id=uid,
+                partition=partition,
+                state=state,
+                embedding=old.embedding if old else None,
+                last_event=ev,
+                source_timestamp_ms=rec.timestamp_ms,
+            )
+        )
+    return out
+
+
+def _attach(writes: list[PartitionWrite], touched: Sequence[TouchedUser], refresh: Refresh) -> None:
+    from schemas.codec import encode
+
+    part_of = {t.user_id: t.partition for t in touched}
+    by_p = {w.partition: w for w in writes}
+    for uid, emb in refresh.embeddings.items():
+        by_p[part_of[uid]].embeddings[uid] = emb
+    for uid, rec in refresh.lists.items():
+        by_p[part_of[uid]].latest[uid] = encode(rec)

@@ -1,0 +1,223 @@
+"""Pure update rules for per-user state and item popularity.
+
+The worker, replay, tests and benchmarks all call these functions, so a state built
+live and a state recomputed offline from the same events are the same by construction.
+No I/O here: callers load states, call ``apply_events``, and persist what comes back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from schemas.events import EVENT_TYPES, EventType, InteractionEvent
+
+#: How much each interaction type says about a user's taste. Ratings scale by value.
+DEFAULT_TYPE_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0, "rating": 1.0}
+)
+
+TYPE_CODES: Mapping[str, int] = MappingProxyType({t: i for i, t in enumerate(EVENT_TYPES)})
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One interaction in a user's recent history."""
+
+    item_id: str
+    type: EventType
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """What freshet keeps per user, bounded in size.
+
+    Attributes:
+        history: Recent interactions, oldest first, at most ``history_len``.
+        seen: Items interacted with, oldest first, at most ``seen_max``.
+        purchased: Purchased items, oldest first, at most ``seen_max``.
+        recent_event_ids: The last ``dedup_window`` applied event ids, oldest first.
+        last_ts: Event time of the newest applied event (last activity).
+        n_events: Applied events in total.
+    """
+
+    history: tuple[HistoryEntry, ...] = ()
+    seen: tuple[str, ...] = ()
+    purchased: tuple[str, ...] = ()
+    recent_event_ids: tuple[str, ...] = ()
+    last_ts: int = 0
+    n_events: int = 0
+
+    def to_obj(self) -> dict[str, object]:
+        """A compact JSON-ready form (see ``from_obj``)."""
+        return {
+            "h": [[e.item_id, TYPE_CODES[e.type], e.ts] for e in self.history],
+            "s": list(self.seen),
+            "p": list(self.purchased),
+            "d": list(self.recent_event_ids),
+            "t": self.last_ts,
+            "n": self.n_events,
+        }
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, object]) -> UserState:
+        """Inverse of ``to_obj``."""
+        hist = obj.get("h", [])
+        assert isinstance(hist, list)
+        return cls(
+            history=tuple(HistoryEntry(str(i), EVENT_TYPES[int(c)], int(ts)) for i, c, ts in hist),
+            seen=tuple(obj.get("s", [])),  # type: ignore[arg-type]
+            purchased=tuple(obj.get("p", [])),  # type: ignore[arg-type]
+            recent_event_ids=tuple(obj.get("d", [])),  # type: ignore[arg-type]
+            last_ts=int(obj.get("t", 0)),  # type: ignore[call-overload]
+            n_events=int(obj.get("n", 0)),  # type: ignore[call-overload]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StateRules:
+    """Bounds and weights of the state update."""
+
+    history_len: int = 50
+    seen_max: int = 500
+    dedup_window: int = 256
+    trending_half_life_s: float = 6 * 3600.0
+    type_weights: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TYPE_WEIGHTS)
+
+    def weight(self, event: InteractionEvent) -> float:
+        """Taste weight of one event; a rating scales by its value (1..5 → 0.2..1 × 5)."""
+        base = self.type_weights.get(event.type, 1.0)
+        if event.type == "rating" and event.value is not None:
+            return base * max(0.0, min(float(event.value), 5.0))
+        return base
+
+
+@dataclass(frozen=True, slots=True)
+class PopularityDelta:
+    """Increments to one partition's item popularity from one batch.
+
+    ``trend`` holds decayed weights scaled to the partition's reference time: an event
+    of weight w at time t adds ``w * 2**((t - ref_ms) / half_life)``. Ranking by the
+    stored sums equals ranking by the decayed score at any instant, and no item is
+    ever rewritten just because time passed.
+    """
+
+    counts: dict[str, int]
+    trend: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one batch did to state."""
+
+    states: dict[str, UserState]
+    applied: tuple[InteractionEvent, ...]
+    duplicates: tuple[InteractionEvent, ...]
+    popularity: PopularityDelta
+
+
+def _bounded_append(seq: tuple[str, ...], value: str, limit: int) -> tuple[str, ...]:
+    if value in seq:
+        seq = tuple(v for v in seq if v != value)
+    seq = (*seq, value)
+    return seq[-limit:] if len(seq) > limit else seq
+
+
+def apply_event(state: UserState, event: InteractionEvent, rules: StateRules) -> UserState:
+    """The state after one event; unchanged if the event id was already applied."""
+    if event.event_id in state.recent_event_ids:
+        return state
+    history = (*state.history, HistoryEntry(event.item_id, event.type, event.ts))
+    if len(history) > rules.history_len:
+        history = history[-rules.history_len :]
+    ids = (*state.recent_event_ids, event.event_id)
+    if len(ids) > rules.dedup_window:
+        ids = ids[-rules.dedup_window :]
+    purchased = state.purchased
+    if event.type == "purchase":
+        purchased = _bounded_append(purchased, event.item_id, rules.seen_max)
+    return UserState(
+        history=history,
+        seen=_bounded_append(state.seen, event.item_id, rules.seen_max),
+        purchased=purchased,
+        recent_event_ids=ids,
+        last_ts=max(state.last_ts, event.ts),
+        n_events=state.n_events + 1,
+    )
+
+
+def trend_increment(weight: float, ts_ms: int, ref_ms: int, half_life_s: float) -> float:
+    """The stored trending increment of one event relative to the reference time."""
+    return weight * math.pow(2.0, (ts_ms - ref_ms) / (half_life_s * 1000.0))
+
+
+def needs_rebase(ts_ms: int, ref_ms: int, half_life_s: float, max_halvings: float = 40.0) -> bool:
+    """Whether stored trend sums should be rescaled to a newer reference time."""
+    return (ts_ms - ref_ms) / (half_life_s * 1000.0) > max_halvings
+
+
+def rebase_factor(old_ref_ms: int, new_ref_ms: int, half_life_s: float) -> float:
+    """Multiply stored trend sums by this when moving the reference time forward."""
+    return math.pow(2.0, -(new_ref_ms - old_ref_ms) / (half_life_s * 1000.0))
+
+
+def apply_events(
+    states: Mapping[str, UserState],
+    events: Iterable[InteractionEvent],
+    rules: StateRules,
+    trend_ref_ms: int,
+) -> BatchOutcome:
+    """Apply a batch of valid events in order.
+
+    Args:
+        states: Current state of every user in the batch (missing users start empty).
+        events: Decoded events, in partition order.
+        rules: Bounds and weights.
+        trend_ref_ms: Reference time of the partition's trending sums.
+
+    Returns:
+        New states for the users that changed, the applied and duplicate events, and
+        the popularity increments of the applied ones.
+    """
+    current: dict[str, UserState] = {}
+    applied: list[InteractionEvent] = []
+    duplicates: list[InteractionEvent] = []
+    counts: dict[str, int] = {}
+    trend: dict[str, float] = {}
+    for event in events:
+        before = current.get(event.user_id) or states.get(event.user_id) or UserState()
+        after = apply_event(before, event, rules)
+        if after is before:
+            duplicates.append(event)
+            continue
+        current[event.user_id] = after
+        applied.append(event)
+        counts[event.item_id] = counts.get(event.item_id, 0) + 1
+        inc = trend_increment(
+            rules.weight(event), event.ts, trend_ref_ms, rules.trending_half_life_s
+        )
+        trend[event.item_id] = trend.get(event.item_id, 0.0) + inc
+    return BatchOutcome(current, tuple(applied), tuple(duplicates), PopularityDelta(counts, trend))
+
+
+def replay_states(
+    events: Sequence[InteractionEvent], rules: StateRules
+) -> tuple[dict[str, UserState], dict[str, int]]:
+    """Recompute every user's state and item counts from scratch (the offline oracle)."""
+    ref = events[0].ts if events else 0
+    outcome = apply_events({}, events, rules, trend_ref_ms=ref)
+    return outcome.states, outcome.popularity.counts
+
+
+def with_history_limit(state: UserState, rules: StateRules) -> UserState:
+    """Trim a state loaded under older, larger bounds to the current ones."""
+    return replace(
+        state,
+        history=state.history[-rules.history_len :],
+        seen=state.seen[-rules.seen_max :],
+        purchased=state.purchased[-rules.seen_max :],
+        recent_event_ids=state.recent_event_ids[-rules.dedup_window :],
+    )

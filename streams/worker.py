@@ -1,0 +1,154 @@
+"""Wire one worker process: Faust app, Redis stores, processors, sinks and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from freshet.settings import Settings
+from schemas.codec import DecodeLimits, encode
+from schemas.dead_letter import DeadLetter
+from schemas.recommendation import Recommendation
+from schemas.topics import Topics, event_key
+from streams.catalog import CatalogProcessor, RedisCatalogStore
+from streams.faust_app import add_batch_agent, create_app
+from streams.ingest import BatchStats, IngestProcessor, Refresher
+from streams.keyspace import Keyspace
+from streams.redis_client import async_redis
+from streams.redis_state_store import RedisStateStore
+from streams.state_rules import StateRules
+
+log = logging.getLogger("freshet.worker")
+
+
+def rules_of(settings: Settings) -> StateRules:
+    return StateRules(
+        history_len=settings.history_len,
+        seen_max=settings.seen_max,
+        dedup_window=settings.dedup_window,
+        trending_half_life_s=settings.trending_half_life_s,
+    )
+
+
+def limits_of(settings: Settings) -> DecodeLimits:
+    return DecodeLimits(
+        max_bytes=settings.max_message_bytes,
+        min_ts=settings.min_event_ts_ms,
+        max_future_ms=settings.max_future_ms,
+    )
+
+
+@dataclass
+class WorkerTotals:
+    """Running totals of one worker process (logged, and exported as metrics)."""
+
+    events: BatchStats = field(default_factory=BatchStats)
+    catalog: BatchStats = field(default_factory=BatchStats)
+    retries: int = 0
+
+
+class KafkaSinks:
+    """Dead letters and lists out through the Faust producer, awaited to delivery."""
+
+    def __init__(self, app: faust.App, topics: Topics) -> None:
+        self.app = app
+        self.topics = topics
+
+    async def _send_all(self, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]) -> None:
+        producer = self.app.producer
+        futures = [await producer.send(topic, k, v, None, None, None) for k, v in pairs]
+        await asyncio.gather(*futures)
+
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        await self._send_all(self.topics.dead_letter, [(d.key, encode(d)) for d in letters])
+
+    async def lists(self, recs: Sequence[Recommendation]) -> None:
+        await self._send_all(
+            self.topics.recommendations, [(event_key(r.user_id), encode(r)) for r in recs]
+        )
+
+
+@dataclass
+class Worker:
+    """A configured worker: call ``run()`` to start consuming."""
+
+    settings: Settings
+    app: faust.App
+    redis: Any
+    ingest: IngestProcessor
+    catalog: CatalogProcessor
+    totals: WorkerTotals
+
+    def run(self) -> None:
+        """Run until stopped (SIGINT/SIGTERM), through Faust's worker."""
+        worker = faust.Worker(self.app, loglevel=self.settings.log_level.lower())
+        worker.execute_from_commandline()
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    refresher: Refresher | None = None,
+    keyspace: Keyspace | None = None,
+    app_id: str | None = None,
+) -> Worker:
+    """Assemble a worker from settings; nothing connects until it runs."""
+    topics = Topics(settings.topic_prefix)
+    app = create_app(settings, app_id=app_id)
+    redis = async_redis(settings)
+    keys = keyspace or Keyspace(settings.redis_namespace)
+    store = RedisStateStore(
+        redis,
+        keys,
+        cluster=settings.redis_cluster,
+        trending_half_life_s=settings.trending_half_life_s,
+    )
+    sinks = KafkaSinks(app, topics)
+    totals = WorkerTotals()
+    ingest = IngestProcessor(
+        store,
+        rules_of(settings),
+        limits_of(settings),
+        dead_letter_sink=sinks.dead_letters,
+        list_sink=sinks.lists,
+        refresher=refresher,
+    )
+    catalog = CatalogProcessor(
+        RedisCatalogStore(redis, keys), limits_of(settings), dead_letter_sink=sinks.dead_letters
+    )
+
+    def on_retry(exc: BaseException, attempt: int) -> None:
+        totals.retries += 1
+        log.warning("batch failed (attempt %d), retrying: %s", attempt, _safe(exc))
+
+    add_batch_agent(
+        app,
+        topics.events,
+        ingest.process,
+        name="ingest",
+        max_events=settings.batch_max_events,
+        within_s=settings.batch_max_ms / 1000.0,
+        on_batch=totals.events.add,
+        on_retry=on_retry,
+    )
+    add_batch_agent(
+        app,
+        topics.catalog,
+        catalog.process,
+        name="catalog",
+        max_events=settings.batch_max_events,
+        within_s=settings.batch_max_ms / 1000.0,
+        on_batch=totals.catalog.add,
+        on_retry=on_retry,
+    )
+    return Worker(settings, app, redis, ingest, catalog, totals)
+
+
+def _safe(exc: BaseException) -> str:
+    """An error line for logs: type and message, cut short."""
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
