@@ -102,6 +102,11 @@ class LocalKafka:
         return f"{LOOPBACK}:{self.port}"
 
     @property
+    def configured(self) -> bool:
+        """Whether this folder holds a service started before (ports chosen, config written)."""
+        return self._state_file.exists()
+
+    @property
     def pid(self) -> int | None:
         pid = read_pid(self._pid_file)
         return pid if pid_matches(pid, str(self.config_file)) else None

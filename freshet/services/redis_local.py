@@ -111,6 +111,11 @@ class LocalRedis:
         return self._url("rediss", self.tls_port) if self.tls_port else ""
 
     @property
+    def configured(self) -> bool:
+        """Whether this folder holds a service started before (ports chosen, config written)."""
+        return self._state_file.exists()
+
+    @property
     def pid(self) -> int | None:
         # redis-server rewrites its process title, so match on the port, not the config.
         pid = read_pid(self._pid_file)
