@@ -1,0 +1,91 @@
+"""Single-list quality measures shared by the re-ranker, online metrics and benchmarks.
+
+Diversity here uses the same item similarity that MMR penalises (cosine of vectors
+blended with a same-category indicator), so what the re-ranker optimises is what the
+dashboards report.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+# Share of all interactions that the popularity head accounts for.
+HEAD_MASS = 0.8
+
+
+def popularity_head(counts: npt.ArrayLike, mass: float = HEAD_MASS) -> npt.NDArray[np.bool_]:
+    """Mask of the most popular items that together account for ``mass`` of interactions.
+
+    Items are taken in decreasing count order (ties: lower index first) until their
+    cumulative count reaches ``mass`` of the total. Items never interacted with are
+    never in the head; an all-zero catalog has an empty head.
+    """
+    c = np.clip(np.nan_to_num(np.asarray(counts, dtype=np.float64), nan=0.0), 0.0, None)
+    head = np.zeros(c.shape, dtype=bool)
+    total = c.sum()
+    if c.size == 0 or total <= 0:
+        return head
+    order = np.argsort(-c, kind="stable")
+    cum = np.cumsum(c[order])
+    n_head = int(np.searchsorted(cum, mass * total * (1 - 1e-12), side="left")) + 1
+    head[order[: min(n_head, c.size)]] = True
+    head &= c > 0
+    return head
+
+
+def unit_rows(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit length; zero rows stay zero (cosine 0 with everything)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+
+
+def item_similarity(
+    unit_a: npt.ArrayLike,
+    cats_a: npt.ArrayLike,
+    unit_b: npt.ArrayLike,
+    cats_b: npt.ArrayLike,
+    category_weight: float,
+) -> npt.NDArray[np.float32]:
+    """Pairwise similarity ``(1-w)·cos + w·[same category]`` over the last two axes.
+
+    Args:
+        unit_a: ``(..., m, d)`` unit vectors (see ``unit_rows``).
+        cats_a: ``(..., m)`` category codes; negative means unknown (never equal).
+        unit_b: ``(..., n, d)`` unit vectors.
+        cats_b: ``(..., n)`` category codes.
+        category_weight: ``w`` in [0, 1].
+
+    Returns:
+        ``(..., m, n)`` similarities.
+    """
+    a, b = np.asarray(unit_a, np.float32), np.asarray(unit_b, np.float32)
+    ca, cb = np.asarray(cats_a)[..., :, None], np.asarray(cats_b)[..., None, :]
+    cos = a @ np.swapaxes(b, -1, -2)
+    same = (ca == cb) & (ca >= 0)
+    return ((1.0 - category_weight) * cos + category_weight * same).astype(np.float32)
+
+
+def intra_list_diversity(
+    vectors: npt.ArrayLike, categories: npt.ArrayLike | None = None, category_weight: float = 0.5
+) -> float:
+    """Mean pairwise dissimilarity ``1 - item_similarity`` of one list; 0 below 2 items."""
+    v = unit_rows(vectors)
+    k = v.shape[0]
+    if k < 2:
+        return 0.0
+    cats = np.full(k, -1) if categories is None else np.asarray(categories)
+    w = 0.0 if categories is None else category_weight
+    sim = item_similarity(v, cats, v, cats, w)
+    upper = np.triu_indices(k, 1)
+    return float(np.mean(1.0 - sim[upper]))
+
+
+def longtail_share(items: npt.ArrayLike, head: npt.ArrayLike) -> float:
+    """Share of a list's items (row numbers; -1 padding ignored) outside the head."""
+    idx = np.asarray(items, dtype=np.int64).reshape(-1)
+    idx = idx[idx >= 0]
+    if idx.size == 0:
+        return 0.0
+    return float(np.mean(~np.asarray(head, dtype=bool)[idx]))
