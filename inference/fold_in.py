@@ -1,0 +1,160 @@
+"""Model-free user embeddings: a time-decayed, event-weighted sum of item vectors.
+
+Used while no model bundle is loaded. The state of a user is ``(vector, ts_ms)`` with
+
+    vector = Σ_events w_e · 2^(−(ts_ms − t_e) / half_life) · item_vec_e,  ts_ms = max t_e
+
+which does not depend on the order events arrive in: a late event is decayed to the
+current state time instead of decaying the state. Inner-product retrieval only needs
+the direction, so the vector is not normalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas.events import EventType
+
+FloatArray = npt.NDArray[np.float32]
+TsArray = npt.NDArray[np.float64]
+
+# Default strength of each interaction type; a caller may pass its own mapping.
+EVENT_WEIGHTS: Final[Mapping[EventType, float]] = {
+    "view": 0.25,
+    "click": 1.0,
+    "add_to_cart": 2.0,
+    "purchase": 4.0,
+    "rating": 1.0,
+}
+
+
+def event_weights(
+    types: npt.ArrayLike,
+    values: npt.ArrayLike | None = None,
+    table: Mapping[EventType, float] = EVENT_WEIGHTS,
+) -> FloatArray:
+    """Weights for a batch of event types; ratings scale by ``(value − 3) / 2``.
+
+    A 5-star rating pulls like a click, a 1-star rating pushes away, 3 stars is neutral;
+    a rating without a value counts as a click. Unknown types weigh 0.
+    """
+    t = np.asarray(types, dtype=object).reshape(-1)
+    w = np.array([table.get(x, 0.0) for x in t], dtype=np.float32)
+    if values is not None:
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        rated = (t == "rating") & np.isfinite(v)
+        w = np.where(rated, w * (v - 3.0) / 2.0, w).astype(np.float32)
+    return w
+
+
+def decay(dt_ms: npt.ArrayLike, half_life_s: float) -> npt.NDArray[np.float64]:
+    """``2^(−dt / half_life)`` for non-negative ``dt_ms`` (negative counts as 0)."""
+    if half_life_s <= 0:
+        raise ValueError("half_life_s must be positive")
+    dt = np.clip(np.nan_to_num(np.asarray(dt_ms, dtype=np.float64), nan=0.0), 0.0, None)
+    return np.exp2(-dt / (1000.0 * half_life_s))
+
+
+def fold_in(
+    prev: npt.ArrayLike,
+    prev_ts_ms: npt.ArrayLike,
+    item_vecs: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    ts_ms: npt.ArrayLike,
+    half_life_s: float,
+) -> tuple[FloatArray, TsArray]:
+    """Fold one event per user into ``(B, d)`` state vectors.
+
+    Args:
+        prev: ``(B, d)`` current vectors (zeros for a new user).
+        prev_ts_ms: ``(B,)`` their state times; ``-inf`` (or anything, with zero
+            vectors) for a new user.
+        item_vecs: ``(B, d)`` vectors of the items acted on.
+        weights: ``(B,)`` event weights (see ``event_weights``).
+        ts_ms: ``(B,)`` event times, epoch milliseconds.
+        half_life_s: Time for an event's pull to halve.
+
+    Returns:
+        ``(vectors (B, d) float32, state times (B,) float64)``.
+    """
+    p = np.asarray(prev, dtype=np.float64)
+    pt = np.asarray(prev_ts_ms, dtype=np.float64)
+    t = np.asarray(ts_ms, dtype=np.float64)
+    new_ts = np.fmax(pt, t)
+    old_part = p * _decay_to(new_ts, pt, half_life_s)[:, None]
+    w = np.asarray(weights, dtype=np.float64) * _decay_to(new_ts, t, half_life_s)
+    out = old_part + w[:, None] * np.asarray(item_vecs, dtype=np.float64)
+    return _finite(out), new_ts
+
+
+def fold_in_events(
+    prev: npt.ArrayLike,
+    prev_ts_ms: npt.ArrayLike,
+    user_index: npt.ArrayLike,
+    item_vecs: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    ts_ms: npt.ArrayLike,
+    half_life_s: float,
+) -> tuple[FloatArray, TsArray]:
+    """Fold any number of events per user at once (same result as one at a time).
+
+    Args:
+        prev: ``(B, d)`` current vectors.
+        prev_ts_ms: ``(B,)`` current state times.
+        user_index: ``(E,)`` row in ``prev`` each event belongs to.
+        item_vecs: ``(E, d)`` item vectors of the events.
+        weights: ``(E,)`` event weights.
+        ts_ms: ``(E,)`` event times.
+        half_life_s: Time for an event's pull to halve.
+
+    Returns:
+        ``(vectors (B, d) float32, state times (B,) float64)``; users without events
+        keep their vector and time.
+    """
+    p = np.asarray(prev, dtype=np.float64)
+    pt = np.asarray(prev_ts_ms, dtype=np.float64).copy()
+    u = np.asarray(user_index, dtype=np.int64).reshape(-1)
+    t = np.asarray(ts_ms, dtype=np.float64).reshape(-1)
+    new_ts = pt.copy()
+    np.fmax.at(new_ts, u, t)
+    out = p * _decay_to(new_ts, pt, half_life_s)[:, None]
+    w = np.asarray(weights, dtype=np.float64).reshape(-1) * _decay_to(new_ts[u], t, half_life_s)
+    np.add.at(out, u, w[:, None] * np.asarray(item_vecs, dtype=np.float64))
+    return _finite(out), new_ts
+
+
+def cold_user_vector(
+    trending_vecs: npt.ArrayLike, trending_scores: npt.ArrayLike | None = None
+) -> FloatArray:
+    """Starting vector for a brand-new user: score-weighted mean of trending items.
+
+    Returns a zero vector when there is nothing trending (or all scores are <= 0); the
+    recommender then serves trending and exploration slots only.
+    """
+    v = np.asarray(trending_vecs, dtype=np.float64)
+    if v.ndim != 2:
+        raise ValueError(f"expected a (T, d) matrix, got shape {v.shape}")
+    if trending_scores is None:
+        s = np.ones(v.shape[0])
+    else:
+        s = np.clip(np.nan_to_num(np.asarray(trending_scores, dtype=np.float64)), 0.0, None)
+    total = s.sum()
+    if v.shape[0] == 0 or total <= 0:
+        return np.zeros(v.shape[1], dtype=np.float32)
+    return _finite(s @ v / total)
+
+
+def _decay_to(to_ts: TsArray, from_ts: TsArray, half_life_s: float) -> npt.NDArray[np.float64]:
+    with np.errstate(invalid="ignore"):
+        dt = to_ts - from_ts  # inf - inf (two empty states) is nan -> no decay
+    factor = decay(np.where(np.isnan(dt), 0.0, dt), half_life_s)
+    return np.where(np.isneginf(from_ts) & np.isfinite(to_ts), 0.0, factor)
+
+
+def _finite(x: npt.NDArray[np.float64]) -> FloatArray:
+    info = np.finfo(np.float32)
+    return np.nan_to_num(np.clip(x, info.min, info.max), nan=0.0).astype(np.float32)
