@@ -2,7 +2,8 @@
 
 Every message is bytes as it would arrive on the events topic, paired with the
 dead-letter reason that ``schemas.codec.decode_interaction`` (default limits, no clock)
-gives it. None contains a newline byte, so they can also be written as JSONL lines.
+gives it. None contains a newline byte, so they can also be written as JSONL lines
+(the one empty message then reads as a blank line, which file readers skip).
 """
 
 from __future__ import annotations

@@ -1,0 +1,249 @@
+"""Read interaction and catalog events from files: JSONL, and CSV-like ratings logs.
+
+Readers take an iterable of raw lines (bytes) and yield ``(line_no, event)`` or
+``(line_no, Refusal)`` one line at a time, so memory stays constant however large the
+file. A line that cannot be read is reported with its number, never dropped; only
+blank lines are skipped. Every event goes through the contract's validation
+(``schemas.codec``), so what a file reader accepts, the stream accepts too.
+
+CSV layouts name which column holds which field. Two presets cover MovieLens::
+
+    movielens  ratings.dat    user::item::rating::timestamp   (seconds, no header)
+    ml-csv     ratings.csv    userId,movieId,rating,timestamp (seconds, header)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import orjson
+
+from schemas.codec import DecodeLimits, Refusal, catalog_from_obj, interaction_from_obj
+from schemas.events import CatalogEvent, EventType, InteractionEvent
+
+Event = InteractionEvent | CatalogEvent
+Read = tuple[int, Event | Refusal]
+FileFormat = Literal["jsonl", "csv"]
+
+COLUMN_FIELDS = ("user", "item", "timestamp", "rating", "value", "type", "event_id")
+"""Fields a CSV column can map to; ``user``, ``item`` and ``timestamp`` are required."""
+
+DEFAULT_LIMITS = DecodeLimits()
+_REQUIRED = ("user", "item", "timestamp")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.@+=/-]")
+
+
+@dataclass(frozen=True, slots=True)
+class CsvLayout:
+    """How to read one delimited ratings file.
+
+    Attributes:
+        columns: Field name (see ``COLUMN_FIELDS``) to column: a header name when
+            ``header`` is true, else a 0-based column index.
+        delimiter: Field separator; more than one character (``::``) is allowed.
+        header: Whether the first line names the columns.
+        ts_unit: Unit of the timestamp column, seconds or milliseconds since epoch.
+        default_type: Event type of rows without a ``type`` column: ``rating`` when a
+            rating column is mapped, else this.
+    """
+
+    columns: Mapping[str, str | int] = field(default_factory=dict)
+    delimiter: str = ","
+    header: bool = True
+    ts_unit: Literal["s", "ms"] = "s"
+    default_type: EventType = "view"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.columns) - set(COLUMN_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown column field(s) {sorted(unknown)}; use {COLUMN_FIELDS}")
+        missing = [f for f in _REQUIRED if f not in self.columns]
+        if missing:
+            raise ValueError(f"column mapping lacks {missing}")
+        if not self.delimiter:
+            raise ValueError("delimiter must not be empty")
+        if not self.header and not all(isinstance(c, int) for c in self.columns.values()):
+            raise ValueError("without a header, columns must be 0-based indices")
+
+
+PRESETS: dict[str, CsvLayout] = {
+    "movielens": CsvLayout(
+        columns={"user": 0, "item": 1, "rating": 2, "timestamp": 3},
+        delimiter="::",
+        header=False,
+    ),
+    "ml-csv": CsvLayout(
+        columns={"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "timestamp"}
+    ),
+}
+
+
+def parse_columns(
+    spec: str, *, delimiter: str = ",", header: bool = True, ts_unit: Literal["s", "ms"] = "s"
+) -> CsvLayout:
+    """A layout from ``user=userId,item=movieId,rating=rating,timestamp=ts,...``.
+
+    Without a header, the columns are given as 0-based indices (``user=0,item=1,...``).
+    """
+    columns: dict[str, str | int] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, column = part.partition("=")
+        if not sep or not column.strip():
+            raise ValueError(f"column mapping {part!r} is not field=column")
+        column = column.strip()
+        if header:
+            columns[name.strip()] = column
+        elif column.isdigit():
+            columns[name.strip()] = int(column)
+        else:
+            raise ValueError(f"without a header, column of {name!r} must be an index")
+    return CsvLayout(columns=columns, delimiter=delimiter, header=header, ts_unit=ts_unit)
+
+
+def read_jsonl(lines: Iterable[bytes], limits: DecodeLimits = DEFAULT_LIMITS) -> Iterator[Read]:
+    """One event object per line; catalog events are the lines with an ``op`` field."""
+    for line_no, raw in enumerate(lines, start=1):
+        line = raw.rstrip(b"\r\n")
+        if not line.strip() and len(line) <= limits.max_bytes:
+            continue
+        obj = _parse_json(line, limits)
+        if isinstance(obj, Refusal):
+            yield line_no, obj
+        elif isinstance(obj, dict) and "op" in obj:
+            yield line_no, catalog_from_obj(obj, limits)
+        else:
+            yield line_no, interaction_from_obj(obj, limits)
+
+
+def read_csv(
+    lines: Iterable[bytes],
+    layout: CsvLayout,
+    id_prefix: str = "row",
+    limits: DecodeLimits = DEFAULT_LIMITS,
+) -> Iterator[Read]:
+    """Rows of a delimited file as interaction events.
+
+    Event ids come from the ``event_id`` column if mapped, else ``<id_prefix>-<line>``,
+    so reading the same file twice gives the same ids (and the stream dedups a replay).
+
+    Raises:
+        ValueError: The header lacks a mapped column (the layout does not fit the file).
+    """
+    prefix = _ID_UNSAFE.sub("_", id_prefix)[:100] or "row"
+    index: dict[str, int] | None = None
+    if not layout.header:
+        index = {name: int(col) for name, col in layout.columns.items()}
+    for line_no, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            yield line_no, Refusal("invalid_utf8", f"not UTF-8 at byte {exc.start}")
+            continue
+        if not text.strip():
+            continue
+        cells = _split(text, layout.delimiter)
+        if index is None:
+            index = _header_index(cells, layout, line_no)
+            continue
+        yield line_no, _row_event(cells, index, layout, f"{prefix}-{line_no}", limits)
+
+
+def read_file(
+    path: str | Path,
+    fmt: FileFormat | None = None,
+    layout: CsvLayout | None = None,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+) -> Iterator[Read]:
+    """Stream events from a file, the format guessed from its suffix when not given.
+
+    ``.jsonl``/``.ndjson``/``.json`` are JSONL; anything else is CSV, read with
+    ``layout``, or the ``movielens`` preset for ``.dat`` and ``ml-csv`` otherwise.
+    """
+    path = Path(path)
+    fmt = fmt or guess_format(path)
+    with path.open("rb") as lines:
+        if fmt == "jsonl":
+            yield from read_jsonl(lines, limits)
+        else:
+            layout = layout or PRESETS["movielens" if path.suffix == ".dat" else "ml-csv"]
+            yield from read_csv(lines, layout, id_prefix=path.stem, limits=limits)
+
+
+def guess_format(path: Path) -> FileFormat:
+    return "jsonl" if path.suffix.lower() in {".jsonl", ".ndjson", ".json"} else "csv"
+
+
+def _parse_json(line: bytes, limits: DecodeLimits) -> object:
+    # The same order of checks as the events-topic decoder, so a line and a message
+    # with the same bytes get the same refusal reason.
+    if len(line) > limits.max_bytes:
+        return Refusal("oversized", f"line is {len(line)} bytes, limit {limits.max_bytes}")
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Refusal("invalid_utf8", f"not UTF-8 at byte {exc.start}")
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return Refusal("invalid_json", f"not JSON: {str(exc)[:200]}")
+
+
+def _split(text: str, delimiter: str) -> list[str]:
+    if len(delimiter) == 1:
+        return next(csv.reader([text], delimiter=delimiter), [])
+    return text.split(delimiter)
+
+
+def _header_index(cells: list[str], layout: CsvLayout, line_no: int) -> dict[str, int]:
+    names = [c.strip() for c in cells]
+    index: dict[str, int] = {}
+    for name, column in layout.columns.items():
+        if column not in names:
+            raise ValueError(f"line {line_no}: header has no column {column!r} (for {name})")
+        index[name] = names.index(str(column))
+    return index
+
+
+def _row_event(
+    cells: list[str], index: Mapping[str, int], layout: CsvLayout, row_id: str, limits: DecodeLimits
+) -> InteractionEvent | Refusal:
+    needed = max(index.values()) + 1
+    if len(cells) < needed:
+        return Refusal("missing_field", f"row has {len(cells)} columns, needs {needed}")
+    cell = {name: cells[col].strip() for name, col in index.items()}
+
+    ts = _number(cell["timestamp"])
+    if ts is None:
+        return Refusal("wrong_type", f"timestamp {cell['timestamp'][:32]!r} is not a number")
+    ts_ms = round(ts * 1000) if layout.ts_unit == "s" else round(ts)
+
+    value_text = cell.get("rating") or cell.get("value") or ""
+    value = _number(value_text) if value_text else None
+    if value_text and value is None:
+        return Refusal("wrong_type", f"rating/value {value_text[:32]!r} is not a number")
+
+    etype = cell.get("type") or ("rating" if "rating" in index else layout.default_type)
+    obj: dict[str, object] = {
+        "event_id": cell.get("event_id") or row_id,
+        "user_id": cell["user"],
+        "item_id": cell["item"],
+        "type": etype,
+        "ts": ts_ms,
+    }
+    if value is not None:
+        obj["value"] = value
+    return interaction_from_obj(obj, limits)
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
