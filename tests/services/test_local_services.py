@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +16,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from freshet.services.errors import ServiceSetupError
 from freshet.services.kafka_local import LocalKafka, new_cluster_id
 from freshet.services.redis_local import LocalRedis
+from freshet.services.registry import read_endpoints
+from freshet.settings import Settings
 
 pytestmark = pytest.mark.services
 
@@ -154,3 +159,56 @@ def test_cluster_id_is_16_bytes_base64url() -> None:
     assert len(ids) == 20
     for cid in ids:
         assert len(cid) == 22 and "=" not in cid and "+" not in cid and "/" not in cid
+
+
+def _freshet(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
+    env.update(
+        FRESHET_HOME=str(home),
+        # Reuse the machine's jar cache rather than fetching into the temp home.
+        FRESHET_SERVICES_JAR_CACHE=str(Settings.from_env().home),
+        COLUMNS="200",
+    )
+    return subprocess.run(
+        [sys.executable, "-c", "from freshet.cli import main; main()", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_cli_services_up_status_down(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    try:
+        first = _freshet(home, "services", "up")
+        assert first.returncode == 0, first.stdout + first.stderr
+        endpoints = read_endpoints(home)
+        assert endpoints is not None
+        # The services outlive the command that started them.
+        client = redis.Redis.from_url(endpoints.redis_url)
+        assert client.ping() is True
+        client.close()
+        consumer = KafkaConsumer(bootstrap_servers=endpoints.kafka_bootstrap)
+        assert isinstance(consumer.topics(), set)
+        consumer.close()
+
+        again = _freshet(home, "services", "up")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert again.stdout.count("already running") == 2
+        assert read_endpoints(home) == endpoints
+
+        status = _freshet(home, "services", "status")
+        assert status.returncode == 0
+        assert status.stdout.count("running") == 2
+        assert endpoints.kafka_bootstrap in status.stdout
+    finally:
+        down = _freshet(home, "services", "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert read_endpoints(home) is None
+    assert not LocalKafka(home / "services" / "kafka").alive()
+    assert not LocalRedis(home / "services" / "redis").alive()
+    status = _freshet(home, "services", "status")
+    assert status.stdout.count("stopped") == 2

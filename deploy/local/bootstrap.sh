@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Make this checkout ready to run: Python venv with freshet installed, redis-server,
+# Java and Maven (for the Kafka broker), and the Kafka jars cached.
+#
+# Safe to run again and again: each step is skipped when it is already done. It needs
+# root only to apt-get install what is missing; it never prompts (CI has no stdin).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+root_dir=$(pwd)
+venv="$root_dir/.venv"
+stamp="$venv/.freshet-installed"
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+apt_updated=0
+apt_install() {
+    if [[ $(id -u) -ne 0 ]]; then
+        die "missing $*; install as root: apt-get install $*"
+    fi
+    if [[ $apt_updated -eq 0 ]]; then
+        log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
+        apt_updated=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" </dev/null
+}
+
+python_ok() {
+    "$1" -c 'import sys, venv, ensurepip; sys.exit(not ((3, 11) <= sys.version_info[:2] < (3, 13)))' \
+        >/dev/null 2>&1
+}
+
+find_python() {
+    local candidate
+    for candidate in python3.11 python3 python3.12; do
+        if command -v "$candidate" >/dev/null && python_ok "$(command -v "$candidate")"; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# --- system packages ------------------------------------------------------------------
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v java >/dev/null || missing+=(default-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [[ ! -x "$venv/bin/python" ]] && ! find_python >/dev/null; then
+    missing+=(python3 python3-venv)
+fi
+if [[ ${#missing[@]} -gt 0 ]]; then
+    apt_install "${missing[@]}"
+fi
+
+# --- virtualenv -------------------------------------------------------------------------
+if [[ ! -x "$venv/bin/python" ]]; then
+    python=$(find_python) || die "no Python 3.11 or 3.12 with venv found"
+    log "creating $venv with $python ($("$python" --version))"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip </dev/null
+fi
+
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+have=$(cat "$stamp" 2>/dev/null || true)
+if [[ "$want" != "$have" ]]; then
+    log "pip install -e '.[train,bench,dev]' (pyproject.toml changed since last install)"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q -e '.[train,bench,dev]' </dev/null
+    printf '%s\n' "$want" >"$stamp"
+else
+    log "Python dependencies up to date"
+fi
+
+# --- Kafka broker jars ------------------------------------------------------------------
+"$venv/bin/freshet" services prepare </dev/null
+log "ready"
