@@ -1,0 +1,116 @@
+"""Kafka client settings from ``Settings``: one place for bootstrap, TLS and SASL.
+
+kafka-python (the producer CLI, admin) and aiokafka (the async paths) spell a few
+options differently; both are built here from the same fields so they cannot drift.
+The password is unwrapped from its ``Secret`` only into the returned mapping, whose
+``repr`` masks it, so logging the kwargs never shows it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, Final
+
+from freshet.settings import Settings
+
+SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_SECRET_KEYS: Final = frozenset({"sasl_plain_password", "ssl_password"})
+
+
+class ClientKwargs(dict[str, Any]):
+    """Keyword arguments for a Kafka client; shows secrets as ``**********``."""
+
+    def __repr__(self) -> str:
+        shown = {k: "**********" if k in _SECRET_KEYS and v else v for k, v in self.items()}
+        return f"ClientKwargs({shown!r})"
+
+    __str__ = __repr__
+
+
+def kafka_python_kwargs(settings: Settings, **extra: Any) -> ClientKwargs:
+    """kwargs for kafka-python's ``KafkaProducer``/``KafkaConsumer``/``KafkaAdminClient``.
+
+    Args:
+        settings: Connection settings.
+        **extra: Client-specific options (``acks``, ``linger_ms``, ...) added as given.
+
+    Raises:
+        ValueError: The security settings are inconsistent.
+    """
+    protocol = _protocol(settings)
+    kwargs = ClientKwargs(bootstrap_servers=_bootstrap(settings), security_protocol=protocol)
+    if protocol in ("SSL", "SASL_SSL"):
+        for name in ("cafile", "certfile", "keyfile"):
+            path = getattr(settings, f"kafka_ssl_{name}")
+            if path:
+                kwargs[f"ssl_{name}"] = path
+        kwargs["ssl_check_hostname"] = True
+    kwargs.update(_sasl(settings, protocol))
+    kwargs.update(extra)
+    return kwargs
+
+
+def aiokafka_kwargs(settings: Settings, **extra: Any) -> ClientKwargs:
+    """kwargs for aiokafka's ``AIOKafkaProducer``/``AIOKafkaConsumer``.
+
+    aiokafka takes TLS as an ``ssl.SSLContext``; it is built here from the same
+    CA, certificate and key files (reading them, so an unreadable file fails early).
+    """
+    protocol = _protocol(settings)
+    kwargs = ClientKwargs(bootstrap_servers=_bootstrap(settings), security_protocol=protocol)
+    if protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = ssl_context(settings)
+    kwargs.update(_sasl(settings, protocol))
+    kwargs.update(extra)
+    return kwargs
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """A client TLS context: the CA file (else the system CAs) and an optional client cert."""
+    context = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_cafile or None
+    )
+    if settings.kafka_ssl_certfile:
+        context.load_cert_chain(
+            settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile or None
+        )
+    elif settings.kafka_ssl_keyfile:
+        raise ValueError("FRESHET_KAFKA_SSL_KEYFILE is set without FRESHET_KAFKA_SSL_CERTFILE")
+    return context
+
+
+def _bootstrap(settings: Settings) -> list[str]:
+    servers = [s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()]
+    if not servers:
+        raise ValueError("FRESHET_KAFKA_BOOTSTRAP is empty")
+    return servers
+
+
+def _protocol(settings: Settings) -> str:
+    protocol = settings.kafka_security_protocol.strip().upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ValueError(
+            f"FRESHET_KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {SECURITY_PROTOCOLS}"
+        )
+    return protocol
+
+
+def _sasl(settings: Settings, protocol: str) -> dict[str, Any]:
+    if not protocol.startswith("SASL_"):
+        return {}
+    mechanism = (settings.kafka_sasl_mechanism or "PLAIN").strip().upper()
+    if mechanism not in SASL_MECHANISMS:
+        raise ValueError(
+            f"FRESHET_KAFKA_SASL_MECHANISM={mechanism!r} is not one of {SASL_MECHANISMS}"
+        )
+    if not settings.kafka_sasl_username or not settings.kafka_sasl_password:
+        # Name the variables, never their values.
+        raise ValueError(
+            f"{protocol} needs FRESHET_KAFKA_SASL_USERNAME and FRESHET_KAFKA_SASL_PASSWORD"
+        )
+    return {
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": settings.kafka_sasl_username,
+        "sasl_plain_password": settings.kafka_sasl_password.get(),
+    }
