@@ -49,6 +49,7 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v java >/dev/null || missing+=(default-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+command -v openssl >/dev/null || missing+=(openssl) # test certificates (TLS tests)
 if [[ ! -x "$venv/bin/python" ]] && ! find_python >/dev/null; then
     missing+=(python3 python3-venv)
 fi

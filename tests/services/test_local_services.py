@@ -15,7 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from freshet.services.errors import ServiceSetupError
 from freshet.services.kafka_local import LocalKafka, new_cluster_id
-from freshet.services.redis_local import LocalRedis
+from freshet.services.redis_local import LocalRedis, RedisTLS
 from freshet.services.registry import read_endpoints
 from freshet.settings import Settings
 
@@ -212,3 +212,28 @@ def test_cli_services_up_status_down(tmp_path: Path) -> None:
     assert not LocalRedis(home / "services" / "redis").alive()
     status = _freshet(home, "services", "status")
     assert status.stdout.count("stopped") == 2
+
+
+def test_redis_tls_listener(tmp_path: Path, make_redis: Callable[..., LocalRedis]) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    # One self-signed certificate serves as both the server's and the trusted CA.
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+    args += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", *args],
+        check=True,
+        capture_output=True,
+    )
+    server = make_redis(tls=RedisTLS(cert_file=cert, key_file=key, ca_file=cert))
+    assert server.tls_url.startswith("rediss://127.0.0.1:")
+    client = redis.Redis.from_url(server.tls_url, ssl_ca_certs=str(cert))
+    try:
+        client.set("fr:tls", b"ok")
+        assert client.get("fr:tls") == b"ok"
+    finally:
+        client.close()
+    # The TLS port does not speak plain RESP.
+    plain = redis.Redis(host="127.0.0.1", port=server.tls_port, socket_timeout=2)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        plain.ping()
+    plain.close()
