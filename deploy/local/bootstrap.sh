@@ -29,8 +29,7 @@ apt_install() {
 }
 
 python_ok() {
-    "$1" -c 'import sys, venv, ensurepip; sys.exit(not ((3, 11) <= sys.version_info[:2] < (3, 13)))' \
-        >/dev/null 2>&1
+    "$1" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] < (3, 13)))' >/dev/null 2>&1
 }
 
 find_python() {
@@ -61,7 +60,12 @@ fi
 if [[ ! -x "$venv/bin/python" ]]; then
     python=$(find_python) || die "no Python 3.11 or 3.12 with venv found"
     log "creating $venv with $python ($("$python" --version))"
-    "$python" -m venv "$venv"
+    if ! "$python" -m venv "$venv"; then
+        # Debian's own python3 needs python3-venv for ensurepip.
+        rm -rf "$venv"
+        apt_install python3-venv
+        "$python" -m venv "$venv"
+    fi
     "$venv/bin/python" -m pip install -q --upgrade pip </dev/null
 fi
 
