@@ -29,6 +29,7 @@ __all__ = [
     "debias",
     "exclusion_mask",
     "gather_unit_vectors",
+    "later_duplicates",
     "longtail_quota",
     "mmr_select",
     "pad_ragged",
@@ -121,7 +122,7 @@ def exclusion_mask(
         user = np.arange(b, dtype=np.int64)[:, None]
         ex_keys = (user * n + exclude)[exclude >= 0]
         ok &= ~np.isin(user * n + safe, ex_keys)
-    ok &= ~_later_duplicates(cand)
+    ok &= ~later_duplicates(cand)
     if allow is not None:
         allowed = np.asarray(allow(np.where(ok, cand, -1)), dtype=bool)
         if allowed.shape != (b, c):
@@ -130,7 +131,8 @@ def exclusion_mask(
     return ok
 
 
-def _later_duplicates(cand: IntArray) -> BoolArray:
+def later_duplicates(cand: IntArray) -> BoolArray:
+    """``(B, C)`` mask of entries equal to an earlier entry in the same row."""
     order = np.argsort(cand, axis=1, kind="stable")
     s = np.take_along_axis(cand, order, axis=1)
     dup_sorted = np.zeros_like(s, dtype=bool)
@@ -228,16 +230,30 @@ def _enforce_minimums(
     group_count: npt.NDArray[np.int64],
     remaining: int,
 ) -> BoolArray:
+    """Restrict a step to quota groups that would otherwise miss their minimum.
+
+    A group whose outstanding minimum equals the remaining slots must be picked from
+    now on (members of several such groups: their intersection). Otherwise, once all
+    outstanding minimums together fill the remaining slots, the pick must come from
+    some group still short. Groups overlap (exploration items are tail items), so the
+    second rule is conservative: it starts binding early rather than late.
+    """
     short_members = np.zeros_like(eligible)
     need_total = np.zeros(eligible.shape[0], dtype=np.int64)
+    must = eligible.copy()
     for g, (members, at_least, _) in enumerate(groups):
         avail = (eligible & members).any(axis=1)
         need = np.where(avail, np.maximum(at_least - group_count[g], 0), 0)
         need_total += need
         short_members |= members & (need > 0)[:, None]
+        tight = (need >= remaining)[:, None]
+        narrowed: BoolArray = must & (members | ~tight)
+        must = np.where(narrowed.any(axis=1, keepdims=True), narrowed, must)
     restricted = eligible & short_members
     forced = (need_total >= remaining) & restricted.any(axis=1)
-    return np.where(forced[:, None], restricted, eligible)
+    out = np.where(forced[:, None], restricted, eligible)
+    tight_any = (must != eligible).any(axis=1)
+    return np.where(tight_any[:, None], must, out)
 
 
 def _minmax_rows(x: FloatArray, mask: BoolArray) -> npt.NDArray[np.float64]:

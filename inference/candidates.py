@@ -1,0 +1,169 @@
+"""Candidate generation for a micro-batch: ANN neighbours, trending items, tail exploration.
+
+The item table is a frozen snapshot of the catalog as arrays; candidates are item row
+numbers in it, with a bit set saying which sources proposed each one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.list_metrics import HEAD_MASS, popularity_head, unit_rows
+from inference.rerank import FROM_ANN, FROM_EXPLORATION, FROM_TRENDING, later_duplicates
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class Searcher(Protocol):
+    """What candidate generation needs from an index (``AnnIndex`` is one)."""
+
+    def search(self, queries: npt.ArrayLike, k: int) -> tuple[IntArray, FloatArray]: ...
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """The catalog as aligned arrays; row ``i`` is the item with id ``ids[i]``.
+
+    Attributes:
+        vectors: ``(n, d)`` item vectors (the ANN index holds the same, keyed by row).
+        ids: ``(n,)`` item ids as strings.
+        categories: ``(n,)`` category codes, negative for unknown.
+        popularity: ``(n,)`` interaction counts (or decayed counts).
+        age_s: ``(n,)`` seconds since each item entered the catalog.
+        removed: ``(n,)`` items removed from the catalog (never recommended).
+        head_mass: Interaction share that defines the popularity head.
+    """
+
+    vectors: FloatArray
+    ids: npt.NDArray[np.str_]
+    categories: IntArray
+    popularity: FloatArray
+    age_s: FloatArray
+    removed: BoolArray
+    head_mass: float = HEAD_MASS
+    head: BoolArray = field(init=False, repr=False)
+    unit: FloatArray = field(init=False, repr=False)
+    tail_rows: IntArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n = self.vectors.shape[0]
+        for name in ("ids", "categories", "popularity", "age_s", "removed"):
+            if np.shape(getattr(self, name)) != (n,):
+                raise ValueError(f"{name} has shape {np.shape(getattr(self, name))}, need ({n},)")
+        head = popularity_head(self.popularity, self.head_mass)
+        object.__setattr__(self, "head", head)
+        object.__setattr__(self, "unit", unit_rows(self.vectors))
+        object.__setattr__(self, "tail_rows", np.flatnonzero(~head & ~self.removed))
+
+    @classmethod
+    def create(
+        cls,
+        vectors: npt.ArrayLike,
+        ids: npt.ArrayLike,
+        categories: npt.ArrayLike | None = None,
+        popularity: npt.ArrayLike | None = None,
+        age_s: npt.ArrayLike | None = None,
+        removed: npt.ArrayLike | None = None,
+        head_mass: float = HEAD_MASS,
+    ) -> ItemTable:
+        """Build a table, converting dtypes; missing columns get neutral defaults."""
+        v = np.asarray(vectors, dtype=np.float32)
+        n = v.shape[0]
+        return cls(
+            vectors=v,
+            ids=np.asarray(ids, dtype=np.str_),
+            categories=np.full(n, -1, np.int64)
+            if categories is None
+            else np.asarray(categories, dtype=np.int64),
+            popularity=np.zeros(n, np.float32)
+            if popularity is None
+            else np.asarray(popularity, dtype=np.float32),
+            age_s=np.full(n, np.inf, np.float32)
+            if age_s is None
+            else np.asarray(age_s, dtype=np.float32),
+            removed=np.zeros(n, bool) if removed is None else np.asarray(removed, dtype=bool),
+            head_mass=head_mass,
+        )
+
+    @property
+    def size(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """``(B, C)`` candidate item rows (-1 empty, each item once per row) and source flags."""
+
+    rows: IntArray
+    flags: npt.NDArray[np.uint8]
+
+
+def gather_candidates(
+    user_vecs: FloatArray,
+    warm: BoolArray,
+    items: ItemTable,
+    index: Searcher,
+    n_candidates: int,
+    trending: IntArray,
+    explore_pool: int,
+    rng: np.random.Generator,
+    overfetch: int = 0,
+) -> Candidates:
+    """Union of the three candidate sources for every user in the batch.
+
+    Args:
+        user_vecs: ``(B, d)`` user vectors (only warm rows are searched).
+        warm: ``(B,)`` users with a usable vector.
+        items: The catalog snapshot.
+        index: Inner-product search over item rows.
+        n_candidates: ANN neighbours wanted per warm user (``C``).
+        trending: Trending item rows, best first; offered to every user.
+        explore_pool: Random long-tail items drawn per user for exploration slots.
+        rng: Source of the exploration draws.
+        overfetch: Extra neighbours to fetch, so ``C`` survive later exclusions.
+    """
+    b = user_vecs.shape[0]
+    k_ann = n_candidates + overfetch
+    ann = np.full((b, k_ann), -1, dtype=np.int64)
+    if warm.any() and k_ann > 0:
+        found, _ = index.search(user_vecs[warm], k_ann)
+        ann[warm] = found
+    trend = np.broadcast_to(
+        np.asarray(trending, dtype=np.int64).reshape(-1)[:n_candidates],
+        (b, min(len(trending), n_candidates)),
+    )
+    tail = items.tail_rows
+    if tail.size and explore_pool > 0:
+        explore = tail[rng.integers(0, tail.size, size=(b, explore_pool))]
+    else:
+        explore = np.full((b, 0), -1, dtype=np.int64)
+    rows = np.concatenate([ann, trend, explore], axis=1)
+    source = np.concatenate(
+        [
+            np.full(ann.shape, FROM_ANN, np.uint8),
+            np.full(trend.shape, FROM_TRENDING, np.uint8),
+            np.full(explore.shape, FROM_EXPLORATION, np.uint8),
+        ],
+        axis=1,
+    )
+    return Candidates(
+        rows=np.where(later_duplicates(rows), -1, rows), flags=_merge_flags(rows, source)
+    )
+
+
+def _merge_flags(rows: IntArray, source: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Give each copy of an item the union of the flags of all its copies in the row."""
+    b = rows.shape[0]
+    span = int(rows.max(initial=0)) + 2
+    keys = np.arange(b, dtype=np.int64)[:, None] * span + rows
+    merged = np.zeros_like(source)
+    for flag in (FROM_ANN, FROM_TRENDING, FROM_EXPLORATION):
+        has = (source & flag) > 0
+        merged |= np.where(np.isin(keys, keys[has]), flag, 0).astype(np.uint8)
+    return np.where(rows >= 0, merged, 0).astype(np.uint8)

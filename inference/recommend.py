@@ -1,0 +1,280 @@
+"""The online scoring pipeline for one micro-batch of users, pure and batch-first.
+
+candidates (ANN + trending + tail exploration) -> business filters -> relevance (inner
+product, or a pluggable ranker) -> optional popularity debiasing -> MMR with long-tail,
+trending and exploration quotas -> reasons -> one explained list per user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from freshet.settings import Settings
+from inference.candidates import Candidates, ItemTable, Searcher, gather_candidates
+from inference.rerank import (
+    FROM_ANN,
+    FROM_EXPLORATION,
+    FROM_TRENDING,
+    ItemFilter,
+    Quota,
+    assign_reasons,
+    debias,
+    exclusion_mask,
+    gather_unit_vectors,
+    longtail_quota,
+    mmr_select,
+    pad_ragged,
+)
+from schemas.recommendation import REASONS, RecommendedItem, Strategy
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+Ranker = Callable[[FloatArray, FloatArray, Mapping[str, np.ndarray]], npt.ArrayLike]
+"""Scoring hook ``(user_vecs (W, d), cand_vecs (W, C, d), features) -> (W, C) scores``.
+
+Called once per batch with the warm users only. ``features`` holds ``(W, C)`` arrays:
+``ann_score`` (inner product), ``log_popularity``, ``age_s``, ``is_trending``,
+``category``. Non-finite scores drop the candidate.
+"""
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """Knobs of the pipeline; ``from_settings`` takes the ones ``Settings`` carries."""
+
+    list_size: int = 20
+    candidates: int = 200
+    mmr_lambda: float = 0.7
+    longtail_share: float = 0.2
+    exploration_slots: int = 2
+    trending_slots: int = 2
+    category_weight: float = 0.5
+    category_cap: int | None = None
+    popularity_beta: float = 0.0
+    new_item_age_s: float = 3 * 86_400.0
+    similar_threshold: float = 0.8
+    explore_pool: int = 32
+    max_overfetch: int = 1_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RecommendConfig:
+        """Config from the settings fields of the same name, then explicit overrides."""
+        mine = {f.name for f in fields(cls)}
+        shared = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name in mine}
+        return cls(**{**shared, **overrides})
+
+
+@dataclass(frozen=True)
+class UserList:
+    """One user's ranked list, its strategy, and the item rows behind it (for metrics)."""
+
+    items: tuple[RecommendedItem, ...]
+    strategy: Strategy
+    rows: IntArray
+
+
+def recommend(
+    user_vecs: npt.ArrayLike,
+    items: ItemTable,
+    index: Searcher,
+    config: RecommendConfig,
+    *,
+    known: npt.ArrayLike | None = None,
+    model_free: bool | npt.ArrayLike = False,
+    exclude: Sequence[npt.ArrayLike] | None = None,
+    history: Sequence[npt.ArrayLike] | None = None,
+    trending: npt.ArrayLike = (),
+    trending_scores: npt.ArrayLike | None = None,
+    ranker: Ranker | None = None,
+    allow: ItemFilter | None = None,
+    seed: int | np.random.Generator = 0,
+) -> list[UserList]:
+    """Ranked, explained lists for a micro-batch of users.
+
+    Args:
+        user_vecs: ``(B, d)`` user embeddings. A row that is all zeros or not finite
+            marks a user without an embedding (served ``cold_start``).
+        items: Catalog snapshot; ``index`` must return its row numbers as ids.
+        index: Inner-product search over the catalog (e.g. ``AnnIndex``).
+        config: List size, candidate count, MMR λ, quotas, thresholds.
+        known: ``(B,)`` False for users with no history (``cold_start`` whatever
+            their vector). Default: all known.
+        model_free: True (scalar or ``(B,)``) where the embedding came from fold-in
+            rather than a model bundle; such lists say ``model_free``.
+        exclude: Per user, item rows never to show (seen, purchased).
+        history: Per user, recent item rows (newest last) for ``similar_to_item``.
+        trending: Trending item rows, best first.
+        trending_scores: Their scores (default: by rank); relevance for cold users.
+        ranker: Optional scoring hook replacing the inner product for warm users.
+        allow: Optional business hook, ``(B, C)`` rows -> allowed mask.
+        seed: Seed or generator for exploration draws.
+
+    Returns:
+        One ``UserList`` per user, in input order. Scores are finite; no item repeats,
+        and no excluded or removed item appears. Lists can be shorter than
+        ``list_size`` when too few items survive filtering.
+    """
+    u = np.atleast_2d(np.asarray(user_vecs, dtype=np.float32))
+    b = u.shape[0]
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    has_vec = np.isfinite(u).all(axis=1) & (np.abs(u).sum(axis=1) > 0)
+    warm = has_vec & (np.ones(b, bool) if known is None else np.asarray(known, dtype=bool))
+    u = np.where(warm[:, None], u, 0.0).astype(np.float32)
+    k = config.list_size
+
+    excluded = pad_ragged(exclude, b)
+    trend_rows = np.asarray(trending, dtype=np.int64).reshape(-1)
+    n_trend = trend_rows.size
+    if trending_scores is None:
+        trend_scores: FloatArray = np.linspace(
+            1.0, 1.0 / max(n_trend, 1), n_trend, dtype=np.float32
+        )
+    else:
+        trend_scores = np.asarray(trending_scores, dtype=np.float32).reshape(-1)
+        if trend_scores.shape != (n_trend,):
+            raise ValueError(f"{trend_scores.size} trending scores for {n_trend} items")
+    known_rows = (trend_rows >= 0) & (trend_rows < items.size) & np.isfinite(trend_scores)
+    trend_rows, trend_scores = trend_rows[known_rows], trend_scores[known_rows]
+    cands = gather_candidates(
+        u,
+        warm,
+        items,
+        index,
+        config.candidates,
+        trend_rows,
+        config.explore_pool,
+        rng,
+        overfetch=min(excluded.shape[1], config.max_overfetch),
+    )
+    valid = exclusion_mask(cands.rows, excluded, items.removed, allow)
+    rel = _relevance(u, warm, cands, items, trend_rows, trend_scores, ranker, config)
+    unit = gather_unit_vectors(items.unit, cands.rows)
+    cats = np.where(cands.rows >= 0, items.categories[np.maximum(cands.rows, 0)], -1)
+
+    picked = mmr_select(
+        rel,
+        unit,
+        cats,
+        valid,
+        k,
+        config.mmr_lambda,
+        config.category_weight,
+        quotas=_quotas(cands, items, warm, config),
+        category_cap=config.category_cap,
+    )
+    return _assemble(picked, cands, rel, unit, warm, model_free, items, history, config)
+
+
+def _relevance(
+    u: FloatArray,
+    warm: npt.NDArray[np.bool_],
+    cands: Candidates,
+    items: ItemTable,
+    trend_rows: IntArray,
+    t_scores: FloatArray,
+    ranker: Ranker | None,
+    config: RecommendConfig,
+) -> FloatArray:
+    rows = np.maximum(cands.rows, 0)
+    cand_vecs = items.vectors[rows]
+    ip = np.einsum("bcd,bd->bc", cand_vecs, u).astype(np.float32)
+    rel = ip
+    if ranker is not None and warm.any():
+        features = {
+            "ann_score": ip[warm],
+            "log_popularity": np.log1p(np.clip(items.popularity[rows[warm]], 0, None)),
+            "age_s": items.age_s[rows[warm]],
+            "is_trending": ((cands.flags[warm] & FROM_TRENDING) > 0).astype(np.float32),
+            "category": items.categories[rows[warm]],
+        }
+        scored = np.asarray(ranker(u[warm], cand_vecs[warm], features), dtype=np.float32)
+        if scored.shape != (int(warm.sum()), rows.shape[1]):
+            raise ValueError(f"ranker returned shape {scored.shape}")
+        rel = rel.copy()
+        rel[warm] = scored
+    rel = debias(rel, items.popularity[rows], config.popularity_beta)
+
+    # Cold users: trending score for trending items, 0 for the rest (exploration).
+    lookup = np.zeros(items.size + 1, dtype=np.float32)
+    lookup[trend_rows[::-1]] = t_scores[::-1]  # first (best) occurrence wins
+    cold_rel = np.where((cands.flags & FROM_TRENDING) > 0, lookup[rows], 0.0)
+    return np.where(warm[:, None], rel, cold_rel).astype(np.float32)
+
+
+def _quotas(
+    cands: Candidates, items: ItemTable, warm: npt.NDArray[np.bool_], config: RecommendConfig
+) -> list[Quota]:
+    k = config.list_size
+    rows = np.maximum(cands.rows, 0)
+    tail = (cands.rows >= 0) & ~items.head[rows]
+    trending = (cands.flags & FROM_TRENDING) > 0
+    explore_only = ((cands.flags & FROM_EXPLORATION) > 0) & ((cands.flags & FROM_ANN) == 0)
+    n_explore = min(config.exploration_slots, k)
+    # Warm users: exactly `exploration_slots` exploration picks (fewer if none are left).
+    # Cold users: trending first, exploration fills whatever trending cannot.
+    explore_cap = np.where(warm, n_explore, k).astype(np.int64)
+    trend_min = np.where(warm, min(config.trending_slots, k), k - n_explore).astype(np.int64)
+    return [
+        Quota(tail, longtail_quota(config.longtail_share, k)),
+        Quota(trending, trend_min),
+        Quota(explore_only, n_explore, explore_cap),
+    ]
+
+
+def _assemble(
+    picked: IntArray,
+    cands: Candidates,
+    rel: FloatArray,
+    unit: FloatArray,
+    warm: npt.NDArray[np.bool_],
+    model_free: bool | npt.ArrayLike,
+    items: ItemTable,
+    history: Sequence[npt.ArrayLike] | None,
+    config: RecommendConfig,
+) -> list[UserList]:
+    b = picked.shape[0]
+    ok = picked >= 0
+    pos = np.maximum(picked, 0)
+    rows = np.where(ok, np.take_along_axis(cands.rows, pos, axis=1), -1)
+    flags = np.take_along_axis(cands.flags, pos, axis=1)
+    scores = np.take_along_axis(rel, pos, axis=1)
+    is_new = items.age_s[np.maximum(rows, 0)] < config.new_item_age_s
+    hist = pad_ragged(history, b)
+    hist_ok = (hist >= 0) & (hist < items.size)
+    codes, hist_pos = assign_reasons(
+        flags,
+        is_new,
+        gather_unit_vectors(items.unit, rows),
+        gather_unit_vectors(items.unit, np.where(hist_ok, hist, -1)),
+        hist_ok,
+        config.similar_threshold,
+    )
+    # hist_pos is -1 everywhere when no user has history; the column keeps the gather valid.
+    hist_padded = np.concatenate([hist, np.full((b, 1), -1, np.int64)], axis=1)
+    reason_rows = np.take_along_axis(hist_padded, np.where(hist_pos >= 0, hist_pos, -1), 1)
+    free = np.broadcast_to(np.asarray(model_free, dtype=bool), (b,))
+    out: list[UserList] = []
+    for i in range(b):
+        n = int(ok[i].sum())  # picks are packed at the front
+        slots = tuple(
+            RecommendedItem(
+                item_id=str(items.ids[rows[i, j]]),
+                score=float(scores[i, j]),
+                reason=REASONS[codes[i, j]],
+                reason_item_id=str(items.ids[reason_rows[i, j]])
+                if reason_rows[i, j] >= 0
+                else None,
+            )
+            for j in range(n)
+        )
+        strategy: Strategy = (
+            "cold_start" if not warm[i] else "model_free" if free[i] else "personalised"
+        )
+        out.append(UserList(items=slots, strategy=strategy, rows=rows[i, :n].copy()))
+    return out
