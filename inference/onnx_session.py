@@ -1,0 +1,225 @@
+"""ONNX Runtime sessions for a model bundle: the only module that imports onnxruntime.
+
+``onnxruntime-gpu`` lists ``CUDAExecutionProvider`` as available even on machines without
+a GPU, so ``auto`` looks for a device node first and then checks that the session really
+took the CUDA provider; otherwise it runs on CPU through the same code path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from inference.bundle import (
+    ITEM_CONTENT,
+    RANKER,
+    USER_ENCODER,
+    BundleData,
+    BundleError,
+    Manifest,
+    load_bundle_data,
+    resolve_bundle,
+)
+from inference.item_features import hash_item_features
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ("auto", "cuda", "cpu")
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+def gpu_present() -> bool:
+    """Whether an NVIDIA device node exists (the provider list alone proves nothing)."""
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/dxg")
+
+
+def create_session(path: Path, provider: str = "auto") -> ort.InferenceSession:
+    """An inference session on CUDA when asked for (``cuda``) or usable (``auto``), else CPU.
+
+    Raises:
+        BundleError: ``provider`` is unknown, the graph does not load, or ``cuda`` was
+            demanded and the session could not use it.
+    """
+    if provider not in PROVIDERS:
+        raise BundleError(f"onnx_provider must be one of {PROVIDERS}, got {provider!r}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    want_cuda = provider == "cuda" or (
+        provider == "auto" and gpu_present() and _CUDA in ort.get_available_providers()
+    )
+    try:
+        if want_cuda:
+            session = ort.InferenceSession(str(path), options, providers=[_CUDA, _CPU])
+            if session.get_providers()[0] == _CUDA:
+                return session
+            if provider == "cuda":
+                raise BundleError(f"onnx_provider=cuda but CUDA could not run {path.name}")
+            log.warning("CUDA provider did not load for %s; using CPU", path.name)
+        return ort.InferenceSession(str(path), options, providers=[_CPU])
+    except BundleError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise BundleError(f"{path.name} does not load in onnxruntime: {exc}") from None
+
+
+class LoadedBundle:
+    """A validated bundle ready to serve: item matrix plus user-encoder and content graphs.
+
+    All methods take and return whole batches (first axis ``B``).
+    """
+
+    def __init__(self, data: BundleData, provider: str = "auto") -> None:
+        self.data = data
+        self.manifest: Manifest = data.manifest
+        self._encoder = create_session(data.path / USER_ENCODER, provider)
+        self._content = create_session(data.path / ITEM_CONTENT, provider)
+        self._ranker = (
+            create_session(data.path / RANKER, provider) if data.manifest.has_ranker else None
+        )
+        self.provider = self._encoder.get_providers()[0]
+        self.row_of: dict[str, int] = {item: row for row, item in enumerate(data.item_ids)}
+        self._self_check()
+        log.info(
+            "loaded bundle %s (%d items, dim %d) on %s",
+            self.version,
+            len(data.item_ids),
+            self.dim,
+            self.provider,
+        )
+
+    @classmethod
+    def load(
+        cls, bundle_dir: Path, version: str | None = None, provider: str = "auto"
+    ) -> LoadedBundle:
+        """Load ``version`` (default: the CURRENT one) from ``bundle_dir``; validates fully."""
+        return cls(load_bundle_data(resolve_bundle(bundle_dir, version)), provider)
+
+    @property
+    def version(self) -> str:
+        return self.manifest.model_version
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    @property
+    def history_len(self) -> int:
+        return self.manifest.history_len
+
+    @property
+    def item_ids(self) -> list[str]:
+        return self.data.item_ids
+
+    @property
+    def item_vectors(self) -> np.ndarray:
+        return self.data.item_vectors
+
+    @property
+    def item_popularity(self) -> np.ndarray:
+        return self.data.item_popularity
+
+    def encode_users(
+        self, item_vecs: np.ndarray, types: np.ndarray, gaps: np.ndarray, mask: np.ndarray
+    ) -> np.ndarray:
+        """User vectors (B, D) from histories (B, n, ...), oldest first, left-padded.
+
+        Histories shorter than the bundle's ``history_len`` are padded on the left;
+        longer ones keep their most recent ``history_len`` events.
+
+        Args:
+            item_vecs: (B, n, D) float32 item vectors (rows of ``item_vectors`` or
+                ``embed_items`` outputs for cold items).
+            types: (B, n) int64 indices into ``manifest.event_types``.
+            gaps: (B, n) float32, ``log1p`` of seconds between each event and now.
+            mask: (B, n) bool or 0/1, true on real events.
+        """
+        n = self.history_len
+        vecs = np.asarray(item_vecs, dtype=np.float32)
+        if vecs.ndim != 3 or vecs.shape[2] != self.dim:
+            raise ValueError(f"item_vecs must be (B, n, {self.dim}), got {vecs.shape}")
+        feeds: dict[str, np.ndarray] = {
+            "item_vecs": vecs,
+            "types": np.asarray(types, dtype=np.int64),
+            "gaps": np.asarray(gaps, dtype=np.float32),
+            "mask": np.asarray(mask, dtype=np.float32),
+        }
+        for name in ("types", "gaps", "mask"):
+            if feeds[name].shape != vecs.shape[:2]:
+                raise ValueError(f"{name} must be {vecs.shape[:2]}, got {feeds[name].shape}")
+        length = vecs.shape[1]
+        if length > n:
+            feeds = {k: v[:, length - n :] for k, v in feeds.items()}
+        elif length < n:
+            feeds = {k: _left_pad(v, n) for k, v in feeds.items()}
+        if vecs.shape[0] == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self._encoder.run(["user_vec"], feeds)[0], dtype=np.float32)
+
+    def embed_items(self, feature_ids: np.ndarray) -> np.ndarray:
+        """Content-only item vectors (B, D) from hashed feature rows (B, F) int64."""
+        ids = np.asarray(feature_ids, dtype=np.int64)
+        width = self.manifest.hashing.max_features
+        if ids.ndim != 2 or ids.shape[1] != width:
+            raise ValueError(f"feature_ids must be (B, {width}), got {ids.shape}")
+        if ids.shape[0] == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        ids = np.clip(ids, 0, self.manifest.hashing.buckets - 1)
+        return np.asarray(self._content.run(["item_vec"], {"feature_ids": ids})[0], np.float32)
+
+    def embed_catalog(
+        self,
+        items: Sequence[tuple[Sequence[str], Mapping[str, str | int | float | bool], str]],
+    ) -> np.ndarray:
+        """Content-only vectors (B, D) of items given as ``(categories, attributes, text)``."""
+        config = self.manifest.hashing
+        rows = np.zeros((len(items), config.max_features), dtype=np.int64)
+        for i, (cats, attrs, text) in enumerate(items):
+            rows[i] = hash_item_features(cats, attrs, text, config)
+        return self.embed_items(rows)
+
+    def rank(self, features: np.ndarray) -> np.ndarray | None:
+        """Ranker scores (B,) for feature rows (B, R), or None when the bundle has no ranker."""
+        if self._ranker is None:
+            return None
+        feeds: dict[str, Any] = {"features": np.asarray(features, dtype=np.float32)}
+        return np.asarray(self._ranker.run(["score"], feeds)[0], dtype=np.float32).reshape(-1)
+
+    def _self_check(self) -> None:
+        """Run each graph once on a dummy batch; refuse wrong dims and non-finite output."""
+        rng = np.random.default_rng(0)
+        b, n, d = 2, self.history_len, self.dim
+        vecs = rng.normal(size=(b, n, d)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=2, keepdims=True)
+        types = rng.integers(1, len(self.manifest.event_types), size=(b, n))
+        gaps = rng.uniform(0, 12, size=(b, n)).astype(np.float32)
+        mask = np.ones((b, n), dtype=np.float32)
+        mask[1, : n // 2] = 0.0
+        try:
+            users = self.encode_users(vecs, types, gaps, mask)
+            items = self.embed_items(
+                rng.integers(
+                    0, self.manifest.hashing.buckets, size=(b, self.manifest.hashing.max_features)
+                )
+            )
+        except Exception as exc:
+            raise BundleError(f"bundle {self.version} fails on a dummy batch: {exc}") from None
+        for name, out in (("user encoder", users), ("item content", items)):
+            if out.shape != (b, d):
+                raise BundleError(
+                    f"bundle {self.version}: {name} outputs {out.shape}, manifest dim {d}"
+                )
+            if not np.isfinite(out).all():
+                raise BundleError(f"bundle {self.version}: {name} outputs NaN or inf")
+
+
+def _left_pad(arr: np.ndarray, n: int) -> np.ndarray:
+    pad = [(0, 0)] * arr.ndim
+    pad[1] = (n - arr.shape[1], 0)
+    return np.pad(arr, pad)
