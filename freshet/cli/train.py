@@ -1,0 +1,142 @@
+"""``freshet train``: learn a model from a file or a Kafka topic and write a bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from freshet.cli.context import settings_of
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from schemas.events import CatalogEvent, InteractionEvent
+
+
+def parse_time(text: str | None) -> int | None:
+    """Epoch milliseconds from an integer (ms) or an ISO-8601 time (UTC when no zone)."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is neither epoch ms nor an ISO-8601 time") from None
+    if moment.tzinfo is None:
+        from datetime import UTC
+
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def file_events(path: Path, counts: dict[str, int]) -> Iterator[InteractionEvent | CatalogEvent]:
+    """Events of a JSONL/CSV file; refused lines are counted by reason and skipped."""
+    from schemas.codec import Refusal
+    from streams.file_reader import read_file
+
+    for _line, out in read_file(path):
+        if isinstance(out, Refusal):
+            counts[out.reason] = counts.get(out.reason, 0) + 1
+        else:
+            yield out
+
+
+def results_table(rows: Sequence[tuple[str, str, Mapping[str, float]]]) -> Table:
+    """A rich table of (protocol, model, metrics) rows."""
+    from rich.table import Table
+
+    columns = ("hr@10", "ndcg@10", "mrr", "coverage", "long_tail_share")
+    table = Table("protocol", "model", *columns, "cases")
+    for protocol, model, values in rows:
+        cells = [f"{values.get(c, float('nan')):.4f}" for c in columns]
+        table.add_row(protocol, model, *cells, str(int(values.get("cases", 0))))
+    return table
+
+
+def train_command(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="JSONL or CSV file of events; omit to read Kafka (--topic)."),
+    ] = None,
+    topic: Annotated[
+        str | None,
+        typer.Option(envvar="FRESHET_TRAIN_TOPIC", help="Events topic (default: <prefix>.events)."),
+    ] = None,
+    catalog_topic: Annotated[
+        str | None,
+        typer.Option(envvar="FRESHET_TRAIN_CATALOG_TOPIC", help="Catalog topic, read to --until."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(envvar="FRESHET_TRAIN_SINCE", help="Start: epoch ms or ISO time.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(envvar="FRESHET_TRAIN_UNTIL", help="End (exclusive).")
+    ] = None,
+    bundle_dir: Annotated[
+        Path | None, typer.Option(envvar="FRESHET_BUNDLE_DIR", help="Where bundles live.")
+    ] = None,
+    protocol: Annotated[
+        str, typer.Option(envvar="FRESHET_TRAIN_PROTOCOL", help="time | loo")
+    ] = "time",
+    epochs: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_EPOCHS")] = 10,
+    dim: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_DIM")] = 64,
+    history_len: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_HISTORY_LEN")] = 20,
+    batch_size: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_BATCH_SIZE")] = 256,
+    seed: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_SEED")] = 0,
+    threads: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_THREADS")] = 2,
+) -> None:
+    """Train the retrieval model, compare it with baselines, and write a bundle.
+
+    The new bundle becomes CURRENT only after it loads through onnxruntime and agrees
+    with torch.
+    """
+    from rich.console import Console
+
+    from training.kafka_source import ReadStats, read_topic
+    from training.pipeline import run
+    from training.train import TrainConfig
+
+    settings = settings_of(ctx)
+    console = Console()
+    refused: dict[str, int] = {}
+    events: Iterator[InteractionEvent | CatalogEvent]
+    if file is not None:
+        if topic:
+            raise typer.BadParameter("give a FILE or --topic, not both")
+        events = file_events(file, refused)
+    else:
+        from itertools import chain
+
+        from schemas.topics import Topics
+
+        topics = Topics(settings.topic_prefix)
+        stats = ReadStats()
+        until_ms = parse_time(until)
+        events = chain(
+            read_topic(settings, catalog_topic or topics.catalog, None, until_ms, True, stats),
+            read_topic(settings, topic or topics.events, parse_time(since), until_ms, False, stats),
+        )
+    config = TrainConfig(
+        dim=dim,
+        history_len=history_len,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        threads=threads,
+    )
+    out = run(events, bundle_dir or settings.bundle_dir, config, protocol)
+    if refused:
+        console.print(f"[yellow]skipped {sum(refused.values())} refused lines: {refused}")
+    console.print(results_table([(out.protocol, r.name, r.metrics) for r in out.results]))
+    console.print(f"bundle [bold]{out.bundle.name}[/bold] written to {out.bundle} (CURRENT)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

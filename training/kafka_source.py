@@ -1,0 +1,120 @@
+"""Read a Kafka topic once, fully or over a time range, as contract messages (kafka-python).
+
+A thin adapter: it finds each partition's start offset (the beginning, or the first
+offset at or after ``since_ms`` via ``offsets_for_times``) and its stop offset (the end
+now, or the first offset at or after ``until_ms``), then polls until every partition
+reaches its stop. Messages that do not decode are counted and skipped; training data
+needs no dead-letter trail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from freshet.settings import Settings
+from schemas.codec import Refusal, decode_catalog, decode_interaction
+from schemas.events import CatalogEvent, InteractionEvent
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[[bytes], InteractionEvent | CatalogEvent | Refusal]
+
+
+@dataclass
+class ReadStats:
+    """How a topic read went."""
+
+    messages: int = 0
+    refused: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """kafka-python options for the cluster and security settings of ``settings``."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        "security_protocol": settings.kafka_security_protocol.upper(),
+        "enable_auto_commit": False,
+        "group_id": None,
+        "consumer_timeout_ms": 10_000,
+    }
+    if settings.kafka_sasl_mechanism:
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        config["sasl_plain_password"] = settings.kafka_sasl_password.get()
+    for key, value in (
+        ("ssl_cafile", settings.kafka_ssl_cafile),
+        ("ssl_certfile", settings.kafka_ssl_certfile),
+        ("ssl_keyfile", settings.kafka_ssl_keyfile),
+    ):
+        if value:
+            config[key] = value
+    return config
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    catalog: bool = False,
+    stats: ReadStats | None = None,
+) -> Iterator[InteractionEvent | CatalogEvent]:
+    """Decoded messages of ``topic`` with timestamps in ``[since_ms, until_ms)``.
+
+    Partitions are read one after another, so events are not in global time order;
+    ``training.data.build_log`` sorts them.
+    """
+    decode: Decoder = decode_catalog if catalog else decode_interaction
+    stats = stats if stats is not None else ReadStats()
+    consumer = KafkaConsumer(**consumer_config(settings))
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise ValueError(f"topic {topic!r} does not exist or has no partitions")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        begin = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        start = _offsets_at(consumer, tps, since_ms, begin, end)
+        stop = _offsets_at(consumer, tps, until_ms, end, end)
+        for tp in tps:
+            if start[tp] >= stop[tp]:
+                continue
+            consumer.assign([tp])
+            consumer.seek(tp, start[tp])
+            while consumer.position(tp) < stop[tp]:
+                batch = consumer.poll(timeout_ms=1000, max_records=5000)
+                if not batch:
+                    log.warning("no progress reading %s; stopping at %s", tp, consumer.position(tp))
+                    break
+                for record in batch.get(tp, []):
+                    if record.offset >= stop[tp]:
+                        break
+                    stats.messages += 1
+                    value = record.value or b""
+                    out = decode(value)
+                    if isinstance(out, Refusal):
+                        stats.refused += 1
+                        stats.reasons[out.reason] = stats.reasons.get(out.reason, 0) + 1
+                        continue
+                    yield out
+    finally:
+        consumer.close()
+
+
+def _offsets_at(
+    consumer: KafkaConsumer,
+    tps: list[TopicPartition],
+    ts_ms: int | None,
+    default: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    if ts_ms is None:
+        return dict(default)
+    found = consumer.offsets_for_times(dict.fromkeys(tps, ts_ms))
+    return {tp: (found[tp].offset if found.get(tp) is not None else end[tp]) for tp in tps}

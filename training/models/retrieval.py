@@ -1,0 +1,146 @@
+"""The two-tower retrieval model: item tower and user encoder trained jointly.
+
+Training is next-item prediction: for each training event, the history the online side
+would have held just before it is encoded and the event's item is the positive. The
+softmax runs over every item for small catalogs, else over the batch's items plus
+uniformly sampled negatives with a logQ correction for how often popular items appear
+among the in-batch candidates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.data import HistoryBatch, InteractionLog
+from training.evaluation.protocols import EvalCases
+from training.models.item_tower import ItemTower
+from training.models.user_encoder import UserEncoder
+
+
+def id_index_of(log: InteractionLog, train: np.ndarray) -> np.ndarray:
+    """ID-table row of each item code: 1.. for items with training events, else 0."""
+    has = np.zeros(log.n_items, dtype=bool)
+    has[log.items[train]] = True
+    index = np.zeros(log.n_items, dtype=np.int64)
+    index[has] = np.arange(1, int(has.sum()) + 1)
+    return index
+
+
+class RetrievalModel(nn.Module):
+    """Item tower + user encoder over one log's item codes."""
+
+    id_index: torch.Tensor
+    features: torch.Tensor
+
+    def __init__(
+        self,
+        id_index: np.ndarray,
+        item_features: np.ndarray,
+        buckets: int,
+        dim: int,
+        history_len: int,
+        n_types: int,
+        layers: int = 2,
+        heads: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("id_index", torch.as_tensor(id_index, dtype=torch.long))
+        self.register_buffer("features", torch.as_tensor(item_features, dtype=torch.long))
+        self.items = ItemTower(int(id_index.max(initial=0)), buckets, dim, dropout)
+        self.users = UserEncoder(dim, history_len, n_types, layers, heads, dropout)
+        self.dim = dim
+        self.history_len = history_len
+
+    def item_vectors(self, codes: torch.Tensor, id_dropout: float = 0.0) -> torch.Tensor:
+        """Vectors (len(codes), D) of item codes, dropping IDs with prob ``id_dropout``."""
+        ids = self.id_index[codes]
+        if id_dropout > 0:
+            keep = torch.rand(ids.shape, device=ids.device) >= id_dropout
+            ids = ids * keep
+        return self.items(ids, self.features[codes])
+
+    @torch.no_grad()
+    def all_item_vectors(self, batch: int = 8192) -> np.ndarray:
+        """The item matrix (I, D) float32 in eval mode (cold items by content only)."""
+        was = self.training
+        self.eval()
+        n = int(self.id_index.shape[0])
+        out = [
+            self.item_vectors(torch.arange(s, min(s + batch, n))).numpy()
+            for s in range(0, n, batch)
+        ]
+        self.train(was)
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def encode(self, vecs: torch.Tensor, hist: HistoryBatch) -> torch.Tensor:
+        """User vectors from history item vectors (B, N, D) and the history's other fields."""
+        return self.users(
+            vecs,
+            torch.as_tensor(hist.types, dtype=torch.long),
+            torch.as_tensor(hist.gaps),
+            torch.as_tensor(hist.mask),
+        )
+
+    def loss(
+        self,
+        hist: HistoryBatch,
+        targets: np.ndarray,
+        log_popularity: torch.Tensor,
+        temperature: float,
+        id_dropout: float,
+        negatives: np.ndarray | None,
+    ) -> torch.Tensor:
+        """Softmax cross-entropy of each target against the candidates.
+
+        Args:
+            hist: Histories before each target.
+            targets: (B,) item codes.
+            log_popularity: (I,) log of each item's share of training targets.
+            temperature: Softmax temperature on cosine scores.
+            id_dropout: Probability of replacing an item's ID with the no-ID row.
+            negatives: Uniform sampled negatives, or None for a full softmax.
+        """
+        valid = hist.mask > 0
+        n_items = int(self.id_index.shape[0])
+        if negatives is None:
+            cand = np.arange(n_items)
+        else:
+            cand = np.unique(np.concatenate([hist.items[valid], targets, negatives]))
+        vecs = self.item_vectors(torch.as_tensor(cand), id_dropout)
+        pos_of = np.full(n_items, -1, dtype=np.int64)
+        pos_of[cand] = np.arange(cand.shape[0])
+        hist_pos = torch.as_tensor(np.where(valid, pos_of[np.clip(hist.items, 0, None)], 0))
+        hist_vecs = vecs[hist_pos] * torch.as_tensor(hist.mask).unsqueeze(-1)
+        users = self.encode(hist_vecs, hist)
+        logits = users @ vecs.T / temperature
+        if negatives is not None:
+            # In-batch candidates turn up in proportion to popularity: correct for it.
+            n_batch = float(valid.sum() + targets.shape[0])
+            expected = torch.exp(log_popularity[cand]) * n_batch + negatives.shape[0] / n_items
+            logits = logits - torch.log(expected.clamp(max=1.0) + 1e-9)
+        labels = torch.as_tensor(pos_of[targets])
+        return F.cross_entropy(logits, labels)
+
+
+class TorchScorer:
+    """Scores cases with a trained model (the protocol's ``Scorer``)."""
+
+    name = "user-encoder"
+
+    def __init__(self, model: RetrievalModel) -> None:
+        self.model = model
+        self.vectors = model.all_item_vectors()
+
+    @torch.no_grad()
+    def score(self, cases: EvalCases) -> np.ndarray:
+        hist = cases.history
+        was = self.model.training
+        self.model.eval()
+        vecs = self.vectors[np.clip(hist.items, 0, None)] * hist.mask[:, :, None]
+        users = self.model.encode(torch.as_tensor(vecs), hist).numpy()
+        self.model.train(was)
+        return users @ self.vectors.T
