@@ -49,8 +49,12 @@ def broker_credentials(settings: Settings) -> Any:
 def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     """A Faust app configured from settings (raw bytes, manual acks, no web server)."""
     brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
+    app_id = app_id or settings.consumer_group
+    datadir = settings.home / "faust" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
-        app_id or settings.consumer_group,
+        app_id,
+        datadir=str(datadir),
         broker=brokers,
         broker_credentials=broker_credentials(settings),
         store="memory://",

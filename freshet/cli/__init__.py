@@ -24,7 +24,7 @@ app = typer.Typer(
 app.callback()(root_callback)
 
 for _mod in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
-    if _mod.name in {"context"}:
+    if _mod.name in {"context", "__main__"}:
         continue
     _module = importlib.import_module(f"freshet.cli.{_mod.name}")
     _register = getattr(_module, "register", None)

@@ -1,0 +1,62 @@
+"""``freshet worker``: consume events and catalog changes, keep state, publish lists."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from freshet.cli.context import settings_of
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+
+
+def worker(
+    ctx: typer.Context,
+    batch_max_events: Annotated[
+        int | None,
+        typer.Option(envvar="FRESHET_BATCH_MAX_EVENTS", help="Most records in one micro-batch."),
+    ] = None,
+    batch_max_ms: Annotated[
+        int | None,
+        typer.Option(
+            envvar="FRESHET_BATCH_MAX_MS", help="Longest wait to fill a micro-batch (ms)."
+        ),
+    ] = None,
+    consumer_group: Annotated[
+        str | None,
+        typer.Option(envvar="FRESHET_CONSUMER_GROUP", help="Kafka consumer group of the workers."),
+    ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            envvar="FRESHET_TOPIC_PARTITIONS", help="Partitions for topics this worker creates."
+        ),
+    ] = None,
+) -> None:
+    """Run a worker: the Faust agents that keep every user's state fresh in Redis.
+
+    Reads interaction events and catalog changes, sends anything it cannot read to the
+    dead-letter topic with the reason and the original bytes, applies each valid event
+    exactly once to Redis, and commits offsets only after the state is written. Start as
+    many as you have partitions to share; they form one consumer group.
+    """
+    from streams.event_producer import ensure_topics
+    from streams.worker import build_worker
+
+    settings = settings_of(ctx)
+    changes = {
+        k: v
+        for k, v in {
+            "batch_max_events": batch_max_events,
+            "batch_max_ms": batch_max_ms,
+            "consumer_group": consumer_group,
+            "topic_partitions": partitions,
+        }.items()
+        if v is not None
+    }
+    settings = settings.with_(**changes) if changes else settings
+    ensure_topics(settings)
+    build_worker(settings).run()
