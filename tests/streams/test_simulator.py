@@ -73,7 +73,13 @@ def test_event_mix_is_a_funnel(interactions: list[InteractionEvent]) -> None:
     assert all(e.value and e.value > 0 for e in interactions if e.type == "purchase")
 
 
-def test_every_event_valid_against_json_schema_and_decoder(events: list) -> None:
+def test_every_event_valid_against_json_schema_and_decoder() -> None:
+    config = SimConfig(
+        users=100, items=80, categories=6, events=4_000, new_user_rate=5, new_item_rate=5,
+        removal_rate=1, duplicates=0.02,
+    )  # fmt: skip
+    events = list(simulate(config, seed=21))
+    assert any(isinstance(e, CatalogEvent) and e.op == "remove" for e in events)
     interaction_schema = json.loads((SCHEMAS / "interaction_event.v1.json").read_text())
     catalog_schema = json.loads((SCHEMAS / "catalog_event.v1.json").read_text())
     check_i = jsonschema.Draft202012Validator(interaction_schema)
