@@ -153,7 +153,7 @@ def train(
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
                 optim.step()
-                total += float(loss)
+                total += loss.item()
                 progress.update(task, advance=1, loss=total / (step + 1))
             result.samples += per_epoch
             scores = evaluate(TorchScorer(model), valid_cases, log.popularity(split.train)).metrics
