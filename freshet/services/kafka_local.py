@@ -64,7 +64,9 @@ class LocalKafka:
         self.heap = heap
         self.version = version
         state = read_state(self._state_file)
-        self.port: int = port or int(state.get("port", 0)) or free_port()
+        # The port a running process of this folder listens on, as last written down.
+        self._recorded_port = int(state.get("port", 0))
+        self.port: int = port or self._recorded_port or free_port()
         self.controller_port: int = int(state.get("controller_port", 0)) or free_port()
         self.cluster_id: str = str(state.get("cluster_id") or new_cluster_id())
         self.partitions = partitions
@@ -118,6 +120,11 @@ class LocalKafka:
     def start(self, timeout: float = 90.0) -> LocalKafka:
         """Start the broker (a no-op if it already runs) and wait until it serves."""
         if self.pid is not None:
+            if self._recorded_port != self.port:
+                raise ServiceSetupError(
+                    f"the broker in {self.base_dir} already runs on port {self._recorded_port}; "
+                    "stop it before choosing another port"
+                )
             self._wait_ready(timeout, log_offset=0)
             return self
         java = shutil.which("java")
@@ -184,6 +191,7 @@ class LocalKafka:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._recorded_port = self.port
         self._state_file.write_text(
             json.dumps(
                 {

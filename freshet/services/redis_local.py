@@ -67,7 +67,9 @@ class LocalRedis:
             raise ValueError(f"appendfsync must be always, everysec or no, not {appendfsync!r}")
         self.base_dir = Path(base_dir).resolve()
         state = read_state(self._state_file)
-        self.port: int = port or int(state.get("port", 0)) or free_port()
+        # The port a running process of this folder listens on, as last written down.
+        self._recorded_port = int(state.get("port", 0))
+        self.port: int = port or self._recorded_port or free_port()
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.password = password
@@ -117,9 +119,13 @@ class LocalRedis:
 
     @property
     def pid(self) -> int | None:
-        # redis-server rewrites its process title, so match on the port, not the config.
+        # redis-server rewrites its process title to ``redis-server <bind>:<port>``.
         pid = read_pid(self._pid_file)
-        return pid if pid_matches(pid, f":{self.port}") else None
+        return pid if pid_matches(pid, self._marker) else None
+
+    @property
+    def _marker(self) -> str:
+        return f"{LOOPBACK}:{self._recorded_port or self.port}"
 
     def alive(self) -> bool:
         """Whether our server runs and answers PING."""
@@ -132,6 +138,11 @@ class LocalRedis:
     def start(self, timeout: float = 20.0) -> LocalRedis:
         """Start the server (a no-op if it already runs) and wait until it answers PING."""
         if self.pid is not None:
+            if self._recorded_port != self.port:
+                raise ServiceSetupError(
+                    f"the server in {self.base_dir} already runs on port {self._recorded_port}; "
+                    "stop it before choosing another port"
+                )
             self._wait_ready(timeout)
             return self
         binary = shutil.which("redis-server")
@@ -158,7 +169,7 @@ class LocalRedis:
         """SIGTERM (Redis fsyncs its AOF on the way out), then SIGKILL after ``grace_s``."""
         pid = read_pid(self._pid_file)
         if pid is not None:
-            terminate(pid, f":{self.port}", self._proc, grace_s=grace_s)
+            terminate(pid, self._marker, self._proc, grace_s=grace_s)
         self._proc = None
         self._pid_file.unlink(missing_ok=True)
         wait_port_closed(self.port)
@@ -180,6 +191,7 @@ class LocalRedis:
 
     def _write_files(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._recorded_port = self.port
         self._state_file.write_text(json.dumps({"port": self.port, "tls_port": self.tls_port}))
         self.config_file.write_text(self._config())
         # Redis reads the password from its config; keep that file private.

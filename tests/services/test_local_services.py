@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from freshet.services.errors import ServiceSetupError
 from freshet.services.kafka_local import LocalKafka, new_cluster_id
+from freshet.services.ports import free_port
 from freshet.services.redis_local import LocalRedis, RedisTLS
 from freshet.services.registry import read_endpoints
 from freshet.settings import Settings
@@ -237,3 +238,14 @@ def test_redis_tls_listener(tmp_path: Path, make_redis: Callable[..., LocalRedis
     with pytest.raises(redis.exceptions.ConnectionError):
         plain.ping()
     plain.close()
+
+
+def test_a_running_service_is_not_started_twice_on_another_port(
+    make_redis: Callable[..., LocalRedis],
+) -> None:
+    server = make_redis()
+    same = LocalRedis(server.base_dir).start()  # same folder, remembered port: a no-op
+    assert same.pid == server.pid
+    with pytest.raises(ServiceSetupError, match="already runs on port"):
+        LocalRedis(server.base_dir, port=free_port()).start()
+    assert server.alive()
