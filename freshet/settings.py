@@ -89,6 +89,8 @@ class Settings:
     max_future_ms: int = 24 * 3600 * 1000
     trending_half_life_s: float = 6 * 3600.0
     list_size: int = 20
+    cold_user_events: int = 2
+    realtime: bool = True
     candidates: int = 200
     mmr_lambda: float = 0.7
     longtail_share: float = 0.2

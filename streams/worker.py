@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from streams.catalog import CatalogProcessor, RedisCatalogStore
 from streams.faust_app import add_batch_agent, create_app
 from streams.ingest import BatchStats, IngestProcessor, Refresher
 from streams.keyspace import Keyspace
+from streams.live_recommender import LiveRecommender
 from streams.redis_client import async_redis
 from streams.redis_state_store import RedisStateStore
 from streams.state_rules import StateRules
@@ -83,11 +85,29 @@ class Worker:
     ingest: IngestProcessor
     catalog: CatalogProcessor
     totals: WorkerTotals
+    live: LiveRecommender | None = None
 
     def run(self) -> None:
         """Run until stopped (SIGINT/SIGTERM), through Faust's worker."""
         worker = faust.Worker(self.app, loglevel=self.settings.log_level.lower())
         worker.execute_from_commandline()
+
+
+def build_live(
+    settings: Settings, store: RedisStateStore, catalog: RedisCatalogStore
+) -> LiveRecommender:
+    """The real-time path, reading trending, counts and catalog changes from Redis."""
+    partitions = list(range(settings.topic_partitions))
+
+    async def trending(k: int) -> list[tuple[str, float]]:
+        return await store.trending(partitions, k)
+
+    async def counts() -> dict[str, int]:
+        return await store.counts(partitions)
+
+    return LiveRecommender(
+        settings, trending_source=trending, counts_source=counts, catalog_log=catalog.read_log
+    )
 
 
 def build_worker(
@@ -108,8 +128,13 @@ def build_worker(
         cluster=settings.redis_cluster,
         trending_half_life_s=settings.trending_half_life_s,
     )
+    catalog_store = RedisCatalogStore(redis, keys)
     sinks = KafkaSinks(app, topics)
     totals = WorkerTotals()
+    live: LiveRecommender | None = None
+    if refresher is None and settings.realtime:
+        live = build_live(settings, store, catalog_store)
+        refresher = live
     ingest = IngestProcessor(
         store,
         rules_of(settings),
@@ -119,7 +144,7 @@ def build_worker(
         refresher=refresher,
     )
     catalog = CatalogProcessor(
-        RedisCatalogStore(redis, keys), limits_of(settings), dead_letter_sink=sinks.dead_letters
+        catalog_store, limits_of(settings), dead_letter_sink=sinks.dead_letters
     )
 
     def on_retry(exc: BaseException, attempt: int) -> None:
@@ -146,7 +171,57 @@ def build_worker(
         on_batch=totals.catalog.add,
         on_retry=on_retry,
     )
-    return Worker(settings, app, redis, ingest, catalog, totals)
+    if live is not None:
+        add_live_timers(app, live, store, sinks)
+    return Worker(settings, app, redis, ingest, catalog, totals, live)
+
+
+def add_live_timers(
+    app: faust.App, live: LiveRecommender, store: RedisStateStore, sinks: KafkaSinks
+) -> None:
+    """Background duties of the real-time path, as Faust timers that never raise."""
+
+    def guarded(name: str, interval: float, fn: Callable[[], Awaitable[Any]]) -> None:
+        async def tick() -> None:
+            try:
+                await fn()
+            except Exception as exc:
+                log.warning("%s failed: %s", name, _safe(exc))
+
+        tick.__name__ = tick.__qualname__ = f"live_{name}"
+        app.timer(interval, name=f"live_{name}")(tick)
+
+    async def flush_debounced() -> None:
+        due = live.due_pending(int(time.time() * 1000))
+        if not due:
+            return
+        refresh = live.compute(due, int(time.time() * 1000))
+        by_partition: dict[int, dict[str, bytes]] = {}
+        for user in due:
+            rec = refresh.lists.get(user.user_id)
+            if rec is not None:
+                by_partition.setdefault(user.partition, {})[user.user_id] = encode(rec)
+        for partition, lists in by_partition.items():
+            await store.set_latest(partition, lists)
+        await sinks.lists(list(refresh.lists.values()))
+
+    async def first_load() -> None:
+        await live.check_bundle()
+        await live.sync_catalog()
+
+    guarded("bundle", 2.0, live.check_bundle)
+    guarded("catalog", 0.5, live.sync_catalog)
+    guarded("trending", 1.0, live.sync_trending)
+    guarded("popularity", 10.0, live.sync_popularity)
+    guarded("debounce", max(0.05, live.settings.debounce_ms / 4000.0), flush_debounced)
+
+    @app.task
+    async def warm_up() -> None:
+        try:
+            await first_load()
+            await live.sync_trending()
+        except Exception as exc:
+            log.warning("warm-up failed: %s", _safe(exc))
 
 
 def _safe(exc: BaseException) -> str:

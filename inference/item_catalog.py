@@ -1,0 +1,136 @@
+"""The online catalog: the bundle's items plus items announced since, as growable arrays.
+
+Pure state (no I/O). The worker applies catalog records to it and takes ``ItemTable``
+snapshots for scoring; rows never move, so ANN ids stay valid as items are added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.candidates import ItemTable
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class ItemCatalog:
+    """Item rows, vectors, categories, first-seen times, popularity and removals."""
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        vectors: npt.ArrayLike,
+        categories: Sequence[str | None] | None = None,
+        popularity: npt.ArrayLike | None = None,
+        first_seen_ms: npt.ArrayLike | None = None,
+    ) -> None:
+        vecs = np.asarray(vectors, dtype=np.float32)
+        n = len(ids)
+        if vecs.shape[0] != n:
+            raise ValueError(f"{vecs.shape[0]} vectors for {n} ids")
+        self.dim = int(vecs.shape[1])
+        self._cap = max(16, n * 2)
+        self._vectors = np.zeros((self._cap, self.dim), np.float32)
+        self._vectors[:n] = vecs
+        self._category = np.full(self._cap, -1, np.int64)
+        self._popularity = np.zeros(self._cap, np.float32)
+        self._first_seen = np.full(self._cap, np.nan, np.float64)
+        self._removed = np.zeros(self._cap, bool)
+        self.ids: list[str] = list(ids)
+        self.row_of: dict[str, int] = {item: row for row, item in enumerate(self.ids)}
+        self.category_code: dict[str, int] = {}
+        if categories is not None:
+            for row, cat in enumerate(categories):
+                self._category[row] = self._code(cat)
+        if popularity is not None:
+            self._popularity[:n] = np.asarray(popularity, dtype=np.float32)
+        if first_seen_ms is not None:
+            self._first_seen[:n] = np.asarray(first_seen_ms, dtype=np.float64)
+        self.version = 0
+        self._table: ItemTable | None = None
+        self._table_key: tuple[int, int] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def _code(self, category: str | None) -> int:
+        if not category:
+            return -1
+        return self.category_code.setdefault(category, len(self.category_code))
+
+    def _grow(self) -> None:
+        self._cap *= 2
+        for name in ("_vectors", "_category", "_popularity", "_first_seen", "_removed"):
+            old = getattr(self, name)
+            fill = {"_category": -1, "_first_seen": np.nan}.get(name, 0)
+            new = np.full((self._cap, *old.shape[1:]), fill, dtype=old.dtype)
+            new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+    def upsert(
+        self, item_id: str, vector: npt.ArrayLike | None, category: str | None, first_seen_ms: int
+    ) -> tuple[int, bool]:
+        """Add or update an item; returns its row and whether the row is new."""
+        row = self.row_of.get(item_id)
+        is_new = row is None
+        if row is None:
+            if self.size >= self._cap:
+                self._grow()
+            row = self.size
+            self.ids.append(item_id)
+            self.row_of[item_id] = row
+        if vector is not None:
+            self._vectors[row] = np.asarray(vector, dtype=np.float32)
+        if category is not None:
+            self._category[row] = self._code(category)
+        if np.isnan(self._first_seen[row]):
+            self._first_seen[row] = first_seen_ms
+        self._removed[row] = False
+        self.version += 1
+        return row, is_new
+
+    def remove(self, item_id: str) -> int | None:
+        """Mark an item removed (never recommended again); returns its row if known."""
+        row = self.row_of.get(item_id)
+        if row is not None and not self._removed[row]:
+            self._removed[row] = True
+            self.version += 1
+        return row
+
+    def set_popularity(self, counts: Mapping[str, float]) -> None:
+        """Replace interaction counts of the items named (others keep theirs)."""
+        for item, n in counts.items():
+            row = self.row_of.get(item)
+            if row is not None:
+                self._popularity[row] = n
+        self.version += 1
+
+    def vectors(self) -> FloatArray:
+        return self._vectors[: self.size]
+
+    def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Rows of the given ids, -1 for unknown ones."""
+        return np.fromiter((self.row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids))
+
+    def table(self, now_ms: int, *, age_resolution_ms: int = 60_000) -> ItemTable:
+        """An ``ItemTable`` snapshot; cached until the catalog changes or a minute passes."""
+        key = (self.version, now_ms // age_resolution_ms)
+        if self._table is not None and self._table_key == key:
+            return self._table
+        n = self.size
+        first = self._first_seen[:n]
+        age = np.where(np.isnan(first), np.inf, (now_ms - first) / 1000.0).astype(np.float32)
+        self._table = ItemTable.create(
+            vectors=self._vectors[:n],
+            ids=np.asarray(self.ids, dtype=np.str_),
+            categories=self._category[:n],
+            popularity=self._popularity[:n],
+            age_s=np.maximum(age, 0.0),
+            removed=self._removed[:n],
+        )
+        self._table_key = key
+        return self._table

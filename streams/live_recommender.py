@@ -1,0 +1,347 @@
+"""The real-time path of a worker: fresh embeddings and lists for touched users.
+
+Adapter around the pure pipeline (``inference.recommend``): it holds the served model
+bundle (hot-swapped when ``CURRENT`` changes, refused and logged if bad), the online
+catalog and its ANN index (kept in step by tailing the catalog log in Redis), the
+trending list, and the debounce state. Per micro-batch it encodes the touched users'
+histories in one ONNX call, searches candidates for all of them at once, re-ranks, and
+returns embeddings and lists for the ingest processor to write with the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from freshet.settings import Settings
+from inference.ann_index import AnnIndex
+from inference.bundle import BundleError, read_current
+from inference.content_vectors import catalog_content_vectors
+from inference.fold_in import event_weights, fold_in_events
+from inference.item_catalog import ItemCatalog
+from inference.recommend import RecommendConfig, UserList, recommend
+from schemas.recommendation import Recommendation
+from streams.catalog import CatalogRecord
+from streams.debounce import Debouncer
+from streams.ingest import Refresh, TouchedUser
+from streams.state_rules import UserState
+
+log = logging.getLogger("freshet.live")
+
+CONTENT_DIM = 64
+
+
+@dataclass
+class LiveStats:
+    """Counters of the real-time path (exported as metrics)."""
+
+    lists: int = 0
+    cold_start: int = 0
+    model_free: int = 0
+    deferred: int = 0
+    encoder_ms: list[float] = field(default_factory=list)
+    recommend_ms: list[float] = field(default_factory=list)
+    bundle_swaps: int = 0
+    bundle_refusals: int = 0
+
+    def take_timings(self) -> tuple[list[float], list[float]]:
+        enc, rec = self.encoder_ms, self.recommend_ms
+        self.encoder_ms, self.recommend_ms = [], []
+        return enc, rec
+
+
+class LiveRecommender:
+    """Implements ``streams.ingest.Refresher`` for one worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        trending_source: Callable[[int], Awaitable[list[tuple[str, float]]]],
+        counts_source: Callable[[], Awaitable[dict[str, int]]],
+        catalog_log: Callable[[str], Awaitable[list[tuple[str, CatalogRecord]]]],
+        bundle_loader: Callable[[Path, str, str], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.config = RecommendConfig.from_settings(settings)
+        self.trending_source = trending_source
+        self.counts_source = counts_source
+        self.catalog_log = catalog_log
+        self.bundle_loader = bundle_loader or _load_bundle
+        self.clock = clock
+        self.bundle: Any | None = None
+        self.catalog = ItemCatalog([], np.zeros((0, CONTENT_DIM), np.float32))
+        self.records: dict[str, CatalogRecord] = {}
+        self.index: AnnIndex | None = None
+        self.trending_rows = np.zeros(0, np.int64)
+        self.trending_scores = np.zeros(0, np.float32)
+        self.catalog_cursor = "0"
+        self.debounce: Debouncer[TouchedUser] = Debouncer(settings.debounce_ms)
+        self.refused_versions: set[str] = set()
+        self.stats = LiveStats()
+        self._seed = 0
+
+    # --- model bundle ----------------------------------------------------------------
+    @property
+    def model_version(self) -> str | None:
+        return None if self.bundle is None else str(self.bundle.version)
+
+    async def check_bundle(self) -> bool:
+        """Load the CURRENT bundle if it changed; a bad one is refused and logged."""
+        bundle_dir = self.settings.bundle_dir
+        try:
+            version = read_current(bundle_dir)
+        except (OSError, BundleError) as exc:
+            log.warning("cannot read CURRENT in %s: %s", bundle_dir, exc)
+            return False
+        if version is None or version == self.model_version or version in self.refused_versions:
+            return False
+        try:
+            bundle = await asyncio.to_thread(
+                self.bundle_loader, bundle_dir, version, self.settings.onnx_provider
+            )
+        except Exception as exc:  # corrupt, incomplete or mismatched: keep serving
+            self.refused_versions.add(version)
+            self.stats.bundle_refusals += 1
+            log.error("refused bundle %s: %s; still serving %s", version, exc, self.model_version)
+            return False
+        self.swap_bundle(bundle)
+        return True
+
+    def swap_bundle(self, bundle: Any) -> None:
+        """Serve ``bundle`` from the next batch on; rebuild the catalog around its items."""
+        catalog = ItemCatalog(
+            list(bundle.item_ids),
+            bundle.item_vectors,
+            popularity=np.asarray(bundle.item_popularity, np.float32),
+        )
+        old_bundle, self.bundle = self.bundle, bundle
+        try:
+            self._apply_records(catalog, list(self.records.values()))
+        except Exception:
+            self.bundle = old_bundle
+            raise
+        self.catalog = catalog
+        self.index = _build_index(catalog)
+        self.stats.bundle_swaps += 1
+        log.info("serving bundle %s on %s", bundle.version, getattr(bundle, "provider", "?"))
+
+    # --- catalog, popularity, trending ---------------------------------------------
+    async def sync_catalog(self) -> int:
+        """Apply catalog changes logged since the last call; returns how many."""
+        changes = await self.catalog_log(self.catalog_cursor)
+        if not changes:
+            return 0
+        self.catalog_cursor = changes[-1][0]
+        records = [rec for _, rec in changes]
+        for rec in records:
+            self.records[rec.item_id] = rec
+        rows = self._apply_records(self.catalog, records)
+        if self.index is None or self.index.size == 0:
+            self.index = _build_index(self.catalog)
+        else:
+            live = [r for r, rec in zip(rows, records, strict=True) if not rec.removed]
+            gone = [r for r, rec in zip(rows, records, strict=True) if rec.removed]
+            if live:
+                ids = np.asarray(sorted(set(live)), np.int64)
+                self.index.add(ids, self.catalog.vectors()[ids])
+            if gone:
+                self.index.remove(np.asarray(sorted(set(gone)), np.int64))
+        return len(records)
+
+    def _apply_records(self, catalog: ItemCatalog, records: Sequence[CatalogRecord]) -> list[int]:
+        """Upsert/remove records into ``catalog``; new items get content-only vectors."""
+        rows: list[int] = []
+        fresh = [r for r in records if not r.removed and r.item_id not in catalog.row_of]
+        vectors = self._content_vectors(fresh)
+        vec_of = {r.item_id: vectors[i] for i, r in enumerate(fresh)}
+        for rec in records:
+            if rec.removed:
+                row = catalog.remove(rec.item_id)
+                if row is None:
+                    row, _ = catalog.upsert(rec.item_id, None, None, rec.first_seen_ts)
+                    catalog.remove(rec.item_id)
+            else:
+                category = rec.categories[0] if rec.categories else None
+                row, _ = catalog.upsert(
+                    rec.item_id, vec_of.get(rec.item_id), category, rec.first_seen_ts
+                )
+            rows.append(row)
+        return rows
+
+    def _content_vectors(self, records: Sequence[CatalogRecord]) -> np.ndarray:
+        if not records:
+            return np.zeros((0, self.catalog.dim), np.float32)
+        items = [(r.categories, r.attributes, r.text) for r in records]
+        if self.bundle is not None:
+            return np.asarray(self.bundle.embed_catalog(items), np.float32)
+        return catalog_content_vectors(items, self.catalog.dim)
+
+    async def sync_trending(self, k: int = 200) -> None:
+        top = await self.trending_source(k)
+        rows = self.catalog.rows([i for i, _ in top])
+        keep = rows >= 0
+        self.trending_rows = rows[keep]
+        self.trending_scores = np.asarray([s for _, s in top], np.float32)[keep]
+
+    async def sync_popularity(self) -> None:
+        self.catalog.set_popularity(await self.counts_source())
+
+    # --- the per-batch path ----------------------------------------------------------
+    async def refresh(self, touched: Sequence[TouchedUser], now_ms: int) -> Refresh:
+        """Embeddings and lists for the users due now; the rest wait for their window."""
+        due = self.debounce.admit(((t.user_id, t) for t in touched), now_ms)
+        self.stats.deferred = len(self.debounce.pending)
+        return self.compute(due, now_ms)
+
+    def due_pending(self, now_ms: int) -> list[TouchedUser]:
+        """Users whose debounce window closed (their trailing refresh is owed)."""
+        return self.debounce.due(now_ms)
+
+    def compute(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
+        """Fresh embeddings and lists for ``users`` (pure compute over current holdings)."""
+        refresh = Refresh()
+        if not users or self.catalog.size == 0 or self.index is None:
+            return refresh
+        t0 = time.perf_counter()
+        vecs, model_free = self._embed([u.state for u in users])
+        t1 = time.perf_counter()
+        table = self.catalog.table(now_ms)
+        known = np.array(
+            [u.state.n_events >= self.settings.cold_user_events for u in users], dtype=bool
+        )
+        self._seed += 1
+        lists = recommend(
+            vecs,
+            table,
+            self.index,
+            self.config,
+            known=known,
+            model_free=model_free,
+            exclude=[self._rows(u.state.seen + u.state.purchased) for u in users],
+            history=[self._rows([h.item_id for h in u.state.history]) for u in users],
+            trending=self.trending_rows,
+            trending_scores=self.trending_scores,
+            seed=self._seed,
+        )
+        t2 = time.perf_counter()
+        self.stats.encoder_ms.append((t1 - t0) * 1000)
+        self.stats.recommend_ms.append((t2 - t1) * 1000)
+        published = int(self.clock() * 1000)
+        for user, vec, ul in zip(users, vecs, lists, strict=True):
+            if np.isfinite(vec).all() and np.abs(vec).sum() > 0:
+                refresh.embeddings[user.user_id] = vec.astype(np.float32).tobytes()
+            refresh.lists[user.user_id] = self._message(user, ul, published)
+        return refresh
+
+    def _message(self, user: TouchedUser, ul: UserList, published_ms: int) -> Recommendation:
+        self.stats.lists += 1
+        if ul.strategy == "cold_start":
+            self.stats.cold_start += 1
+        elif ul.strategy == "model_free":
+            self.stats.model_free += 1
+        ev = user.last_event
+        return Recommendation(
+            user_id=user.user_id,
+            items=ul.items,
+            strategy=ul.strategy,
+            model_version=self.model_version if ul.strategy == "personalised" else None,
+            source_event_id=ev.event_id if ev else None,
+            event_ts=ev.ts if ev else None,
+            published_ts=published_ms,
+        )
+
+    def _rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        rows = self.catalog.rows(list(item_ids))
+        return rows[rows >= 0]
+
+    def _embed(self, states: Sequence[UserState]) -> tuple[np.ndarray, np.ndarray]:
+        """User vectors (B, D) and which came from the model-free fold-in."""
+        b, d = len(states), self.catalog.dim
+        if self.bundle is not None:
+            try:
+                vecs = self._encode(states)
+                bad = ~np.isfinite(vecs).all(axis=1)
+                if not bad.any():
+                    return vecs, np.zeros(b, bool)
+                log.warning("encoder gave non-finite vectors for %d users; folding in", bad.sum())
+                folded = self._fold_in(states)
+                return np.where(bad[:, None], folded, vecs), bad
+            except Exception as exc:  # a faulty model must not stop the stream
+                log.error("user encoder failed (%s); serving model-free lists", exc)
+        folded = self._fold_in(states)
+        return folded.reshape(b, d), np.ones(b, bool)
+
+    def _encode(self, states: Sequence[UserState]) -> np.ndarray:
+        bundle = self.bundle
+        assert bundle is not None
+        n = bundle.history_len
+        b, d = len(states), self.catalog.dim
+        vecs = np.zeros((b, n, d), np.float32)
+        types = np.zeros((b, n), np.int64)
+        gaps = np.zeros((b, n), np.float32)
+        mask = np.zeros((b, n), np.float32)
+        item_vecs = self.catalog.vectors()
+        manifest = bundle.manifest
+        for i, state in enumerate(states):
+            hist = [h for h in state.history if h.item_id in self.catalog.row_of][-n:]
+            if not hist:
+                continue
+            now = hist[-1].ts
+            rows = self.catalog.rows([h.item_id for h in hist])
+            off = n - len(hist)
+            vecs[i, off:] = item_vecs[rows]
+            types[i, off:] = [manifest.type_id(h.type) for h in hist]
+            gaps[i, off:] = np.log1p(np.maximum(now - np.array([h.ts for h in hist]), 0) / 1000.0)
+            mask[i, off:] = 1.0
+        out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
+        out[mask.sum(axis=1) == 0] = 0.0
+        return out
+
+    def _fold_in(self, states: Sequence[UserState]) -> np.ndarray:
+        """Decayed, event-weighted sum of the history's item vectors (model-free)."""
+        b, d = len(states), self.catalog.dim
+        user_idx: list[int] = []
+        rows: list[int] = []
+        types: list[str] = []
+        ts: list[int] = []
+        for i, state in enumerate(states):
+            for h in state.history:
+                row = self.catalog.row_of.get(h.item_id)
+                if row is not None:
+                    user_idx.append(i)
+                    rows.append(row)
+                    types.append(h.type)
+                    ts.append(h.ts)
+        if not rows:
+            return np.zeros((b, d), np.float32)
+        vecs, _ = fold_in_events(
+            np.zeros((b, d), np.float32),
+            np.full(b, -np.inf),
+            np.asarray(user_idx, np.int64),
+            self.catalog.vectors()[np.asarray(rows, np.int64)],
+            event_weights(types),
+            np.asarray(ts, np.int64),
+            self.settings.trending_half_life_s,
+        )
+        return np.asarray(vecs, np.float32)
+
+
+def _build_index(catalog: ItemCatalog) -> AnnIndex | None:
+    if catalog.size == 0:
+        return None
+    return AnnIndex.build(catalog.vectors(), np.arange(catalog.size, dtype=np.int64))
+
+
+def _load_bundle(bundle_dir: Path, version: str, provider: str) -> Any:
+    from inference.onnx_session import LoadedBundle
+
+    return LoadedBundle.load(bundle_dir, version, provider)
