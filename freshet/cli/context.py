@@ -47,6 +47,10 @@ def root_callback(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.log_level.upper() != "DEBUG":
+        # The client libraries narrate every connection at INFO; keep their warnings.
+        for noisy in ("kafka", "aiokafka"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = settings
 
 
