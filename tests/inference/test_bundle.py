@@ -41,7 +41,7 @@ def trained() -> tuple[TrainResult, InteractionLog, Split]:
     config = SimConfig(users=150, items=120, events=4000, new_item_rate=0.2, new_user_rate=0.1)
     log = build_log(simulate(config, seed=5), HASHING)
     split = time_split(log)
-    result = train(log, split, TrainConfig(dim=16, history_len=8, epochs=1), show=False)
+    result = train(log, split, TrainConfig(dim=16, history_len=8, epochs=1, threads=1), show=False)
     return result, log, split
 
 

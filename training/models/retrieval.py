@@ -126,6 +126,22 @@ class RetrievalModel(nn.Module):
         return F.cross_entropy(logits, labels)
 
 
+def fit_length(hist: HistoryBatch, n: int) -> HistoryBatch:
+    """The last ``n`` positions of a history batch, left-padded when it is shorter."""
+    length = hist.items.shape[1]
+    if length >= n:
+        return HistoryBatch(
+            *(a[:, length - n :] for a in (hist.items, hist.types, hist.gaps, hist.mask))
+        )
+    pad = ((0, 0), (n - length, 0))
+    return HistoryBatch(
+        np.pad(hist.items, pad, constant_values=-1),
+        np.pad(hist.types, pad),
+        np.pad(hist.gaps, pad),
+        np.pad(hist.mask, pad),
+    )
+
+
 class TorchScorer:
     """Scores cases with a trained model (the protocol's ``Scorer``)."""
 
@@ -137,7 +153,7 @@ class TorchScorer:
 
     @torch.no_grad()
     def score(self, cases: EvalCases) -> np.ndarray:
-        hist = cases.history
+        hist = fit_length(cases.history, self.model.history_len)
         was = self.model.training
         self.model.eval()
         vecs = self.vectors[np.clip(hist.items, 0, None)] * hist.mask[:, :, None]
