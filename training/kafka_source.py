@@ -1,10 +1,12 @@
 """Read a Kafka topic once, fully or over a time range, as contract messages (kafka-python).
 
-A thin adapter: it finds each partition's start offset (the beginning, or the first
-offset at or after ``since_ms`` via ``offsets_for_times``) and its stop offset (the end
-now, or the first offset at or after ``until_ms``), then polls until every partition
-reaches its stop. Messages that do not decode are counted and skipped; training data
-needs no dead-letter trail.
+A thin adapter. The range ``[since_ms, until_ms)`` applies to *event* time (``ts``).
+Kafka's ``offsets_for_times`` only narrows where each partition's read starts: a
+record's timestamp (stamped when it was produced) is never earlier than the event's
+time, so no record before that offset can hold an event at or after ``since_ms``. Each
+partition is read up to its end offset as of the start of the read, so the read ends
+even while producers keep writing. Messages that do not decode are counted and skipped;
+training data needs no dead-letter trail.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
 from freshet.settings import Settings
 from schemas.codec import Refusal, decode_catalog, decode_interaction
 from schemas.events import CatalogEvent, InteractionEvent
+from streams.kafka_config import kafka_python_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -34,29 +36,6 @@ class ReadStats:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def consumer_config(settings: Settings) -> dict[str, Any]:
-    """kafka-python options for the cluster and security settings of ``settings``."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
-        "security_protocol": settings.kafka_security_protocol.upper(),
-        "enable_auto_commit": False,
-        "group_id": None,
-        "consumer_timeout_ms": 10_000,
-    }
-    if settings.kafka_sasl_mechanism:
-        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        config["sasl_plain_username"] = settings.kafka_sasl_username
-        config["sasl_plain_password"] = settings.kafka_sasl_password.get()
-    for key, value in (
-        ("ssl_cafile", settings.kafka_ssl_cafile),
-        ("ssl_certfile", settings.kafka_ssl_certfile),
-        ("ssl_keyfile", settings.kafka_ssl_keyfile),
-    ):
-        if value:
-            config[key] = value
-    return config
-
-
 def read_topic(
     settings: Settings,
     topic: str,
@@ -65,14 +44,18 @@ def read_topic(
     catalog: bool = False,
     stats: ReadStats | None = None,
 ) -> Iterator[InteractionEvent | CatalogEvent]:
-    """Decoded messages of ``topic`` with timestamps in ``[since_ms, until_ms)``.
+    """Decoded messages of ``topic`` with event times in ``[since_ms, until_ms)``.
 
     Partitions are read one after another, so events are not in global time order;
     ``training.data.build_log`` sorts them.
     """
     decode: Decoder = decode_catalog if catalog else decode_interaction
     stats = stats if stats is not None else ReadStats()
-    consumer = KafkaConsumer(**consumer_config(settings))
+    consumer = KafkaConsumer(
+        **kafka_python_kwargs(
+            settings, client_id="freshet-train", enable_auto_commit=False, group_id=None
+        )
+    )
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
@@ -81,7 +64,7 @@ def read_topic(
         begin = consumer.beginning_offsets(tps)
         end = consumer.end_offsets(tps)
         start = _offsets_at(consumer, tps, since_ms, begin, end)
-        stop = _offsets_at(consumer, tps, until_ms, end, end)
+        stop = end
         for tp in tps:
             if start[tp] >= stop[tp]:
                 continue
@@ -102,7 +85,10 @@ def read_topic(
                         stats.refused += 1
                         stats.reasons[out.reason] = stats.reasons.get(out.reason, 0) + 1
                         continue
-                    yield out
+                    if (since_ms is None or out.ts >= since_ms) and (
+                        until_ms is None or out.ts < until_ms
+                    ):
+                        yield out
     finally:
         consumer.close()
 
