@@ -18,7 +18,7 @@ def test_train_writes_a_current_bundle_that_evaluate_scores(tmp_path: Path) -> N
     world = SimConfig(users=100, items=60, events=3000, new_item_rate=0.1)
     data.write_bytes(b"".join(encode(ev) + b"\n" for ev in simulate(world, seed=2)) + b"{oops\n")
     bundles = tmp_path / "bundles"
-    runner = CliRunner()
+    runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that table cells do not wrap
     common = ["--bundle-dir", str(bundles)]
     out = runner.invoke(
         app, ["train", str(data), *common, "--epochs", "1", "--dim", "16", "--threads", "1"]
