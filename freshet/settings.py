@@ -113,6 +113,8 @@ class Settings:
             raw = env.get(f"FRESHET_{f.name.upper()}")
             if raw is not None:
                 values[f.name] = _coerce(f.name, raw, hints[f.name])
+        if "bundle_dir" not in values and "home" in values:
+            values["bundle_dir"] = values["home"] / "bundles"
         settings = cls(**values)
         if overrides:
             settings = settings.with_(**overrides)

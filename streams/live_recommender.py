@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +47,16 @@ class LiveStats:
     cold_start: int = 0
     model_free: int = 0
     deferred: int = 0
-    encoder_ms: list[float] = field(default_factory=list)
-    recommend_ms: list[float] = field(default_factory=list)
+    encoder_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    recommend_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
     bundle_swaps: int = 0
     bundle_refusals: int = 0
 
     def take_timings(self) -> tuple[list[float], list[float]]:
-        enc, rec = self.encoder_ms, self.recommend_ms
-        self.encoder_ms, self.recommend_ms = [], []
+        """The recent per-batch timings (ms), emptied."""
+        enc, rec = list(self.encoder_ms), list(self.recommend_ms)
+        self.encoder_ms.clear()
+        self.recommend_ms.clear()
         return enc, rec
 
 
@@ -148,13 +151,14 @@ class LiveRecommender:
         if self.index is None or self.index.size == 0:
             self.index = _build_index(self.catalog)
         else:
-            live = [r for r, rec in zip(rows, records, strict=True) if not rec.removed]
-            gone = [r for r, rec in zip(rows, records, strict=True) if rec.removed]
+            final = dict(zip(rows, records, strict=True))  # the last change of each item wins
+            live = sorted(r for r, rec in final.items() if not rec.removed)
+            gone = sorted(r for r, rec in final.items() if rec.removed)
             if live:
-                ids = np.asarray(sorted(set(live)), np.int64)
+                ids = np.asarray(live, np.int64)
                 self.index.add(ids, self.catalog.vectors()[ids])
             if gone:
-                self.index.remove(np.asarray(sorted(set(gone)), np.int64))
+                self.index.remove(np.asarray(gone, np.int64))
         return len(records)
 
     def _apply_records(self, catalog: ItemCatalog, records: Sequence[CatalogRecord]) -> list[int]:
