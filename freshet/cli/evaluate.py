@@ -37,7 +37,7 @@ def evaluate_command(
     """
     from rich.console import Console
 
-    from freshet.cli.train import file_events, results_table
+    from freshet.cli.train import file_events, results_table, segments_table
     from inference.bundle import BundleError
     from inference.onnx_session import LoadedBundle
     from training.data import build_log
@@ -73,6 +73,7 @@ def evaluate_command(
                 f"its {name} row may be optimistic"
             )
     console.print(results_table(rows))
+    console.print(segments_table(rows))
     if refused:
         console.print(f"[yellow]skipped {sum(refused.values())} refused lines: {refused}")
 

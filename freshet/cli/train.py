@@ -59,6 +59,19 @@ def results_table(rows: Sequence[tuple[str, str, Mapping[str, float]]]) -> Table
     return table
 
 
+def segments_table(rows: Sequence[tuple[str, str, Mapping[str, float]]]) -> Table:
+    """HR@10/NDCG@10 of cold users and cold items (no training events) per row."""
+    from rich.table import Table
+
+    table = Table("protocol", "model", "segment", "cases", "hr@10", "ndcg@10")
+    for protocol, model, values in rows:
+        for seg in ("cold_user", "cold_item"):
+            cases = int(values.get(f"{seg}/cases", 0))
+            cells = [f"{values[f'{seg}/{m}']:.4f}" if cases else "-" for m in ("hr@10", "ndcg@10")]
+            table.add_row(protocol, model, seg.replace("_", " ") + "s", str(cases), *cells)
+    return table
+
+
 def train_command(
     ctx: typer.Context,
     file: Annotated[
