@@ -95,6 +95,7 @@ class Settings:
     mmr_lambda: float = 0.7
     longtail_share: float = 0.2
     exploration_slots: int = 2
+    new_item_slots: int = 1
     trending_slots: int = 2
     onnx_provider: str = "auto"  # auto | cuda | cpu
     metrics_port: int = 0  # 0: no Prometheus endpoint

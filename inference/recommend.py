@@ -7,6 +7,7 @@ trending and exploration quotas -> reasons -> one explained list per user.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -58,6 +59,8 @@ class RecommendConfig:
     category_cap: int | None = None
     popularity_beta: float = 0.0
     new_item_age_s: float = 3 * 86_400.0
+    new_item_slots: int = 1
+    new_item_quantile: float = 0.5
     similar_threshold: float = 0.8
     explore_pool: int = 32
     max_overfetch: int = 1_000
@@ -165,7 +168,7 @@ def recommend(
         k,
         config.mmr_lambda,
         config.category_weight,
-        quotas=_quotas(cands, items, warm, config),
+        quotas=_quotas(cands, items, warm, config, rel),
         category_cap=config.category_cap,
     )
     return _assemble(picked, cands, rel, unit, warm, model_free, items, history, config)
@@ -208,7 +211,11 @@ def _relevance(
 
 
 def _quotas(
-    cands: Candidates, items: ItemTable, warm: npt.NDArray[np.bool_], config: RecommendConfig
+    cands: Candidates,
+    items: ItemTable,
+    warm: npt.NDArray[np.bool_],
+    config: RecommendConfig,
+    rel: FloatArray,
 ) -> list[Quota]:
     k = config.list_size
     rows = np.maximum(cands.rows, 0)
@@ -220,10 +227,24 @@ def _quotas(
     # Cold users: trending first, exploration fills whatever trending cannot.
     explore_cap = np.where(warm, n_explore, k).astype(np.int64)
     trend_min = np.where(warm, min(config.trending_slots, k), k - n_explore).astype(np.int64)
+    # New items have no interactions yet, so relevance alone rarely lifts them into a
+    # list; give warm users up to `new_item_slots` of the new items that rank in the
+    # upper part of their own ANN candidates (taste-matched, not random exposure).
+    from_ann = (cands.flags & FROM_ANN) > 0
+    is_new = (cands.rows >= 0) & (items.age_s[rows] < config.new_item_age_s)
+    ann_rel = np.where(from_ann, rel, np.nan)
+    with warnings.catch_warnings():  # users without ANN candidates: all-NaN rows
+        warnings.simplefilter("ignore", RuntimeWarning)
+        bar = np.nanquantile(
+            np.where(np.isfinite(ann_rel), ann_rel, np.nan), config.new_item_quantile, axis=1
+        )
+    fresh = is_new & from_ann & (rel >= np.nan_to_num(bar, nan=np.inf)[:, None]) & warm[:, None]
+    n_new = min(config.new_item_slots, k)
     return [
         Quota(tail, longtail_quota(config.longtail_share, k)),
         Quota(trending, trend_min),
         Quota(explore_only, n_explore, explore_cap),
+        Quota(fresh, n_new),
     ]
 
 
