@@ -91,6 +91,11 @@ class LiveRecommender:
         self.refused_versions: set[str] = set()
         self.stats = LiveStats()
         self._seed = 0
+        # Compute runs in a worker thread (numpy, faiss and onnxruntime release the GIL)
+        # so the event loop keeps fetching and producing meanwhile; the lock keeps
+        # catalog and bundle changes from landing in the middle of a computation.
+        self._lock = asyncio.Lock()
+        self._late: list[CatalogRecord] | None = None  # catalog changes during a swap
 
     # --- model bundle ----------------------------------------------------------------
     @property
@@ -116,24 +121,51 @@ class LiveRecommender:
             self.stats.bundle_refusals += 1
             log.error("refused bundle %s: %s; still serving %s", version, exc, self.model_version)
             return False
-        self.swap_bundle(bundle)
+        self._late = []
+        try:
+            records = list(self.records.values())
+            try:
+                catalog, index = await asyncio.to_thread(self._prepare, bundle, records)
+            except Exception as exc:  # e.g. its content tower fails on our catalog
+                self.refused_versions.add(version)
+                self.stats.bundle_refusals += 1
+                log.error("refused bundle %s while preparing: %s", version, exc)
+                return False
+            async with self._lock:
+                self._install(bundle, catalog, index, self._late)
+        finally:
+            self._late = None
         return True
 
     def swap_bundle(self, bundle: Any) -> None:
-        """Serve ``bundle`` from the next batch on; rebuild the catalog around its items."""
+        """Serve ``bundle`` from the next batch on (synchronous form, for tools and tests)."""
+        catalog, index = self._prepare(bundle, list(self.records.values()))
+        self._install(bundle, catalog, index, [])
+
+    def _prepare(
+        self, bundle: Any, records: list[CatalogRecord]
+    ) -> tuple[ItemCatalog, AnnIndex | None]:
+        """The catalog and ANN index around ``bundle``'s items; slow, so run off the loop."""
         catalog = ItemCatalog(
             list(bundle.item_ids),
             bundle.item_vectors,
             popularity=np.asarray(bundle.item_popularity, np.float32),
         )
-        old_bundle, self.bundle = self.bundle, bundle
-        try:
-            self._apply_records(catalog, list(self.records.values()))
-        except Exception:
-            self.bundle = old_bundle
-            raise
-        self.catalog = catalog
-        self.index = _build_index(catalog)
+        self._apply_records(catalog, records, bundle)
+        return catalog, _build_index(catalog)
+
+    def _install(
+        self,
+        bundle: Any,
+        catalog: ItemCatalog,
+        index: AnnIndex | None,
+        late: list[CatalogRecord],
+    ) -> None:
+        """Switch to a prepared bundle, first applying catalog changes that came meanwhile."""
+        if late:
+            rows = self._apply_records(catalog, late, bundle)
+            index = self._update_index(catalog, index, rows, late)
+        self.bundle, self.catalog, self.index = bundle, catalog, index
         self.stats.bundle_swaps += 1
         log.info("serving bundle %s on %s", bundle.version, getattr(bundle, "provider", "?"))
 
@@ -143,29 +175,47 @@ class LiveRecommender:
         changes = await self.catalog_log(self.catalog_cursor)
         if not changes:
             return 0
+        async with self._lock:
+            return self._apply_changes(changes)
+
+    def _apply_changes(self, changes: list[tuple[str, CatalogRecord]]) -> int:
         self.catalog_cursor = changes[-1][0]
         records = [rec for _, rec in changes]
         for rec in records:
             self.records[rec.item_id] = rec
-        rows = self._apply_records(self.catalog, records)
-        if self.index is None or self.index.size == 0:
-            self.index = _build_index(self.catalog)
-        else:
-            final = dict(zip(rows, records, strict=True))  # the last change of each item wins
-            live = sorted(r for r, rec in final.items() if not rec.removed)
-            gone = sorted(r for r, rec in final.items() if rec.removed)
-            if live:
-                ids = np.asarray(live, np.int64)
-                self.index.add(ids, self.catalog.vectors()[ids])
-            if gone:
-                self.index.remove(np.asarray(gone, np.int64))
+        if self._late is not None:
+            self._late.extend(records)
+        rows = self._apply_records(self.catalog, records, self.bundle)
+        self.index = self._update_index(self.catalog, self.index, rows, records)
         return len(records)
 
-    def _apply_records(self, catalog: ItemCatalog, records: Sequence[CatalogRecord]) -> list[int]:
+    @staticmethod
+    def _update_index(
+        catalog: ItemCatalog,
+        index: AnnIndex | None,
+        rows: list[int],
+        records: Sequence[CatalogRecord],
+    ) -> AnnIndex | None:
+        """Add or remove the changed rows; the last change of each item wins."""
+        if index is None or index.size == 0:
+            return _build_index(catalog)
+        final = dict(zip(rows, records, strict=True))
+        live = sorted(r for r, rec in final.items() if not rec.removed)
+        gone = sorted(r for r, rec in final.items() if rec.removed)
+        if live:
+            ids = np.asarray(live, np.int64)
+            index.add(ids, catalog.vectors()[ids])
+        if gone:
+            index.remove(np.asarray(gone, np.int64))
+        return index
+
+    def _apply_records(
+        self, catalog: ItemCatalog, records: Sequence[CatalogRecord], bundle: Any | None
+    ) -> list[int]:
         """Upsert/remove records into ``catalog``; new items get content-only vectors."""
         rows: list[int] = []
         fresh = [r for r in records if not r.removed and r.item_id not in catalog.row_of]
-        vectors = self._content_vectors(fresh)
+        vectors = self._content_vectors(fresh, bundle, catalog.dim)
         vec_of = {r.item_id: vectors[i] for i, r in enumerate(fresh)}
         for rec in records:
             if rec.removed:
@@ -181,30 +231,43 @@ class LiveRecommender:
             rows.append(row)
         return rows
 
-    def _content_vectors(self, records: Sequence[CatalogRecord]) -> np.ndarray:
+    @staticmethod
+    def _content_vectors(
+        records: Sequence[CatalogRecord], bundle: Any | None, dim: int
+    ) -> np.ndarray:
         if not records:
-            return np.zeros((0, self.catalog.dim), np.float32)
+            return np.zeros((0, dim), np.float32)
         items = [(r.categories, r.attributes, r.text) for r in records]
-        if self.bundle is not None:
-            return np.asarray(self.bundle.embed_catalog(items), np.float32)
-        return catalog_content_vectors(items, self.catalog.dim)
+        if bundle is not None:
+            return np.asarray(bundle.embed_catalog(items), np.float32)
+        return catalog_content_vectors(items, dim)
 
     async def sync_trending(self, k: int = 200) -> None:
         top = await self.trending_source(k)
-        rows = self.catalog.rows([i for i, _ in top])
-        keep = rows >= 0
-        self.trending_rows = rows[keep]
-        self.trending_scores = np.asarray([s for _, s in top], np.float32)[keep]
+        async with self._lock:
+            rows = self.catalog.rows([i for i, _ in top])
+            keep = rows >= 0
+            self.trending_rows = rows[keep]
+            self.trending_scores = np.asarray([s for _, s in top], np.float32)[keep]
 
     async def sync_popularity(self) -> None:
-        self.catalog.set_popularity(await self.counts_source())
+        counts = await self.counts_source()
+        async with self._lock:
+            self.catalog.set_popularity(counts)
 
     # --- the per-batch path ----------------------------------------------------------
     async def refresh(self, touched: Sequence[TouchedUser], now_ms: int) -> Refresh:
         """Embeddings and lists for the users due now; the rest wait for their window."""
         due = self.debounce.admit(((t.user_id, t) for t in touched), now_ms)
         self.stats.deferred = len(self.debounce.pending)
-        return self.compute(due, now_ms)
+        return await self.compute_async(due, now_ms)
+
+    async def compute_async(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
+        """``compute`` in a worker thread, serialised with catalog and bundle changes."""
+        if not users:
+            return Refresh()
+        async with self._lock:
+            return await asyncio.to_thread(self.compute, users, now_ms)
 
     def due_pending(self, now_ms: int) -> list[TouchedUser]:
         """Users whose debounce window closed (their trailing refresh is owed)."""

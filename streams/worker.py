@@ -21,8 +21,10 @@ from streams.faust_app import add_batch_agent, create_app
 from streams.ingest import BatchStats, IngestProcessor, Refresher
 from streams.keyspace import Keyspace
 from streams.live_recommender import LiveRecommender
+from streams.metrics import WorkerMetrics, add_metrics_timer
 from streams.redis_client import async_redis
 from streams.redis_state_store import RedisStateStore
+from streams.state_guard import add_state_guard
 from streams.state_rules import StateRules
 
 log = logging.getLogger("freshet.worker")
@@ -86,6 +88,7 @@ class Worker:
     catalog: CatalogProcessor
     totals: WorkerTotals
     live: LiveRecommender | None = None
+    metrics: WorkerMetrics | None = None
 
     def run(self) -> None:
         """Run until stopped (SIGINT/SIGTERM), through Faust's worker."""
@@ -147,8 +150,19 @@ def build_worker(
         catalog_store, limits_of(settings), dead_letter_sink=sinks.dead_letters
     )
 
+    metrics = WorkerMetrics(live=live, store=store)
+
+    def on_events(stats: BatchStats) -> None:
+        totals.events.add(stats)
+        metrics.observe_events(stats)
+
+    def on_catalog(stats: BatchStats) -> None:
+        totals.catalog.add(stats)
+        metrics.observe_catalog(stats)
+
     def on_retry(exc: BaseException, attempt: int) -> None:
         totals.retries += 1
+        metrics.observe_retry()
         log.warning("batch failed (attempt %d), retrying: %s", attempt, _safe(exc))
 
     add_batch_agent(
@@ -158,7 +172,7 @@ def build_worker(
         name="ingest",
         max_events=settings.batch_max_events,
         within_s=settings.batch_max_ms / 1000.0,
-        on_batch=totals.events.add,
+        on_batch=on_events,
         on_retry=on_retry,
     )
     add_batch_agent(
@@ -168,18 +182,27 @@ def build_worker(
         name="catalog",
         max_events=settings.batch_max_events,
         within_s=settings.batch_max_ms / 1000.0,
-        on_batch=totals.catalog.add,
+        on_batch=on_catalog,
         on_retry=on_retry,
     )
     if live is not None:
-        add_live_timers(app, live, store, sinks)
-    return Worker(settings, app, redis, ingest, catalog, totals, live)
+        add_live_timers(app, live, store, sinks, on_published=metrics.observe_published)
+    add_metrics_timer(app, metrics, [topics.events, topics.catalog], settings.metrics_port)
+    add_state_guard(app, redis, keys)  # logs an ERROR if Redis comes back without our state
+    return Worker(settings, app, redis, ingest, catalog, totals, live, metrics)
 
 
 def add_live_timers(
-    app: faust.App, live: LiveRecommender, store: RedisStateStore, sinks: KafkaSinks
+    app: faust.App,
+    live: LiveRecommender,
+    store: RedisStateStore,
+    sinks: KafkaSinks,
+    on_published: Callable[[list[int]], None] | None = None,
 ) -> None:
-    """Background duties of the real-time path, as Faust timers that never raise."""
+    """Background duties of the real-time path, as Faust timers that never raise.
+
+    ``on_published`` gets the source record timestamps of each trailing-edge list sent.
+    """
 
     def guarded(name: str, interval: float, fn: Callable[[], Awaitable[Any]]) -> None:
         async def tick() -> None:
@@ -195,7 +218,7 @@ def add_live_timers(
         due = live.due_pending(int(time.time() * 1000))
         if not due:
             return
-        refresh = live.compute(due, int(time.time() * 1000))
+        refresh = await live.compute_async(due, int(time.time() * 1000))
         by_partition: dict[int, dict[str, bytes]] = {}
         for user in due:
             rec = refresh.lists.get(user.user_id)
@@ -204,6 +227,8 @@ def add_live_timers(
         for partition, lists in by_partition.items():
             await store.set_latest(partition, lists)
         await sinks.lists(list(refresh.lists.values()))
+        if on_published is not None:
+            on_published([u.source_timestamp_ms for u in due if u.user_id in refresh.lists])
 
     async def first_load() -> None:
         await live.check_bundle()
