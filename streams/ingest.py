@@ -89,6 +89,7 @@ class BatchStats:
     published: int = 0
     users_touched: int = 0
     source_timestamps_ms: list[int] = field(default_factory=list)
+    published_source_ts_ms: list[int] = field(default_factory=list)  # one per list sent
 
     def add(self, other: BatchStats) -> None:
         self.records += other.records
@@ -211,6 +212,9 @@ class IngestProcessor:
         if lists and self.list_sink is not None:
             await self.list_sink(list(lists.values()))
             stats.published = len(lists)
+            stats.published_source_ts_ms = [
+                t.source_timestamp_ms for t in touched if t.user_id in lists
+            ]
         return stats
 
     def _partition_write(
