@@ -1,0 +1,74 @@
+"""``freshet api``: serve the HTTP read API (latest lists, probes, metrics, OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from freshet.cli.context import settings_of
+
+if TYPE_CHECKING:
+    from freshet.settings import Settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("api")(api)
+
+
+def api(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None,
+        typer.Option(envvar="FRESHET_API_HOST", help="Bind address (default 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="FRESHET_API_PORT",
+            min=0,
+            max=65535,
+            help="Port (default 8080); 0: any free port.",
+        ),
+    ] = None,
+) -> None:
+    """Serve each user's latest list from Redis over HTTP, with a cold-start fallback.
+
+    GET /v1/users/{user_id}/recommendations, /healthz, /readyz, /metrics and
+    /openapi.json. When FRESHET_API_TOKEN is set, every route but the two probes needs
+    "Authorization: Bearer <token>". Give the token in the environment only.
+    """
+    from aiohttp import web
+    from rich.console import Console
+
+    from freshet.api.app import create_app
+
+    settings = settings_of(ctx)
+    changes: dict[str, object] = {}
+    if host is not None:
+        changes["api_host"] = host
+    if port is not None:
+        changes["api_port"] = port
+    if changes:
+        settings = settings.with_(**changes)
+    auth = "bearer token required" if settings.api_token else "no auth (FRESHET_API_TOKEN unset)"
+    console = Console(stderr=True, highlight=False)
+
+    def announce(message: object) -> None:
+        console.print(f"freshet api: {message}; {auth}; Redis {_redis_where(settings)}")
+
+    web.run_app(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        print=announce,
+        access_log_format='%a "%r" %s %b %Tf',
+    )
+
+
+def _redis_where(settings: Settings) -> str:
+    """Host and database of the Redis URL, without any credentials in it."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(settings.redis_url)
+    return f"{url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"
