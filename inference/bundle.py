@@ -13,7 +13,8 @@ A bundle is a directory ``<bundle_dir>/<version>/`` holding:
 - ``item_ids.json``: JSON list, row -> item id.
 - ``item_popularity.npy``: float32 (M,), event-type-weighted interaction counts in the
   training window.
-- ``ranker.onnx``: optional.
+- ``ranker.onnx``: optional; input ``features`` (B, R) float32 rows laid out as
+  ``manifest.ranker_layout`` names (``inference.ranker_features``), output ``score`` (B,).
 - ``manifest.json``: everything else, including the sha256 of every file above.
 
 ``CURRENT`` in ``bundle_dir`` names the served version. Bundles are written under a
@@ -37,6 +38,7 @@ from typing import Any, Final
 import numpy as np
 
 from inference.item_features import HashingConfig
+from inference.ranker_features import LAYOUT as RANKER_LAYOUT
 from schemas.events import EVENT_TYPES
 
 FORMAT_VERSION: Final = 1
@@ -78,6 +80,7 @@ class Manifest:
         metrics: Offline evaluation results of this model.
         data_range: Time range and size of the data trained on.
         training: Hyperparameters and protocol of the run.
+        ranker_layout: Feature layout ``ranker.onnx`` was trained on (None: no ranker).
     """
 
     format_version: int
@@ -94,6 +97,7 @@ class Manifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     data_range: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    ranker_layout: str | None = None
 
     @property
     def has_ranker(self) -> bool:
@@ -123,6 +127,7 @@ class Manifest:
             "metrics": self.metrics,
             "data_range": self.data_range,
             "training": self.training,
+            "ranker_layout": self.ranker_layout,
         }
 
     @classmethod
@@ -158,6 +163,9 @@ class Manifest:
                 metrics=dict(obj.get("metrics") or {}),
                 data_range=dict(obj.get("data_range") or {}),
                 training=dict(obj.get("training") or {}),
+                ranker_layout=None
+                if obj.get("ranker_layout") is None
+                else str(obj["ranker_layout"]),
             )
         except KeyError as exc:
             raise BundleError(f"manifest is missing field {exc.args[0]!r}") from None
@@ -186,6 +194,11 @@ class Manifest:
         missing = [name for name in REQUIRED_FILES if name not in self.files]
         if missing:
             raise BundleError(f"manifest lists no checksum for {', '.join(missing)}")
+        if self.has_ranker and self.ranker_layout != RANKER_LAYOUT:
+            raise BundleError(
+                f"{RANKER} was trained on feature layout {self.ranker_layout!r}; this code "
+                f"builds {RANKER_LAYOUT!r}"
+            )
 
 
 @dataclass(frozen=True)

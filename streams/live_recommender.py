@@ -285,6 +285,14 @@ class LiveRecommender:
         known = np.array(
             [u.state.n_events >= self.settings.cold_user_events for u in users], dtype=bool
         )
+        ranker = None
+        if self.bundle is not None and getattr(self.bundle.manifest, "has_ranker", False):
+            from inference.ranker_features import make_ranker
+
+            ranker = make_ranker(
+                self.bundle.rank,
+                lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
+            )
         self._seed += 1
         lists = recommend(
             vecs,
@@ -297,6 +305,7 @@ class LiveRecommender:
             history=[self._rows([h.item_id for h in u.state.history]) for u in users],
             trending=self.trending_rows,
             trending_scores=self.trending_scores,
+            ranker=ranker,
             seed=self._seed,
         )
         t2 = time.perf_counter()
