@@ -32,6 +32,7 @@ from inference.bundle import (
     ITEM_POPULARITY,
     ITEM_VECTORS,
     MANIFEST,
+    RANKER,
     USER_ENCODER,
     BundleError,
     Manifest,
@@ -39,8 +40,10 @@ from inference.bundle import (
     set_current,
     sha256_of,
 )
+from inference.ranker_features import INPUT_NAME, LAYOUT, OUTPUT_NAME
 from training.data import TYPE_VOCAB, InteractionLog, Split, UserHistories, history_batch
 from training.models.item_tower import ContentOnly
+from training.models.ranker import CandidateRanker
 from training.models.retrieval import RetrievalModel
 
 PARITY_TOL = 1e-4
@@ -113,12 +116,14 @@ def export_bundle(
     version: str | None = None,
     make_current: bool = True,
     extra_files: Mapping[str, bytes] | None = None,
+    ranker: CandidateRanker | None = None,
 ) -> Path:
     """Write ``model`` as ``<bundle_dir>/<version>/`` and (by default) make it CURRENT.
 
     The item matrix holds every item not removed from the catalog; items without
     training events get their content-only vector. ``extra_files`` (a report, curves)
-    are stored and checksummed with the rest. Returns the bundle's directory.
+    are stored and checksummed with the rest; ``ranker`` is stored as ``ranker.onnx``
+    with its feature layout named in the manifest. Returns the bundle's directory.
 
     Raises:
         BundleError: the written bundle does not load or disagrees with torch.
@@ -156,6 +161,11 @@ def export_bundle(
             ITEM_POPULARITY: _npy(log.popularity()[rows].astype(np.float32)),
             **(extra_files or {}),
         }
+        if ranker is not None:
+            ranker.eval()
+            files[RANKER] = onnx_bytes(
+                ranker, (torch.zeros(2, ranker.width),), [INPUT_NAME], OUTPUT_NAME
+            )
         for name, data in files.items():
             _write(tmp / name, data)
         manifest = Manifest(
@@ -171,6 +181,7 @@ def export_bundle(
             metrics=dict(metrics or {}),
             data_range=data_range(log, split),
             training=dict(training or {}),
+            ranker_layout=LAYOUT if ranker is not None else None,
         )
         _write(tmp / MANIFEST, json.dumps(manifest.to_dict(), indent=2).encode())
         fsync_dir(tmp)
@@ -181,6 +192,8 @@ def export_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     check_parity(model, log, final)
+    if ranker is not None:
+        check_ranker_parity(ranker, final)
     if make_current:
         set_current(bundle_dir, version)
     return final
@@ -241,4 +254,29 @@ def check_parity(model: RetrievalModel, log: InteractionLog, path: Path, seed: i
         worst = max(worst, float(np.abs(bundle.embed_items(fid) - expect).max()))
     if worst > PARITY_TOL:
         raise BundleError(f"bundle {path.name}: onnxruntime differs from torch by {worst:.2e}")
+    return worst
+
+
+@torch.no_grad()
+def check_ranker_parity(ranker: CandidateRanker, path: Path, seed: int = 0) -> float:
+    """Largest |torch - onnxruntime| of the bundle's ranker; raises past ``PARITY_TOL``."""
+    from inference.bundle import load_bundle_data
+    from inference.onnx_session import LoadedBundle
+
+    bundle = LoadedBundle(load_bundle_data(path), provider="cpu")
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    mean, scale = ranker.mean.numpy(), ranker.scale.numpy()
+    for b in (1, 7, 200):
+        # Rows spread like the training rows (the model standardises by these).
+        rows = (mean + scale * rng.normal(size=(b, ranker.width))).astype(np.float32)
+        expect = ranker(torch.as_tensor(rows)).numpy()
+        got = bundle.rank(rows)
+        if got is None or got.shape != expect.shape:
+            raise BundleError(
+                f"bundle {path.name}: ranker gives {None if got is None else got.shape}"
+            )
+        worst = max(worst, float(np.abs(got - expect).max()))
+    if worst > PARITY_TOL:
+        raise BundleError(f"bundle {path.name}: ranker differs from torch by {worst:.2e}")
     return worst

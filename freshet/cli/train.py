@@ -104,6 +104,14 @@ def train_command(
     batch_size: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_BATCH_SIZE")] = 256,
     seed: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_SEED")] = 0,
     threads: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_THREADS")] = 2,
+    ranker: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FRESHET_TRAIN_RANKER",
+            help="Candidate ranker: off | auto (ship it only if it beats retrieval on "
+            "held-out validation cases) | on (always ship it). Default: off.",
+        ),
+    ] = None,
 ) -> None:
     """Train the retrieval model, compare it with baselines, and write a bundle.
 
@@ -113,10 +121,13 @@ def train_command(
     from rich.console import Console
 
     from training.kafka_source import ReadStats, read_topic
-    from training.pipeline import run
+    from training.pipeline import DEFAULT_RANKER, RANKER_MODES, run
     from training.train import TrainConfig
 
     settings = settings_of(ctx)
+    ranker = ranker or DEFAULT_RANKER
+    if ranker not in RANKER_MODES:
+        raise typer.BadParameter(f"--ranker must be one of {', '.join(RANKER_MODES)}")
     console = Console()
     refused: dict[str, int] = {}
     events: Iterator[InteractionEvent | CatalogEvent]
@@ -144,10 +155,17 @@ def train_command(
         seed=seed,
         threads=threads,
     )
-    out = run(events, bundle_dir or settings.bundle_dir, config, protocol)
+    out = run(events, bundle_dir or settings.bundle_dir, config, protocol, ranker=ranker)
     if refused:
         console.print(f"[yellow]skipped {sum(refused.values())} refused lines: {refused}")
     console.print(results_table([(out.protocol, r.name, r.metrics) for r in out.results]))
+    if out.ranker is not None:
+        res = out.ranker.result
+        console.print(
+            f"ranker: hold-out NDCG@10 {res.retrieval_holdout['ndcg@10']:.4f} -> "
+            f"{res.holdout['ndcg@10']:.4f} ({res.gain:+.1%}), test {out.ranker.test_gain:+.1%}; "
+            + ("[green]in the bundle" if out.ranker_included else "[yellow]left out")
+        )
     console.print(f"bundle [bold]{out.bundle.name}[/bold] written to {out.bundle} (CURRENT)")
 
 
