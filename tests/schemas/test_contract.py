@@ -89,7 +89,11 @@ scalars = st.one_of(
 )
 names = st.from_regex(r"[A-Za-z0-9_.-]{1,8}", fullmatch=True)
 anything = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats()
+    | st.text(max_size=5),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
     max_leaves=6,
 )
