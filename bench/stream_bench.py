@@ -1,0 +1,640 @@
+"""Streaming benchmark: one worker on real Kafka and Redis, against a raw aiokafka pipe.
+
+The simulator builds a shop (100k items, 50k users by default). Its catalog and a
+warm-up history go in first (untimed), so users have state and the worker has its
+catalog and index. Then, in one run:
+
+1. **Paced.** ``--events`` live events are sent at ``--rate``, each stamped with its
+   send wall-clock time. A separate consumer reads ``<p>.recommendations`` and takes
+   ``published_ts − event_ts`` of every list triggered by a live event. It also checks
+   that each touched user's last event is reflected by a list (debounce loses none).
+2. **Saturation.** The worker is paused (SIGSTOP), ``--events`` more are produced as
+   fast as possible, and the worker is resumed: the backlog's drain rate is its
+   saturated throughput.
+3. **Baseline, same run.** A bare aiokafka pipe consumes the same messages and
+   produces each value to another topic, with no processing: paced (its latency is the
+   output record's timestamp minus ``event_ts``) and on the same saturated backlog.
+
+Redis round trips per event and encoder time per micro-batch come from the worker's
+own Prometheus endpoint (``FRESHET_METRICS_PORT``). Figures are printed with their
+conditions and written as JSON.
+
+    .venv/bin/python bench/stream_bench.py --items 100000 --users 50000 \\
+        --events 40000 --rate 1000 --bundle
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from freshet.settings import Settings
+from schemas.codec import encode
+from schemas.events import CatalogEvent, InteractionEvent
+from schemas.topics import Topics, catalog_key, event_key
+
+DEBOUNCE_MS = Settings().debounce_ms
+
+
+@dataclasses.dataclass
+class Shop:
+    catalog: list[CatalogEvent]
+    warm: list[InteractionEvent]
+    live: list[InteractionEvent]
+    saturate: list[InteractionEvent]
+
+
+def simulate_shop(users: int, items: int, warm: int, events: int, seed: int) -> Shop:
+    from streams.simulator import SimConfig, simulate
+
+    cfg = SimConfig(users=users, items=items, events=warm + 2 * events)
+    catalog: list[CatalogEvent] = []
+    inter: list[InteractionEvent] = []
+    for ev in simulate(cfg, seed=seed):
+        if isinstance(ev, CatalogEvent):
+            catalog.append(ev)
+        else:
+            inter.append(ev)
+    return Shop(catalog, inter[:warm], inter[warm : warm + events], inter[warm + events :])
+
+
+def train_bundle(shop: Shop, bundle_dir: Path, samples: int) -> str:
+    """A small bundle trained on the warm-up history (few epochs, capped samples)."""
+    from training.pipeline import run
+    from training.train import TrainConfig
+
+    cfg = TrainConfig(epochs=2, patience=1, samples_per_epoch=samples, valid_cases=500)
+    events: list[InteractionEvent | CatalogEvent] = [*shop.catalog, *shop.warm]
+    result = run(events, bundle_dir, cfg, test_cases=500, show=False)
+    return result.bundle.name
+
+
+# --- the worker and its metrics ------------------------------------------------------
+class WorkerProc:
+    """``freshet worker`` as a subprocess with its metrics endpoint."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
+        env.update(
+            {
+                "FRESHET_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "FRESHET_REDIS_URL": settings.redis_url,
+                "FRESHET_TOPIC_PREFIX": settings.topic_prefix,
+                "FRESHET_TOPIC_PARTITIONS": str(settings.topic_partitions),
+                "FRESHET_CONSUMER_GROUP": f"{settings.topic_prefix}-bench",
+                "FRESHET_REDIS_NAMESPACE": settings.redis_namespace,
+                "FRESHET_HOME": str(settings.home),
+                "FRESHET_BUNDLE_DIR": str(settings.bundle_dir),
+                "FRESHET_METRICS_PORT": str(self.port),
+                "FRESHET_LOG_LEVEL": "INFO",
+            }
+        )
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "freshet.cli", "worker"],
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def scrape(self) -> dict[str, float]:
+        """Every sample of the endpoint, keyed ``name{labels}`` as exposed."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited; see {self.log}")
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def wait(self, ready: Any, timeout_s: float, what: str) -> dict[str, float]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                m = self.scrape()
+                if ready(m):
+                    return m
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not {what} after {timeout_s:.0f} s; see {self.log}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def applied(m: dict[str, float]) -> float:
+    return m.get('freshet_events_total{outcome="applied"}', 0.0)
+
+
+def served_model(m: dict[str, float]) -> str:
+    for key in m:
+        if key.startswith("freshet_model_info{"):
+            return key.split('version="', 1)[1].split('"', 1)[0]
+    return "none"
+
+
+def per_batch(before: dict[str, float], after: dict[str, float], name: str) -> tuple[float, int]:
+    """(mean ms per observation, observations) of a histogram between two scrapes."""
+    n = int(after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0))
+    total = after.get(f"{name}_sum", 0) - before.get(f"{name}_sum", 0)
+    return (1000.0 * total / n if n else float("nan")), n
+
+
+def work_figures(
+    before: dict[str, float], after: dict[str, float], events: int
+) -> dict[str, float | int]:
+    rt = after.get("freshet_redis_round_trips_total", 0) - before.get(
+        "freshet_redis_round_trips_total", 0
+    )
+    enc_ms, batches = per_batch(before, after, "freshet_encoder_seconds")
+    rec_ms, _ = per_batch(before, after, "freshet_recommend_seconds")
+    return {
+        "redis_round_trips_per_event": rt / events,
+        "micro_batches_scored": batches,
+        "encoder_ms_per_micro_batch": enc_ms,
+        "recommend_ms_per_micro_batch": rec_ms,
+    }
+
+
+# --- producing -----------------------------------------------------------------------
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def produce_bulk(settings: Settings, topic: str, msgs: Sequence[tuple[bytes, bytes]]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20, batch_size=262144
+    )
+    for key, value in msgs:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def stamped(events: Sequence[InteractionEvent]) -> list[tuple[bytes, bytes]]:
+    """The events as (key, value), each stamped with the wall clock as it is encoded."""
+    return [(event_key(e.user_id), encode(dataclasses.replace(e, ts=now_ms()))) for e in events]
+
+
+async def paced_send(
+    settings: Settings, topic: str, events: Sequence[InteractionEvent], rate: float
+) -> dict[str, tuple[str, int]]:
+    """Send at ``rate``/s, ``ts`` = send time; returns event_id -> (user_id, ts)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    sent: dict[str, tuple[str, int]] = {}
+    futures = []
+    start = time.perf_counter()
+    try:
+        for i, ev in enumerate(events):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ts = now_ms()
+            value = encode(dataclasses.replace(ev, ts=ts))
+            futures.append(await producer.send(topic, value, key=event_key(ev.user_id)))
+            sent[ev.event_id] = (ev.user_id, ts)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def tail(settings: Settings, topic: str, out: list[tuple[bytes, int, int]]) -> None:
+    """Append (value, record timestamp ms, receive ms) of every new record until cancelled."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            got = now_ms()
+            for records in batch.values():
+                out.extend((r.value, r.timestamp, got) for r in records)
+    finally:
+        await consumer.stop()
+
+
+async def raw_pipe(settings: Settings, src: str, dst: str, expect: int) -> float:
+    """Consume ``expect`` new-or-backlog records of ``src`` and produce each to ``dst``.
+
+    Returns seconds from the first record received to the last one acknowledged.
+    Reads from the committed-nowhere start of ``src`` (earliest), no processing.
+    """
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(
+        src,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    start: float | None = None
+    try:
+        while seen < expect:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            futures = []
+            for records in batch.values():
+                if start is None and records:
+                    start = time.perf_counter()
+                for r in records:
+                    futures.append(await producer.send(dst, r.value, key=r.key))
+                seen += len(records)
+            await asyncio.gather(*futures)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return time.perf_counter() - (start or time.perf_counter())
+
+
+# --- the phases ----------------------------------------------------------------------
+def quantiles(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p99": float("nan"), "p99.9": float("nan"), "n": 0}
+    ordered = sorted(values)
+
+    def q(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+    return {"p50": q(0.5), "p99": q(0.99), "p99.9": q(0.999), "n": len(ordered)}
+
+
+async def paced_worker(
+    settings: Settings, worker: WorkerProc, events: Sequence[InteractionEvent], rate: float
+) -> dict[str, Any]:
+    topics = Topics(settings.topic_prefix)
+    recs: list[tuple[bytes, int, int]] = []
+    reader = asyncio.create_task(tail(settings, topics.recommendations, recs))
+    await asyncio.sleep(1.0)  # the tail is positioned before anything is sent
+    before = worker.scrape()
+    t0 = time.perf_counter()
+    sent = await paced_send(settings, topics.events, events, rate)
+    target = applied(before) + len(events)
+    after = await asyncio.to_thread(worker.wait, lambda m: applied(m) >= target, 300.0, "caught up")
+    elapsed = time.perf_counter() - t0
+    await asyncio.sleep(DEBOUNCE_MS / 1000.0 + 1.5)  # trailing-edge lists
+    after = worker.scrape()
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+
+    lat_pub, lat_recv = [], []
+    first_reflecting: dict[str, int] = {}
+    last_event: dict[str, int] = {}
+    for _, (user, ts) in sent.items():
+        last_event[user] = max(ts, last_event.get(user, 0))
+    for value, _, got in recs:
+        rec = orjson.loads(value)
+        src = rec.get("source_event_id")
+        if src in sent:
+            lat_pub.append(rec["published_ts"] - rec["event_ts"])
+            lat_recv.append(got - rec["event_ts"])
+        user, ets = rec["user_id"], rec.get("event_ts") or 0
+        last = last_event.get(user)
+        if last is not None and ets >= last and user not in first_reflecting:
+            first_reflecting[user] = rec["published_ts"] - last
+    within = sum(1 for d in first_reflecting.values() if d <= DEBOUNCE_MS)
+    return {
+        "offered_rate": rate,
+        "sustained_events_per_s": len(events) / elapsed,
+        "lists_seen": len(recs),
+        "latency_ms_published_minus_event": quantiles(lat_pub),
+        "latency_ms_received_minus_event": quantiles(lat_recv),
+        "users_with_events": len(last_event),
+        "users_last_event_reflected": len(first_reflecting),
+        "users_without_list_after_last_event": len(last_event) - len(first_reflecting),
+        "users_reflected_within_debounce": within,
+        **work_figures(before, after, len(events)),
+    }
+
+
+async def paced_baseline(
+    settings: Settings, events: Sequence[InteractionEvent], rate: float
+) -> dict[str, Any]:
+    src, dst = f"{settings.topic_prefix}.bench-in", f"{settings.topic_prefix}.bench-out"
+    out: list[tuple[bytes, int, int]] = []
+    reader = asyncio.create_task(tail(settings, dst, out))
+    pipe = asyncio.create_task(raw_pipe(settings, src, dst, len(events)))
+    await asyncio.sleep(1.0)
+    t0 = time.perf_counter()
+    await paced_send(settings, src, events, rate)
+    await pipe
+    elapsed = time.perf_counter() - t0
+    await asyncio.sleep(1.0)
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    lat_pub, lat_recv = [], []
+    for value, ts, got in out:
+        ets = orjson.loads(value)["ts"]
+        lat_pub.append(ts - ets)
+        lat_recv.append(got - ets)
+    return {
+        "offered_rate": rate,
+        "sustained_events_per_s": len(events) / elapsed,
+        "latency_ms_produced_minus_event": quantiles(lat_pub),
+        "latency_ms_received_minus_event": quantiles(lat_recv),
+    }
+
+
+def saturation(
+    settings: Settings, worker: WorkerProc, events: Sequence[InteractionEvent]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(worker, raw pipe) drain rates of one backlog of ``events``."""
+    topics = Topics(settings.topic_prefix)
+    before = worker.scrape()
+    worker.proc.send_signal(signal.SIGSTOP)
+    try:
+        msgs = stamped(events)
+        produce_bulk(settings, topics.events, msgs)
+        produce_bulk(settings, f"{settings.topic_prefix}.bench-sat", msgs)
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
+    target = applied(before) + len(events)
+    start: float | None = None
+    while True:
+        m = worker.scrape()
+        t = time.perf_counter()
+        if start is None and applied(m) > applied(before):
+            start = t
+        if applied(m) >= target:
+            break
+        time.sleep(0.05)
+    worker_s = t - (start or t)
+    time.sleep(0.5)
+    after = worker.scrape()
+    pipe_s = asyncio.run(
+        raw_pipe(
+            settings,
+            f"{settings.topic_prefix}.bench-sat",
+            f"{settings.topic_prefix}.bench-sat-out",
+            len(events),
+        )
+    )
+    return (
+        {"events_per_s": len(events) / worker_s, **work_figures(before, after, len(events))},
+        {"events_per_s": len(events) / pipe_s},
+    )
+
+
+# --- main ----------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=40_000, help="per phase")
+    parser.add_argument("--warm", type=int, default=40_000, help="history sent first")
+    parser.add_argument("--rate", type=float, default=1000.0, help="paced events/s")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--bundle", action="store_true", help="train a small bundle first")
+    parser.add_argument("--train-samples", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="10k items, 5k events")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--redis-url")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/stream_bench.json"))
+    args = parser.parse_args()
+    if args.quick:
+        args.items, args.users = min(args.items, 10_000), min(args.users, 5_000)
+        args.events, args.warm = min(args.events, 5_000), min(args.warm, 5_000)
+
+    t_sim = time.perf_counter()
+    shop = simulate_shop(args.users, args.items, args.warm, args.events, args.seed)
+    sim_s = time.perf_counter() - t_sim
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        services: list[Any] = []
+        if args.bootstrap and args.redis_url:
+            bootstrap, redis_url = args.bootstrap, args.redis_url
+        else:
+            from freshet.services.kafka_local import LocalKafka
+            from freshet.services.redis_local import LocalRedis
+
+            home = Settings.from_env().home
+            kafka = LocalKafka(
+                base / "kafka", partitions=args.partitions, home=home, die_with_parent=True
+            ).start()
+            redis = LocalRedis(base / "redis", appendonly=True, die_with_parent=True).start()
+            services = [kafka, redis]
+            bootstrap, redis_url = kafka.bootstrap, redis.url
+        settings = Settings.from_env(
+            {},
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,
+            topic_prefix=f"sbench-{os.getpid()}",
+            redis_namespace=f"sb{os.getpid()}",
+            topic_partitions=args.partitions,
+            home=base / "home",
+        )
+        worker: WorkerProc | None = None
+        try:
+            from streams.event_producer import ensure_topics
+
+            p = settings.topic_prefix
+            ensure_topics(settings)
+            ensure_topics(
+                settings,
+                [f"{p}.bench-in", f"{p}.bench-out", f"{p}.bench-sat", f"{p}.bench-sat-out"],
+            )
+            version = "none (model-free)"
+            train_s = 0.0
+            if args.bundle:
+                t = time.perf_counter()
+                version = train_bundle(shop, settings.bundle_dir, args.train_samples)
+                train_s = time.perf_counter() - t
+            topics = Topics(p)
+            produce_bulk(
+                settings,
+                topics.catalog,
+                [(catalog_key(c.item_id), encode(c)) for c in shop.catalog],
+            )
+            produce_bulk(settings, topics.events, stamped(shop.warm))
+            t = time.perf_counter()
+            worker = WorkerProc(settings, base / "worker.log")
+            want_model = args.bundle
+            worker.wait(
+                lambda m: (
+                    m.get("freshet_catalog_items", 0) >= args.items
+                    and applied(m) >= len(shop.warm)
+                    and (not want_model or served_model(m) != "none")
+                ),
+                900.0,
+                "ready",
+            )
+            ready_s = time.perf_counter() - t
+            time.sleep(2.0)
+            results["paced_worker"] = asyncio.run(
+                paced_worker(settings, worker, shop.live, args.rate)
+            )
+            results["paced_baseline"] = asyncio.run(paced_baseline(settings, shop.live, args.rate))
+            sat_worker, sat_pipe = saturation(settings, worker, shop.saturate)
+            results["saturated_worker"] = sat_worker
+            results["saturated_baseline"] = sat_pipe
+            final = worker.scrape()
+            provider = _served_provider(worker.log)
+        finally:
+            if worker is not None:
+                worker.stop()
+            for svc in services:
+                svc.stop()
+
+    conditions = {
+        "python": platform.python_version(),
+        "versions": {
+            name: _version(name)
+            for name in ("faust-streaming", "aiokafka", "redis", "onnxruntime-gpu", "faiss-cpu")
+        },
+        "kafka": "3.9.1 (local KRaft broker)" if not args.bootstrap else "external",
+        "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "items": args.items,
+        "users": args.users,
+        "warm_events": len(shop.warm),
+        "events_per_phase": args.events,
+        "offered_rate": args.rate,
+        "partitions": args.partitions,
+        "debounce_ms": DEBOUNCE_MS,
+        "batch_max_events": settings.batch_max_events,
+        "batch_max_ms": settings.batch_max_ms,
+        "model": version,
+        "onnx_provider": provider,
+        "simulate_s": round(sim_s, 1),
+        "train_s": round(train_s, 1),
+        "worker_ready_s": round(ready_s, 1),
+        "lists_by_strategy": {
+            s: final.get(f'freshet_lists_total{{strategy="{s}"}}', 0)
+            for s in ("personalised", "cold_start", "model_free")
+        },
+        "note": "Kafka, Redis, the worker and the bench's producers share the cores",
+    }
+    report = {"conditions": conditions, "figures": results}
+    _print(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"written: {args.out}")
+
+
+def _print(report: dict[str, Any]) -> None:
+    c, f = report["conditions"], report["figures"]
+    print("conditions:")
+    print(f"  python {c['python']}, cores {c['cores']} ({c['cpu']}), kafka {c['kafka']}")
+    print("  " + ", ".join(f"{k} {v}" for k, v in c["versions"].items()))
+    print(
+        f"  catalog {c['items']:,} items, {c['users']:,} users, partitions {c['partitions']}, "
+        f"warm-up {c['warm_events']:,} events, {c['events_per_phase']:,} events per phase"
+    )
+    print(
+        f"  offered rate {c['offered_rate']:,.0f}/s, debounce {c['debounce_ms']} ms, "
+        f"batches <= {c['batch_max_events']} events / {c['batch_max_ms']} ms"
+    )
+    print(f"  model {c['model']}, onnx provider {c['onnx_provider']}")
+    print(f"  lists by strategy (whole run): {c['lists_by_strategy']}")
+    print(f"  {c['note']}")
+    pw, pb = f["paced_worker"], f["paced_baseline"]
+    sw, sb = f["saturated_worker"], f["saturated_baseline"]
+    print("figures:")
+    print(f"                               {'freshet worker':>16} {'raw aiokafka pipe':>18}")
+    print(
+        f"  sustained @ {pw['offered_rate']:,.0f}/s offered    "
+        f"{pw['sustained_events_per_s']:12,.0f}/s {pb['sustained_events_per_s']:15,.0f}/s"
+    )
+    print(
+        f"  saturated throughput        {sw['events_per_s']:12,.0f}/s {sb['events_per_s']:15,.0f}/s"
+    )
+    lw, lb = pw["latency_ms_published_minus_event"], pb["latency_ms_produced_minus_event"]
+    rw, rb = pw["latency_ms_received_minus_event"], pb["latency_ms_received_minus_event"]
+    for q in ("p50", "p99", "p99.9"):
+        print(f"  latency {q:<5} (out ts − event) {lw[q]:10.0f} ms {lb[q]:15.0f} ms")
+    for q in ("p50", "p99", "p99.9"):
+        print(f"  latency {q:<5} (received − event) {rw[q]:8.0f} ms {rb[q]:15.0f} ms")
+    print(f"  lists timed (live events)   {lw['n']:12,}   (baseline records {lb['n']:,})")
+    print(
+        f"  users with live events      {pw['users_with_events']:12,}; last event reflected "
+        f"{pw['users_last_event_reflected']:,}, within {DEBOUNCE_MS} ms "
+        f"{pw['users_reflected_within_debounce']:,}, no list after it "
+        f"{pw['users_without_list_after_last_event']:,}"
+    )
+    for name, w in (("paced", pw), ("saturated", sw)):
+        print(
+            f"  {name:<9} Redis round trips/event {w['redis_round_trips_per_event']:.3f}; "
+            f"encoder {w['encoder_ms_per_micro_batch']:.2f} ms and re-rank "
+            f"{w['recommend_ms_per_micro_batch']:.2f} ms per micro-batch "
+            f"({w['micro_batches_scored']:,} scored)"
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _served_provider(log: Path) -> str:
+    """The provider the worker logged when it swapped a bundle in (or 'n/a')."""
+    for line in log.read_text(errors="replace").splitlines():
+        if "serving bundle" in line and " on " in line:
+            return line.rsplit(" on ", 1)[1].strip()
+    return "n/a (no bundle)"
+
+
+def _version(name: str) -> str:
+    try:
+        return pkg_version(name)
+    except Exception:
+        return "?"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"
+
+
+if __name__ == "__main__":
+    main()
