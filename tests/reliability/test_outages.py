@@ -1,0 +1,203 @@
+"""The worker rides out Redis and broker outages mid-stream, on private real services.
+
+Redis stopped for seconds (AOF on) and the broker restarted: the worker must neither
+exit nor crash-loop, must resume on its own, and must end with state equal to the
+offline replay. Redis restarted *empty* cannot be ridden out: the worker must say so.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from reliability_harness import (
+    FAST_GROUP_ENV,
+    FaultRecord,
+    PacedProducer,
+    Watermarks,
+    assert_exactly_once,
+    audit,
+    build_workload,
+    end_offsets,
+    offsets_beyond,
+    redis_client,
+    time_to_reach,
+    wait_log,
+)
+from worker_harness import WorkerProcess, wait_for
+
+from freshet.services.kafka_local import LocalKafka
+from freshet.services.redis_local import LocalRedis
+from freshet.settings import Settings
+from schemas.topics import Topics
+from streams.event_producer import ensure_topics
+from streams.keyspace import Keyspace
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+PARTITIONS = 4
+LOSS_LINE = "Redis lost freshet state"
+ENV = {**FAST_GROUP_ENV, "FRESHET_REALTIME": "false"}
+
+
+def _settings(bootstrap: str, redis_url: str, prefix: str, home: Path) -> Settings:
+    return Settings.from_env(
+        {},
+        kafka_bootstrap=bootstrap,
+        redis_url=redis_url,
+        topic_prefix=prefix,
+        home=home,
+        topic_partitions=PARTITIONS,
+    )
+
+
+def _stay_alive(worker: WorkerProcess, seconds: float) -> None:
+    """Sleep, failing at once if the worker exits meanwhile."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert worker.alive(), f"worker exited during the outage:\n{worker.tail()}"
+        time.sleep(0.2)
+
+
+def test_redis_outage_mid_stream(
+    kafka: LocalKafka, make_redis: Callable[..., LocalRedis], topic_prefix: str, tmp_path: Path
+) -> None:
+    server = make_redis(appendonly=True)
+    settings = _settings(kafka.bootstrap, server.url, topic_prefix, tmp_path)
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(settings)
+    workload = build_workload(events=12_000, seed=31)
+    client = redis_client(settings.redis_url)
+    keys = Keyspace(settings.redis_namespace)
+    marks = Watermarks(client, keys, PARTITIONS)
+    rng = random.Random(31)
+    outage_s = rng.uniform(10.0, 15.0)
+    producer = PacedProducer(settings, workload, rate=500)
+
+    worker = WorkerProcess(settings, tmp_path / "worker.log", **ENV)
+    producer.start()
+    try:
+        wait_for(lambda: any(w >= 0 for w in marks.read().values()), 90, "a batch", worker)
+        time.sleep(rng.uniform(2.0, 4.0))
+        server.stop()
+        _stay_alive(worker, outage_s)
+        server.start()
+        back = time.monotonic()
+        backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, marks.read())
+        recovery = time_to_reach(marks, backlog, 90, "catch-up after the outage", [worker], back)
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
+        time_to_reach(marks, ends, 120, "the last event", [worker])
+        assert worker.alive()
+        log_text = worker.log_path.read_text(errors="replace")
+    finally:
+        producer.join(timeout=1)
+        worker.stop()
+
+    result = audit(settings, client, keys)
+    retries = log_text.count("batch failed (attempt")
+    FaultRecord(
+        fault="redis-down-aof",
+        audit=result,
+        recovery_s=[recovery],
+        notes=f"Redis (AOF) stopped {outage_s:.1f} s mid-stream, restarted on the same port "
+        "and data; recovery = Redis back to backlog applied",
+        extra={"outage_s": round(outage_s, 1), "batch_retries": retries},
+    ).write()
+    assert retries > 0  # the outage was really hit mid-batch
+    assert LOSS_LINE not in log_text  # an AOF restart keeps the epoch: no false alarm
+    assert_exactly_once(result)
+
+
+def test_redis_restarted_empty_is_detected(
+    kafka: LocalKafka, make_redis: Callable[..., LocalRedis], topic_prefix: str, tmp_path: Path
+) -> None:
+    server = make_redis(appendonly=False)
+    settings = _settings(kafka.bootstrap, server.url, topic_prefix, tmp_path)
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(settings)
+    workload = build_workload(events=6_000, seed=33, malformed=50)
+    client = redis_client(settings.redis_url)
+    keys = Keyspace(settings.redis_namespace)
+    marks = Watermarks(client, keys, PARTITIONS)
+    producer = PacedProducer(settings, workload, rate=600)
+
+    worker = WorkerProcess(settings, tmp_path / "worker.log", **ENV)
+    producer.start()
+    try:
+        wait_for(lambda: any(w >= 0 for w in marks.read().values()), 90, "a batch", worker)
+        time.sleep(3.0)  # past the guard's first check: the epoch is established
+        server.stop()
+        _stay_alive(worker, 3.0)
+        server.start()  # no AOF, no RDB: it comes back empty
+        detected = wait_log(worker, LOSS_LINE, 20)
+        assert worker.alive()
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
+        time_to_reach(marks, ends, 120, "the last event", [worker])
+        log_text = worker.log_path.read_text(errors="replace")
+    finally:
+        producer.join(timeout=1)
+        worker.stop()
+
+    result = audit(settings, client, keys)
+    FaultRecord(
+        fault="redis-restarted-empty",
+        audit=result,
+        recovery_s=[detected],
+        notes="Redis without persistence restarted mid-stream: state before it is lost by "
+        "construction; recovery = Redis back to the ERROR line (detection)",
+        extra={"loss_detected": True},
+    ).write()
+    assert log_text.count(LOSS_LINE) == 1  # said once, not on every check
+    assert result.lost > 0  # the loss is real; the guard is what makes it visible
+    assert result.applied_twice == 0
+
+
+def test_broker_restart_mid_stream(
+    make_kafka: Callable[..., LocalKafka], redis_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    broker = make_kafka(partitions=PARTITIONS)
+    settings = _settings(broker.bootstrap, redis_url, topic_prefix, tmp_path)
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(settings)
+    workload = build_workload(events=12_000, seed=35)
+    client = redis_client(settings.redis_url)
+    keys = Keyspace(settings.redis_namespace)
+    marks = Watermarks(client, keys, PARTITIONS)
+    producer = PacedProducer(settings, workload, rate=500)
+
+    worker = WorkerProcess(settings, tmp_path / "worker.log", **ENV)
+    producer.start()
+    try:
+        wait_for(lambda: any(w >= 0 for w in marks.read().values()), 120, "a batch", worker)
+        time.sleep(random.Random(35).uniform(2.0, 5.0))
+        down = time.monotonic()
+        broker.restart()
+        back = time.monotonic()
+        assert worker.alive(), worker.tail()
+        backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, marks.read(), 30)
+        recovery = time_to_reach(marks, backlog, 120, "catch-up after the restart", [worker], back)
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
+        time_to_reach(marks, ends, 120, "the last event", [worker])
+    finally:
+        producer.join(timeout=1)
+        worker.stop()
+
+    result = audit(settings, client, keys)
+    FaultRecord(
+        fault="broker-restart",
+        audit=result,
+        recovery_s=[recovery],
+        notes=f"broker stopped and started on the same port and data ({back - down:.1f} s "
+        "down); recovery = broker back to backlog applied",
+        extra={"producer_resent_chunks": producer.resent_chunks},
+    ).write()
+    assert_exactly_once(result)
