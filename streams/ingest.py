@@ -244,6 +244,7 @@ class IngestProcessor:
             states=outcome.states,
             popularity=outcome.popularity,
             rebase_factor=factor,
+            expected_watermark=snap.watermark,
         )
         return write, outcome
 

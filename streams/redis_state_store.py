@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from redis.exceptions import WatchError
 
 from streams.keyspace import Keyspace
 from streams.state_rules import UserState
@@ -22,6 +23,7 @@ from streams.state_store import (
     PartitionRead,
     PartitionSnapshot,
     PartitionWrite,
+    StaleWatermark,
     UserRecord,
     merge_trending,
 )
@@ -96,23 +98,40 @@ class RedisStateStore:
         pipe.hset(self.keys.partition_meta(w.partition), "trend_ref", w.trend_ref_ms)
 
     async def write(self, writes: Sequence[PartitionWrite]) -> None:
+        """Write every partition's changes in one transaction, fenced on the watermarks.
+
+        The watermark keys are WATCHed and compared with what the batch read; if any
+        moved (or moves before EXEC), nothing is written and ``StaleWatermark`` says so.
+        """
         if not writes:
             return
-        if not self.cluster:
-            pipe = self.client.pipeline(transaction=True)
-            for w in writes:
-                self._queue_write(pipe, w)
-            await pipe.execute()
-            self.round_trips += 1
-            return
+        if self.cluster:
+            await asyncio.gather(*(self._write_fenced([w]) for w in writes))
+        else:
+            await self._write_fenced(writes)
+        self.round_trips += 2
 
-        async def one(w: PartitionWrite) -> None:
-            pipe = self.client.pipeline(transaction=True)
-            self._queue_write(pipe, w)
-            await pipe.execute()
-
-        await asyncio.gather(*(one(w) for w in writes))
-        self.round_trips += 1
+    async def _write_fenced(self, writes: Sequence[PartitionWrite]) -> None:
+        fenced = [w for w in writes if w.expected_watermark is not None]
+        keys = [self.keys.watermark(w.partition) for w in fenced]
+        async with self.client.pipeline(transaction=True) as pipe:
+            try:
+                if keys:
+                    await pipe.watch(*keys)
+                    current = await pipe.mget(keys)
+                    for w, raw in zip(fenced, current, strict=True):
+                        seen = -1 if raw is None else int(raw)
+                        if seen != w.expected_watermark:
+                            raise StaleWatermark(
+                                f"partition {w.partition}: watermark {seen}, "
+                                f"batch read {w.expected_watermark}"
+                            )
+                pipe.multi()
+                for w in writes:
+                    self._queue_write(pipe, w)
+                await pipe.execute()
+            except WatchError:
+                raise StaleWatermark("a partition watermark changed during the write") from None
 
     async def user(self, partition: int, user_id: str) -> UserRecord | None:
         blob, emb, latest = await self.client.hmget(

@@ -59,6 +59,16 @@ class PartitionWrite:
     latest: dict[str, bytes] = field(default_factory=dict)
     popularity: PopularityDelta = field(default_factory=lambda: PopularityDelta({}, {}))
     rebase_factor: float | None = None
+    expected_watermark: int | None = None
+
+
+class StaleWatermark(RuntimeError):
+    """A partition's watermark moved since the batch read it: another writer got there.
+
+    Raised instead of writing, so a worker that lost a partition in a rebalance (and
+    still finishes a buffered batch) cannot apply records the new owner applied too.
+    The batch is retried: it re-reads the watermark and finds the records done.
+    """
 
 
 class StateStore(Protocol):
@@ -105,6 +115,13 @@ class InMemoryStateStore:
         return out
 
     async def write(self, writes: Sequence[PartitionWrite]) -> None:
+        for w in writes:
+            current = self.watermarks.get(w.partition, -1)
+            if w.expected_watermark is not None and current != w.expected_watermark:
+                raise StaleWatermark(
+                    f"partition {w.partition}: watermark {current}, "
+                    f"batch read {w.expected_watermark}"
+                )
         for w in writes:
             self.writes += 1
             trend = self.trend.setdefault(w.partition, {})

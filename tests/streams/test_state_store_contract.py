@@ -108,3 +108,22 @@ async def test_set_latest_keeps_state(store: StateStore) -> None:
     await store.set_latest(2, {"bob": b"[1]"})
     rec = await store.user(2, "bob")
     assert rec is not None and rec.latest == b"[1]" and rec.state == out.states["bob"]
+
+
+async def test_write_is_fenced_on_the_watermark_it_read(store: StateStore) -> None:
+    """A writer holding a stale watermark (a revoked partition's zombie) writes nothing."""
+    from streams.state_store import StaleWatermark
+
+    out = apply_events({}, _events("zed", ["a"]), StateRules(), T0)
+    await store.write([PartitionWrite(0, 10, T0, states=out.states, expected_watermark=-1)])
+    stale = PartitionWrite(
+        0, 12, T0, popularity=PopularityDelta({"a": 1}, {"a": 1.0}), expected_watermark=-1
+    )
+    with pytest.raises(StaleWatermark):
+        await store.write([stale])
+    assert await store.counts([0]) == {}  # the refused write left no trace
+    snaps = await store.read([PartitionRead(0, ())])
+    assert snaps[0].watermark == 10
+    fresh = PartitionWrite(0, 12, T0, expected_watermark=10)
+    await store.write([fresh])
+    assert (await store.read([PartitionRead(0, ())]))[0].watermark == 12
