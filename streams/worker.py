@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -72,8 +73,14 @@ class KafkaSinks:
         await self._send_all(self.topics.dead_letter, [(d.key, encode(d)) for d in letters])
 
     async def lists(self, recs: Sequence[Recommendation]) -> None:
+        # Stamp the publish time at the send, after the state write, not at scoring.
+        now = int(time.time() * 1000)
         await self._send_all(
-            self.topics.recommendations, [(event_key(r.user_id), encode(r)) for r in recs]
+            self.topics.recommendations,
+            [
+                (event_key(r.user_id), encode(dataclasses.replace(r, published_ts=now)))
+                for r in recs
+            ],
         )
 
 
