@@ -20,9 +20,10 @@ from training.report import write_report
 from training.train import TrainConfig, TrainResult, train
 
 RANKER_MODES = ("off", "auto", "on")
-DEFAULT_RANKER = "off"
-"""The ranker stays out of bundles unless asked for: on the simulated shop it did not
-gain ``MIN_GAIN`` NDCG@10 over retrieval (see ``bench/ranker_bench.py``)."""
+DEFAULT_RANKER = "auto"
+"""Train a ranker each run and ship it when it gains ``MIN_GAIN`` (2%) NDCG@10 on held-out
+validation cases. On the simulated shop (100k events, ``bench/ranker_bench.py``) it gained
++3.4% there and +2.7% on test (0.2717 -> 0.2789) for ~2.5 ms per 32-user batch."""
 
 
 @dataclass(frozen=True)

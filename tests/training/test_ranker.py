@@ -122,19 +122,26 @@ def test_exported_ranker_matches_torch_and_names_its_layout(
     assert RANKER in manifest["files"]
 
 
-def test_train_cli_ships_the_ranker_only_when_forced(tmp_path: Path) -> None:
+def test_train_cli_ships_the_ranker_when_forced_or_when_it_pays(tmp_path: Path) -> None:
     data = tmp_path / "events.jsonl"
     world = SimConfig(users=80, items=50, events=3000, new_item_rate=0.5)
     data.write_bytes(b"".join(encode(ev) + b"\n" for ev in simulate(world, seed=3)))
     runner = CliRunner(env={"COLUMNS": "200"})
     common = ["train", str(data), "--epochs", "1", "--dim", "8", "--threads", "1"]
-    for flag, shipped in (([], False), (["--ranker", "on"], True)):
-        bundles = tmp_path / f"bundles{len(flag)}"
-        out = runner.invoke(app, [*common, "--bundle-dir", str(bundles), *flag])
+    for mode, shipped in (("off", False), ("on", True)):
+        bundles = tmp_path / mode
+        out = runner.invoke(app, [*common, "--bundle-dir", str(bundles), "--ranker", mode])
         assert out.exit_code == 0, out.output
         manifest = LoadedBundle.load(bundles, provider="cpu").manifest
         assert manifest.has_ranker is shipped
         assert ("ranker" in manifest.metrics) is shipped
         assert ("user-encoder + ranker" in out.output) is shipped
+    # auto (the default) always measures it; it ships exactly when the gate passed.
+    out = runner.invoke(app, [*common, "--bundle-dir", str(tmp_path / "auto")])
+    assert out.exit_code == 0, out.output
+    manifest = LoadedBundle.load(tmp_path / "auto", provider="cpu").manifest
+    assert manifest.has_ranker is manifest.metrics["ranker"]["included"]
+    gate = manifest.metrics["ranker"]["holdout_gain"] >= manifest.metrics["ranker"]["min_gain"]
+    assert manifest.has_ranker is gate
     bad = runner.invoke(app, [*common, "--bundle-dir", str(tmp_path / "b"), "--ranker", "yes"])
     assert bad.exit_code != 0
