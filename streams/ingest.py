@@ -230,7 +230,9 @@ class IngestProcessor:
         if events:
             newest = max(e.ts for e in events)
             if ref is None:
-                ref = min(e.ts for e in events)
+                # The newest, not the oldest: every exponent is then <= 0, so a batch
+                # spanning years (a 1991 event next to today's) cannot overflow 2**x.
+                ref = newest
             elif needs_rebase(newest, ref, self.rules.trending_half_life_s):
                 factor = rebase_factor(ref, newest, self.rules.trending_half_life_s)
                 ref = newest

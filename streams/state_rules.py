@@ -207,7 +207,7 @@ def replay_states(
     events: Sequence[InteractionEvent], rules: StateRules
 ) -> tuple[dict[str, UserState], dict[str, int]]:
     """Recompute every user's state and item counts from scratch (the offline oracle)."""
-    ref = events[0].ts if events else 0
+    ref = max(e.ts for e in events) if events else 0  # no 2**x overflow (see ingest)
     outcome = apply_events({}, events, rules, trend_ref_ms=ref)
     return outcome.states, outcome.popularity.counts
 
