@@ -345,6 +345,8 @@ class LiveRecommender:
         if self.bundle is not None:
             try:
                 vecs = self._encode(states)
+                if vecs.shape != (b, d):  # a graph whose output width varies with input
+                    raise ValueError(f"encoder gave shape {vecs.shape}, expected {(b, d)}")
                 bad = ~np.isfinite(vecs).all(axis=1)
                 if not bad.any():
                     return vecs, np.zeros(b, bool)
