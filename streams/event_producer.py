@@ -24,7 +24,7 @@ from freshet.settings import Settings
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key
-from streams.kafka_config import kafka_python_kwargs
+from streams.kafka_config import DEAD_LETTER_MAX_BYTES, kafka_python_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,14 @@ def ensure_topics(
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         created: list[str] = []
+        dead_letter = Topics(settings.topic_prefix).dead_letter
         for name in missing:
-            topic = NewTopic(name, settings.topic_partitions, replication_factor)
+            configs = (
+                {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)} if name == dead_letter else {}
+            )
+            topic = NewTopic(
+                name, settings.topic_partitions, replication_factor, topic_configs=configs
+            )
             try:
                 admin.create_topics(
                     [topic], timeout_ms=int(timeout_s * 1000), wait_for_metadata=True

@@ -20,6 +20,7 @@ import faust
 from freshet.settings import Settings
 from schemas.topics import Topics
 from streams.ingest import BatchStats, SourceRecord
+from streams.kafka_config import DEAD_LETTER_MAX_BYTES
 
 log = logging.getLogger("freshet.worker")
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_disable_leader=True,
         producer_acks=-1,
+        producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a dead letter outgrows its source
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4 * settings.batch_max_events, 1000),

@@ -17,6 +17,13 @@ SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _SECRET_KEYS: Final = frozenset({"sasl_plain_password", "ssl_password"})
 
+DEAD_LETTER_MAX_BYTES: Final = 4 * 1024 * 1024
+"""Largest dead letter the worker sends, and the dead-letter topic's max.message.bytes.
+
+A dead letter carries the refused value in base64 (4/3 of its size) plus a detail, so
+a message near the broker's default 1 MB limit becomes a ~1.4 MB dead letter; with
+the client's 1 MB default the send failed and the batch was retried forever."""
+
 
 class ClientKwargs(dict[str, Any]):
     """Keyword arguments for a Kafka client; shows secrets as ``**********``."""
