@@ -19,7 +19,8 @@ from schemas.recommendation import Recommendation
 from schemas.topics import Topics, event_key
 from streams.catalog import CatalogProcessor, RedisCatalogStore
 from streams.faust_app import add_batch_agent, create_app
-from streams.ingest import BatchStats, IngestProcessor, Refresher
+from streams.generation import GenerationFollower
+from streams.ingest import BatchStats, IngestProcessor, Refresher, SourceRecord
 from streams.keyspace import Keyspace
 from streams.live_recommender import LiveRecommender
 from streams.metrics import WorkerMetrics, add_metrics_timer
@@ -172,10 +173,27 @@ def build_worker(
         metrics.observe_retry()
         log.warning("batch failed (attempt %d), retrying: %s", attempt, _safe(exc))
 
+    def switch_generation(generation: str) -> None:
+        log.warning("switching to Redis generation %s", generation)
+        store.keys = keys.with_generation(generation)
+        catalog_store.keys = keys.with_generation(generation)
+        if live is not None:
+            live.catalog_cursor = "0"  # re-read the new generation's catalog log
+
+    follower = GenerationFollower(redis, settings.redis_namespace, switch_generation)
+
+    async def ingest_batch(records: Sequence[SourceRecord]) -> BatchStats:
+        await follower.before_batch()
+        return await ingest.process(records)
+
+    async def catalog_batch(records: Sequence[SourceRecord]) -> BatchStats:
+        await follower.before_batch()
+        return await catalog.process(records)
+
     add_batch_agent(
         app,
         topics.events,
-        ingest.process,
+        ingest_batch,
         name="ingest",
         max_events=settings.batch_max_events,
         within_s=settings.batch_max_ms / 1000.0,
@@ -185,7 +203,7 @@ def build_worker(
     add_batch_agent(
         app,
         topics.catalog,
-        catalog.process,
+        catalog_batch,
         name="catalog",
         max_events=settings.batch_max_events,
         within_s=settings.batch_max_ms / 1000.0,

@@ -1,0 +1,80 @@
+"""Which Redis generation a worker writes, and the pause that lets replay switch it.
+
+Replay builds a whole new generation next to the live one, then switches readers and
+writers over in three steps: set the pause flag, drain the topic into the new
+generation up to the end offsets read after the pause, point ``<ns>:gen`` at it, and
+clear the pause. Workers check the flag and the pointer at the start of every batch,
+so after the switch they write the new generation from exactly where replay stopped.
+Writes are fenced on partition watermarks (``RedisStateStore.write``), so a replayer
+and a worker writing the same generation never apply a record twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from streams.keyspace import Keyspace
+
+DEFAULT_GENERATION = "g1"
+_GEN_RE = re.compile(r"g[1-9][0-9]{0,8}")
+
+
+def parse_generation(raw: bytes | str | None) -> str:
+    """The generation a pointer value names; ``g1`` when unset; ValueError if garbled."""
+    if raw is None:
+        return DEFAULT_GENERATION
+    value = raw.decode() if isinstance(raw, bytes) else raw
+    if _GEN_RE.fullmatch(value) is None:
+        raise ValueError(f"generation pointer holds {value[:40]!r}, not g<N>")
+    return value
+
+
+def next_generation(current: str) -> str:
+    """``g1`` → ``g2``: the name replay builds into."""
+    return f"g{int(parse_generation(current)[1:]) + 1}"
+
+
+def pause_key(keys: Keyspace) -> str:
+    """While this key exists, workers hold their batches (replay is switching)."""
+    return f"{keys.namespace}:pause"
+
+
+@dataclass
+class GenerationFollower:
+    """Keeps a worker's stores on the current generation; holds batches while paused.
+
+    Args:
+        client: asyncio Redis client.
+        namespace: The deployment's key namespace.
+        on_switch: Called with the new generation name when it changes.
+        poll_s: Sleep between checks while paused.
+    """
+
+    client: Any
+    namespace: str
+    on_switch: Callable[[str], None]
+    poll_s: float = 0.05
+    generation: str = DEFAULT_GENERATION
+    paused_batches: int = 0
+
+    async def before_batch(self) -> str:
+        """Wait out a pause, follow a switched pointer; returns the generation to write."""
+        keys = Keyspace(self.namespace)
+        waited = False
+        while True:
+            paused, pointer = await self.client.mget(pause_key(keys), keys.generation_pointer)
+            if paused is None:
+                break
+            if not waited:
+                self.paused_batches += 1
+                waited = True
+            await asyncio.sleep(self.poll_s)
+        generation = parse_generation(pointer)
+        if generation != self.generation:
+            self.generation = generation
+            self.on_switch(generation)
+        return generation
