@@ -201,7 +201,7 @@ def _check_letters(
 
 
 _KEY_RE = re.compile(
-    r"fr:(meta|gen|g1:(catalog|catalog:log|itemvec|"
+    r"fr:(meta|gen|pause|g1:(catalog|catalog:log|itemvec|"
     r"\{g1\.p(\d+)\}:(wm|trend|cnt|meta|u:([A-Za-z0-9_.@+=/-]{1,128}))))"
 )
 
