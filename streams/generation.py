@@ -66,8 +66,11 @@ class GenerationFollower:
         keys = Keyspace(self.namespace)
         waited = False
         while True:
-            paused, pointer = await self.client.mget(pause_key(keys), keys.generation_pointer)
-            if paused is None:
+            # Two GETs, pause first: in a Redis Cluster the keys sit in different slots
+            # (no MGET). A pointer read after "not paused" is the old one only if the
+            # pause began in between, which the replay's grace period and fence cover.
+            if await self.client.get(pause_key(keys)) is None:
+                pointer = await self.client.get(keys.generation_pointer)
                 break
             if not waited:
                 self.paused_batches += 1

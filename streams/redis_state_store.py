@@ -5,6 +5,12 @@ MULTI/EXEC per partition: the users' states, their embeddings and lists, the ite
 popularity increments and the partition's offset watermark change together or not at
 all. That atomicity, plus skipping records at or below the watermark, is what makes a
 crash between the write and the Kafka offset commit harmless.
+
+In a Redis Cluster every key of a partition shares one hash tag, hence one slot, and
+each partition's write is one Lua script on the master of that slot: it compares the
+watermark and applies the same commands as the MULTI/EXEC, in one round trip.
+(redis-py's asyncio cluster pipeline can WATCH, but blocks MGET and queues each
+transactional command through a thread of its own.)
 """
 
 from __future__ import annotations
@@ -28,6 +34,27 @@ from streams.state_store import (
     merge_trending,
 )
 
+# KEYS[1] is the partition's watermark. ARGV[1] is the watermark the batch read ("" for
+# no fence), then per command: name, index of its key in KEYS, argument count, arguments.
+# Returns nil once applied, or the stored watermark when it is not the one expected.
+_FENCED_WRITE = """
+local seen = redis.call('GET', KEYS[1]) or '-1'
+if ARGV[1] ~= '' and seen ~= ARGV[1] then
+  return seen
+end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 2])
+  local cmd = {ARGV[i], KEYS[tonumber(ARGV[i + 1])]}
+  for j = 1, n do
+    cmd[j + 2] = ARGV[i + 2 + j]
+  end
+  redis.call(unpack(cmd))
+  i = i + 3 + n
+end
+return nil
+"""
+
 
 class RedisStateStore:
     """State in Redis under one keyspace (namespace + generation)."""
@@ -45,6 +72,7 @@ class RedisStateStore:
         self.cluster = cluster
         self.half_life_s = trending_half_life_s
         self.round_trips = 0
+        self._script: Any = None
 
     async def read(self, reads: Sequence[PartitionRead]) -> dict[int, PartitionSnapshot]:
         pipe = self.client.pipeline(transaction=False)
@@ -74,41 +102,52 @@ class RedisStateStore:
             )
         return out
 
-    def _queue_write(self, pipe: Any, w: PartitionWrite) -> None:
+    def _write_commands(self, w: PartitionWrite) -> list[tuple[Any, ...]]:
+        """The commands that apply one partition's write, each ``(name, key, *args)``."""
         trend_key = self.keys.trend(w.partition)
+        cmds: list[tuple[Any, ...]] = []
         if w.rebase_factor is not None:
-            pipe.zunionstore(trend_key, {trend_key: w.rebase_factor})
-            pipe.zremrangebyscore(trend_key, "-inf", TREND_FLOOR)
+            cmds.append(("ZUNIONSTORE", trend_key, 1, trend_key, "WEIGHTS", w.rebase_factor))
+            cmds.append(("ZREMRANGEBYSCORE", trend_key, "-inf", TREND_FLOOR))
         for item, inc in w.popularity.trend.items():
-            pipe.zincrby(trend_key, inc, item)
-        if w.popularity.counts:
-            counts_key = self.keys.counts(w.partition)
-            for item, n in w.popularity.counts.items():
-                pipe.hincrby(counts_key, item, n)
+            cmds.append(("ZINCRBY", trend_key, inc, item))
+        counts_key = self.keys.counts(w.partition)
+        for item, n in w.popularity.counts.items():
+            cmds.append(("HINCRBY", counts_key, item, n))
         for uid in w.states.keys() | w.embeddings.keys() | w.latest.keys():
-            mapping: dict[str, bytes] = {}
+            fields: list[Any] = []
             if uid in w.states:
-                mapping["s"] = orjson.dumps(w.states[uid].to_obj())
+                fields += ["s", orjson.dumps(w.states[uid].to_obj())]
             if uid in w.embeddings:
-                mapping["e"] = w.embeddings[uid]
+                fields += ["e", w.embeddings[uid]]
             if uid in w.latest:
-                mapping["r"] = w.latest[uid]
-            pipe.hset(self.keys.user(w.partition, uid), mapping=mapping)
-        pipe.set(self.keys.watermark(w.partition), w.watermark)
-        pipe.hset(self.keys.partition_meta(w.partition), "trend_ref", w.trend_ref_ms)
+                fields += ["r", w.latest[uid]]
+            cmds.append(("HSET", self.keys.user(w.partition, uid), *fields))
+        cmds.append(("SET", self.keys.watermark(w.partition), w.watermark))
+        cmds.append(("HSET", self.keys.partition_meta(w.partition), "trend_ref", w.trend_ref_ms))
+        return cmds
 
     async def write(self, writes: Sequence[PartitionWrite]) -> None:
         """Write every partition's changes in one transaction, fenced on the watermarks.
 
         The watermark keys are WATCHed and compared with what the batch read; if any
         moved (or moves before EXEC), nothing is written and ``StaleWatermark`` says so.
+        In a cluster each partition is its own transaction (a script on its slot's master),
+        so a stale partition leaves the others of the batch written.
         """
         if not writes:
             return
         if self.cluster:
-            await asyncio.gather(*(self._write_fenced([w]) for w in writes))
-        else:
-            await self._write_fenced(writes)
+            # Let every partition finish before raising: a retry must not race them.
+            done = await asyncio.gather(
+                *(self._write_scripted(w) for w in writes), return_exceptions=True
+            )
+            self.round_trips += 1
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return
+        await self._write_fenced(writes)
         self.round_trips += 2
 
     async def _write_fenced(self, writes: Sequence[PartitionWrite]) -> None:
@@ -128,10 +167,25 @@ class RedisStateStore:
                             )
                 pipe.multi()
                 for w in writes:
-                    self._queue_write(pipe, w)
+                    for cmd in self._write_commands(w):
+                        pipe.execute_command(*cmd)
                 await pipe.execute()
             except WatchError:
                 raise StaleWatermark("a partition watermark changed during the write") from None
+
+    async def _write_scripted(self, w: PartitionWrite) -> None:
+        """One partition's write as one script call, fenced inside the script."""
+        keys: dict[str, int] = {self.keys.watermark(w.partition): 1}
+        args: list[Any] = ["" if w.expected_watermark is None else w.expected_watermark]
+        for name, key, *rest in self._write_commands(w):
+            args += [name, keys.setdefault(key, len(keys) + 1), len(rest), *rest]
+        if self._script is None:
+            self._script = self.client.register_script(_FENCED_WRITE)
+        seen = await self._script(keys=list(keys), args=args)
+        if seen is not None:
+            raise StaleWatermark(
+                f"partition {w.partition}: watermark {_s(seen)}, batch read {w.expected_watermark}"
+            )
 
     async def user(self, partition: int, user_id: str) -> UserRecord | None:
         blob, emb, latest = await self.client.hmget(

@@ -247,11 +247,15 @@ class Replayer:
 
 
 async def _scan_batches(redis: Any, pattern: str, count: int = 1000) -> Any:
-    """Yield batches of keys matching ``pattern`` (SCAN), for deletion."""
-    cursor = 0
-    while True:
-        cursor, keys = await redis.scan(cursor=cursor, match=pattern, count=count)
-        if keys:
-            yield keys
-        if cursor == 0:
-            break
+    """Yield batches of keys matching ``pattern``, for deletion.
+
+    ``scan_iter`` walks every master of a Redis Cluster (a plain SCAN sees one node).
+    """
+    batch: list[Any] = []
+    async for key in redis.scan_iter(match=pattern, count=count):
+        batch.append(key)
+        if len(batch) >= count:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
