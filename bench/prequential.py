@@ -1,0 +1,358 @@
+"""Prequential streaming quality: freshet's online path against online baselines.
+
+Replays a data set in time order (the simulator, or a JSONL/CSV file) through the
+worker's own code, in-process: ``apply_events`` for state and popularity,
+``LiveRecommender.compute`` for lists, bundles retrained with ``training.pipeline.run``
+every ``--retrain-every`` interactions and swapped in with ``swap_bundle``. Before each
+interaction the user's current list is scored (HR@10, NDCG@10) against the item that
+came next (see ``training.evaluation.prequential``). Baselines run through the same loop
+in the same run: most-popular, trending, online item-kNN, river's FunkMF, and freshet
+with its bundle frozen (lists computed at each swap, not refreshed after events).
+
+    .venv/bin/python -m bench.prequential --quick
+    .venv/bin/python -m bench.prequential --file ratings.csv --retrain-every 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from freshet.settings import Settings
+from schemas.events import CatalogEvent, InteractionEvent
+from streams.simulator import SimConfig, simulate
+from training.evaluation.online_baselines import (
+    OnlineItemKNN,
+    OnlinePopular,
+    OnlineTrending,
+    RiverMF,
+)
+from training.evaluation.online_freshet import FreshetOnline
+from training.evaluation.prequential import (
+    Event,
+    OnlineModel,
+    PrequentialConfig,
+    PrequentialResult,
+    StreamState,
+    run_prequential,
+    summarise,
+)
+from training.train import TrainConfig
+
+BASELINES = ("most-popular", "trending", "item-knn", "river-funkmf", "freshet-frozen")
+QUICK_SIM = {"users": 800, "items": 1000, "events": 16_000}
+FULL_SIM = {"users": 20_000, "items": 10_000, "events": 300_000}
+
+
+def sim_events(users: int, items: int, events: int, seed: int) -> list[Event]:
+    """A simulated shop with arriving users and items and some removals."""
+    config = SimConfig(
+        users=users,
+        items=items,
+        events=events,
+        new_user_rate=2.0,
+        new_item_rate=1.0,
+        removal_rate=0.2,
+    )
+    return list(simulate(config, seed=seed))
+
+
+def file_events(path: Path) -> tuple[list[Event], dict[str, int]]:
+    """Events of a JSONL/CSV file in time order; refused lines are counted and skipped."""
+    from freshet.cli.train import file_events as read
+
+    refused: dict[str, int] = {}
+    events = list(read(path, refused))
+    order = sorted(range(len(events)), key=lambda i: events[i].ts)  # stable
+    return [events[i] for i in order], refused
+
+
+class Retrainer:
+    """``training.pipeline.run`` on the events so far; bundles cached by data and config.
+
+    The cache lets the trade-off benchmark reuse the bundles of the prequential run on
+    the same data instead of training them again.
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        config: TrainConfig,
+        *,
+        ranker: str = "off",
+        provider: str = "cpu",
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.cache_dir = cache_dir
+        self.config = config
+        self.ranker = ranker
+        self.provider = provider
+        self.log = log
+        self.seconds: list[float] = []
+
+    def key(self, history: Sequence[Event]) -> str:
+        ids = [e.event_id for e in (history[0], history[-1])]
+        raw = f"{len(history)}|{ids}|{self.config}|{self.ranker}"
+        return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+    def __call__(self, history: Sequence[Event]) -> Any:
+        from inference.onnx_session import LoadedBundle
+        from training.pipeline import run
+
+        where = self.cache_dir / self.key(history)
+        t0 = time.perf_counter()
+        cached = (where / "CURRENT").exists()
+        if not cached:
+            run(
+                list(history),
+                where,
+                self.config,
+                test_cases=500,
+                show=False,
+                ranker=self.ranker,
+            )
+        bundle = LoadedBundle.load(where, provider=self.provider)
+        took = time.perf_counter() - t0
+        self.seconds.append(took)
+        n = sum(isinstance(e, InteractionEvent) for e in history)
+        how = "cached" if cached else "trained"
+        self.log(f"  bundle at {n} interactions: {how} in {took:.1f} s ({bundle.version})")
+        return bundle
+
+
+def build_models(
+    stream: StreamState, names: Sequence[str], settings: Settings, seed: int
+) -> list[OnlineModel]:
+    """Fresh freshet first, then the named baselines."""
+    makers: dict[str, Callable[[], OnlineModel]] = {
+        "most-popular": lambda: OnlinePopular(stream),
+        "trending": lambda: OnlineTrending(stream),
+        "item-knn": lambda: OnlineItemKNN(stream),
+        "river-funkmf": lambda: RiverMF(stream, seed=seed),
+        "freshet-frozen": lambda: FreshetOnline(
+            stream, settings, name="freshet-frozen", frozen=True
+        ),
+    }
+    return [FreshetOnline(stream, settings, name="freshet"), *(makers[n]() for n in names)]
+
+
+def diversity_space(models: Sequence[OnlineModel]) -> np.ndarray | None:
+    """Item vectors of the (fresh) freshet model's final catalog: ILD's common space."""
+    for model in models:
+        if isinstance(model, FreshetOnline):
+            return model.item_vectors()
+    return None
+
+
+def conditions(extra: dict[str, Any]) -> dict[str, Any]:
+    import onnxruntime
+    import river
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "river": river.__version__,
+        "onnx_provider": "cpu",
+        **extra,
+    }
+
+
+def table_rows(summary: dict[str, dict[str, float]], k: int = 10) -> list[list[str]]:
+    rows = []
+    for name, r in summary.items():
+        rows.append(
+            [
+                name,
+                f"{r[f'hr@{k}']:.4f}",
+                f"{r[f'ndcg@{k}']:.4f}",
+                f"{r[f'cold_user/hr@{k}']:.4f} / {r[f'cold_user/ndcg@{k}']:.4f}",
+                f"{r[f'cold_item/hr@{k}']:.4f} / {r[f'cold_item/ndcg@{k}']:.4f}",
+                f"{r['coverage']:.3f}",
+                f"{r['long_tail_share']:.3f}",
+                f"{r.get('ild', float('nan')):.3f}",
+                f"{r['seconds']:.1f}",
+            ]
+        )
+    return rows
+
+
+HEADER = [
+    "model",
+    "HR@10",
+    "NDCG@10",
+    "cold users HR/NDCG",
+    "cold items HR/NDCG",
+    "coverage",
+    "long-tail",
+    "ILD",
+    "model s",
+]
+
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    events: Sequence[Event],
+    *,
+    baselines: Sequence[str],
+    config: PrequentialConfig,
+    retrainer: Retrainer | None,
+    settings: Settings,
+    seed: int = 0,
+    extra_models: Callable[[StreamState], list[OnlineModel]] | None = None,
+) -> tuple[PrequentialResult, dict[str, dict[str, float]], float]:
+    """One prequential run; returns the raw result, the summary and the wall time."""
+    stream = StreamState()
+    models = build_models(stream, baselines, settings, seed)
+    if extra_models is not None:
+        models += extra_models(stream)
+    t0 = time.perf_counter()
+    total = sum(isinstance(e, InteractionEvent) for e in events)
+    step = max(total // 10, 1)
+    marks = iter(range(step, total + step, step))
+    nxt = next(marks)
+
+    def progress(applied: int) -> None:
+        nonlocal nxt
+        while applied >= nxt:
+            print(f"  {applied}/{total} interactions, {time.perf_counter() - t0:.0f} s")
+            nxt = next(marks, total + 1)
+
+    result = run_prequential(
+        events, models, config, stream=stream, retrain=retrainer, progress=progress
+    )
+    wall = time.perf_counter() - t0
+    summary = summarise(result, diversity_space(models))
+    for model in models:
+        close = getattr(model, "close", None)
+        if close is not None:
+            close()
+    return result, summary, wall
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--file", type=Path, help="JSONL/CSV events (default: simulator)")
+    parser.add_argument("--quick", action="store_true", help="small simulated shop")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--items", type=int)
+    parser.add_argument("--events", type=int)
+    parser.add_argument("--retrain-every", type=int, default=0, help="0: events/3")
+    parser.add_argument("--score-every", type=int, default=1)
+    parser.add_argument("--batch-ms", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=0, help="0: 3 quick, 8 full")
+    parser.add_argument("--ranker", default="off", choices=["off", "auto", "on"])
+    parser.add_argument("--baselines", nargs="*", default=list(BASELINES))
+    parser.add_argument("--cache", type=Path, help="bundle cache (default: FRESHET_HOME)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="write the summary here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    size = QUICK_SIM if args.quick else FULL_SIM
+    users = args.users or size["users"]
+    items = args.items or size["items"]
+    n_events = args.events or size["events"]
+    refused: dict[str, int] = {}
+    if args.file:
+        events, refused = file_events(args.file)
+        source = str(args.file)
+    else:
+        events = sim_events(users, items, n_events, args.seed)
+        source = f"simulator users={users} items={items} events={n_events} seed={args.seed}"
+    n_inter = sum(isinstance(e, InteractionEvent) for e in events)
+    has_catalog = any(isinstance(e, CatalogEvent) for e in events)
+    retrain_every = args.retrain_every or max(-(-n_inter // 3), 1)  # no retrain at the end
+    config = PrequentialConfig(
+        batch_ms=args.batch_ms,
+        score_every=args.score_every,
+        retrain_every=retrain_every,
+        warmup_events=retrain_every,
+        announce_items=not has_catalog,
+    )
+    train_config = TrainConfig(
+        dim=32,
+        epochs=args.epochs or (3 if args.quick else 8),
+        patience=2,
+        valid_cases=500,
+        threads=args.threads,
+        seed=args.seed,
+    )
+    settings = Settings.from_env(onnx_provider="cpu")
+    cache = args.cache or settings.home / "bench-bundles"
+    retrainer = Retrainer(cache, train_config, ranker=args.ranker)
+    print(f"prequential: {source}; {n_inter} interactions, retrain every {retrain_every}")
+    result, summary, wall = run_benchmark(
+        events,
+        baselines=args.baselines,
+        config=config,
+        retrainer=retrainer,
+        settings=settings,
+        seed=args.seed,
+    )
+    counts = result.counts
+    note = (
+        f"{counts['scored']} of {counts['eligible']} eligible events scored "
+        f"(every {args.score_every}); the first {retrain_every} interactions are warm-up "
+        f"(applied, not scored); events of an item the user already touched are applied, "
+        f"not scored; lists refresh per {args.batch_ms} ms micro-batch"
+    )
+    report = {
+        "benchmark": "prequential",
+        "quick": bool(args.quick),
+        "source": source,
+        "refused_lines": refused,
+        "conditions": conditions(
+            {
+                "threads": args.threads,
+                "interactions": n_inter,
+                "items_seen": len(result.item_ids),
+                "retrain_every": retrain_every,
+                "train_epochs": train_config.epochs,
+                "train_dim": train_config.dim,
+                "ranker": args.ranker,
+                "batch_ms": args.batch_ms,
+                "score_every": args.score_every,
+                "cold_user_events": config.cold_user_events,
+                "cold_item_interactions": config.cold_item_interactions,
+            }
+        ),
+        "counts": counts,
+        "note": note,
+        "wall_s": round(wall, 1),
+        "retrain_s": [round(s, 1) for s in retrainer.seconds],
+        "models": summary,
+    }
+    print(note)
+    print(markdown(HEADER, table_rows(summary)))
+    print(f"wall {wall:.0f} s, of which retraining {sum(retrainer.seconds):.0f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

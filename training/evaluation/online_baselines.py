@@ -1,0 +1,258 @@
+"""Baselines for the prequential loop, each learning one event at a time.
+
+They read the loop's shared ``StreamState`` (popularity and decayed trending sums are the
+ones the worker keeps) and, like freshet, never list an item the user already touched or
+one removed from the catalog. Lists are refreshed for the users of each closed
+micro-batch, the same cadence freshet gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from schemas.events import InteractionEvent
+from streams.ingest import TouchedUser
+from streams.state_rules import UserState
+from training.evaluation import metrics as m
+from training.evaluation.prequential import IntArray, StreamState
+
+
+def _top_unseen(scores: np.ndarray, seen: Sequence[IntArray], k: int) -> list[IntArray]:
+    """Per row of ``scores`` (B, n), the ``k`` best codes not in that row's ``seen``."""
+    s = np.array(scores, dtype=np.float64, copy=True)
+    for b, codes in enumerate(seen):
+        s[b, codes] = -np.inf
+    top = m.top_k(s, k)
+    best = np.take_along_axis(s, top, axis=1)
+    return [row[np.isfinite(sc)] for row, sc in zip(top, best, strict=True)]
+
+
+class _GlobalScore:
+    """A list from one score per item, the same for everyone but for what they saw."""
+
+    name = "global"
+
+    def __init__(self, stream: StreamState, k: int = 10) -> None:
+        self.stream = stream
+        self.k = k
+        self._order = np.zeros(0, np.int64)
+
+    def scores(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def observe(self, event: InteractionEvent, before: UserState) -> None:
+        return None
+
+    def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        st = self.stream
+        n = st.n_items
+        s = np.where(st.removed[:n], -np.inf, self.scores()[:n])
+        longest = max((len(u.state.seen) for u in users), default=0)
+        top = m.top_k(s[None, :], min(n, self.k + longest))[0] if n else np.zeros(0, np.int64)
+        self._order = top[np.isfinite(s[top]) & (s[top] > 0)]
+        out: dict[str, IntArray] = {}
+        for u in users:
+            seen = {st.code[i] for i in u.state.seen if i in st.code}
+            out[u.user_id] = np.array([c for c in self._order if c not in seen][: self.k], np.int64)
+        return out
+
+    def cold_list(self) -> IntArray:
+        return self._order[: self.k]
+
+    def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
+        return {}
+
+
+class OnlinePopular(_GlobalScore):
+    """Most interactions so far (all time)."""
+
+    name = "most-popular"
+
+    def scores(self) -> np.ndarray:
+        return self.stream.counts.astype(np.float64)
+
+
+class OnlineTrending(_GlobalScore):
+    """The worker's decayed trending sums (type-weighted, half-life of the state rules)."""
+
+    name = "trending"
+
+    def scores(self) -> np.ndarray:
+        return self.stream.trend
+
+
+def _seen_codes(stream: StreamState, users: Sequence[TouchedUser]) -> list[IntArray]:
+    return [
+        np.array([stream.code[i] for i in u.state.seen if i in stream.code], np.int64)
+        for u in users
+    ]
+
+
+class OnlineItemKNN:
+    """Incremental item-to-item co-occurrence: items that follow each other in sessions.
+
+    Each event adds one to the pair (item, each of the user's ``window`` previous items)
+    in both directions; similarity is the cosine of those counts. A user's list scores
+    the neighbours of their last ``recent`` items, newer weighing more, and breaks ties
+    with a tiny popularity prior. The matrix is dense (fine to ~10k items).
+    """
+
+    name = "item-knn"
+
+    def __init__(
+        self,
+        stream: StreamState,
+        k: int = 10,
+        window: int = 5,
+        recent: int = 10,
+        recency_decay: float = 0.8,
+        max_items: int = 10_000,
+    ) -> None:
+        self.stream = stream
+        self.k = k
+        self.window = window
+        self.recent = recent
+        self.decay = recency_decay
+        self.max_items = max_items
+        self.co = np.zeros((0, 0), np.float32)
+        self.occ = np.zeros(0, np.float64)
+        self._pairs: list[tuple[int, int]] = []
+        self._cold = np.zeros(0, np.int64)
+
+    def _grow(self, n: int) -> None:
+        if n <= self.co.shape[0]:
+            return
+        if n > self.max_items:
+            raise ValueError(f"item-knn keeps a dense matrix; {n} items > {self.max_items}")
+        cap = min(max(n, 2 * self.co.shape[0], 256), self.max_items)
+        co = np.zeros((cap, cap), np.float32)
+        old = self.co.shape[0]
+        co[:old, :old] = self.co
+        self.co = co
+        self.occ = np.concatenate([self.occ, np.zeros(cap - old)])
+
+    def observe(self, event: InteractionEvent, before: UserState) -> None:
+        code = self.stream.code
+        item = code[event.item_id]
+        prev: list[int] = []
+        for h in reversed(before.history):
+            c = code.get(h.item_id)
+            if c is not None and c != item and c not in prev:
+                prev.append(c)
+                if len(prev) == self.window:
+                    break
+        self._pairs.extend((item, p) for p in prev)
+        self._grow(item + 1)
+        self.occ[item] += 1.0
+
+    def _apply_pairs(self) -> None:
+        if not self._pairs:
+            return
+        self._grow(self.stream.n_items)
+        a, b = np.array(self._pairs, np.int64).T
+        np.add.at(self.co, (a, b), 1.0)
+        np.add.at(self.co, (b, a), 1.0)
+        self._pairs.clear()
+
+    def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        self._apply_pairs()
+        st = self.stream
+        n = st.n_items
+        self._grow(n)
+        prior = 1e-6 * st.counts[:n] / max(int(st.counts[:n].max(initial=0)), 1)
+        norm = np.sqrt(np.maximum(self.occ[:n], 1.0))
+        scores = np.tile(prior, (len(users), 1))
+        for b, u in enumerate(users):
+            recent = [st.code[h.item_id] for h in u.state.history[-self.recent :]]
+            w = self.decay ** np.arange(len(recent) - 1, -1, -1)
+            rows = np.asarray(recent, np.int64)
+            sims = self.co[rows, :n] / (norm[rows, None] * norm[None, :])
+            scores[b] += w @ sims
+        scores[:, st.removed[:n]] = -np.inf
+        lists = _top_unseen(scores, _seen_codes(st, users), self.k)
+        s = np.where(st.removed[:n], -np.inf, st.counts[:n].astype(np.float64))
+        self._cold = m.top_k(s[None, :], min(self.k, n))[0] if n else self._cold
+        return {u.user_id: lst for u, lst in zip(users, lists, strict=True)}
+
+    def cold_list(self) -> IntArray:
+        return self._cold
+
+    def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
+        return {}
+
+
+class RiverMF:
+    """``river.reco.FunkMF`` learning online from implicit feedback with sampled negatives.
+
+    Each event is one ``learn_one(user, item, 1)`` and ``negatives`` ``learn_one(user,
+    random item, 0)``; a user's list ranks every live item by the dot product of their
+    latent vectors (read straight from the model, one matrix product per batch).
+    """
+
+    name = "river-funkmf"
+
+    def __init__(
+        self,
+        stream: StreamState,
+        k: int = 10,
+        n_factors: int = 16,
+        negatives: int = 2,
+        lr: float = 0.05,
+        l2: float = 0.001,
+        seed: int = 0,
+    ) -> None:
+        from river import optim, reco
+
+        self.stream = stream
+        self.k = k
+        self.negatives = negatives
+        self.model = reco.FunkMF(
+            n_factors=n_factors,
+            optimizer=optim.SGD(lr),
+            l2=l2,
+            initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=seed),
+            seed=seed,
+        )
+        self.rng = np.random.default_rng(seed)
+        self._cold = np.zeros(0, np.int64)
+
+    def observe(self, event: InteractionEvent, before: UserState) -> None:
+        self.model.learn_one(event.user_id, event.item_id, 1.0)
+        n = self.stream.n_items
+        for c in self.rng.integers(0, n, self.negatives):
+            item = self.stream.ids[int(c)]
+            if item != event.item_id:
+                self.model.learn_one(event.user_id, item, 0.0)
+
+    def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        st = self.stream
+        n = st.n_items
+        latents = self.model.i_latents
+        f = self.model.n_factors
+        items = np.zeros((n, f), np.float64)
+        known = np.zeros(n, bool)
+        for item_id, vec in latents.items():
+            c = st.code.get(str(item_id))
+            if c is not None and c < n:
+                items[c] = vec
+                known[c] = True
+        ulat = self.model.u_latents
+        u = np.array(
+            [ulat[x.user_id] if x.user_id in ulat else np.zeros(f) for x in users], np.float64
+        ).reshape(len(users), f)
+        scores = u @ items.T
+        scores[:, st.removed[:n] | ~known] = -np.inf
+        lists = _top_unseen(scores, _seen_codes(st, users), self.k)
+        s = np.where(st.removed[:n], -np.inf, st.counts[:n].astype(np.float64))
+        self._cold = m.top_k(s[None, :], min(self.k, n))[0] if n else self._cold
+        return {x.user_id: lst for x, lst in zip(users, lists, strict=True)}
+
+    def cold_list(self) -> IntArray:
+        """Users unknown to the model get the most popular items."""
+        return self._cold
+
+    def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
+        return {}

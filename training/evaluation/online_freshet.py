@@ -1,0 +1,138 @@
+"""freshet itself in the prequential loop: the worker's ``LiveRecommender``, in-process.
+
+Its sources are in-memory views of the loop's ``StreamState`` instead of Redis: trending
+from the same decayed sums, counts from the same popularity, the catalog log from the
+catalog events applied so far. They are synced on the worker's timers (catalog 0.5 s,
+trending 1 s, popularity 10 s), measured in event time.
+
+``frozen=True`` is the ablation "no fresh embeddings": user vectors and lists are
+computed once for every known user when a bundle is swapped in, and not refreshed
+after events; a user who first shows up later gets the cold-start list of that moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from freshet.settings import Settings
+from streams.catalog import CatalogRecord
+from streams.ingest import TouchedUser
+from streams.live_recommender import LiveRecommender
+from streams.state_rules import UserState
+from training.evaluation.prequential import IntArray, StreamState
+
+_TIMERS_MS = {"catalog": 500, "trending": 1_000, "popularity": 10_000}
+_COLD_USER = "\x00cold-start"
+
+
+class FreshetOnline:
+    """``OnlineModel`` around one ``LiveRecommender``."""
+
+    def __init__(
+        self,
+        stream: StreamState,
+        settings: Settings | None = None,
+        *,
+        name: str = "freshet",
+        frozen: bool = False,
+        k: int = 10,
+        chunk: int = 256,
+    ) -> None:
+        self.name = name
+        self.stream = stream
+        self.frozen = frozen
+        self.k = k
+        self.chunk = chunk
+        self.settings = settings or Settings(onnx_provider="cpu")
+        self._now_ms = 0
+        self.live = LiveRecommender(
+            self.settings,
+            trending_source=self._trending,
+            counts_source=self._counts,
+            catalog_log=self._catalog_log,
+            clock=lambda: self._now_ms / 1000.0,
+        )
+        self._loop = asyncio.new_event_loop()
+        self._synced = dict.fromkeys(_TIMERS_MS, -(10**18))
+        self._cold = np.zeros(0, np.int64)
+
+    # --- in-memory sources ----------------------------------------------------------
+    async def _trending(self, k: int) -> list[tuple[str, float]]:
+        return self.stream.trending(k)
+
+    async def _counts(self) -> dict[str, int]:
+        return self.stream.count_map()
+
+    async def _catalog_log(self, after: str) -> list[tuple[str, CatalogRecord]]:
+        start = int(after)
+        log = self.stream.catalog_log
+        return [(str(i + 1), rec) for i, rec in enumerate(log[start:], start)]
+
+    def _sync(self, now_ms: int, force: bool = False) -> None:
+        self._now_ms = now_ms
+        due = [n for n, every in _TIMERS_MS.items() if force or now_ms - self._synced[n] >= every]
+        for name in due:
+            self._synced[name] = now_ms
+        run = self._loop.run_until_complete
+        if "catalog" in due:
+            run(self.live.sync_catalog())
+        if "popularity" in due:
+            run(self.live.sync_popularity())
+        if "trending" in due:
+            run(self.live.sync_trending())
+
+    # --- OnlineModel ----------------------------------------------------------------
+    def observe(self, event: Any, before: UserState) -> None:
+        return None
+
+    def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        self._sync(now_ms)
+        if self.frozen:
+            return {}
+        return self._compute(users, now_ms)
+
+    def cold_list(self) -> IntArray:
+        return self._cold
+
+    def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
+        self._sync(now_ms, force=True)
+        self.live.swap_bundle(bundle)
+        # trending rows index the catalog, which the swap rebuilt
+        self._sync(now_ms, force=True)
+        if not self.frozen:
+            self._compute([], now_ms)  # the cold-start list under the new bundle
+            return {}
+        users = [TouchedUser(u, 0, s, None, None, now_ms) for u, s in self.stream.states.items()]
+        lists = self._compute([], now_ms)
+        for start in range(0, len(users), self.chunk):
+            lists.update(self._compute(users[start : start + self.chunk], now_ms))
+        return lists
+
+    def close(self) -> None:
+        self._loop.close()
+
+    def _compute(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        cold = TouchedUser(_COLD_USER, 0, UserState(), None, None, now_ms)
+        lists = self.live.compute([*users, cold], now_ms).lists
+        codes = {
+            uid: self.stream.codes([it.item_id for it in rec.items[: self.k]])
+            for uid, rec in lists.items()
+        }
+        if _COLD_USER in codes:
+            self._cold = codes.pop(_COLD_USER)
+        return codes
+
+    def item_vectors(self) -> np.ndarray:
+        """Vectors of every item code in the served catalog's space (zeros if unknown)."""
+        cat = self.live.catalog
+        out = np.zeros((self.stream.n_items, cat.dim), np.float32)
+        vecs = cat.vectors()
+        for item_id, row in cat.row_of.items():
+            c = self.stream.code.get(item_id)
+            if c is not None:
+                out[c] = vecs[row]
+        return out

@@ -1,0 +1,402 @@
+"""Prequential (test-then-train) evaluation of online recommenders over an event stream.
+
+Events are replayed in time order. Before each interaction, every model's *current* list
+for the user (the one it published after the user's previous micro-batch, or its
+cold-start list if it has none yet) is scored against the item that came next; then the
+event is applied to the shared state with the worker's own rules
+(``streams.state_rules.apply_events``) and shown to every model. Lists are refreshed per
+micro-batch, as the worker does: a batch closes when ``batch_ms`` of event time have
+passed since its first event or it holds ``batch_events`` events.
+
+As in the offline protocol (``training.evaluation.protocols``), an event whose item the
+user already touched (a funnel step, a re-rating) is applied but not scored: no
+seen-excluding recommender can get it. ``score_every`` scores only every k-th of the
+remaining events; every event is applied whatever the sampling.
+
+The loop holds no client: models and the retrain hook are passed in, so the benchmark
+(``bench/prequential.py``) and the unit tests drive the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from inference.list_metrics import popularity_head
+from schemas.events import CatalogEvent, InteractionEvent
+from streams.catalog import CatalogRecord, apply_catalog_event
+from streams.ingest import TouchedUser
+from streams.state_rules import (
+    StateRules,
+    UserState,
+    apply_events,
+    needs_rebase,
+    rebase_factor,
+)
+from training.evaluation import metrics as m
+
+Event = InteractionEvent | CatalogEvent
+IntArray = np.ndarray
+
+
+class StreamState:
+    """What the worker keeps, in memory: user states, popularity, trending, catalog.
+
+    Items get dense codes in order of first sight (catalog event or interaction), so
+    every model's lists and every metric share one item numbering.
+    """
+
+    def __init__(self, rules: StateRules | None = None) -> None:
+        self.rules = rules or StateRules()
+        self.states: dict[str, UserState] = {}
+        self.ids: list[str] = []
+        self.code: dict[str, int] = {}
+        self.counts = np.zeros(0, np.int64)
+        self.trend = np.zeros(0, np.float64)
+        self.removed = np.zeros(0, bool)
+        self.trend_ref_ms: int | None = None
+        self.records: dict[str, CatalogRecord] = {}
+        self.catalog_log: list[CatalogRecord] = []
+
+    @property
+    def n_items(self) -> int:
+        return len(self.ids)
+
+    def code_of(self, item_id: str) -> int:
+        """The item's code, assigned on first sight."""
+        c = self.code.get(item_id)
+        if c is not None:
+            return c
+        c = len(self.ids)
+        self.code[item_id] = c
+        self.ids.append(item_id)
+        if c >= self.counts.shape[0]:
+            cap = max(64, 2 * self.counts.shape[0])
+            self.counts = np.resize(self.counts, cap)
+            self.counts[c:] = 0
+            self.trend = np.resize(self.trend, cap)
+            self.trend[c:] = 0.0
+            self.removed = np.resize(self.removed, cap)
+            self.removed[c:] = False
+        return c
+
+    def codes(self, item_ids: Sequence[str]) -> IntArray:
+        return np.fromiter((self.code_of(i) for i in item_ids), np.int64, len(item_ids))
+
+    def apply_catalog(self, event: CatalogEvent) -> CatalogRecord | None:
+        """Apply a catalog event as the catalog agent does; the record goes to the log."""
+        rec = apply_catalog_event(self.records.get(event.item_id), event)
+        if rec is None:
+            return None
+        self._log(rec)
+        return rec
+
+    def announce(self, item_id: str, ts: int) -> None:
+        """Log an item first seen in an interaction (files without catalog events)."""
+        if item_id not in self.records:
+            self._log(CatalogRecord(item_id, (), {}, "", ts, ts))
+
+    def _log(self, rec: CatalogRecord) -> None:
+        self.records[rec.item_id] = rec
+        self.catalog_log.append(rec)
+        code = self.code_of(rec.item_id)  # may grow the arrays
+        self.removed[code] = rec.removed
+
+    def apply(self, event: InteractionEvent) -> UserState | None:
+        """Apply one event with the worker's rules; the state before it, None if a duplicate."""
+        before = self.states.get(event.user_id) or UserState()
+        hl = self.rules.trending_half_life_s
+        if self.trend_ref_ms is None:
+            self.trend_ref_ms = event.ts
+        elif needs_rebase(event.ts, self.trend_ref_ms, hl):
+            self.trend *= rebase_factor(self.trend_ref_ms, event.ts, hl)
+            self.trend_ref_ms = event.ts
+        outcome = apply_events({event.user_id: before}, [event], self.rules, self.trend_ref_ms)
+        if outcome.duplicates:
+            return None
+        self.states[event.user_id] = outcome.states[event.user_id]
+        for item, n in outcome.popularity.counts.items():
+            self.counts[self.code_of(item)] += n
+        for item, inc in outcome.popularity.trend.items():
+            self.trend[self.code_of(item)] += inc
+        return before
+
+    def trending(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` items with the largest decayed sums, as the state store returns them."""
+        n = self.n_items
+        scores = np.where(self.removed[:n], 0.0, self.trend[:n])
+        top = m.top_k(scores[None, :], min(k, n))[0] if n else np.zeros(0, np.int64)
+        return [(self.ids[c], float(scores[c])) for c in top if scores[c] > 0]
+
+    def count_map(self) -> dict[str, int]:
+        nz = np.flatnonzero(self.counts[: self.n_items])
+        return {self.ids[c]: int(self.counts[c]) for c in nz}
+
+
+class OnlineModel(Protocol):
+    """A recommender driven by the prequential loop."""
+
+    name: str
+
+    def observe(self, event: InteractionEvent, before: UserState) -> None:
+        """Learn from one applied event (``before``: the user's state before it)."""
+        ...
+
+    def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        """New lists (item codes, best first) for users touched by the closed batch."""
+        ...
+
+    def cold_list(self) -> IntArray:
+        """The list served to a user with no list yet."""
+        ...
+
+    def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
+        """Serve a retrained bundle; returns lists to hold from now on (usually none)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PrequentialConfig:
+    """Knobs of the loop.
+
+    Attributes:
+        k: Cut-off of HR@K/NDCG@K and length of the scored list.
+        batch_ms: Event time a micro-batch spans at most (the worker's debounce window).
+        batch_events: Events a micro-batch holds at most.
+        score_every: Score every k-th eligible event (all events are applied).
+        warmup_events: Interactions applied before scoring starts.
+        retrain_every: Retrain every this many interactions (0: never).
+        cold_user_events: A user with at most this many earlier events is cold.
+        cold_item_interactions: A target with fewer earlier interactions is cold.
+        head_every: Recompute the popularity head every this many batches.
+        announce_items: Log a catalog record for items first seen in interactions.
+    """
+
+    k: int = 10
+    batch_ms: int = 200
+    batch_events: int = 500
+    score_every: int = 1
+    warmup_events: int = 0
+    retrain_every: int = 0
+    cold_user_events: int = 5
+    cold_item_interactions: int = 10
+    head_every: int = 20
+    announce_items: bool = False
+
+
+@dataclass
+class _Trace:
+    ranks: list[int] = field(default_factory=list)
+    lists: list[IntArray] = field(default_factory=list)
+    tail: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PrequentialResult:
+    """Per-case outcomes of every model on the same scored events.
+
+    Attributes:
+        names: Model names, in the order of the other arrays' first axis.
+        ranks: (M, C) 0-based rank of the target in each list (``k`` when absent).
+        lists: (M, C, k) the scored lists, item codes, -1 padded.
+        tail: (M, C) share of each list outside the popularity head at that time.
+        cold_user, cold_item: (C,) segment flags of each case.
+        seconds: (M,) time each model spent learning and refreshing lists.
+        item_ids: Item id of each code.
+        counts: Interactions, applied, eligible, scored, duplicates, retrains.
+    """
+
+    names: list[str]
+    ranks: np.ndarray
+    lists: np.ndarray
+    tail: np.ndarray
+    cold_user: np.ndarray
+    cold_item: np.ndarray
+    seconds: np.ndarray
+    item_ids: list[str]
+    counts: dict[str, int]
+    k: int
+
+
+Retrain = Callable[[Sequence[Event]], Any]
+"""Train on the events so far and return a loaded bundle (or None to keep the old one)."""
+
+
+def score_list(lst: IntArray, target: int, k: int) -> int:
+    """0-based rank of ``target`` in the first ``k`` items of ``lst``; ``k`` when absent."""
+    hit = np.flatnonzero(lst[:k] == target)
+    return int(hit[0]) if hit.size else k
+
+
+def run_prequential(
+    events: Iterable[Event],
+    models: Sequence[OnlineModel],
+    config: PrequentialConfig | None = None,
+    *,
+    stream: StreamState | None = None,
+    retrain: Retrain | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PrequentialResult:
+    """Replay ``events`` through ``models``, scoring each eligible event before applying it.
+
+    Args:
+        events: Interactions and catalog events, in time order.
+        models: Online models; they should read shared state from ``stream``.
+        config: Batching, sampling, retraining and segment thresholds.
+        stream: The shared state the models were built on (default: a fresh one).
+        retrain: Called every ``retrain_every`` interactions with every event so far.
+        progress: Called with the number of interactions applied, once per batch.
+    """
+    cfg = config or PrequentialConfig()
+    st = stream or StreamState()
+    k = cfg.k
+    traces = [_Trace() for _ in models]
+    held: list[dict[str, IntArray]] = [{} for _ in models]
+    cold: list[IntArray] = [np.zeros(0, np.int64) for _ in models]
+    cold_user: list[bool] = []
+    cold_item: list[bool] = []
+    history: list[Event] = []
+    counts = {"interactions": 0, "applied": 0, "duplicates": 0, "eligible": 0, "scored": 0}
+    counts["retrains"] = 0
+    batch_users: dict[str, InteractionEvent] = {}
+    batch_start: int | None = None
+    batch_len = 0
+    n_batches = 0
+    head = np.zeros(0, bool)
+
+    def flush(now_ms: int) -> None:
+        nonlocal batch_start, batch_len, n_batches, head
+        touched = [
+            TouchedUser(u, 0, st.states[u], None, ev, ev.ts) for u, ev in batch_users.items()
+        ]
+        for i, model in enumerate(models):
+            t0 = time.perf_counter()
+            held[i].update(model.refresh(touched, now_ms))
+            cold[i] = model.cold_list()
+            traces[i].seconds += time.perf_counter() - t0
+        if n_batches % cfg.head_every == 0:
+            head = popularity_head(st.counts[: st.n_items])
+        n_batches += 1
+        batch_users.clear()
+        batch_start, batch_len = None, 0
+        if progress is not None:
+            progress(counts["applied"])
+
+    last_ts = 0
+    retrain_due = False
+    for event in events:
+        history.append(event)
+        if isinstance(event, CatalogEvent):
+            if batch_len:
+                flush(last_ts)
+            st.apply_catalog(event)
+            continue
+        counts["interactions"] += 1
+        if retrain_due and retrain is not None:  # due after the previous interaction
+            retrain_due = False
+            if batch_len:
+                flush(last_ts)
+            bundle = retrain(history[:-1])
+            if bundle is not None:
+                counts["retrains"] += 1
+                for i, model in enumerate(models):
+                    t0 = time.perf_counter()
+                    held[i].update(model.swap_bundle(bundle, last_ts))
+                    cold[i] = model.cold_list()
+                    traces[i].seconds += time.perf_counter() - t0
+        if batch_start is not None and (
+            event.ts - batch_start > cfg.batch_ms or batch_len >= cfg.batch_events
+        ):
+            flush(last_ts)
+        last_ts = max(last_ts, event.ts)
+        if cfg.announce_items:
+            st.announce(event.item_id, event.ts)
+        state = st.states.get(event.user_id) or UserState()
+        if event.event_id in state.recent_event_ids:
+            counts["duplicates"] += 1
+            continue
+        target = st.code_of(event.item_id)
+        scoring = counts["applied"] >= cfg.warmup_events and event.item_id not in state.seen
+        if scoring:
+            counts["eligible"] += 1
+            scoring = (counts["eligible"] - 1) % cfg.score_every == 0
+        if scoring:
+            counts["scored"] += 1
+            cold_user.append(state.n_events <= cfg.cold_user_events)
+            cold_item.append(int(st.counts[target]) < cfg.cold_item_interactions)
+            for i in range(len(models)):
+                lst = held[i].get(event.user_id)
+                lst = (cold[i] if lst is None else lst)[:k]
+                tr = traces[i]
+                tr.ranks.append(score_list(lst, target, k))
+                tr.lists.append(np.pad(lst, (0, k - lst.shape[0]), constant_values=-1))
+                # items newer than the last head computation are outside it
+                in_head = head[lst[lst < head.shape[0]]]
+                tr.tail.append(1.0 - in_head.sum() / lst.shape[0] if lst.size else 0.0)
+        before = st.apply(event)
+        assert before is not None
+        counts["applied"] += 1
+        for i, model in enumerate(models):
+            t0 = time.perf_counter()
+            model.observe(event, before)
+            traces[i].seconds += time.perf_counter() - t0
+        batch_users[event.user_id] = event
+        batch_start = event.ts if batch_start is None else batch_start
+        batch_len += 1
+        retrain_due = (
+            retrain is not None
+            and cfg.retrain_every > 0
+            and counts["applied"] % cfg.retrain_every == 0
+        )
+    if batch_len:
+        flush(last_ts)
+    c = counts["scored"]
+    return PrequentialResult(
+        names=[mo.name for mo in models],
+        ranks=np.array([t.ranks for t in traces], np.int64).reshape(len(models), c),
+        lists=np.array([t.lists for t in traces], np.int64).reshape(len(models), c, k),
+        tail=np.array([t.tail for t in traces], np.float64).reshape(len(models), c),
+        cold_user=np.array(cold_user, bool),
+        cold_item=np.array(cold_item, bool),
+        seconds=np.array([t.seconds for t in traces]),
+        item_ids=list(st.ids),
+        counts=counts,
+        k=k,
+    )
+
+
+def summarise(
+    result: PrequentialResult, item_vectors: np.ndarray | None = None
+) -> dict[str, dict[str, float]]:
+    """Per model: HR@K, NDCG@K overall and per segment, coverage, long-tail share, ILD.
+
+    ``item_vectors`` (n_items, d), one row per item code, is the space in which intra-list
+    diversity is measured (the same for every model); ILD uses the full-length lists only.
+    """
+    k = result.k
+    out: dict[str, dict[str, float]] = {}
+    n_items = len(result.item_ids)
+    for i, name in enumerate(result.names):
+        ranks = result.ranks[i]
+        row: dict[str, float] = {
+            f"hr@{k}": m.hit_rate_at_k(ranks, k),
+            f"ndcg@{k}": m.ndcg_from_ranks(ranks, k),
+            "cases": float(ranks.shape[0]),
+        }
+        for label, sel in (("cold_user", result.cold_user), ("cold_item", result.cold_item)):
+            row[f"{label}/hr@{k}"] = m.hit_rate_at_k(ranks[sel], k)
+            row[f"{label}/ndcg@{k}"] = m.ndcg_from_ranks(ranks[sel], k)
+            row[f"{label}/cases"] = float(sel.sum())
+        row["coverage"] = m.catalog_coverage(result.lists[i], n_items)
+        row["long_tail_share"] = float(result.tail[i].mean()) if ranks.size else 0.0
+        if item_vectors is not None:
+            full = result.lists[i][(result.lists[i] >= 0).all(axis=1)]
+            row["ild"] = m.intra_list_diversity(full, item_vectors) if full.size else 0.0
+        row["seconds"] = float(result.seconds[i])
+        out[name] = row
+    return out
