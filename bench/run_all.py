@@ -1,0 +1,262 @@
+"""Run every benchmark in order and write JSON, a markdown summary and plots.
+
+Each benchmark runs as its own subprocess (so one crash or timeout does not stop the
+rest), its output kept under ``<out>/logs/``. Order: ingest, stream, ann, ranker,
+train_speed, prequential, offline evaluate (``freshet train`` + ``freshet evaluate`` on
+the prequential's simulated data set), trade-off. ``--quick`` shrinks every one of them
+to fit a few minutes on two cores; the full mode is the sizes each script defaults to.
+
+    .venv/bin/python -m bench.run_all --quick --out docs/benchmarks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.prequential import HEADER, QUICK_SIM, markdown, table_rows
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    args: list[str]
+    quick_args: list[str]
+    timeout_s: int
+    quick_timeout_s: int
+
+
+def steps(out: Path, data: Path, bundles: Path) -> list[Step]:
+    py = [sys.executable, "-m"]
+    sim = [f"--users={QUICK_SIM['users']}", f"--items={QUICK_SIM['items']}"]
+    cli = [*py, "freshet.cli"]
+    ranker_quick = ["--events=20000", "--users=500", "--items=500", "--epochs=2", "--repeats=5"]
+    tradeoff_full = ["--events=300000", "--users=20000", "--items=10000", "--epochs=8"]
+    return [
+        Step(
+            "ingest",
+            [*py, "bench.ingest_bench"],
+            [*py, "bench.ingest_bench", "--events=20000", "--users=2000", "--items=1000"],
+            3600,
+            240,
+        ),
+        Step(
+            "stream",
+            [*py, "bench.stream_bench", f"--out={out / 'stream_bench_run.json'}"],
+            [
+                *py,
+                "bench.stream_bench",
+                "--quick",
+                "--warm=5000",
+                "--rate=500",
+                f"--out={out / 'stream_bench_quick.json'}",
+            ],
+            3600,
+            300,
+        ),
+        Step(
+            "ann",
+            [*py, "bench.ann_bench", "--threads=2"],
+            [*py, "bench.ann_bench", "--n=20000", "--repeats=3", "--threads=2"],
+            1800,
+            120,
+        ),
+        Step(
+            "ranker",
+            [*py, "bench.ranker_bench"],
+            [*py, "bench.ranker_bench", *ranker_quick],
+            3600,
+            240,
+        ),
+        Step(
+            "train_speed",
+            [*py, "bench.train_speed"],
+            [*py, "bench.train_speed", "--events=50000", "--users=2000", "--items=1000"],
+            3600,
+            240,
+        ),
+        Step(
+            "prequential",
+            [*py, "bench.prequential", f"--json={out / 'prequential.json'}"],
+            [*py, "bench.prequential", "--quick", f"--json={out / 'prequential.json'}"],
+            7200,
+            420,
+        ),
+        Step(
+            "evaluate",
+            [
+                *cli,
+                "evaluate",
+                str(data),
+                f"--bundle-dir={bundles}",
+                "--protocol=time",
+                "--protocol=loo",
+            ],
+            [
+                *cli,
+                "evaluate",
+                str(data),
+                f"--bundle-dir={bundles}",
+                "--protocol=time",
+                "--protocol=loo",
+                "--cases=2000",
+            ],
+            3600,
+            300,
+        ),
+        Step(
+            "tradeoff",
+            [*py, "bench.tradeoff", f"--out={out}", *tradeoff_full],
+            [*py, "bench.tradeoff", "--quick", f"--out={out}", *sim],
+            7200,
+            420,
+        ),
+    ]
+
+
+def write_data(path: Path, quick: bool) -> None:
+    """The prequential's simulated shop as JSONL, for ``freshet train``/``evaluate``."""
+    from bench.prequential import FULL_SIM, sim_events
+    from schemas.codec import encode
+
+    size = QUICK_SIM if quick else FULL_SIM
+    with path.open("wb") as f:
+        for event in sim_events(size["users"], size["items"], size["events"], seed=0):
+            f.write(encode(event) + b"\n")
+
+
+def run_step(step: Step, quick: bool, logs: Path, env: dict[str, str]) -> dict[str, object]:
+    cmd = step.quick_args if quick else step.args
+    timeout = step.quick_timeout_s if quick else step.timeout_s
+    log = logs / f"{step.name}.txt"
+    t0 = time.perf_counter()
+    print(f"== {step.name}: {' '.join(cmd[1:])}", flush=True)
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
+        rc, text = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc = -1
+        raw = (exc.stdout or b"") + (exc.stderr or b"")
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        text += f"\n[run_all] timed out after {timeout} s\n"
+    wall = time.perf_counter() - t0
+    log.write_text(text)
+    status = "ok" if rc == 0 else ("timeout" if rc == -1 else f"failed rc={rc}")
+    print(f"   {status} in {wall:.0f} s (log: {log})", flush=True)
+    return {"name": step.name, "status": status, "wall_s": round(wall, 1), "log": log.name}
+
+
+def summary_markdown(out: Path, results: list[dict[str, object]], quick: bool) -> str:
+    lines = [
+        f"# Benchmark run ({'QUICK' if quick else 'full'} mode)",
+        "",
+        f"Host: {platform.machine()}, {os.cpu_count()} cores visible, Python "
+        f"{platform.python_version()}; ONNX provider cpu (no GPU on this host).",
+        "",
+        markdown(
+            ["benchmark", "status", "wall s", "log"],
+            [
+                [str(r["name"]), str(r["status"]), str(r["wall_s"]), f"logs/{r['log']}"]
+                for r in results
+            ],
+        ),
+    ]
+    pq = out / "prequential.json"
+    if pq.exists():
+        report = json.loads(pq.read_text())
+        lines += [
+            "",
+            "## Prequential",
+            "",
+            report["note"],
+            "",
+            markdown(HEADER, table_rows(report["models"])),
+        ]
+    to = out / "tradeoff.md"
+    if to.exists():
+        lines += ["", "## Trade-off", "", to.read_text().strip(), "", "![trade-off](tradeoff.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_prequential(out: Path) -> None:
+    pq = out / "prequential.json"
+    if not pq.exists():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = json.loads(pq.read_text())["models"]
+    names = list(models)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, key, title in (
+        (axes[0], "ndcg@10", "NDCG@10 (all)"),
+        (axes[1], "cold_user/ndcg@10", "NDCG@10 (cold users ≤5 events)"),
+        (axes[2], "cold_item/ndcg@10", "NDCG@10 (cold items <10 interactions)"),
+    ):
+        ax.barh(names[::-1], [models[n][key] for n in names[::-1]], color="tab:blue")
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "prequential.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--only", nargs="*", help="run only these benchmarks")
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "FRESHET_ONNX_PROVIDER": os.environ.get("FRESHET_ONNX_PROVIDER", "cpu")}
+    t0 = time.perf_counter()
+    results: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="freshet-bench-") as tmp:
+        data, bundles = Path(tmp) / "shop.jsonl", Path(tmp) / "bundles"
+        wanted = set(args.only or [])
+        for step in steps(out, data, bundles):
+            if wanted and step.name not in wanted:
+                continue
+            if step.name == "evaluate":
+                write_data(data, args.quick)
+                epochs = ["--epochs=3", "--dim=32"] if args.quick else []
+                train = [sys.executable, "-m", "freshet.cli", "train", str(data)]
+                train += [f"--bundle-dir={bundles}", "--ranker=off", *epochs]
+                results.append(
+                    run_step(Step("train", train, train, 3600, 300), args.quick, logs, env)
+                )
+            results.append(run_step(step, args.quick, logs, env))
+    plot_prequential(out)
+    conditions = {
+        "mode": "quick" if args.quick else "full",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "onnx_provider": env["FRESHET_ONNX_PROVIDER"],
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    (out / "run_all.json").write_text(
+        json.dumps({"conditions": conditions, "benchmarks": results}, indent=2) + "\n"
+    )
+    (out / "run_all.md").write_text(summary_markdown(out, results, args.quick))
+    print(f"wrote {out}/run_all.json, run_all.md and plots in {conditions['wall_s']} s")
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
