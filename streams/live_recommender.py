@@ -37,6 +37,7 @@ from streams.state_rules import UserState
 log = logging.getLogger("freshet.live")
 
 CONTENT_DIM = 64
+SCORE_CHUNK = 128  # users scored per recommend() call
 
 
 @dataclass
@@ -294,20 +295,26 @@ class LiveRecommender:
                 lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
             )
         self._seed += 1
-        lists = recommend(
-            vecs,
-            table,
-            self.index,
-            self.config,
-            known=known,
-            model_free=model_free,
-            exclude=[self._rows(u.state.seen + u.state.purchased) for u in users],
-            history=[self._rows([h.item_id for h in u.state.history]) for u in users],
-            trending=self.trending_rows,
-            trending_scores=self.trending_scores,
-            ranker=ranker,
-            seed=self._seed,
-        )
+        # Score in chunks: the candidate tensors are (users, candidates, dim), and
+        # candidates grow with each user's seen items, so a whole batch at once can take
+        # hundreds of MB; chunks keep memory flat at no cost in speed.
+        lists: list[UserList] = []
+        for lo in range(0, len(users), SCORE_CHUNK):
+            part = users[lo : lo + SCORE_CHUNK]
+            lists += recommend(
+                vecs[lo : lo + SCORE_CHUNK],
+                table,
+                self.index,
+                self.config,
+                known=known[lo : lo + SCORE_CHUNK],
+                model_free=model_free[lo : lo + SCORE_CHUNK],
+                exclude=[self._rows(u.state.seen + u.state.purchased) for u in part],
+                history=[self._rows([h.item_id for h in u.state.history]) for u in part],
+                trending=self.trending_rows,
+                trending_scores=self.trending_scores,
+                ranker=ranker,
+                seed=self._seed * 1_000_003 + lo,
+            )
         t2 = time.perf_counter()
         self.stats.encoder_ms.append((t1 - t0) * 1000)
         self.stats.recommend_ms.append((t2 - t1) * 1000)
