@@ -167,7 +167,6 @@ def conditions(extra: dict[str, Any]) -> dict[str, Any]:
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "river": river.__version__,
-        "onnx_provider": "cpu",
         **extra,
     }
 
@@ -300,9 +299,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         threads=args.threads,
         seed=args.seed,
     )
-    settings = Settings.from_env(onnx_provider="cpu")
+    settings = Settings.from_env()  # FRESHET_ONNX_PROVIDER picks cpu or cuda
     cache = args.cache or settings.home / "bench-bundles"
-    retrainer = Retrainer(cache, train_config, ranker=args.ranker)
+    retrainer = Retrainer(cache, train_config, ranker=args.ranker, provider=settings.onnx_provider)
     print(f"prequential: {source}; {n_inter} interactions, retrain every {retrain_every}")
     result, summary, wall = run_benchmark(
         events,
@@ -326,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "refused_lines": refused,
         "conditions": conditions(
             {
+                "onnx_provider": settings.onnx_provider,
                 "threads": args.threads,
                 "interactions": n_inter,
                 "items_seen": len(result.item_ids),

@@ -30,7 +30,7 @@ from training.evaluation.online_freshet import FreshetOnline
 from training.evaluation.prequential import OnlineModel, PrequentialConfig, StreamState
 from training.train import TrainConfig
 
-QUICK_GRID = ([1.0, 0.7, 0.4], [0.0, 0.3])
+QUICK_GRID = ([1.0, 0.7, 0.4], [0.0, 0.5, 0.8])
 FULL_GRID = ([1.0, 0.85, 0.7, 0.5, 0.3], [0.0, 0.2, 0.4, 0.6])
 
 
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     events = sim_events(args.users, args.items, args.events, args.seed)
     n_inter = sum(isinstance(e, InteractionEvent) for e in events)
     every = max(-(-n_inter // 3), 1)
-    settings = Settings.from_env(onnx_provider="cpu")
+    settings = Settings.from_env()
     # the same training config as bench.prequential, so its cached bundles are reused
     train_config = TrainConfig(
         dim=32,
@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         threads=args.threads,
         seed=args.seed,
     )
-    retrainer = Retrainer(args.cache or settings.home / "bench-bundles", train_config)
+    cache = args.cache or settings.home / "bench-bundles"
+    retrainer = Retrainer(cache, train_config, provider=settings.onnx_provider)
 
     def grid(stream: StreamState) -> list[OnlineModel]:
         return [
@@ -171,7 +172,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "quick": bool(args.quick),
         "source": f"simulator users={args.users} items={args.items} events={args.events}",
         "conditions": conditions(
-            {"threads": args.threads, "interactions": n_inter, "retrain_every": every}
+            {
+                "onnx_provider": settings.onnx_provider,
+                "threads": args.threads,
+                "interactions": n_inter,
+                "retrain_every": every,
+            }
         ),
         "counts": result.counts,
         "wall_s": round(wall, 1),
