@@ -166,6 +166,11 @@ class LiveRecommender:
         if late:
             rows = self._apply_records(catalog, late, bundle)
             index = self._update_index(catalog, index, rows, late)
+        # Trending rows point into the old catalog: carry them over by item id.
+        old_ids = [self.catalog.ids[r] for r in self.trending_rows]
+        carried = catalog.rows(old_ids)
+        keep = carried >= 0
+        self.trending_rows, self.trending_scores = carried[keep], self.trending_scores[keep]
         self.bundle, self.catalog, self.index = bundle, catalog, index
         self.stats.bundle_swaps += 1
         log.info("serving bundle %s on %s", bundle.version, getattr(bundle, "provider", "?"))

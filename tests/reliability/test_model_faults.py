@@ -162,3 +162,44 @@ def test_a_bundle_that_fails_to_load_is_refused_and_the_old_one_kept(tmp_path: P
     assert attempts == ["v1", "v2"]
     assert live.model_version == "v1" and live.stats.bundle_refusals == 1
     assert {rec.strategy for rec in _lists(live).values()} == {"personalised"}
+
+
+def test_trending_rows_follow_items_across_a_bundle_swap() -> None:
+    """After a swap the trending slots still name the same items, in the new catalog."""
+    import asyncio
+
+    import numpy as np
+
+    from freshet.settings import Settings
+    from streams.live_recommender import LiveRecommender
+
+    class Bundle:
+        version = "v"
+        provider = "cpu"
+        history_len = 4
+
+        def __init__(self, ids: list[str]) -> None:
+            self.item_ids = ids
+            self.item_vectors = np.eye(len(ids), 8, dtype=np.float32)
+            self.item_popularity = np.ones(len(ids), np.float32)
+
+    async def trending(k: int) -> list[tuple[str, float]]:
+        return [("c", 3.0), ("a", 2.0)]
+
+    async def counts() -> dict[str, int]:
+        return {}
+
+    async def no_log(after: str) -> list[tuple[str, object]]:
+        return []
+
+    live = LiveRecommender(
+        Settings.from_env({}),
+        trending_source=trending,
+        counts_source=counts,
+        catalog_log=no_log,  # type: ignore[arg-type]
+    )
+    live.swap_bundle(Bundle(["a", "b", "c"]))
+    asyncio.run(live.sync_trending())
+    assert [live.catalog.ids[r] for r in live.trending_rows] == ["c", "a"]
+    live.swap_bundle(Bundle(["c", "x", "y", "a"]))
+    assert [live.catalog.ids[r] for r in live.trending_rows] == ["c", "a"]
