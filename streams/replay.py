@@ -37,6 +37,7 @@ class ReplayProgress:
     records: int = 0
     applied: int = 0
     remaining: int = 0
+    published: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -88,14 +89,21 @@ class Replayer:
         self.on_progress = on_progress
         self.topics = Topics(settings.topic_prefix)
         self.base = Keyspace(settings.redis_namespace)
+        self.touched: dict[int, set[str]] = {}  # partition -> users seen in events
 
     async def target(self) -> tuple[str, str]:
         """(current generation, generation to build)."""
         current = parse_generation(await self.redis.get(self.base.generation_pointer))
         return current, self.requested or next_generation(current)
 
-    async def run(self, *, switch: bool = True, keep_old: bool = False) -> ReplayProgress:
-        """Build the target generation up to the topics' ends; optionally switch to it."""
+    async def run(
+        self, *, switch: bool = True, keep_old: bool = False, republish: bool = False
+    ) -> ReplayProgress:
+        """Build the target generation up to the topics' ends; optionally switch to it.
+
+        With ``republish``, every user the replay touched then gets a fresh list,
+        computed from the rebuilt state and published to the recommendations topic.
+        """
         from streams.worker import limits_of, rules_of
 
         current, gen = await self.target()
@@ -131,10 +139,52 @@ class Replayer:
                 progress.phase = "switched"
                 if not keep_old:
                     await self.drop_generation(current)
+            if republish:
+                progress.published = await self.republish(store, keys)
         finally:
             await consumer.stop()
         self._report(progress)
         return progress
+
+    async def republish(self, store: RedisStateStore, keys: Keyspace, chunk: int = 256) -> int:
+        """Fresh lists for every user the replay touched, stored and published."""
+        from aiokafka import AIOKafkaProducer
+
+        from schemas.codec import encode
+        from schemas.topics import event_key
+        from streams.ingest import TouchedUser
+        from streams.kafka_config import aiokafka_kwargs
+        from streams.state_store import PartitionRead
+        from streams.worker import build_live
+
+        live = build_live(self.settings, store, RedisCatalogStore(self.redis, keys))
+        live.debounce.window_ms = 0
+        await live.check_bundle()
+        await live.sync_catalog()
+        await live.sync_trending()
+        producer = AIOKafkaProducer(**aiokafka_kwargs(self.settings, acks="all"))
+        await producer.start()
+        sent = 0
+        try:
+            for partition, users in sorted(self.touched.items()):
+                ordered = sorted(users)
+                for lo in range(0, len(ordered), chunk):
+                    ids = tuple(ordered[lo : lo + chunk])
+                    snap = (await store.read([PartitionRead(partition, ids)]))[partition]
+                    touched = [
+                        TouchedUser(uid, partition, rec.state, rec.embedding, None, 0)
+                        for uid, rec in snap.users.items()
+                    ]
+                    refresh = await live.compute_async(touched, int(time.time() * 1000))
+                    lists = {uid: encode(rec) for uid, rec in refresh.lists.items()}
+                    await store.set_latest(partition, lists)
+                    for uid, raw in lists.items():
+                        await producer.send(self.topics.recommendations, raw, key=event_key(uid))
+                    sent += len(lists)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        return sent
 
     async def drop_generation(self, generation: str) -> int:
         """Delete every key of a generation no longer served; returns how many."""
@@ -202,6 +252,11 @@ class Replayer:
                             )
                     if msgs and msgs[-1].offset >= ends[tp] - 1:
                         todo.pop(tp, None)
+                if topic == self.topics.events:
+                    for rec in records:
+                        if rec.key:
+                            users = self.touched.setdefault(rec.partition, set())
+                            users.add(rec.key.decode("utf-8", "replace"))
                 if not records:
                     continue
                 await self.limiter.take(len(records))

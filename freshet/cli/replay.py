@@ -46,6 +46,13 @@ def replay(
         bool,
         typer.Option(envvar="FRESHET_REPLAY_KEEP_OLD", help="Keep the old generation's keys."),
     ] = False,
+    republish: Annotated[
+        bool,
+        typer.Option(
+            envvar="FRESHET_REPLAY_REPUBLISH",
+            help="Afterwards, publish a fresh list for every user the replay touched.",
+        ),
+    ] = False,
 ) -> None:
     """Backfill user and item state by re-processing the topics into a fresh generation.
 
@@ -99,7 +106,7 @@ def replay(
                 on_progress=show,
             )
             try:
-                return await replayer.run(switch=switch, keep_old=keep_old)
+                return await replayer.run(switch=switch, keep_old=keep_old, republish=republish)
             finally:
                 await redis.aclose()
 
@@ -112,6 +119,8 @@ def replay(
     table.add_row("records read", f"{result.records:,}")
     table.add_row("events and catalog changes applied", f"{result.applied:,}")
     table.add_row("records/s", f"{result.rate:,.0f}")
+    if republish:
+        table.add_row("lists republished", f"{result.published:,}")
     console.print(table)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 from redis import Redis
 from worker_harness import WorkerProcess, wait_for
 
@@ -55,6 +55,24 @@ def dump(client: Redis, ns: str, users: list[str]) -> tuple[dict[str, UserState]
     return states, counts
 
 
+def read_lists(settings: Settings, topic: str, expect: int) -> list[dict[str, object]]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
+    out: list[dict[str, object]] = []
+    try:
+        for msg in consumer:
+            out.append(orjson.loads(msg.value))
+            if len(out) >= expect:
+                break
+    finally:
+        consumer.close()
+    return out
+
+
 def applied(client: Redis, ns: str) -> int:
     keys = served(client, ns)
     return sum(int(w) + 1 for p in range(P) if (w := client.get(keys.watermark(p))) is not None)
@@ -79,7 +97,7 @@ def test_replay_into_new_generation(settings: Settings, tmp_path: Path) -> None:
         send(ev)
     producer.flush()
     client = Redis.from_url(settings.redis_url)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker = WorkerProcess(settings, tmp_path / "worker.log", FRESHET_REALTIME="false")
     try:
         wait_for(lambda: applied(client, ns) >= len(events), 120, "the first pass", worker)
         users = sorted({e.user_id for e in events})
@@ -132,17 +150,17 @@ def test_replay_into_new_generation(settings: Settings, tmp_path: Path) -> None:
         sender = threading.Thread(target=trickle, daemon=True)
         sender.start()
 
-        async def run_replay() -> str:
+        async def run_replay(republish: bool = False) -> tuple[str, int]:
             from redis.asyncio import Redis as AsyncRedis
 
             redis = AsyncRedis.from_url(settings.redis_url)
             try:
-                result = await Replayer(settings, redis, batch=500).run()
-                return result.generation
+                result = await Replayer(settings, redis, batch=500).run(republish=republish)
+                return result.generation, result.published
             finally:
                 await redis.aclose()
 
-        g2 = asyncio.run(run_replay())
+        g2, _ = asyncio.run(run_replay())
         sender.join(timeout=30)
         wait_for(lambda: applied(client, ns) >= len(events) + len(late), 60, "late events", worker)
         after_switch = len(seen)
@@ -159,10 +177,16 @@ def test_replay_into_new_generation(settings: Settings, tmp_path: Path) -> None:
         final = dump(client, ns, everyone)
         assert final == replay_states(events + late, rules_of(settings))
 
-        # A second replay changes nothing.
-        g3 = asyncio.run(run_replay())
+        # A second replay changes nothing; asked to, it republishes every touched user.
+        g3, published = asyncio.run(run_replay(republish=True))
         assert g3 == "g3"
         assert dump(client, ns, everyone) == final
+        assert published == len(everyone)
+        lists = read_lists(settings, topics.recommendations, published)
+        assert sorted(rec["user_id"] for rec in lists) == sorted(everyone)  # type: ignore[type-var]
+        keys = served(client, ns)
+        some = everyone[0]
+        assert client.hget(keys.user(partition_for(event_key(some), P), some), "r")
         assert worker.alive()
     finally:
         worker.stop()
