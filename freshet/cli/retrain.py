@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from freshet.cli import train_options as opts
 from freshet.cli.context import settings_of
 from freshet.cli.train import parse_time, results_table
 
@@ -87,22 +87,15 @@ def retrain_command(
         str | None,
         typer.Option(envvar="FRESHET_TRAIN_CATALOG_TOPIC", help="Catalog topic, read fully."),
     ] = None,
-    bundle_dir: Annotated[
-        Path | None, typer.Option(envvar="FRESHET_BUNDLE_DIR", help="Where bundles live.")
-    ] = None,
-    protocol: Annotated[
-        str, typer.Option(envvar="FRESHET_TRAIN_PROTOCOL", help="time | loo")
-    ] = "time",
-    epochs: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_EPOCHS")] = 10,
-    dim: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_DIM")] = 64,
-    history_len: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_HISTORY_LEN")] = 20,
-    batch_size: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_BATCH_SIZE")] = 256,
-    seed: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_SEED")] = 0,
-    threads: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_THREADS")] = 2,
-    ranker: Annotated[
-        str | None,
-        typer.Option(envvar="FRESHET_TRAIN_RANKER", help="off | auto | on (as freshet train)."),
-    ] = None,
+    bundle_dir: opts.BundleDir = None,
+    protocol: opts.Protocol = "time",
+    epochs: opts.Epochs = 10,
+    dim: opts.Dim = 64,
+    history_len: opts.HistoryLen = 20,
+    batch_size: opts.BatchSize = 256,
+    seed: opts.Seed = 0,
+    threads: opts.Threads = 2,
+    ranker: opts.Ranker = None,
 ) -> None:
     """Retrain on the events topic's recent window and promote the bundle if it holds up.
 
@@ -121,7 +114,6 @@ def retrain_command(
     from training.kafka_source import ReadStats, read_topic
     from training.pipeline import DEFAULT_RANKER, RANKER_MODES
     from training.retrain import parse_window, retrain
-    from training.train import TrainConfig
 
     settings = settings_of(ctx)
     ranker = ranker or DEFAULT_RANKER
@@ -140,7 +132,7 @@ def retrain_command(
         read_topic(settings, catalog_topic or topics.catalog, None, None, True, stats),
         read_topic(settings, topic or topics.events, since_ms, until_ms, False, stats),
     )
-    config = TrainConfig(
+    config = opts.train_config(
         dim=dim,
         history_len=history_len,
         epochs=epochs,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from freshet.cli import train_options as opts
 from freshet.cli.context import settings_of
 
 if TYPE_CHECKING:
@@ -92,26 +93,15 @@ def train_command(
     until: Annotated[
         str | None, typer.Option(envvar="FRESHET_TRAIN_UNTIL", help="End (exclusive).")
     ] = None,
-    bundle_dir: Annotated[
-        Path | None, typer.Option(envvar="FRESHET_BUNDLE_DIR", help="Where bundles live.")
-    ] = None,
-    protocol: Annotated[
-        str, typer.Option(envvar="FRESHET_TRAIN_PROTOCOL", help="time | loo")
-    ] = "time",
-    epochs: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_EPOCHS")] = 10,
-    dim: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_DIM")] = 64,
-    history_len: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_HISTORY_LEN")] = 20,
-    batch_size: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_BATCH_SIZE")] = 256,
-    seed: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_SEED")] = 0,
-    threads: Annotated[int, typer.Option(envvar="FRESHET_TRAIN_THREADS")] = 2,
-    ranker: Annotated[
-        str | None,
-        typer.Option(
-            envvar="FRESHET_TRAIN_RANKER",
-            help="Candidate ranker: off | auto (ship it only if it beats retrieval on "
-            "held-out validation cases by 2% NDCG@10) | on (always ship it). Default: auto.",
-        ),
-    ] = None,
+    bundle_dir: opts.BundleDir = None,
+    protocol: opts.Protocol = "time",
+    epochs: opts.Epochs = 10,
+    dim: opts.Dim = 64,
+    history_len: opts.HistoryLen = 20,
+    batch_size: opts.BatchSize = 256,
+    seed: opts.Seed = 0,
+    threads: opts.Threads = 2,
+    ranker: opts.Ranker = None,
 ) -> None:
     """Train the retrieval model, compare it with baselines, and write a bundle.
 
@@ -122,7 +112,6 @@ def train_command(
 
     from training.kafka_source import ReadStats, read_topic
     from training.pipeline import DEFAULT_RANKER, RANKER_MODES, run
-    from training.train import TrainConfig
 
     settings = settings_of(ctx)
     ranker = ranker or DEFAULT_RANKER
@@ -147,7 +136,7 @@ def train_command(
             read_topic(settings, catalog_topic or topics.catalog, None, until_ms, True, stats),
             read_topic(settings, topic or topics.events, parse_time(since), until_ms, False, stats),
         )
-    config = TrainConfig(
+    config = opts.train_config(
         dim=dim,
         history_len=history_len,
         epochs=epochs,
