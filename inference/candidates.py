@@ -6,7 +6,7 @@ numbers in it, with a bit set saying which sources proposed each one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -51,14 +51,23 @@ class ItemTable:
     unit: FloatArray = field(init=False, repr=False)
     tail_rows: IntArray = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    known_unit: InitVar[FloatArray | None] = None
+    known_head: InitVar[BoolArray | None] = None
+
+    def __post_init__(self, known_unit: FloatArray | None, known_head: BoolArray | None) -> None:
+        """Derive head, unit vectors and tail rows (or take ones the caller kept)."""
         n = self.vectors.shape[0]
         for name in ("ids", "categories", "popularity", "age_s", "removed"):
             if np.shape(getattr(self, name)) != (n,):
                 raise ValueError(f"{name} has shape {np.shape(getattr(self, name))}, need ({n},)")
-        head = popularity_head(self.popularity, self.head_mass)
+        head = (
+            popularity_head(self.popularity, self.head_mass) if known_head is None else known_head
+        )
+        unit = unit_rows(self.vectors) if known_unit is None else known_unit
+        if head.shape != (n,) or unit.shape != self.vectors.shape:
+            raise ValueError("known head/unit do not match the vectors")
         object.__setattr__(self, "head", head)
-        object.__setattr__(self, "unit", unit_rows(self.vectors))
+        object.__setattr__(self, "unit", unit)
         object.__setattr__(self, "tail_rows", np.flatnonzero(~head & ~self.removed))
 
     @classmethod
@@ -159,11 +168,16 @@ def gather_candidates(
 
 def _merge_flags(rows: IntArray, source: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     """Give each copy of an item the union of the flags of all its copies in the row."""
-    b = rows.shape[0]
+    b, c = rows.shape
+    if rows.size == 0:
+        return np.zeros_like(source)
     span = int(rows.max(initial=0)) + 2
-    keys = np.arange(b, dtype=np.int64)[:, None] * span + rows
-    merged = np.zeros_like(source)
-    for flag in (FROM_ANN, FROM_TRENDING, FROM_EXPLORATION):
-        has = (source & flag) > 0
-        merged |= np.where(np.isin(keys, keys[has]), flag, 0).astype(np.uint8)
-    return np.where(rows >= 0, merged, 0).astype(np.uint8)
+    keys = (np.arange(b, dtype=np.int64)[:, None] * span + rows).reshape(-1)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    union = np.bitwise_or.reduceat(source.reshape(-1)[order], starts)
+    group = np.cumsum(np.r_[False, sorted_keys[1:] != sorted_keys[:-1]])
+    merged = np.empty(b * c, dtype=np.uint8)
+    merged[order] = union[group]
+    return np.where(rows >= 0, merged.reshape(b, c), 0).astype(np.uint8)

@@ -29,6 +29,7 @@ from inference.rerank import (
     longtail_quota,
     mmr_select,
     pad_ragged,
+    shortlist,
 )
 from schemas.recommendation import REASONS, RecommendedItem, Strategy
 
@@ -62,7 +63,9 @@ class RecommendConfig:
     new_item_quantile: float = 0.5
     similar_threshold: float = 0.8
     explore_pool: int = 32
-    max_overfetch: int = 1_000
+    max_overfetch: int = 100
+    mmr_pool: int = 100
+    trending_pool: int = 50
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> RecommendConfig:
@@ -149,28 +152,39 @@ def recommend(
         items,
         index,
         config.candidates,
-        trend_rows,
+        trend_rows[: config.trending_pool],
         config.explore_pool,
         rng,
         overfetch=min(excluded.shape[1], config.max_overfetch),
     )
     valid = exclusion_mask(cands.rows, excluded, items.removed, allow)
     rel = _relevance(u, warm, cands, items, trend_rows, trend_scores, ranker, config)
-    unit = gather_unit_vectors(items.unit, cands.rows)
-    cats = np.where(cands.rows >= 0, items.categories[np.maximum(cands.rows, 0)], -1)
+    quotas = _quotas(cands, items, warm, config, rel)
+    if config.mmr_pool > 0 and config.category_cap is None:
+        # MMR over a shortlist (positions into the candidate axis) instead of all C.
+        pos = shortlist(rel, valid, quotas, max(config.mmr_pool, k))
+    else:
+        pos = np.broadcast_to(np.arange(rel.shape[1], dtype=np.int64), rel.shape)
+    present = pos >= 0
+    at = np.maximum(pos, 0)
 
+    def sub(x: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(x, at, axis=1)
+
+    rows = np.where(present, sub(cands.rows), -1)
     picked = mmr_select(
-        rel,
-        unit,
-        cats,
-        valid,
+        sub(rel),
+        gather_unit_vectors(items.unit, rows),
+        np.where(rows >= 0, items.categories[np.maximum(rows, 0)], -1),
+        sub(valid) & present,
         k,
         config.mmr_lambda,
         config.category_weight,
-        quotas=_quotas(cands, items, warm, config, rel),
+        quotas=[Quota(sub(q.members) & present, q.at_least, q.at_most) for q in quotas],
         category_cap=config.category_cap,
     )
-    return _assemble(picked, cands, rel, unit, warm, model_free, items, history, config)
+    picked = np.where(picked >= 0, np.take_along_axis(pos, np.maximum(picked, 0), axis=1), -1)
+    return _assemble(picked, cands, rel, warm, model_free, items, history, config)
 
 
 def _relevance(
@@ -261,7 +275,6 @@ def _assemble(
     picked: IntArray,
     cands: Candidates,
     rel: FloatArray,
-    unit: FloatArray,
     warm: npt.NDArray[np.bool_],
     model_free: bool | npt.ArrayLike,
     items: ItemTable,
@@ -289,17 +302,21 @@ def _assemble(
     hist_padded = np.concatenate([hist, np.full((b, 1), -1, np.int64)], axis=1)
     reason_rows = np.take_along_axis(hist_padded, np.where(hist_pos >= 0, hist_pos, -1), 1)
     free = np.broadcast_to(np.asarray(model_free, dtype=bool), (b,))
+    # Whole-batch gathers into Python lists first: indexing numpy per slot is slow.
+    counts = ok.sum(axis=1).tolist()  # picks are packed at the front
+    ids = items.ids[np.maximum(rows, 0)].tolist()
+    reason_ids = items.ids[np.maximum(reason_rows, 0)].tolist()
+    has_reason = (reason_rows >= 0).tolist()
+    score_l, code_l = scores.astype(np.float64).tolist(), codes.tolist()
     out: list[UserList] = []
     for i in range(b):
-        n = int(ok[i].sum())  # picks are packed at the front
+        n = counts[i]
         slots = tuple(
             RecommendedItem(
-                item_id=str(items.ids[rows[i, j]]),
-                score=float(scores[i, j]),
-                reason=REASONS[codes[i, j]],
-                reason_item_id=str(items.ids[reason_rows[i, j]])
-                if reason_rows[i, j] >= 0
-                else None,
+                item_id=ids[i][j],
+                score=score_l[i][j],
+                reason=REASONS[code_l[i][j]],
+                reason_item_id=reason_ids[i][j] if has_reason[i][j] else None,
             )
             for j in range(n)
         )

@@ -15,7 +15,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from inference.list_metrics import item_similarity, popularity_head
+from inference.list_metrics import popularity_head, similarity_to_picked
 from schemas.recommendation import REASONS, Reason
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "mmr_select",
     "pad_ragged",
     "popularity_head",
+    "shortlist",
+    "sorted_member",
 ]
 
 # Candidate source flags (bit set; one item can come from several sources).
@@ -118,10 +120,11 @@ def exclusion_mask(
     safe = np.where(ok, cand, 0)
     ok &= ~removed[safe]
     if exclude.size:
-        # One flat membership test for the whole batch: key = user * n + item.
+        # One flat membership test for the whole batch: key = user * n + item, looked up
+        # by binary search in the sorted exclusion keys (np.isin hashes both sides).
         user = np.arange(b, dtype=np.int64)[:, None]
-        ex_keys = (user * n + exclude)[exclude >= 0]
-        ok &= ~np.isin(user * n + safe, ex_keys)
+        ex_keys = np.sort((user * n + exclude)[(exclude >= 0) & (exclude < n)])
+        ok &= ~sorted_member(user * n + safe, ex_keys)
     ok &= ~later_duplicates(cand)
     if allow is not None:
         allowed = np.asarray(allow(np.where(ok, cand, -1)), dtype=bool)
@@ -129,6 +132,14 @@ def exclusion_mask(
             raise ValueError(f"allow hook returned shape {allowed.shape}, expected {(b, c)}")
         ok &= allowed
     return ok
+
+
+def sorted_member(keys: IntArray, sorted_keys: IntArray) -> BoolArray:
+    """Mask of ``keys`` present in ``sorted_keys`` (ascending), by binary search."""
+    if sorted_keys.size == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    return np.asarray(sorted_keys[pos] == keys, dtype=bool)
 
 
 def later_duplicates(cand: IntArray) -> BoolArray:
@@ -157,7 +168,7 @@ def mmr_select(
 
     Each step picks the eligible candidate maximising
     ``λ·rel − (1−λ)·max_sim(candidate, already picked)`` where ``rel`` is relevance
-    min-max scaled per user to [0, 1] and ``max_sim`` uses ``item_similarity``. With
+    min-max scaled per user to [0, 1] and ``max_sim`` uses ``list_metrics.item_similarity``. With
     ``λ = 1`` and no quotas this is the top-``k`` by relevance (ties: lower position).
 
     Quotas bind only when their outstanding minimums fill every remaining slot: then
@@ -213,15 +224,50 @@ def mmr_select(
         taken[rows[live], best[live]] = True
         for g, (members, _, _) in enumerate(groups):
             group_count[g] += live & members[rows, best]
-        chosen_vec = vecs[rows, best]
         chosen_cat = cats[rows, best]
-        sim = item_similarity(
-            chosen_vec[:, None, :], chosen_cat[:, None], vecs, cats, category_weight
-        )[:, 0, :]
+        sim = similarity_to_picked(vecs[rows, best], chosen_cat, vecs, cats, category_weight)
         max_sim = np.where(live[:, None], np.maximum(max_sim, sim) if step else sim, max_sim)
         same_cat = (cats == chosen_cat[:, None]) & (cats >= 0) & live[:, None]
         cat_count += same_cat
     return picked
+
+
+def shortlist(
+    relevance: npt.ArrayLike, valid: BoolArray, quotas: Sequence[Quota], size: int
+) -> IntArray:
+    """Positions of the candidates greedy MMR needs to look at, per user.
+
+    Greedy MMR over every candidate costs ``k`` passes over ``(B, C, d)``; re-ranking a
+    shortlist is the usual remedy. The shortlist holds each user's ``size`` most
+    relevant eligible candidates plus, for every quota group, its ``2·at_least`` most
+    relevant eligible members, so quotas can still be met. With ``size >= k`` and
+    ``λ = 1`` the top-``k`` by relevance is unchanged.
+
+    Returns:
+        ``(B, M)`` positions into the candidate axis, -1 for empty slots, each position
+        at most once per row.
+    """
+    rel = np.asarray(relevance, dtype=np.float32)
+    b = rel.shape[0]
+    eligible = valid & np.isfinite(rel)
+    score = np.where(eligible, rel, -np.inf)
+    parts = [_top_positions(score, size)]
+    for q in quotas:
+        need = int(np.max(_per_user(q.at_least, b), initial=0))
+        if need > 0:
+            parts.append(_top_positions(np.where(q.members, score, -np.inf), 2 * need))
+    pos = np.concatenate(parts, axis=1)
+    keep = np.isfinite(np.take_along_axis(score, np.maximum(pos, 0), axis=1)) & (pos >= 0)
+    pos = np.where(keep, pos, -1)
+    return np.where(later_duplicates(pos) & (pos >= 0), -1, pos)
+
+
+def _top_positions(score: FloatArray, m: int) -> IntArray:
+    """``(B, min(m, C))`` positions of the largest scores per row (unordered)."""
+    c = score.shape[1]
+    if m >= c:
+        return np.broadcast_to(np.arange(c, dtype=np.int64), score.shape).copy()
+    return np.argpartition(-score, m - 1, axis=1)[:, :m].astype(np.int64)
 
 
 def _enforce_minimums(
