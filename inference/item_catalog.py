@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.candidates import ItemTable
+from inference.list_metrics import HEAD_MASS, popularity_head, unit_rows
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -35,6 +36,8 @@ class ItemCatalog:
         self._cap = max(16, n * 2)
         self._vectors = np.zeros((self._cap, self.dim), np.float32)
         self._vectors[:n] = vecs
+        self._unit = np.zeros((self._cap, self.dim), np.float32)
+        self._unit[:n] = unit_rows(vecs)
         self._category = np.full(self._cap, -1, np.int64)
         self._popularity = np.zeros(self._cap, np.float32)
         self._first_seen = np.full(self._cap, np.nan, np.float64)
@@ -52,6 +55,11 @@ class ItemCatalog:
         self.version = 0
         self._table: ItemTable | None = None
         self._table_key: tuple[int, int] | None = None
+        # Parts of a table snapshot kept between snapshots: rebuilding them for 100k
+        # items costs tens of ms, and the catalog changes every few hundred ms.
+        self._ids_array = np.asarray(self.ids, dtype=np.str_)
+        self._popularity_version = 0
+        self._head: tuple[int, npt.NDArray[np.bool_]] | None = None
 
     @property
     def size(self) -> int:
@@ -64,7 +72,7 @@ class ItemCatalog:
 
     def _grow(self) -> None:
         self._cap *= 2
-        for name in ("_vectors", "_category", "_popularity", "_first_seen", "_removed"):
+        for name in ("_vectors", "_unit", "_category", "_popularity", "_first_seen", "_removed"):
             old = getattr(self, name)
             fill = {"_category": -1, "_first_seen": np.nan}.get(name, 0)
             new = np.full((self._cap, *old.shape[1:]), fill, dtype=old.dtype)
@@ -85,6 +93,7 @@ class ItemCatalog:
             self.row_of[item_id] = row
         if vector is not None:
             self._vectors[row] = np.asarray(vector, dtype=np.float32)
+            self._unit[row] = unit_rows(self._vectors[row : row + 1])[0]
         if category is not None:
             self._category[row] = self._code(category)
         if np.isnan(self._first_seen[row]):
@@ -103,11 +112,13 @@ class ItemCatalog:
 
     def set_popularity(self, counts: Mapping[str, float]) -> None:
         """Replace interaction counts of the items named (others keep theirs)."""
-        for item, n in counts.items():
-            row = self.row_of.get(item)
-            if row is not None:
-                self._popularity[row] = n
+        get = self.row_of.get
+        rows = np.fromiter((get(item, -1) for item in counts), np.int64, len(counts))
+        values = np.fromiter(counts.values(), np.float32, len(counts))
+        known = rows >= 0
+        self._popularity[rows[known]] = values[known]
         self.version += 1
+        self._popularity_version += 1
 
     def vectors(self) -> FloatArray:
         return self._vectors[: self.size]
@@ -124,13 +135,21 @@ class ItemCatalog:
         n = self.size
         first = self._first_seen[:n]
         age = np.where(np.isnan(first), np.inf, (now_ms - first) / 1000.0).astype(np.float32)
-        self._table = ItemTable.create(
+        if self._ids_array.size != n:  # rows only ever append
+            new = np.asarray(self.ids[self._ids_array.size :], dtype=np.str_)
+            self._ids_array = np.concatenate([self._ids_array, new])
+        head_key = self._popularity_version * (1 << 32) + n
+        if self._head is None or self._head[0] != head_key:
+            self._head = (head_key, popularity_head(self._popularity[:n], HEAD_MASS))
+        self._table = ItemTable(
             vectors=self._vectors[:n],
-            ids=np.asarray(self.ids, dtype=np.str_),
+            ids=self._ids_array,
             categories=self._category[:n],
-            popularity=self._popularity[:n],
+            popularity=self._popularity[:n].copy(),
             age_s=np.maximum(age, 0.0),
-            removed=self._removed[:n],
+            removed=self._removed[:n].copy(),
+            known_unit=self._unit[:n],
+            known_head=self._head[1],
         )
         self._table_key = key
         return self._table
