@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,12 @@ from inference.content_vectors import catalog_content_vectors
 from inference.fold_in import event_weights, fold_in_events
 from inference.item_catalog import ItemCatalog
 from inference.recommend import RecommendConfig, UserList, recommend
+from schemas.events import EVENT_TYPES
 from schemas.recommendation import Recommendation
 from streams.catalog import CatalogRecord
 from streams.debounce import Debouncer
 from streams.ingest import Refresh, TouchedUser
-from streams.state_rules import UserState
+from streams.state_rules import TYPE_CODES, UserState
 
 log = logging.getLogger("freshet.live")
 
@@ -379,19 +380,17 @@ class LiveRecommender:
         types = np.zeros((b, n), np.int64)
         gaps = np.zeros((b, n), np.float32)
         mask = np.zeros((b, n), np.float32)
-        item_vecs = self.catalog.vectors()
         manifest = bundle.manifest
-        for i, state in enumerate(states):
-            hist = [h for h in state.history if h.item_id in self.catalog.row_of][-n:]
-            if not hist:
-                continue
-            now = hist[-1].ts
-            rows = self.catalog.rows([h.item_id for h in hist])
-            off = n - len(hist)
-            vecs[i, off:] = item_vecs[rows]
-            types[i, off:] = [manifest.type_id(h.type) for h in hist]
-            gaps[i, off:] = np.log1p(np.maximum(now - np.array([h.ts for h in hist]), 0) / 1000.0)
-            mask[i, off:] = 1.0
+        flat = self._flat_history(states, {t: manifest.type_id(t) for t in EVENT_TYPES})
+        # Each user's last n known entries, right-aligned (slot n-1 is the newest).
+        keep = flat.rank_from_end < n
+        user, slot = flat.user[keep], n - 1 - flat.rank_from_end[keep]
+        newest_ts = np.zeros(b, np.int64)
+        newest_ts[flat.user[flat.rank_from_end == 0]] = flat.ts[flat.rank_from_end == 0]
+        vecs[user, slot] = self.catalog.vectors()[flat.row[keep]]
+        types[user, slot] = flat.type[keep]
+        gaps[user, slot] = np.log1p(np.maximum(newest_ts[user] - flat.ts[keep], 0) / 1000.0)
+        mask[user, slot] = 1.0
         out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
         out[mask.sum(axis=1) == 0] = 0.0
         return out
@@ -399,30 +398,58 @@ class LiveRecommender:
     def _fold_in(self, states: Sequence[UserState]) -> np.ndarray:
         """Decayed, event-weighted sum of the history's item vectors (model-free)."""
         b, d = len(states), self.catalog.dim
-        user_idx: list[int] = []
-        rows: list[int] = []
-        types: list[str] = []
-        ts: list[int] = []
-        for i, state in enumerate(states):
-            for h in state.history:
-                row = self.catalog.row_of.get(h.item_id)
-                if row is not None:
-                    user_idx.append(i)
-                    rows.append(row)
-                    types.append(h.type)
-                    ts.append(h.ts)
-        if not rows:
+        flat = self._flat_history(states, TYPE_CODES)
+        if not flat.row.size:
             return np.zeros((b, d), np.float32)
         vecs, _ = fold_in_events(
             np.zeros((b, d), np.float32),
             np.full(b, -np.inf),
-            np.asarray(user_idx, np.int64),
-            self.catalog.vectors()[np.asarray(rows, np.int64)],
-            event_weights(types),
-            np.asarray(ts, np.int64),
+            flat.user,
+            self.catalog.vectors()[flat.row],
+            event_weights([EVENT_TYPES[c] for c in flat.type.tolist()]),
+            flat.ts,
             self.settings.trending_half_life_s,
         )
         return np.asarray(vecs, np.float32)
+
+    def _flat_history(
+        self, states: Sequence[UserState], type_codes: Mapping[str, int]
+    ) -> FlatHistory:
+        """The histories' entries on catalog items, flattened in one pass, oldest first."""
+        row_of = self.catalog.row_of.get
+        user: list[int] = []
+        rows: list[int] = []
+        codes: list[int] = []
+        ts: list[int] = []
+        for i, state in enumerate(states):
+            for h in state.history:
+                row = row_of(h.item_id)
+                if row is not None:
+                    user.append(i)
+                    rows.append(row)
+                    codes.append(type_codes.get(h.type, 0))
+                    ts.append(h.ts)
+        u = np.asarray(user, np.int64)
+        # Entries are grouped by user in order; rank 0 is each user's newest.
+        ends = np.searchsorted(u, u, side="right") if u.size else u
+        return FlatHistory(
+            user=u,
+            row=np.asarray(rows, np.int64),
+            type=np.asarray(codes, np.int64),
+            ts=np.asarray(ts, np.int64),
+            rank_from_end=ends - np.arange(u.size) - 1,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FlatHistory:
+    """Users' history entries as aligned arrays (``user`` ascending, oldest first)."""
+
+    user: np.ndarray
+    row: np.ndarray
+    type: np.ndarray
+    ts: np.ndarray
+    rank_from_end: np.ndarray
 
 
 def _build_index(catalog: ItemCatalog) -> AnnIndex | None:

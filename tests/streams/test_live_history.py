@@ -1,0 +1,106 @@
+"""The encoder's inputs, built for a whole batch at once, against a worked example."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from freshet.settings import Settings
+from inference.fold_in import EVENT_WEIGHTS
+from streams.ingest import TouchedUser
+from streams.live_recommender import LiveRecommender
+from streams.state_rules import HistoryEntry, UserState
+
+D = 3
+TYPES = {"view": 1, "click": 2, "purchase": 4}
+
+
+class Manifest:
+    has_ranker = False
+
+    def type_id(self, event_type: str) -> int:
+        return TYPES.get(event_type, 0)
+
+
+class RecordingBundle:
+    """Item ``iR`` has vector ``[R, R, R]``; the encoder records what it was given."""
+
+    def __init__(self, history_len: int) -> None:
+        self.item_ids = [f"i{r}" for r in range(10)]
+        self.item_vectors = np.repeat(np.arange(10, dtype=np.float32)[:, None], D, axis=1)
+        self.item_popularity = np.ones(10, np.float32)
+        self.manifest = Manifest()
+        self.version = "v1"
+        self.history_len = history_len
+        self.seen: list[np.ndarray] = []
+
+    def encode_users(self, *arrays: np.ndarray) -> np.ndarray:
+        self.seen = [a.copy() for a in arrays]
+        return np.ones((arrays[0].shape[0], D), np.float32)
+
+    def embed_catalog(self, items: list[Any]) -> np.ndarray:
+        return np.zeros((len(items), D), np.float32)
+
+
+async def _nothing(*_: Any) -> Any:
+    return None
+
+
+def _live() -> LiveRecommender:
+    return LiveRecommender(
+        Settings(list_size=3, cold_user_events=1),
+        trending_source=_nothing,
+        counts_source=_nothing,
+        catalog_log=_nothing,
+    )
+
+
+def _user(uid: str, entries: list[tuple[str, str, int]]) -> TouchedUser:
+    hist = tuple(HistoryEntry(i, t, ts) for i, t, ts in entries)  # type: ignore[arg-type]
+    state = UserState(history=hist, seen=tuple(i for i, _, _ in entries), n_events=len(hist))
+    return TouchedUser(uid, 0, state, None, None, 0)
+
+
+def test_each_user_gets_their_last_known_items_right_aligned() -> None:
+    live = _live()
+    bundle = RecordingBundle(history_len=3)
+    live.swap_bundle(bundle)
+    users = [
+        # 4 known entries and one unknown item: the last 3 known are kept.
+        _user(
+            "a",
+            [
+                ("i1", "view", 0),
+                ("i2", "click", 1000),
+                ("gone", "view", 1500),
+                ("i3", "view", 2000),
+                ("i4", "purchase", 5000),
+            ],
+        ),
+        _user("b", []),  # no history: all padding, and a zero vector out
+        _user("c", [("i7", "click", 10_000)]),
+    ]
+    out = live._embed([u.state for u in users])[0]
+    vecs, types, gaps, mask = bundle.seen
+    np.testing.assert_array_equal(mask, [[1, 1, 1], [0, 0, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(vecs[0, :, 0], [2, 3, 4])
+    np.testing.assert_array_equal(vecs[2, :, 0], [0, 0, 7])
+    np.testing.assert_array_equal(types, [[2, 1, 4], [0, 0, 0], [0, 0, 2]])
+    # gaps: log1p(seconds before the newest known entry)
+    np.testing.assert_allclose(gaps[0], [math.log1p(4.0), math.log1p(3.0), 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(gaps[1:], 0.0)
+    np.testing.assert_array_equal(out[1], 0.0)
+    np.testing.assert_array_equal(out[0], 1.0)
+
+
+def test_model_free_fold_in_sums_weighted_known_items() -> None:
+    live = _live()
+    live.swap_bundle(RecordingBundle(history_len=3))
+    live.bundle = None  # serve model-free over the bundle's catalog
+    users = [_user("a", [("i2", "view", 0), ("gone", "purchase", 0), ("i4", "click", 0)])]
+    vec = live._embed([u.state for u in users])[0][0]
+    # Same timestamps, so no decay: the type-weighted sum of the known items' vectors.
+    expected = EVENT_WEIGHTS["view"] * 2.0 + EVENT_WEIGHTS["click"] * 4.0
+    np.testing.assert_allclose(vec, np.full(D, expected), rtol=1e-6)
