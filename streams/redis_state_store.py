@@ -1,16 +1,17 @@
 """The Redis backend of the state store (redis-py asyncio, hiredis parser).
 
-Reads of a batch go out in one pipelined round trip. Writes of a batch are one
-MULTI/EXEC per partition: the users' states, their embeddings and lists, the item
-popularity increments and the partition's offset watermark change together or not at
-all. That atomicity, plus skipping records at or below the watermark, is what makes a
-crash between the write and the Kafka offset commit harmless.
+Reads of a batch go out in one pipelined round trip. Writes of a batch are one Lua
+script call: the users' states, their embeddings and lists, the item popularity
+increments and each partition's offset watermark change together or not at all, and
+only if every partition's watermark is still the one the batch read (a fence against a
+revoked partition's zombie writer). That atomicity, plus skipping records at or below
+the watermark, is what makes a crash between the write and the Kafka offset commit
+harmless. One script replaces WATCH + MGET + MULTI/EXEC: one round trip instead of three.
 
 In a Redis Cluster every key of a partition shares one hash tag, hence one slot, and
-each partition's write is one Lua script on the master of that slot: it compares the
-watermark and applies the same commands as the MULTI/EXEC, in one round trip.
-(redis-py's asyncio cluster pipeline can WATCH, but blocks MGET and queues each
-transactional command through a thread of its own.)
+each partition's write is its own script call on the master of that slot. (redis-py's
+asyncio cluster pipeline can WATCH, but blocks MGET and queues each transactional
+command through a thread of its own.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from redis.exceptions import WatchError
 
 from streams.keyspace import Keyspace
 from streams.state_rules import UserState
@@ -34,15 +34,20 @@ from streams.state_store import (
     merge_trending,
 )
 
-# KEYS[1] is the partition's watermark. ARGV[1] is the watermark the batch read ("" for
-# no fence), then per command: name, index of its key in KEYS, argument count, arguments.
-# Returns nil once applied, or the stored watermark when it is not the one expected.
+# ARGV[1] is m, the number of fenced partitions: KEYS[1..m] are their watermark keys and
+# ARGV[2..m+1] the watermarks the batch read. Then, per command: name, index of its key
+# in KEYS, argument count, arguments. Every fence is checked before anything is written,
+# so a stale partition leaves the whole call without effect. Returns nil once applied,
+# or "<fence index>:<stored watermark>" for the first fence that does not hold.
 _FENCED_WRITE = """
-local seen = redis.call('GET', KEYS[1]) or '-1'
-if ARGV[1] ~= '' and seen ~= ARGV[1] then
-  return seen
+local m = tonumber(ARGV[1])
+for f = 1, m do
+  local seen = redis.call('GET', KEYS[f]) or '-1'
+  if seen ~= ARGV[f + 1] then
+    return f .. ':' .. seen
+  end
 end
-local i = 2
+local i = m + 2
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 2])
   local cmd = {ARGV[i], KEYS[tonumber(ARGV[i + 1])]}
@@ -54,6 +59,9 @@ while i <= #ARGV do
 end
 return nil
 """
+
+COUNTS_CHUNK = 2_000
+"""Fields per HSCAN call when reading item counts (see ``RedisStateStore.counts``)."""
 
 
 class RedisStateStore:
@@ -128,63 +136,49 @@ class RedisStateStore:
         return cmds
 
     async def write(self, writes: Sequence[PartitionWrite]) -> None:
-        """Write every partition's changes in one transaction, fenced on the watermarks.
+        """Write every partition's changes atomically, fenced on the watermarks read.
 
-        The watermark keys are WATCHed and compared with what the batch read; if any
-        moved (or moves before EXEC), nothing is written and ``StaleWatermark`` says so.
-        In a cluster each partition is its own transaction (a script on its slot's master),
-        so a stale partition leaves the others of the batch written.
+        Standalone Redis: the whole batch is one script call (one round trip) that
+        checks every partition's watermark against what the batch read and writes
+        nothing if any moved. A Redis Cluster has no multi-slot scripts, so there each
+        partition is its own script call on its slot's master, and a stale partition
+        leaves the others of the batch written. Either way ``StaleWatermark`` says so.
         """
         if not writes:
             return
-        if self.cluster:
-            # Let every partition finish before raising: a retry must not race them.
-            done = await asyncio.gather(
-                *(self._write_scripted(w) for w in writes), return_exceptions=True
-            )
+        if not self.cluster:
+            await self._write_scripted(writes)
             self.round_trips += 1
-            for outcome in done:
-                if isinstance(outcome, BaseException):
-                    raise outcome
             return
-        await self._write_fenced(writes)
-        self.round_trips += 2
+        # Let every partition finish before raising: a retry must not race them.
+        done = await asyncio.gather(
+            *(self._write_scripted([w]) for w in writes), return_exceptions=True
+        )
+        self.round_trips += 1
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
-    async def _write_fenced(self, writes: Sequence[PartitionWrite]) -> None:
+    async def _write_scripted(self, writes: Sequence[PartitionWrite]) -> None:
+        """Partitions' writes as one script call, fenced inside the script."""
         fenced = [w for w in writes if w.expected_watermark is not None]
-        keys = [self.keys.watermark(w.partition) for w in fenced]
-        async with self.client.pipeline(transaction=True) as pipe:
-            try:
-                if keys:
-                    await pipe.watch(*keys)
-                    current = await pipe.mget(keys)
-                    for w, raw in zip(fenced, current, strict=True):
-                        seen = -1 if raw is None else int(raw)
-                        if seen != w.expected_watermark:
-                            raise StaleWatermark(
-                                f"partition {w.partition}: watermark {seen}, "
-                                f"batch read {w.expected_watermark}"
-                            )
-                pipe.multi()
-                for w in writes:
-                    for cmd in self._write_commands(w):
-                        pipe.execute_command(*cmd)
-                await pipe.execute()
-            except WatchError:
-                raise StaleWatermark("a partition watermark changed during the write") from None
-
-    async def _write_scripted(self, w: PartitionWrite) -> None:
-        """One partition's write as one script call, fenced inside the script."""
-        keys: dict[str, int] = {self.keys.watermark(w.partition): 1}
-        args: list[Any] = ["" if w.expected_watermark is None else w.expected_watermark]
-        for name, key, *rest in self._write_commands(w):
-            args += [name, keys.setdefault(key, len(keys) + 1), len(rest), *rest]
+        keys: dict[str, int] = {}
+        for w in fenced:
+            keys.setdefault(self.keys.watermark(w.partition), len(keys) + 1)
+        if len(keys) != len(fenced):
+            raise ValueError("two writes for one partition in a batch")
+        args: list[Any] = [len(fenced), *(w.expected_watermark for w in fenced)]
+        for w in writes:
+            for name, key, *rest in self._write_commands(w):
+                args += [name, keys.setdefault(key, len(keys) + 1), len(rest), *rest]
         if self._script is None:
             self._script = self.client.register_script(_FENCED_WRITE)
-        seen = await self._script(keys=list(keys), args=args)
-        if seen is not None:
+        stale = await self._script(keys=list(keys), args=args)
+        if stale is not None:
+            at, _, seen = _s(stale).partition(":")
+            w = fenced[int(at) - 1]
             raise StaleWatermark(
-                f"partition {w.partition}: watermark {_s(seen)}, batch read {w.expected_watermark}"
+                f"partition {w.partition}: watermark {seen}, batch read {w.expected_watermark}"
             )
 
     async def user(self, partition: int, user_id: str) -> UserRecord | None:
@@ -218,16 +212,27 @@ class RedisStateStore:
                 refs[p] = int(ref)
         return merge_trending(sums, refs, partitions, k, self.half_life_s)
 
-    async def counts(self, partitions: Sequence[int]) -> dict[str, int]:
-        pipe = self.client.pipeline(transaction=False)
-        for p in partitions:
-            pipe.hgetall(self.keys.counts(p))
-        res = await pipe.execute()
+    async def counts(self, partitions: Sequence[int], chunk: int = COUNTS_CHUNK) -> dict[str, int]:
+        """Interaction counts summed over ``partitions``, read by HSCAN in chunks.
+
+        One HGETALL of a 100k-item hash takes the event loop for hundreds of ms to
+        parse; chunks of ``chunk`` fields let batches run in between. HSCAN may return
+        a field twice across a rehash, so each partition is gathered into its own dict
+        (a repeat overwrites) before summing.
+        """
         total: dict[str, int] = {}
-        for mapping in res:
-            for item, n in mapping.items():
-                key = _s(item)
-                total[key] = total.get(key, 0) + int(n)
+        for p in partitions:
+            key, cursor = self.keys.counts(p), 0
+            mine: dict[bytes | str, bytes | str] = {}
+            while True:
+                cursor, page = await self.client.hscan(key, cursor, count=chunk)
+                self.round_trips += 1
+                mine.update(page)
+                if cursor == 0:
+                    break
+            for item, n in mine.items():
+                name = _s(item)
+                total[name] = total.get(name, 0) + int(n)
         return total
 
 

@@ -24,7 +24,11 @@ _spec = importlib.util.spec_from_file_location("state_store_contract", _CONTRACT
 assert _spec is not None and _spec.loader is not None
 _contract = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_contract)
-CONTRACT_TESTS = sorted(name for name in vars(_contract) if name.startswith("test_"))
+CONTRACT_TESTS = sorted(
+    name
+    for name in vars(_contract)
+    if name.startswith("test_") and name not in _contract.STANDALONE_ONLY
+)
 globals().update({name: getattr(_contract, name) for name in CONTRACT_TESTS})
 
 

@@ -15,6 +15,9 @@ from streams.state_store import InMemoryStateStore, PartitionRead, PartitionWrit
 
 T0 = 1_700_000_000_000
 HALF_LIFE = 3600.0
+STANDALONE_ONLY = frozenset({"test_one_stale_partition_leaves_the_whole_batch_unwritten"})
+"""Tests of all-or-nothing batches, which a Redis Cluster writes per partition instead
+(``tests/cluster`` checks that behaviour)."""
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -127,3 +130,19 @@ async def test_write_is_fenced_on_the_watermark_it_read(store: StateStore) -> No
     fresh = PartitionWrite(0, 12, T0, expected_watermark=10)
     await store.write([fresh])
     assert (await store.read([PartitionRead(0, ())]))[0].watermark == 12
+
+
+async def test_one_stale_partition_leaves_the_whole_batch_unwritten(store: StateStore) -> None:
+    """Standalone stores check every fence before writing anything of the batch."""
+    from streams.state_store import StaleWatermark
+
+    await store.write([PartitionWrite(1, 5, T0, expected_watermark=-1)])
+    fresh = PartitionWrite(
+        0, 3, T0, popularity=PopularityDelta({"a": 1}, {"a": 1.0}), expected_watermark=-1
+    )
+    stale = PartitionWrite(1, 7, T0, expected_watermark=-1)  # partition 1 is at 5
+    with pytest.raises(StaleWatermark, match="partition 1: watermark 5"):
+        await store.write([fresh, stale])
+    assert await store.counts([0, 1]) == {}
+    snaps = await store.read([PartitionRead(0, ()), PartitionRead(1, ())])
+    assert (snaps[0].watermark, snaps[1].watermark) == (-1, 5)
