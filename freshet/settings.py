@@ -92,12 +92,14 @@ class Settings:
     cold_user_events: int = 2
     realtime: bool = True
     candidates: int = 200
+    mmr_pool: int = 100
     mmr_lambda: float = 0.7
     longtail_share: float = 0.2
     exploration_slots: int = 2
     new_item_slots: int = 1
     trending_slots: int = 2
     onnx_provider: str = "auto"  # auto | cuda | cpu
+    ann_threads: int = 1
     metrics_port: int = 0  # 0: no Prometheus endpoint
     api_host: str = "127.0.0.1"
     api_port: int = 8080

@@ -13,6 +13,7 @@ from typing import Any
 import faust
 
 from freshet.settings import Settings
+from inference.ann_index import set_search_threads
 from schemas.codec import DecodeLimits, encode
 from schemas.dead_letter import DeadLetter
 from schemas.recommendation import Recommendation
@@ -144,6 +145,7 @@ def build_worker(
     totals = WorkerTotals()
     live: LiveRecommender | None = None
     if refresher is None and settings.realtime:
+        set_search_threads(settings.ann_threads)
         live = build_live(settings, store, catalog_store)
         refresher = live
     ingest = IngestProcessor(

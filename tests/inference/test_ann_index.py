@@ -120,3 +120,12 @@ def test_rejects_bad_input() -> None:
         index.add([4], np.full((1, 3), np.nan))
     with pytest.raises(ValueError):
         index.search(np.ones((1, 4)), 1)
+
+
+def test_nprobe_is_tuned_down_on_a_clustered_catalog(
+    big_catalog: tuple[np.ndarray, AnnIndex],
+) -> None:
+    """Well-separated clusters need few lists: fewer than the old fixed nlist // 32."""
+    _, index = big_catalog
+    assert index.tuned_recall is not None and index.tuned_recall >= 0.97
+    assert index.nprobe is not None and index.nprobe < 39
