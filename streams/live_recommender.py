@@ -93,9 +93,12 @@ class LiveRecommender:
         self.refused_versions: set[str] = set()
         self.stats = LiveStats()
         self._seed = 0
-        # Compute runs in a worker thread (numpy, faiss and onnxruntime release the GIL)
-        # so the event loop keeps fetching and producing meanwhile; the lock keeps
-        # catalog and bundle changes from landing in the middle of a computation.
+        # Per-batch compute runs on the event loop, not in a worker thread: a thread
+        # holding the GIL for Python and numpy code makes every socket call of the loop
+        # wait up to the GIL switch interval to get it back (the convoy effect). Profiled
+        # under load, the loop then spent a fifth of its time in Redis socket writes.
+        # Only rare, long work (bundle loading and index builds) goes to a thread. The
+        # lock keeps catalog and bundle changes from landing in the middle of a batch.
         self._lock = asyncio.Lock()
         self._late: list[CatalogRecord] | None = None  # catalog changes during a swap
 
@@ -249,8 +252,8 @@ class LiveRecommender:
             return np.asarray(bundle.embed_catalog(items), np.float32)
         return catalog_content_vectors(items, dim)
 
-    async def sync_trending(self, k: int = 200) -> None:
-        top = await self.trending_source(k)
+    async def sync_trending(self, k: int | None = None) -> None:
+        top = await self.trending_source(k or max(self.config.trending_pool, 1))
         async with self._lock:
             rows = self.catalog.rows([i for i, _ in top])
             keep = rows >= 0
@@ -270,11 +273,11 @@ class LiveRecommender:
         return await self.compute_async(due, now_ms)
 
     async def compute_async(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
-        """``compute`` in a worker thread, serialised with catalog and bundle changes."""
+        """``compute``, serialised with catalog and bundle changes."""
         if not users:
             return Refresh()
         async with self._lock:
-            return await asyncio.to_thread(self.compute, users, now_ms)
+            return self.compute(users, now_ms)
 
     def due_pending(self, now_ms: int) -> list[TouchedUser]:
         """Users whose debounce window closed (their trailing refresh is owed)."""
