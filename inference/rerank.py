@@ -1,8 +1,9 @@
 """Re-ranking of a micro-batch of candidate lists: filters, MMR diversity, quotas, reasons.
 
 Everything works on ``(B, C)`` candidate arrays (item row numbers, -1 for an empty
-slot) so the whole batch moves through each step together; the only loop is over the
-``k`` output positions of greedy MMR.
+slot) so the whole batch moves through each step together; greedy MMR itself, a loop
+over the ``k`` output positions, runs per user in a compiled kernel
+(``inference.mmr_kernel``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from inference.list_metrics import popularity_head, similarity_to_picked
+from inference.list_metrics import popularity_head
+from inference.mmr_kernel import mmr_kernel
 from schemas.recommendation import REASONS, Reason
 
 __all__ = [
@@ -172,7 +174,9 @@ def mmr_select(
     ``λ = 1`` and no quotas this is the top-``k`` by relevance (ties: lower position).
 
     Quotas bind only when their outstanding minimums fill every remaining slot: then
-    the step is restricted to members of groups still short. Groups whose ``at_most``
+    the step is restricted to members of groups still short (a group whose outstanding
+    minimum alone fills them must be picked from; overlapping groups make this rule
+    start binding early rather than late). Groups whose ``at_most``
     is reached, and categories holding ``category_cap`` picks, become ineligible.
 
     Args:
@@ -191,45 +195,28 @@ def mmr_select(
         left to pick.
     """
     rel = np.asarray(relevance, dtype=np.float32)
-    vecs = np.asarray(unit_vecs, dtype=np.float32)
-    cats = np.asarray(categories)
     b, c = rel.shape
-    eligible0 = valid & np.isfinite(rel)
-    lam = float(np.clip(mmr_lambda, 0.0, 1.0))
-    # At λ = 1 the raw scores rank exactly; scaling could merge near-equal ones.
-    rel_n = np.where(eligible0, rel, 0.0) if lam == 1.0 else _minmax_rows(rel, eligible0)
-
-    picked = np.full((b, k), -1, dtype=np.int64)
-    taken = np.zeros((b, c), dtype=bool)
-    max_sim = np.zeros((b, c), dtype=np.float32)
-    cat_count = np.zeros((b, c), dtype=np.int64)
-    groups = [(q.members, _per_user(q.at_least, b), _cap(q.at_most, b)) for q in quotas]
-    group_count = np.zeros((len(groups), b), dtype=np.int64)
-    rows = np.arange(b)
-
-    for step in range(k):
-        eligible = eligible0 & ~taken
-        if category_cap is not None:
-            eligible &= (cat_count < category_cap) | (cats < 0)
-        for g, (members, _, cap) in enumerate(groups):
-            eligible &= ~(members & (group_count[g] >= cap)[:, None])
-        if groups:
-            eligible = _enforce_minimums(eligible, groups, group_count, k - step)
-        score = np.where(eligible, lam * rel_n - (1.0 - lam) * max_sim, -np.inf)
-        best = np.argmax(score, axis=1)
-        live = eligible[rows, best]
-        if not live.any():
-            break
-        picked[live, step] = best[live]
-        taken[rows[live], best[live]] = True
-        for g, (members, _, _) in enumerate(groups):
-            group_count[g] += live & members[rows, best]
-        chosen_cat = cats[rows, best]
-        sim = similarity_to_picked(vecs[rows, best], chosen_cat, vecs, cats, category_weight)
-        max_sim = np.where(live[:, None], np.maximum(max_sim, sim) if step else sim, max_sim)
-        same_cat = (cats == chosen_cat[:, None]) & (cats >= 0) & live[:, None]
-        cat_count += same_cat
-    return picked
+    g = len(quotas)
+    members = np.zeros((g, b, c), dtype=bool)
+    at_least = np.zeros((g, b), dtype=np.int64)
+    at_most = np.zeros((g, b), dtype=np.int64)
+    for n, q in enumerate(quotas):
+        members[n] = q.members
+        at_least[n] = _per_user(q.at_least, b)
+        at_most[n] = _cap(q.at_most, b)
+    return mmr_kernel(
+        rel,
+        np.asarray(unit_vecs, dtype=np.float32),
+        np.asarray(categories, dtype=np.int64),
+        np.asarray(valid, dtype=bool),
+        k,
+        mmr_lambda,
+        category_weight,
+        members,
+        at_least,
+        at_most,
+        category_cap,
+    )
 
 
 def shortlist(
@@ -268,50 +255,6 @@ def _top_positions(score: FloatArray, m: int) -> IntArray:
     if m >= c:
         return np.broadcast_to(np.arange(c, dtype=np.int64), score.shape).copy()
     return np.argpartition(-score, m - 1, axis=1)[:, :m].astype(np.int64)
-
-
-def _enforce_minimums(
-    eligible: BoolArray,
-    groups: list[tuple[BoolArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]],
-    group_count: npt.NDArray[np.int64],
-    remaining: int,
-) -> BoolArray:
-    """Restrict a step to quota groups that would otherwise miss their minimum.
-
-    A group whose outstanding minimum equals the remaining slots must be picked from
-    now on (members of several such groups: their intersection). Otherwise, once all
-    outstanding minimums together fill the remaining slots, the pick must come from
-    some group still short. Groups overlap (exploration items are tail items), so the
-    second rule is conservative: it starts binding early rather than late.
-    """
-    short_members = np.zeros_like(eligible)
-    need_total = np.zeros(eligible.shape[0], dtype=np.int64)
-    must = eligible.copy()
-    for g, (members, at_least, _) in enumerate(groups):
-        avail = (eligible & members).any(axis=1)
-        need = np.where(avail, np.maximum(at_least - group_count[g], 0), 0)
-        need_total += need
-        short_members |= members & (need > 0)[:, None]
-        tight = (need >= remaining)[:, None]
-        narrowed: BoolArray = must & (members | ~tight)
-        must = np.where(narrowed.any(axis=1, keepdims=True), narrowed, must)
-    restricted = eligible & short_members
-    forced = (need_total >= remaining) & restricted.any(axis=1)
-    out = np.where(forced[:, None], restricted, eligible)
-    tight_any = (must != eligible).any(axis=1)
-    return np.where(tight_any[:, None], must, out)
-
-
-def _minmax_rows(x: FloatArray, mask: BoolArray) -> npt.NDArray[np.float64]:
-    x = x.astype(np.float64)
-    lo = np.where(mask, x, np.inf).min(axis=1, initial=np.inf)
-    hi = np.where(mask, x, -np.inf).max(axis=1, initial=-np.inf)
-    span = hi - lo
-    good = np.isfinite(span) & (span > 0)
-    scale = np.where(good, span, 1.0)
-    base = np.where(np.isfinite(lo), lo, 0.0)
-    out = np.where(mask, (np.where(mask, x, 0.0) - base[:, None]) / scale[:, None], 0.0)
-    return np.where(good[:, None], out, 0.0)
 
 
 def _per_user(x: int | npt.NDArray[np.int64], b: int) -> npt.NDArray[np.int64]:
