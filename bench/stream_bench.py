@@ -15,6 +15,11 @@ catalog and index. Then, in one run:
    produces each value to another topic, with no processing: paced (its latency is the
    output record's timestamp minus ``event_ts``) and on the same saturated backlog.
 
+Freshness is measured per event: the delay to the first list of its user that reflects
+it (``bench/freshness.py``), split into *leading* events (no list for that user in the
+debounce window before: refreshed at once) and *deferred* ones (folded into the
+window's trailing refresh, so bounded by the window by design).
+
 Redis round trips per event and encoder time per micro-batch come from the worker's
 own Prometheus endpoint (``FRESHET_METRICS_PORT``). Figures are printed with their
 conditions and written as JSON.
@@ -47,6 +52,7 @@ from typing import Any
 
 import orjson
 
+from bench.freshness import event_freshness
 from freshet.settings import Settings
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
@@ -337,6 +343,7 @@ async def paced_worker(
     lat_pub, lat_recv = [], []
     first_reflecting: dict[str, int] = {}
     last_event: dict[str, int] = {}
+    lists: list[tuple[str, int, int]] = []
     for _, (user, ts) in sent.items():
         last_event[user] = max(ts, last_event.get(user, 0))
     for value, _, got in recs:
@@ -346,14 +353,20 @@ async def paced_worker(
             lat_pub.append(rec["published_ts"] - rec["event_ts"])
             lat_recv.append(got - rec["event_ts"])
         user, ets = rec["user_id"], rec.get("event_ts") or 0
+        lists.append((user, ets, rec["published_ts"]))
         last = last_event.get(user)
         if last is not None and ets >= last and user not in first_reflecting:
             first_reflecting[user] = rec["published_ts"] - last
     within = sum(1 for d in first_reflecting.values() if d <= DEBOUNCE_MS)
+    fresh = event_freshness(sent.values(), lists, DEBOUNCE_MS)
     return {
         "offered_rate": rate,
         "sustained_events_per_s": len(events) / elapsed,
         "lists_seen": len(recs),
+        "freshness_ms_all_events": quantiles(fresh.all),
+        "freshness_ms_leading_events": quantiles(fresh.leading),
+        "freshness_ms_deferred_events": quantiles(fresh.deferred),
+        "events_never_reflected": fresh.unreflected,
         "latency_ms_published_minus_event": quantiles(lat_pub),
         "latency_ms_received_minus_event": quantiles(lat_recv),
         "users_with_events": len(last_event),
@@ -415,7 +428,7 @@ def saturation(
             start = t
         if applied(m) >= target:
             break
-        time.sleep(0.05)
+        time.sleep(0.2)  # each scrape costs the worker a metrics exposition
     worker_s = t - (start or t)
     time.sleep(0.5)
     after = worker.scrape()
@@ -609,6 +622,14 @@ def _print(report: dict[str, Any]) -> None:
     for q in ("p50", "p99", "p99.9"):
         print(f"  latency {q:<5} (received − event) {rw[q]:8.0f} ms {rb[q]:15.0f} ms")
     print(f"  lists timed (live events)   {lw['n']:12,}   (baseline records {lb['n']:,})")
+    print("  freshness: event -> first list reflecting it (leading: no list in the window before)")
+    for name in ("all", "leading", "deferred"):
+        fq = pw[f"freshness_ms_{name}_events"]
+        print(
+            f"    {name:<9} events {fq['n']:7,}: p50 {fq['p50']:6.0f} ms, p99 {fq['p99']:6.0f} ms, "
+            f"p99.9 {fq['p99.9']:6.0f} ms"
+        )
+    print(f"    events no list ever reflected: {pw['events_never_reflected']:,}")
     print(
         f"  users with live events      {pw['users_with_events']:12,}; last event reflected "
         f"{pw['users_last_event_reflected']:,}, within {DEBOUNCE_MS} ms "

@@ -1,0 +1,69 @@
+"""How soon after each event a list reflecting it was published: the freshness figure.
+
+A list reflects an event when it is the same user's and its ``event_ts`` (the newest
+event its state had seen) is at or after the event's time. An event is *leading* when
+its user had no list published in the debounce window before it, so the worker owes it
+an immediate refresh; otherwise it is *deferred* to the window's trailing refresh.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Freshness:
+    """Event-to-reflecting-list delays (ms), split by debounce role; unreflected events."""
+
+    leading: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
+    unreflected: int = 0
+
+    @property
+    def all(self) -> list[int]:
+        return self.leading + self.deferred
+
+
+def event_freshness(
+    events: Iterable[tuple[str, int]],
+    lists: Iterable[tuple[str, int, int]],
+    window_ms: int,
+) -> Freshness:
+    """Delay from each event to the first list of its user that reflects it.
+
+    Args:
+        events: ``(user_id, event_ts_ms)`` of the events sent.
+        lists: ``(user_id, event_ts_ms, published_ts_ms)`` of the lists published.
+        window_ms: The worker's debounce window.
+    """
+    by_user: dict[str, list[tuple[int, int]]] = {}
+    for user, ets, pts in lists:
+        by_user.setdefault(user, []).append((pts, ets))
+    published: dict[str, list[int]] = {}
+    reflecting: dict[str, list[tuple[int, int]]] = {}
+    for user, rows in by_user.items():
+        rows.sort()
+        published[user] = [p for p, _ in rows]
+        # Running max of event_ts: the first list at or after a time t that reflects an
+        # event of time e is the first one whose running max reaches e.
+        best = -1
+        acc: list[tuple[int, int]] = []
+        for pts, ets in rows:
+            best = max(best, ets)
+            acc.append((best, pts))
+        reflecting[user] = acc
+    out = Freshness()
+    for user, ets in events:
+        rows = reflecting.get(user, [])
+        i = bisect.bisect_left(rows, (ets, -(2**62)))
+        if i == len(rows):
+            out.unreflected += 1
+            continue
+        delay = rows[i][1] - ets
+        pubs = published.get(user, [])
+        j = bisect.bisect_left(pubs, ets)
+        recent = j > 0 and ets - pubs[j - 1] < window_ms
+        (out.deferred if recent else out.leading).append(delay)
+    return out
