@@ -20,6 +20,7 @@ from schemas.recommendation import REASONS, Reason
 
 __all__ = [
     "FROM_ANN",
+    "FROM_COVISIT",
     "FROM_EXPLORATION",
     "FROM_TRENDING",
     "REASON_CODE",
@@ -40,6 +41,7 @@ __all__ = [
 FROM_ANN: Final = np.uint8(1)
 FROM_TRENDING: Final = np.uint8(2)
 FROM_EXPLORATION: Final = np.uint8(4)
+FROM_COVISIT: Final = np.uint8(8)
 
 REASON_CODE: Final[dict[Reason, int]] = {r: i for i, r in enumerate(REASONS)}
 
