@@ -9,7 +9,7 @@ came next (see ``training.evaluation.prequential``). Baselines run through the s
 in the same run: most-popular, trending, online item-kNN, river's FunkMF, and freshet
 with its bundle frozen (lists computed at each swap, not refreshed after events).
 
-    .venv/bin/python -m bench.prequential --quick
+    .venv/bin/python -m bench.prequential --quick --out docs/benchmarks
     .venv/bin/python -m bench.prequential --file ratings.csv --retrain-every 50000
 """
 
@@ -248,6 +248,32 @@ def run_benchmark(
     return result, summary, wall
 
 
+def plot_prequential(out: Path) -> None:
+    """Bar charts of NDCG@10 (all, cold users, cold items) from ``out/prequential.json``."""
+    pq = out / "prequential.json"
+    if not pq.exists():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = json.loads(pq.read_text())["models"]
+    names = list(models)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, key, title in (
+        (axes[0], "ndcg@10", "NDCG@10 (all)"),
+        (axes[1], "cold_user/ndcg@10", "NDCG@10 (cold users ≤5 events)"),
+        (axes[2], "cold_item/ndcg@10", "NDCG@10 (cold items <10 interactions)"),
+    ):
+        ax.barh(names[::-1], [models[n][key] for n in names[::-1]], color="tab:blue")
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "prequential.png", dpi=110)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, help="JSONL/CSV events (default: simulator)")
@@ -265,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument(
+        "--out", type=Path, help="write prequential.json and prequential.png in this folder"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -348,9 +377,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(note)
     print(markdown(HEADER, table_rows(summary)))
     print(f"wall {wall:.0f} s, of which retraining {sum(retrainer.seconds):.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    for path in [args.json, args.out and args.out / "prequential.json"]:
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=2) + "\n")
+    if args.out:
+        plot_prequential(args.out)
     sys.stdout.flush()
 
 
