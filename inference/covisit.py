@@ -78,12 +78,15 @@ def recent_rows(
 
     Returns ``(rows (B, n), weights (B, n))``; padding is -1 with weight 0.
     """
-    b = len(sequences)
-    rows = np.full((b, n), -1, np.int64)
-    for i, seq in enumerate(sequences):
-        s = np.asarray(seq, dtype=np.int64).reshape(-1)[-n:] if n else np.zeros(0, np.int64)
-        if s.size:
-            rows[i, n - s.size :] = s
+    arrays = [np.asarray(q, dtype=np.int64).reshape(-1) for q in sequences]
+    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
+    rows = np.full((lengths.size, n), -1, np.int64)
+    if n and lengths.any():
+        flat = np.concatenate(arrays)
+        user = np.repeat(np.arange(lengths.size), lengths)
+        from_end = np.cumsum(lengths)[user] - np.arange(flat.size)  # 1 for the newest
+        keep = from_end <= n
+        rows[user[keep], n - from_end[keep]] = flat[keep]
     age = np.arange(n - 1, -1, -1, dtype=np.float32)
     weights = np.where(rows >= 0, np.float32(decay) ** age, 0.0).astype(np.float32)
     return rows, weights

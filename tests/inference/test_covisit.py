@@ -130,3 +130,17 @@ def test_recent_rows_right_aligns_and_decays() -> None:
     rows, w = recent_rows([[1, 2, 3], [], [7]], 2, 0.5)
     assert rows.tolist() == [[2, 3], [-1, -1], [-1, 7]]
     assert w.tolist() == [[0.5, 1.0], [0.0, 0.0], [0.0, 1.0]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seqs=st.lists(st.lists(st.integers(-1, 50), max_size=12), max_size=5),
+    n=st.integers(0, 6),
+)
+def test_recent_rows_matches_taking_each_tail(seqs: list[list[int]], n: int) -> None:
+    rows, w = recent_rows(seqs, n, 0.8)
+    assert rows.shape == w.shape == (len(seqs), n)
+    for got, seq in zip(rows.tolist(), seqs, strict=True):
+        tail = seq[-n:] if n else []
+        assert got == [-1] * (n - len(tail)) + tail
+    assert ((w > 0) == (rows >= 0)).all()
