@@ -215,16 +215,24 @@ class CovisitTable:
         norm = np.sqrt(np.maximum(self.occ[hs][:, :, None] * self.occ[dst], 1e-12))
         contrib = np.where(good, hw[:, :, None] * est / norm, 0.0)
         good &= contrib > 0
-        user = np.broadcast_to(np.arange(b, dtype=np.int64)[:, None, None], nb.shape)[good]
-        span = np.int64(self.size)
-        keys, inv = np.unique(user * span + dst[good], return_inverse=True)
-        total = np.bincount(inv.reshape(-1), weights=contrib[good]).astype(np.float32)
-        u, item = keys // span, keys % span
-        order = np.lexsort((-total, u))  # by user, best first
-        u, item, total = u[order], item[order], total[order]
-        start = np.searchsorted(u, np.arange(b))
-        pos = np.arange(u.size) - start[u]
-        keep = pos < k
-        rows[u[keep], pos[keep]] = item[keep]
-        scores[u[keep], pos[keep]] = total[keep]
+        # Sum each user's contributions per item, row-wise over the (B, H·W) layout:
+        # sort each row by item, then take cumulative-sum differences at group ends.
+        item = np.where(good, dst, self.size).reshape(b, -1)  # self.size: nothing here
+        order = np.argsort(item, axis=1, kind="stable")
+        item = np.take_along_axis(item, order, axis=1)
+        cum = np.cumsum(np.take_along_axis(contrib.reshape(b, -1), order, axis=1), axis=1)
+        last = np.ones(item.shape, bool)
+        last[:, :-1] = item[:, 1:] != item[:, :-1]
+        ends = np.where(last, cum, -np.inf)
+        before = np.maximum.accumulate(
+            np.concatenate([np.zeros((b, 1)), ends[:, :-1]], axis=1), axis=1
+        )  # cum is non-decreasing, so this is the previous group's end
+        total = np.where(last & (item < self.size), cum - before, -np.inf)
+        kk = min(k, total.shape[1])
+        top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, 1), 1), 1)
+        best = np.take_along_axis(total, top, axis=1)
+        found = np.isfinite(best) & (best > 0)
+        rows[:, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
+        scores[:, :kk] = np.where(found, best, 0.0)
         return rows, scores

@@ -308,16 +308,22 @@ class LiveRecommender:
             )
         self._seed += 1
         seqs = [self.catalog.rows([h.item_id for h in u.state.history]) for u in users]
-        self._learn_covisit(users, seqs)
+        covisit_on = self.settings.covisit_weight > 0
+        if covisit_on:
+            self._learn_covisit(users, seqs)
         # Score in chunks: the candidate tensors are (users, candidates, dim), and
         # candidates grow with each user's seen items, so a whole batch at once can take
         # hundreds of MB; chunks keep memory flat at no cost in speed.
         lists: list[UserList] = []
         for lo in range(0, len(users), SCORE_CHUNK):
             part = users[lo : lo + SCORE_CHUNK]
-            cv = self.covisit.score(
-                *recent_rows(seqs[lo : lo + SCORE_CHUNK], COVISIT_RECENT, COVISIT_DECAY),
-                self.settings.covisit_candidates,
+            cv = (
+                self.covisit.score(
+                    *recent_rows(seqs[lo : lo + SCORE_CHUNK], COVISIT_RECENT, COVISIT_DECAY),
+                    self.settings.covisit_candidates,
+                )
+                if covisit_on
+                else None
             )
             lists += recommend(
                 vecs[lo : lo + SCORE_CHUNK],
