@@ -6,8 +6,9 @@ worker's own code, in-process: ``apply_events`` for state and popularity,
 every ``--retrain-every`` interactions and swapped in with ``swap_bundle``. Before each
 interaction the user's current list is scored (HR@10, NDCG@10) against the item that
 came next (see ``training.evaluation.prequential``). Baselines run through the same loop
-in the same run: most-popular, trending, online item-kNN, river's FunkMF, and freshet
-with its bundle frozen (lists computed at each swap, not refreshed after events).
+in the same run: most-popular, trending, online item-kNN, river's FunkMF, and two
+ablations of freshet: its bundle frozen (lists computed at each swap, not refreshed
+after events), and without the co-visitation source (``FRESHET_COVISIT_WEIGHT=0``).
 
     .venv/bin/python -m bench.prequential --quick --out docs/benchmarks
     .venv/bin/python -m bench.prequential --file ratings.csv --retrain-every 50000
@@ -49,7 +50,14 @@ from training.evaluation.prequential import (
 )
 from training.train import TrainConfig
 
-BASELINES = ("most-popular", "trending", "item-knn", "river-funkmf", "freshet-frozen")
+BASELINES = (
+    "most-popular",
+    "trending",
+    "item-knn",
+    "river-funkmf",
+    "freshet-frozen",
+    "freshet-no-covisit",
+)
 QUICK_SIM = {"users": 800, "items": 1000, "events": 16_000}
 FULL_SIM = {"users": 20_000, "items": 10_000, "events": 300_000}
 
@@ -141,6 +149,9 @@ def build_models(
         "river-funkmf": lambda: RiverMF(stream, seed=seed),
         "freshet-frozen": lambda: FreshetOnline(
             stream, settings, name="freshet-frozen", frozen=True
+        ),
+        "freshet-no-covisit": lambda: FreshetOnline(
+            stream, settings.with_(covisit_weight=0.0), name="freshet-no-covisit"
         ),
     }
     return [FreshetOnline(stream, settings, name="freshet"), *(makers[n]() for n in names)]
