@@ -28,6 +28,7 @@ from inference.rerank import (
     exclusion_mask,
     gather_unit_vectors,
     longtail_quota,
+    minmax_rows,
     mmr_select,
     pad_ragged,
 )
@@ -267,11 +268,7 @@ def _blend_covisit(
     if not led.any():
         return rel, led
     ok = valid & np.isfinite(rel)
-    lo = np.where(ok, rel, np.inf).min(axis=1, initial=np.inf)
-    hi = np.where(ok, rel, -np.inf).max(axis=1, initial=-np.inf)
-    span_rel = np.where(np.isfinite(hi - lo) & (hi > lo), hi - lo, 1.0)
-    base = np.where(ok, (rel - np.where(np.isfinite(lo), lo, 0.0)[:, None]) / span_rel[:, None], 0)
-    blended = base + np.float32(weight) * cv / np.where(led, top, 1.0)[:, None]
+    blended = minmax_rows(rel, ok) + weight * cv / np.where(led, top, 1.0)[:, None]
     out = np.where(led[:, None] & ok, blended, rel).astype(np.float32)
     return out, led
 

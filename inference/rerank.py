@@ -32,6 +32,7 @@ __all__ = [
     "gather_unit_vectors",
     "later_duplicates",
     "longtail_quota",
+    "minmax_rows",
     "mmr_select",
     "pad_ragged",
     "popularity_head",
@@ -188,7 +189,7 @@ def mmr_select(
     eligible0 = valid & np.isfinite(rel)
     lam = float(np.clip(mmr_lambda, 0.0, 1.0))
     # At λ = 1 the raw scores rank exactly; scaling could merge near-equal ones.
-    rel_n = np.where(eligible0, rel, 0.0) if lam == 1.0 else _minmax_rows(rel, eligible0)
+    rel_n = np.where(eligible0, rel, 0.0) if lam == 1.0 else minmax_rows(rel, eligible0)
 
     picked = np.full((b, k), -1, dtype=np.int64)
     taken = np.zeros((b, c), dtype=bool)
@@ -258,7 +259,8 @@ def _enforce_minimums(
     return np.where(tight_any[:, None], must, out)
 
 
-def _minmax_rows(x: FloatArray, mask: BoolArray) -> npt.NDArray[np.float64]:
+def minmax_rows(x: FloatArray, mask: BoolArray) -> npt.NDArray[np.float64]:
+    """Each row of ``x`` scaled to [0, 1] over its ``mask`` entries; 0 elsewhere or if flat."""
     x = x.astype(np.float64)
     lo = np.where(mask, x, np.inf).min(axis=1, initial=np.inf)
     hi = np.where(mask, x, -np.inf).max(axis=1, initial=-np.inf)
