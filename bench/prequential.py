@@ -6,10 +6,11 @@ worker's own code, in-process: ``apply_events`` for state and popularity,
 every ``--retrain-every`` interactions and swapped in with ``swap_bundle``. Before each
 interaction the user's current list is scored (HR@10, NDCG@10) against the item that
 came next (see ``training.evaluation.prequential``). Baselines run through the same loop
-in the same run: most-popular, trending, online item-kNN, river's FunkMF, and freshet
-with its bundle frozen (lists computed at each swap, not refreshed after events).
+in the same run: most-popular, trending, online item-kNN, river's FunkMF, and two
+ablations of freshet: its bundle frozen (lists computed at each swap, not refreshed
+after events), and without the co-visitation source (``FRESHET_COVISIT_WEIGHT=0``).
 
-    .venv/bin/python -m bench.prequential --quick
+    .venv/bin/python -m bench.prequential --quick --out docs/benchmarks
     .venv/bin/python -m bench.prequential --file ratings.csv --retrain-every 50000
 """
 
@@ -49,7 +50,14 @@ from training.evaluation.prequential import (
 )
 from training.train import TrainConfig
 
-BASELINES = ("most-popular", "trending", "item-knn", "river-funkmf", "freshet-frozen")
+BASELINES = (
+    "most-popular",
+    "trending",
+    "item-knn",
+    "river-funkmf",
+    "freshet-frozen",
+    "freshet-no-covisit",
+)
 QUICK_SIM = {"users": 800, "items": 1000, "events": 16_000}
 FULL_SIM = {"users": 20_000, "items": 10_000, "events": 300_000}
 
@@ -141,6 +149,9 @@ def build_models(
         "river-funkmf": lambda: RiverMF(stream, seed=seed),
         "freshet-frozen": lambda: FreshetOnline(
             stream, settings, name="freshet-frozen", frozen=True
+        ),
+        "freshet-no-covisit": lambda: FreshetOnline(
+            stream, settings.with_(covisit_weight=0.0), name="freshet-no-covisit"
         ),
     }
     return [FreshetOnline(stream, settings, name="freshet"), *(makers[n]() for n in names)]
@@ -248,6 +259,32 @@ def run_benchmark(
     return result, summary, wall
 
 
+def plot_prequential(out: Path) -> None:
+    """Bar charts of NDCG@10 (all, cold users, cold items) from ``out/prequential.json``."""
+    pq = out / "prequential.json"
+    if not pq.exists():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = json.loads(pq.read_text())["models"]
+    names = list(models)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, key, title in (
+        (axes[0], "ndcg@10", "NDCG@10 (all)"),
+        (axes[1], "cold_user/ndcg@10", "NDCG@10 (cold users ≤5 events)"),
+        (axes[2], "cold_item/ndcg@10", "NDCG@10 (cold items <10 interactions)"),
+    ):
+        ax.barh(names[::-1], [models[n][key] for n in names[::-1]], color="tab:blue")
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "prequential.png", dpi=110)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, help="JSONL/CSV events (default: simulator)")
@@ -265,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument(
+        "--out", type=Path, help="write prequential.json and prequential.png in this folder"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -348,9 +388,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(note)
     print(markdown(HEADER, table_rows(summary)))
     print(f"wall {wall:.0f} s, of which retraining {sum(retrainer.seconds):.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    for path in [args.json, args.out and args.out / "prequential.json"]:
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=2) + "\n")
+    if args.out:
+        plot_prequential(args.out)
     sys.stdout.flush()
 
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.prequential import HEADER, QUICK_SIM, markdown, table_rows
+from bench.prequential import HEADER, QUICK_SIM, markdown, plot_prequential, table_rows
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,8 @@ def steps(out: Path, data: Path, bundles: Path) -> list[Step]:
         ),
         Step(
             "prequential",
-            [*py, "bench.prequential", f"--json={out / 'prequential.json'}"],
-            [*py, "bench.prequential", "--quick", f"--json={out / 'prequential.json'}"],
+            [*py, "bench.prequential", f"--out={out}"],
+            [*py, "bench.prequential", "--quick", f"--out={out}"],
             7200,
             420,
         ),
@@ -187,31 +187,6 @@ def summary_markdown(out: Path, results: list[dict[str, object]], quick: bool) -
     if to.exists():
         lines += ["", "## Trade-off", "", to.read_text().strip(), "", "![trade-off](tradeoff.png)"]
     return "\n".join(lines) + "\n"
-
-
-def plot_prequential(out: Path) -> None:
-    pq = out / "prequential.json"
-    if not pq.exists():
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = json.loads(pq.read_text())["models"]
-    names = list(models)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, key, title in (
-        (axes[0], "ndcg@10", "NDCG@10 (all)"),
-        (axes[1], "cold_user/ndcg@10", "NDCG@10 (cold users ≤5 events)"),
-        (axes[2], "cold_item/ndcg@10", "NDCG@10 (cold items <10 interactions)"),
-    ):
-        ax.barh(names[::-1], [models[n][key] for n in names[::-1]], color="tab:blue")
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "prequential.png", dpi=110)
-    plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -98,6 +98,10 @@ class Settings:
     exploration_slots: int = 2
     new_item_slots: int = 1
     trending_slots: int = 2
+    covisit_weight: float = 1.0
+    covisit_candidates: int = 50
+    covisit_window: int = 3
+    covisit_width: int = 32
     onnx_provider: str = "auto"  # auto | cuda | cpu
     ann_threads: int = 1
     metrics_port: int = 0  # 0: no Prometheus endpoint

@@ -1,4 +1,4 @@
-"""Candidate generation for a micro-batch: ANN neighbours, trending items, tail exploration.
+"""Candidate generation for a micro-batch: ANN, co-visitation, trending, tail exploration.
 
 The item table is a frozen snapshot of the catalog as arrays; candidates are item row
 numbers in it, with a bit set saying which sources proposed each one.
@@ -13,7 +13,13 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.list_metrics import HEAD_MASS, popularity_head, unit_rows
-from inference.rerank import FROM_ANN, FROM_EXPLORATION, FROM_TRENDING, later_duplicates
+from inference.rerank import (
+    FROM_ANN,
+    FROM_COVISIT,
+    FROM_EXPLORATION,
+    FROM_TRENDING,
+    later_duplicates,
+)
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -123,8 +129,9 @@ def gather_candidates(
     explore_pool: int,
     rng: np.random.Generator,
     overfetch: int = 0,
+    covisit: IntArray | None = None,
 ) -> Candidates:
-    """Union of the three candidate sources for every user in the batch.
+    """Union of the candidate sources for every user in the batch.
 
     Args:
         user_vecs: ``(B, d)`` user vectors (only warm rows are searched).
@@ -136,6 +143,7 @@ def gather_candidates(
         explore_pool: Random long-tail items drawn per user for exploration slots.
         rng: Source of the exploration draws.
         overfetch: Extra neighbours to fetch, so ``C`` survive later exclusions.
+        covisit: ``(B, K)`` rows that follow each user's recent items (-1 padded).
     """
     b = user_vecs.shape[0]
     k_ann = n_candidates + overfetch
@@ -152,10 +160,12 @@ def gather_candidates(
         explore = tail[rng.integers(0, tail.size, size=(b, explore_pool))]
     else:
         explore = np.full((b, 0), -1, dtype=np.int64)
-    rows = np.concatenate([ann, trend, explore], axis=1)
+    cov = np.full((b, 0), -1, np.int64) if covisit is None else np.asarray(covisit, np.int64)
+    rows = np.concatenate([ann, cov, trend, explore], axis=1)
     source = np.concatenate(
         [
             np.full(ann.shape, FROM_ANN, np.uint8),
+            np.full(cov.shape, FROM_COVISIT, np.uint8),
             np.full(trend.shape, FROM_TRENDING, np.uint8),
             np.full(explore.shape, FROM_EXPLORATION, np.uint8),
         ],

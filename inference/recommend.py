@@ -1,8 +1,9 @@
 """The online scoring pipeline for one micro-batch of users, pure and batch-first.
 
-candidates (ANN + trending + tail exploration) -> business filters -> relevance (inner
-product, or a pluggable ranker) -> optional popularity debiasing -> MMR with long-tail,
-trending and exploration quotas -> reasons -> one explained list per user.
+candidates (ANN + co-visitation + trending + tail exploration) -> business filters ->
+relevance (inner product, or a pluggable ranker; optional popularity debiasing; blended
+with the co-visitation score) -> MMR with long-tail, trending and exploration quotas ->
+reasons -> one explained list per user.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from inference.rerank import (
     exclusion_mask,
     gather_unit_vectors,
     longtail_quota,
+    minmax_rows,
     mmr_select,
     pad_ragged,
     shortlist,
@@ -66,6 +68,7 @@ class RecommendConfig:
     max_overfetch: int = 100
     mmr_pool: int = 100
     trending_pool: int = 50
+    covisit_weight: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> RecommendConfig:
@@ -99,6 +102,7 @@ def recommend(
     ranker: Ranker | None = None,
     allow: ItemFilter | None = None,
     seed: int | np.random.Generator = 0,
+    covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> list[UserList]:
     """Ranked, explained lists for a micro-batch of users.
 
@@ -119,6 +123,11 @@ def recommend(
         ranker: Optional scoring hook replacing the inner product for warm users.
         allow: Optional business hook, ``(B, C)`` rows -> allowed mask.
         seed: Seed or generator for exploration draws.
+        covisit: ``(rows (B, K), scores (B, K))``: items that follow each user's recent
+            ones in the stream (``inference.covisit``), -1 padded. They join the
+            candidates, and a user who has any gets relevance ``minmax(base) +
+            covisit_weight · score / max score``, where ``base`` is the relevance
+            above; such a user counts as known for the quotas even with no vector.
 
     Returns:
         One ``UserList`` per user, in input order. Scores are finite; no item repeats,
@@ -133,6 +142,7 @@ def recommend(
     u = np.where(warm[:, None], u, 0.0).astype(np.float32)
     k = config.list_size
 
+    cv_rows, cv_scores = _covisit_arrays(covisit, b, config.covisit_weight)
     excluded = pad_ragged(exclude, b)
     trend_rows = np.asarray(trending, dtype=np.int64).reshape(-1)
     n_trend = trend_rows.size
@@ -156,10 +166,12 @@ def recommend(
         config.explore_pool,
         rng,
         overfetch=min(excluded.shape[1], config.max_overfetch),
+        covisit=cv_rows,
     )
     valid = exclusion_mask(cands.rows, excluded, items.removed, allow)
     rel = _relevance(u, warm, cands, items, trend_rows, trend_scores, ranker, config)
-    quotas = _quotas(cands, items, warm, config, rel)
+    rel, led = _blend_covisit(rel, cands.rows, valid, cv_rows, cv_scores, config.covisit_weight)
+    quotas = _quotas(cands, items, warm, warm | led, config, rel)
     if config.mmr_pool > 0 and config.category_cap is None:
         # MMR over a shortlist (positions into the candidate axis) instead of all C.
         pos = shortlist(rel, valid, quotas, max(config.mmr_pool, k))
@@ -223,10 +235,63 @@ def _relevance(
     return np.where(warm[:, None], rel, cold_rel).astype(np.float32)
 
 
+def _covisit_arrays(
+    covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None, b: int, weight: float
+) -> tuple[IntArray, FloatArray]:
+    """Validated ``(B, K)`` co-visitation rows and scores; empty when off or absent."""
+    if covisit is None or weight <= 0:
+        return np.full((b, 0), -1, np.int64), np.zeros((b, 0), np.float32)
+    rows = np.asarray(covisit[0], dtype=np.int64).reshape(b, -1)
+    scores = np.asarray(covisit[1], dtype=np.float32).reshape(b, -1)
+    if rows.shape != scores.shape:
+        raise ValueError(f"co-visitation rows {rows.shape} and scores {scores.shape} differ")
+    ok = (rows >= 0) & np.isfinite(scores) & (scores > 0)
+    return np.where(ok, rows, -1), np.where(ok, scores, 0.0).astype(np.float32)
+
+
+def _blend_covisit(
+    rel: FloatArray,
+    rows: IntArray,
+    valid: npt.NDArray[np.bool_],
+    cv_rows: IntArray,
+    cv_scores: FloatArray,
+    weight: float,
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Relevance with the co-visitation score added, and which users it led.
+
+    Both signals are put on [0, 1] per user first (relevance by min-max over the valid
+    candidates, co-visitation by its best score), so ``weight`` is a scale-free trade:
+    1 lets the strongest follower match the whole spread of the model's scores.
+    """
+    b = rel.shape[0]
+    have = cv_rows >= 0
+    if not have.any():
+        return rel, np.zeros(b, bool)
+    # Each candidate's co-visitation score: one sorted lookup over (user, row) keys.
+    span = np.int64(max(int(rows.max(initial=0)), int(cv_rows.max())) + 1)
+    user = np.arange(b, dtype=np.int64)[:, None]
+    keys = (user * span + cv_rows)[have]
+    order = np.argsort(keys, kind="stable")
+    keys, vals = keys[order], cv_scores[have][order]
+    probe = user * span + rows
+    at = np.minimum(np.searchsorted(keys, probe), keys.size - 1)
+    hit = (rows >= 0) & valid & (keys[at] == probe)
+    cv = np.where(hit, vals[at], 0.0).astype(np.float32)
+    top = cv.max(axis=1, initial=0.0)
+    led = top > 0
+    if not led.any():
+        return rel, led
+    ok = valid & np.isfinite(rel)
+    blended = minmax_rows(rel, ok) + weight * cv / np.where(led, top, 1.0)[:, None]
+    out = np.where(led[:, None] & ok, blended, rel).astype(np.float32)
+    return out, led
+
+
 def _quotas(
     cands: Candidates,
     items: ItemTable,
     warm: npt.NDArray[np.bool_],
+    personal: npt.NDArray[np.bool_],
     config: RecommendConfig,
     rel: FloatArray,
 ) -> list[Quota]:
@@ -236,10 +301,11 @@ def _quotas(
     trending = (cands.flags & FROM_TRENDING) > 0
     explore_only = ((cands.flags & FROM_EXPLORATION) > 0) & ((cands.flags & FROM_ANN) == 0)
     n_explore = min(config.exploration_slots, k)
-    # Warm users: exactly `exploration_slots` exploration picks (fewer if none are left).
-    # Cold users: trending first, exploration fills whatever trending cannot.
-    explore_cap = np.where(warm, n_explore, k).astype(np.int64)
-    trend_min = np.where(warm, min(config.trending_slots, k), k - n_explore).astype(np.int64)
+    # Personal users (a vector or co-visitation): exactly `exploration_slots`
+    # exploration picks (fewer if none are left). The rest: trending first, exploration
+    # fills whatever trending cannot.
+    explore_cap = np.where(personal, n_explore, k).astype(np.int64)
+    trend_min = np.where(personal, min(config.trending_slots, k), k - n_explore).astype(np.int64)
     # New items have no interactions yet, so relevance alone rarely lifts them into a
     # list; give warm users up to `new_item_slots` of the new items that rank in the
     # upper part of their own ANN candidates (taste-matched, not random exposure).

@@ -22,6 +22,7 @@ from schemas.recommendation import REASONS, Reason
 
 __all__ = [
     "FROM_ANN",
+    "FROM_COVISIT",
     "FROM_EXPLORATION",
     "FROM_TRENDING",
     "REASON_CODE",
@@ -33,6 +34,7 @@ __all__ = [
     "gather_unit_vectors",
     "later_duplicates",
     "longtail_quota",
+    "minmax_rows",
     "mmr_select",
     "pad_ragged",
     "popularity_head",
@@ -44,6 +46,7 @@ __all__ = [
 FROM_ANN: Final = np.uint8(1)
 FROM_TRENDING: Final = np.uint8(2)
 FROM_EXPLORATION: Final = np.uint8(4)
+FROM_COVISIT: Final = np.uint8(8)
 
 REASON_CODE: Final[dict[Reason, int]] = {r: i for i, r in enumerate(REASONS)}
 
@@ -255,6 +258,19 @@ def _top_positions(score: FloatArray, m: int) -> IntArray:
     if m >= c:
         return np.broadcast_to(np.arange(c, dtype=np.int64), score.shape).copy()
     return np.argpartition(-score, m - 1, axis=1)[:, :m].astype(np.int64)
+
+
+def minmax_rows(x: FloatArray, mask: BoolArray) -> npt.NDArray[np.float64]:
+    """Each row of ``x`` scaled to [0, 1] over its ``mask`` entries; 0 elsewhere or if flat."""
+    x = x.astype(np.float64)
+    lo = np.where(mask, x, np.inf).min(axis=1, initial=np.inf)
+    hi = np.where(mask, x, -np.inf).max(axis=1, initial=-np.inf)
+    span = hi - lo
+    good = np.isfinite(span) & (span > 0)
+    scale = np.where(good, span, 1.0)
+    base = np.where(np.isfinite(lo), lo, 0.0)
+    out = np.where(mask, (np.where(mask, x, 0.0) - base[:, None]) / scale[:, None], 0.0)
+    return np.where(good[:, None], out, 0.0)
 
 
 def _per_user(x: int | npt.NDArray[np.int64], b: int) -> npt.NDArray[np.int64]:

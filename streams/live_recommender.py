@@ -25,6 +25,7 @@ from freshet.settings import Settings
 from inference.ann_index import AnnIndex
 from inference.bundle import BundleError, read_current
 from inference.content_vectors import catalog_content_vectors
+from inference.covisit import CovisitTable, follow_pairs, recent_rows
 from inference.fold_in import event_weights, fold_in_events
 from inference.item_catalog import ItemCatalog
 from inference.recommend import RecommendConfig, UserList, recommend
@@ -39,6 +40,8 @@ log = logging.getLogger("freshet.live")
 
 CONTENT_DIM = 64
 SCORE_CHUNK = 128  # users scored per recommend() call
+COVISIT_COUNTED_MAX = 1_000_000  # users whose counted events a process remembers
+COVISIT_RECENT, COVISIT_DECAY = 10, 0.8  # history entries that query co-visitation
 
 
 @dataclass
@@ -92,6 +95,10 @@ class LiveRecommender:
         self.debounce: Debouncer[TouchedUser] = Debouncer(settings.debounce_ms)
         self.refused_versions: set[str] = set()
         self.stats = LiveStats()
+        # "What follows what", learnt from the touched users' histories (see design.md):
+        # rebuilt from stored state after a restart, so nothing of it needs persisting.
+        self.covisit = CovisitTable(settings.covisit_width)
+        self._covisit_counted: dict[str, int] = {}  # user -> n_events already paired
         self._seed = 0
         # Per-batch compute runs on the event loop, not in a worker thread: a thread
         # holding the GIL for Python and numpy code makes every socket call of the loop
@@ -175,6 +182,7 @@ class LiveRecommender:
         carried = catalog.rows(old_ids)
         keep = carried >= 0
         self.trending_rows, self.trending_scores = carried[keep], self.trending_scores[keep]
+        self.covisit = self.covisit.remap(catalog.rows(self.catalog.ids), catalog.size)
         self.bundle, self.catalog, self.index = bundle, catalog, index
         self.stats.bundle_swaps += 1
         log.info("serving bundle %s on %s", bundle.version, getattr(bundle, "provider", "?"))
@@ -304,12 +312,24 @@ class LiveRecommender:
                 lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
             )
         self._seed += 1
+        seqs = [self.catalog.rows([h.item_id for h in u.state.history]) for u in users]
+        covisit_on = self.settings.covisit_weight > 0
+        if covisit_on:
+            self._learn_covisit(users, seqs)
         # Score in chunks: the candidate tensors are (users, candidates, dim), and
         # candidates grow with each user's seen items, so a whole batch at once can take
         # hundreds of MB; chunks keep memory flat at no cost in speed.
         lists: list[UserList] = []
         for lo in range(0, len(users), SCORE_CHUNK):
             part = users[lo : lo + SCORE_CHUNK]
+            cv = (
+                self.covisit.score(
+                    *recent_rows(seqs[lo : lo + SCORE_CHUNK], COVISIT_RECENT, COVISIT_DECAY),
+                    self.settings.covisit_candidates,
+                )
+                if covisit_on
+                else None
+            )
             lists += recommend(
                 vecs[lo : lo + SCORE_CHUNK],
                 table,
@@ -318,11 +338,12 @@ class LiveRecommender:
                 known=known[lo : lo + SCORE_CHUNK],
                 model_free=model_free[lo : lo + SCORE_CHUNK],
                 exclude=[self._rows(u.state.seen + u.state.purchased) for u in part],
-                history=[self._rows([h.item_id for h in u.state.history]) for u in part],
+                history=[r[r >= 0] for r in seqs[lo : lo + SCORE_CHUNK]],
                 trending=self.trending_rows,
                 trending_scores=self.trending_scores,
                 ranker=ranker,
                 seed=self._seed * 1_000_003 + lo,
+                covisit=cv,
             )
         t2 = time.perf_counter()
         self.stats.encoder_ms.append((t1 - t0) * 1000)
@@ -333,6 +354,21 @@ class LiveRecommender:
                 refresh.embeddings[user.user_id] = vec.astype(np.float32).tobytes()
             refresh.lists[user.user_id] = self._message(user, ul, published)
         return refresh
+
+    def _learn_covisit(self, users: Sequence[TouchedUser], seqs: Sequence[np.ndarray]) -> None:
+        """Add the pairs that end in each user's events not yet counted by this process."""
+        counted = self._covisit_counted
+        new = [u.state.n_events - counted.get(u.user_id, 0) for u in users]
+        src, dst, w = follow_pairs(seqs, new, self.settings.covisit_window)
+        self.covisit.add(src, dst, w)
+        for u in users:  # re-insert: the dict's order is then least recently touched first
+            counted.pop(u.user_id, None)
+            counted[u.user_id] = u.state.n_events
+        # Bound memory: forget the users touched longest ago. One who comes back is
+        # counted from scratch, which re-adds pairs of their history (approximate
+        # counts are what the table keeps anyway).
+        while len(counted) > COVISIT_COUNTED_MAX:
+            del counted[next(iter(counted))]
 
     def _message(self, user: TouchedUser, ul: UserList, published_ms: int) -> Recommendation:
         self.stats.lists += 1

@@ -3,7 +3,8 @@
 One worker process, one simulated shop. After the past is replayed:
 - an active user's event yields a new list on the recommendations topic that excludes
   the item just consumed and differs from the list before;
-- a user never seen before gets a ``cold_start`` list;
+- a user never seen before gets a ``cold_start`` list: trending, exploration, and the
+  items that followed the one they viewed (co-visitation learnt from the replay);
 - a newly announced item reaches lists of users whose tastes match its category;
 - a bundle written mid-stream is picked up (model version changes) and no event is lost;
 - a corrupt bundle is refused and the previous one keeps serving.
@@ -48,6 +49,24 @@ def train(events: list[InteractionEvent | CatalogEvent], bundle_dir: Path, seed:
     version = read_current(bundle_dir)
     assert version is not None
     return version
+
+
+def followers_of(item: str, events: list[InteractionEvent | CatalogEvent], window: int) -> set[str]:
+    """Items some user visited within ``window`` distinct visits after ``item``."""
+    visits: dict[str, list[str]] = {}
+    for e in events:
+        if isinstance(e, InteractionEvent):
+            seq = visits.setdefault(e.user_id, [])
+            if not seq or seq[-1] != e.item_id:
+                seq.append(e.item_id)
+    out = {
+        f
+        for seq in visits.values()
+        for i, x in enumerate(seq)
+        if x == item
+        for f in seq[i + 1 : i + 1 + window]
+    }
+    return out - {item}
 
 
 class Lists:
@@ -122,12 +141,14 @@ def test_realtime_lists(settings: Settings, tmp_path: Path) -> None:
 
         # 1. An active user's event: a fresh list that reflects it.
         users = Counter(e.user_id for e in past if isinstance(e, InteractionEvent))
+        live: list[InteractionEvent | CatalogEvent] = []
         for n, (user, _) in enumerate(users.most_common(5)):
             part = partition_for(event_key(user), 4)
             before = orjson.loads(client.hget(keys.user(part, user), "r") or b"{}")
             shown = [it["item_id"] for it in before.get("items", [])]
             assert shown, f"{user} had no stored list after the replay"
             ev = InteractionEvent(f"live-{n}", user, shown[0], "purchase", int(time.time() * 1000))
+            live.append(ev)
             send(ev)
             producer.flush()
             rec = lists.for_user(user, ev.event_id)
@@ -143,7 +164,16 @@ def test_realtime_lists(settings: Settings, tmp_path: Path) -> None:
         producer.flush()
         rec = lists.for_user("u-brand-new", "live-cold")
         assert rec["strategy"] == "cold_start"
-        assert {it["reason"] for it in rec["items"]} <= {"trending", "exploration"}  # type: ignore[attr-defined]
+        # Trending and exploration, plus what followed the viewed item in past sessions.
+        followers = followers_of(cold.item_id, [*past, *live], settings.covisit_window)
+        extra = [
+            it["item_id"]
+            for it in rec["items"]  # type: ignore[attr-defined]
+            if it["reason"] not in {"trending", "exploration"}
+        ]
+        assert set(extra) <= followers, (extra, followers)
+        shown_now = {it["item_id"] for it in rec["items"]}  # type: ignore[attr-defined]
+        assert not followers or followers & shown_now, "no follower of the viewed item"
 
         # 3. A new item reaches users whose tastes match its category.
         cat = int(np.argmax(np.bincount(world.item_category, minlength=cfg.categories)))

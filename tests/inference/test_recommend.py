@@ -216,3 +216,37 @@ def test_config_from_settings() -> None:
     assert (config.list_size, config.candidates, config.mmr_lambda) == (7, 50, 0.5)
     assert config.longtail_share == 0.3 and config.category_cap == 3
     assert config.trending_slots == s.trending_slots
+
+
+def test_covisitation_followers_join_the_candidates_and_lead_the_list() -> None:
+    user = CENTRES[[0]]
+    far = np.flatnonzero(ITEMS.categories == 5)[:3]  # another category: not ANN neighbours
+    covisit = (far[None, :], np.array([[3.0, 2.5, 2.0]]))
+    config = replace(CONFIG, mmr_lambda=1.0, covisit_weight=10.0)
+    plain = recommend(user, ITEMS, INDEX, config, trending=TRENDING, seed=4)[0]
+    led = recommend(user, ITEMS, INDEX, config, trending=TRENDING, seed=4, covisit=covisit)[0]
+    assert not np.isin(far, plain.rows).any()
+    # 10·(1, 5/6, 4/6) on top of relevance scaled to [0, 1]: steps wider than that range
+    assert led.rows[:3].tolist() == far.tolist()
+    assert led.strategy == "personalised"
+    # Weight 0 turns the source off: the very list without it.
+    off = recommend(
+        user, ITEMS, INDEX, replace(config, covisit_weight=0.0), trending=TRENDING, seed=4,
+        covisit=covisit,
+    )[0]  # fmt: skip
+    assert off.rows.tolist() == plain.rows.tolist()
+
+
+def test_a_user_without_a_vector_but_with_followers_gets_them_and_the_usual_slots() -> None:
+    far = np.flatnonzero(ITEMS.categories == 5)[5:15]
+    covisit = (far[None, :], np.linspace(1.0, 0.1, 10)[None, :])
+    config = replace(CONFIG, mmr_lambda=1.0, covisit_weight=2.0)
+    lst = recommend(
+        np.zeros((1, D)), ITEMS, INDEX, config, trending=TRENDING, seed=5, covisit=covisit
+    )[0]
+    assert lst.strategy == "cold_start"  # no model vector behind it
+    assert lst.rows[0] in far
+    reasons = [x.reason for x in lst.items]
+    assert reasons.count("exploration") == CONFIG.exploration_slots
+    assert reasons.count("trending") >= CONFIG.trending_slots
+    assert np.isin(far, lst.rows).sum() >= 5

@@ -1,0 +1,238 @@
+"""Streaming "what follows what": a bounded item-to-item co-visitation table.
+
+Each item row keeps its ``width`` strongest followers (items a user touched within
+``window`` steps after it), maintained with the Space-Saving rule so memory stays
+``O(items × width)`` whatever the stream: a new follower takes the weakest slot and
+inherits its weight as an error bound. Scores use the guaranteed part (weight − error),
+normalised like cosine by each item's occurrence count, so popular items do not crowd
+the list. Rows are catalog row numbers. Pure numpy, batch-first; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+
+
+def follow_pairs(
+    sequences: Sequence[npt.ArrayLike], new: Sequence[int], window: int
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Directed pairs (earlier item, later item) ending in the last ``new`` entries.
+
+    Repeats in a row (a view, then a click on the same item) count as one step, so the
+    window spans distinct visits rather than funnel steps.
+
+    Args:
+        sequences: Per user, item rows oldest first (-1: unknown item, never paired).
+        new: Per user, how many trailing entries are new since the last call.
+        window: A later visit pairs with up to this many visits before it.
+
+    Returns:
+        ``(src, dst, weight)``: one pair per (new visit, earlier visit within the
+        window), weight ``1 / distance``; an item never pairs with itself.
+    """
+    arrays = [np.asarray(q, dtype=np.int64).reshape(-1) for q in sequences]
+    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
+    n_new = np.minimum(np.asarray(new, np.int64).reshape(-1), lengths)
+    empty = np.zeros(0, np.int64)
+    if window < 1 or not lengths.any():
+        return empty, empty.copy(), np.zeros(0, np.float32)
+    # Flatten, then collapse repeats in a row within each user into visits.
+    flat = np.concatenate(arrays)
+    user = np.repeat(np.arange(lengths.size), lengths)
+    step = np.ones(flat.size, bool)
+    step[1:] = (flat[1:] != flat[:-1]) | (user[1:] != user[:-1])
+    visit_no = np.cumsum(step) - 1  # global visit index of each raw entry
+    visits, visit_user = flat[step], user[step]
+    first_visit = np.zeros(lengths.size, np.int64)  # global index of each user's first
+    ends = np.cumsum(lengths)
+    has = lengths > 0
+    first_visit[has] = visit_no[ends[has] - lengths[has]]
+    # The first new raw entry adds a visit only if it starts one; visit 0 pairs nothing.
+    at = np.clip(ends - n_new, 0, max(flat.size - 1, 0))
+    first_new = np.where(step[at], visit_no[at], visit_no[at] + 1)
+    first_new = np.maximum(first_new, first_visit + 1)
+    first_new = np.where((n_new > 0) & has, first_new, np.iinfo(np.int64).max)
+    later = np.flatnonzero(np.arange(visits.size) >= first_new[visit_user])
+    dist = np.arange(1, window + 1)
+    j = later[:, None] - dist[None, :]  # (L, window) earlier visits
+    lu = visit_user[later][:, None]
+    ok = j >= first_visit[lu]
+    a = visits[np.where(ok, j, 0)]
+    b = np.broadcast_to(visits[later][:, None], j.shape)
+    ok &= (a >= 0) & (b >= 0) & (a != b)
+    w = (1.0 / np.broadcast_to(dist, j.shape)[ok]).astype(np.float32)
+    return a[ok], b[ok], w
+
+
+def recent_rows(
+    sequences: Sequence[npt.ArrayLike], n: int, decay: float
+) -> tuple[IntArray, FloatArray]:
+    """The last ``n`` entries of each sequence, right-aligned, with weights ``decay**age``.
+
+    Returns ``(rows (B, n), weights (B, n))``; padding is -1 with weight 0.
+    """
+    arrays = [np.asarray(q, dtype=np.int64).reshape(-1) for q in sequences]
+    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
+    rows = np.full((lengths.size, n), -1, np.int64)
+    if n and lengths.any():
+        flat = np.concatenate(arrays)
+        user = np.repeat(np.arange(lengths.size), lengths)
+        from_end = np.cumsum(lengths)[user] - np.arange(flat.size)  # 1 for the newest
+        keep = from_end <= n
+        rows[user[keep], n - from_end[keep]] = flat[keep]
+    age = np.arange(n - 1, -1, -1, dtype=np.float32)
+    weights = np.where(rows >= 0, np.float32(decay) ** age, 0.0).astype(np.float32)
+    return rows, weights
+
+
+@dataclass
+class CovisitTable:
+    """Per item row, its ``width`` strongest followers and their weights.
+
+    Attributes:
+        width: Followers kept per item.
+        nbr: ``(n, width)`` follower rows, -1 for an empty slot.
+        weight: ``(n, width)`` accumulated pair weights (Space-Saving estimates).
+        error: ``(n, width)`` weight inherited on eviction (overestimate bound).
+        occ: ``(n,)`` pair weight each item took part in (normaliser).
+    """
+
+    width: int = 32
+    nbr: IntArray = field(init=False)
+    weight: FloatArray = field(init=False)
+    error: FloatArray = field(init=False)
+    occ: FloatArray = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, not {self.width}")
+        self.nbr = np.full((0, self.width), -1, np.int64)
+        self.weight = np.zeros((0, self.width), np.float32)
+        self.error = np.zeros((0, self.width), np.float32)
+        self.occ = np.zeros(0, np.float32)
+
+    @property
+    def size(self) -> int:
+        return int(self.nbr.shape[0])
+
+    def grow(self, n: int) -> None:
+        """Make room for rows ``0..n-1`` (capacity doubles)."""
+        old = self.size
+        if n <= old:
+            return
+        cap = max(n, 2 * old, 64)
+        nbr = np.full((cap, self.width), -1, np.int64)
+        weight = np.zeros((cap, self.width), np.float32)
+        error = np.zeros((cap, self.width), np.float32)
+        occ = np.zeros(cap, np.float32)
+        nbr[:old], weight[:old], error[:old] = self.nbr, self.weight, self.error
+        occ[:old] = self.occ
+        self.nbr, self.weight, self.error, self.occ = nbr, weight, error, occ
+
+    def add(self, src: npt.ArrayLike, dst: npt.ArrayLike, weight: npt.ArrayLike) -> None:
+        """Add a batch of directed pair weights ``src -> dst``."""
+        s = np.asarray(src, np.int64).reshape(-1)
+        d = np.asarray(dst, np.int64).reshape(-1)
+        w = np.asarray(weight, np.float32).reshape(-1)
+        if s.size == 0:
+            return
+        self.grow(int(max(s.max(), d.max())) + 1)
+        np.add.at(self.occ, s, w)
+        np.add.at(self.occ, d, w)
+        span = np.int64(self.size)
+        keys, inv = np.unique(s * span + d, return_inverse=True)
+        w = np.bincount(inv.reshape(-1), weights=w).astype(np.float32)
+        s, d = keys // span, keys % span
+        match = self.nbr[s] == d[:, None]
+        hit = match.any(axis=1)
+        self.weight[s[hit], match[hit].argmax(axis=1)] += w[hit]  # (s, d) unique: no clash
+        # Misses, heaviest first within a row; one per row per round (rows in parallel).
+        s, d, w = s[~hit], d[~hit], w[~hit]
+        order = np.lexsort((-w, s))
+        s, d, w = s[order], d[order], w[order]
+        while s.size:
+            _, first = np.unique(s, return_index=True)
+            rs, rd, rw = s[first], d[first], w[first]
+            slot = self.weight[rs].argmin(axis=1)  # empty slots weigh 0
+            floor = self.weight[rs, slot]
+            self.nbr[rs, slot] = rd
+            self.weight[rs, slot] = floor + rw
+            self.error[rs, slot] = floor
+            rest = np.ones(s.size, bool)
+            rest[first] = False
+            s, d, w = s[rest], d[rest], w[rest]
+
+    def remap(self, new_row: npt.ArrayLike, n_new: int) -> CovisitTable:
+        """The table under a new row numbering (``new_row[old]``, -1: item gone)."""
+        m = np.asarray(new_row, np.int64).reshape(-1)
+        out = CovisitTable(self.width)
+        out.grow(n_new)
+        old = np.flatnonzero(m[: self.size] >= 0)
+        to = m[old]
+        nbr = self.nbr[old]
+        mapped = np.where(nbr >= 0, m[np.clip(nbr, 0, m.size - 1)], -1)
+        mapped = np.where(nbr < m.size, mapped, -1)
+        out.nbr[to] = mapped
+        out.weight[to] = np.where(mapped >= 0, self.weight[old], 0.0)
+        out.error[to] = np.where(mapped >= 0, self.error[old], 0.0)
+        out.occ[to] = self.occ[old]
+        return out
+
+    def score(
+        self, history: npt.ArrayLike, history_weight: npt.ArrayLike, k: int
+    ) -> tuple[IntArray, FloatArray]:
+        """Each user's ``k`` best followers of their history, and their scores.
+
+        Args:
+            history: ``(B, H)`` item rows, -1 padded.
+            history_weight: ``(B, H)`` weight of each history item (e.g. recency).
+            k: Candidates wanted per user.
+
+        Returns:
+            ``(rows (B, k), scores (B, k))``, best first, -1 / 0 padded. A row's score is
+            ``Σ_h w_h · (weight − error)(h → row) / sqrt(occ_h · occ_row)``.
+        """
+        h = np.asarray(history, np.int64)
+        hw = np.asarray(history_weight, np.float32)
+        b = h.shape[0]
+        rows = np.full((b, k), -1, np.int64)
+        scores = np.zeros((b, k), np.float32)
+        if b == 0 or k == 0 or self.size == 0 or h.size == 0:
+            return rows, scores
+        ok = (h >= 0) & (h < self.size)
+        hs = np.where(ok, h, 0)
+        nb = self.nbr[hs]  # (B, H, W)
+        good = ok[:, :, None] & (nb >= 0)
+        dst = np.where(good, nb, 0)
+        est = self.weight[hs] - self.error[hs]
+        norm = np.sqrt(np.maximum(self.occ[hs][:, :, None] * self.occ[dst], 1e-12))
+        contrib = np.where(good, hw[:, :, None] * est / norm, 0.0)
+        good &= contrib > 0
+        # Sum each user's contributions per item, row-wise over the (B, H·W) layout:
+        # sort each row by item, then take cumulative-sum differences at group ends.
+        item = np.where(good, dst, self.size).reshape(b, -1)  # self.size: nothing here
+        order = np.argsort(item, axis=1, kind="stable")
+        item = np.take_along_axis(item, order, axis=1)
+        cum = np.cumsum(np.take_along_axis(contrib.reshape(b, -1), order, axis=1), axis=1)
+        last = np.ones(item.shape, bool)
+        last[:, :-1] = item[:, 1:] != item[:, :-1]
+        ends = np.where(last, cum, -np.inf)
+        before = np.maximum.accumulate(
+            np.concatenate([np.zeros((b, 1)), ends[:, :-1]], axis=1), axis=1
+        )  # cum is non-decreasing, so this is the previous group's end
+        total = np.where(last & (item < self.size), cum - before, -np.inf)
+        kk = min(k, total.shape[1])
+        top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, 1), 1), 1)
+        best = np.take_along_axis(total, top, axis=1)
+        found = np.isfinite(best) & (best > 0)
+        rows[:, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
+        scores[:, :kk] = np.where(found, best, 0.0)
+        return rows, scores

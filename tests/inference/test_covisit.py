@@ -1,0 +1,146 @@
+"""The streaming co-visitation table: worked examples, planted habits, invariants."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inference.covisit import CovisitTable, follow_pairs, recent_rows
+
+
+def pairs(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> Counter[tuple[int, int, float]]:
+    return Counter(zip(src.tolist(), dst.tolist(), w.tolist(), strict=True))
+
+
+def test_funnel_repeats_are_one_visit_and_pairs_weigh_by_distance() -> None:
+    # view, click of 1; 2; view, cart of 3; 4 -> visits 1, 2, 3, 4
+    got = pairs(*follow_pairs([[1, 1, 2, 3, 3, 4]], [6], window=2))
+    assert got == Counter(
+        {(1, 2, 1.0): 1, (2, 3, 1.0): 1, (1, 3, 0.5): 1, (3, 4, 1.0): 1, (2, 4, 0.5): 1}
+    )
+    # Only the pairs that end in new visits: the cart on 3 continues a counted visit.
+    assert pairs(*follow_pairs([[1, 1, 2, 3, 3, 4]], [2], window=2)) == Counter(
+        {(3, 4, 1.0): 1, (2, 4, 0.5): 1}
+    )
+    # Unknown items (-1) and self-pairs never pair.
+    assert follow_pairs([[5, -1, 5]], [3], window=3)[0].size == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seq=st.lists(st.integers(-1, 6), max_size=30),
+    cuts=st.lists(st.integers(0, 30), max_size=4),
+    window=st.integers(1, 4),
+)
+def test_learning_in_pieces_pairs_the_same_as_all_at_once(
+    seq: list[int], cuts: list[int], window: int
+) -> None:
+    """Feeding a history as it grows (the worker, batch by batch) counts each pair once."""
+    whole = pairs(*follow_pairs([seq], [len(seq)], window))
+    seen = 0
+    pieces: Counter[tuple[int, int, float]] = Counter()
+    for end in [*sorted(min(c, len(seq)) for c in cuts), len(seq)]:
+        pieces += pairs(*follow_pairs([seq[:end]], [end - seen], window))
+        seen = end
+    assert pieces == whole
+
+
+def test_space_saving_keeps_the_heaviest_and_bounds_newcomers() -> None:
+    table = CovisitTable(width=2)
+    table.add([0, 0, 0, 0, 0], [1, 2, 3, 1, 1], np.ones(5))
+    # 0->1 weighs 3; 0->2 (1) was the weakest when 0->3 came, which inherits its weight.
+    assert table.nbr[0].tolist() == [1, 3]
+    assert table.weight[0].tolist() == [3.0, 2.0]
+    assert table.error[0].tolist() == [0.0, 1.0]
+    rows, scores = table.score([[0, -1]], [[1.0, 0.0]], k=3)
+    # guaranteed weight / sqrt(occ_0 * occ_item): 3/sqrt(5*3), 1/sqrt(5*1)
+    assert rows.tolist() == [[1, 3, -1]]
+    np.testing.assert_allclose(scores[0, :2], [3 / np.sqrt(15), 1 / np.sqrt(5)], rtol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    src=st.lists(st.integers(0, 9), min_size=1, max_size=40),
+    data=st.data(),
+)
+def test_without_evictions_weights_are_exact_whatever_the_batching(
+    src: list[int], data: st.DataObject
+) -> None:
+    dst = data.draw(st.lists(st.integers(0, 9), min_size=len(src), max_size=len(src)))
+    split = data.draw(st.integers(0, len(src)))
+    one, two = CovisitTable(width=10), CovisitTable(width=10)
+    one.add(src, dst, np.ones(len(src)))
+    two.add(src[:split], dst[:split], np.ones(split))
+    two.add(src[split:], dst[split:], np.ones(len(src) - split))
+    truth = Counter(zip(src, dst, strict=True))
+    for t in (one, two):
+        got = {
+            (a, int(b)): float(w)
+            for a in range(t.size)
+            for b, w in zip(t.nbr[a], t.weight[a], strict=True)
+            if b >= 0
+        }
+        assert got == {k: float(v) for k, v in truth.items()}
+        assert not t.error.any()
+
+
+def test_planted_successors_come_first_despite_noise_and_a_small_width() -> None:
+    """Each item's planted follower tops its row, with 200 noise items and 8 slots."""
+    rng = np.random.default_rng(0)
+    n = 200
+    follower = rng.permutation(n)
+    table = CovisitTable(width=8)
+    for _ in range(20):  # 20 micro-batches of 100 sessions of 6 visits
+        sessions = []
+        for _ in range(100):
+            s = [int(rng.integers(n))]
+            for _ in range(5):
+                s.append(int(follower[s[-1]]) if rng.random() < 0.5 else int(rng.integers(n)))
+            sessions.append(s)
+        table.add(*follow_pairs(sessions, [6] * len(sessions), window=3))
+    rows, _ = table.score(np.arange(n)[:, None], np.ones((n, 1)), k=1)
+    assert (rows[:, 0] == follower).mean() > 0.95
+
+
+def test_scores_sum_over_the_history_and_come_best_first() -> None:
+    table = CovisitTable(width=4)
+    table.add([0, 1, 1], [2, 2, 3], [1.0, 1.0, 1.0])
+    rows, scores = table.score([[0, 1], [-1, -1]], [[1.0, 1.0], [1.0, 1.0]], k=3)
+    assert rows[0, 0] == 2  # followed both history items
+    assert (np.diff(scores[0][rows[0] >= 0]) <= 0).all()
+    assert rows[1].tolist() == [-1, -1, -1] and not scores[1].any()
+
+
+def test_remap_follows_items_to_their_new_rows_and_drops_gone_ones() -> None:
+    table = CovisitTable(width=4)
+    table.add([0, 0, 1], [1, 2, 2], [2.0, 1.0, 1.0])
+    before, _ = table.score([[0]], [[1.0]], k=2)
+    new_row = np.array([2, 0, -1])  # 0 -> 2, 1 -> 0, item 2 is gone
+    moved = table.remap(new_row, 3)
+    after, _ = moved.score([[2]], [[1.0]], k=2)
+    assert before[0].tolist() == [1, 2]
+    assert after[0].tolist() == [0, -1]
+    assert moved.nbr[0].tolist() == [-1, -1, -1, -1]  # item 1 followed only item 2
+
+
+def test_recent_rows_right_aligns_and_decays() -> None:
+    rows, w = recent_rows([[1, 2, 3], [], [7]], 2, 0.5)
+    assert rows.tolist() == [[2, 3], [-1, -1], [-1, 7]]
+    assert w.tolist() == [[0.5, 1.0], [0.0, 0.0], [0.0, 1.0]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seqs=st.lists(st.lists(st.integers(-1, 50), max_size=12), max_size=5),
+    n=st.integers(0, 6),
+)
+def test_recent_rows_matches_taking_each_tail(seqs: list[list[int]], n: int) -> None:
+    rows, w = recent_rows(seqs, n, 0.8)
+    assert rows.shape == w.shape == (len(seqs), n)
+    for got, seq in zip(rows.tolist(), seqs, strict=True):
+        tail = seq[-n:] if n else []
+        assert got == [-1] * (n - len(tail)) + tail
+    assert ((w > 0) == (rows >= 0)).all()
