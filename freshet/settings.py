@@ -79,7 +79,7 @@ class Settings:
 
     # --- Worker ------------------------------------------------------------------------
     batch_max_events: int = 500
-    batch_max_ms: int = 0
+    batch_max_ms: int = 10
     debounce_ms: int = 200
     history_len: int = 50
     seen_max: int = 500

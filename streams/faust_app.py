@@ -1,17 +1,15 @@
 """The Faust app and its agents: a thin adapter around the batch processors.
 
 Agents read raw bytes (no Faust codecs, so a bad message can never crash the stream),
-queue them without acking, process micro-batches of what has queued, and ack only
-after the processor has written state durably and sent what it had to send. If Redis
-or Kafka fail mid-batch the agent retries the same batch with backoff; meanwhile the
-queue fills, the stream stops and the consumer stops fetching, so nothing is skipped
-and nothing crash-loops.
+take micro-batches with ``noack_take`` and ack only after the processor has written
+state durably and sent what it had to send. If Redis or Kafka fail mid-batch the agent
+retries the same batch with backoff; meanwhile Faust's stream buffer fills and the
+consumer stops fetching, so nothing is skipped and nothing crash-loops.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -123,44 +121,17 @@ def add_batch_agent(
     on_batch: Callable[[BatchStats], None] | None = None,
     on_retry: Callable[[BaseException, int], None] | None = None,
 ) -> Any:
-    """Register an agent that feeds micro-batches of raw records to ``handler``.
-
-    The agent drains its stream into a bounded queue while a batcher task processes
-    what has queued, so fetching overlaps the batch's round trips to Redis and Kafka
-    instead of waiting for them (``Stream.take`` stops filling while a batch is out).
-    A batch is everything queued when the previous one finished, up to ``max_events``;
-    with ``within_s`` > 0 the batcher lingers that long for more after the first event.
-    Records are acked only after their batch has been processed; a full queue stops
-    the stream, and with it fetching.
-    """
+    """Register an agent that feeds micro-batches of raw records to ``handler``."""
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
-    async def batcher(stream: Any, queue: asyncio.Queue[Any]) -> None:
-        while True:
-            events = [await queue.get()]
-            if within_s > 0 and queue.qsize() < max_events - 1:
-                await asyncio.sleep(within_s)
-            while len(events) < max_events and not queue.empty():
-                events.append(queue.get_nowait())
+    async def agent(stream: Any) -> None:
+        async for events in stream.noack_take(max_events, within=within_s):
             records = [_record(ev) for ev in events]
             stats = await run_until_done(handler, records, on_retry=on_retry)
             for ev in events:
                 await stream.ack(ev)
             if on_batch is not None:
                 on_batch(stats)
-
-    async def agent(stream: Any) -> None:
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * max_events)
-        task = asyncio.ensure_future(batcher(stream, queue))
-        try:
-            async for ev in stream.noack().events():
-                if task.done():
-                    task.result()  # a batcher that died must not leave records unread
-                await queue.put(ev)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     agent.__name__ = name
     agent.__qualname__ = name

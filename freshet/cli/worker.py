@@ -22,8 +22,7 @@ def worker(
     batch_max_ms: Annotated[
         int | None,
         typer.Option(
-            envvar="FRESHET_BATCH_MAX_MS",
-            help="Extra wait for more events after a batch's first (ms).",
+            envvar="FRESHET_BATCH_MAX_MS", help="Longest wait to fill a micro-batch (ms)."
         ),
     ] = None,
     consumer_group: Annotated[
