@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from inference.bundle import BundleError, read_current
 from inference.content_vectors import catalog_content_vectors
 from inference.covisit import CovisitTable, follow_pairs, recent_rows
 from inference.fold_in import event_weights, fold_in_events
+from inference.history_inputs import encoder_inputs, flatten_histories
 from inference.item_catalog import ItemCatalog
 from inference.recommend import RecommendConfig, UserList, recommend
 from schemas.events import EVENT_TYPES
@@ -413,23 +414,14 @@ class LiveRecommender:
     def _encode(self, states: Sequence[UserState]) -> np.ndarray:
         bundle = self.bundle
         assert bundle is not None
-        n = bundle.history_len
-        b, d = len(states), self.catalog.dim
-        vecs = np.zeros((b, n, d), np.float32)
-        types = np.zeros((b, n), np.int64)
-        gaps = np.zeros((b, n), np.float32)
-        mask = np.zeros((b, n), np.float32)
         manifest = bundle.manifest
-        flat = self._flat_history(states, {t: manifest.type_id(t) for t in EVENT_TYPES})
-        # Each user's last n known entries, right-aligned (slot n-1 is the newest).
-        keep = flat.rank_from_end < n
-        user, slot = flat.user[keep], n - 1 - flat.rank_from_end[keep]
-        newest_ts = np.zeros(b, np.int64)
-        newest_ts[flat.user[flat.rank_from_end == 0]] = flat.ts[flat.rank_from_end == 0]
-        vecs[user, slot] = self.catalog.vectors()[flat.row[keep]]
-        types[user, slot] = flat.type[keep]
-        gaps[user, slot] = np.log1p(np.maximum(newest_ts[user] - flat.ts[keep], 0) / 1000.0)
-        mask[user, slot] = 1.0
+        codes: dict[str, int] = {t: manifest.type_id(t) for t in EVENT_TYPES}
+        flat = flatten_histories(
+            (s.history for s in states), self.catalog.row_of.get, lambda t: codes.get(t, 0)
+        )
+        vecs, types, gaps, mask = encoder_inputs(
+            flat, len(states), bundle.history_len, self.catalog.vectors()
+        )
         out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
         out[mask.sum(axis=1) == 0] = 0.0
         return out
@@ -437,7 +429,9 @@ class LiveRecommender:
     def _fold_in(self, states: Sequence[UserState]) -> np.ndarray:
         """Decayed, event-weighted sum of the history's item vectors (model-free)."""
         b, d = len(states), self.catalog.dim
-        flat = self._flat_history(states, TYPE_CODES)
+        flat = flatten_histories(
+            (s.history for s in states), self.catalog.row_of.get, lambda t: TYPE_CODES.get(t, 0)
+        )
         if not flat.row.size:
             return np.zeros((b, d), np.float32)
         vecs, _ = fold_in_events(
@@ -450,45 +444,6 @@ class LiveRecommender:
             self.settings.trending_half_life_s,
         )
         return np.asarray(vecs, np.float32)
-
-    def _flat_history(
-        self, states: Sequence[UserState], type_codes: Mapping[str, int]
-    ) -> FlatHistory:
-        """The histories' entries on catalog items, flattened in one pass, oldest first."""
-        row_of = self.catalog.row_of.get
-        user: list[int] = []
-        rows: list[int] = []
-        codes: list[int] = []
-        ts: list[int] = []
-        for i, state in enumerate(states):
-            for h in state.history:
-                row = row_of(h.item_id)
-                if row is not None:
-                    user.append(i)
-                    rows.append(row)
-                    codes.append(type_codes.get(h.type, 0))
-                    ts.append(h.ts)
-        u = np.asarray(user, np.int64)
-        # Entries are grouped by user in order; rank 0 is each user's newest.
-        ends = np.searchsorted(u, u, side="right") if u.size else u
-        return FlatHistory(
-            user=u,
-            row=np.asarray(rows, np.int64),
-            type=np.asarray(codes, np.int64),
-            ts=np.asarray(ts, np.int64),
-            rank_from_end=ends - np.arange(u.size) - 1,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FlatHistory:
-    """Users' history entries as aligned arrays (``user`` ascending, oldest first)."""
-
-    user: np.ndarray
-    row: np.ndarray
-    type: np.ndarray
-    ts: np.ndarray
-    rank_from_end: np.ndarray
 
 
 def _build_index(catalog: ItemCatalog) -> AnnIndex | None:
