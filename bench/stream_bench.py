@@ -156,7 +156,7 @@ class WorkerProc:
                 m = self.scrape()
                 if ready(m):
                     return m
-            time.sleep(0.1)
+            time.sleep(0.5)  # each scrape costs the worker a metrics exposition
         raise TimeoutError(f"worker not {what} after {timeout_s:.0f} s; see {self.log}")
 
     def stop(self) -> None:
@@ -171,6 +171,10 @@ class WorkerProc:
 
 def applied(m: dict[str, float]) -> float:
     return m.get('freshet_events_total{outcome="applied"}', 0.0)
+
+
+def catalog_applied(m: dict[str, float]) -> float:
+    return m.get('freshet_catalog_events_total{outcome="applied"}', 0.0)
 
 
 def served_model(m: dict[str, float]) -> str:
@@ -526,9 +530,13 @@ def main() -> None:
             t = time.perf_counter()
             worker = WorkerProc(settings, base / "worker.log")
             want_model = args.bundle
+            # Ready means every catalog record applied by the catalog agent, not only
+            # a catalog the size of the bundle's: the agent's backlog of 100k records
+            # would otherwise still be draining during the timed phases.
             worker.wait(
                 lambda m: (
                     m.get("freshet_catalog_items", 0) >= args.items
+                    and catalog_applied(m) >= len(shop.catalog)
                     and applied(m) >= len(shop.warm)
                     and (not want_model or served_model(m) != "none")
                 ),
