@@ -67,25 +67,6 @@ def item_similarity(
     return ((1.0 - category_weight) * cos + category_weight * same).astype(np.float32)
 
 
-def similarity_to_picked(
-    picked_unit: npt.ArrayLike,
-    picked_cats: npt.ArrayLike,
-    unit: npt.ArrayLike,
-    cats: npt.ArrayLike,
-    category_weight: float,
-) -> npt.NDArray[np.float32]:
-    """``item_similarity`` of one picked item per row against that row's candidates.
-
-    The per-step form of greedy MMR: ``(B, d)`` and ``(B,)`` against ``(B, C, d)`` and
-    ``(B, C)``, giving ``(B, C)``. An einsum, not a batched matmul of ``(1, d)`` rows.
-    """
-    c = np.asarray(cats)
-    pc = np.asarray(picked_cats)[:, None]
-    cos = np.einsum("bcd,bd->bc", np.asarray(unit, np.float32), np.asarray(picked_unit, np.float32))
-    same = (c == pc) & (pc >= 0)
-    return ((1.0 - category_weight) * cos + category_weight * same).astype(np.float32)
-
-
 def intra_list_diversity(
     vectors: npt.ArrayLike, categories: npt.ArrayLike | None = None, category_weight: float = 0.5
 ) -> float:
