@@ -32,6 +32,7 @@ from inference.rerank import (
     mmr_select,
     pad_ragged,
     shortlist,
+    sorted_lookup,
 )
 from schemas.recommendation import REASONS, RecommendedItem, Strategy
 
@@ -273,9 +274,8 @@ def _blend_covisit(
     keys = (user * span + cv_rows)[have]
     order = np.argsort(keys, kind="stable")
     keys, vals = keys[order], cv_scores[have][order]
-    probe = user * span + rows
-    at = np.minimum(np.searchsorted(keys, probe), keys.size - 1)
-    hit = (rows >= 0) & valid & (keys[at] == probe)
+    at, found = sorted_lookup(user * span + rows, keys)
+    hit = (rows >= 0) & valid & found
     cv = np.where(hit, vals[at], 0.0).astype(np.float32)
     top = cv.max(axis=1, initial=0.0)
     led = top > 0

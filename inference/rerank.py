@@ -39,6 +39,7 @@ __all__ = [
     "pad_ragged",
     "popularity_head",
     "shortlist",
+    "sorted_lookup",
     "sorted_member",
 ]
 
@@ -139,12 +140,20 @@ def exclusion_mask(
     return ok
 
 
+def sorted_lookup(keys: IntArray, sorted_keys: IntArray) -> tuple[IntArray, BoolArray]:
+    """For each of ``keys``, its position in ``sorted_keys`` (ascending) and whether found.
+
+    One binary search for the whole array; where not found the position is meaningless.
+    """
+    if sorted_keys.size == 0:
+        return np.zeros(keys.shape, dtype=np.int64), np.zeros(keys.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    return pos, np.asarray(sorted_keys[pos] == keys, dtype=bool)
+
+
 def sorted_member(keys: IntArray, sorted_keys: IntArray) -> BoolArray:
     """Mask of ``keys`` present in ``sorted_keys`` (ascending), by binary search."""
-    if sorted_keys.size == 0:
-        return np.zeros(keys.shape, dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
-    return np.asarray(sorted_keys[pos] == keys, dtype=bool)
+    return sorted_lookup(keys, sorted_keys)[1]
 
 
 def later_duplicates(cand: IntArray) -> BoolArray:
