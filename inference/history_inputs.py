@@ -1,12 +1,13 @@
 """Users' recent histories as arrays: the user encoder's inputs and the fold-in's events.
 
 Pure functions over history entries (anything with ``item_id``, ``type`` and ``ts``) and
-the catalog's id-to-row map; one flat pass over the whole micro-batch, then numpy.
+their catalog rows, looked up once by the caller; one flat pass over the whole
+micro-batch, then numpy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,30 +41,31 @@ class FlatHistory:
 
 
 def flatten_histories(
-    histories: Iterable[Sequence[Entry]],
-    row_of: Callable[[str], int | None],
+    histories: Sequence[Sequence[Entry]],
+    rows: Sequence[npt.NDArray[np.int64]],
     type_code: Callable[[str], int],
 ) -> FlatHistory:
-    """Each user's entries whose item ``row_of`` knows, flattened in one pass."""
-    user: list[int] = []
-    rows: list[int] = []
-    codes: list[int] = []
-    ts: list[int] = []
-    for i, history in enumerate(histories):
-        for h in history:
-            row = row_of(h.item_id)
-            if row is not None:
-                user.append(i)
-                rows.append(row)
-                codes.append(type_code(h.type))
-                ts.append(h.ts)
-    u = np.asarray(user, np.int64)
+    """Each user's entries on known items (``rows[i][j] >= 0``), flattened.
+
+    ``rows[i]`` holds the catalog row of each of ``histories[i]``'s entries, -1 for an
+    unknown item: the caller looks the rows up once and shares them.
+    """
+    lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+    if len(histories) != len(rows) or any(
+        len(h) != n for h, n in zip(histories, lengths.tolist(), strict=True)
+    ):
+        raise ValueError("one row per history entry is needed")
+    flat_rows = np.concatenate(rows) if len(rows) else np.zeros(0, np.int64)
+    known = flat_rows >= 0
+    u = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)[known]
+    codes = np.fromiter((type_code(h.type) for hist in histories for h in hist), np.int64)
+    ts = np.fromiter((h.ts for hist in histories for h in hist), np.int64)
     ends = np.searchsorted(u, u, side="right") if u.size else u
     return FlatHistory(
         user=u,
-        row=np.asarray(rows, np.int64),
-        type=np.asarray(codes, np.int64),
-        ts=np.asarray(ts, np.int64),
+        row=flat_rows[known].astype(np.int64),
+        type=codes[known],
+        ts=ts[known],
         rank_from_end=ends - np.arange(u.size) - 1,
     )
 

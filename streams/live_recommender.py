@@ -298,7 +298,10 @@ class LiveRecommender:
         if not users or self.catalog.size == 0 or self.index is None:
             return refresh
         t0 = time.perf_counter()
-        vecs, model_free = self._embed([u.state for u in users])
+        # Each history entry's catalog row, looked up once: the encoder, co-visitation
+        # and the reasons all read them.
+        seqs = self._history_rows([u.state for u in users])
+        vecs, model_free = self._embed([u.state for u in users], seqs)
         t1 = time.perf_counter()
         table = self.catalog.table(now_ms)
         known = np.array(
@@ -313,7 +316,6 @@ class LiveRecommender:
                 lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
             )
         self._seed += 1
-        seqs = [self.catalog.rows([h.item_id for h in u.state.history]) for u in users]
         covisit_on = self.settings.covisit_weight > 0
         if covisit_on:
             self._learn_covisit(users, seqs)
@@ -392,33 +394,38 @@ class LiveRecommender:
         rows = self.catalog.rows(list(item_ids))
         return rows[rows >= 0]
 
-    def _embed(self, states: Sequence[UserState]) -> tuple[np.ndarray, np.ndarray]:
+    def _history_rows(self, states: Sequence[UserState]) -> list[np.ndarray]:
+        """Per user, the catalog row of each history entry (-1 for unknown items)."""
+        return [self.catalog.rows([h.item_id for h in s.history]) for s in states]
+
+    def _embed(
+        self, states: Sequence[UserState], seqs: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """User vectors (B, D) and which came from the model-free fold-in."""
+        seqs = self._history_rows(states) if seqs is None else seqs
         b, d = len(states), self.catalog.dim
         if self.bundle is not None:
             try:
-                vecs = self._encode(states)
+                vecs = self._encode(states, seqs)
                 if vecs.shape != (b, d):  # a graph whose output width varies with input
                     raise ValueError(f"encoder gave shape {vecs.shape}, expected {(b, d)}")
                 bad = ~np.isfinite(vecs).all(axis=1)
                 if not bad.any():
                     return vecs, np.zeros(b, bool)
                 log.warning("encoder gave non-finite vectors for %d users; folding in", bad.sum())
-                folded = self._fold_in(states)
+                folded = self._fold_in(states, seqs)
                 return np.where(bad[:, None], folded, vecs), bad
             except Exception as exc:  # a faulty model must not stop the stream
                 log.error("user encoder failed (%s); serving model-free lists", exc)
-        folded = self._fold_in(states)
+        folded = self._fold_in(states, seqs)
         return folded.reshape(b, d), np.ones(b, bool)
 
-    def _encode(self, states: Sequence[UserState]) -> np.ndarray:
+    def _encode(self, states: Sequence[UserState], seqs: Sequence[np.ndarray]) -> np.ndarray:
         bundle = self.bundle
         assert bundle is not None
         manifest = bundle.manifest
         codes: dict[str, int] = {t: manifest.type_id(t) for t in EVENT_TYPES}
-        flat = flatten_histories(
-            (s.history for s in states), self.catalog.row_of.get, lambda t: codes.get(t, 0)
-        )
+        flat = flatten_histories([s.history for s in states], seqs, lambda t: codes.get(t, 0))
         vecs, types, gaps, mask = encoder_inputs(
             flat, len(states), bundle.history_len, self.catalog.vectors()
         )
@@ -426,12 +433,10 @@ class LiveRecommender:
         out[mask.sum(axis=1) == 0] = 0.0
         return out
 
-    def _fold_in(self, states: Sequence[UserState]) -> np.ndarray:
+    def _fold_in(self, states: Sequence[UserState], seqs: Sequence[np.ndarray]) -> np.ndarray:
         """Decayed, event-weighted sum of the history's item vectors (model-free)."""
         b, d = len(states), self.catalog.dim
-        flat = flatten_histories(
-            (s.history for s in states), self.catalog.row_of.get, lambda t: TYPE_CODES.get(t, 0)
-        )
+        flat = flatten_histories([s.history for s in states], seqs, lambda t: TYPE_CODES.get(t, 0))
         if not flat.row.size:
             return np.zeros((b, d), np.float32)
         vecs, _ = fold_in_events(
