@@ -104,6 +104,7 @@ class Settings:
     covisit_width: int = 32
     onnx_provider: str = "auto"  # auto | cuda | cpu
     ann_threads: int = 1
+    onnx_threads: int = 1
     metrics_port: int = 0  # 0: no Prometheus endpoint
     api_host: str = "127.0.0.1"
     api_port: int = 8080

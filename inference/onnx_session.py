@@ -40,8 +40,13 @@ def gpu_present() -> bool:
     return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/dxg")
 
 
-def create_session(path: Path, provider: str = "auto") -> ort.InferenceSession:
+def create_session(path: Path, provider: str = "auto", threads: int = 1) -> ort.InferenceSession:
     """An inference session on CUDA when asked for (``cuda``) or usable (``auto``), else CPU.
+
+    ``threads`` is the CPU provider's intra-op pool size, and its threads never spin
+    while idle; 0 keeps onnxruntime's defaults (a thread per core, spinning between
+    runs), which burn CPU that the event loop, Kafka and Redis need on a small machine
+    (``bench/compute_bench.py`` measures both).
 
     Raises:
         BundleError: ``provider`` is unknown, the graph does not load, or ``cuda`` was
@@ -51,6 +56,11 @@ def create_session(path: Path, provider: str = "auto") -> ort.InferenceSession:
         raise BundleError(f"onnx_provider must be one of {PROVIDERS}, got {provider!r}")
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads > 0:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     want_cuda = provider == "cuda" or (
         provider == "auto" and gpu_present() and _CUDA in ort.get_available_providers()
     )
@@ -75,13 +85,15 @@ class LoadedBundle:
     All methods take and return whole batches (first axis ``B``).
     """
 
-    def __init__(self, data: BundleData, provider: str = "auto") -> None:
+    def __init__(self, data: BundleData, provider: str = "auto", threads: int = 1) -> None:
         self.data = data
         self.manifest: Manifest = data.manifest
-        self._encoder = create_session(data.path / USER_ENCODER, provider)
-        self._content = create_session(data.path / ITEM_CONTENT, provider)
+        self._encoder = create_session(data.path / USER_ENCODER, provider, threads)
+        self._content = create_session(data.path / ITEM_CONTENT, provider, threads)
         self._ranker = (
-            create_session(data.path / RANKER, provider) if data.manifest.has_ranker else None
+            create_session(data.path / RANKER, provider, threads)
+            if data.manifest.has_ranker
+            else None
         )
         self.provider = self._encoder.get_providers()[0]
         self.row_of: dict[str, int] = {item: row for row, item in enumerate(data.item_ids)}
@@ -96,10 +108,14 @@ class LoadedBundle:
 
     @classmethod
     def load(
-        cls, bundle_dir: Path, version: str | None = None, provider: str = "auto"
+        cls,
+        bundle_dir: Path,
+        version: str | None = None,
+        provider: str = "auto",
+        threads: int = 1,
     ) -> LoadedBundle:
         """Load ``version`` (default: the CURRENT one) from ``bundle_dir``; validates fully."""
-        return cls(load_bundle_data(resolve_bundle(bundle_dir, version)), provider)
+        return cls(load_bundle_data(resolve_bundle(bundle_dir, version)), provider, threads)
 
     @property
     def version(self) -> str:

@@ -11,6 +11,7 @@ returns embeddings and lists for the ingest processor to write with the state.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -84,7 +85,9 @@ class LiveRecommender:
         self.trending_source = trending_source
         self.counts_source = counts_source
         self.catalog_log = catalog_log
-        self.bundle_loader = bundle_loader or _load_bundle
+        self.bundle_loader = bundle_loader or functools.partial(
+            _load_bundle, threads=settings.onnx_threads
+        )
         self.clock = clock
         self.bundle: Any | None = None
         self.catalog = ItemCatalog([], np.zeros((0, CONTENT_DIM), np.float32))
@@ -457,7 +460,7 @@ def _build_index(catalog: ItemCatalog) -> AnnIndex | None:
     return AnnIndex.build(catalog.vectors(), np.arange(catalog.size, dtype=np.int64))
 
 
-def _load_bundle(bundle_dir: Path, version: str, provider: str) -> Any:
+def _load_bundle(bundle_dir: Path, version: str, provider: str, threads: int = 1) -> Any:
     from inference.onnx_session import LoadedBundle
 
-    return LoadedBundle.load(bundle_dir, version, provider)
+    return LoadedBundle.load(bundle_dir, version, provider, threads)

@@ -1,0 +1,178 @@
+"""Scoring cost of the real-time path per user: ``LiveRecommender.compute`` in-process.
+
+No Kafka, no Redis: the worker's compute step alone, on the stream bench's simulated
+shop (same sizes, same seed, same cached bundle), so its figures say how many fresh
+lists per second one core can make. For each onnxruntime thread setting and batch size
+it times micro-batches of distinct touched users and prints the medians: wall ms per
+batch, wall and CPU ms per user (process CPU, all threads), and the encoder and re-rank
+parts. CPU per user is the figure to compare on a shared machine: wall time moves with
+the neighbours, CPU time much less.
+
+    .venv/bin/python bench/compute_bench.py --items 100000 --users 50000 --onnx-threads 0,1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.stream_bench import Shop, cached_bundle, simulate_shop
+from freshet.settings import Settings
+from inference.ann_index import set_search_threads
+from inference.mmr_kernel import warm_up
+from streams.catalog import CatalogRecord, apply_catalog_event
+from streams.ingest import TouchedUser
+from streams.live_recommender import LiveRecommender
+from streams.state_rules import UserState, apply_event
+from streams.worker import rules_of
+
+
+def shop_state(shop: Shop, settings: Settings) -> dict[str, Any]:
+    """What the worker would hold after the shop's history: catalog log, states, counts."""
+    records: dict[str, CatalogRecord] = {}
+    for cev in shop.catalog:
+        rec = apply_catalog_event(records.get(cev.item_id), cev)
+        if rec is not None:
+            records[cev.item_id] = rec
+    rules = rules_of(settings)
+    states: dict[str, UserState] = {}
+    counts: dict[str, int] = {}
+    for ev in [*shop.warm, *shop.live]:
+        states[ev.user_id] = apply_event(states.get(ev.user_id, UserState()), ev, rules)
+        counts[ev.item_id] = counts.get(ev.item_id, 0) + 1
+    return {"records": list(records.values()), "states": states, "counts": counts}
+
+
+def live_recommender(
+    settings: Settings, held: dict[str, Any], bundle_dir: Path, version: str
+) -> LiveRecommender:
+    """A ``LiveRecommender`` serving ``version``, with the shop's catalog and trending."""
+    log = [(str(i + 1), rec) for i, rec in enumerate(held["records"])]
+    counts: dict[str, int] = held["counts"]
+    top = sorted(counts.items(), key=lambda kv: -kv[1])
+
+    async def trending(k: int) -> list[tuple[str, float]]:
+        return [(item, float(n)) for item, n in top[:k]]
+
+    async def count_map() -> dict[str, int]:
+        return counts
+
+    async def catalog_log(after: str) -> list[tuple[str, CatalogRecord]]:
+        return log[int(after) :]
+
+    live = LiveRecommender(
+        settings, trending_source=trending, counts_source=count_map, catalog_log=catalog_log
+    )
+
+    async def load() -> None:
+        await live.sync_catalog()
+        live.swap_bundle(live.bundle_loader(bundle_dir, version, settings.onnx_provider))
+        await live.sync_trending()
+        await live.sync_popularity()
+
+    asyncio.run(load())
+    return live
+
+
+def time_batches(
+    live: LiveRecommender, touched: Sequence[TouchedUser], batch: int, now_ms: int, limit: int
+) -> dict[str, float]:
+    """Medians over up to ``limit`` batches of ``batch`` distinct users (one warm-up first)."""
+    batches = [touched[i : i + batch] for i in range(0, len(touched) - batch + 1, batch)]
+    batches = batches[: limit + 1]
+    if len(batches) < 2:
+        raise SystemExit(f"too few users with live events for batches of {batch}")
+    live.compute(batches[0], now_ms)
+    live.stats.take_timings()
+    walls: list[float] = []
+    cpu0 = time.process_time()
+    for b in batches[1:]:
+        t = time.perf_counter()
+        live.compute(b, now_ms)
+        walls.append((time.perf_counter() - t) * 1000)
+    cpu_ms = (time.process_time() - cpu0) * 1000
+    enc, rec = live.stats.take_timings()
+    n_users = batch * len(walls)
+    return {
+        "batch": batch,
+        "batches": len(walls),
+        "wall_ms_per_batch": statistics.median(walls),
+        "wall_ms_per_user": statistics.median(walls) / batch,
+        "cpu_ms_per_user": cpu_ms / n_users,
+        "encoder_ms_per_batch": statistics.median(enc),
+        "rerank_ms_per_batch": statistics.median(rec),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=10_000, help="live events (users drawn)")
+    parser.add_argument("--warm", type=int, default=20_000, help="history before")
+    parser.add_argument("--train-samples", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batches", default="10,40,128", help="batch sizes")
+    parser.add_argument("--limit", type=int, default=30, help="most batches timed per size")
+    parser.add_argument(
+        "--onnx-threads", default="0,1", help="FRESHET_ONNX_THREADS values (0: ORT's default)"
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    shop = simulate_shop(args.users, args.items, args.warm, args.events, args.seed)
+    base = Settings.from_env({}, onnx_provider="cpu")
+    held = shop_state(shop, base)
+    last = {ev.user_id: ev for ev in shop.live}
+    touched = [TouchedUser(u, 0, held["states"][u], None, ev, ev.ts) for u, ev in last.items()]
+    now_ms = shop.live[-1].ts
+    set_search_threads(base.ann_threads)
+    warm_up()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle_dir = Path(tmp) / "bundles"
+        version = cached_bundle(args, shop, bundle_dir)
+        for threads in [int(t) for t in args.onnx_threads.split(",")]:
+            settings = Settings.from_env({}, onnx_provider="cpu", onnx_threads=threads)
+            live = live_recommender(settings, held, bundle_dir, version)
+            for batch in [int(b) for b in args.batches.split(",")]:
+                rows.append(
+                    {"onnx_threads": threads}
+                    | time_batches(live, touched, batch, now_ms, args.limit)
+                )
+
+    print("conditions:")
+    print(f"  python {platform.python_version()}, cores {os.cpu_count()}, CPU onnxruntime")
+    print(
+        f"  catalog {args.items:,} items, {args.users:,} users, {len(touched):,} users with"
+        f" live events, model {version}, ANN threads {base.ann_threads}"
+    )
+    print("  in-process LiveRecommender.compute: no Kafka, no Redis; medians over batches")
+    print("figures:")
+    print(
+        f"  {'onnx threads':>15} batch  ms/batch  wall ms/user  CPU ms/user  encoder ms  re-rank ms"
+    )
+    for r in rows:
+        label = "0 (ORT default)" if r["onnx_threads"] == 0 else str(r["onnx_threads"])
+        print(
+            f"  {label:>15} {r['batch']:5d} {r['wall_ms_per_batch']:9.1f}"
+            f" {r['wall_ms_per_user']:13.3f} {r['cpu_ms_per_user']:12.3f}"
+            f" {r['encoder_ms_per_batch']:11.1f} {r['rerank_ms_per_batch']:11.1f}"
+        )
+    if args.out:
+        report = {"conditions": vars(args) | {"model": version}, "rows": rows}
+        args.out.write_text(json.dumps(report, indent=2, default=str))
+        print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
