@@ -1,10 +1,11 @@
 """The Faust app and its agents: a thin adapter around the batch processors.
 
 Agents read raw bytes (no Faust codecs, so a bad message can never crash the stream),
-take micro-batches with ``noack_take`` and ack only after the processor has written
-state durably and sent what it had to send. If Redis or Kafka fail mid-batch the agent
-retries the same batch with backoff; meanwhile Faust's stream buffer fills and the
-consumer stops fetching, so nothing is skipped and nothing crash-loops.
+take micro-batches with ``noack_take`` while earlier ones are processed, and ack only
+after the processor has written state durably and sent what it had to send. If Redis or
+Kafka fail mid-batch the processor retries the same batch with backoff; meanwhile the
+queue of waiting batches and then Faust's stream buffer fill and the consumer stops
+fetching, so nothing is skipped and nothing crash-loops.
 """
 
 from __future__ import annotations
@@ -120,18 +121,48 @@ def add_batch_agent(
     within_s: float,
     on_batch: Callable[[BatchStats], None] | None = None,
     on_retry: Callable[[BaseException, int], None] | None = None,
+    queued_batches: int = 8,
 ) -> Any:
-    """Register an agent that feeds micro-batches of raw records to ``handler``."""
+    """Register an agent that feeds micro-batches of raw records to ``handler``.
+
+    Taking and processing overlap: the agent keeps taking micro-batches while the
+    previous ones are processed, up to ``queued_batches`` waiting, and the processor
+    merges whatever waits into one batch. Under light load batches stay as ``take``
+    makes them (at most ``within_s`` old); under heavy load they grow with the backlog,
+    so per-batch costs (Redis round trips, the publish, one scoring pass) are paid once
+    for many events. Batches are processed one at a time and in order, and records are
+    acked only after their batch is done; what waits at a crash is redelivered.
+    """
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
     async def agent(stream: Any) -> None:
-        async for events in stream.noack_take(max_events, within=within_s):
-            records = [_record(ev) for ev in events]
-            stats = await run_until_done(handler, records, on_retry=on_retry)
-            for ev in events:
-                await stream.ack(ev)
-            if on_batch is not None:
-                on_batch(stats)
+        waiting: asyncio.Queue[Sequence[Any]] = asyncio.Queue(maxsize=max(1, queued_batches))
+
+        async def process() -> None:
+            while True:
+                events = list(await waiting.get())
+                while not waiting.empty():
+                    events += waiting.get_nowait()
+                records = [_record(ev) for ev in events]
+                stats = await run_until_done(handler, records, on_retry=on_retry)
+                for ev in events:
+                    await stream.ack(ev)
+                if on_batch is not None:
+                    try:
+                        on_batch(stats)
+                    except Exception:  # metrics must never stop the stream
+                        log.exception("batch callback failed")
+
+        processor = asyncio.ensure_future(process())
+        try:
+            async for events in stream.noack_take(max_events, within=within_s):
+                put = asyncio.ensure_future(waiting.put(events))
+                await asyncio.wait({put, processor}, return_when=asyncio.FIRST_COMPLETED)
+                if processor.done():  # only cancellation ends it; surface that
+                    put.cancel()
+                    processor.result()
+        finally:
+            processor.cancel()
 
     agent.__name__ = name
     agent.__qualname__ = name
