@@ -67,12 +67,16 @@ class Shop:
     warm: list[InteractionEvent]
     live: list[InteractionEvent]
     saturate: list[InteractionEvent]
+    extra: list[InteractionEvent] = dataclasses.field(default_factory=list)
 
 
-def simulate_shop(users: int, items: int, warm: int, events: int, seed: int) -> Shop:
+def simulate_shop(
+    users: int, items: int, warm: int, events: int, seed: int, extra: int = 0
+) -> Shop:
+    """The shop's catalog, then warm-up, live, saturation and ``extra`` interactions."""
     from streams.simulator import SimConfig, simulate
 
-    cfg = SimConfig(users=users, items=items, events=warm + 2 * events)
+    cfg = SimConfig(users=users, items=items, events=warm + 2 * events + extra)
     catalog: list[CatalogEvent] = []
     inter: list[InteractionEvent] = []
     for ev in simulate(cfg, seed=seed):
@@ -80,7 +84,10 @@ def simulate_shop(users: int, items: int, warm: int, events: int, seed: int) -> 
             catalog.append(ev)
         else:
             inter.append(ev)
-    return Shop(catalog, inter[:warm], inter[warm : warm + events], inter[warm + events :])
+    live_end, sat_end = warm + events, warm + 2 * events
+    return Shop(
+        catalog, inter[:warm], inter[warm:live_end], inter[live_end:sat_end], inter[sat_end:]
+    )
 
 
 def train_bundle(shop: Shop, bundle_dir: Path, samples: int) -> str:
@@ -135,8 +142,15 @@ class WorkerProc:
             stderr=subprocess.STDOUT,
         )
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU the worker process has used so far, all threads."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def scrape(self) -> dict[str, float]:
-        """Every sample of the endpoint, keyed ``name{labels}`` as exposed."""
+        """Every sample of the endpoint, keyed ``name{labels}`` as exposed, plus the
+        process CPU seconds as ``worker_cpu_seconds``."""
         if self.proc.poll() is not None:
             raise RuntimeError(f"worker exited; see {self.log}")
         url = f"http://127.0.0.1:{self.port}/metrics"
@@ -147,6 +161,7 @@ class WorkerProc:
             if line and not line.startswith("#"):
                 name, _, value = line.rpartition(" ")
                 out[name] = float(value)
+        out["worker_cpu_seconds"] = self.cpu_seconds()
         return out
 
     def wait(self, ready: Any, timeout_s: float, what: str) -> dict[str, float]:
@@ -199,7 +214,13 @@ def work_figures(
     )
     enc_ms, batches = per_batch(before, after, "freshet_encoder_seconds")
     rec_ms, _ = per_batch(before, after, "freshet_recommend_seconds")
+    cpu_s = after.get("worker_cpu_seconds", 0) - before.get("worker_cpu_seconds", 0)
+    lists = after.get("freshet_lists_published_total", 0) - before.get(
+        "freshet_lists_published_total", 0
+    )
     return {
+        "worker_cpu_ms_per_event": 1000.0 * cpu_s / events,
+        "lists_published": lists,
         "redis_round_trips_per_event": rt / events,
         "micro_batches_scored": batches,
         "encoder_ms_per_micro_batch": enc_ms,
@@ -444,10 +465,65 @@ def saturation(
             len(events),
         )
     )
+    work = work_figures(before, after, len(events))
     return (
-        {"events_per_s": len(events) / worker_s, **work_figures(before, after, len(events))},
+        {
+            "events_per_s": len(events) / worker_s,
+            "lists_per_s": work["lists_published"] / worker_s,
+            **work,
+        },
         {"events_per_s": len(events) / pipe_s},
     )
+
+
+def latency_curve(
+    settings: Settings,
+    worker: WorkerProc,
+    events: Sequence[InteractionEvent],
+    rates: Sequence[float],
+    per_rate: int,
+    stop_ms: float,
+) -> list[dict[str, Any]]:
+    """Paced phases at rising rates, fresh events each, until p99 passes ``stop_ms``."""
+    points: list[dict[str, Any]] = []
+    for i, rate in enumerate(rates):
+        chunk = events[i * per_rate : (i + 1) * per_rate]
+        if not chunk:
+            break
+        r = asyncio.run(paced_worker(settings, worker, chunk, rate))
+        points.append(
+            {
+                "offered_rate": rate,
+                "sustained_events_per_s": r["sustained_events_per_s"],
+                "latency_ms_published_minus_event": r["latency_ms_published_minus_event"],
+                "worker_cpu_ms_per_event": r["worker_cpu_ms_per_event"],
+                "events": len(chunk),
+            }
+        )
+        if r["latency_ms_published_minus_event"]["p99"] > stop_ms:
+            break
+    return points
+
+
+def plot_curve(points: Sequence[dict[str, Any]], path: Path) -> None:
+    """p50/p99 event-to-publish latency against sustained events/s (log latency axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [p["sustained_events_per_s"] for p in points]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for q in ("p50", "p99"):
+        ax.plot(x, [p["latency_ms_published_minus_event"][q] for p in points], "o-", label=q)
+    ax.axhline(50, color="grey", linestyle=":", label="50 ms target")
+    ax.set_yscale("log")
+    ax.set_xlabel("sustained events/s (one worker)")
+    ax.set_ylabel("event-to-publish latency, ms")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 # --- main ----------------------------------------------------------------------------
@@ -470,13 +546,24 @@ def main() -> None:
     parser.add_argument("--bootstrap")
     parser.add_argument("--redis-url")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/stream_bench.json"))
+    parser.add_argument(
+        "--curve",
+        default="",
+        help="latency-vs-throughput curve: rising offered rates, e.g. 250,500,1000,2000;"
+        " stops after the first rate whose p99 event-to-publish passes --curve-stop-ms",
+    )
+    parser.add_argument("--curve-events", type=int, default=3_000, help="events per rate")
+    parser.add_argument("--curve-stop-ms", type=float, default=100.0)
     args = parser.parse_args()
+    rates = [float(r) for r in args.curve.split(",") if r.strip()]
     if args.quick:
         args.items, args.users = min(args.items, 10_000), min(args.users, 5_000)
         args.events, args.warm = min(args.events, 5_000), min(args.warm, 5_000)
 
     t_sim = time.perf_counter()
-    shop = simulate_shop(args.users, args.items, args.warm, args.events, args.seed)
+    shop = simulate_shop(
+        args.users, args.items, args.warm, args.events, args.seed, len(rates) * args.curve_events
+    )
     sim_s = time.perf_counter() - t_sim
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -552,6 +639,9 @@ def main() -> None:
             sat_worker, sat_pipe = saturation(settings, worker, shop.saturate)
             results["saturated_worker"] = sat_worker
             results["saturated_baseline"] = sat_pipe
+            results["curve"] = latency_curve(
+                settings, worker, shop.extra, rates, args.curve_events, args.curve_stop_ms
+            )
             final = worker.scrape()
             provider = _served_provider(worker.log)
         finally:
@@ -592,6 +682,8 @@ def main() -> None:
     report = {"conditions": conditions, "figures": results}
     _print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if results["curve"]:
+        plot_curve(results["curve"], args.out.with_suffix(".curve.png"))
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"written: {args.out}")
 
@@ -649,8 +741,20 @@ def _print(report: dict[str, Any]) -> None:
             f"  {name:<9} Redis round trips/event {w['redis_round_trips_per_event']:.3f}; "
             f"encoder {w['encoder_ms_per_micro_batch']:.2f} ms and re-rank "
             f"{w['recommend_ms_per_micro_batch']:.2f} ms per micro-batch "
-            f"({w['micro_batches_scored']:,} scored)"
+            f"({w['micro_batches_scored']:,} scored); worker CPU "
+            f"{w['worker_cpu_ms_per_event']:.3f} ms/event; {w['lists_published']:,.0f} lists"
         )
+    print(f"  saturated: {sw['lists_per_s']:,.0f} lists/s published while draining")
+    if f["curve"]:
+        print("  latency vs throughput (event-to-publish, fresh events per rate):")
+        print("    offered/s  sustained/s    p50 ms    p99 ms  p99.9 ms  CPU ms/event")
+        for p in f["curve"]:
+            lq = p["latency_ms_published_minus_event"]
+            print(
+                f"    {p['offered_rate']:9,.0f} {p['sustained_events_per_s']:12,.0f}"
+                f" {lq['p50']:9.0f} {lq['p99']:9.0f} {lq['p99.9']:9.0f}"
+                f" {p['worker_cpu_ms_per_event']:12.3f}"
+            )
 
 
 def _free_port() -> int:
