@@ -1,0 +1,139 @@
+"""Faust's own ceiling: a worker-configured Faust app that takes micro-batches and does nothing.
+
+The same app settings as ``freshet worker`` (``streams.faust_app.create_app``), the same
+``noack_take`` and per-event acks, but no decoding, no Redis and no scoring: the rate
+it drains a pre-produced topic at is the most any agent built this way can reach on
+the machine, and the gap to the raw aiokafka figures of the other benches is Faust's
+per-event machinery. Each window size runs in a fresh subprocess (a Faust worker owns
+its process), on the same local broker.
+
+    .venv/bin/python bench/faust_take_bench.py --events 60000 --within-ms 2,10,50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from freshet.settings import Settings
+
+RESULT = "FAUST-TAKE-RESULT "
+
+
+def child(bootstrap: str, prefix: str, home: Path, events: int, within_s: float) -> None:
+    """Run the no-op agent until ``events`` records are taken; print one result line."""
+    import faust
+
+    from schemas.topics import Topics
+    from streams.faust_app import create_app
+
+    settings = Settings.from_env(
+        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=4, home=home
+    )
+    app = create_app(settings, app_id=f"{prefix}-take-{int(within_s * 1000)}")
+    topic = app.topic(Topics(prefix).events, key_serializer="raw", value_serializer="raw")
+    sizes: list[int] = []
+    started: list[float] = []
+
+    @app.agent(topic, concurrency=1)
+    async def take(stream: Any) -> None:
+        async for batch in stream.noack_take(settings.batch_max_events, within=within_s):
+            if not started:
+                started.append(time.perf_counter())
+            sizes.append(len(batch))
+            for ev in batch:
+                await stream.ack(ev)
+            if sum(sizes) >= events:
+                secs = time.perf_counter() - started[0]
+                out = {
+                    "within_ms": within_s * 1000,
+                    "events": sum(sizes),
+                    "events_per_s": sum(sizes) / secs,
+                    "batches": len(sizes),
+                    "median_batch": statistics.median(sizes),
+                }
+                print(RESULT + json.dumps(out), flush=True)
+                os._exit(0)  # a Faust worker does not return from its command line
+
+    faust.Worker(app, loglevel="warning").execute_from_commandline()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--within-ms", default="2,10,50", help="noack_take windows to run")
+    parser.add_argument("--child", nargs=4, metavar=("BOOTSTRAP", "PREFIX", "HOME", "WITHIN"))
+    args = parser.parse_args()
+    if args.child:
+        boot, prefix, home, within = args.child
+        child(boot, prefix, Path(home), args.events, float(within))
+        return
+
+    from bench.ingest_bench import produce
+    from freshet.services.kafka_local import LocalKafka
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        kafka = LocalKafka(base / "kafka", partitions=4, home=Settings.from_env().home).start()
+        try:
+            for n, ms in enumerate(float(w) for w in args.within_ms.split(",")):
+                prefix = f"ftake{os.getpid()}x{n}"
+                settings = Settings.from_env(
+                    {},
+                    kafka_bootstrap=kafka.bootstrap,
+                    topic_prefix=prefix,
+                    topic_partitions=4,
+                    home=base / "home",
+                )
+                produced = produce(settings, args.events, 20_000, 10_000, seed=n)
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.faust_take_bench",
+                        f"--events={produced}",
+                        "--child",
+                        kafka.bootstrap,
+                        prefix,
+                        str(base / "home"),
+                        str(ms / 1000.0),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                )
+                # Faust redirects print() into its log, so the line can come on either
+                # stream, behind a log prefix.
+                output = proc.stdout + proc.stderr
+                lines = [ln for ln in output.splitlines() if RESULT in ln]
+                if not lines:
+                    raise SystemExit(
+                        f"no result for {ms} ms (rc {proc.returncode}):\n{output[-3000:]}"
+                    )
+                rows.append(json.loads(lines[-1].split(RESULT, 1)[1].strip()))
+        finally:
+            kafka.stop()
+
+    print("conditions:")
+    print(f"  cores {os.cpu_count()}, local Kafka broker on the same cores, 4 partitions")
+    print(f"  {args.events:,} pre-produced events per run; agent acks each event, no work")
+    print("figures:")
+    print("  within ms   events/s   batches  median batch")
+    for r in rows:
+        print(
+            f"  {r['within_ms']:9.0f} {r['events_per_s']:10,.0f} {r['batches']:9,}"
+            f" {r['median_batch']:13.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
