@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,7 +137,8 @@ def run_demo(
 
     console.print("6/6  what happened")
     counts = _item_counts(past + live)
-    summary = _summarise(watch, sent, seconds, counts, settings)
+    coverage = catalog_coverage(watch.items, past + live)
+    summary = _summarise(watch, sent, seconds, counts, coverage, settings)
     _show_users(watch, console)
     _show_summary(summary, world_desc, settings, console)
     console.print(
@@ -295,8 +297,25 @@ def _item_counts(events: list[InteractionEvent | CatalogEvent]) -> dict[str, int
     return dict(Counter(e.item_id for e in events if isinstance(e, InteractionEvent)))
 
 
+def catalog_coverage(
+    shown: Iterable[str], events: Iterable[InteractionEvent | CatalogEvent]
+) -> float:
+    """Share of the items ever announced in ``events``' catalog that some list showed.
+
+    The denominator is the catalog, not the items with interactions: lists also show
+    new and exploration items nobody has touched yet.
+    """
+    catalog = {e.item_id for e in events if isinstance(e, CatalogEvent)}
+    return len(catalog.intersection(shown)) / max(1, len(catalog))
+
+
 def _summarise(
-    watch: Watch, sent: int, seconds: float, counts: dict[str, int], settings: Settings
+    watch: Watch,
+    sent: int,
+    seconds: float,
+    counts: dict[str, int],
+    coverage: float,
+    settings: Settings,
 ) -> dict[str, float]:
     ids = list(counts)
     head = popularity_head(np.array([counts[i] for i in ids], dtype=np.float64))
@@ -310,7 +329,7 @@ def _summarise(
         "fresh lists published": watch.lists,
         "p50 event→list ms": float(np.nanpercentile(lat, 50)),
         "p99 event→list ms": float(np.nanpercentile(lat, 99)),
-        "catalog coverage": len(watch.items) / max(1, len(counts)),
+        "catalog coverage": coverage,
         "long-tail share": sum(n for i, n in watch.items.items() if i not in head_items)
         / max(1, slots),
         "fallback share": fallback / max(1, watch.lists),
