@@ -2,9 +2,12 @@
 
 Each benchmark runs as its own subprocess (so one crash or timeout does not stop the
 rest), its output kept under ``<out>/logs/``. Order: ingest, stream, ann, ranker,
-train_speed, prequential, offline evaluate (``freshet train`` + ``freshet evaluate`` on
-the prequential's simulated data set), trade-off. ``--quick`` shrinks every one of them
-to fit a few minutes on two cores; the full mode is the sizes each script defaults to.
+ONNX Runtime against torch, Redis sizing, train_speed, prequential, offline evaluate
+(``freshet train`` + ``freshet evaluate`` on the prequential's simulated data set),
+trade-off. ``--quick`` shrinks every one of them to fit a few minutes on two cores. The
+full mode runs each at the sizes it defaults to, and the stream bench as a sweep:
+catalogs of 10k, 100k and 1M items, each with and without the ranker, each with its
+latency-vs-throughput curve.
 
     .venv/bin/python -m bench.run_all --quick --out docs/benchmarks
 """
@@ -33,6 +36,31 @@ class Step:
     quick_args: list[str]
     timeout_s: int
     quick_timeout_s: int
+    full_only: bool = False
+
+
+SWEEP_ITEMS = (10_000, 100_000, 1_000_000)
+SWEEP_CURVE = "100,250,500,1000,2000"
+
+
+def stream_sweep(out: Path) -> list[Step]:
+    """Full mode's stream runs: every catalog size, without and with the ranker."""
+    py = [sys.executable, "-m"]
+    runs = []
+    for items in SWEEP_ITEMS:
+        for ranker in ("off", "on"):
+            name = f"stream_{items // 1000}k_ranker_{ranker}"
+            args = [
+                *py,
+                "bench.stream_bench",
+                f"--items={items}",
+                "--bundle",
+                f"--ranker={ranker}",
+                f"--curve={SWEEP_CURVE}",
+                f"--out={out / 'stream' / f'{name}.json'}",
+            ]
+            runs.append(Step(name, args, [], 5400, 0, full_only=True))
+    return runs
 
 
 def steps(out: Path, data: Path, bundles: Path) -> list[Step]:
@@ -63,6 +91,7 @@ def steps(out: Path, data: Path, bundles: Path) -> list[Step]:
             3600,
             300,
         ),
+        *stream_sweep(out),
         Step(
             "ann",
             [*py, "bench.ann_bench", "--threads=2"],
@@ -74,6 +103,20 @@ def steps(out: Path, data: Path, bundles: Path) -> list[Step]:
             "ranker",
             [*py, "bench.ranker_bench"],
             [*py, "bench.ranker_bench", *ranker_quick],
+            3600,
+            240,
+        ),
+        Step(
+            "onnx_vs_torch",
+            [*py, "bench.onnx_vs_torch", f"--out={out / 'onnx_vs_torch.json'}"],
+            [*py, "bench.onnx_vs_torch", "--repeats=10", f"--out={out / 'onnx_vs_torch.json'}"],
+            1800,
+            180,
+        ),
+        Step(
+            "sizing",
+            [*py, "bench.sizing_bench"],
+            [*py, "bench.sizing_bench", "--users=2000", "--items=1000", "--events=20000"],
             3600,
             240,
         ),
@@ -157,6 +200,66 @@ def run_step(step: Step, quick: bool, logs: Path, env: dict[str, str]) -> dict[s
     return {"name": step.name, "status": status, "wall_s": round(wall, 1), "log": log.name}
 
 
+def stream_json(out: Path, name: str, quick: bool) -> Path | None:
+    """Where the stream step ``name`` wrote its JSON, or None for other steps."""
+    if name == "stream":
+        return out / ("stream_bench_quick.json" if quick else "stream_bench_run.json")
+    if name.startswith("stream_"):
+        return out / "stream" / f"{name}.json"
+    return None
+
+
+def stream_table(out: Path, results: list[dict[str, object]], quick: bool) -> str:
+    """One row per stream run that succeeded: its conditions and headline figures."""
+    head = [
+        "run",
+        "items",
+        "model",
+        "offered/s",
+        "sustained/s",
+        "saturated/s",
+        "raw pipe/s",
+        "ratio",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "lists/s sat.",
+        "RSS MiB",
+    ]
+    rows = []
+    for r in results:
+        path = stream_json(out, str(r["name"]), quick)
+        if path is None or r["status"] != "ok" or not path.exists():
+            continue
+        rep = json.loads(path.read_text())
+        c, f = rep["conditions"], rep["figures"]
+        pw, sw, sb = f["paced_worker"], f["saturated_worker"], f["saturated_baseline"]
+        lat = pw["latency_ms_published_minus_event"]
+        model = (
+            "model-free"
+            if str(c["model"]).startswith("none")
+            else ("bundle + ranker" if c.get("ranker") else "bundle")
+        )
+        rows.append(
+            [
+                str(r["name"]),
+                f"{c['items']:,}",
+                model,
+                f"{pw['offered_rate']:,.0f}",
+                f"{pw['sustained_events_per_s']:,.0f}",
+                f"{sw['events_per_s']:,.0f}",
+                f"{sb['events_per_s']:,.0f}",
+                f"{sw['events_per_s'] / sb['events_per_s']:.3f}",
+                f"{lat['p50']:,.0f}",
+                f"{lat['p99']:,.0f}",
+                f"{lat['p99.9']:,.0f}",
+                f"{sw['lists_per_s']:,.0f}",
+                f"{sw.get('worker_peak_rss_mib', 0):,.0f}",
+            ]
+        )
+    return markdown(head, rows) if rows else ""
+
+
 def summary_markdown(out: Path, results: list[dict[str, object]], quick: bool) -> str:
     lines = [
         f"# Benchmark run ({'QUICK' if quick else 'full'} mode)",
@@ -172,6 +275,18 @@ def summary_markdown(out: Path, results: list[dict[str, object]], quick: bool) -
             ],
         ),
     ]
+    streams = stream_table(out, results, quick)
+    if streams:
+        lines += [
+            "",
+            "## Streaming",
+            "",
+            "One worker; the raw pipe is aiokafka consume-and-produce of the same backlog in "
+            "the same run (ratio = worker / pipe, saturated). Latency is event-to-publish at "
+            "the offered rate. Each run's curve and full figures are in its JSON and log.",
+            "",
+            streams,
+        ]
     pq = out / "prequential.json"
     if pq.exists():
         report = json.loads(pq.read_text())
@@ -205,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data, bundles = Path(tmp) / "shop.jsonl", Path(tmp) / "bundles"
         wanted = set(args.only or [])
         for step in steps(out, data, bundles):
-            if wanted and step.name not in wanted:
+            if (wanted and step.name not in wanted) or (args.quick and step.full_only):
                 continue
             if step.name == "evaluate":
                 write_data(data, args.quick)

@@ -90,25 +90,31 @@ def simulate_shop(
     )
 
 
-def train_bundle(shop: Shop, bundle_dir: Path, samples: int) -> str:
-    """A small bundle trained on the warm-up history (few epochs, capped samples)."""
+def train_bundle(shop: Shop, bundle_dir: Path, samples: int, ranker: str = "off") -> str:
+    """A small bundle trained on the warm-up history (few epochs, capped samples).
+
+    ``ranker``: ``on`` ships a candidate ranker whatever its hold-out gain (its cost is
+    what the bench measures), ``off`` ships none.
+    """
     from training.pipeline import run
     from training.train import TrainConfig
 
     cfg = TrainConfig(epochs=2, patience=1, samples_per_epoch=samples, valid_cases=500)
     events: list[InteractionEvent | CatalogEvent] = [*shop.catalog, *shop.warm]
-    result = run(events, bundle_dir, cfg, test_cases=500, show=False)
+    result = run(events, bundle_dir, cfg, test_cases=500, show=False, ranker=ranker)
     return result.bundle.name
 
 
 def cached_bundle(args: argparse.Namespace, shop: Shop, bundle_dir: Path) -> str:
     """``train_bundle``, or a copy of the one an earlier run trained on the same shop."""
     key = f"{args.items}-{args.users}-{args.warm}-{args.events}-{args.seed}-{args.train_samples}"
+    ranker = getattr(args, "ranker", "off")
+    key += "-ranker" if ranker == "on" else ""
     from inference.bundle import read_current
 
     cache = Settings.from_env().home / "bench-bundles" / f"stream-{key}"
     if not (cache / "CURRENT").exists():
-        train_bundle(shop, cache, args.train_samples)
+        train_bundle(shop, cache, args.train_samples, ranker)
     shutil.copytree(cache, bundle_dir, dirs_exist_ok=True)
     return str(read_current(cache))
 
@@ -135,6 +141,7 @@ class WorkerProc:
             }
         )
         self.log = log
+        self.redis_url = settings.redis_url
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "freshet.cli", "worker"],
             env=env,
@@ -148,9 +155,33 @@ class WorkerProc:
         fields = stat.rsplit(")", 1)[1].split()  # after the command name
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def memory_kib(self) -> dict[str, float]:
+        """The worker's resident set now (``VmRSS``) and at its peak (``VmHWM``), KiB."""
+        out: dict[str, float] = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[f"worker_{key.lower()}_kib"] = float(rest.split()[0])
+        return out
+
+    def redis_bytes(self) -> dict[str, float]:
+        """Bytes Redis has received and sent so far (``INFO stats``): the worker is its
+        only client in the timed phases, so the deltas are the worker's traffic."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            info = client.info("stats")
+        finally:
+            client.close()
+        return {
+            "redis_net_input_bytes": float(info["total_net_input_bytes"]),
+            "redis_net_output_bytes": float(info["total_net_output_bytes"]),
+        }
+
     def scrape(self) -> dict[str, float]:
         """Every sample of the endpoint, keyed ``name{labels}`` as exposed, plus the
-        process CPU seconds as ``worker_cpu_seconds``."""
+        process CPU seconds as ``worker_cpu_seconds``, its memory and Redis's traffic."""
         if self.proc.poll() is not None:
             raise RuntimeError(f"worker exited; see {self.log}")
         url = f"http://127.0.0.1:{self.port}/metrics"
@@ -162,6 +193,8 @@ class WorkerProc:
                 name, _, value = line.rpartition(" ")
                 out[name] = float(value)
         out["worker_cpu_seconds"] = self.cpu_seconds()
+        out.update(self.memory_kib())
+        out.update(self.redis_bytes())
         return out
 
     def wait(self, ready: Any, timeout_s: float, what: str) -> dict[str, float]:
@@ -218,10 +251,18 @@ def work_figures(
     lists = after.get("freshet_lists_published_total", 0) - before.get(
         "freshet_lists_published_total", 0
     )
+
+    def delta(name: str) -> float:
+        return after.get(name, 0) - before.get(name, 0)
+
     return {
         "worker_cpu_ms_per_event": 1000.0 * cpu_s / events,
         "lists_published": lists,
         "redis_round_trips_per_event": rt / events,
+        "redis_bytes_in_per_event": delta("redis_net_input_bytes") / events,
+        "redis_bytes_out_per_event": delta("redis_net_output_bytes") / events,
+        "worker_rss_mib": after.get("worker_vmrss_kib", 0) / 1024,
+        "worker_peak_rss_mib": after.get("worker_vmhwm_kib", 0) / 1024,
         "micro_batches_scored": batches,
         "encoder_ms_per_micro_batch": enc_ms,
         "recommend_ms_per_micro_batch": rec_ms,
@@ -541,6 +582,12 @@ def main() -> None:
         help="train a small bundle first (cached under $FRESHET_HOME/bench-bundles)",
     )
     parser.add_argument("--train-samples", type=int, default=20_000)
+    parser.add_argument(
+        "--ranker",
+        default="off",
+        choices=["off", "on"],
+        help="with --bundle: ship the candidate ranker (on) or not (off)",
+    )
     parser.add_argument("--quick", action="store_true", help="10k items, 5k events")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap")
@@ -603,10 +650,13 @@ def main() -> None:
             )
             version = "none (model-free)"
             train_s = 0.0
+            has_ranker = False
             if args.bundle:
                 t = time.perf_counter()
                 version = cached_bundle(args, shop, settings.bundle_dir)
                 train_s = time.perf_counter() - t
+                manifest = json.loads((settings.bundle_dir / version / "manifest.json").read_text())
+                has_ranker = manifest.get("ranker_layout") is not None
             topics = Topics(p)
             produce_bulk(
                 settings,
@@ -669,6 +719,7 @@ def main() -> None:
         "batch_max_events": settings.batch_max_events,
         "batch_max_ms": settings.batch_max_ms,
         "model": version,
+        "ranker": has_ranker,
         "onnx_provider": provider,
         "simulate_s": round(sim_s, 1),
         "train_s": round(train_s, 1),
@@ -701,7 +752,8 @@ def _print(report: dict[str, Any]) -> None:
         f"  offered rate {c['offered_rate']:,.0f}/s, debounce {c['debounce_ms']} ms, "
         f"batches <= {c['batch_max_events']} events / {c['batch_max_ms']} ms"
     )
-    print(f"  model {c['model']}, onnx provider {c['onnx_provider']}")
+    ranker = "with ranker" if c.get("ranker") else "no ranker"
+    print(f"  model {c['model']} ({ranker}), onnx provider {c['onnx_provider']}")
     print(f"  lists by strategy (whole run): {c['lists_by_strategy']}")
     print(f"  {c['note']}")
     pw, pb = f["paced_worker"], f["paced_baseline"]
@@ -743,6 +795,11 @@ def _print(report: dict[str, Any]) -> None:
             f"{w['recommend_ms_per_micro_batch']:.2f} ms per micro-batch "
             f"({w['micro_batches_scored']:,} scored); worker CPU "
             f"{w['worker_cpu_ms_per_event']:.3f} ms/event; {w['lists_published']:,.0f} lists"
+        )
+        print(
+            f"  {name:<9} Redis bytes/event in {w['redis_bytes_in_per_event']:,.0f}, out "
+            f"{w['redis_bytes_out_per_event']:,.0f}; worker RSS {w['worker_rss_mib']:,.0f} MiB "
+            f"(peak {w['worker_peak_rss_mib']:,.0f} MiB)"
         )
     print(f"  saturated: {sw['lists_per_s']:,.0f} lists/s published while draining")
     if f["curve"]:

@@ -50,10 +50,12 @@ PARITY_TOL = 1e-4
 OPSET = 17
 
 
-class _Encoder(nn.Module):
-    def __init__(self, model: RetrievalModel) -> None:
+class EncoderGraph(nn.Module):
+    """The exported user-encoder graph: the bundle's four inputs to ``user_vec``."""
+
+    def __init__(self, users: nn.Module) -> None:
         super().__init__()
-        self.users = model.users
+        self.users = users
 
     def forward(
         self, item_vecs: torch.Tensor, types: torch.Tensor, gaps: torch.Tensor, mask: torch.Tensor
@@ -140,7 +142,7 @@ def export_bundle(
         f = log.hashing.max_features
         files: dict[str, bytes] = {
             USER_ENCODER: onnx_bytes(
-                _Encoder(model),
+                EncoderGraph(model.users),
                 (
                     torch.zeros(2, n, d),
                     torch.zeros(2, n, dtype=torch.long),
