@@ -8,7 +8,14 @@ batch, wall and CPU ms per user (process CPU, all threads), and the encoder and 
 parts. CPU per user is the figure to compare on a shared machine: wall time moves with
 the neighbours, CPU time much less.
 
+``--gap-ms`` sleeps between batches, as the worker waits between micro-batches at a
+modest rate; the CPU figure then includes whatever the libraries' idle threads burn in
+the gaps (``--blas-threads 0`` leaves numpy's and faiss's OpenBLAS pools at their
+default, a spinning thread per core; the worker caps them with FRESHET_BLAS_THREADS).
+
     .venv/bin/python bench/compute_bench.py --items 100000 --users 50000 --onnx-threads 0,1
+    .venv/bin/python bench/compute_bench.py --batches 1,4 --onnx-threads 1 --blas-threads 0,1 \
+        --gap-ms 10
 """
 
 from __future__ import annotations
@@ -25,10 +32,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from bench.stream_bench import Shop, cached_bundle, simulate_shop
 from freshet.settings import Settings
 from inference.ann_index import set_search_threads
 from inference.mmr_kernel import warm_up
+from inference.thread_limits import limit_blas_threads
 from streams.catalog import CatalogRecord, apply_catalog_event
 from streams.ingest import TouchedUser
 from streams.live_recommender import LiveRecommender
@@ -84,9 +94,15 @@ def live_recommender(
 
 
 def time_batches(
-    live: LiveRecommender, touched: Sequence[TouchedUser], batch: int, now_ms: int, limit: int
+    live: LiveRecommender,
+    touched: Sequence[TouchedUser],
+    batch: int,
+    now_ms: int,
+    limit: int,
+    gap_s: float = 0.0,
 ) -> dict[str, float]:
-    """Medians over up to ``limit`` batches of ``batch`` distinct users (one warm-up first)."""
+    """Medians over up to ``limit`` batches of ``batch`` distinct users (one warm-up first),
+    sleeping ``gap_s`` after each; CPU counts the gaps, wall does not."""
     batches = [touched[i : i + batch] for i in range(0, len(touched) - batch + 1, batch)]
     batches = batches[: limit + 1]
     if len(batches) < 2:
@@ -99,6 +115,8 @@ def time_batches(
         t = time.perf_counter()
         live.compute(b, now_ms)
         walls.append((time.perf_counter() - t) * 1000)
+        if gap_s > 0:
+            time.sleep(gap_s)
     cpu_ms = (time.process_time() - cpu0) * 1000
     enc, rec = live.stats.take_timings()
     n_users = batch * len(walls)
@@ -126,6 +144,10 @@ def main() -> None:
     parser.add_argument(
         "--onnx-threads", default="0,1", help="FRESHET_ONNX_THREADS values (0: ORT's default)"
     )
+    parser.add_argument(
+        "--blas-threads", default="1", help="FRESHET_BLAS_THREADS values (0: the libraries' own)"
+    )
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="sleep between batches")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -141,14 +163,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundle_dir = Path(tmp) / "bundles"
         version = cached_bundle(args, shop, bundle_dir)
-        for threads in [int(t) for t in args.onnx_threads.split(",")]:
-            settings = Settings.from_env({}, onnx_provider="cpu", onnx_threads=threads)
-            live = live_recommender(settings, held, bundle_dir, version)
-            for batch in [int(b) for b in args.batches.split(",")]:
-                rows.append(
-                    {"onnx_threads": threads}
-                    | time_batches(live, touched, batch, now_ms, args.limit)
-                )
+        for blas in [int(t) for t in args.blas_threads.split(",")]:
+            for threads in [int(t) for t in args.onnx_threads.split(",")]:
+                settings = Settings.from_env({}, onnx_provider="cpu", onnx_threads=threads)
+                live = live_recommender(settings, held, bundle_dir, version)
+                with threadpool_limits(limits=blas or None, user_api="blas"):
+                    for batch in [int(b) for b in args.batches.split(",")]:
+                        timed = time_batches(
+                            live, touched, batch, now_ms, args.limit, args.gap_ms / 1000.0
+                        )
+                        rows.append({"blas_threads": blas, "onnx_threads": threads} | timed)
 
     print("conditions:")
     print(f"  python {platform.python_version()}, cores {os.cpu_count()}, CPU onnxruntime")
@@ -156,15 +180,21 @@ def main() -> None:
         f"  catalog {args.items:,} items, {args.users:,} users, {len(touched):,} users with"
         f" live events, model {version}, ANN threads {base.ann_threads}"
     )
-    print("  in-process LiveRecommender.compute: no Kafka, no Redis; medians over batches")
+    print(
+        "  in-process LiveRecommender.compute: no Kafka, no Redis; medians over batches;"
+        f" {args.gap_ms:g} ms sleep between batches"
+    )
+    print("  BLAS libraries at their defaults: " + str(limit_blas_threads(0)))
     print("figures:")
     print(
-        f"  {'onnx threads':>15} batch  ms/batch  wall ms/user  CPU ms/user  encoder ms  re-rank ms"
+        f"  {'blas':>4} {'onnx threads':>15} batch  ms/batch  wall ms/user  CPU ms/user"
+        "  encoder ms  re-rank ms"
     )
     for r in rows:
         label = "0 (ORT default)" if r["onnx_threads"] == 0 else str(r["onnx_threads"])
+        pool = "own" if r["blas_threads"] == 0 else str(r["blas_threads"])
         print(
-            f"  {label:>15} {r['batch']:5d} {r['wall_ms_per_batch']:9.1f}"
+            f"  {pool:>4} {label:>15} {r['batch']:5d} {r['wall_ms_per_batch']:9.1f}"
             f" {r['wall_ms_per_user']:13.3f} {r['cpu_ms_per_user']:12.3f}"
             f" {r['encoder_ms_per_batch']:11.1f} {r['rerank_ms_per_batch']:11.1f}"
         )

@@ -123,7 +123,9 @@ def cached_bundle(args: argparse.Namespace, shop: Shop, bundle_dir: Path) -> str
 class WorkerProc:
     """``freshet worker`` as a subprocess with its metrics endpoint."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, log: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
         env.update(
@@ -138,6 +140,7 @@ class WorkerProc:
                 "FRESHET_BUNDLE_DIR": str(settings.bundle_dir),
                 "FRESHET_METRICS_PORT": str(self.port),
                 "FRESHET_LOG_LEVEL": "INFO",
+                **(extra_env or {}),
             }
         )
         self.log = log
@@ -388,8 +391,13 @@ def quantiles(values: Sequence[float]) -> dict[str, float]:
 
 
 async def paced_worker(
-    settings: Settings, worker: WorkerProc, events: Sequence[InteractionEvent], rate: float
+    settings: Settings,
+    worker: WorkerProc,
+    events: Sequence[InteractionEvent],
+    rate: float,
+    timed: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """One paced phase; ``timed`` (if given) gets a row per list timed, for diagnosis."""
     topics = Topics(settings.topic_prefix)
     recs: list[tuple[bytes, int, int]] = []
     reader = asyncio.create_task(tail(settings, topics.recommendations, recs))
@@ -418,6 +426,17 @@ async def paced_worker(
         if src in sent:
             lat_pub.append(rec["published_ts"] - rec["event_ts"])
             lat_recv.append(got - rec["event_ts"])
+            if timed is not None:
+                timed.append(
+                    {
+                        "offered_rate": rate,
+                        "user_id": rec["user_id"],
+                        "event_ts": rec["event_ts"],
+                        "published_ts": rec["published_ts"],
+                        "received_ms": got,
+                        "strategy": rec.get("strategy"),
+                    }
+                )
         user, ets = rec["user_id"], rec.get("event_ts") or 0
         lists.append((user, ets, rec["published_ts"]))
         last = last_event.get(user)
@@ -524,6 +543,7 @@ def latency_curve(
     rates: Sequence[float],
     per_rate: int,
     stop_ms: float,
+    timed: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Paced phases at rising rates, fresh events each, until p99 passes ``stop_ms``."""
     points: list[dict[str, Any]] = []
@@ -531,7 +551,7 @@ def latency_curve(
         chunk = events[i * per_rate : (i + 1) * per_rate]
         if not chunk:
             break
-        r = asyncio.run(paced_worker(settings, worker, chunk, rate))
+        r = asyncio.run(paced_worker(settings, worker, chunk, rate, timed))
         points.append(
             {
                 "offered_rate": rate,
@@ -601,8 +621,23 @@ def main() -> None:
     )
     parser.add_argument("--curve-events", type=int, default=3_000, help="events per rate")
     parser.add_argument("--curve-stop-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="FRESHET_NAME=VALUE",
+        help="a setting for the worker only (repeatable), e.g. FRESHET_BLAS_THREADS=0 for an A/B",
+    )
+    parser.add_argument(
+        "--lists-out",
+        type=Path,
+        help="write every timed list (event and publish times, user, rate) here as JSONL",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.curve.split(",") if r.strip()]
+    worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
+    if any(not k.startswith("FRESHET_") for k in worker_env):
+        parser.error("--worker-env takes FRESHET_NAME=VALUE")
     if args.quick:
         args.items, args.users = min(args.items, 10_000), min(args.users, 5_000)
         args.events, args.warm = min(args.events, 5_000), min(args.warm, 5_000)
@@ -665,7 +700,7 @@ def main() -> None:
             )
             produce_bulk(settings, topics.events, stamped(shop.warm))
             t = time.perf_counter()
-            worker = WorkerProc(settings, base / "worker.log")
+            worker = WorkerProc(settings, base / "worker.log", worker_env)
             want_model = args.bundle
             # Ready means every catalog record applied by the catalog agent, not only
             # a catalog the size of the bundle's: the agent's backlog of 100k records
@@ -682,16 +717,19 @@ def main() -> None:
             )
             ready_s = time.perf_counter() - t
             time.sleep(2.0)
+            timed: list[dict[str, Any]] | None = [] if args.lists_out else None
             results["paced_worker"] = asyncio.run(
-                paced_worker(settings, worker, shop.live, args.rate)
+                paced_worker(settings, worker, shop.live, args.rate, timed)
             )
             results["paced_baseline"] = asyncio.run(paced_baseline(settings, shop.live, args.rate))
             sat_worker, sat_pipe = saturation(settings, worker, shop.saturate)
             results["saturated_worker"] = sat_worker
             results["saturated_baseline"] = sat_pipe
             results["curve"] = latency_curve(
-                settings, worker, shop.extra, rates, args.curve_events, args.curve_stop_ms
+                settings, worker, shop.extra, rates, args.curve_events, args.curve_stop_ms, timed
             )
+            if args.lists_out and timed is not None:
+                args.lists_out.write_bytes(b"".join(orjson.dumps(t) + b"\n" for t in timed))
             final = worker.scrape()
             provider = _served_provider(worker.log)
         finally:
@@ -720,6 +758,7 @@ def main() -> None:
         "batch_max_ms": settings.batch_max_ms,
         "model": version,
         "ranker": has_ranker,
+        "worker_env": worker_env,
         "onnx_provider": provider,
         "simulate_s": round(sim_s, 1),
         "train_s": round(train_s, 1),
@@ -754,6 +793,8 @@ def _print(report: dict[str, Any]) -> None:
     )
     ranker = "with ranker" if c.get("ranker") else "no ranker"
     print(f"  model {c['model']} ({ranker}), onnx provider {c['onnx_provider']}")
+    if c.get("worker_env"):
+        print(f"  worker settings: {c['worker_env']}")
     print(f"  lists by strategy (whole run): {c['lists_by_strategy']}")
     print(f"  {c['note']}")
     pw, pb = f["paced_worker"], f["paced_baseline"]
