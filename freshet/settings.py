@@ -105,6 +105,7 @@ class Settings:
     onnx_provider: str = "auto"  # auto | cuda | cpu
     ann_threads: int = 1
     onnx_threads: int = 1
+    blas_threads: int = 1
     metrics_port: int = 0  # 0: no Prometheus endpoint
     api_host: str = "127.0.0.1"
     api_port: int = 8080

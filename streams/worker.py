@@ -15,6 +15,7 @@ import faust
 from freshet.settings import Settings
 from inference.ann_index import set_search_threads
 from inference.mmr_kernel import warm_up as warm_up_mmr
+from inference.thread_limits import limit_blas_threads
 from schemas.codec import DecodeLimits, encode
 from schemas.dead_letter import DeadLetter
 from schemas.recommendation import Recommendation
@@ -147,6 +148,7 @@ def build_worker(
     live: LiveRecommender | None = None
     if refresher is None and settings.realtime:
         set_search_threads(settings.ann_threads)
+        log.info("BLAS threads: %s", limit_blas_threads(settings.blas_threads))
         warm_up_mmr()  # compile the MMR kernel now, not inside the first batch
         live = build_live(settings, store, catalog_store)
         refresher = live
