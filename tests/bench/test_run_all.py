@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.run_all import SWEEP_ITEMS, steps, stream_table
+from bench.run_all import SWEEP_ITEMS, steps, stream_table, top_rate
 
 
 def test_full_mode_sweeps_catalogs_with_and_without_the_ranker(tmp_path: Path) -> None:
@@ -21,6 +21,17 @@ def test_full_mode_sweeps_catalogs_with_and_without_the_ranker(tmp_path: Path) -
     assert {"onnx_vs_torch", "sizing", "stream", "prequential"} <= set(names)
 
 
+def _point(rate: float, p99: float) -> dict[str, object]:
+    return {"offered_rate": rate, "latency_ms_published_minus_event": {"p99": p99}}
+
+
+def test_top_rate_is_the_fastest_point_within_the_bound() -> None:
+    curve = [_point(10, 40.0), _point(50, 120.0), _point(100, 90.0)]
+    assert top_rate(curve, 100.0) == "100/s"  # a later point back under the bound counts
+    assert top_rate(curve, 30.0) == "none from 10/s"
+    assert top_rate([], 100.0) == "not run"
+
+
 def _report(items: int, ranker: bool, worker: float, pipe: float) -> dict[str, object]:
     lat = {"p50": 12.0, "p99": 40.0, "p99.9": 55.0, "n": 100}
     return {
@@ -33,6 +44,7 @@ def _report(items: int, ranker: bool, worker: float, pipe: float) -> dict[str, o
             },
             "saturated_worker": {"events_per_s": worker, "lists_per_s": 90.0},
             "saturated_baseline": {"events_per_s": pipe},
+            "curve": [_point(10, 40.0), _point(50, 90.0), _point(100, 130.0)],
         },
     }
 
@@ -52,6 +64,7 @@ def test_stream_table_has_a_row_per_successful_run(tmp_path: Path) -> None:
     table = stream_table(tmp_path, results, quick=False).splitlines()
     assert len(table) == 3  # header, rule, one row: the failed run is left out
     cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert cells[-1] == "50/s"
     assert cells[:8] == [
         "stream_10k_ranker_on",
         "10,000",
