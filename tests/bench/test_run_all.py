@@ -64,6 +64,8 @@ def test_stream_table_has_a_row_per_successful_run(tmp_path: Path) -> None:
     table = stream_table(tmp_path, results, quick=False).splitlines()
     assert len(table) == 3  # header, rule, one row: the failed run is left out
     cells = [c.strip() for c in table[2].strip("|").split("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert len(header) == len(cells) and header[-1] == "top rate p99 ≤ 100 ms"
     assert cells[-1] == "50/s"
     assert cells[:8] == [
         "stream_10k_ranker_on",
