@@ -294,13 +294,24 @@ def stamped(events: Sequence[InteractionEvent]) -> list[tuple[bytes, bytes]]:
     return [(event_key(e.user_id), encode(dataclasses.replace(e, ts=now_ms()))) for e in events]
 
 
+# The paced load generator batches like freshet's own producer (``streams.event_producer``,
+# linger 5 ms); ``--load-linger-ms 0`` sends every event in a request of its own.
+LOAD_LINGER_MS = 5
+
+
 async def paced_send(
     settings: Settings, topic: str, events: Sequence[InteractionEvent], rate: float
 ) -> dict[str, tuple[str, int]]:
-    """Send at ``rate``/s, ``ts`` = send time; returns event_id -> (user_id, ts)."""
+    """Send at ``rate``/s, ``ts`` = send time; returns event_id -> (user_id, ts).
+
+    ``ts`` is stamped before the send, so time a record waits in the producer's
+    linger is inside every latency figure.
+    """
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=LOAD_LINGER_MS
+    )
     await producer.start()
     sent: dict[str, tuple[str, int]] = {}
     futures = []
@@ -589,6 +600,7 @@ def plot_curve(points: Sequence[dict[str, Any]], path: Path) -> None:
 
 # --- main ----------------------------------------------------------------------------
 def main() -> None:
+    global LOAD_LINGER_MS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=50_000)
@@ -622,6 +634,12 @@ def main() -> None:
     parser.add_argument("--curve-events", type=int, default=3_000, help="events per rate")
     parser.add_argument("--curve-stop-ms", type=float, default=100.0)
     parser.add_argument(
+        "--load-linger-ms",
+        type=int,
+        default=LOAD_LINGER_MS,
+        help="linger of the paced load generator's producer (freshet's producer uses 5)",
+    )
+    parser.add_argument(
         "--worker-env",
         action="append",
         default=[],
@@ -635,6 +653,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     rates = [float(r) for r in args.curve.split(",") if r.strip()]
+    LOAD_LINGER_MS = args.load_linger_ms
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
     if any(not k.startswith("FRESHET_") for k in worker_env):
         parser.error("--worker-env takes FRESHET_NAME=VALUE")
@@ -759,6 +778,7 @@ def main() -> None:
         "model": version,
         "ranker": has_ranker,
         "worker_env": worker_env,
+        "load_producer_linger_ms": LOAD_LINGER_MS,
         "onnx_provider": provider,
         "simulate_s": round(sim_s, 1),
         "train_s": round(train_s, 1),
@@ -793,6 +813,7 @@ def _print(report: dict[str, Any]) -> None:
     )
     ranker = "with ranker" if c.get("ranker") else "no ranker"
     print(f"  model {c['model']} ({ranker}), onnx provider {c['onnx_provider']}")
+    print(f"  load generator: acks=all, linger {c.get('load_producer_linger_ms', 0)} ms")
     if c.get("worker_env"):
         print(f"  worker settings: {c['worker_env']}")
     print(f"  lists by strategy (whole run): {c['lists_by_strategy']}")
