@@ -124,9 +124,15 @@ class WorkerProc:
     """``freshet worker`` as a subprocess with its metrics endpoint."""
 
     def __init__(
-        self, settings: Settings, log: Path, extra_env: dict[str, str] | None = None
+        self,
+        settings: Settings,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+        neighbours: dict[str, int] | None = None,
     ) -> None:
+        """``neighbours``: pids of the local Kafka and Redis, whose CPU each scrape reads."""
         self.port = _free_port()
+        self.neighbours = {"bench": os.getpid(), **(neighbours or {})}
         env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
         env.update(
             {
@@ -154,9 +160,7 @@ class WorkerProc:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU the worker process has used so far, all threads."""
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds_of(self.proc.pid)
 
     def memory_kib(self) -> dict[str, float]:
         """The worker's resident set now (``VmRSS``) and at its peak (``VmHWM``), KiB."""
@@ -196,6 +200,10 @@ class WorkerProc:
                 name, _, value = line.rpartition(" ")
                 out[name] = float(value)
         out["worker_cpu_seconds"] = self.cpu_seconds()
+        out["wall_seconds"] = time.monotonic()
+        for name, pid in self.neighbours.items():
+            with contextlib.suppress(OSError):
+                out[f"{name}_cpu_seconds"] = cpu_seconds_of(pid)
         out.update(self.memory_kib())
         out.update(self.redis_bytes())
         return out
@@ -218,6 +226,13 @@ class WorkerProc:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User plus system CPU a process has used so far, all threads (``/proc``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def applied(m: dict[str, float]) -> float:
@@ -258,6 +273,13 @@ def work_figures(
     def delta(name: str) -> float:
         return after.get(name, 0) - before.get(name, 0)
 
+    wall = delta("wall_seconds")
+    cores = {
+        f"cores_{who}": round(delta(f"{who}_cpu_seconds") / wall, 3) if wall > 0 else float("nan")
+        for who in ("worker", "kafka", "redis", "bench")
+        if f"{who}_cpu_seconds" in after
+    }
+
     return {
         "worker_cpu_ms_per_event": 1000.0 * cpu_s / events,
         "lists_published": lists,
@@ -266,6 +288,7 @@ def work_figures(
         "redis_bytes_out_per_event": delta("redis_net_output_bytes") / events,
         "worker_rss_mib": after.get("worker_vmrss_kib", 0) / 1024,
         "worker_peak_rss_mib": after.get("worker_vmhwm_kib", 0) / 1024,
+        **cores,
         "micro_batches_scored": batches,
         "encoder_ms_per_micro_batch": enc_ms,
         "recommend_ms_per_micro_batch": rec_ms,
@@ -670,6 +693,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         services: list[Any] = []
+        neighbours: dict[str, int] = {}
         if args.bootstrap and args.redis_url:
             bootstrap, redis_url = args.bootstrap, args.redis_url
         else:
@@ -682,6 +706,11 @@ def main() -> None:
             ).start()
             redis = LocalRedis(base / "redis", appendonly=True, die_with_parent=True).start()
             services = [kafka, redis]
+            neighbours = {
+                name: pid
+                for name, pid in (("kafka", kafka.pid), ("redis", redis.pid))
+                if pid is not None
+            }
             bootstrap, redis_url = kafka.bootstrap, redis.url
         settings = Settings.from_env(
             {},
@@ -719,7 +748,7 @@ def main() -> None:
             )
             produce_bulk(settings, topics.events, stamped(shop.warm))
             t = time.perf_counter()
-            worker = WorkerProc(settings, base / "worker.log", worker_env)
+            worker = WorkerProc(settings, base / "worker.log", worker_env, neighbours)
             want_model = args.bundle
             # Ready means every catalog record applied by the catalog agent, not only
             # a catalog the size of the bundle's: the agent's backlog of 100k records
@@ -864,6 +893,12 @@ def _print(report: dict[str, Any]) -> None:
             f"(peak {w['worker_peak_rss_mib']:,.0f} MiB)"
         )
     print(f"  saturated: {sw['lists_per_s']:,.0f} lists/s published while draining")
+    for name, w in (("paced", pw), ("saturated", sw)):
+        split = ", ".join(
+            f"{k.removeprefix('cores_')} {v:.2f}" for k, v in w.items() if k.startswith("cores_")
+        )
+        if split:
+            print(f"  {name:<9} CPU cores in use: {split} (of {c['cores']})")
     if f["curve"]:
         print("  latency vs throughput (event-to-publish, fresh events per rate):")
         print("    offered/s  sustained/s    p50 ms    p99 ms  p99.9 ms  CPU ms/event")
