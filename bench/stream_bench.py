@@ -150,7 +150,9 @@ class WorkerProc:
             }
         )
         self.log = log
-        self.redis_url = settings.redis_url
+        import redis
+
+        self.redis = redis.Redis.from_url(settings.redis_url)  # one client for every scrape
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "freshet.cli", "worker"],
             env=env,
@@ -174,13 +176,7 @@ class WorkerProc:
     def redis_bytes(self) -> dict[str, float]:
         """Bytes Redis has received and sent so far (``INFO stats``): the worker is its
         only client in the timed phases, so the deltas are the worker's traffic."""
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            info = client.info("stats")
-        finally:
-            client.close()
+        info = self.redis.info("stats")
         return {
             "redis_net_input_bytes": float(info["total_net_input_bytes"]),
             "redis_net_output_bytes": float(info["total_net_output_bytes"]),
@@ -226,6 +222,7 @@ class WorkerProc:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.redis.close()
 
 
 def cpu_seconds_of(pid: int) -> float:
