@@ -15,7 +15,7 @@ from schemas.events import CatalogEvent, InteractionEvent
 from streams.ingest import TouchedUser
 from streams.simulator import SimConfig, simulate
 from streams.state_rules import UserState
-from training.evaluation.online_baselines import OnlinePopular
+from training.evaluation.online_baselines import OnlineItemKNN, OnlinePopular
 from training.evaluation.online_freshet import FreshetOnline
 from training.evaluation.prequential import (
     Event,
@@ -139,3 +139,20 @@ def test_fresh_freshet_beats_most_popular_on_a_planted_world(tmp_path: Path) -> 
     fresh, popular = summary["freshet"], summary["most-popular"]
     assert fresh["ndcg@10"] > 1.2 * popular["ndcg@10"], summary
     assert fresh["coverage"] > popular["coverage"]
+
+
+def test_online_item_knn_grows_with_the_catalog_and_refuses_past_its_cap() -> None:
+    """Items that appear mid-stream grow the dense matrix; past ``max_items``, a clear error."""
+    items = [f"i{n}" for n in range(300)]
+    events: list[Event] = [_event(n, "u1", item, 1_000 * (n + 1)) for n, item in enumerate(items)]
+    stream = StreamState()
+    knn = OnlineItemKNN(stream, max_items=400)
+    result = run_prequential(events, [knn], PrequentialConfig(batch_ms=0), stream=stream)
+    assert result.counts["applied"] == 300
+    assert knn.co.shape[0] >= 300
+    # u1 viewed i0, i1, ... in order: i298 co-occurs with i299 (its successor)
+    assert knn.co[stream.code["i298"], stream.code["i299"]] == 1.0
+    small = StreamState()
+    capped = OnlineItemKNN(small, max_items=200)
+    with pytest.raises(ValueError, match="dense matrix; 201 items > 200"):
+        run_prequential(events, [capped], PrequentialConfig(batch_ms=0), stream=small)

@@ -97,7 +97,8 @@ class OnlineItemKNN:
     Each event adds one to the pair (item, each of the user's ``window`` previous items)
     in both directions; similarity is the cosine of those counts. A user's list scores
     the neighbours of their last ``recent`` items, newer weighing more, and breaks ties
-    with a tiny popularity prior. The matrix is dense (fine to ~10k items).
+    with a tiny popularity prior. The matrix is dense: float32, so 20k items (the
+    default cap) take up to 1.6 GB; a larger catalog is refused with a clear error.
     """
 
     name = "item-knn"
@@ -109,7 +110,7 @@ class OnlineItemKNN:
         window: int = 5,
         recent: int = 10,
         recency_decay: float = 0.8,
-        max_items: int = 10_000,
+        max_items: int = 20_000,
     ) -> None:
         self.stream = stream
         self.k = k
