@@ -26,6 +26,15 @@ TARGET_RECALL: Final = 0.97
 TUNE_K: Final = 200
 TUNE_QUERIES: Final = 256
 
+# Build cost, which a worker pays at start-up and on every bundle swap: k-means costs
+# (training points x lists x dim) per iteration and assigning the catalog (items x
+# lists x dim). At a million items the old 4*sqrt(n) = 4,000 lists trained on every
+# item took minutes; 2,048 lists trained on 64 points each build in well under a
+# minute and reach the recall target scanning about as many vectors per query (see
+# docs/benchmarks/README.md). faiss wants at least 39 training points per list.
+MAX_LISTS: Final = 2048
+TRAIN_POINTS_PER_LIST: Final = 64
+
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
 
@@ -115,7 +124,7 @@ class AnnIndex:
             vectors: Item vectors; the IVF quantiser is trained on them.
             ids: One id per row; ``-1`` is reserved for "no result".
             seed: Seed for k-means training, so builds repeat exactly.
-            nlist: IVF lists; default about ``4·sqrt(n)``.
+            nlist: IVF lists; default about ``4·sqrt(n)``, at most ``MAX_LISTS``.
             nprobe: Lists visited per query; default: tuned on sample queries (see
                 ``tune_nprobe``) to the fewest lists giving recall@200 >= 0.97.
             exact_below: Catalog size under which search is exact.
@@ -192,12 +201,13 @@ class AnnIndex:
 
     def _train_ivf(self) -> None:
         n = self._ids.size
-        nlist = self._nlist or max(16, int(4 * math.sqrt(n)))
+        nlist = self._nlist or min(MAX_LISTS, max(16, int(4 * math.sqrt(n))))
         nlist = min(nlist, max(1, n // 39))  # faiss wants ~39 training points per list
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.seed = self.seed
         ivf.cp.niter = 10
+        ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST  # a seeded sample beyond
         ivf.train(self._vecs)
         ivf.add_with_ids(self._vecs, self._ids)
         self._ivf = ivf
@@ -220,16 +230,19 @@ class AnnIndex:
         rng = np.random.default_rng(self.seed)
         n, d = vectors.shape
         scale = float(np.median(np.linalg.norm(vectors, axis=1))) * 0.1
-        queries = vectors[rng.integers(0, n, TUNE_QUERIES)] + scale * rng.normal(
-            size=(TUNE_QUERIES, d)
-        )
+        noise = scale * rng.normal(size=(TUNE_QUERIES, d))
+        queries: FloatArray = (vectors[rng.integers(0, n, TUNE_QUERIES)] + noise).astype(np.float32)
         kk = min(k, n)
-        exact, _ = exact_topk(queries.astype(np.float32), vectors, kk, ids=ids)
+        flat = faiss.IndexFlatIP(d)  # exact; blocked top-k, no (queries, n) score matrix
+        flat.add(vectors)
+        _, rows = flat.search(queries, kk)
+        exact = np.asarray(ids, np.int64)[rows]
+        del flat
         nlist = int(self._ivf.nlist)
         recall = 0.0
         for nprobe in NPROBE_LADDER:
             self._ivf.nprobe = min(nprobe, nlist)
-            _, found = self._ivf.search(queries.astype(np.float32), kk)
+            _, found = self._ivf.search(queries, kk)
             hits = [np.intersect1d(f, e).size for f, e in zip(found, exact, strict=True)]
             recall = float(np.mean(hits)) / kk
             if recall >= target or nprobe >= nlist:

@@ -110,6 +110,9 @@ class ItemCatalog:
             self.version += 1
         return row
 
+    def is_removed(self, row: int) -> bool:
+        return bool(self._removed[row])
+
     def set_popularity(self, counts: Mapping[str, float]) -> None:
         """Replace interaction counts of the items named (others keep theirs)."""
         get = self.row_of.get

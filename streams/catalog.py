@@ -84,6 +84,10 @@ def apply_catalog_event(old: CatalogRecord | None, event: CatalogEvent) -> Catal
     )
 
 
+# Catalog log entries per read; a reader that gets a full page reads again at once.
+CATALOG_LOG_PAGE = 10_000
+
+
 class CatalogStore(Protocol):
     async def get(self, item_ids: Sequence[str]) -> dict[str, CatalogRecord]: ...
 
@@ -122,7 +126,9 @@ class RedisCatalogStore:
         raw = await self.client.hgetall(self.keys.catalog)
         return {_s(k): CatalogRecord.from_json(v) for k, v in raw.items()}
 
-    async def read_log(self, after: str, count: int = 10_000) -> list[tuple[str, CatalogRecord]]:
+    async def read_log(
+        self, after: str, count: int = CATALOG_LOG_PAGE
+    ) -> list[tuple[str, CatalogRecord]]:
         """Changes after stream id ``after`` ('0' for all), oldest first."""
         entries = await self.client.xread({self.keys.catalog_log: after}, count=count)
         out: list[tuple[str, CatalogRecord]] = []

@@ -33,7 +33,7 @@ from inference.item_catalog import ItemCatalog
 from inference.recommend import RecommendConfig, UserList, recommend
 from schemas.events import EVENT_TYPES
 from schemas.recommendation import Recommendation
-from streams.catalog import CatalogRecord
+from streams.catalog import CATALOG_LOG_PAGE, CatalogRecord
 from streams.debounce import Debouncer
 from streams.ingest import Refresh, TouchedUser
 from streams.state_rules import TYPE_CODES, UserState
@@ -128,17 +128,21 @@ class LiveRecommender:
             return False
         if version is None or version == self.model_version or version in self.refused_versions:
             return False
-        try:
-            bundle = await asyncio.to_thread(
-                self.bundle_loader, bundle_dir, version, self.settings.onnx_provider
-            )
-        except Exception as exc:  # corrupt, incomplete or mismatched: keep serving
-            self.refused_versions.add(version)
-            self.stats.bundle_refusals += 1
-            log.error("refused bundle %s: %s; still serving %s", version, exc, self.model_version)
+        if self._late is not None:  # a load is under way (start-up task and timer overlap)
             return False
-        self._late = []
+        self._late = []  # from here on, catalog changes are also kept for the new bundle
         try:
+            try:
+                bundle = await asyncio.to_thread(
+                    self.bundle_loader, bundle_dir, version, self.settings.onnx_provider
+                )
+            except Exception as exc:  # corrupt, incomplete or mismatched: keep serving
+                self.refused_versions.add(version)
+                self.stats.bundle_refusals += 1
+                log.error(
+                    "refused bundle %s: %s; still serving %s", version, exc, self.model_version
+                )
+                return False
             records = list(self.records.values())
             try:
                 catalog, index = await asyncio.to_thread(self._prepare, bundle, records)
@@ -193,12 +197,26 @@ class LiveRecommender:
 
     # --- catalog, popularity, trending ---------------------------------------------
     async def sync_catalog(self) -> int:
-        """Apply catalog changes logged since the last call; returns how many."""
-        changes = await self.catalog_log(self.catalog_cursor)
-        if not changes:
+        """Apply catalog changes logged since the last call; returns how many.
+
+        Reads page after page while pages come back full, so a worker that starts
+        behind a large catalog catches up at once rather than a page per tick. While
+        the first bundle is being prepared it applies nothing: that bundle's catalog is
+        built from every record known when its load began, and the rest are read
+        after it is installed, so no record is turned into a content vector and indexed
+        twice (at a million items that double work held start-up back for many minutes).
+        """
+        if self.bundle is None and self._late is not None:
             return 0
-        async with self._lock:
-            return self._apply_changes(changes)
+        applied = 0
+        while True:
+            changes = await self.catalog_log(self.catalog_cursor)
+            if not changes:
+                return applied
+            async with self._lock:
+                applied += self._apply_changes(changes)
+            if len(changes) < CATALOG_LOG_PAGE:
+                return applied
 
     def _apply_changes(self, changes: list[tuple[str, CatalogRecord]]) -> int:
         self.catalog_cursor = changes[-1][0]
@@ -215,15 +233,21 @@ class LiveRecommender:
     def _update_index(
         catalog: ItemCatalog,
         index: AnnIndex | None,
-        rows: list[int],
+        rows: list[tuple[int, bool]],
         records: Sequence[CatalogRecord],
     ) -> AnnIndex | None:
-        """Add or remove the changed rows; the last change of each item wins."""
+        """Add or remove the rows whose searchable state changed; the last change wins.
+
+        ``rows`` pairs each record's row with whether the index must hear of it: an
+        upsert of an item already searchable with the same vector (a bundle item's
+        catalog record, say) changes nothing there and costs nothing.
+        """
         if index is None or index.size == 0:
             return _build_index(catalog)
-        final = dict(zip(rows, records, strict=True))
-        live = sorted(r for r, rec in final.items() if not rec.removed)
-        gone = sorted(r for r, rec in final.items() if rec.removed)
+        final = {row: rec for (row, _), rec in zip(rows, records, strict=True)}
+        touched = {row for row, changed in rows if changed}
+        live = sorted(r for r in touched if not final[r].removed)
+        gone = sorted(r for r in touched if final[r].removed)
         if live:
             ids = np.asarray(live, np.int64)
             index.add(ids, catalog.vectors()[ids])
@@ -233,9 +257,13 @@ class LiveRecommender:
 
     def _apply_records(
         self, catalog: ItemCatalog, records: Sequence[CatalogRecord], bundle: Any | None
-    ) -> list[int]:
-        """Upsert/remove records into ``catalog``; new items get content-only vectors."""
-        rows: list[int] = []
+    ) -> list[tuple[int, bool]]:
+        """Upsert/remove records into ``catalog``; new items get content-only vectors.
+
+        Returns each record's row and whether the ANN index must change for it: a new
+        row, a new vector, an item back from removal, or a removal.
+        """
+        rows: list[tuple[int, bool]] = []
         fresh = [r for r in records if not r.removed and r.item_id not in catalog.row_of]
         vectors = self._content_vectors(fresh, bundle, catalog.dim)
         vec_of = {r.item_id: vectors[i] for i, r in enumerate(fresh)}
@@ -245,12 +273,14 @@ class LiveRecommender:
                 if row is None:
                     row, _ = catalog.upsert(rec.item_id, None, None, rec.first_seen_ts)
                     catalog.remove(rec.item_id)
+                rows.append((row, True))
             else:
                 category = rec.categories[0] if rec.categories else None
-                row, _ = catalog.upsert(
-                    rec.item_id, vec_of.get(rec.item_id), category, rec.first_seen_ts
-                )
-            rows.append(row)
+                vector = vec_of.get(rec.item_id)
+                known = catalog.row_of.get(rec.item_id)
+                was_removed = known is not None and catalog.is_removed(known)
+                row, is_new = catalog.upsert(rec.item_id, vector, category, rec.first_seen_ts)
+                rows.append((row, is_new or was_removed or vector is not None))
         return rows
 
     @staticmethod

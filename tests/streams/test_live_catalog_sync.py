@@ -1,0 +1,145 @@
+"""How the live recommender follows the catalog log, at start-up and after.
+
+A worker that starts behind a large catalog must catch up in one go, must not build
+the catalog and its index twice while its first bundle loads, and must leave the ANN
+index alone for records that change nothing searchable (at a million items each of
+these cost minutes of start-up; see docs/benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import streams.live_recommender as live_module
+from freshet.settings import Settings
+from inference.item_catalog import ItemCatalog
+from streams.catalog import CatalogRecord
+from streams.live_recommender import LiveRecommender
+
+D = 8
+
+
+class Bundle:
+    """``n`` bundle items ``b0..``, unit vectors; new items embed as a fixed direction."""
+
+    provider = "cpu"
+    history_len = 4
+
+    def __init__(self, n: int, version: str = "v1") -> None:
+        rng = np.random.default_rng(0)
+        vecs = rng.normal(size=(n, D)).astype(np.float32)
+        self.item_vectors = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+        self.item_ids = [f"b{r}" for r in range(n)]
+        self.item_popularity = np.ones(n, np.float32)
+        self.version = version
+
+    def embed_catalog(self, items: list[Any]) -> np.ndarray:
+        return np.tile(np.eye(1, D, dtype=np.float32), (len(items), 1))
+
+
+def _record(item: str, removed: bool = False, ts: int = 1) -> CatalogRecord:
+    return CatalogRecord(item, ("cat",), {}, "", ts, ts, removed)
+
+
+class Log:
+    """The catalog log: entries after a cursor, at most ``page`` per read."""
+
+    def __init__(self, records: list[CatalogRecord], page: int) -> None:
+        self.records, self.page, self.reads = records, page, 0
+
+    async def __call__(self, after: str) -> list[tuple[str, CatalogRecord]]:
+        self.reads += 1
+        start = int(after)
+        chunk = self.records[start : start + self.page]
+        return [(str(start + i + 1), r) for i, r in enumerate(chunk)]
+
+
+async def _nothing(*_: Any) -> Any:
+    return None
+
+
+def _live(log: Log, tmp_path: Path, loader: Any = None) -> LiveRecommender:
+    return LiveRecommender(
+        Settings(bundle_dir=tmp_path),
+        trending_source=_nothing,
+        counts_source=_nothing,
+        catalog_log=log,
+        bundle_loader=loader,
+    )
+
+
+def test_a_full_page_is_followed_by_the_next_read_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(live_module, "CATALOG_LOG_PAGE", 10)
+    log = Log([_record(f"n{i}") for i in range(25)], page=10)
+    live = _live(log, tmp_path)
+    assert asyncio.run(live.sync_catalog()) == 25
+    assert log.reads == 3  # 10 + 10 + 5: the short page says the log is drained
+    assert live.catalog.size == 25 and live.catalog_cursor == "25"
+    assert asyncio.run(live.sync_catalog()) == 0
+
+
+def test_nothing_is_applied_while_the_first_bundle_loads_and_everything_after(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Records read during the first load wait for it; none is lost, none built twice."""
+    monkeypatch.setattr(live_module, "CATALOG_LOG_PAGE", 4)
+    records = [_record(f"b{i}") for i in range(6)] + [_record("new1"), _record("b2", True)]
+    log = Log(records, page=4)
+    release = threading.Event()
+    loads: list[str] = []
+
+    def loader(bundle_dir: Path, version: str, provider: str) -> Bundle:
+        loads.append(version)
+        assert release.wait(10)
+        return Bundle(6)
+
+    (tmp_path / "CURRENT").write_text("v1\n")
+    live = _live(log, tmp_path, loader)
+
+    async def scenario() -> tuple[bool, int, bool]:
+        load = asyncio.create_task(live.check_bundle())
+        await asyncio.sleep(0.05)  # the load is under way in its thread
+        during = await live.sync_catalog()
+        overlapping = await live.check_bundle()  # the timer firing meanwhile
+        release.set()
+        assert await load
+        return overlapping, during, bool(live.catalog.size)
+
+    overlapping, during, _ = asyncio.run(scenario())
+    assert during == 0 and log.reads == 0 and not overlapping and loads == ["v1"]
+    assert live.catalog.size == 6  # the bundle's items only, so far
+    assert asyncio.run(live.sync_catalog()) == 8
+    assert live.catalog.size == 7 and live.catalog.row_of["new1"] == 6
+    assert live.catalog.is_removed(2) and not live.catalog.is_removed(3)
+    assert live.index is not None
+    ids, _ = live.index.search(np.eye(1, D, dtype=np.float32), 7)
+    assert 6 in ids[0].tolist()  # the new item is searchable
+    assert 2 not in ids[0].tolist()  # the removed one is not
+
+
+def test_the_index_hears_only_of_records_that_change_what_is_searchable(
+    tmp_path: Path,
+) -> None:
+    live = _live(Log([], page=10), tmp_path)
+    catalog = ItemCatalog(["a", "b"], np.eye(2, D, dtype=np.float32))
+    bundle = Bundle(2)
+    flags = live._apply_records(
+        catalog,
+        [
+            _record("a"),  # already searchable, same vector: nothing to do
+            _record("c"),  # new row
+            _record("b", removed=True),  # removal
+            _record("b"),  # back from removal
+        ],
+        bundle,
+    )
+    assert flags == [(0, False), (2, True), (1, True), (1, True)]
+    assert live._apply_records(catalog, [_record("c")], bundle) == [(2, False)]  # same again
