@@ -62,6 +62,7 @@ def stream_sweep(out: Path) -> list[Step]:
                 f"--curve={SWEEP_CURVE}",
                 "--curve-events=1000",
                 f"--out={out / 'stream' / f'{name}.json'}",
+                f"--ready-timeout={1800 if items >= 1_000_000 else 900}",
             ]
             runs.append(Step(name, args, [], 5400, 0, full_only=True))
     return runs

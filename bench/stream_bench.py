@@ -667,6 +667,12 @@ def main() -> None:
         help="a setting for the worker only (repeatable), e.g. FRESHET_BLAS_THREADS=0 for an A/B",
     )
     parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=900.0,
+        help="seconds the worker may take to apply the catalog and warm-up and load its model",
+    )
+    parser.add_argument(
         "--lists-out",
         type=Path,
         help="write every timed list (event and publish times, user, rate) here as JSONL",
@@ -757,7 +763,7 @@ def main() -> None:
                     and applied(m) >= len(shop.warm)
                     and (not want_model or served_model(m) != "none")
                 ),
-                900.0,
+                args.ready_timeout,
                 "ready",
             )
             ready_s = time.perf_counter() - t
