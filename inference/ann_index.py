@@ -95,13 +95,20 @@ class AnnIndex:
     """
 
     def __init__(
-        self, dim: int, seed: int, nlist: int | None, nprobe: int | None, exact_below: int
+        self,
+        dim: int,
+        seed: int,
+        nlist: int | None,
+        nprobe: int | None,
+        exact_below: int,
+        train_points_per_list: int = TRAIN_POINTS_PER_LIST,
     ) -> None:
         self.dim = dim
         self.seed = seed
         self._nlist = nlist
         self._nprobe = nprobe
         self.exact_below = exact_below
+        self.train_points_per_list = train_points_per_list
         # Exact mode: the vectors themselves. ANN mode: the faiss index.
         self._ids: IdArray = np.empty(0, dtype=np.int64)
         self._vecs: FloatArray = np.empty((0, dim), dtype=np.float32)
@@ -117,6 +124,7 @@ class AnnIndex:
         nlist: int | None = None,
         nprobe: int | None = None,
         exact_below: int = EXACT_BELOW,
+        train_points_per_list: int = TRAIN_POINTS_PER_LIST,
     ) -> AnnIndex:
         """Index ``vectors`` (``(n, d)``) under int64 ``ids`` (``(n,)``, unique).
 
@@ -128,9 +136,11 @@ class AnnIndex:
             nprobe: Lists visited per query; default: tuned on sample queries (see
                 ``tune_nprobe``) to the fewest lists giving recall@200 >= 0.97.
             exact_below: Catalog size under which search is exact.
+            train_points_per_list: k-means trains on a seeded sample of this many items
+                per list (all of them when the catalog is smaller).
         """
         v = _as_matrix(vectors)
-        index = cls(v.shape[1], seed, nlist, nprobe, exact_below)
+        index = cls(v.shape[1], seed, nlist, nprobe, exact_below, train_points_per_list)
         index.add(ids, v)
         return index
 
@@ -207,7 +217,7 @@ class AnnIndex:
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.seed = self.seed
         ivf.cp.niter = 10
-        ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST  # a seeded sample beyond
+        ivf.cp.max_points_per_centroid = self.train_points_per_list  # a seeded sample beyond
         ivf.train(self._vecs)
         ivf.add_with_ids(self._vecs, self._ids)
         self._ivf = ivf
