@@ -29,9 +29,10 @@ TUNE_QUERIES: Final = 256
 # Build cost, which a worker pays at start-up and on every bundle swap: k-means costs
 # (training points x lists x dim) per iteration and assigning the catalog (items x
 # lists x dim). At a million items the old 4*sqrt(n) = 4,000 lists trained on every
-# item took minutes; 2,048 lists trained on 64 points each build in well under a
-# minute and reach the recall target scanning about as many vectors per query (see
-# docs/benchmarks/README.md). faiss wants at least 39 training points per list.
+# item took 346 s; 2,048 lists trained on 64 points each took 96 s in the same run
+# (45 s in a worker on an otherwise idle core) and reach the recall target at a
+# similar search cost (bench/ann_build_bench.py, docs/benchmarks/README.md). faiss
+# wants at least 39 training points per list.
 MAX_LISTS: Final = 2048
 TRAIN_POINTS_PER_LIST: Final = 64
 
