@@ -122,8 +122,13 @@ class Settings:
             raw = env.get(f"FRESHET_{f.name.upper()}")
             if raw is not None:
                 values[f.name] = _coerce(f.name, raw, hints[f.name])
-        if "bundle_dir" not in values and "home" in values:
-            values["bundle_dir"] = values["home"] / "bundles"
+        # The bundle folder lives in the home unless named: whether the home comes from
+        # the environment or from an override (a test's or a bench's private home must
+        # not read, or write, the user's default bundles).
+        if "bundle_dir" not in values and "bundle_dir" not in overrides:
+            home = overrides.get("home", values.get("home"))
+            if home is not None:
+                values["bundle_dir"] = Path(home) / "bundles"
         settings = cls(**values)
         if overrides:
             settings = settings.with_(**overrides)
