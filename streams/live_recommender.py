@@ -112,6 +112,9 @@ class LiveRecommender:
         # and bundle changes from landing in the middle of a computation.
         self._lock = asyncio.Lock()
         self._late: list[CatalogRecord] | None = None  # catalog changes during a swap
+        # Users touched while the first bundle loads, before any catalog: nothing to score
+        # against yet, so they wait (newest state kept) for the first tick after it.
+        self._held: dict[str, TouchedUser] = {}
 
     # --- model bundle ----------------------------------------------------------------
     @property
@@ -206,7 +209,7 @@ class LiveRecommender:
         after it is installed, so no record is turned into a content vector and indexed
         twice (at a million items that double work held start-up back for many minutes).
         """
-        if self.bundle is None and self._late is not None:
+        if self._first_load_pending():
             return 0
         applied = 0
         while True:
@@ -315,15 +318,33 @@ class LiveRecommender:
         return await self.compute_async(due, now_ms)
 
     async def compute_async(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
-        """``compute`` in a worker thread, serialised with catalog and bundle changes."""
+        """``compute`` in a worker thread, serialised with catalog and bundle changes.
+
+        While the first bundle loads with no catalog yet, the users are held and owed a
+        list from ``due_pending`` once it is in, rather than dropped.
+        """
         if not users:
             return Refresh()
+        if self._first_load_pending() and self.index is None:
+            for user in users:
+                self._held[user.user_id] = user
+            return Refresh()
+        for user in users:  # a newer state supersedes a held one
+            self._held.pop(user.user_id, None)
         async with self._lock:
             return await asyncio.to_thread(self.compute, users, now_ms)
 
     def due_pending(self, now_ms: int) -> list[TouchedUser]:
-        """Users whose debounce window closed (their trailing refresh is owed)."""
-        return self.debounce.due(now_ms)
+        """Users whose debounce window closed, and those held during the first load."""
+        due = self.debounce.due(now_ms)
+        if self._held and not self._first_load_pending() and self.index is not None:
+            named = {u.user_id for u in due}
+            due += [u for user_id, u in self._held.items() if user_id not in named]
+            self._held = {}
+        return due
+
+    def _first_load_pending(self) -> bool:
+        return self.bundle is None and self._late is not None
 
     def compute(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
         """Fresh embeddings and lists for ``users`` (pure compute over current holdings)."""

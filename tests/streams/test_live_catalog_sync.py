@@ -25,8 +25,18 @@ from streams.live_recommender import LiveRecommender
 D = 8
 
 
+class Manifest:
+    has_ranker = False
+
+    def type_id(self, event_type: str) -> int:
+        return 1
+
+
 class Bundle:
-    """``n`` bundle items ``b0..``, unit vectors; new items embed as a fixed direction."""
+    """``n`` bundle items ``b0..``, unit vectors; new items embed as a fixed direction.
+
+    Its user encoder is the mean of the history's item vectors.
+    """
 
     provider = "cpu"
     history_len = 4
@@ -38,6 +48,10 @@ class Bundle:
         self.item_ids = [f"b{r}" for r in range(n)]
         self.item_popularity = np.ones(n, np.float32)
         self.version = version
+        self.manifest = Manifest()
+
+    def encode_users(self, vecs: np.ndarray, *rest: np.ndarray) -> np.ndarray:
+        return np.asarray(vecs.mean(axis=1), np.float32)
 
     def embed_catalog(self, items: list[Any]) -> np.ndarray:
         return np.tile(np.eye(1, D, dtype=np.float32), (len(items), 1))
@@ -143,3 +157,51 @@ def test_the_index_hears_only_of_records_that_change_what_is_searchable(
     )
     assert flags == [(0, False), (2, True), (1, True), (1, True)]
     assert live._apply_records(catalog, [_record("c")], bundle) == [(2, False)]  # same again
+
+
+def test_users_touched_while_the_first_bundle_loads_get_their_list_after_it(
+    tmp_path: Path,
+) -> None:
+    """No catalog yet to score against: the users wait, and are owed a list, not dropped."""
+    from streams.ingest import TouchedUser
+    from streams.state_rules import HistoryEntry, UserState
+
+    release = threading.Event()
+
+    def loader(bundle_dir: Path, version: str, provider: str) -> Bundle:
+        assert release.wait(10)
+        return Bundle(6)
+
+    def touched(user: str, item: str, ts: int) -> TouchedUser:
+        state = UserState(history=(HistoryEntry(item, "view", ts),), seen=(item,), n_events=1)
+        return TouchedUser(user, 0, state, None, None, ts)
+
+    (tmp_path / "CURRENT").write_text("v1\n")
+    live = _live(Log([], page=10), tmp_path, loader)
+
+    async def scenario() -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+        load = asyncio.create_task(live.check_bundle())
+        await asyncio.sleep(0.05)
+        during = await live.compute_async(
+            [touched("u1", "b0", 1_000), touched("u2", "b1", 1_000)], 1_000
+        )
+        held_early = [u.user_id for u in live.due_pending(1_100)]  # still loading
+        release.set()
+        assert await load
+        newer = await live.compute_async([touched("u2", "b3", 2_000)], 2_000)  # u2 again
+        owed = live.due_pending(2_100)
+        after = await live.compute_async(owed, 2_100)
+        return (
+            during.lists | {"held_early": held_early},
+            [u.user_id for u in owed],
+            {
+                **after.lists,
+                "newer": newer.lists,
+            },
+        )
+
+    during, owed, after = asyncio.run(scenario())
+    assert during == {"held_early": []}  # nothing scored, nothing released mid-load
+    assert owed == ["u1"]  # u2's newer event superseded its held state
+    assert set(after) == {"u1", "newer"} and set(after["newer"]) == {"u2"}
+    assert live.due_pending(3_000) == []  # owed once
