@@ -25,7 +25,6 @@ import numpy as np
 from freshet.settings import Settings
 from inference.ann_index import AnnIndex
 from inference.bundle import BundleError, read_current
-from inference.content_vectors import catalog_content_vectors
 from inference.covisit import CovisitTable, follow_pairs, recent_rows
 from inference.fold_in import event_weights, fold_in_events
 from inference.history_inputs import encoder_inputs, flatten_histories
@@ -36,6 +35,7 @@ from schemas.recommendation import Recommendation
 from streams.catalog import CATALOG_LOG_PAGE, CatalogRecord
 from streams.debounce import Debouncer
 from streams.ingest import Refresh, TouchedUser
+from streams.live_catalog import apply_records, build_index, update_index
 from streams.state_rules import TYPE_CODES, UserState
 
 log = logging.getLogger("freshet.live")
@@ -174,8 +174,8 @@ class LiveRecommender:
             bundle.item_vectors,
             popularity=np.asarray(bundle.item_popularity, np.float32),
         )
-        self._apply_records(catalog, records, bundle)
-        return catalog, _build_index(catalog)
+        apply_records(catalog, records, bundle)
+        return catalog, build_index(catalog)
 
     def _install(
         self,
@@ -186,8 +186,8 @@ class LiveRecommender:
     ) -> None:
         """Switch to a prepared bundle, first applying catalog changes that came meanwhile."""
         if late:
-            rows = self._apply_records(catalog, late, bundle)
-            index = self._update_index(catalog, index, rows, late)
+            rows = apply_records(catalog, late, bundle)
+            index = update_index(catalog, index, rows, late)
         # Trending rows point into the old catalog: carry them over by item id.
         old_ids = [self.catalog.ids[r] for r in self.trending_rows]
         carried = catalog.rows(old_ids)
@@ -228,74 +228,9 @@ class LiveRecommender:
             self.records[rec.item_id] = rec
         if self._late is not None:
             self._late.extend(records)
-        rows = self._apply_records(self.catalog, records, self.bundle)
-        self.index = self._update_index(self.catalog, self.index, rows, records)
+        rows = apply_records(self.catalog, records, self.bundle)
+        self.index = update_index(self.catalog, self.index, rows, records)
         return len(records)
-
-    @staticmethod
-    def _update_index(
-        catalog: ItemCatalog,
-        index: AnnIndex | None,
-        rows: list[tuple[int, bool]],
-        records: Sequence[CatalogRecord],
-    ) -> AnnIndex | None:
-        """Add or remove the rows whose searchable state changed; the last change wins.
-
-        ``rows`` pairs each record's row with whether the index must hear of it: an
-        upsert of an item already searchable with the same vector (a bundle item's
-        catalog record, say) changes nothing there and costs nothing.
-        """
-        if index is None or index.size == 0:
-            return _build_index(catalog)
-        final = {row: rec for (row, _), rec in zip(rows, records, strict=True)}
-        touched = {row for row, changed in rows if changed}
-        live = sorted(r for r in touched if not final[r].removed)
-        gone = sorted(r for r in touched if final[r].removed)
-        if live:
-            ids = np.asarray(live, np.int64)
-            index.add(ids, catalog.vectors()[ids])
-        if gone:
-            index.remove(np.asarray(gone, np.int64))
-        return index
-
-    def _apply_records(
-        self, catalog: ItemCatalog, records: Sequence[CatalogRecord], bundle: Any | None
-    ) -> list[tuple[int, bool]]:
-        """Upsert/remove records into ``catalog``; new items get content-only vectors.
-
-        Returns each record's row and whether the ANN index must change for it: a new
-        row, a new vector, an item back from removal, or a removal.
-        """
-        rows: list[tuple[int, bool]] = []
-        fresh = [r for r in records if not r.removed and r.item_id not in catalog.row_of]
-        vectors = self._content_vectors(fresh, bundle, catalog.dim)
-        vec_of = {r.item_id: vectors[i] for i, r in enumerate(fresh)}
-        for rec in records:
-            if rec.removed:
-                row = catalog.remove(rec.item_id)
-                if row is None:
-                    row, _ = catalog.upsert(rec.item_id, None, None, rec.first_seen_ts)
-                    catalog.remove(rec.item_id)
-                rows.append((row, True))
-            else:
-                category = rec.categories[0] if rec.categories else None
-                vector = vec_of.get(rec.item_id)
-                known = catalog.row_of.get(rec.item_id)
-                was_removed = known is not None and catalog.is_removed(known)
-                row, is_new = catalog.upsert(rec.item_id, vector, category, rec.first_seen_ts)
-                rows.append((row, is_new or was_removed or vector is not None))
-        return rows
-
-    @staticmethod
-    def _content_vectors(
-        records: Sequence[CatalogRecord], bundle: Any | None, dim: int
-    ) -> np.ndarray:
-        if not records:
-            return np.zeros((0, dim), np.float32)
-        items = [(r.categories, r.attributes, r.text) for r in records]
-        if bundle is not None:
-            return np.asarray(bundle.embed_catalog(items), np.float32)
-        return catalog_content_vectors(items, dim)
 
     async def sync_trending(self, k: int | None = None) -> None:
         top = await self.trending_source(k or max(self.config.trending_pool, 1))
@@ -503,12 +438,6 @@ class LiveRecommender:
             self.settings.trending_half_life_s,
         )
         return np.asarray(vecs, np.float32)
-
-
-def _build_index(catalog: ItemCatalog) -> AnnIndex | None:
-    if catalog.size == 0:
-        return None
-    return AnnIndex.build(catalog.vectors(), np.arange(catalog.size, dtype=np.int64))
 
 
 def _load_bundle(bundle_dir: Path, version: str, provider: str, threads: int = 1) -> Any:

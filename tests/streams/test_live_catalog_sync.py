@@ -20,6 +20,7 @@ import streams.live_recommender as live_module
 from freshet.settings import Settings
 from inference.item_catalog import ItemCatalog
 from streams.catalog import CatalogRecord
+from streams.live_catalog import apply_records
 from streams.live_recommender import LiveRecommender
 
 D = 8
@@ -139,13 +140,10 @@ def test_nothing_is_applied_while_the_first_bundle_loads_and_everything_after(
     assert 2 not in ids[0].tolist()  # the removed one is not
 
 
-def test_the_index_hears_only_of_records_that_change_what_is_searchable(
-    tmp_path: Path,
-) -> None:
-    live = _live(Log([], page=10), tmp_path)
+def test_the_index_hears_only_of_records_that_change_what_is_searchable() -> None:
     catalog = ItemCatalog(["a", "b"], np.eye(2, D, dtype=np.float32))
     bundle = Bundle(2)
-    flags = live._apply_records(
+    flags = apply_records(
         catalog,
         [
             _record("a"),  # already searchable, same vector: nothing to do
@@ -156,7 +154,7 @@ def test_the_index_hears_only_of_records_that_change_what_is_searchable(
         bundle,
     )
     assert flags == [(0, False), (2, True), (1, True), (1, True)]
-    assert live._apply_records(catalog, [_record("c")], bundle) == [(2, False)]  # same again
+    assert apply_records(catalog, [_record("c")], bundle) == [(2, False)]  # same again
 
 
 def test_users_touched_while_the_first_bundle_loads_get_their_list_after_it(
