@@ -43,9 +43,9 @@ def build_row(
         t = time.perf_counter()
         index.search(q, 200)
         times.append(time.perf_counter() - t)
-    assert index._ivf is not None, "catalog under the exact-search size: nothing to build"
+    assert index.nlist is not None, "catalog under the exact-search size: nothing to build"
     return {
-        "lists": int(index._ivf.nlist),
+        "lists": index.nlist,
         "train_points_per_list": per_list,
         "build_s": round(build_s, 1),
         "nprobe": index.nprobe,

@@ -156,6 +156,11 @@ class AnnIndex:
         return self._ivf is None
 
     @property
+    def nlist(self) -> int | None:
+        """IVF lists, or ``None`` in exact mode."""
+        return int(self._ivf.nlist) if self._ivf is not None else None
+
+    @property
     def nprobe(self) -> int | None:
         """IVF lists visited per query, or ``None`` in exact mode."""
         return int(self._ivf.nprobe) if self._ivf is not None else None
