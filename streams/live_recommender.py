@@ -264,8 +264,9 @@ class LiveRecommender:
             for user in users:
                 self._held[user.user_id] = user
             return Refresh()
-        for user in users:  # a newer state supersedes a held one
-            self._held.pop(user.user_id, None)
+        if self._held:  # a newer state supersedes a held one
+            for user in users:
+                self._held.pop(user.user_id, None)
         async with self._lock:
             return await asyncio.to_thread(self.compute, users, now_ms)
 
