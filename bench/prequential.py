@@ -17,6 +17,7 @@ after events), and without the co-visitation source (``FRESHET_COVISIT_WEIGHT=0`
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -119,16 +120,21 @@ class Retrainer:
 
         where = self.cache_dir / self.key(history)
         t0 = time.perf_counter()
-        cached = (where / "CURRENT").exists()
-        if not cached:
-            run(
-                list(history),
-                where,
-                self.config,
-                test_cases=500,
-                show=False,
-                ranker=self.ranker,
-            )
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # One trainer per bundle: a second process that wants the same one (the
+        # trade-off bench's shards) waits here and then loads the finished bundle.
+        with open(self.cache_dir / f"{where.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            cached = (where / "CURRENT").exists()
+            if not cached:
+                run(
+                    list(history),
+                    where,
+                    self.config,
+                    test_cases=500,
+                    show=False,
+                    ranker=self.ranker,
+                )
         bundle = LoadedBundle.load(where, provider=self.provider)
         took = time.perf_counter() - t0
         self.seconds.append(took)

@@ -73,7 +73,13 @@ def steps(out: Path, data: Path, bundles: Path) -> list[Step]:
     sim = [f"--users={QUICK_SIM['users']}", f"--items={QUICK_SIM['items']}"]
     cli = [*py, "freshet.cli"]
     ranker_quick = ["--events=20000", "--users=500", "--items=500", "--epochs=2", "--repeats=5"]
-    tradeoff_full = ["--events=300000", "--users=20000", "--items=10000", "--epochs=8"]
+    tradeoff_full = [
+        "--events=300000",
+        "--users=20000",
+        "--items=10000",
+        "--epochs=8",
+        "--jobs=2",
+    ]
     return [
         Step(
             "ingest",
@@ -165,7 +171,7 @@ def steps(out: Path, data: Path, bundles: Path) -> list[Step]:
             "tradeoff",
             [*py, "bench.tradeoff", f"--out={out}", *tradeoff_full],
             [*py, "bench.tradeoff", "--quick", f"--out={out}", *sim],
-            7200,
+            10800,
             420,
         ),
     ]

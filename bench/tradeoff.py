@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.prequential import (
     QUICK_SIM,
@@ -31,7 +34,7 @@ from training.evaluation.prequential import OnlineModel, PrequentialConfig, Stre
 from training.train import TrainConfig
 
 QUICK_GRID = ([1.0, 0.7, 0.4], [0.0, 0.5, 0.8])
-FULL_GRID = ([1.0, 0.85, 0.7, 0.5, 0.3], [0.0, 0.2, 0.4, 0.6])
+FULL_GRID = ([1.0, 0.85, 0.7, 0.4], [0.0, 0.5, 0.8])
 
 
 def grid_name(lam: float, tail: float) -> str:
@@ -65,26 +68,23 @@ def plot(rows: list[dict[str, float]], reference: dict[str, float], path: Path) 
     plt.close(fig)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--users", type=int, default=QUICK_SIM["users"])
-    parser.add_argument("--items", type=int, default=QUICK_SIM["items"])
-    parser.add_argument("--events", type=int, default=QUICK_SIM["events"])
-    parser.add_argument("--lambdas", type=float, nargs="+")
-    parser.add_argument("--tails", type=float, nargs="+")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
-    args = parser.parse_args(argv)
-
+def _set_threads(n: int) -> None:
     import torch
 
-    torch.set_num_threads(args.threads)
-    lambdas, tails = QUICK_GRID if args.quick else FULL_GRID
-    lambdas, tails = args.lambdas or lambdas, args.tails or tails
+    torch.set_num_threads(n)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` → ``(K, N)``: this process runs grid points K, K+N, K+2N, …"""
+    k, _, n = text.partition("/")
+    shard, shards = int(k), int(n)
+    if not 0 <= shard < shards:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: want K/N with 0 <= K < N")
+    return shard, shards
+
+
+def run_points(args: argparse.Namespace, points: list[tuple[float, float]]) -> dict[str, Any]:
+    """The prequential loop over ``points`` next to most-popular; rows in ``points`` order."""
     events = sim_events(args.users, args.items, args.events, args.seed)
     n_inter = sum(isinstance(e, InteractionEvent) for e in events)
     every = max(-(-n_inter // 3), 1)
@@ -108,12 +108,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 settings.with_(mmr_lambda=lam, longtail_share=tail),
                 name=grid_name(lam, tail),
             )
-            for lam in lambdas
-            for tail in tails
+            for lam, tail in points
         ]
 
     config = PrequentialConfig(retrain_every=every, warmup_events=every)
-    print(f"trade-off: {len(lambdas) * len(tails)} settings on {n_inter} interactions")
+    print(f"trade-off: {len(points)} settings on {n_inter} interactions")
     result, summary, wall = run_benchmark(
         events,
         baselines=["most-popular"],
@@ -124,21 +123,120 @@ def main(argv: Sequence[str] | None = None) -> None:
         extra_models=grid,
     )
     rows = []
-    for lam in lambdas:
-        for tail in tails:
-            r = summary[grid_name(lam, tail)]
-            rows.append(
-                {
-                    "mmr_lambda": lam,
-                    "longtail_share": tail,
-                    "ndcg@10": r["ndcg@10"],
-                    "hr@10": r["hr@10"],
-                    "long_tail_share": r["long_tail_share"],
-                    "ild": r.get("ild", 0.0),
-                    "coverage": r["coverage"],
-                }
-            )
-    reference = summary["most-popular"]
+    for lam, tail in points:
+        r = summary[grid_name(lam, tail)]
+        rows.append(
+            {
+                "mmr_lambda": lam,
+                "longtail_share": tail,
+                "ndcg@10": r["ndcg@10"],
+                "hr@10": r["hr@10"],
+                "long_tail_share": r["long_tail_share"],
+                "ild": r.get("ild", 0.0),
+                "coverage": r["coverage"],
+                "seconds": r.get("seconds", 0.0),
+            }
+        )
+    return {
+        "rows": rows,
+        "reference": summary["most-popular"],
+        "counts": result.counts,
+        "wall_s": round(wall, 1),
+        "onnx_provider": settings.onnx_provider,
+        "interactions": n_inter,
+        "retrain_every": every,
+    }
+
+
+def run_shards(args: argparse.Namespace, argv: Sequence[str]) -> list[dict[str, Any]]:
+    """``args.jobs`` child processes, each on every ``jobs``-th grid point; their parts.
+
+    Every child replays the same events and loads the same bundles (the cache's lock
+    lets one train while the others wait), so a grid point's figures do not depend on
+    which child ran it: only the wall time is shared out.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="freshet-tradeoff-") as tmp:
+        children = []
+        for k in range(args.jobs):
+            part = Path(tmp) / f"part{k}.json"
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.tradeoff",
+                *argv,
+                f"--shard={k}/{args.jobs}",
+                f"--part-out={part}",
+            ]
+            children.append((subprocess.Popen(cmd), cmd, part))
+        failed = [cmd for child, cmd, _ in children if child.wait() != 0]
+        if failed:
+            raise SystemExit(f"trade-off shard failed: {' '.join(failed[0])}")
+        return [json.loads(part.read_text()) for _, _, part in children]
+
+
+def merge_parts(parts: list[dict[str, Any]], points: list[tuple[float, float]]) -> dict[str, Any]:
+    """One result from the shards' parts, rows back in grid order."""
+    by_point = {(r["mmr_lambda"], r["longtail_share"]): r for p in parts for r in p["rows"]}
+    missing = [pt for pt in points if pt not in by_point]
+    if missing:
+        raise SystemExit(f"trade-off shards left out grid points {missing}")
+    merged = dict(parts[0])
+    merged["rows"] = [by_point[pt] for pt in points]
+    merged["shard_wall_s"] = [p["wall_s"] for p in parts]
+    return merged
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--users", type=int, default=QUICK_SIM["users"])
+    parser.add_argument("--items", type=int, default=QUICK_SIM["items"])
+    parser.add_argument("--events", type=int, default=QUICK_SIM["events"])
+    parser.add_argument("--lambdas", type=float, nargs="+")
+    parser.add_argument("--tails", type=float, nargs="+")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="split the grid over this many processes (one core each is the point)",
+    )
+    parser.add_argument("--shard", type=parse_shard, help=argparse.SUPPRESS)
+    parser.add_argument("--part-out", type=Path, help=argparse.SUPPRESS)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+
+    lambdas, tails = QUICK_GRID if args.quick else FULL_GRID
+    lambdas, tails = args.lambdas or lambdas, args.tails or tails
+    points = [(lam, tail) for lam in lambdas for tail in tails]
+
+    t0 = time.perf_counter()
+    if args.shard is not None:
+        if args.part_out is None:
+            parser.error("--shard needs --part-out")
+        shard, shards = args.shard
+        _set_threads(args.threads)
+        part = run_points(args, points[shard::shards])
+        args.part_out.write_text(json.dumps(part) + "\n")
+        return
+    if args.jobs > 1:
+        # the children take the parent's arguments; the last --jobs wins
+        res = merge_parts(run_shards(args, [*raw, "--jobs=1"]), points)
+    else:
+        _set_threads(args.threads)
+        res = run_points(args, points)
+    wall = time.perf_counter() - t0
+    rows, reference = res["rows"], res["reference"]
     header = ["mmr_lambda", "longtail_share", "NDCG@10", "HR@10", "long-tail", "ILD", "coverage"]
     cells = [
         [
@@ -173,14 +271,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "source": f"simulator users={args.users} items={args.items} events={args.events}",
         "conditions": conditions(
             {
-                "onnx_provider": settings.onnx_provider,
+                "onnx_provider": res["onnx_provider"],
                 "threads": args.threads,
-                "interactions": n_inter,
-                "retrain_every": every,
+                "jobs": args.jobs,
+                "interactions": res["interactions"],
+                "retrain_every": res["retrain_every"],
             }
         ),
-        "counts": result.counts,
+        "counts": res["counts"],
         "wall_s": round(wall, 1),
+        "shard_wall_s": res.get("shard_wall_s", [res["wall_s"]]),
         "grid": rows,
         "most_popular": reference,
     }
