@@ -5,7 +5,12 @@ run: first by a bare aiokafka consumer that only counts the records (the baselin
 then by ``freshet worker`` with state updates to Redis. The worker's rate is measured
 from the first watermark write to the last, via the partition watermarks in Redis.
 
+With ``--catalog`` the topic is the catalog instead: ``--items`` new items and no
+interactions, the cold start of a worker on a new catalog. The worker's rate is then
+measured from the first stored item to the last, via the size of the catalog hash.
+
     .venv/bin/python bench/ingest_bench.py --events 200000 [--realtime]
+    .venv/bin/python bench/ingest_bench.py --catalog --items 200000 [--realtime]
 
 Starts its own Kafka broker and Redis under a temporary directory unless
 ``--bootstrap`` and ``--redis-url`` are given.
@@ -56,13 +61,36 @@ def produce(settings: Settings, events: int, users: int, items: int, seed: int) 
     return n
 
 
-async def raw_consume(settings: Settings, expect: int) -> float:
+def produce_catalog(settings: Settings, items: int, seed: int) -> int:
+    """``items`` new items on the catalog topic, nothing else; returns how many."""
+    from kafka import KafkaProducer
+
+    from streams.event_producer import ensure_topics
+    from streams.simulator import simulate
+    from streams.simulator_world import SimConfig
+
+    ensure_topics(settings)
+    topics = Topics(settings.topic_prefix)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20, batch_size=262144
+    )
+    n = 0
+    cfg = SimConfig(users=1, items=items, events=0, new_item_rate=0.0)
+    for ev in simulate(cfg, seed=seed):
+        if isinstance(ev, CatalogEvent):
+            producer.send(topics.catalog, key=catalog_key(ev.item_id), value=encode(ev))
+            n += 1
+    producer.flush()
+    producer.close()
+    return n
+
+
+async def raw_consume(settings: Settings, expect: int, topic: str) -> float:
     """Seconds for a bare aiokafka consumer to read ``expect`` records (no processing)."""
     from aiokafka import AIOKafkaConsumer
 
-    topics = Topics(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
-        topics.events,
+        topic,
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -83,8 +111,14 @@ async def raw_consume(settings: Settings, expect: int) -> float:
     return time.perf_counter() - (start or time.perf_counter())
 
 
-def worker_run(settings: Settings, expect: int, realtime: bool, log: Path) -> tuple[float, float]:
-    """(seconds from first to last applied event, peak RSS MB) for one worker."""
+def worker_run(
+    settings: Settings, expect: int, realtime: bool, log: Path, catalog: bool = False
+) -> tuple[float, float]:
+    """(seconds from first to last applied record, peak RSS MB) for one worker.
+
+    Applied means events under the partition watermarks, or with ``catalog`` the
+    items stored in the catalog hash.
+    """
     from redis import Redis
 
     from streams.keyspace import Keyspace
@@ -118,8 +152,11 @@ def worker_run(settings: Settings, expect: int, realtime: bool, log: Path) -> tu
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited; see {log}")
-            wms = [client.get(keys.watermark(p)) for p in parts]
-            applied = sum(int(w) + 1 for w in wms if w is not None)
+            if catalog:
+                applied = int(client.hlen(keys.catalog))
+            else:
+                wms = [client.get(keys.watermark(p)) for p in parts]
+                applied = sum(int(w) + 1 for w in wms if w is not None)
             now = time.perf_counter()
             if start is None and applied > 0:
                 start = now
@@ -150,6 +187,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--realtime", action="store_true", help="also refresh lists (no bundle)")
+    parser.add_argument(
+        "--catalog", action="store_true", help="the catalog topic: --items new items, no events"
+    )
     parser.add_argument("--bootstrap")
     parser.add_argument("--redis-url")
     args = parser.parse_args()
@@ -180,9 +220,16 @@ def main() -> None:
                     topic_partitions=args.partitions,
                     home=base / "home",
                 )
-                n = produce(settings, args.events, args.users, args.items, seed=r)
-                raw_s.append(asyncio.run(raw_consume(settings, n)))
-                secs, peak = worker_run(settings, n, args.realtime, base / f"worker{r}.log")
+                topics = Topics(settings.topic_prefix)
+                if args.catalog:
+                    n = produce_catalog(settings, args.items, seed=r)
+                    topic = topics.catalog
+                else:
+                    n = produce(settings, args.events, args.users, args.items, seed=r)
+                    topic = topics.events
+                raw_s.append(asyncio.run(raw_consume(settings, n, topic)))
+                log = base / f"worker{r}.log"
+                secs, peak = worker_run(settings, n, args.realtime, log, catalog=args.catalog)
                 worker_s.append(secs)
                 rss.append(peak)
         finally:
@@ -193,15 +240,21 @@ def main() -> None:
     work = statistics.median(worker_s)
     print("conditions:")
     print(f"  python {platform.python_version()}, cores {os.cpu_count()}, {platform.machine()}")
-    print(
-        f"  events {n:,}, users {args.users:,}, items {args.items:,}, partitions {args.partitions}"
-    )
+    if args.catalog:
+        print(f"  catalog topic: {n:,} new items, no interactions, partitions {args.partitions}")
+    else:
+        print(
+            f"  events {n:,}, users {args.users:,}, items {args.items:,}, "
+            f"partitions {args.partitions}"
+        )
     mode = "on (model-free, no bundle)" if args.realtime else "off (ingest only)"
     print(f"  realtime lists: {mode}")
     print(f"  repeats {args.repeats} (medians below); Kafka, Redis and the worker share the cores")
     print("figures:")
-    print(f"  raw aiokafka consume     {n / raw:12,.0f} events/s  ({raw:.2f} s)")
-    print(f"  freshet worker (ingest)  {n / work:12,.0f} events/s  ({work:.2f} s)")
+    unit = "records/s" if args.catalog else "events/s"
+    what = "catalog" if args.catalog else "ingest"
+    print(f"  raw aiokafka consume     {n / raw:12,.0f} {unit}  ({raw:.2f} s)")
+    print(f"  freshet worker ({what}) {n / work:12,.0f} {unit}  ({work:.2f} s)")
     print(f"  ratio worker / raw       {raw / work:12.3f}")
     print(f"  worker peak RSS          {statistics.median(rss):12.0f} MB")
 
