@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.host import cpu_model
 from freshet.settings import Settings
 
 RESULT = "FAUST-TAKE-RESULT "
@@ -124,7 +125,8 @@ def main() -> None:
             kafka.stop()
 
     print("conditions:")
-    print(f"  cores {os.cpu_count()}, local Kafka broker on the same cores, 4 partitions")
+    print(f"  cores {os.cpu_count()} ({cpu_model()}), local Kafka broker on the same cores")
+    print("  4 partitions")
     print(f"  {args.events:,} pre-produced events per run; agent acks each event, no work")
     print("figures:")
     print("  within ms   events/s   batches  median batch")

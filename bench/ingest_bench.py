@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.host import cpu_model
 from freshet.settings import Settings
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
@@ -240,6 +241,7 @@ def main() -> None:
     work = statistics.median(worker_s)
     print("conditions:")
     print(f"  python {platform.python_version()}, cores {os.cpu_count()}, {platform.machine()}")
+    print(f"  cpu {cpu_model()}")
     if args.catalog:
         print(f"  catalog topic: {n:,} new items, no interactions, partitions {args.partitions}")
     else:

@@ -53,6 +53,7 @@ from typing import Any
 import orjson
 
 from bench.freshness import event_freshness
+from bench.host import cpu_model
 from freshet.settings import Settings
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
@@ -797,7 +798,7 @@ def main() -> None:
         },
         "kafka": "3.9.1 (local KRaft broker)" if not args.bootstrap else "external",
         "cores": os.cpu_count(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "items": args.items,
         "users": args.users,
         "warm_events": len(shop.warm),
@@ -933,14 +934,6 @@ def _version(name: str) -> str:
         return pkg_version(name)
     except Exception:
         return "?"
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
 
 
 if __name__ == "__main__":
