@@ -8,9 +8,12 @@ from the first watermark write to the last, via the partition watermarks in Redi
 With ``--catalog`` the topic is the catalog instead: ``--items`` new items and no
 interactions, the cold start of a worker on a new catalog. The worker's rate is then
 measured from the first stored item to the last, via the size of the catalog hash.
+``--restart`` then starts a real-time worker again on that stored catalog and times
+it from process start until its online catalog holds every item (the restart path:
+no catalog records to consume, only the catalog log in Redis to read).
 
     .venv/bin/python bench/ingest_bench.py --events 200000 [--realtime]
-    .venv/bin/python bench/ingest_bench.py --catalog --items 200000 [--realtime]
+    .venv/bin/python bench/ingest_bench.py --catalog --items 200000 [--realtime] [--restart]
 
 Starts its own Kafka broker and Redis under a temporary directory unless
 ``--bootstrap`` and ``--redis-url`` are given.
@@ -124,26 +127,7 @@ def worker_run(
 
     from streams.keyspace import Keyspace
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
-    env.update(
-        {
-            "FRESHET_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "FRESHET_REDIS_URL": settings.redis_url,
-            "FRESHET_TOPIC_PREFIX": settings.topic_prefix,
-            "FRESHET_CONSUMER_GROUP": f"{settings.topic_prefix}-bench",
-            "FRESHET_REDIS_NAMESPACE": settings.redis_namespace,
-            "FRESHET_HOME": str(settings.home),
-            "FRESHET_BUNDLE_DIR": str(settings.bundle_dir),
-            "FRESHET_REALTIME": "true" if realtime else "false",
-            "FRESHET_LOG_LEVEL": "WARNING",
-        }
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "freshet.cli", "worker"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = _start_worker(settings, realtime, log)
     client = Redis.from_url(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)
     parts = range(settings.topic_partitions)
@@ -170,6 +154,72 @@ def worker_run(
         proc.wait(timeout=30)
 
 
+def restart_run(settings: Settings, expect: int, log: Path) -> tuple[float, float]:
+    """A real-time worker restarted on a catalog already stored in Redis.
+
+    Returns the seconds from its process start until its online catalog holds
+    ``expect`` items (the ``freshet_catalog_items`` gauge), and its peak RSS MB.
+    """
+    from freshet.services.ports import free_port
+
+    port = free_port()
+    proc = _start_worker(settings, True, log, metrics_port=port)
+    t0 = time.perf_counter()
+    peak_rss = 0.0
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited; see {log}")
+            peak_rss = max(peak_rss, _rss_mb(proc.pid))
+            if _gauge(port, "freshet_catalog_items") >= expect:
+                return time.perf_counter() - t0, peak_rss
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _gauge(port: int, name: str) -> float:
+    """One unlabelled metric from the worker's Prometheus endpoint (0 until it is up)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def _start_worker(
+    settings: Settings, realtime: bool, log: Path, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
+    env.update(
+        {
+            "FRESHET_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "FRESHET_REDIS_URL": settings.redis_url,
+            "FRESHET_TOPIC_PREFIX": settings.topic_prefix,
+            "FRESHET_CONSUMER_GROUP": f"{settings.topic_prefix}-bench",
+            "FRESHET_REDIS_NAMESPACE": settings.redis_namespace,
+            "FRESHET_HOME": str(settings.home),
+            "FRESHET_BUNDLE_DIR": str(settings.bundle_dir),
+            "FRESHET_REALTIME": "true" if realtime else "false",
+            "FRESHET_LOG_LEVEL": "WARNING",
+            "FRESHET_METRICS_PORT": str(metrics_port),
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "freshet.cli", "worker"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
 def _rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -191,6 +241,11 @@ def main() -> None:
     parser.add_argument(
         "--catalog", action="store_true", help="the catalog topic: --items new items, no events"
     )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="with --catalog: then time a real-time worker restarted on the stored catalog",
+    )
     parser.add_argument("--bootstrap")
     parser.add_argument("--redis-url")
     args = parser.parse_args()
@@ -210,6 +265,7 @@ def main() -> None:
             services = [kafka, redis]
             bootstrap, redis_url = kafka.bootstrap, redis.url
         raw_s, worker_s, rss = [], [], []
+        restart_s, restart_rss = [], []
         try:
             for r in range(args.repeats):
                 settings = Settings.from_env(
@@ -231,6 +287,10 @@ def main() -> None:
                 raw_s.append(asyncio.run(raw_consume(settings, n, topic)))
                 log = base / f"worker{r}.log"
                 secs, peak = worker_run(settings, n, args.realtime, log, catalog=args.catalog)
+                if args.catalog and args.restart:
+                    again = restart_run(settings, n, base / f"restart{r}.log")
+                    restart_s.append(again[0])
+                    restart_rss.append(again[1])
                 worker_s.append(secs)
                 rss.append(peak)
         finally:
@@ -259,6 +319,11 @@ def main() -> None:
     print(f"  freshet worker ({what}) {n / work:12,.0f} {unit}  ({work:.2f} s)")
     print(f"  ratio worker / raw       {raw / work:12.3f}")
     print(f"  worker peak RSS          {statistics.median(rss):12.0f} MB")
+    if restart_s:
+        print("  restarted real-time worker on the stored catalog (process start to all items")
+        print("  in its online catalog, model-free):")
+        print(f"    seconds                {statistics.median(restart_s):12.1f}")
+        print(f"    peak RSS               {statistics.median(restart_rss):12.0f} MB")
 
 
 if __name__ == "__main__":
