@@ -67,26 +67,17 @@ def produce(settings: Settings, events: int, users: int, items: int, seed: int) 
 
 def produce_catalog(settings: Settings, items: int, seed: int) -> int:
     """``items`` new items on the catalog topic, nothing else; returns how many."""
-    from kafka import KafkaProducer
-
+    from bench.stream_bench import produce_bulk
     from streams.event_producer import ensure_topics
     from streams.simulator import simulate
     from streams.simulator_world import SimConfig
 
     ensure_topics(settings)
-    topics = Topics(settings.topic_prefix)
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20, batch_size=262144
-    )
-    n = 0
     cfg = SimConfig(users=1, items=items, events=0, new_item_rate=0.0)
-    for ev in simulate(cfg, seed=seed):
-        if isinstance(ev, CatalogEvent):
-            producer.send(topics.catalog, key=catalog_key(ev.item_id), value=encode(ev))
-            n += 1
-    producer.flush()
-    producer.close()
-    return n
+    catalog = [ev for ev in simulate(cfg, seed=seed) if isinstance(ev, CatalogEvent)]
+    pairs = ((catalog_key(ev.item_id), encode(ev)) for ev in catalog)
+    produce_bulk(settings, Topics(settings.topic_prefix).catalog, pairs)
+    return len(catalog)
 
 
 async def raw_consume(settings: Settings, expect: int, topic: str) -> float:
@@ -181,17 +172,12 @@ def restart_run(settings: Settings, expect: int, log: Path) -> tuple[float, floa
 
 def _gauge(port: int, name: str) -> float:
     """One unlabelled metric from the worker's Prometheus endpoint (0 until it is up)."""
-    import urllib.request
+    from bench.stream_bench import read_metrics
 
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
+        return read_metrics(port, timeout=2).get(name, 0.0)
     except OSError:
         return 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def _start_worker(

@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
@@ -188,14 +188,7 @@ class WorkerProc:
         process CPU seconds as ``worker_cpu_seconds``, its memory and Redis's traffic."""
         if self.proc.poll() is not None:
             raise RuntimeError(f"worker exited; see {self.log}")
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            text = resp.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
+        out = read_metrics(self.port)
         out["worker_cpu_seconds"] = self.cpu_seconds()
         out["wall_seconds"] = time.monotonic()
         for name, pid in self.neighbours.items():
@@ -298,7 +291,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def produce_bulk(settings: Settings, topic: str, msgs: Sequence[tuple[bytes, bytes]]) -> None:
+def read_metrics(port: int, timeout: float = 5.0) -> dict[str, float]:
+    """Every sample of a worker's Prometheus endpoint, keyed ``name{labels}`` as exposed."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def produce_bulk(settings: Settings, topic: str, msgs: Iterable[tuple[bytes, bytes]]) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(

@@ -156,7 +156,6 @@ def run_shards(args: argparse.Namespace, argv: Sequence[str]) -> list[dict[str, 
     which child ran it: only the wall time is shared out.
     """
     import subprocess
-    import sys
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="freshet-tradeoff-") as tmp:
