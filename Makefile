@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FRESHET := $(VENV)/bin/freshet
 
-.PHONY: bootstrap test demo lint services-up services-down clean
+.PHONY: bootstrap test demo lint lock-refresh services-up services-down clean
 
 ## bootstrap: venv + dependencies, redis-server/java/maven (as root), Kafka jars
 bootstrap:
@@ -16,6 +16,11 @@ bootstrap:
 test: bootstrap
 	$(PY) -m pytest -q -ra
 	$(MAKE) --no-print-directory lint-only
+
+## lock-refresh: re-resolve requirements.lock to the newest allowed versions, install them, run the suite
+lock-refresh:
+	bash deploy/local/lock.sh --upgrade
+	$(MAKE) --no-print-directory test
 
 ## demo: end-to-end demo on local services
 demo: bootstrap

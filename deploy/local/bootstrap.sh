@@ -69,14 +69,25 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "$venv/bin/python" -m pip install -q --upgrade pip </dev/null
 fi
 
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# Installs come from the lock (requirements.lock, made by uv with hashes), so a fresh
+# machine gets exactly the versions CI tested. `uv pip sync` also removes packages the
+# lock does not name. Refresh the lock with `make lock-refresh`.
+want=$(cat requirements.lock deploy/local/tools.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 have=$(cat "$stamp" 2>/dev/null || true)
 if [[ "$want" != "$have" ]]; then
-    log "pip install -e '.[train,bench,dev]' (pyproject.toml changed since last install)"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q -e '.[train,bench,dev]' </dev/null
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    # uv lives beside the venv's packages, not among them: the sync below removes
+    # whatever the lock does not name.
+    uv="$venv/tools/bin/uv"
+    log "installing uv from deploy/local/tools.lock"
+    "$venv/bin/python" -m pip install -q --require-hashes --upgrade --target "$venv/tools" \
+        -r deploy/local/tools.lock </dev/null
+    log "uv pip sync requirements.lock (the lock changed since the last install)"
+    "$uv" pip sync -q --python "$venv/bin/python" --require-hashes requirements.lock </dev/null
+    "$uv" pip install -q --python "$venv/bin/python" --no-deps -e . </dev/null
     printf '%s\n' "$want" >"$stamp"
 else
-    log "Python dependencies up to date"
+    log "Python dependencies match requirements.lock"
 fi
 
 # --- Kafka broker jars ------------------------------------------------------------------
