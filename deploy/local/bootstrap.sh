@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make this checkout ready to run: Python venv with freshet installed, redis-server,
-# Java and Maven (for the Kafka broker), and the Kafka jars cached.
+# Java and Maven (for the Kafka broker), Chromium and its driver (browser tests), and
+# the Kafka jars cached.
 #
 # Safe to run again and again: each step is skipped when it is already done. It needs
 # root only to apt-get install what is missing; it never prompts (CI has no stdin).
@@ -49,6 +50,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v java >/dev/null || missing+=(default-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v openssl >/dev/null || missing+=(openssl) # test certificates (TLS tests)
+command -v chromium >/dev/null || missing+=(chromium)              # browser tests of the web view
+command -v chromedriver >/dev/null || missing+=(chromium-driver) # Selenium drives it; nothing is downloaded
 if [[ ! -x "$venv/bin/python" ]] && ! find_python >/dev/null; then
     missing+=(python3 python3-venv)
 fi
