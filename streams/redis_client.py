@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from hiredis import pack_command as _hiredis_pack
 from redis.asyncio.connection import Connection
@@ -40,12 +41,16 @@ class HiredisPackConnection(Connection):
 
 def redis_kwargs(settings: Settings) -> dict[str, Any]:
     """Connection options beyond the URL; the password never sits in the URL we log."""
-    kwargs: dict[str, Any] = {"health_check_interval": 15, "socket_keepalive": True}
+    scheme = _scheme(settings.redis_url)
+    kwargs: dict[str, Any] = {"health_check_interval": 15}
+    if scheme != "unix":  # TCP options; a Unix-socket connection refuses them
+        kwargs["socket_keepalive"] = True
     if settings.redis_password:
         kwargs["password"] = settings.redis_password.get()
     if settings.redis_username:
         kwargs["username"] = settings.redis_username
-    if settings.redis_ssl_ca_certs:
+    if settings.redis_ssl_ca_certs and scheme == "rediss":
+        # Only a TLS connection takes it; on redis:// or unix:// it fails every connect.
         kwargs["ssl_ca_certs"] = settings.redis_ssl_ca_certs
     return kwargs
 
@@ -58,11 +63,30 @@ def async_redis(settings: Settings) -> Any:
         return RedisCluster.from_url(settings.redis_url, **redis_kwargs(settings))
     from redis.asyncio import Redis
 
-    # A redis:// URL gets the hiredis packer; rediss:// and unix:// keep the class
-    # their scheme selects (the URL's choice wins over this keyword in redis-py).
     return Redis.from_url(
-        settings.redis_url, connection_class=HiredisPackConnection, **redis_kwargs(settings)
+        settings.redis_url, **connection_class_of(settings.redis_url), **redis_kwargs(settings)
     )
+
+
+def connection_class_of(url: str) -> dict[str, Any]:
+    """``connection_class`` for ``Redis.from_url``: the hiredis packer on ``redis://`` only.
+
+    ``rediss://`` and ``unix://`` must keep the class their scheme selects (TLS, Unix
+    socket). redis-py 8.2 lets this keyword override the scheme's class, and a TCP
+    connection given ``ssl_ca_certs`` or ``path`` fails on every connect.
+
+    >>> connection_class_of("redis://h:6379/0")["connection_class"].__name__
+    'HiredisPackConnection'
+    >>> connection_class_of("rediss://h:6380/0"), connection_class_of("unix:///tmp/r.sock")
+    ({}, {})
+    """
+    if _scheme(url) == "redis":
+        return {"connection_class": HiredisPackConnection}
+    return {}
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
 
 
 def sync_redis(settings: Settings) -> Any:

@@ -50,6 +50,8 @@ class LocalRedis:
         appendfsync: ``always`` | ``everysec`` | ``no``.
         password: ``requirepass``; empty for none.
         tls: an extra TLS listener (``tls-port``), for security tests.
+        unix_socket: also listen on this Unix socket (``unixsocket``, mode 700); its
+            path must stay under the OS limit of about 100 bytes.
         die_with_parent: stop the server when the starting process dies (for tests).
     """
 
@@ -61,6 +63,7 @@ class LocalRedis:
         appendfsync: str = "everysec",
         password: str = "",
         tls: RedisTLS | None = None,
+        unix_socket: Path | None = None,
         die_with_parent: bool = False,
     ) -> None:
         if appendfsync not in {"always", "everysec", "no"}:
@@ -77,6 +80,7 @@ class LocalRedis:
         self.tls_port: int = 0
         if tls is not None:
             self.tls_port = tls.port or int(state.get("tls_port", 0)) or free_port()
+        self.unix_socket = Path(unix_socket).resolve() if unix_socket is not None else None
         self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -111,6 +115,14 @@ class LocalRedis:
     def tls_url(self) -> str:
         """``rediss://...`` for the TLS listener; empty when there is none."""
         return self._url("rediss", self.tls_port) if self.tls_port else ""
+
+    @property
+    def unix_url(self) -> str:
+        """``unix://[:password@]/path/to/socket?db=0``; empty when there is no socket."""
+        if self.unix_socket is None:
+            return ""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"unix://{auth}{self.unix_socket}?db=0"
 
     @property
     def configured(self) -> bool:
@@ -221,6 +233,8 @@ class LocalRedis:
                 f"tls-ca-cert-file {self.tls.ca_file}",
                 "tls-auth-clients optional",
             ]
+        if self.unix_socket is not None:
+            lines += [f"unixsocket {self.unix_socket}", "unixsocketperm 700"]
         return "\n".join(lines) + "\n"
 
     def _ping(self) -> bool:

@@ -5,7 +5,6 @@ per-user state under a flood, and ids that cannot reach another user's keys.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from kafka import KafkaProducer
 from malformed_input import INJECTION_IDS
 from redis import Redis
 from reliability_harness import FaultRecord, Watermarks, assert_exactly_once, audit, end_offsets
+from self_signed import self_signed_cert
 from worker_harness import WorkerProcess, wait_for
 
 from freshet.services.kafka_local import LocalKafka
@@ -42,15 +42,6 @@ FLOOD_USER = "flood-user"
 FLOOD = 3_000
 
 
-def _tls_files(folder: Path) -> Path:
-    """A self-signed certificate for 127.0.0.1 that is also the trusted CA; returns it."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
-    args += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-    return cert
-
-
 def _flood(now_ms: int) -> list[InteractionEvent]:
     """One user's burst: many distinct items, some purchases, every 7th a resend."""
     out: list[InteractionEvent] = []
@@ -66,10 +57,8 @@ def _flood(now_ms: int) -> list[InteractionEvent]:
 def test_worker_on_password_and_tls_redis_keeps_exactly_once_and_the_secret(
     kafka: LocalKafka, make_redis: Callable[..., LocalRedis], topic_prefix: str, tmp_path: Path
 ) -> None:
-    cert = _tls_files(tmp_path)
-    server = make_redis(
-        password=PASSWORD, tls=RedisTLS(cert_file=cert, key_file=tmp_path / "key.pem", ca_file=cert)
-    )
+    cert, key = self_signed_cert(tmp_path)
+    server = make_redis(password=PASSWORD, tls=RedisTLS(cert_file=cert, key_file=key, ca_file=cert))
     url = f"rediss://127.0.0.1:{server.tls_port}/0"  # the password travels apart from the URL
     metrics_port = free_port()
     settings = Settings.from_env(

@@ -1,18 +1,25 @@
-"""The hiredis command packer: byte-identical to redis-py's, and used by the worker's client."""
+"""The hiredis command packer: byte-identical to redis-py's, and used by the worker's client
+on ``redis://`` only; ``rediss://`` and ``unix://`` clients keep their scheme's connection.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import DataError
+from self_signed import self_signed_cert
 
-from freshet.settings import Settings
-from streams.redis_client import HiredisPackConnection, async_redis
+from freshet.services.redis_local import LocalRedis, RedisTLS
+from freshet.settings import Secret, Settings
+from streams.redis_client import HiredisPackConnection, async_redis, connection_class_of, sync_redis
 
 ARG = st.one_of(
     st.binary(max_size=64),
@@ -53,8 +60,17 @@ def test_arguments_hiredis_cannot_take_keep_redis_py_behaviour() -> None:
 
 
 def test_worker_client_round_trips_through_the_real_redis(redis_url: str) -> None:
-    async def run() -> tuple[Any, ...]:
-        client = async_redis(Settings(redis_url=redis_url))
+    pool_class, got, n = _round_trip(Settings(redis_url=redis_url))
+    assert pool_class is HiredisPackConnection
+    assert got == [b"1.5", b"\x00\xff", "é".encode(), 1]
+    assert n == 502
+
+
+def _round_trip(settings: Settings) -> tuple[type, list[Any], int]:
+    """The worker's asyncio client on ``settings``: its connection class, a pipeline, a script."""
+
+    async def run() -> tuple[type, list[Any], int]:
+        client = async_redis(settings)
         try:
             pool_class = client.connection_pool.connection_class
             await client.hset("t:h", mapping={"a": 1.5, "b": b"\x00\xff", "c": "é"})
@@ -67,7 +83,62 @@ def test_worker_client_round_trips_through_the_real_redis(redis_url: str) -> Non
         finally:
             await client.aclose()
 
-    pool_class, got, n = asyncio.run(run())
-    assert pool_class is HiredisPackConnection
-    assert got == [b"1.5", b"\x00\xff", "é".encode(), 1]
-    assert n == 502
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6379/0", HiredisPackConnection),
+        ("REDIS://127.0.0.1:6379/0", HiredisPackConnection),
+        ("rediss://127.0.0.1:6380/0", SSLConnection),
+        ("unix:///tmp/redis.sock?db=0", UnixDomainSocketConnection),
+    ],
+)
+def test_each_scheme_keeps_its_connection_class(url: str, expected: type) -> None:
+    client = async_redis(Settings(redis_url=url, redis_ssl_ca_certs="/dev/null"))
+    assert client.connection_pool.connection_class is expected
+    assert connection_class_of(url) == (
+        {"connection_class": expected} if expected is HiredisPackConnection else {}
+    )
+
+
+def test_clients_on_tcp_tls_and_unix_socket_redis(
+    make_redis: Callable[..., LocalRedis], tmp_path: Path
+) -> None:
+    """One real server with a password, on TCP, TLS and a Unix socket: every scheme works.
+
+    With ``connection_class`` passed for every URL (redis-py 8.2 lets it beat the
+    scheme), the TLS client failed with ``TypeError: ... unexpected keyword argument
+    'ssl_ca_certs'`` and the socket client with ``... unexpected keyword argument 'path'``.
+    """
+    cert, key = self_signed_cert(tmp_path)
+    # A short folder: a Unix socket path must stay under ~100 bytes.
+    sock_dir = Path(tempfile.mkdtemp(prefix="fr-", dir="/tmp"))
+    password = "pw-for/the+test"
+    server = make_redis(
+        password=password,
+        appendonly=False,
+        tls=RedisTLS(cert_file=cert, key_file=key, ca_file=cert),
+        unix_socket=sock_dir / "r.sock",
+    )
+    base = Settings(redis_password=Secret(password), redis_ssl_ca_certs=str(cert))
+    urls = {
+        HiredisPackConnection: f"redis://127.0.0.1:{server.port}/0",
+        SSLConnection: f"rediss://127.0.0.1:{server.tls_port}/0",
+        UnixDomainSocketConnection: f"unix://{sock_dir / 'r.sock'}?db=0",
+    }
+    try:
+        for expected, url in urls.items():
+            settings = base.with_(redis_url=url)
+            assert _round_trip(settings) == (expected, [b"1.5", b"\x00\xff", "é".encode(), 1], 502)
+            blocking = sync_redis(settings)
+            try:
+                assert blocking.ping() is True
+            finally:
+                blocking.close()
+    finally:
+        server.stop()
+        for leftover in sock_dir.iterdir():
+            leftover.unlink()
+        sock_dir.rmdir()
