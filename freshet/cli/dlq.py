@@ -156,14 +156,11 @@ def redrive(
     twice sends the events twice; the worker drops repeats whose event id it still
     remembers (FRESHET_DEDUP_WINDOW per user).
     """
-    import time
-
     from rich.console import Console
     from rich.table import Table
 
-    from schemas.topics import Topics
-    from streams.dead_letters import TRANSFORMS, Fix, parse_fix_file, plan_redrive
-    from streams.worker import limits_of
+    from streams.dead_letter_io import redrive as redrive_letters
+    from streams.dead_letters import TRANSFORMS, Fix, parse_fix_file
 
     _check_reasons(reasons)
     if fix_file is None and not reasons:
@@ -188,25 +185,16 @@ def redrive(
     for line_no, problem in problems[:20]:
         err.print(f"{fix_file}:{line_no}: {problem}", style="red")
     letters = [letter for _, _, letter in _read_letters(settings, err)]
-    plan = plan_redrive(
+    outcome = redrive_letters(
+        settings,
         letters,
-        Topics(settings.topic_prefix),
-        limits=limits_of(settings),
-        now_ms=int(time.time() * 1000),
-        reasons=frozenset(reasons) if reasons else None,
         fixes=fixes,
+        reasons=frozenset(reasons) if reasons else None,
         resend_originals=bool(reasons),
         transforms=transforms or (),
+        dry_run=dry_run,
     )
-    delivered = failed = 0
-    if plan.to_send and not dry_run:
-        from streams.event_producer import EventProducer
-
-        with EventProducer(settings) as producer:
-            for item in plan.to_send:
-                producer.send(item.event)
-            stats = producer.flush()
-        delivered, failed = stats.delivered, stats.failed
+    plan, delivered, failed = outcome.plan, outcome.delivered, outcome.failed
 
     table = Table(title="freshet dlq redrive" + (" (dry run)" if dry_run else ""))
     table.add_column("what")
@@ -258,24 +246,18 @@ def _read_letters(settings: Settings, err: Console) -> Iterator[tuple[int, int, 
     from kafka.errors import KafkaError
 
     from schemas.topics import Topics
-    from streams.dead_letters import read_dead_letter
-    from streams.topic_reader import TopicMissing, TopicReader
+    from streams.dead_letter_io import read_letters
+    from streams.topic_reader import TopicMissing
 
     topic = Topics(settings.topic_prefix).dead_letter
-    unreadable = 0
     try:
-        with TopicReader(settings, topic, from_beginning=True, client_id="freshet-dlq") as reader:
-            for record in reader.records(until_caught_up=True):
-                letter = read_dead_letter(record.value)
-                if letter is None:
-                    unreadable += 1
-                    continue
-                yield record.partition, record.offset, letter
+        read = read_letters(settings)
     except TopicMissing:
         err.print(f"{topic} does not exist: no dead letters yet", style="dim")
         return
     except KafkaError as exc:
         err.print(f"Kafka at {settings.kafka_bootstrap}: {type(exc).__name__}", style="red")
         raise typer.Exit(1) from None
-    if unreadable:
-        err.print(f"{unreadable} message(s) on {topic} are not dead letters", style="red")
+    yield from read.letters
+    if read.unreadable:
+        err.print(f"{read.unreadable} message(s) on {topic} are not dead letters", style="red")
