@@ -110,6 +110,9 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_token: Secret = field(default_factory=lambda: Secret(""))
+    ui_metrics_urls: str = ""  # comma-separated worker /metrics URLs for the web view
+    ui_refresh_s: float = 2.0
+    ui_scan_users: int = 100_000
     log_level: str = "INFO"
 
     @classmethod

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from freshet.api.auth import bearer_ok
 from freshet.api.lists import cold_start_list, generation_from, user_partition, valid_user_id
 from freshet.api.metrics import ApiMetrics
+from freshet.api.ui_routes import add_ui, is_public
 from freshet.settings import Secret, Settings
 from schemas.codec import encode
 from streams.keyspace import Keyspace
@@ -128,6 +129,7 @@ def create_app(settings: Settings, *, cache_ttl_s: float = 1.0) -> web.Applicati
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/openapi.json", _openapi)
+    add_ui(app, settings, client)
 
     async def close_redis(_app: web.Application) -> None:
         await client.aclose()
@@ -215,6 +217,7 @@ def _auth_middleware(token: Secret) -> Middleware:
         if (
             token
             and request.path not in PUBLIC_PATHS
+            and not is_public(request.path)
             and not bearer_ok(request.headers.get("Authorization"), token.get())
         ):
             response = _error(401, "unauthorized", "a valid bearer token is required")
