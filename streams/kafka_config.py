@@ -25,6 +25,16 @@ a message near the broker's default 1 MB limit becomes a ~1.4 MB dead letter; wi
 the client's 1 MB default the send failed and the batch was retried forever."""
 
 
+RECONNECT_BACKOFF_MAX_MS: Final = 1000
+"""Cap on kafka-python's reconnect backoff (its default, 30 s, grows after ~7 s of
+refusals, so a broker back after 10-15 s went unseen for up to 30 s); the Java
+client's default cap is 1 s too."""
+
+BOOTSTRAP_TIMEOUT_MS: Final = 5000
+"""How long one kafka-python client tries to bootstrap before it raises; callers that
+must outlast a late broker retry the whole attempt (``streams.service_wait``)."""
+
+
 class ClientKwargs(dict[str, Any]):
     """Keyword arguments for a Kafka client; shows secrets as ``**********``."""
 
@@ -46,7 +56,12 @@ def kafka_python_kwargs(settings: Settings, **extra: Any) -> ClientKwargs:
         ValueError: The security settings are inconsistent.
     """
     protocol = _protocol(settings)
-    kwargs = ClientKwargs(bootstrap_servers=_bootstrap(settings), security_protocol=protocol)
+    kwargs = ClientKwargs(
+        bootstrap_servers=_bootstrap(settings),
+        security_protocol=protocol,
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+    )
     if protocol in ("SSL", "SASL_SSL"):
         for name in ("cafile", "certfile", "keyfile"):
             path = getattr(settings, f"kafka_ssl_{name}")

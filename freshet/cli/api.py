@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from freshet.cli.context import settings_of
-
-if TYPE_CHECKING:
-    from freshet.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +39,8 @@ def api(
     from rich.console import Console
 
     from freshet.api.app import create_app
+    from freshet.api.redis_watch import watch_redis_at_start
+    from streams.service_wait import redis_where
 
     settings = settings_of(ctx)
     changes: dict[str, object] = {}
@@ -55,20 +54,14 @@ def api(
     console = Console(stderr=True, highlight=False)
 
     def announce(message: object) -> None:
-        console.print(f"freshet api: {message}; {auth}; Redis {_redis_where(settings)}")
+        console.print(f"freshet api: {message}; {auth}; {redis_where(settings)}")
 
+    app = create_app(settings)
+    watch_redis_at_start(app, redis_where(settings))
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         print=announce,
         access_log_format='%a "%r" %s %b %Tf',
     )
-
-
-def _redis_where(settings: Settings) -> str:
-    """Host and database of the Redis URL, without any credentials in it."""
-    from urllib.parse import urlsplit
-
-    url = urlsplit(settings.redis_url)
-    return f"{url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"

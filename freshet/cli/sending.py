@@ -57,12 +57,13 @@ class Sink(Protocol):
 
 
 class KafkaSink:
-    """Sends to the freshet topics, creating them first if needed."""
+    """Sends to the freshet topics, creating them first if needed (waiting for the broker)."""
 
     def __init__(self, settings: Settings) -> None:
-        from streams.event_producer import EventProducer, ensure_topics
+        from streams.event_producer import EventProducer
+        from streams.service_wait import wait_for_topics
 
-        ensure_topics(settings)
+        wait_for_topics(settings)
         self._producer = EventProducer(settings)
         self.send = self._producer.send
 

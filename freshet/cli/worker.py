@@ -42,8 +42,11 @@ def worker(
     dead-letter topic with the reason and the original bytes, applies each valid event
     exactly once to Redis, and commits offsets only after the state is written. Start as
     many as you have partitions to share; they form one consumer group.
+
+    Started before the broker or Redis, it waits for them (logging what it waits for,
+    retrying at least every 3 s) rather than exit.
     """
-    from streams.event_producer import ensure_topics
+    from streams.service_wait import wait_for_redis, wait_for_topics
     from streams.worker import build_worker
 
     settings = settings_of(ctx)
@@ -58,5 +61,6 @@ def worker(
         if v is not None
     }
     settings = settings.with_(**changes) if changes else settings
-    ensure_topics(settings)
+    wait_for_topics(settings)
+    wait_for_redis(settings)
     build_worker(settings).run()

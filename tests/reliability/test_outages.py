@@ -1,5 +1,8 @@
 """The worker rides out Redis and broker outages mid-stream, on private real services.
 
+It also starts in any order: started while the broker or Redis is down, it waits for
+them (logging what it waits for) and ends with every event applied once.
+
 Redis stopped for seconds (AOF on) and the broker restarted: the worker must neither
 exit nor crash-loop, must resume on its own, and must end with state equal to the
 offline replay. Redis restarted *empty* cannot be ridden out: the worker must say so.
@@ -15,9 +18,11 @@ from pathlib import Path
 import pytest
 from reliability_harness import (
     FAST_GROUP_ENV,
+    Audit,
     FaultRecord,
     PacedProducer,
     Watermarks,
+    Workload,
     assert_exactly_once,
     audit,
     build_workload,
@@ -201,3 +206,85 @@ def test_broker_restart_mid_stream(
         extra={"producer_resent_chunks": producer.resent_chunks},
     ).write()
     assert_exactly_once(result)
+
+
+# --- start order: a service that is down when the worker starts -------------------------
+
+LATE_S = 30.0  # how long the service stays down after the worker starts
+
+
+def _halves(workload: Workload) -> tuple[Workload, Workload]:
+    """The catalog and the first half of the events; the second half of the events."""
+    half = len(workload.events) // 2
+    first = Workload(workload.catalog, workload.events[:half], workload.malformed)
+    return first, Workload([], workload.events[half:], 0)
+
+
+def _start_late(
+    settings: Settings,
+    seed: int,
+    service: str,
+    stop: Callable[[], None],
+    start: Callable[[], None],
+) -> tuple[Audit, str]:
+    """Send half a workload, stop ``service``, start the worker, wait ``LATE_S``, start
+    the service and send the rest; record the fault and return the audit and the log.
+
+    Recovery is measured from the service being ready to the worker's first batch.
+    """
+    ensure_topics(settings)
+    topics = Topics(settings.topic_prefix)
+    client = redis_client(settings.redis_url)
+    keys = Keyspace(settings.redis_namespace)
+    marks = Watermarks(client, keys, PARTITIONS)
+    first, rest = _halves(build_workload(events=6_000, seed=seed))
+    before = PacedProducer(settings, first, rate=10_000)
+    before.run()  # in this thread: everything is on the topic before the outage
+    assert before.error is None, before.error
+    stop()
+    worker = WorkerProcess(settings, settings.home / "worker.log", **ENV)
+    try:
+        _stay_alive(worker, LATE_S)
+        start()
+        back = time.monotonic()
+        wait_for(lambda: any(w >= 0 for w in marks.read().values()), 120, "a batch", worker)
+        first_batch = time.monotonic() - back
+        after = PacedProducer(settings, rest, rate=1_000)
+        after.run()
+        assert after.error is None, after.error
+        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
+        last = time_to_reach(marks, ends, 120, "the last event", [worker], back)
+        assert worker.alive()
+    finally:
+        worker.stop()
+    result = audit(settings, client, keys)
+    FaultRecord(
+        fault=f"start-order-{service.lower()}-late",
+        audit=result,
+        recovery_s=[first_batch],
+        notes=f"worker started with {service} down, {service} started {LATE_S:.0f} s later; "
+        f"recovery = {service} ready to first batch applied ({last:.1f} s to the last event)",
+        extra={"late_s": LATE_S, "to_last_event_s": round(last, 1)},
+    ).write()
+    return result, worker.log_path.read_text(errors="replace")
+
+
+def test_worker_started_while_the_broker_is_down(
+    make_kafka: Callable[..., LocalKafka], redis_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    broker = make_kafka(partitions=PARTITIONS)
+    settings = _settings(broker.bootstrap, redis_url, topic_prefix, tmp_path)
+    result, log_text = _start_late(settings, 51, "broker", broker.stop, broker.start)
+    assert_exactly_once(result)
+    assert "waiting for Kafka at" in log_text
+
+
+def test_worker_started_while_redis_is_down(
+    kafka: LocalKafka, make_redis: Callable[..., LocalRedis], topic_prefix: str, tmp_path: Path
+) -> None:
+    server = make_redis(appendonly=True)
+    settings = _settings(kafka.bootstrap, server.url, topic_prefix, tmp_path)
+    result, log_text = _start_late(settings, 53, "Redis", server.stop, server.start)
+    assert_exactly_once(result)
+    assert "waiting for Redis at" in log_text
+    assert LOSS_LINE not in log_text

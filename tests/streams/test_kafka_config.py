@@ -31,6 +31,8 @@ def test_plaintext_is_just_bootstrap_plus_extras() -> None:
     assert kafka_python_kwargs(settings, acks="all") == {
         "bootstrap_servers": ["127.0.0.1:9092"],
         "security_protocol": "PLAINTEXT",
+        "reconnect_backoff_max_ms": 1000,  # capped: a broker back is seen within 1 s
+        "bootstrap_timeout_ms": 5000,
         "acks": "all",
     }
     assert aiokafka_kwargs(settings) == {
