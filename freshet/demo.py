@@ -25,6 +25,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from freshet.services.ports import free_port
 from freshet.services.registry import read_endpoints
 from freshet.settings import Settings
 from inference.list_metrics import popularity_head
@@ -103,13 +104,17 @@ def run_demo(
     else:
         console.print("3/6  skipping training: the worker serves model-free lists")
 
-    from streams.event_producer import EventProducer, ensure_topics
+    from streams.event_producer import EventProducer
+    from streams.service_wait import wait_for_topics
 
-    ensure_topics(settings)
+    wait_for_topics(settings)
     console.print("4/6  starting a worker and replaying the past into it ...")
     worker_log = home / "demo" / stamp / "worker.log"
     worker_log.parent.mkdir(parents=True, exist_ok=True)
-    worker = _start_worker(settings, worker_log)
+    metrics_port = free_port()
+    worker = _start_worker(settings, worker_log, metrics_port)
+    api, ui_url = _start_api(settings, worker_log.with_name("api.log"), metrics_port)
+    console.print(f"     web view: [bold]{ui_url}[/] (live overview, users, items, dead letters)")
     try:
         with EventProducer(settings) as producer:
             for ev in past:
@@ -118,7 +123,8 @@ def run_demo(
 
         console.print(
             f"5/6  live traffic: {len(live):,} events at {cfg.rate:,.0f}/s, "
-            f"with new users, new items and {cfg.malformed} malformed messages"
+            f"with new users, new items and {cfg.malformed} malformed messages; "
+            f"watch it at {ui_url}"
         )
         watch = Watch(live_start_ms=int(time.time() * 1000))
         watcher = threading.Thread(target=_watch, args=(settings, topics, watch), daemon=True)
@@ -129,6 +135,7 @@ def run_demo(
         watch.stop.set()
         watcher.join(timeout=10)
     finally:
+        api.terminate()
         worker.terminate()
         try:
             worker.wait(timeout=30)
@@ -182,7 +189,7 @@ def _simulate(
     return stream[:cut], stream[cut:], desc
 
 
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_worker(settings: Settings, log_path: Path, metrics_port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
     env.update(
         {
@@ -194,6 +201,7 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
             "FRESHET_REDIS_NAMESPACE": settings.redis_namespace,
             "FRESHET_BUNDLE_DIR": str(settings.bundle_dir),
             "FRESHET_LOG_LEVEL": "WARNING",
+            "FRESHET_METRICS_PORT": str(metrics_port),
         }
     )
     return subprocess.Popen(
@@ -204,22 +212,52 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
     )
 
 
+def _start_api(
+    settings: Settings, log_path: Path, metrics_port: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``freshet api`` with the web view pointed at the worker's metrics; its page URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
+    env.update(
+        {
+            "FRESHET_HOME": str(settings.home),
+            "FRESHET_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "FRESHET_REDIS_URL": settings.redis_url,
+            "FRESHET_TOPIC_PREFIX": settings.topic_prefix,
+            "FRESHET_REDIS_NAMESPACE": settings.redis_namespace,
+            "FRESHET_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "FRESHET_API_TOKEN": settings.api_token.get(),
+            "FRESHET_UI_METRICS_URLS": f"http://127.0.0.1:{metrics_port}/metrics",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "freshet.cli", "api", "--port", str(port)],
+        env=env,
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    return proc, f"http://127.0.0.1:{port}/ui"
+
+
 def _wait_caught_up(
     settings: Settings, worker: subprocess.Popen[bytes], log: Path, console: Console
 ) -> None:
     from kafka import KafkaConsumer, TopicPartition
     from redis import Redis
 
+    from freshet.cli.progress_line import ProgressLine
     from streams.keyspace import Keyspace
 
     topics = Topics(settings.topic_prefix)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    # No group: offsets are only read, so nothing to auto-commit (kafka-python warns).
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     parts = range(settings.topic_partitions)
     ends = consumer.end_offsets([TopicPartition(topics.events, p) for p in parts])
     consumer.close()
     client = Redis.from_url(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)
     deadline = time.monotonic() + 600
+    progress = ProgressLine(console)
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise RuntimeError(f"worker exited; see {log}")
@@ -228,9 +266,9 @@ def _wait_caught_up(
             wm = client.get(keys.watermark(tp.partition))
             done += min(end, int(wm) + 1) if wm is not None else 0
         total = sum(ends.values())
-        console.print(f"     applied {done:,}/{total:,}", end="\r")
+        progress.show(f"     applied {done:,}/{total:,}")
         if done >= total:
-            console.print()
+            progress.close()
             return
         time.sleep(0.5)
     raise RuntimeError("worker did not catch up within 10 minutes")
@@ -272,6 +310,7 @@ def _watch(settings: Settings, topics: Topics, watch: Watch) -> None:
         topics.recommendations,
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="latest",
+        enable_auto_commit=False,  # no group: positions live in this process only
         consumer_timeout_ms=500,
     )
     try:

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from freshet.api.ui_sources import OverviewHub, StateReader, latest_letters, watch_lists
 from freshet.settings import Settings
-from freshet.ui.views import list_change, list_items, user_view
+from freshet.ui.views import decode_list_bytes, list_change, list_items, user_view
 from schemas.codec import ID_RE
 
 log = logging.getLogger("freshet.api.ui")
@@ -187,7 +187,7 @@ async def _user_stream(request: web.Request) -> web.StreamResponse:
     task = asyncio.create_task(follow())
     try:
         _, latest = await reader.user(user_id)
-        before = list_items(orjson.loads(latest)) if latest else []
+        before = list_items(decode_list_bytes(latest))
         await response.write(b": watching\n\n")
         while True:
             try:

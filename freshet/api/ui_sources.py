@@ -93,7 +93,10 @@ class OverviewHub:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while self._subscribers:
                 started = time.monotonic()
-                await self.tick(session)
+                try:
+                    await self.tick(session)
+                except Exception:  # one bad tick must not end the overview for every page
+                    log.exception("overview update failed")
                 message = self.snapshot(with_history=False)
                 for queue in list(self._subscribers):
                     if queue.full():  # a slow page gets the newest, not a backlog

@@ -150,6 +150,7 @@ class Point:
     model_versions: tuple[str, ...]
     workers_up: int
     workers: int
+    latency_top_ms: float | None = None  # quantiles at this bound mean "this or more"
 
     def to_dict(self) -> dict[str, object]:
         return {f: getattr(self, f) for f in self.__slots__}
@@ -201,6 +202,7 @@ def point_between(old: Sample | None, new: Sample) -> Point:
         new.model_versions,
         new.workers_up,
         new.workers,
+        max((le * 1000.0 for le, _ in new.latency if not math.isinf(le)), default=None),
     )
 
 

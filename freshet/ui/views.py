@@ -145,6 +145,6 @@ def letter_view(letter: DeadLetter, dlq_partition: int, dlq_offset: int) -> dict
     out.pop("value_b64", None)
     out.pop("key_b64", None)
     out["key_preview"] = preview(letter.key, 64)
-    out["value_preview"] = preview(letter.value, 400)
+    out["value_preview"] = preview(letter.value, 240)
     out["value_bytes"] = len(letter.value)
     return out

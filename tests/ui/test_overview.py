@@ -69,6 +69,7 @@ def test_rates_and_quantiles_cover_only_the_window() -> None:
     # The 50 slow lists came before the window, so they do not move the quantiles.
     assert p.p50_ms == pytest.approx(4.0) and p.p99_ms == pytest.approx(4.98)
     assert p.fallback_share is None  # no list of any strategy in the window
+    assert p.latency_top_ms == 5000.0  # the largest finite bucket of the worker's histogram
 
 
 def test_a_restarted_worker_gives_no_negative_rate() -> None:

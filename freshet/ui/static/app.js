@@ -149,7 +149,8 @@ function showOverview(snap) {
     setText("ov-applied-total", fmt.count(p.applied_total));
     setText("ov-published-total", fmt.count(p.published_total));
     setText("ov-p50", fmt.ms(p.p50_ms));
-    setText("ov-p99", fmt.ms(p.p99_ms));
+    const capped = p.p99_ms != null && p.latency_top_ms != null && p.p99_ms >= p.latency_top_ms;
+    setText("ov-p99", (capped ? "≥ " : "") + fmt.ms(p.p99_ms));
     setText("ov-lag", fmt.count(p.lag));
     setText("ov-fallback", fmt.share(p.fallback_share));
     setText("ov-coldstart", fmt.share(p.cold_start_share));
