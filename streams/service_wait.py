@@ -163,11 +163,16 @@ def redis_where(settings: Settings) -> str:
     return f"Redis at {url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"
 
 
+def kafka_client_when_up(settings: Settings, connect: Callable[[], T]) -> T:
+    """A kafka-python client from ``connect()`` once the broker answers its bootstrap."""
+    return wait_until_up(connect, kafka_where(settings), kafka_transient)
+
+
 def wait_for_topics(settings: Settings) -> list[str]:
     """Create freshet's missing topics once the broker answers; the topics created."""
     from streams.event_producer import ensure_topics
 
-    return wait_until_up(lambda: ensure_topics(settings), kafka_where(settings), kafka_transient)
+    return kafka_client_when_up(settings, lambda: ensure_topics(settings))
 
 
 def wait_for_redis(settings: Settings) -> None:

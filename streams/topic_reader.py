@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 from freshet.settings import Settings
 from schemas.topics import partition_for
 from streams.kafka_config import kafka_python_kwargs
+from streams.service_wait import kafka_client_when_up
 
 
 class TopicMissing(LookupError):
@@ -47,7 +48,7 @@ class TopicReader:
         for_key: bytes | None = None,
         client_id: str = "freshet-reader",
     ) -> None:
-        """Connect (nothing is assigned until ``open``).
+        """Connect, waiting for a late broker (nothing is assigned until ``open``).
 
         Args:
             settings: Connection settings.
@@ -62,15 +63,14 @@ class TopicReader:
         self.topic = topic
         self.from_beginning = from_beginning
         self._for_key = for_key
-        self._consumer: Any = KafkaConsumer(
-            **kafka_python_kwargs(
-                settings,
-                client_id=client_id,
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest" if from_beginning else "latest",
-            )
+        kwargs = kafka_python_kwargs(
+            settings,
+            client_id=client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
         )
+        self._consumer: Any = kafka_client_when_up(settings, lambda: KafkaConsumer(**kwargs))
         self._assigned: list[TopicPartition] = []
         self._end: dict[TopicPartition, int] = {}
 

@@ -21,6 +21,7 @@ from freshet.settings import Settings
 from schemas.codec import Refusal, decode_catalog, decode_interaction
 from schemas.events import CatalogEvent, InteractionEvent
 from streams.kafka_config import kafka_python_kwargs
+from streams.service_wait import kafka_client_when_up
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,10 @@ def read_topic(
     """
     decode: Decoder = decode_catalog if catalog else decode_interaction
     stats = stats if stats is not None else ReadStats()
-    consumer = KafkaConsumer(
-        **kafka_python_kwargs(
-            settings, client_id="freshet-train", enable_auto_commit=False, group_id=None
-        )
+    kwargs = kafka_python_kwargs(
+        settings, client_id="freshet-train", enable_auto_commit=False, group_id=None
     )
+    consumer = kafka_client_when_up(settings, lambda: KafkaConsumer(**kwargs))
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
