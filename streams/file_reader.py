@@ -247,3 +247,95 @@ def _number(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def layout_of(
+    preset: str | None = None,
+    columns: str | None = None,
+    *,
+    delimiter: str = ",",
+    header: bool = True,
+    ts_unit: Literal["s", "ms"] = "s",
+) -> CsvLayout | None:
+    """The layout the command-line options name: ``--columns`` wins over ``--preset``.
+
+    None (neither given) lets ``read_file`` pick a preset from the file's suffix.
+
+    Raises:
+        ValueError: Unknown preset or a malformed column mapping.
+    """
+    if columns:
+        return parse_columns(columns, delimiter=delimiter, header=header, ts_unit=ts_unit)
+    if preset:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; use one of {sorted(PRESETS)}")
+        return PRESETS[preset]
+    return None
+
+
+def item_file_of(path: str | Path) -> Path | None:
+    """The MovieLens side file next to a ratings file (``movies.csv``/``.dat``), if any."""
+    path = Path(path)
+    if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
+        return None
+    side = path.with_name("movies.dat" if path.suffix == ".dat" else "movies.csv")
+    return side if side.exists() and side != path else None
+
+
+def read_item_file(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> Iterator[Read]:
+    """Catalog upserts from a MovieLens item file: id, title (text) and genres (categories).
+
+    ``movies.csv`` (``movieId,title,genres``, quoted titles, UTF-8) and ``movies.dat``
+    (``id::title::genres``, Latin-1) are both read; genres are ``|``-separated and
+    ``(no genres listed)`` means none. Upserts carry the earliest time the contract
+    accepts (``limits.min_ts``), so in time order they come before every interaction.
+    """
+    path = Path(path)
+    dat = path.suffix == ".dat"
+    with path.open("rb") as lines:
+        for line_no, raw in enumerate(lines, start=1):
+            text = raw.decode("latin-1" if dat else "utf-8", errors="replace").rstrip("\r\n")
+            if not text.strip() or (line_no == 1 and not dat):
+                continue  # the CSV header
+            cells = text.split("::") if dat else _split(text, ",")
+            if len(cells) < 3:
+                yield line_no, Refusal("missing_field", f"row has {len(cells)} columns, needs 3")
+                continue
+            genres = [g for g in cells[-1].split("|") if g and g != "(no genres listed)"]
+            obj = {
+                "event_id": f"{_ID_UNSAFE.sub('_', path.stem)}-{line_no}",
+                "op": "upsert",
+                "item_id": cells[0].strip(),
+                "ts": limits.min_ts,
+                "categories": genres,
+                "text": ",".join(cells[1:-1]).strip(),
+            }
+            yield line_no, catalog_from_obj(obj, limits)
+
+
+def read_events(
+    path: str | Path,
+    refused: dict[str, int] | None = None,
+    *,
+    fmt: FileFormat | None = None,
+    layout: CsvLayout | None = None,
+    items: str | Path | None = None,
+) -> Iterator[Event]:
+    """Every event of a data file, item side file first; refused lines counted by reason.
+
+    The one entry point of ``freshet train``, ``freshet evaluate`` and
+    ``bench.prequential`` (``freshet produce`` streams ``read_file`` itself, to report
+    each refused line). ``items`` is an item side file (``read_item_file``); when None,
+    a MovieLens ``movies`` file next to the data file is used if there is one; pass
+    ``""`` for none.
+    """
+    counts = {} if refused is None else refused
+    side = item_file_of(path) if items is None else (Path(items) if items else None)
+    reads = [read_item_file(side)] if side is not None else []
+    reads.append(read_file(path, fmt, layout))
+    for source in reads:
+        for _line, out in source:
+            if isinstance(out, Refusal):
+                counts[out.reason] = counts.get(out.reason, 0) + 1
+            else:
+                yield out

@@ -37,15 +37,10 @@ def parse_time(text: str | None) -> int | None:
 
 
 def file_events(path: Path, counts: dict[str, int]) -> Iterator[InteractionEvent | CatalogEvent]:
-    """Events of a JSONL/CSV file; refused lines are counted by reason and skipped."""
-    from schemas.codec import Refusal
-    from streams.file_reader import read_file
+    """Events of a data file and its item side file (``streams.file_reader.read_events``)."""
+    from streams.file_reader import read_events
 
-    for _line, out in read_file(path):
-        if isinstance(out, Refusal):
-            counts[out.reason] = counts.get(out.reason, 0) + 1
-        else:
-            yield out
+    yield from read_events(path, counts)
 
 
 def results_table(rows: Sequence[tuple[str, str, Mapping[str, float]]]) -> Table:
