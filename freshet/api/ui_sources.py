@@ -52,6 +52,7 @@ class OverviewHub:
         self._tally: Any = None
         self._reasons: list[dict[str, object]] = []
         self._dlq_note = ""
+        self._created: dict[str, str | None] = {}
         self.scrapes = 0
 
     def snapshot(self, with_history: bool) -> bytes:
@@ -61,6 +62,7 @@ class OverviewHub:
             "dead_letters": self._reasons,
             "dead_letters_note": self._dlq_note,
             "version_since": self.history.version_since,
+            "bundle_created": self._created,
             "metrics_urls": len(self.urls),
             "refresh_s": self.settings.ui_refresh_s,
         }
@@ -109,9 +111,21 @@ class OverviewHub:
     async def tick(self, session: aiohttp.ClientSession) -> None:
         """One scrape of every worker and one read of the new dead letters."""
         samples = await asyncio.gather(*(self._scrape(session, u) for u in self.urls))
-        self.history.add(merge(time.time(), samples))
+        point = self.history.add(merge(time.time(), samples))
         self.scrapes += 1
+        for version in point.model_versions:
+            if version not in self._created:
+                self._created[version] = await asyncio.to_thread(self._bundle_created, version)
         await self._update_dead_letters()
+
+    def _bundle_created(self, version: str) -> str | None:
+        """When the served bundle was trained, if this host sees the bundle folder."""
+        from inference.bundle import BundleError, read_manifest, resolve_bundle
+
+        try:
+            return read_manifest(resolve_bundle(self.settings.bundle_dir, version)).created_at
+        except (BundleError, OSError):
+            return None
 
     async def _scrape(self, session: aiohttp.ClientSession, url: str) -> Sample | None:
         try:

@@ -158,7 +158,11 @@ function showOverview(snap) {
     const versions = p.model_versions || [];
     setText("ov-model", versions.length ? versions.join(", ") : "none (model-free)");
     const since = versions.length ? snap.version_since[versions[versions.length - 1]] : null;
-    setText("ov-model-since", since ? "seen since " + fmt.time(since * 1000) : "\u00a0");
+    const created = versions.length ? snap.bundle_created[versions[versions.length - 1]] : null;
+    const parts = [];
+    if (since) parts.push("serving since " + fmt.time(since * 1000) + " or before");
+    if (created) parts.push("trained " + created.replace("T", " ").slice(0, 19));
+    setText("ov-model-since", parts.join(" · ") || "\u00a0");
   }
   setText("ov-workers-note", snap.metrics_urls ? "answering / configured" : "no FRESHET_UI_METRICS_URLS set");
   const body = $("ov-dlq").tBodies[0];
