@@ -1,4 +1,4 @@
-"""Scoring cost of the real-time path per user: ``LiveRecommender.compute`` in-process.
+"""Scoring cost of the real-time path per user: ``LiveScorer.score`` in-process.
 
 No Kafka, no Redis: the worker's compute step alone, on the stream bench's simulated
 shop (same sizes, same seed, same cached bundle), so its figures say how many fresh
@@ -21,7 +21,6 @@ default, a spinning thread per core; the worker caps them with FRESHET_BLAS_THRE
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -36,14 +35,14 @@ from threadpoolctl import threadpool_limits
 
 from bench.stream_bench import Shop, cached_bundle, simulate_shop
 from freshet.settings import Settings
+from freshet.wiring import live_config, onnx_loader, rules_of
 from inference.ann_index import set_search_threads
 from inference.mmr_kernel import warm_up
 from inference.thread_limits import limit_blas_threads
 from streams.catalog import CatalogRecord, apply_catalog_event
 from streams.ingest import TouchedUser
-from streams.live_recommender import LiveRecommender
+from streams.live_scorer import LiveScorer
 from streams.state_rules import UserState, apply_event
-from streams.worker import rules_of
 
 
 def shop_state(shop: Shop, settings: Settings) -> dict[str, Any]:
@@ -62,39 +61,23 @@ def shop_state(shop: Shop, settings: Settings) -> dict[str, Any]:
     return {"records": list(records.values()), "states": states, "counts": counts}
 
 
-def live_recommender(
+def live_scorer(
     settings: Settings, held: dict[str, Any], bundle_dir: Path, version: str
-) -> LiveRecommender:
-    """A ``LiveRecommender`` serving ``version``, with the shop's catalog and trending."""
-    log = [(str(i + 1), rec) for i, rec in enumerate(held["records"])]
+) -> LiveScorer:
+    """A ``LiveScorer`` serving ``version``, with the shop's catalog and trending."""
     counts: dict[str, int] = held["counts"]
     top = sorted(counts.items(), key=lambda kv: -kv[1])
-
-    async def trending(k: int) -> list[tuple[str, float]]:
-        return [(item, float(n)) for item, n in top[:k]]
-
-    async def count_map() -> dict[str, int]:
-        return counts
-
-    async def catalog_log(after: str) -> list[tuple[str, CatalogRecord]]:
-        return log[int(after) :]
-
-    live = LiveRecommender(
-        settings, trending_source=trending, counts_source=count_map, catalog_log=catalog_log
-    )
-
-    async def load() -> None:
-        await live.sync_catalog()
-        live.swap_bundle(live.bundle_loader(bundle_dir, version, settings.onnx_provider))
-        await live.sync_trending()
-        await live.sync_popularity()
-
-    asyncio.run(load())
+    live = LiveScorer(live_config(settings))
+    live.apply_catalog(held["records"])
+    live.swap_bundle(onnx_loader(settings)(bundle_dir, version))
+    pool = max(live.config.recommend.trending_pool, 1)
+    live.set_trending([(item, float(n)) for item, n in top[:pool]])
+    live.set_popularity(counts)
     return live
 
 
 def time_batches(
-    live: LiveRecommender,
+    live: LiveScorer,
     touched: Sequence[TouchedUser],
     batch: int,
     now_ms: int,
@@ -107,13 +90,13 @@ def time_batches(
     batches = batches[: limit + 1]
     if len(batches) < 2:
         raise SystemExit(f"too few users with live events for batches of {batch}")
-    live.compute(batches[0], now_ms)
+    live.score(batches[0], now_ms)
     live.stats.take_timings()
     walls: list[float] = []
     cpu0 = time.process_time()
     for b in batches[1:]:
         t = time.perf_counter()
-        live.compute(b, now_ms)
+        live.score(b, now_ms)
         walls.append((time.perf_counter() - t) * 1000)
         if gap_s > 0:
             time.sleep(gap_s)
@@ -166,7 +149,7 @@ def main() -> None:
         for blas in [int(t) for t in args.blas_threads.split(",")]:
             for threads in [int(t) for t in args.onnx_threads.split(",")]:
                 settings = Settings.from_env({}, onnx_provider="cpu", onnx_threads=threads)
-                live = live_recommender(settings, held, bundle_dir, version)
+                live = live_scorer(settings, held, bundle_dir, version)
                 with threadpool_limits(limits=blas or None, user_api="blas"):
                     for batch in [int(b) for b in args.batches.split(",")]:
                         timed = time_batches(
@@ -181,7 +164,7 @@ def main() -> None:
         f" live events, model {version}, ANN threads {base.ann_threads}"
     )
     print(
-        "  in-process LiveRecommender.compute: no Kafka, no Redis; medians over batches;"
+        "  in-process LiveScorer.score: no Kafka, no Redis; medians over batches;"
         f" {args.gap_ms:g} ms sleep between batches"
     )
     print("  BLAS libraries at their defaults: " + str(limit_blas_threads(0)))

@@ -2,7 +2,7 @@
 
 Replays a data set in time order (the simulator, or a JSONL/CSV file) through the
 worker's own code, in-process: ``apply_events`` for state and popularity,
-``LiveRecommender.compute`` for lists, bundles retrained with ``training.pipeline.run``
+``LiveScorer.score`` for lists, bundles retrained with ``training.pipeline.run``
 every ``--retrain-every`` interactions and swapped in with ``swap_bundle``. Before each
 interaction the user's current list is scored (HR@10, NDCG@10) against the item that
 came next (see ``training.evaluation.prequential``). Baselines run through the same loop
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from freshet.settings import Settings
+from freshet.wiring import live_config
 from schemas.events import CatalogEvent, InteractionEvent
 from streams.simulator import SimConfig, simulate
 from training.evaluation.online_baselines import (
@@ -154,13 +155,14 @@ def build_models(
         "item-knn": lambda: OnlineItemKNN(stream),
         "river-funkmf": lambda: RiverMF(stream, seed=seed),
         "freshet-frozen": lambda: FreshetOnline(
-            stream, settings, name="freshet-frozen", frozen=True
+            stream, live_config(settings), name="freshet-frozen", frozen=True
         ),
         "freshet-no-covisit": lambda: FreshetOnline(
-            stream, settings.with_(covisit_weight=0.0), name="freshet-no-covisit"
+            stream, live_config(settings.with_(covisit_weight=0.0)), name="freshet-no-covisit"
         ),
     }
-    return [FreshetOnline(stream, settings, name="freshet"), *(makers[n]() for n in names)]
+    fresh = FreshetOnline(stream, live_config(settings), name="freshet")
+    return [fresh, *(makers[n]() for n in names)]
 
 
 def diversity_space(models: Sequence[OnlineModel]) -> np.ndarray | None:

@@ -1,6 +1,6 @@
 """Diversity and long-tail against accuracy: NDCG@10 as ``mmr_lambda`` and ``longtail_share`` move.
 
-Every grid point is a freshet ``LiveRecommender`` with those two settings, all driven
+Every grid point is a freshet ``LiveScorer`` with those two settings, all driven
 through one prequential run (``training.evaluation.prequential``) on the same events,
 with the same retrained bundles (cached with ``bench/prequential.py``'s, so a run on the
 same data trains nothing new), next to most-popular as the reference. Writes a table,
@@ -28,6 +28,7 @@ from bench.prequential import (
     sim_events,
 )
 from freshet.settings import Settings
+from freshet.wiring import live_config
 from schemas.events import InteractionEvent
 from training.evaluation.online_freshet import FreshetOnline
 from training.evaluation.prequential import OnlineModel, PrequentialConfig, StreamState
@@ -105,7 +106,7 @@ def run_points(args: argparse.Namespace, points: list[tuple[float, float]]) -> d
         return [
             FreshetOnline(
                 stream,
-                settings.with_(mmr_lambda=lam, longtail_share=tail),
+                live_config(settings.with_(mmr_lambda=lam, longtail_share=tail)),
                 name=grid_name(lam, tail),
             )
             for lam, tail in points

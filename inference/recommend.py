@@ -9,13 +9,11 @@ reasons -> one explained list per user.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from freshet.settings import Settings
 from inference.candidates import Candidates, ItemTable, Searcher, gather_candidates
 from inference.rerank import (
     FROM_ANN,
@@ -50,7 +48,7 @@ Called once per batch with the warm users only. ``features`` holds ``(W, C)`` ar
 
 @dataclass(frozen=True)
 class RecommendConfig:
-    """Knobs of the pipeline; ``from_settings`` takes the ones ``Settings`` carries."""
+    """Knobs of the pipeline; ``freshet.wiring.recommend_config`` maps them from settings."""
 
     list_size: int = 20
     candidates: int = 200
@@ -70,13 +68,6 @@ class RecommendConfig:
     mmr_pool: int = 100
     trending_pool: int = 50
     covisit_weight: float = 1.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> RecommendConfig:
-        """Config from the settings fields of the same name, then explicit overrides."""
-        mine = {f.name for f in fields(cls)}
-        shared = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name in mine}
-        return cls(**{**shared, **overrides})
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ what gives exactly-once state:
 3. drop records at or below the watermark (already applied before a crash) and
    duplicates by event id, apply the rest with the pure rules;
 4. let the refresher (scoring, optional) add embeddings and lists for touched users;
-5. write each partition's changes and new watermark atomically (one MULTI/EXEC);
-6. publish the fresh lists; the caller then acks the records.
+5. write each partition's changes, lists and new watermark atomically (one fenced
+   script per partition, ``streams.redis_state_store``);
+6. publish the fresh lists (5 and 6 are ``streams.publish.ListPublisher``); the
+   caller then acks the records.
 
 A crash anywhere before 5 leaves no trace in state; after 5 the watermark makes the
 redelivered records no-ops. Dead letters and lists are at-least-once.
@@ -26,8 +28,8 @@ from typing import Protocol
 from schemas.codec import DecodeLimits, Refusal, decode_interaction
 from schemas.dead_letter import DeadLetter
 from schemas.events import InteractionEvent
-from schemas.recommendation import Recommendation
 from schemas.topics import event_key
+from streams.publish import ListPublisher, ListSink, Refresh
 from streams.state_rules import (
     BatchOutcome,
     StateRules,
@@ -63,14 +65,6 @@ class TouchedUser:
     source_timestamp_ms: int
 
 
-@dataclass(slots=True)
-class Refresh:
-    """What the refresher adds to a batch's write: embeddings and fresh lists."""
-
-    embeddings: dict[str, bytes] = field(default_factory=dict)
-    lists: dict[str, Recommendation] = field(default_factory=dict)
-
-
 class Refresher(Protocol):
     """Computes fresh embeddings and lists for the touched users of a batch."""
 
@@ -102,7 +96,6 @@ class BatchStats:
 
 
 DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
-ListSink = Callable[[Sequence[Recommendation]], Awaitable[None]]
 
 
 def refuse(record: SourceRecord, refusal: Refusal, now_ms: int) -> DeadLetter:
@@ -161,7 +154,7 @@ class IngestProcessor:
         self.rules = rules
         self.limits = limits
         self.dead_letter_sink = dead_letter_sink
-        self.list_sink = list_sink
+        self.publisher = ListPublisher(store, list_sink, clock)
         self.refresher = refresher
         self.check_future = check_future
         self.clock = clock
@@ -203,17 +196,15 @@ class IngestProcessor:
         stats.users_touched = len(touched)
         stats.source_timestamps_ms = [t.source_timestamp_ms for t in touched]
 
-        lists: dict[str, Recommendation] = {}
+        refresh = Refresh()
         if self.refresher is not None and touched:
             refresh = await self.refresher.refresh(touched, now_ms)
-            lists = refresh.lists
-            _attach(writes, touched, refresh)
-        await self.store.write(writes)
-        if lists and self.list_sink is not None:
-            await self.list_sink(list(lists.values()))
-            stats.published = len(lists)
+        part_of = {t.user_id: t.partition for t in touched}
+        sent = await self.publisher.commit(writes, part_of, refresh)
+        if sent and self.publisher.sink is not None:
+            stats.published = len(sent)
             stats.published_source_ts_ms = [
-                t.source_timestamp_ms for t in touched if t.user_id in lists
+                t.source_timestamp_ms for t in touched if t.user_id in refresh.lists
             ]
         return stats
 
@@ -257,35 +248,41 @@ def _touched_users(
     pairs: list[tuple[SourceRecord, InteractionEvent]],
     outcome: BatchOutcome,
 ) -> list[TouchedUser]:
-    """Users with new state, plus users of redelivered records (their list may be lost)."""
+    """Users with new state, plus users of redelivered records (their list may be lost).
+
+    Each names the newest event its state has applied: the last one this batch applied
+    for the user, else (nothing applied: redelivered or duplicate records only) the
+    record of the state's newest applied event if the batch carries it, else none (the
+    scorer then reads it from the state). A re-sent old event that ends the batch is
+    not what the list reflects, so it never becomes the list's source.
+    """
+    applied = {id(ev) for ev in outcome.applied}
     last: dict[str, tuple[SourceRecord, InteractionEvent]] = {}
+    newest: dict[str, tuple[SourceRecord, InteractionEvent]] = {}
     for rec, ev in pairs:
         last[ev.user_id] = (rec, ev)
+        if id(ev) in applied:
+            newest[ev.user_id] = (rec, ev)
+    by_id = {ev.event_id: (rec, ev) for rec, ev in pairs}
     out: list[TouchedUser] = []
-    for uid, (rec, ev) in last.items():
+    for uid, (rec, _) in last.items():
         old = snap.users.get(uid)
         state = outcome.states.get(uid) or (old.state if old else None)
         if state is None:
             continue
+        source: InteractionEvent | None = None
+        if uid in newest:
+            rec, source = newest[uid]
+        elif state.recent_event_ids and state.recent_event_ids[-1] in by_id:
+            rec, source = by_id[state.recent_event_ids[-1]]
         out.append(
             TouchedUser(
                 user_id=uid,
                 partition=partition,
                 state=state,
                 embedding=old.embedding if old else None,
-                last_event=ev,
+                last_event=source,
                 source_timestamp_ms=rec.timestamp_ms,
             )
         )
     return out
-
-
-def _attach(writes: list[PartitionWrite], touched: Sequence[TouchedUser], refresh: Refresh) -> None:
-    from schemas.codec import encode
-
-    part_of = {t.user_id: t.partition for t in touched}
-    by_p = {w.partition: w for w in writes}
-    for uid, emb in refresh.embeddings.items():
-        by_p[part_of[uid]].embeddings[uid] = emb
-    for uid, rec in refresh.lists.items():
-        by_p[part_of[uid]].latest[uid] = encode(rec)

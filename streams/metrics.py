@@ -32,7 +32,7 @@ from streams.ingest import BatchStats
 if TYPE_CHECKING:
     import faust
 
-    from streams.live_recommender import LiveRecommender
+    from streams.live_scorer import LiveScorer
 
 log = logging.getLogger("freshet.metrics")
 
@@ -60,7 +60,7 @@ class WorkerMetrics:
     def __init__(
         self,
         *,
-        live: LiveRecommender | None = None,
+        live: LiveScorer | None = None,
         store: Any | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -104,7 +104,7 @@ class Replayer:
         With ``republish``, every user the replay touched then gets a fresh list,
         computed from the rebuilt state and published to the recommendations topic.
         """
-        from streams.worker import limits_of, rules_of
+        from freshet.wiring import limits_of, rules_of
 
         current, gen = await self.target()
         if gen == current:
@@ -151,9 +151,11 @@ class Replayer:
         from aiokafka import AIOKafkaProducer
 
         from schemas.codec import encode
+        from schemas.recommendation import Recommendation
         from schemas.topics import event_key
         from streams.ingest import TouchedUser
         from streams.kafka_config import aiokafka_kwargs
+        from streams.publish import ListPublisher
         from streams.state_store import PartitionRead
         from streams.worker import build_live
 
@@ -163,6 +165,14 @@ class Replayer:
         await live.sync_catalog()
         await live.sync_trending()
         producer = AIOKafkaProducer(**aiokafka_kwargs(self.settings, acks="all"))
+
+        async def send(recs: Sequence[Recommendation]) -> None:
+            for rec in recs:
+                await producer.send(
+                    self.topics.recommendations, encode(rec), key=event_key(rec.user_id)
+                )
+
+        publisher = ListPublisher(store, send)
         await producer.start()
         sent = 0
         try:
@@ -176,11 +186,8 @@ class Replayer:
                         for uid, rec in snap.users.items()
                     ]
                     refresh = await live.compute_async(touched, int(time.time() * 1000))
-                    lists = {uid: encode(rec) for uid, rec in refresh.lists.items()}
-                    await store.set_latest(partition, lists)
-                    for uid, raw in lists.items():
-                        await producer.send(self.topics.recommendations, raw, key=event_key(uid))
-                    sent += len(lists)
+                    owner = dict.fromkeys(refresh.lists, partition)
+                    sent += len(await publisher.commit([], owner, refresh))
             await producer.flush()
         finally:
             await producer.stop()

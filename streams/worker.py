@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 
 from freshet.settings import Settings
+from freshet.wiring import limits_of, live_recommender, rules_of
 from inference.ann_index import set_search_threads
 from inference.mmr_kernel import warm_up as warm_up_mmr
 from inference.thread_limits import limit_blas_threads
-from schemas.codec import DecodeLimits, encode
+from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
 from schemas.recommendation import Recommendation
 from schemas.topics import Topics, event_key
@@ -27,38 +27,14 @@ from streams.ingest import BatchStats, IngestProcessor, Refresher, SourceRecord
 from streams.keyspace import Keyspace
 from streams.live_recommender import LiveRecommender
 from streams.metrics import WorkerMetrics, add_metrics_timer
+from streams.publish import ListPublisher
 from streams.redis_client import async_redis
 from streams.redis_state_store import RedisStateStore
 from streams.state_guard import add_state_guard
-from streams.state_rules import StateRules
+
+__all__ = ["KafkaSinks", "Worker", "build_live", "build_worker", "limits_of", "rules_of"]
 
 log = logging.getLogger("freshet.worker")
-
-
-def rules_of(settings: Settings) -> StateRules:
-    return StateRules(
-        history_len=settings.history_len,
-        seen_max=settings.seen_max,
-        dedup_window=settings.dedup_window,
-        trending_half_life_s=settings.trending_half_life_s,
-    )
-
-
-def limits_of(settings: Settings) -> DecodeLimits:
-    return DecodeLimits(
-        max_bytes=settings.max_message_bytes,
-        min_ts=settings.min_event_ts_ms,
-        max_future_ms=settings.max_future_ms,
-    )
-
-
-@dataclass
-class WorkerTotals:
-    """Running totals of one worker process (logged, and exported as metrics)."""
-
-    events: BatchStats = field(default_factory=BatchStats)
-    catalog: BatchStats = field(default_factory=BatchStats)
-    retries: int = 0
 
 
 class KafkaSinks:
@@ -77,14 +53,9 @@ class KafkaSinks:
         await self._send_all(self.topics.dead_letter, [(d.key, encode(d)) for d in letters])
 
     async def lists(self, recs: Sequence[Recommendation]) -> None:
-        # Stamp the publish time at the send, after the state write, not at scoring.
-        now = int(time.time() * 1000)
+        # Sent as stamped by the publisher: the same bytes as the copy in Redis.
         await self._send_all(
-            self.topics.recommendations,
-            [
-                (event_key(r.user_id), encode(dataclasses.replace(r, published_ts=now)))
-                for r in recs
-            ],
+            self.topics.recommendations, [(event_key(r.user_id), encode(r)) for r in recs]
         )
 
 
@@ -97,7 +68,6 @@ class Worker:
     redis: Any
     ingest: IngestProcessor
     catalog: CatalogProcessor
-    totals: WorkerTotals
     live: LiveRecommender | None = None
     metrics: WorkerMetrics | None = None
 
@@ -119,7 +89,7 @@ def build_live(
     async def counts() -> dict[str, int]:
         return await store.counts(partitions)
 
-    return LiveRecommender(
+    return live_recommender(
         settings, trending_source=trending, counts_source=counts, catalog_log=catalog.read_log
     )
 
@@ -144,7 +114,6 @@ def build_worker(
     )
     catalog_store = RedisCatalogStore(redis, keys)
     sinks = KafkaSinks(app, topics)
-    totals = WorkerTotals()
     live: LiveRecommender | None = None
     if refresher is None and settings.realtime:
         set_search_threads(settings.ann_threads)
@@ -164,18 +133,9 @@ def build_worker(
         catalog_store, limits_of(settings), dead_letter_sink=sinks.dead_letters
     )
 
-    metrics = WorkerMetrics(live=live, store=store)
-
-    def on_events(stats: BatchStats) -> None:
-        totals.events.add(stats)
-        metrics.observe_events(stats)
-
-    def on_catalog(stats: BatchStats) -> None:
-        totals.catalog.add(stats)
-        metrics.observe_catalog(stats)
+    metrics = WorkerMetrics(live=None if live is None else live.scorer, store=store)
 
     def on_retry(exc: BaseException, attempt: int) -> None:
-        totals.retries += 1
         metrics.observe_retry()
         log.warning("batch failed (attempt %d), retrying: %s", attempt, _safe(exc))
 
@@ -203,7 +163,7 @@ def build_worker(
         name="ingest",
         max_events=settings.batch_max_events,
         within_s=settings.batch_max_ms / 1000.0,
-        on_batch=on_events,
+        on_batch=metrics.observe_events,
         on_retry=on_retry,
     )
     add_batch_agent(
@@ -213,21 +173,21 @@ def build_worker(
         name="catalog",
         max_events=settings.batch_max_events,
         within_s=settings.batch_max_ms / 1000.0,
-        on_batch=on_catalog,
+        on_batch=metrics.observe_catalog,
         on_retry=on_retry,
     )
     if live is not None:
-        add_live_timers(app, live, store, sinks, on_published=metrics.observe_published)
+        publisher = ListPublisher(store, sinks.lists)
+        add_live_timers(app, live, publisher, on_published=metrics.observe_published)
     add_metrics_timer(app, metrics, [topics.events, topics.catalog], settings.metrics_port)
     add_state_guard(app, redis, keys)  # logs an ERROR if Redis comes back without our state
-    return Worker(settings, app, redis, ingest, catalog, totals, live, metrics)
+    return Worker(settings, app, redis, ingest, catalog, live, metrics)
 
 
 def add_live_timers(
     app: faust.App,
     live: LiveRecommender,
-    store: RedisStateStore,
-    sinks: KafkaSinks,
+    publisher: ListPublisher,
     on_published: Callable[[list[int]], None] | None = None,
 ) -> None:
     """Background duties of the real-time path, as Faust timers that never raise.
@@ -246,20 +206,9 @@ def add_live_timers(
         app.timer(interval, name=f"live_{name}")(tick)
 
     async def flush_debounced() -> None:
-        due = live.due_pending(int(time.time() * 1000))
-        if not due:
-            return
-        refresh = await live.compute_async(due, int(time.time() * 1000))
-        by_partition: dict[int, dict[str, bytes]] = {}
-        for user in due:
-            rec = refresh.lists.get(user.user_id)
-            if rec is not None:
-                by_partition.setdefault(user.partition, {})[user.user_id] = encode(rec)
-        for partition, lists in by_partition.items():
-            await store.set_latest(partition, lists)
-        await sinks.lists(list(refresh.lists.values()))
-        if on_published is not None:
-            on_published([u.source_timestamp_ms for u in due if u.user_id in refresh.lists])
+        served = await live.flush(publisher, int(time.time() * 1000))
+        if served and on_published is not None:
+            on_published([u.source_timestamp_ms for u in served])
 
     async def first_load() -> None:
         await live.check_bundle()
@@ -269,7 +218,7 @@ def add_live_timers(
     guarded("catalog", 0.5, live.sync_catalog)
     guarded("trending", 1.0, live.sync_trending)
     guarded("popularity", 10.0, live.sync_popularity)
-    guarded("debounce", max(0.05, live.settings.debounce_ms / 4000.0), flush_debounced)
+    guarded("debounce", max(0.05, live.debounce.window_ms / 4000.0), flush_debounced)
 
     @app.task
     async def warm_up() -> None:

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pytest
 
-from freshet.settings import Settings
 from inference.ranker_features import (
     SCALAR_FEATURES,
     candidate_features,
     feature_width,
     make_ranker,
 )
+from inference.recommend import RecommendConfig
 from streams.ingest import TouchedUser
-from streams.live_recommender import LiveRecommender
+from streams.live_scorer import LiveConfig, LiveScorer
 from streams.state_rules import HistoryEntry, UserState
 
 N, D = 60, 8
@@ -151,29 +151,25 @@ class FakeBundle:
         return None if self.ranker is None else self.ranker(rows)
 
 
-async def _nothing(*_: Any) -> Any:
-    return None
-
-
-def live_with(bundle: FakeBundle) -> LiveRecommender:
-    rec = LiveRecommender(
-        Settings(list_size=5, cold_user_events=1, exploration_slots=0, new_item_slots=0),
-        trending_source=_nothing,
-        counts_source=_nothing,
-        catalog_log=_nothing,
-        clock=lambda: 1_700_000_000.0,
+def live_with(bundle: FakeBundle) -> LiveScorer:
+    config = RecommendConfig(
+        list_size=5,
+        exploration_slots=0,
+        new_item_slots=0,
+        candidates=20,
+        mmr_lambda=1.0,
+        longtail_share=0.0,
+        trending_slots=0,
     )
-    rec.config = replace(
-        rec.config, candidates=20, mmr_lambda=1.0, longtail_share=0.0, trending_slots=0
-    )
+    rec = LiveScorer(LiveConfig(recommend=config, cold_user_events=1))
     rec.swap_bundle(bundle)
     return rec
 
 
-def top_list(rec: LiveRecommender) -> list[str]:
+def top_list(rec: LiveScorer) -> list[str]:
     state = UserState(history=(HistoryEntry("i0", "view", 1_000),), seen=("i0",), n_events=1)
     user = TouchedUser("u1", 0, state, None, None, 1_000)
-    msg = rec.compute([user], now_ms=2_000).lists["u1"]
+    msg = rec.score([user], now_ms=2_000).lists["u1"]
     assert msg.strategy == "personalised"
     return [item.item_id for item in msg.items]
 

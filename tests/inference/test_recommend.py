@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from freshet.settings import Settings
 from inference.ann_index import AnnIndex
 from inference.candidates import ItemTable
 from inference.recommend import RecommendConfig, recommend
@@ -208,14 +207,6 @@ def test_allow_hook_and_removed_items_are_respected() -> None:
         allow=lambda rows: ~np.isin(rows, list(banned)),
     )[0].rows
     assert not set(again.tolist()) & (set(first[:10].tolist()))
-
-
-def test_config_from_settings() -> None:
-    s = Settings(list_size=7, candidates=50, mmr_lambda=0.5, longtail_share=0.3)
-    config = RecommendConfig.from_settings(s, category_cap=3)
-    assert (config.list_size, config.candidates, config.mmr_lambda) == (7, 50, 0.5)
-    assert config.longtail_share == 0.3 and config.category_cap == 3
-    assert config.trending_slots == s.trending_slots
 
 
 def test_covisitation_followers_join_the_candidates_and_lead_the_list() -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from freshet.settings import Settings
+from freshet.wiring import live_recommender
 from inference.bundle import BundleError
 from schemas.codec import decode_recommendation, encode
 from schemas.recommendation import Recommendation
@@ -75,13 +76,12 @@ async def _nothing(*_: Any) -> Any:
 
 
 def _live(settings: Settings | None = None, loader: Any = None) -> LiveRecommender:
-    return LiveRecommender(
+    return live_recommender(
         settings or Settings(list_size=6, cold_user_events=1),
         trending_source=_nothing,
         counts_source=_nothing,
         catalog_log=_nothing,
         bundle_loader=loader,
-        clock=lambda: 1_700_000_000.0,
     )
 
 
@@ -95,7 +95,7 @@ def _users(n: int) -> list[TouchedUser]:
 
 
 def _lists(live: LiveRecommender, n: int = 6) -> dict[str, Recommendation]:
-    lists = live.compute(_users(n), now_ms=2_000).lists
+    lists = live.scorer.score(_users(n), now_ms=2_000).lists
     assert set(lists) == {f"u{u}" for u in range(n)}  # everyone still gets a list
     for rec in lists.values():
         assert len(rec.items) == 6
@@ -106,7 +106,7 @@ def _lists(live: LiveRecommender, n: int = 6) -> dict[str, Recommendation]:
 
 def test_nan_rows_from_the_encoder_fall_back_to_model_free_for_those_users() -> None:
     live = _live()
-    live.swap_bundle(FakeBundle(_nan_for_odd_users))
+    live.scorer.swap_bundle(FakeBundle(_nan_for_odd_users))
     lists = _lists(live)
     strategies = {uid: rec.strategy for uid, rec in lists.items()}
     assert strategies == {
@@ -129,7 +129,7 @@ def test_nan_rows_from_the_encoder_fall_back_to_model_free_for_those_users() -> 
 )
 def test_a_broken_encoder_gives_model_free_lists_with_finite_scores(encoder: Encoder) -> None:
     live = _live()
-    live.swap_bundle(FakeBundle(encoder))
+    live.scorer.swap_bundle(FakeBundle(encoder))
     lists = _lists(live)
     assert {rec.strategy for rec in lists.values()} == {"model_free"}
     assert {rec.model_version for rec in lists.values()} == {None}
@@ -137,7 +137,7 @@ def test_a_broken_encoder_gives_model_free_lists_with_finite_scores(encoder: Enc
 
 def test_huge_finite_encoder_outputs_still_give_finite_scores() -> None:
     live = _live()
-    live.swap_bundle(FakeBundle(lambda v: np.full((v.shape[0], D), 3e38, np.float32)))
+    live.scorer.swap_bundle(FakeBundle(lambda v: np.full((v.shape[0], D), 3e38, np.float32)))
     lists = _lists(live)
     assert {rec.strategy for rec in lists.values()} <= {"personalised", "model_free"}
 
@@ -146,7 +146,7 @@ def test_a_bundle_that_fails_to_load_is_refused_and_the_old_one_kept(tmp_path: P
     good = FakeBundle(_mean, version="v1")
     attempts: list[str] = []
 
-    def loader(bundle_dir: Path, version: str, provider: str) -> Any:
+    def loader(bundle_dir: Path, version: str) -> Any:
         attempts.append(version)
         if version == "v1":
             return good
@@ -170,9 +170,6 @@ def test_trending_rows_follow_items_across_a_bundle_swap() -> None:
 
     import numpy as np
 
-    from freshet.settings import Settings
-    from streams.live_recommender import LiveRecommender
-
     class Bundle:
         version = "v"
         provider = "cpu"
@@ -192,14 +189,14 @@ def test_trending_rows_follow_items_across_a_bundle_swap() -> None:
     async def no_log(after: str) -> list[tuple[str, object]]:
         return []
 
-    live = LiveRecommender(
+    live = live_recommender(
         Settings.from_env({}),
         trending_source=trending,
         counts_source=counts,
         catalog_log=no_log,  # type: ignore[arg-type]
     )
-    live.swap_bundle(Bundle(["a", "b", "c"]))
+    live.scorer.swap_bundle(Bundle(["a", "b", "c"]))
     asyncio.run(live.sync_trending())
-    assert [live.catalog.ids[r] for r in live.trending_rows] == ["c", "a"]
-    live.swap_bundle(Bundle(["c", "x", "y", "a"]))
-    assert [live.catalog.ids[r] for r in live.trending_rows] == ["c", "a"]
+    assert [live.scorer.catalog.ids[r] for r in live.scorer.trending_rows] == ["c", "a"]
+    live.scorer.swap_bundle(Bundle(["c", "x", "y", "a"]))
+    assert [live.scorer.catalog.ids[r] for r in live.scorer.trending_rows] == ["c", "a"]

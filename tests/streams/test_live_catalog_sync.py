@@ -15,47 +15,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fake_bundle import Bundle, D
 
 import streams.live_recommender as live_module
 from freshet.settings import Settings
+from freshet.wiring import live_recommender
 from inference.item_catalog import ItemCatalog
 from streams.catalog import CatalogRecord
 from streams.live_catalog import apply_records
 from streams.live_recommender import LiveRecommender
-
-D = 8
-
-
-class Manifest:
-    has_ranker = False
-
-    def type_id(self, event_type: str) -> int:
-        return 1
-
-
-class Bundle:
-    """``n`` bundle items ``b0..``, unit vectors; new items embed as a fixed direction.
-
-    Its user encoder is the mean of the history's item vectors.
-    """
-
-    provider = "cpu"
-    history_len = 4
-
-    def __init__(self, n: int, version: str = "v1") -> None:
-        rng = np.random.default_rng(0)
-        vecs = rng.normal(size=(n, D)).astype(np.float32)
-        self.item_vectors = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-        self.item_ids = [f"b{r}" for r in range(n)]
-        self.item_popularity = np.ones(n, np.float32)
-        self.version = version
-        self.manifest = Manifest()
-
-    def encode_users(self, vecs: np.ndarray, *rest: np.ndarray) -> np.ndarray:
-        return np.asarray(vecs.mean(axis=1), np.float32)
-
-    def embed_catalog(self, items: list[Any]) -> np.ndarray:
-        return np.tile(np.eye(1, D, dtype=np.float32), (len(items), 1))
 
 
 def _record(item: str, removed: bool = False, ts: int = 1) -> CatalogRecord:
@@ -80,7 +48,7 @@ async def _nothing(*_: Any) -> Any:
 
 
 def _live(log: Log, tmp_path: Path, loader: Any = None) -> LiveRecommender:
-    return LiveRecommender(
+    return live_recommender(
         Settings(bundle_dir=tmp_path),
         trending_source=_nothing,
         counts_source=_nothing,
@@ -97,7 +65,7 @@ def test_a_full_page_is_followed_by_the_next_read_at_once(
     live = _live(log, tmp_path)
     assert asyncio.run(live.sync_catalog()) == 25
     assert log.reads == 3  # 10 + 10 + 5: the short page says the log is drained
-    assert live.catalog.size == 25 and live.catalog_cursor == "25"
+    assert live.scorer.catalog.size == 25 and live.catalog_cursor == "25"
     assert asyncio.run(live.sync_catalog()) == 0
 
 
@@ -111,7 +79,7 @@ def test_nothing_is_applied_while_the_first_bundle_loads_and_everything_after(
     release = threading.Event()
     loads: list[str] = []
 
-    def loader(bundle_dir: Path, version: str, provider: str) -> Bundle:
+    def loader(bundle_dir: Path, version: str) -> Bundle:
         loads.append(version)
         assert release.wait(10)
         return Bundle(6)
@@ -126,16 +94,16 @@ def test_nothing_is_applied_while_the_first_bundle_loads_and_everything_after(
         overlapping = await live.check_bundle()  # the timer firing meanwhile
         release.set()
         assert await load
-        return overlapping, during, bool(live.catalog.size)
+        return overlapping, during, bool(live.scorer.catalog.size)
 
     overlapping, during, _ = asyncio.run(scenario())
     assert during == 0 and log.reads == 0 and not overlapping and loads == ["v1"]
-    assert live.catalog.size == 6  # the bundle's items only, so far
+    assert live.scorer.catalog.size == 6  # the bundle's items only, so far
     assert asyncio.run(live.sync_catalog()) == 8
-    assert live.catalog.size == 7 and live.catalog.row_of["new1"] == 6
-    assert live.catalog.is_removed(2) and not live.catalog.is_removed(3)
-    assert live.index is not None
-    ids, _ = live.index.search(np.eye(1, D, dtype=np.float32), 7)
+    assert live.scorer.catalog.size == 7 and live.scorer.catalog.row_of["new1"] == 6
+    assert live.scorer.catalog.is_removed(2) and not live.scorer.catalog.is_removed(3)
+    assert live.scorer.index is not None
+    ids, _ = live.scorer.index.search(np.eye(1, D, dtype=np.float32), 7)
     assert 6 in ids[0].tolist()  # the new item is searchable
     assert 2 not in ids[0].tolist()  # the removed one is not
 
@@ -166,7 +134,7 @@ def test_users_touched_while_the_first_bundle_loads_get_their_list_after_it(
 
     release = threading.Event()
 
-    def loader(bundle_dir: Path, version: str, provider: str) -> Bundle:
+    def loader(bundle_dir: Path, version: str) -> Bundle:
         assert release.wait(10)
         return Bundle(6)
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from freshet.settings import Settings
+from inference.recommend import RecommendConfig
 from streams.ingest import TouchedUser
-from streams.live_recommender import LiveRecommender
+from streams.live_scorer import LiveConfig, LiveScorer
 from streams.state_rules import HistoryEntry, UserState
 
 N, D = 60, 8
@@ -50,17 +50,9 @@ class Bundle:
         return np.zeros((len(items), D), np.float32)
 
 
-async def _nothing(*_: Any) -> Any:
-    return None
-
-
-def live() -> LiveRecommender:
-    rec = LiveRecommender(
-        Settings(list_size=5, cold_user_events=1, mmr_lambda=1.0),
-        trending_source=_nothing,
-        counts_source=_nothing,
-        catalog_log=_nothing,
-        clock=lambda: 1_700_000_000.0,
+def live() -> LiveScorer:
+    rec = LiveScorer(
+        LiveConfig(recommend=RecommendConfig(list_size=5, mmr_lambda=1.0), cold_user_events=1)
     )
     rec.swap_bundle(Bundle([f"i{r}" for r in range(N)]))
     return rec
@@ -80,11 +72,11 @@ def habit_users(n: int = 30) -> list[TouchedUser]:
     ]
 
 
-def first_item(rec: LiveRecommender, who: TouchedUser) -> str:
-    return rec.compute([who], now_ms=2_000).lists[who.user_id].items[0].item_id
+def first_item(rec: LiveScorer, who: TouchedUser) -> str:
+    return rec.score([who], now_ms=2_000).lists[who.user_id].items[0].item_id
 
 
-def content(rec: LiveRecommender) -> set[tuple[int, int, float, float]]:
+def content(rec: LiveScorer) -> set[tuple[int, int, float, float]]:
     """The table's entries, whatever slot each one landed in."""
     t = rec.covisit
     row, slot = np.nonzero(t.nbr >= 0)
@@ -103,29 +95,29 @@ def test_a_planted_follower_comes_first_for_a_user_who_just_saw_its_leader() -> 
     rec = live()
     newcomer = user("new", ["i1"])
     assert first_item(rec, newcomer) != "i2"  # the bundle alone does not know the habit
-    rec.compute(habit_users(), now_ms=2_000)
+    rec.score(habit_users(), now_ms=2_000)
     assert first_item(rec, user("new2", ["i1"])) == "i2"
 
 
 def test_the_table_is_rebuilt_from_stored_states_and_redelivery_counts_once() -> None:
     users = habit_users()
     a = live()
-    a.compute(users[:10], now_ms=2_000)
-    a.compute(users, now_ms=3_000)  # the first ten again, unchanged: no new pairs
+    a.score(users[:10], now_ms=2_000)
+    a.score(users, now_ms=3_000)  # the first ten again, unchanged: no new pairs
     b = live()  # a restarted worker, given the same stored states
-    b.compute(users, now_ms=3_000)
+    b.score(users, now_ms=3_000)
     assert content(a) == content(b)
     np.testing.assert_array_equal(a.covisit.occ, b.covisit.occ)
     # A user's later events add only the pairs that end in them.
     grown = user("u0", [*(h.item_id for h in users[0].state.history), "i5"])
     before = a.covisit.occ.sum()
-    a.compute([grown], now_ms=4_000)
+    a.score([grown], now_ms=4_000)
     added = float(a.covisit.occ.sum() - before)
     assert added == pytest.approx(2 * (1 + 1 / 2 + 1 / 3), rel=1e-5)  # window 3, both ends
 
 
 def test_followers_are_kept_by_item_across_a_bundle_swap() -> None:
     rec = live()
-    rec.compute(habit_users(), now_ms=2_000)
+    rec.score(habit_users(), now_ms=2_000)
     rec.swap_bundle(Bundle([f"i{r}" for r in range(N)][::-1], version="v2"))
     assert first_item(rec, user("new", ["i1"])) == "i2"

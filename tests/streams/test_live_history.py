@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from freshet.settings import Settings
 from inference.fold_in import EVENT_WEIGHTS
+from inference.recommend import RecommendConfig
 from streams.ingest import TouchedUser
-from streams.live_recommender import LiveRecommender
+from streams.live_scorer import LiveConfig, LiveScorer
 from streams.state_rules import HistoryEntry, UserState
 
 D = 3
@@ -44,17 +44,8 @@ class RecordingBundle:
         return np.zeros((len(items), D), np.float32)
 
 
-async def _nothing(*_: Any) -> Any:
-    return None
-
-
-def _live() -> LiveRecommender:
-    return LiveRecommender(
-        Settings(list_size=3, cold_user_events=1),
-        trending_source=_nothing,
-        counts_source=_nothing,
-        catalog_log=_nothing,
-    )
+def _live() -> LiveScorer:
+    return LiveScorer(LiveConfig(recommend=RecommendConfig(list_size=3), cold_user_events=1))
 
 
 def _user(uid: str, entries: list[tuple[str, str, int]]) -> TouchedUser:
@@ -82,7 +73,7 @@ def test_each_user_gets_their_last_known_items_right_aligned() -> None:
         _user("b", []),  # no history: all padding, and a zero vector out
         _user("c", [("i7", "click", 10_000)]),
     ]
-    out = live._embed([u.state for u in users])[0]
+    out = live.embed([u.state for u in users])[0]
     vecs, types, gaps, mask = bundle.seen
     np.testing.assert_array_equal(mask, [[1, 1, 1], [0, 0, 0], [0, 0, 1]])
     np.testing.assert_array_equal(vecs[0, :, 0], [2, 3, 4])
@@ -100,7 +91,7 @@ def test_model_free_fold_in_sums_weighted_known_items() -> None:
     live.swap_bundle(RecordingBundle(history_len=3))
     live.bundle = None  # serve model-free over the bundle's catalog
     users = [_user("a", [("i2", "view", 0), ("gone", "purchase", 0), ("i4", "click", 0)])]
-    vec = live._embed([u.state for u in users])[0][0]
+    vec = live.embed([u.state for u in users])[0][0]
     # Same timestamps, so no decay: the type-weighted sum of the known items' vectors.
     expected = EVENT_WEIGHTS["view"] * 2.0 + EVENT_WEIGHTS["click"] * 4.0
     np.testing.assert_allclose(vec, np.full(D, expected), rtol=1e-6)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from freshet.settings import Settings
+from freshet.wiring import live_config
 from schemas.events import CatalogEvent, InteractionEvent
 from streams.ingest import TouchedUser
 from streams.simulator import SimConfig, simulate
@@ -130,7 +131,7 @@ def test_fresh_freshet_beats_most_popular_on_a_planted_world(tmp_path: Path) -> 
     settings = Settings(
         onnx_provider="cpu", exploration_slots=0, trending_slots=0, longtail_share=0.0
     )
-    models = [FreshetOnline(stream, settings), OnlinePopular(stream)]
+    models = [FreshetOnline(stream, live_config(settings)), OnlinePopular(stream)]
     config = PrequentialConfig(retrain_every=2_500, warmup_events=2_500)
     result = run_prequential(events, models, config, stream=stream, retrain=retrain)
     assert result.counts["retrains"] == 1

@@ -50,12 +50,12 @@ class _GlobalScore:
         st = self.stream
         n = st.n_items
         s = np.where(st.removed[:n], -np.inf, self.scores()[:n])
-        longest = max((len(u.state.seen) for u in users), default=0)
+        longest = max((len(st.touched.get(u.user_id, ())) for u in users), default=0)
         top = m.top_k(s[None, :], min(n, self.k + longest))[0] if n else np.zeros(0, np.int64)
         self._order = top[np.isfinite(s[top]) & (s[top] > 0)]
         out: dict[str, IntArray] = {}
         for u in users:
-            seen = {st.code[i] for i in u.state.seen if i in st.code}
+            seen = st.touched.get(u.user_id, set())
             out[u.user_id] = np.array([c for c in self._order if c not in seen][: self.k], np.int64)
         return out
 
@@ -85,20 +85,18 @@ class OnlineTrending(_GlobalScore):
 
 
 def _seen_codes(stream: StreamState, users: Sequence[TouchedUser]) -> list[IntArray]:
-    return [
-        np.array([stream.code[i] for i in u.state.seen if i in stream.code], np.int64)
-        for u in users
-    ]
+    return [stream.touched_codes(u.user_id) for u in users]
 
 
 class OnlineItemKNN:
-    """Incremental item-to-item co-occurrence: items that follow each other in sessions.
+    """Incremental item-to-item co-occurrence over whole user profiles.
 
-    Each event adds one to the pair (item, each of the user's ``window`` previous items)
-    in both directions; similarity is the cosine of those counts. A user's list scores
-    the neighbours of their last ``recent`` items, newer weighing more, and breaks ties
-    with a tiny popularity prior. The matrix is dense: float32, so 20k items (the
-    default cap) take up to 1.6 GB; a larger catalog is refused with a clear error.
+    Each event adds one to the pair (item, each item the user touched before) in both
+    directions; a user's list sums the co-occurrence rows of their last ``recent``
+    items (raw counts, ties broken by a tiny popularity prior). This is the baseline of
+    the shared data README (``last 20 items of the profile, co-occurrence``). The matrix
+    is dense float32, so 20k items (the default cap) take up to 1.6 GB; a larger catalog
+    is refused with a clear error.
     """
 
     name = "item-knn"
@@ -107,20 +105,16 @@ class OnlineItemKNN:
         self,
         stream: StreamState,
         k: int = 10,
-        window: int = 5,
-        recent: int = 10,
-        recency_decay: float = 0.8,
+        recent: int = 20,
         max_items: int = 20_000,
     ) -> None:
         self.stream = stream
         self.k = k
-        self.window = window
         self.recent = recent
-        self.decay = recency_decay
         self.max_items = max_items
         self.co = np.zeros((0, 0), np.float32)
-        self.occ = np.zeros(0, np.float64)
-        self._pairs: list[tuple[int, int]] = []
+        self.profile: dict[str, list[int]] = {}
+        self._members: dict[str, set[int]] = {}
         self._cold = np.zeros(0, np.int64)
 
     def _grow(self, n: int) -> None:
@@ -133,45 +127,30 @@ class OnlineItemKNN:
         old = self.co.shape[0]
         co[:old, :old] = self.co
         self.co = co
-        self.occ = np.concatenate([self.occ, np.zeros(cap - old)])
 
     def observe(self, event: InteractionEvent, before: UserState) -> None:
-        code = self.stream.code
-        item = code[event.item_id]
-        prev: list[int] = []
-        for h in reversed(before.history):
-            c = code.get(h.item_id)
-            if c is not None and c != item and c not in prev:
-                prev.append(c)
-                if len(prev) == self.window:
-                    break
-        self._pairs.extend((item, p) for p in prev)
-        self._grow(item + 1)
-        self.occ[item] += 1.0
-
-    def _apply_pairs(self) -> None:
-        if not self._pairs:
-            return
+        item = self.stream.code[event.item_id]
+        prof = self.profile.setdefault(event.user_id, [])
+        if item in self._members.setdefault(event.user_id, set()):
+            return  # a repeat (funnel step, re-rating) adds no pair
+        self._members[event.user_id].add(item)
         self._grow(self.stream.n_items)
-        a, b = np.array(self._pairs, np.int64).T
-        np.add.at(self.co, (a, b), 1.0)
-        np.add.at(self.co, (b, a), 1.0)
-        self._pairs.clear()
+        if prof:
+            prev = np.asarray(prof, np.int64)
+            self.co[item, prev] += 1.0
+            self.co[prev, item] += 1.0
+        prof.append(item)
 
     def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
-        self._apply_pairs()
         st = self.stream
         n = st.n_items
         self._grow(n)
         prior = 1e-6 * st.counts[:n] / max(int(st.counts[:n].max(initial=0)), 1)
-        norm = np.sqrt(np.maximum(self.occ[:n], 1.0))
         scores = np.tile(prior, (len(users), 1))
         for b, u in enumerate(users):
-            recent = [st.code[h.item_id] for h in u.state.history[-self.recent :]]
-            w = self.decay ** np.arange(len(recent) - 1, -1, -1)
-            rows = np.asarray(recent, np.int64)
-            sims = self.co[rows, :n] / (norm[rows, None] * norm[None, :])
-            scores[b] += w @ sims
+            recent = self.profile.get(u.user_id, [])[-self.recent :]
+            if recent:
+                scores[b] += self.co[np.asarray(recent, np.int64), :n].sum(axis=0)
         scores[:, st.removed[:n]] = -np.inf
         lists = _top_unseen(scores, _seen_codes(st, users), self.k)
         s = np.where(st.removed[:n], -np.inf, st.counts[:n].astype(np.float64))

@@ -1,7 +1,7 @@
-"""freshet itself in the prequential loop: the worker's ``LiveRecommender``, in-process.
+"""freshet itself in the prequential loop: the worker's ``LiveScorer``, called directly.
 
-Its sources are in-memory views of the loop's ``StreamState`` instead of Redis: trending
-from the same decayed sums, counts from the same popularity, the catalog log from the
+It is fed from in-memory views of the loop's ``StreamState`` instead of Redis: trending
+from the same decayed sums, counts from the same popularity, the catalog from the
 catalog events applied so far. They are synced on the worker's timers (catalog 0.5 s,
 trending 1 s, popularity 10 s), measured in event time.
 
@@ -12,16 +12,14 @@ after events; a user who first shows up later gets the cold-start list of that m
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from freshet.settings import Settings
-from streams.catalog import CatalogRecord
+from streams.catalog import CATALOG_LOG_PAGE
 from streams.ingest import TouchedUser
-from streams.live_recommender import LiveRecommender
+from streams.live_scorer import LiveConfig, LiveScorer
 from streams.state_rules import UserState
 from training.evaluation.prequential import IntArray, StreamState
 
@@ -30,60 +28,46 @@ _COLD_USER = "\x00cold-start"
 
 
 class FreshetOnline:
-    """``OnlineModel`` around one ``LiveRecommender``."""
+    """``OnlineModel`` around one ``LiveScorer``."""
 
     def __init__(
         self,
         stream: StreamState,
-        settings: Settings | None = None,
+        config: LiveConfig | None = None,
         *,
         name: str = "freshet",
         frozen: bool = False,
         k: int = 10,
         chunk: int = 256,
+        seed: int = 0,
     ) -> None:
         self.name = name
         self.stream = stream
         self.frozen = frozen
         self.k = k
         self.chunk = chunk
-        self.settings = settings or Settings(onnx_provider="cpu")
-        self._now_ms = 0
-        self.live = LiveRecommender(
-            self.settings,
-            trending_source=self._trending,
-            counts_source=self._counts,
-            catalog_log=self._catalog_log,
-            clock=lambda: self._now_ms / 1000.0,
-        )
-        self._loop = asyncio.new_event_loop()
+        self.live = LiveScorer(config, seed=seed)
+        self._catalog_read = 0  # catalog log entries applied so far
         self._synced = dict.fromkeys(_TIMERS_MS, -(10**18))
         self._cold = np.zeros(0, np.int64)
 
-    # --- in-memory sources ----------------------------------------------------------
-    async def _trending(self, k: int) -> list[tuple[str, float]]:
-        return self.stream.trending(k)
-
-    async def _counts(self) -> dict[str, int]:
-        return self.stream.count_map()
-
-    async def _catalog_log(self, after: str) -> list[tuple[str, CatalogRecord]]:
-        start = int(after)
-        log = self.stream.catalog_log
-        return [(str(i + 1), rec) for i, rec in enumerate(log[start:], start)]
-
+    # --- the worker's syncs, from memory ----------------------------------------------
     def _sync(self, now_ms: int, force: bool = False) -> None:
-        self._now_ms = now_ms
         due = [n for n, every in _TIMERS_MS.items() if force or now_ms - self._synced[n] >= every]
         for name in due:
             self._synced[name] = now_ms
-        run = self._loop.run_until_complete
         if "catalog" in due:
-            run(self.live.sync_catalog())
+            log = self.stream.catalog_log
+            while self._catalog_read < len(log):  # in the worker's pages
+                page = log[self._catalog_read : self._catalog_read + CATALOG_LOG_PAGE]
+                self.live.apply_catalog(page)
+                self._catalog_read += len(page)
         if "popularity" in due:
-            run(self.live.sync_popularity())
+            self.live.set_popularity(self.stream.count_map())
         if "trending" in due:
-            run(self.live.sync_trending())
+            self.live.set_trending(
+                self.stream.trending(max(self.live.config.recommend.trending_pool, 1))
+            )
 
     # --- OnlineModel ----------------------------------------------------------------
     def observe(self, event: Any, before: UserState) -> None:
@@ -113,11 +97,11 @@ class FreshetOnline:
         return lists
 
     def close(self) -> None:
-        self._loop.close()
+        return None
 
     def _compute(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
         cold = TouchedUser(_COLD_USER, 0, UserState(), None, None, now_ms)
-        lists = self.live.compute([*users, cold], now_ms).lists
+        lists = self.live.score([*users, cold], now_ms).lists
         codes = {
             uid: self.stream.codes([it.item_id for it in rec.items[: self.k]])
             for uid, rec in lists.items()

@@ -6,12 +6,17 @@ cold-start list if it has none yet) is scored against the item that came next; t
 event is applied to the shared state with the worker's own rules
 (``streams.state_rules.apply_events``) and shown to every model. Lists are refreshed per
 micro-batch, as the worker does: a batch closes when ``batch_ms`` of event time have
-passed since its first event or it holds ``batch_events`` events.
+passed since its first event or it holds ``batch_events`` events. With ``fresh`` the
+user's list is instead asked anew just before each scored event (the standard
+test-then-train protocol).
 
-As in the offline protocol (``training.evaluation.protocols``), an event whose item the
-user already touched (a funnel step, a re-rating) is applied but not scored: no
-seen-excluding recommender can get it. ``score_every`` scores only every k-th of the
-remaining events; every event is applied whatever the sampling.
+An event is eligible when its user has at least one earlier event and has not touched
+its item before (a funnel step or a re-rating: no seen-excluding recommender can get
+it). A scored list never holds an item the user touched: the loop keeps every user's
+full set of touched items (the worker's state keeps only the last ``seen_max``) and
+drops them from a model's list before cutting it to ``k``. ``warmup_events`` (its own
+knob, not tied to retraining) applies the first interactions without scoring them;
+``score_every`` scores only every k-th eligible event; every event is applied.
 
 The loop holds no client: models and the retrain hook are passed in, so the benchmark
 (``bench/prequential.py``) and the unit tests drive the same code.
@@ -61,6 +66,11 @@ class StreamState:
         self.trend_ref_ms: int | None = None
         self.records: dict[str, CatalogRecord] = {}
         self.catalog_log: list[CatalogRecord] = []
+        self.touched: dict[str, set[int]] = {}
+
+    def touched_codes(self, user_id: str) -> IntArray:
+        """Codes of every item the user touched so far (not capped like ``seen``)."""
+        return np.fromiter(self.touched.get(user_id, ()), np.int64)
 
     @property
     def n_items(self) -> int:
@@ -119,6 +129,7 @@ class StreamState:
         if outcome.duplicates:
             return None
         self.states[event.user_id] = outcome.states[event.user_id]
+        self.touched.setdefault(event.user_id, set()).add(self.code_of(event.item_id))
         for item, n in outcome.popularity.counts.items():
             self.counts[self.code_of(item)] += n
         for item, inc in outcome.popularity.trend.items():
@@ -170,6 +181,8 @@ class PrequentialConfig:
         score_every: Score every k-th eligible event (all events are applied).
         warmup_events: Interactions applied before scoring starts.
         retrain_every: Retrain every this many interactions (0: never).
+        fresh: Ask each model for the user's list just before each scored event,
+            instead of holding the one from the user's last micro-batch.
         cold_user_events: A user with at most this many earlier events is cold.
         cold_item_interactions: A target with fewer earlier interactions is cold.
         head_every: Recompute the popularity head every this many batches.
@@ -182,6 +195,7 @@ class PrequentialConfig:
     score_every: int = 1
     warmup_events: int = 0
     retrain_every: int = 0
+    fresh: bool = False
     cold_user_events: int = 5
     cold_item_interactions: int = 10
     head_every: int = 20
@@ -227,6 +241,13 @@ Retrain = Callable[[Sequence[Event]], Any]
 """Train on the events so far and return a loaded bundle (or None to keep the old one)."""
 
 
+def unseen(lst: IntArray, touched: set[int], k: int) -> IntArray:
+    """The first ``k`` codes of ``lst`` that are not in ``touched``."""
+    if not touched:
+        return lst[:k]
+    return lst[[int(c) not in touched for c in lst]][:k]
+
+
 def score_list(lst: IntArray, target: int, k: int) -> int:
     """0-based rank of ``target`` in the first ``k`` items of ``lst``; ``k`` when absent."""
     hit = np.flatnonzero(lst[:k] == target)
@@ -250,7 +271,8 @@ def run_prequential(
         config: Batching, sampling, retraining and segment thresholds.
         stream: The shared state the models were built on (default: a fresh one).
         retrain: Called every ``retrain_every`` interactions with every event so far.
-        progress: Called with the number of interactions applied, once per batch.
+        progress: Called with the number of interactions applied, once per batch
+            (and with every scored event when ``fresh``).
     """
     cfg = config or PrequentialConfig()
     st = stream or StreamState()
@@ -321,7 +343,10 @@ def run_prequential(
             counts["duplicates"] += 1
             continue
         target = st.code_of(event.item_id)
-        scoring = counts["applied"] >= cfg.warmup_events and event.item_id not in state.seen
+        touched = st.touched.get(event.user_id, set())
+        scoring = (
+            counts["applied"] >= cfg.warmup_events and state.n_events > 0 and target not in touched
+        )
         if scoring:
             counts["eligible"] += 1
             scoring = (counts["eligible"] - 1) % cfg.score_every == 0
@@ -329,9 +354,15 @@ def run_prequential(
             counts["scored"] += 1
             cold_user.append(state.n_events <= cfg.cold_user_events)
             cold_item.append(int(st.counts[target]) < cfg.cold_item_interactions)
+            if cfg.fresh:
+                asked = [TouchedUser(event.user_id, 0, state, None, None, last_ts)]
+                for i, model in enumerate(models):
+                    t0 = time.perf_counter()
+                    held[i].update(model.refresh(asked, last_ts))
+                    traces[i].seconds += time.perf_counter() - t0
             for i in range(len(models)):
                 lst = held[i].get(event.user_id)
-                lst = (cold[i] if lst is None else lst)[:k]
+                lst = unseen(cold[i] if lst is None else lst, touched, k)
                 tr = traces[i]
                 tr.ranks.append(score_list(lst, target, k))
                 tr.lists.append(np.pad(lst, (0, k - lst.shape[0]), constant_values=-1))

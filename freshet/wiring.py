@@ -1,0 +1,96 @@
+"""The composition root: ``Settings`` mapped, in one place, to each part's small config.
+
+Nothing below the ``freshet`` package reads the settings: the state rules, the decoder,
+the scorer and the re-ranking pipeline take the frozen configs built here, so a
+reader sees in each constructor every knob that part depends on, and a misspelt
+setting fails here, loudly, rather than being ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from freshet.settings import Settings
+from inference.recommend import RecommendConfig
+from schemas.codec import DecodeLimits
+from streams.catalog import CatalogRecord
+from streams.live_recommender import LiveRecommender, load_onnx_bundle
+from streams.live_scorer import LiveConfig, LiveScorer
+from streams.state_rules import StateRules
+
+
+def rules_of(settings: Settings) -> StateRules:
+    """The state update's bounds."""
+    return StateRules(
+        history_len=settings.history_len,
+        seen_max=settings.seen_max,
+        dedup_window=settings.dedup_window,
+        trending_half_life_s=settings.trending_half_life_s,
+    )
+
+
+def limits_of(settings: Settings) -> DecodeLimits:
+    """What the decoder accepts."""
+    return DecodeLimits(
+        max_bytes=settings.max_message_bytes,
+        min_ts=settings.min_event_ts_ms,
+        max_future_ms=settings.max_future_ms,
+    )
+
+
+def recommend_config(settings: Settings, **overrides: Any) -> RecommendConfig:
+    """The re-ranking pipeline's knobs that settings carry; the rest keep their defaults."""
+    values: dict[str, Any] = {
+        "list_size": settings.list_size,
+        "candidates": settings.candidates,
+        "mmr_pool": settings.mmr_pool,
+        "mmr_lambda": settings.mmr_lambda,
+        "longtail_share": settings.longtail_share,
+        "exploration_slots": settings.exploration_slots,
+        "new_item_slots": settings.new_item_slots,
+        "trending_slots": settings.trending_slots,
+        "covisit_weight": settings.covisit_weight,
+    }
+    return RecommendConfig(**{**values, **overrides})
+
+
+def live_config(settings: Settings) -> LiveConfig:
+    """The real-time scorer's knobs."""
+    return LiveConfig(
+        recommend=recommend_config(settings),
+        cold_user_events=settings.cold_user_events,
+        covisit_candidates=settings.covisit_candidates,
+        covisit_window=settings.covisit_window,
+        covisit_width=settings.covisit_width,
+        fold_in_half_life_s=settings.trending_half_life_s,
+    )
+
+
+def onnx_loader(settings: Settings) -> Callable[[Any, str], Any]:
+    """``(folder, version) -> bundle`` on the configured ONNX provider and threads."""
+    return functools.partial(
+        load_onnx_bundle, provider=settings.onnx_provider, threads=settings.onnx_threads
+    )
+
+
+def live_recommender(
+    settings: Settings,
+    *,
+    trending_source: Callable[[int], Awaitable[list[tuple[str, float]]]],
+    counts_source: Callable[[], Awaitable[dict[str, int]]],
+    catalog_log: Callable[[str], Awaitable[list[tuple[str, CatalogRecord]]]],
+    bundle_loader: Callable[[Any, str], Any] | None = None,
+    seed: int = 0,
+) -> LiveRecommender:
+    """A worker's real-time path: a ``LiveScorer`` under its async shell."""
+    return LiveRecommender(
+        LiveScorer(live_config(settings), seed=seed),
+        bundle_dir=settings.bundle_dir,
+        bundle_loader=bundle_loader or onnx_loader(settings),
+        debounce_ms=settings.debounce_ms,
+        trending_source=trending_source,
+        counts_source=counts_source,
+        catalog_log=catalog_log,
+    )

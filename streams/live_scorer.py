@@ -1,0 +1,358 @@
+"""The real-time scorer: fresh embeddings and lists for touched users, synchronous.
+
+It holds what scoring reads: the served model bundle, the online catalog and its ANN
+index, the trending list and the co-visitation table. Per call it encodes the users'
+histories in one ONNX call (or folds them in, model-free), searches candidates for all
+of them at once, re-ranks (``inference.recommend``) and returns embeddings and lists.
+
+No I/O and no event loop: the worker's async shell (``streams.live_recommender``)
+feeds it from Redis and a bundle folder, while offline evaluation and the benchmarks
+call it directly. Everything it depends on is in ``LiveConfig`` and its ``seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inference.ann_index import AnnIndex
+from inference.covisit import CovisitTable, follow_pairs, recent_rows
+from inference.fold_in import event_weights, fold_in_events
+from inference.history_inputs import encoder_inputs, flatten_histories
+from inference.item_catalog import ItemCatalog
+from inference.recommend import RecommendConfig, UserList, recommend
+from schemas.events import EVENT_TYPES
+from schemas.recommendation import Recommendation
+from streams.catalog import CatalogRecord
+from streams.ingest import Refresh, TouchedUser
+from streams.live_catalog import apply_records, build_index, update_index
+from streams.state_rules import TYPE_CODES, UserState
+
+log = logging.getLogger("freshet.live")
+
+CONTENT_DIM = 64
+SCORE_CHUNK = 128  # users scored per recommend() call
+COVISIT_COUNTED_MAX = 1_000_000  # users whose counted events a process remembers
+COVISIT_RECENT, COVISIT_DECAY = 10, 0.8  # history entries that query co-visitation
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """What the scorer depends on; ``freshet.wiring.live_config`` maps it from settings.
+
+    Attributes:
+        recommend: The re-ranking pipeline's knobs (list size, quotas, MMR λ, ...).
+        cold_user_events: Users with fewer applied events get the cold-start list.
+        covisit_candidates: Co-visitation candidates per user (0 weight: none).
+        covisit_window: How many later events of a user pair with each event.
+        covisit_width: Followers kept per item in the co-visitation table.
+        fold_in_half_life_s: Decay of the model-free fold-in over event time.
+    """
+
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    cold_user_events: int = 2
+    covisit_candidates: int = 50
+    covisit_window: int = 3
+    covisit_width: int = 32
+    fold_in_half_life_s: float = 6 * 3600.0
+
+
+@dataclass
+class LiveStats:
+    """Counters of the real-time path (exported as metrics)."""
+
+    lists: int = 0
+    cold_start: int = 0
+    model_free: int = 0
+    deferred: int = 0
+    encoder_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    recommend_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    bundle_swaps: int = 0
+    bundle_refusals: int = 0
+
+    def take_timings(self) -> tuple[list[float], list[float]]:
+        """The recent per-batch timings (ms), emptied."""
+        enc, rec = list(self.encoder_ms), list(self.recommend_ms)
+        self.encoder_ms.clear()
+        self.recommend_ms.clear()
+        return enc, rec
+
+
+class LiveScorer:
+    """Scores micro-batches of touched users against the current catalog and bundle.
+
+    Args:
+        config: Scoring knobs.
+        seed: Base of the exploration draws; the same seed and inputs give the same lists.
+    """
+
+    def __init__(self, config: LiveConfig | None = None, *, seed: int = 0) -> None:
+        self.config = config or LiveConfig()
+        self.seed = seed
+        self.bundle: Any | None = None
+        self.catalog = ItemCatalog([], np.zeros((0, CONTENT_DIM), np.float32))
+        self.records: dict[str, CatalogRecord] = {}
+        self.index: AnnIndex | None = None
+        self.trending_rows = np.zeros(0, np.int64)
+        self.trending_scores = np.zeros(0, np.float32)
+        self.stats = LiveStats()
+        # "What follows what", learnt from the touched users' histories (see design.md):
+        # rebuilt from stored state after a restart, so nothing of it needs persisting.
+        self.covisit = CovisitTable(self.config.covisit_width)
+        self._covisit_counted: dict[str, int] = {}  # user -> n_events already paired
+        self._calls = 0
+
+    @property
+    def model_version(self) -> str | None:
+        return None if self.bundle is None else str(self.bundle.version)
+
+    @property
+    def ready(self) -> bool:
+        """Whether there is a catalog to score against (model-free or not)."""
+        return self.catalog.size > 0 and self.index is not None
+
+    # --- bundle ----------------------------------------------------------------------
+    def prepare(
+        self, bundle: Any, records: Sequence[CatalogRecord] | None = None
+    ) -> tuple[ItemCatalog, AnnIndex | None]:
+        """The catalog and ANN index around ``bundle``'s items (slow; touches no state)."""
+        catalog = ItemCatalog(
+            list(bundle.item_ids),
+            bundle.item_vectors,
+            popularity=np.asarray(bundle.item_popularity, np.float32),
+        )
+        known = list(self.records.values()) if records is None else records
+        apply_records(catalog, known, bundle)
+        return catalog, build_index(catalog)
+
+    def install(
+        self,
+        bundle: Any,
+        catalog: ItemCatalog,
+        index: AnnIndex | None,
+        late: Sequence[CatalogRecord] = (),
+    ) -> None:
+        """Switch to a prepared bundle, first applying catalog changes that came meanwhile."""
+        if late:
+            rows = apply_records(catalog, late, bundle)
+            index = update_index(catalog, index, rows, late)
+        # Trending rows point into the old catalog: carry them over by item id.
+        old_ids = [self.catalog.ids[r] for r in self.trending_rows]
+        carried = catalog.rows(old_ids)
+        keep = carried >= 0
+        self.trending_rows, self.trending_scores = carried[keep], self.trending_scores[keep]
+        self.covisit = self.covisit.remap(catalog.rows(self.catalog.ids), catalog.size)
+        self.bundle, self.catalog, self.index = bundle, catalog, index
+        self.stats.bundle_swaps += 1
+        log.info("serving bundle %s on %s", bundle.version, getattr(bundle, "provider", "?"))
+
+    def swap_bundle(self, bundle: Any) -> None:
+        """Serve ``bundle`` from the next call on."""
+        catalog, index = self.prepare(bundle)
+        self.install(bundle, catalog, index)
+
+    # --- catalog, popularity, trending ---------------------------------------------
+    def apply_catalog(self, records: Sequence[CatalogRecord]) -> int:
+        """Apply catalog records (new, changed, removed items); returns how many."""
+        for rec in records:
+            self.records[rec.item_id] = rec
+        rows = apply_records(self.catalog, records, self.bundle)
+        self.index = update_index(self.catalog, self.index, rows, records)
+        return len(records)
+
+    def set_trending(self, top: Sequence[tuple[str, float]]) -> None:
+        """The trending items, best first, with their scores; unknown items are skipped."""
+        rows = self.catalog.rows([i for i, _ in top])
+        keep = rows >= 0
+        self.trending_rows = rows[keep]
+        self.trending_scores = np.asarray([s for _, s in top], np.float32)[keep]
+
+    def set_popularity(self, counts: dict[str, int]) -> None:
+        self.catalog.set_popularity(counts)
+
+    # --- scoring ---------------------------------------------------------------------
+    def score(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
+        """Fresh embeddings and lists for ``users`` (pure compute over current holdings).
+
+        The lists carry ``now_ms`` as ``published_ts``; the worker's publisher stamps
+        the real publish time once, before it stores and sends them.
+        """
+        refresh = Refresh()
+        if not users or not self.ready:
+            return refresh
+        assert self.index is not None
+        t0 = time.perf_counter()
+        # Each history entry's catalog row, looked up once: the encoder, co-visitation
+        # and the reasons all read them.
+        seqs = self.history_rows([u.state for u in users])
+        vecs, model_free = self.embed([u.state for u in users], seqs)
+        t1 = time.perf_counter()
+        table = self.catalog.table(now_ms)
+        known = np.array([u.state.n_events >= self.config.cold_user_events for u in users], bool)
+        ranker = None
+        if self.bundle is not None and getattr(self.bundle.manifest, "has_ranker", False):
+            from inference.ranker_features import make_ranker
+
+            ranker = make_ranker(
+                self.bundle.rank,
+                lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
+            )
+        self._calls += 1
+        covisit_on = self.config.recommend.covisit_weight > 0
+        if covisit_on:
+            self._learn_covisit(users, seqs)
+        # Score in chunks: the candidate tensors are (users, candidates, dim), and
+        # candidates grow with each user's seen items, so a whole batch at once can take
+        # hundreds of MB; chunks keep memory flat at no cost in speed.
+        lists: list[UserList] = []
+        for lo in range(0, len(users), SCORE_CHUNK):
+            hi = lo + SCORE_CHUNK
+            cv = (
+                self.covisit.score(
+                    *recent_rows(seqs[lo:hi], COVISIT_RECENT, COVISIT_DECAY),
+                    self.config.covisit_candidates,
+                )
+                if covisit_on
+                else None
+            )
+            lists += recommend(
+                vecs[lo:hi],
+                table,
+                self.index,
+                self.config.recommend,
+                known=known[lo:hi],
+                model_free=model_free[lo:hi],
+                exclude=[self._rows(u.state.seen + u.state.purchased) for u in users[lo:hi]],
+                history=[r[r >= 0] for r in seqs[lo:hi]],
+                trending=self.trending_rows,
+                trending_scores=self.trending_scores,
+                ranker=ranker,
+                seed=self.seed * 2**40 + self._calls * 1_000_003 + lo,
+                covisit=cv,
+            )
+        t2 = time.perf_counter()
+        self.stats.encoder_ms.append((t1 - t0) * 1000)
+        self.stats.recommend_ms.append((t2 - t1) * 1000)
+        for user, vec, ul in zip(users, vecs, lists, strict=True):
+            if np.isfinite(vec).all() and np.abs(vec).sum() > 0:
+                refresh.embeddings[user.user_id] = vec.astype(np.float32).tobytes()
+            refresh.lists[user.user_id] = self._message(user, ul, now_ms)
+        return refresh
+
+    def _learn_covisit(self, users: Sequence[TouchedUser], seqs: Sequence[np.ndarray]) -> None:
+        """Add the pairs that end in each user's events not yet counted by this scorer."""
+        counted = self._covisit_counted
+        new = [u.state.n_events - counted.get(u.user_id, 0) for u in users]
+        src, dst, w = follow_pairs(seqs, new, self.config.covisit_window)
+        self.covisit.add(src, dst, w)
+        for u in users:  # re-insert: the dict's order is then least recently touched first
+            counted.pop(u.user_id, None)
+            counted[u.user_id] = u.state.n_events
+        # Bound memory: forget the users touched longest ago. One who comes back is
+        # counted from scratch, which re-adds pairs of their history (approximate
+        # counts are what the table keeps anyway).
+        while len(counted) > COVISIT_COUNTED_MAX:
+            del counted[next(iter(counted))]
+
+    def _message(self, user: TouchedUser, ul: UserList, published_ms: int) -> Recommendation:
+        self.stats.lists += 1
+        if ul.strategy == "cold_start":
+            self.stats.cold_start += 1
+        elif ul.strategy == "model_free":
+            self.stats.model_free += 1
+        source_id, event_ts = source_of(user)
+        return Recommendation(
+            user_id=user.user_id,
+            items=ul.items,
+            strategy=ul.strategy,
+            model_version=self.model_version if ul.strategy == "personalised" else None,
+            source_event_id=source_id,
+            event_ts=event_ts,
+            published_ts=published_ms,
+        )
+
+    def _rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        rows = self.catalog.rows(list(item_ids))
+        return rows[rows >= 0]
+
+    def history_rows(self, states: Sequence[UserState]) -> list[np.ndarray]:
+        """Per user, the catalog row of each history entry (-1 for unknown items)."""
+        return [self.catalog.rows([h.item_id for h in s.history]) for s in states]
+
+    def embed(
+        self, states: Sequence[UserState], seqs: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """User vectors (B, D) and which came from the model-free fold-in."""
+        seqs = self.history_rows(states) if seqs is None else seqs
+        b, d = len(states), self.catalog.dim
+        if self.bundle is not None:
+            try:
+                vecs = self._encode(states, seqs)
+                if vecs.shape != (b, d):  # a graph whose output width varies with input
+                    raise ValueError(f"encoder gave shape {vecs.shape}, expected {(b, d)}")
+                bad = ~np.isfinite(vecs).all(axis=1)
+                if not bad.any():
+                    return vecs, np.zeros(b, bool)
+                log.warning("encoder gave non-finite vectors for %d users; folding in", bad.sum())
+                folded = self._fold_in(states, seqs)
+                return np.where(bad[:, None], folded, vecs), bad
+            except Exception as exc:  # a faulty model must not stop the stream
+                log.error("user encoder failed (%s); serving model-free lists", exc)
+        folded = self._fold_in(states, seqs)
+        return folded.reshape(b, d), np.ones(b, bool)
+
+    def _encode(self, states: Sequence[UserState], seqs: Sequence[np.ndarray]) -> np.ndarray:
+        bundle = self.bundle
+        assert bundle is not None
+        manifest = bundle.manifest
+        codes: dict[str, int] = {t: manifest.type_id(t) for t in EVENT_TYPES}
+        flat = flatten_histories([s.history for s in states], seqs, lambda t: codes.get(t, 0))
+        vecs, types, gaps, mask = encoder_inputs(
+            flat, len(states), bundle.history_len, self.catalog.vectors()
+        )
+        out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
+        out[mask.sum(axis=1) == 0] = 0.0
+        return out
+
+    def _fold_in(self, states: Sequence[UserState], seqs: Sequence[np.ndarray]) -> np.ndarray:
+        """Decayed, event-weighted sum of the history's item vectors (model-free)."""
+        b, d = len(states), self.catalog.dim
+        flat = flatten_histories([s.history for s in states], seqs, lambda t: TYPE_CODES.get(t, 0))
+        if not flat.row.size:
+            return np.zeros((b, d), np.float32)
+        vecs, _ = fold_in_events(
+            np.zeros((b, d), np.float32),
+            np.full(b, -np.inf),
+            flat.user,
+            self.catalog.vectors()[flat.row],
+            event_weights([EVENT_TYPES[c] for c in flat.type.tolist()]),
+            flat.ts,
+            self.config.fold_in_half_life_s,
+        )
+        return np.asarray(vecs, np.float32)
+
+
+def source_of(user: TouchedUser) -> tuple[str | None, int | None]:
+    """The event a user's list names: the newest applied one.
+
+    ``last_event`` when the batch carried it; otherwise the state's newest applied
+    event (its id and history entry are appended together, so they match).
+
+    >>> from streams.state_rules import HistoryEntry
+    >>> state = UserState(history=(HistoryEntry("i1", "view", 5),), recent_event_ids=("e1",))
+    >>> source_of(TouchedUser("u", 0, state, None, None, 0))
+    ('e1', 5)
+    """
+    ev = user.last_event
+    if ev is not None:
+        return ev.event_id, ev.ts
+    state = user.state
+    if state.recent_event_ids and state.history:
+        return state.recent_event_ids[-1], state.history[-1].ts
+    return None, None

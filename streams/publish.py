@@ -1,0 +1,83 @@
+"""The one path by which fresh lists leave a worker: stamp, store, then publish.
+
+Ingest, the debounce trailing edge and replay's republish all hand their lists here.
+A list rides in its partition's fenced state write when the batch changes that
+partition's state (so list and state land together, or neither); a list with no
+state write beside it (a trailing-edge or republished list) is stored on its own.
+Only after the store has the lists are they sent, so a reader never sees a list on
+Kafka that Redis does not hold. ``published_ts`` is stamped once, here, so the copy
+in Redis and the one on Kafka are the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from schemas.codec import encode
+from schemas.recommendation import Recommendation
+from streams.state_store import PartitionWrite, StateStore
+
+ListSink = Callable[[Sequence[Recommendation]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Refresh:
+    """What the refresher adds to a batch's write: embeddings and fresh lists."""
+
+    embeddings: dict[str, bytes] = field(default_factory=dict)
+    lists: dict[str, Recommendation] = field(default_factory=dict)
+
+
+class ListPublisher:
+    """Writes a batch's state with its lists and embeddings, then publishes the lists."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        sink: ListSink | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.clock = clock
+
+    async def commit(
+        self,
+        writes: Sequence[PartitionWrite],
+        partition_of: Mapping[str, int],
+        refresh: Refresh | None = None,
+    ) -> list[Recommendation]:
+        """Store ``writes`` with ``refresh`` attached, then publish; returns the lists sent.
+
+        Args:
+            writes: The batch's state writes (fenced by their expected watermarks);
+                empty when no state changes (trailing edge, republish).
+            partition_of: Each refreshed user's partition.
+            refresh: Embeddings and lists; an embedding is kept only with a state write.
+        """
+        refresh = refresh or Refresh()
+        now = int(self.clock() * 1000)
+        lists = [dataclasses.replace(r, published_ts=now) for r in refresh.lists.values()]
+        by_p = {w.partition: w for w in writes}
+        alone: dict[int, dict[str, bytes]] = {}
+        for uid, emb in refresh.embeddings.items():
+            w = by_p.get(partition_of[uid])
+            if w is not None:
+                w.embeddings[uid] = emb
+        for rec in lists:
+            p = partition_of[rec.user_id]
+            raw = encode(rec)
+            if p in by_p:
+                by_p[p].latest[rec.user_id] = raw
+            else:
+                alone.setdefault(p, {})[rec.user_id] = raw
+        if writes:
+            await self.store.write(writes)
+        for p, latest in alone.items():
+            await self.store.set_latest(p, latest)
+        if lists and self.sink is not None:
+            await self.sink(lists)
+        return lists

@@ -1,0 +1,84 @@
+"""The composition root maps every setting a part depends on, and nothing else reads them."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from freshet.settings import Settings
+from freshet.wiring import limits_of, live_config, recommend_config, rules_of
+from inference.recommend import RecommendConfig
+from streams.live_scorer import LiveConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_recommend_config_takes_the_settings_and_then_the_overrides() -> None:
+    s = Settings(list_size=7, candidates=50, mmr_lambda=0.5, longtail_share=0.3)
+    config = recommend_config(s, category_cap=3)
+    assert (config.list_size, config.candidates, config.mmr_lambda) == (7, 50, 0.5)
+    assert config.longtail_share == 0.3 and config.category_cap == 3
+    assert config.trending_slots == s.trending_slots
+
+
+def test_every_setting_named_like_a_pipeline_knob_reaches_the_pipeline() -> None:
+    """A knob added to both, but not to the mapping, fails here rather than being ignored."""
+    shared = sorted({f.name for f in fields(Settings)} & {f.name for f in fields(RecommendConfig)})
+    assert shared  # list_size, candidates, ...
+    for name in shared:
+        bumped = getattr(Settings(), name) + 1
+        assert getattr(recommend_config(Settings().with_(**{name: bumped})), name) == bumped
+
+
+def test_a_misspelt_override_fails_loudly() -> None:
+    with pytest.raises(TypeError):
+        recommend_config(Settings(), list_sise=3)
+
+
+def test_default_settings_give_the_default_configs() -> None:
+    """Offline evaluation with a bare ``LiveConfig()`` scores as a default worker does."""
+    assert live_config(Settings()) == LiveConfig()
+    assert rules_of(Settings()).history_len == Settings().history_len
+    assert limits_of(Settings()).max_bytes == Settings().max_message_bytes
+
+
+def _imports_settings(path: Path) -> bool:
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = {a.name for a in node.names}
+            if node.module == "freshet.settings" or (
+                node.module == "freshet" and "settings" in names
+            ):
+                return True
+        if isinstance(node, ast.Import) and any(a.name == "freshet.settings" for a in node.names):
+            return True
+    return False
+
+
+#: The pure part of ``streams/``: rules, processors, the scorer and its async shell.
+PURE_STREAMS = [
+    "state_rules.py",
+    "state_store.py",
+    "ingest.py",
+    "publish.py",
+    "debounce.py",
+    "live_scorer.py",
+    "live_catalog.py",
+    "live_recommender.py",
+    "keyspace.py",
+]
+
+
+@pytest.mark.parametrize("folder", ["schemas", "inference", "training/evaluation"])
+def test_lower_layers_do_not_import_the_settings(folder: str) -> None:
+    offenders = [p for p in sorted((ROOT / folder).rglob("*.py")) if _imports_settings(p)]
+    assert offenders == []
+
+
+def test_the_pure_part_of_streams_does_not_import_the_settings() -> None:
+    offenders = [n for n in PURE_STREAMS if _imports_settings(ROOT / "streams" / n)]
+    assert offenders == []
