@@ -33,6 +33,7 @@ import numpy as np
 from freshet.settings import Settings
 from freshet.wiring import live_config
 from schemas.events import CatalogEvent, InteractionEvent
+from streams.file_reader import CsvLayout, layout_of, read_events
 from streams.simulator import SimConfig, simulate
 from training.evaluation.online_baselines import (
     OnlineItemKNN,
@@ -62,6 +63,7 @@ BASELINES = (
 )
 QUICK_SIM = {"users": 800, "items": 1000, "events": 16_000}
 FULL_SIM = {"users": 20_000, "items": 10_000, "events": 300_000}
+QUICK_FILE_EVENTS = 25_000
 
 
 def sim_events(users: int, items: int, events: int, seed: int) -> list[Event]:
@@ -77,14 +79,22 @@ def sim_events(users: int, items: int, events: int, seed: int) -> list[Event]:
     return list(simulate(config, seed=seed))
 
 
-def file_events(path: Path) -> tuple[list[Event], dict[str, int]]:
-    """Events of a JSONL/CSV file in time order; refused lines are counted and skipped."""
-    from freshet.cli.train import file_events as read
+def file_events(
+    path: Path, layout: CsvLayout | None = None, items: str | None = None, limit: int = 0
+) -> tuple[list[Event], dict[str, int]]:
+    """Events of a data file (``streams.file_reader.read_events``) in time order.
 
+    Sorted by (timestamp, file order), stable, item side file first; refused lines are
+    counted and skipped; ``limit`` keeps the first that many interactions (0: all).
+    """
     refused: dict[str, int] = {}
-    events = list(read(path, refused))
+    events = list(read_events(path, refused, layout=layout, items=items))
     order = sorted(range(len(events)), key=lambda i: events[i].ts)  # stable
-    return [events[i] for i in order], refused
+    events = [events[i] for i in order]
+    if limit:
+        ends = np.cumsum([isinstance(e, InteractionEvent) for e in events])
+        events = events[: int(np.searchsorted(ends, limit, side="right"))]
+    return events, refused
 
 
 class Retrainer:
@@ -133,7 +143,7 @@ class Retrainer:
                     where,
                     self.config,
                     test_cases=500,
-                    show=False,
+                    show=True,  # epoch progress while the loop waits
                     ranker=self.ranker,
                 )
         bundle = LoadedBundle.load(where, provider=self.provider)
@@ -146,9 +156,14 @@ class Retrainer:
 
 
 def build_models(
-    stream: StreamState, names: Sequence[str], settings: Settings, seed: int
+    stream: StreamState,
+    names: Sequence[str],
+    settings: Settings,
+    seed: int,
+    *,
+    freshet: bool = True,
 ) -> list[OnlineModel]:
-    """Fresh freshet first, then the named baselines."""
+    """Fresh freshet first (unless ``freshet`` is false), then the named baselines."""
     makers: dict[str, Callable[[], OnlineModel]] = {
         "most-popular": lambda: OnlinePopular(stream),
         "trending": lambda: OnlineTrending(stream),
@@ -161,6 +176,8 @@ def build_models(
             stream, live_config(settings.with_(covisit_weight=0.0)), name="freshet-no-covisit"
         ),
     }
+    if not freshet:
+        return [makers[n]() for n in names]
     fresh = FreshetOnline(stream, live_config(settings), name="freshet")
     return [fresh, *(makers[n]() for n in names)]
 
@@ -237,10 +254,11 @@ def run_benchmark(
     settings: Settings,
     seed: int = 0,
     extra_models: Callable[[StreamState], list[OnlineModel]] | None = None,
+    freshet: bool = True,
 ) -> tuple[PrequentialResult, dict[str, dict[str, float]], float]:
     """One prequential run; returns the raw result, the summary and the wall time."""
     stream = StreamState()
-    models = build_models(stream, baselines, settings, seed)
+    models = build_models(stream, baselines, settings, seed, freshet=freshet)
     if extra_models is not None:
         models += extra_models(stream)
     t0 = time.perf_counter()
@@ -296,16 +314,38 @@ def plot_prequential(out: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, help="JSONL/CSV events (default: simulator)")
-    parser.add_argument("--quick", action="store_true", help="small simulated shop")
+    parser.add_argument(
+        "--quick", action="store_true", help="small simulated shop, or a file's first 25k"
+    )
+    parser.add_argument("--preset", help="file layout: movielens (.dat) or ml-csv")
+    parser.add_argument("--columns", help="file columns: user=userId,item=movieId,...")
+    parser.add_argument("--delimiter", default=",", help="file field separator")
+    parser.add_argument("--no-header", action="store_true", help="file has no header")
+    parser.add_argument("--ts-unit", default="s", choices=["s", "ms"])
+    parser.add_argument(
+        "--items", help="item side file (titles, genres); default: movies.* next to --file"
+    )
     parser.add_argument("--users", type=int)
     parser.add_argument("--items", type=int)
     parser.add_argument("--events", type=int)
+    parser.add_argument(
+        "--limit", type=int, default=0, help="file: the first N interactions (--quick: 25,000)"
+    )
     parser.add_argument("--retrain-every", type=int, default=0, help="0: events/3")
     parser.add_argument("--score-every", type=int, default=1)
+    parser.add_argument(
+        "--warmup", type=int, default=0, help="interactions applied before scoring starts"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="ask each list anew just before each scored event"
+    )
     parser.add_argument("--batch-ms", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=0, help="0: 3 quick, 8 full")
     parser.add_argument("--ranker", default="off", choices=["off", "auto", "on"])
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES))
+    parser.add_argument(
+        "--no-freshet", action="store_true", help="baselines only (no bundle, no retrains)"
+    )
     parser.add_argument("--cache", type=Path, help="bundle cache (default: FRESHET_HOME)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -324,8 +364,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     n_events = args.events or size["events"]
     refused: dict[str, int] = {}
     if args.file:
-        events, refused = file_events(args.file)
-        source = str(args.file)
+        limit = args.limit or (QUICK_FILE_EVENTS if args.quick else 0)
+        try:
+            layout = layout_of(
+                args.preset,
+                args.columns,
+                delimiter=args.delimiter,
+                header=not args.no_header,
+                ts_unit=args.ts_unit,
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
+        events, refused = file_events(args.file, layout, args.items, limit)
+        source = f"{args.file}" + (f" (first {limit} interactions)" if limit else "")
     else:
         events = sim_events(users, items, n_events, args.seed)
         source = f"simulator users={users} items={items} events={n_events} seed={args.seed}"
@@ -336,7 +387,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         batch_ms=args.batch_ms,
         score_every=args.score_every,
         retrain_every=retrain_every,
-        warmup_events=retrain_every,
+        warmup_events=args.warmup,
+        fresh=args.fresh,
         announce_items=not has_catalog,
     )
     train_config = TrainConfig(
@@ -355,16 +407,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         events,
         baselines=args.baselines,
         config=config,
-        retrainer=retrainer,
+        retrainer=None if args.no_freshet else retrainer,
         settings=settings,
         seed=args.seed,
+        freshet=not args.no_freshet,
     )
     counts = result.counts
     note = (
         f"{counts['scored']} of {counts['eligible']} eligible events scored "
-        f"(every {args.score_every}); the first {retrain_every} interactions are warm-up "
-        f"(applied, not scored); events of an item the user already touched are applied, "
-        f"not scored; lists refresh per {args.batch_ms} ms micro-batch"
+        f"(every {args.score_every}); the first {args.warmup} interactions are warm-up "
+        f"(applied, not scored); a user's first event and events of an item the user "
+        f"already touched are applied, not scored; lists exclude every touched item; "
+        + (
+            "lists asked fresh before each event"
+            if args.fresh
+            else f"lists refresh per {args.batch_ms} ms micro-batch"
+        )
     )
     report = {
         "benchmark": "prequential",
@@ -383,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "ranker": args.ranker,
                 "batch_ms": args.batch_ms,
                 "score_every": args.score_every,
+                "warmup": args.warmup,
+                "fresh": args.fresh,
                 "cold_user_events": config.cold_user_events,
                 "cold_item_interactions": config.cold_item_interactions,
             }

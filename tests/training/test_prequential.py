@@ -77,15 +77,16 @@ def test_known_answers_per_step() -> None:
     result = run_prequential(stream_events, models, PrequentialConfig(batch_ms=0), stream=stream)
     assert result.counts["duplicates"] == 1
     assert result.counts["applied"] == 6
-    assert result.counts["scored"] == 5  # a, b (first events: cold list, miss), b, d, c
-    assert result.ranks[0].tolist() == [10, 10, 0, 0, 0]
-    assert result.ranks[1].tolist() == [10, 10, 2, 2, 2]
+    assert result.counts["eligible"] == 3  # a user's first event is never scored
+    assert result.counts["scored"] == 3  # b, d, c
+    assert result.ranks[0].tolist() == [0, 0, 0]
+    assert result.ranks[1].tolist() == [2, 2, 2]
     assert result.cold_user.all()
     summary = summarise(result)
-    assert summary["oracle@0"]["hr@10"] == pytest.approx(3 / 5)
-    assert summary["oracle@0"]["ndcg@10"] == pytest.approx(3 / 5)  # rank 1: hit 1, ndcg 1
-    assert summary["oracle@2"]["hr@10"] == pytest.approx(3 / 5)
-    assert summary["oracle@2"]["ndcg@10"] == pytest.approx(3 / 5 / math.log2(4))
+    assert summary["oracle@0"]["hr@10"] == pytest.approx(1.0)
+    assert summary["oracle@0"]["ndcg@10"] == pytest.approx(1.0)  # rank 1: hit 1, ndcg 1
+    assert summary["oracle@2"]["hr@10"] == pytest.approx(1.0)
+    assert summary["oracle@2"]["ndcg@10"] == pytest.approx(1 / math.log2(4))
     # coverage: the items the lists showed (a is never shown after warm-up: cold lists)
     assert summary["oracle@0"]["coverage"] == pytest.approx(3 / len(result.item_ids))
 
@@ -102,7 +103,72 @@ def test_a_list_is_only_refreshed_when_its_batch_closes() -> None:
     oracle = Oracle(stream, {"u1": ["a", "b", "c", "d"]}, 0)
     result = run_prequential(events, [oracle], PrequentialConfig(batch_ms=200), stream=stream)
     # b and c come within the batch opened by a: no list yet; d sees the list after c
-    assert result.ranks[0].tolist() == [10, 10, 10, 0]
+    assert result.ranks[0].tolist() == [10, 10, 0]
+    again = StreamState()
+    fresh = run_prequential(
+        events,
+        [Oracle(again, {"u1": ["a", "b", "c", "d"]}, 0)],
+        PrequentialConfig(batch_ms=200, fresh=True),
+        stream=again,
+    )
+    # asked anew before each event, the oracle's list is always right
+    assert fresh.ranks[0].tolist() == [0, 0, 0]
+
+
+def test_most_popular_known_answers_on_five_scored_events() -> None:
+    """The standard protocol by hand: first events unscored, touched items excluded.
+
+    Counts before each scored event and the list most-popular then shows:
+    (u2, b): a3 -> [] miss; (u3, b): a3 b1 -> [b] rank 1; (u3, c): a3 b2 -> []
+    (u3 touched both) miss; (u1, c): a3 b2 c1 -> [b, c] rank 2.
+    HR@10 = 2/4, NDCG@10 = (1 + 1/log2(3)) / 4.
+    """
+    order = [("u1", "a"), ("u2", "a"), ("u3", "a"), ("u2", "b"), ("u3", "b")]
+    order += [("u3", "c"), ("u1", "c")]
+    events: list[Event] = [_event(n, u, i, 1_000 * n) for n, (u, i) in enumerate(order)]
+    stream = StreamState()
+    config = PrequentialConfig(batch_ms=10**9, fresh=True)  # one batch: fresh lists only
+    result = run_prequential(events, [OnlinePopular(stream)], config, stream=stream)
+    assert result.counts["eligible"] == result.counts["scored"] == 4
+    assert result.ranks[0].tolist() == [10, 0, 10, 1]
+    summary = summarise(result)["most-popular"]
+    assert summary["hr@10"] == pytest.approx(0.5)
+    assert summary["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3)) / 4)
+
+
+class Fixed:
+    """Always lists the same items, touched or not: the loop must drop the touched."""
+
+    name = "fixed"
+
+    def __init__(self, stream: StreamState, items: Sequence[str]) -> None:
+        self.stream, self.items = stream, items
+
+    def observe(self, event: InteractionEvent, before: UserState) -> None:
+        return None
+
+    def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        return {u.user_id: self.stream.codes(self.items) for u in users}
+
+    def cold_list(self) -> IntArray:
+        return self.stream.codes(self.items)
+
+    def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
+        return {}
+
+
+def test_every_touched_item_is_excluded_beyond_the_states_seen_cap() -> None:
+    """The worker's state forgets all but ``seen_max`` items; the scored list does not."""
+    from streams.state_rules import StateRules
+
+    events: list[Event] = [_event(n, "u1", i, 1_000 * n) for n, i in enumerate("abc")]
+    stream = StreamState(StateRules(seen_max=1))
+    result = run_prequential(
+        events, [Fixed(stream, ["a", "b", "c"])], PrequentialConfig(fresh=True), stream=stream
+    )
+    assert stream.states["u1"].seen == ("c",)
+    assert result.ranks[0].tolist() == [0, 0]  # b after {a}; c after {a, b}
+    assert result.lists[0, 1].tolist() == [stream.code["c"], *[-1] * 9]
 
 
 def test_fresh_freshet_beats_most_popular_on_a_planted_world(tmp_path: Path) -> None:
