@@ -225,6 +225,7 @@ def _start_api(
             "FRESHET_TOPIC_PREFIX": settings.topic_prefix,
             "FRESHET_REDIS_NAMESPACE": settings.redis_namespace,
             "FRESHET_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "FRESHET_BUNDLE_DIR": str(settings.bundle_dir),  # the page shows when it was trained
             "FRESHET_API_TOKEN": settings.api_token.get(),
             "FRESHET_UI_METRICS_URLS": f"http://127.0.0.1:{metrics_port}/metrics",
         }
