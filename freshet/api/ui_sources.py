@@ -33,7 +33,6 @@ log = logging.getLogger("freshet.api.ui")
 SCRAPE_TIMEOUT_S = 2.0
 SCAN_COUNT = 1_000
 TRENDING_DEPTH = 100
-NEW_ITEM_AGE_S = 3 * 86_400.0  # inference.recommend.RecommendConfig.new_item_age_s
 
 
 def metrics_urls(settings: Settings) -> list[str]:
@@ -176,7 +175,12 @@ class StateReader:
         return record.state, record.latest
 
     async def item(self, item_id: str) -> dict[str, object]:
-        """Catalog record, interactions, decayed trend and its rank, and list holders."""
+        """Catalog record, interactions, decayed trend and its rank, and list holders.
+
+        "New" is the recommender's own rule (``RecommendConfig.new_item_age_s``).
+        """
+        from inference.recommend import RecommendConfig
+
         keys = await self._keyspace()
         parts = range(self.settings.topic_partitions)
         store = RedisStateStore(
@@ -199,7 +203,7 @@ class StateReader:
             trend=trend,
             trend_rank=rank,
             now_ms=int(time.time() * 1000),
-            new_item_age_s=NEW_ITEM_AGE_S,
+            new_item_age_s=RecommendConfig().new_item_age_s,
             holders=holders,
             users_scanned=scanned,
             scan_complete=complete,
