@@ -90,7 +90,11 @@ def pad_ragged(rows: Sequence[npt.ArrayLike] | None, batch: int) -> IntArray:
 
 
 def longtail_quota(share: float, k: int) -> int:
-    """Tail slots needed so that ``tail / k >= share``."""
+    """Tail slots needed so that ``tail / k >= share``.
+
+    >>> longtail_quota(0.2, 10), longtail_quota(0.25, 10), longtail_quota(0.0, 10)
+    (2, 3, 0)
+    """
     return max(0, min(k, math.ceil(share * k - 1e-9)))
 
 
@@ -205,6 +209,17 @@ def mmr_select(
     Returns:
         ``(B, k)`` positions into the candidate axis, best first; -1 where nothing is
         left to pick.
+
+    Two near-copies lead on relevance; with λ = 0.5 the second slot goes to the
+    different item instead, with λ = 1 to the copy:
+
+    >>> rel = np.array([[1.0, 0.95, 0.5]])
+    >>> vecs = np.array([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
+    >>> cats, ok = np.full((1, 3), -1), np.ones((1, 3), bool)
+    >>> mmr_select(rel, vecs, cats, ok, 2, 0.5, category_weight=0.0).tolist()
+    [[0, 2]]
+    >>> mmr_select(rel, vecs, cats, ok, 2, 1.0).tolist()
+    [[0, 1]]
     """
     rel = np.asarray(relevance, dtype=np.float32)
     b, c = rel.shape

@@ -79,5 +79,13 @@ def murmur2(data: bytes) -> int:
 
 
 def partition_for(key: bytes, num_partitions: int) -> int:
-    """Kafka's default partition for a non-null key."""
+    """Kafka's default partition for a non-null key.
+
+    ``murmur2`` gives Kafka's own test values (``UtilsTest.testMurmur2``):
+
+    >>> murmur2(b"21"), murmur2(b"foobar")
+    (-973932308, -790332482)
+    >>> partition_for(b"foobar", 4)
+    2
+    """
     return (murmur2(key) & 0x7FFFFFFF) % num_partitions

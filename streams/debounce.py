@@ -16,7 +16,16 @@ T = TypeVar("T")
 
 @dataclass
 class Debouncer(Generic[T]):
-    """Decides which users refresh now and holds the rest until their window closes."""
+    """Decides which users refresh now and holds the rest until their window closes.
+
+    >>> d = Debouncer[str](window_ms=100)
+    >>> d.admit([("u", "e1")], now_ms=0)  # leading edge: at once
+    ['e1']
+    >>> d.admit([("u", "e2"), ("u", "e3")], now_ms=30)  # inside the window: held
+    []
+    >>> d.due(now_ms=80), d.due(now_ms=100)  # trailing edge: one, with the newest
+    ([], ['e3'])
+    """
 
     window_ms: int
     max_users: int = 1_000_000

@@ -21,6 +21,12 @@ DEFAULT_TYPE_WEIGHTS: Mapping[str, float] = MappingProxyType(
 
 TYPE_CODES: Mapping[str, int] = MappingProxyType({t: i for i, t in enumerate(EVENT_TYPES)})
 
+#: Stored-state format 1 kept each history entry's type as its position in this tuple.
+#: Frozen: format-1 states still in Redis are read with it whatever ``EVENT_TYPES``
+#: becomes. Format 2 (``STATE_FORMAT``) stores the names each state uses.
+FORMAT1_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "rating")
+STATE_FORMAT = 2
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
@@ -52,9 +58,18 @@ class UserState:
     n_events: int = 0
 
     def to_obj(self) -> dict[str, object]:
-        """A compact JSON-ready form (see ``from_obj``)."""
+        """A compact JSON-ready form (see ``from_obj``).
+
+        History types are stored by name: each state lists the names it uses once
+        (``y``) and its entries point into that list, so adding an event type anywhere
+        in ``EVENT_TYPES`` leaves stored histories intact.
+        """
+        names = list(dict.fromkeys(e.type for e in self.history))
+        code = {t: i for i, t in enumerate(names)}
         return {
-            "h": [[e.item_id, TYPE_CODES[e.type], e.ts] for e in self.history],
+            "v": STATE_FORMAT,
+            "y": names,
+            "h": [[e.item_id, code[e.type], e.ts] for e in self.history],
             "s": list(self.seen),
             "p": list(self.purchased),
             "d": list(self.recent_event_ids),
@@ -64,11 +79,20 @@ class UserState:
 
     @classmethod
     def from_obj(cls, obj: Mapping[str, object]) -> UserState:
-        """Inverse of ``to_obj``."""
+        """Inverse of ``to_obj``; reads format 1 (types by position) too.
+
+        >>> UserState.from_obj({"h": [["i1", 3, 5]], "n": 1}).history[0].type  # format 1
+        'purchase'
+        >>> UserState.from_obj({"v": 2, "y": ["click"], "h": [["i1", 0, 5]]}).history[0].type
+        'click'
+        """
         hist = obj.get("h", [])
         assert isinstance(hist, list)
+        version = obj.get("v", 1)
+        names = obj.get("y", []) if isinstance(version, int) and version >= 2 else FORMAT1_TYPES
+        assert isinstance(names, list | tuple)
         return cls(
-            history=tuple(HistoryEntry(str(i), EVENT_TYPES[int(c)], int(ts)) for i, c, ts in hist),
+            history=tuple(HistoryEntry(str(i), names[int(c)], int(ts)) for i, c, ts in hist),
             seen=tuple(obj.get("s", [])),  # type: ignore[arg-type]
             purchased=tuple(obj.get("p", [])),  # type: ignore[arg-type]
             recent_event_ids=tuple(obj.get("d", [])),  # type: ignore[arg-type]
@@ -127,7 +151,15 @@ def _bounded_append(seq: tuple[str, ...], value: str, limit: int) -> tuple[str, 
 
 
 def apply_event(state: UserState, event: InteractionEvent, rules: StateRules) -> UserState:
-    """The state after one event; unchanged if the event id was already applied."""
+    """The state after one event; unchanged if the event id was already applied.
+
+    >>> e = InteractionEvent("e1", "u1", "i1", "purchase", 1_000)
+    >>> s = apply_event(UserState(), e, StateRules())
+    >>> s.seen, s.purchased, s.n_events, s.last_ts
+    (('i1',), ('i1',), 1, 1000)
+    >>> apply_event(s, e, StateRules()) is s  # the same event again: no change
+    True
+    """
     if event.event_id in state.recent_event_ids:
         return state
     history = (*state.history, HistoryEntry(event.item_id, event.type, event.ts))

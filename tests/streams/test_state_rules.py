@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,6 +79,36 @@ def test_state_round_trips_through_json_form() -> None:
     for i, t in enumerate(EVENT_TYPES):
         state = apply_event(state, ev(i, item=f"i{i}", etype=t, ts=T0 + i), StateRules())
     assert UserState.from_obj(state.to_obj()) == state
+
+
+def _history_state() -> UserState:
+    state = UserState()
+    for i, t in enumerate(["purchase", "view", "rating", "purchase"]):
+        state = apply_event(state, ev(i, item=f"i{i}", etype=t, ts=T0 + i), StateRules())
+    return state
+
+
+def test_adding_an_event_type_leaves_stored_histories_intact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stored before a new type is inserted at the front of the list, read after it."""
+    import streams.state_rules as rules_module
+
+    state = _history_state()
+    stored = orjson.dumps(state.to_obj())
+    format1 = orjson.dumps({"h": [["i0", 3, T0], ["i1", 0, T0 + 1]], "n": 2})
+    grown = ("wishlist", *EVENT_TYPES)
+    monkeypatch.setattr(rules_module, "EVENT_TYPES", grown)
+    monkeypatch.setattr(rules_module, "TYPE_CODES", {t: i for i, t in enumerate(grown)})
+    assert UserState.from_obj(orjson.loads(stored)) == state
+    old = UserState.from_obj(orjson.loads(format1))
+    assert [h.type for h in old.history] == ["purchase", "view"]
+
+
+def test_states_are_stored_with_type_names() -> None:
+    obj = _history_state().to_obj()
+    assert obj["v"] == 2 and obj["y"] == ["purchase", "view", "rating"]
+    assert [h[1] for h in obj["h"]] == [0, 1, 2, 0]  # type: ignore[attr-defined]
 
 
 events_strategy = st.lists(

@@ -1,0 +1,23 @@
+"""The examples in the docstrings of the small pure functions a newcomer reads first."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "streams.state_rules",  # the state update, stored-state formats
+    "streams.debounce",  # the debouncer
+    "streams.live_scorer",  # which event a list names
+    "inference.rerank",  # MMR selection, the long-tail quota
+    "schemas.topics",  # the partition rule
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_hold(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0
