@@ -179,9 +179,18 @@ async def _user_stream(request: web.Request) -> web.StreamResponse:
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
 
     async def follow() -> None:
+        from streams.topic_reader import TopicMissing
+
         lists: AsyncIterator[dict[str, Any]] = watch_lists(settings, user_id)
-        async for rec in lists:
-            await queue.put(rec)
+        try:
+            async for rec in lists:
+                await queue.put(rec)
+            note = "the list stream ended"
+        except TopicMissing:
+            note = "no list topic yet: has a worker run with this prefix?"
+        except Exception as exc:  # the page says so and reconnects; no detail leaks
+            note = f"the list stream stopped ({type(exc).__name__})"
+        await queue.put({"note": note})
 
     response = await _events(request)
     task = asyncio.create_task(follow())
@@ -193,10 +202,11 @@ async def _user_stream(request: web.Request) -> web.StreamResponse:
             try:
                 rec = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:
-                if task.done():
-                    break
                 await response.write(b": keepalive\n\n")
                 continue
+            if "note" in rec:
+                await _send(response, orjson.dumps(rec), "note")
+                break
             after = list_items(rec)
             state, _ = await reader.user(user_id)
             body = {

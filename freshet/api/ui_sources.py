@@ -237,13 +237,16 @@ async def watch_lists(settings: Settings, user_id: str) -> AsyncIterator[dict[st
     """The user's lists as the workers publish them, from now on.
 
     Reads only the user's partition of the list topic, outside any consumer group.
+    Raises ``TopicMissing`` when there is no list topic yet: assigning a missing topic
+    would let the broker auto-create it, with its own partition count.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from schemas.topics import event_key, partition_for
     from streams.kafka_config import aiokafka_kwargs
+    from streams.topic_reader import TopicMissing
 
     topic = Topics(settings.topic_prefix).recommendations
-    tp = TopicPartition(topic, user_partition(user_id, settings.topic_partitions))
     consumer = AIOKafkaConsumer(
         **aiokafka_kwargs(
             settings, enable_auto_commit=False, group_id=None, client_id="freshet-ui-lists"
@@ -251,6 +254,10 @@ async def watch_lists(settings: Settings, user_id: str) -> AsyncIterator[dict[st
     )
     await consumer.start()
     try:
+        if topic not in await consumer.topics():  # all topics' metadata: creates nothing
+            raise TopicMissing(f"topic {topic!r} does not exist")
+        partitions = consumer.partitions_for_topic(topic) or {0}
+        tp = TopicPartition(topic, partition_for(event_key(user_id), len(partitions)))
         consumer.assign([tp])
         await consumer.seek_to_end(tp)
         await consumer.position(tp)

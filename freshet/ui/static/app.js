@@ -239,6 +239,7 @@ async function openUser(id, signal) {
   clear($("user-changes"));
   $("user-changes-empty").hidden = false;
   follow("/ui/api/users/" + encodeURIComponent(id) + "/stream", signal, (event, msg) => {
+    if (event === "note") setText("user-changes-empty", msg.note);
     if (event !== "list") return;
     listRows(msg.list, new Set(msg.change.entered));
     eventRows(msg.events);
