@@ -89,9 +89,19 @@ CATALOG_LOG_PAGE = 10_000
 
 
 class CatalogStore(Protocol):
+    """Item records by id, and the log of every change (what live scorers follow).
+
+    Log entry ids are opaque strings that grow: pass the last one seen back to
+    ``read_log`` to get what came after it (``"0"``: from the start).
+    """
+
     async def get(self, item_ids: Sequence[str]) -> dict[str, CatalogRecord]: ...
 
     async def put(self, records: Sequence[CatalogRecord]) -> None: ...
+
+    async def read_log(
+        self, after: str, count: int = CATALOG_LOG_PAGE
+    ) -> list[tuple[str, CatalogRecord]]: ...
 
 
 class RedisCatalogStore:
@@ -122,10 +132,6 @@ class RedisCatalogStore:
             )
         await pipe.execute()
 
-    async def all(self) -> dict[str, CatalogRecord]:
-        raw = await self.client.hgetall(self.keys.catalog)
-        return {_s(k): CatalogRecord.from_json(v) for k, v in raw.items()}
-
     async def read_log(
         self, after: str, count: int = CATALOG_LOG_PAGE
     ) -> list[tuple[str, CatalogRecord]]:
@@ -140,7 +146,7 @@ class RedisCatalogStore:
 
 
 class InMemoryCatalogStore:
-    """The in-process fake of the catalog store."""
+    """The in-process fake of the catalog store (log entry ids ``"1"``, ``"2"``, ...)."""
 
     def __init__(self) -> None:
         self.records: dict[str, CatalogRecord] = {}
@@ -153,6 +159,13 @@ class InMemoryCatalogStore:
         for r in records:
             self.records[r.item_id] = r
             self.log.append(r)
+
+    async def read_log(
+        self, after: str, count: int = CATALOG_LOG_PAGE
+    ) -> list[tuple[str, CatalogRecord]]:
+        start = int(after)
+        page = self.log[start : start + count]
+        return [(str(start + i + 1), r) for i, r in enumerate(page)]
 
 
 class CatalogProcessor:

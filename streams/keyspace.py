@@ -2,7 +2,8 @@
 
 Every key of one Kafka partition carries the hash tag ``{<gen>.p<N>}``, so all state a
 micro-batch of that partition touches (its users, its offset watermark, its popularity)
-lives in one Redis Cluster slot and is written in one MULTI/EXEC. A user lives in the
+lives in one Redis Cluster slot and is written by one atomic script call (fenced on the
+partition's watermark; ``streams.redis_state_store``). A user lives in the
 partition of its key (``schemas.topics.partition_for``), hence on one shard.
 
 Ids are validated by the contract (no ``:``, ``{``, ``}`` or whitespace); the builders
@@ -82,11 +83,6 @@ class Keyspace:
     def catalog_log(self) -> str:
         """Stream of catalog changes that every worker tails to update its index."""
         return f"{self.namespace}:{self.generation}:catalog:log"
-
-    @property
-    def item_vectors(self) -> str:
-        """Hash: item id → content-tower vector (float32 bytes) of items new to the bundle."""
-        return f"{self.namespace}:{self.generation}:itemvec"
 
     def with_generation(self, generation: str) -> Keyspace:
         return Keyspace(self.namespace, generation)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from schemas.events import EVENT_TYPES, EventType, InteractionEvent
@@ -242,14 +242,3 @@ def replay_states(
     ref = max(e.ts for e in events) if events else 0  # no 2**x overflow (see ingest)
     outcome = apply_events({}, events, rules, trend_ref_ms=ref)
     return outcome.states, outcome.popularity.counts
-
-
-def with_history_limit(state: UserState, rules: StateRules) -> UserState:
-    """Trim a state loaded under older, larger bounds to the current ones."""
-    return replace(
-        state,
-        history=state.history[-rules.history_len :],
-        seen=state.seen[-rules.seen_max :],
-        purchased=state.purchased[-rules.seen_max :],
-        recent_event_ids=state.recent_event_ids[-rules.dedup_window :],
-    )

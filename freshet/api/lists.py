@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas.codec import ID_RE, NAME_RE
+from schemas.codec import ID_RE
 from schemas.recommendation import Recommendation, RecommendedItem
 from schemas.topics import event_key, partition_for
-
-DEFAULT_GENERATION = "g1"
+from streams.generation import parse_generation
 
 
 def valid_user_id(user_id: str) -> bool:
@@ -22,15 +21,15 @@ def user_partition(user_id: str, partitions: int) -> int:
 
 
 def generation_from(pointer: bytes | str | None) -> str | None:
-    """The generation a pointer value names; ``DEFAULT_GENERATION`` when unset.
+    """The generation a pointer value names (``streams.generation.parse_generation``).
 
-    Returns ``None`` for a value that cannot be part of a key, so a corrupt pointer is
+    Returns ``None`` for a value the worker would refuse too, so a corrupt pointer is
     reported rather than used.
     """
-    if pointer is None:
-        return DEFAULT_GENERATION
-    text = pointer.decode("utf-8", errors="replace") if isinstance(pointer, bytes) else pointer
-    return text if NAME_RE.fullmatch(text) else None
+    try:
+        return parse_generation(pointer)
+    except ValueError:  # UnicodeDecodeError included
+        return None
 
 
 def cold_start_list(

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from freshet.cli.context import settings_of
+from freshet.cli.train import parse_time
 
 
 def register(app: typer.Typer) -> None:
@@ -72,7 +73,7 @@ def replay(
     from streams.replay import Replayer, ReplayProgress
 
     settings = settings_of(ctx)
-    since_ms = _parse_time(since) if since else None
+    since_ms = parse_time(since)
     console = Console()
 
     async def main() -> ReplayProgress:
@@ -122,18 +123,3 @@ def replay(
     if republish:
         table.add_row("lists republished", f"{result.published:,}")
     console.print(table)
-
-
-def _parse_time(text: str) -> int:
-    """Epoch milliseconds from digits or an ISO 8601 time (UTC if no zone)."""
-    from datetime import UTC, datetime
-
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is neither epoch ms nor ISO 8601") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
