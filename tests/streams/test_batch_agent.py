@@ -1,0 +1,150 @@
+"""The batch agent's driver loop, run in memory: take, merge, in-order ack, retry.
+
+The agent function that ``add_batch_agent`` registers is driven with a stand-in for
+Faust's stream (``noack_take`` and ``ack``), so these tests need no broker. They pin
+what exactly-once rests on: no record is acked before its batch is done, acks come in
+take order, batches that wait are merged into one call, and a failing batch is retried
+whole, with growing backoff, until it goes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+
+import streams.faust_app as faust_app
+from streams.faust_app import add_batch_agent, run_until_done
+from streams.ingest import BatchStats, SourceRecord
+
+
+@dataclass
+class Event:
+    message: Any
+
+
+def event(offset: int) -> Event:
+    msg = SimpleNamespace(
+        topic="events", partition=0, offset=offset, key=b"k", value=b"v", timestamp=1.5
+    )
+    return Event(msg)
+
+
+class Stream:
+    """Yields the given takes, then stays open until every record is acked."""
+
+    def __init__(self, takes: list[list[int]], log: list[str]) -> None:
+        self.takes = takes
+        self.log = log
+        self.acked: list[int] = []
+        self.all_acked = asyncio.Event()
+        self.total = sum(len(t) for t in takes)
+
+    async def noack_take(self, max_events: int, within: float) -> AsyncIterator[list[Event]]:
+        for take in self.takes:
+            assert len(take) <= max_events
+            self.log.append(f"take {take}")
+            yield [event(o) for o in take]
+        await asyncio.wait_for(self.all_acked.wait(), 10)
+
+    async def ack(self, ev: Event) -> None:
+        self.acked.append(ev.message.offset)
+        self.log.append(f"ack {ev.message.offset}")
+        if len(self.acked) == self.total:
+            self.all_acked.set()
+
+
+def agent_fun(handler: Any, **kwargs: Any) -> Any:
+    app = faust.App("t", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    return add_batch_agent(app, "events", handler, name="ingest", **kwargs).fun
+
+
+async def test_waiting_takes_merge_and_acks_follow_their_batch_in_order() -> None:
+    log: list[str] = []
+    first_started, release = asyncio.Event(), asyncio.Event()
+    calls: list[list[int]] = []
+    seen_stats: list[int] = []
+
+    async def handler(records: Sequence[SourceRecord]) -> BatchStats:
+        offsets = [r.offset for r in records]
+        calls.append(offsets)
+        log.append(f"start {offsets}")
+        if len(calls) == 1:
+            first_started.set()
+            await release.wait()  # slow: the next takes queue up meanwhile
+        log.append(f"done {offsets}")
+        return BatchStats(records=len(records))
+
+    stream = Stream([[0, 1], [2], [3, 4]], log)
+    run = asyncio.ensure_future(
+        agent_fun(
+            handler, max_events=2, within_s=0.01, on_batch=lambda s: seen_stats.append(s.records)
+        )(stream)
+    )
+    await asyncio.wait_for(first_started.wait(), 5)
+    for _ in range(20):  # let the agent take everything while the first batch runs
+        await asyncio.sleep(0)
+    assert stream.acked == []  # nothing acked while its batch is not done
+    release.set()
+    await asyncio.wait_for(run, 10)
+    assert calls == [[0, 1], [2, 3, 4]]  # the two waiting takes merged
+    assert stream.acked == [0, 1, 2, 3, 4]
+    assert seen_stats == [2, 3]
+    for offset, offsets in ((0, [0, 1]), (2, [2, 3, 4])):
+        assert log.index(f"done {offsets}") < log.index(f"ack {offset}")
+
+
+async def test_a_failing_batch_is_retried_whole_with_backoff_before_any_ack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def no_wait(delay: float, *args: Any) -> Any:
+        delays.append(delay)
+        return await real_sleep(0)
+
+    monkeypatch.setattr(faust_app.asyncio, "sleep", no_wait)
+    log: list[str] = []
+    attempts: list[list[int]] = []
+    retries: list[int] = []
+
+    async def handler(records: Sequence[SourceRecord]) -> BatchStats:
+        attempts.append([r.offset for r in records])
+        log.append(f"attempt {len(attempts)}")
+        if len(attempts) <= 3:
+            raise ConnectionError("redis is away")
+        return BatchStats(records=len(records))
+
+    stream = Stream([[7, 8]], log)
+    fun = agent_fun(handler, max_events=5, within_s=0.01, on_retry=lambda exc, n: retries.append(n))
+    await asyncio.wait_for(fun(stream), 10)
+    assert attempts == [[7, 8]] * 4 and retries == [1, 2, 3]
+    assert [d for d in delays if d > 0] == [0.2, 0.4, 0.8]  # doubling
+    assert stream.acked == [7, 8]
+    assert log.index("attempt 4") < log.index("ack 7")  # acked only once it went through
+
+
+async def test_backoff_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def no_wait(delay: float, *args: Any) -> Any:
+        delays.append(delay)
+        return await real_sleep(0)
+
+    monkeypatch.setattr(faust_app.asyncio, "sleep", no_wait)
+    failures = iter(range(12))
+
+    async def handler(records: Sequence[SourceRecord]) -> BatchStats:
+        if next(failures, None) is not None:
+            raise TimeoutError
+        return BatchStats(records=len(records))
+
+    await run_until_done(handler, [], max_backoff_s=5.0)
+    assert max(delays) == 5.0 and delays[-1] == 5.0 and len(delays) == 12
