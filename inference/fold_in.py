@@ -17,19 +17,15 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from schemas.event_weights import FOLD_IN_WEIGHTS
 from schemas.events import EventType
 
 FloatArray = npt.NDArray[np.float32]
 TsArray = npt.NDArray[np.float64]
 
-# Default strength of each interaction type; a caller may pass its own mapping.
-EVENT_WEIGHTS: Final[Mapping[EventType, float]] = {
-    "view": 0.25,
-    "click": 1.0,
-    "add_to_cart": 2.0,
-    "purchase": 4.0,
-    "rating": 1.0,
-}
+# Default strength of each interaction type (``schemas.event_weights``, column
+# ``fold_in``); a caller may pass its own mapping.
+EVENT_WEIGHTS: Final[Mapping[EventType, float]] = FOLD_IN_WEIGHTS
 
 
 def event_weights(

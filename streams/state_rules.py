@@ -12,12 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from schemas.event_weights import TASTE_WEIGHTS, taste_weight
 from schemas.events import EVENT_TYPES, EventType, InteractionEvent
 
-#: How much each interaction type says about a user's taste. Ratings scale by value.
-DEFAULT_TYPE_WEIGHTS: Mapping[str, float] = MappingProxyType(
-    {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0, "rating": 1.0}
-)
+#: How much each interaction type says about a user's taste (``schemas.event_weights``).
+DEFAULT_TYPE_WEIGHTS: Mapping[str, float] = TASTE_WEIGHTS
 
 TYPE_CODES: Mapping[str, int] = MappingProxyType({t: i for i, t in enumerate(EVENT_TYPES)})
 
@@ -113,10 +112,7 @@ class StateRules:
 
     def weight(self, event: InteractionEvent) -> float:
         """Taste weight of one event; a rating scales by its value (1..5 → 0.2..1 × 5)."""
-        base = self.type_weights.get(event.type, 1.0)
-        if event.type == "rating" and event.value is not None:
-            return base * max(0.0, min(float(event.value), 5.0))
-        return base
+        return taste_weight(event.type, event.value, self.type_weights)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ MODULES = [
     "streams.live_scorer",  # which event a list names
     "inference.rerank",  # MMR selection, the long-tail quota
     "schemas.topics",  # the partition rule
+    "schemas.event_weights",  # the taste weight of one event
 ]
 
 

@@ -14,26 +14,19 @@ import numpy as np
 
 from inference.bundle import PAD_TYPE
 from inference.item_features import HashingConfig, hash_item_features
+from schemas.event_weights import TASTE_WEIGHTS, taste_weight
 from schemas.events import EVENT_TYPES, CatalogEvent, InteractionEvent
 
 TYPE_VOCAB: Final = (PAD_TYPE, *EVENT_TYPES)
 """Event-type vocabulary of the user encoder; code 0 is padding."""
 
-DEFAULT_TYPE_WEIGHTS: Final[Mapping[str, float]] = {
-    "view": 1.0,
-    "click": 2.0,
-    "add_to_cart": 3.0,
-    "purchase": 5.0,
-}
-"""Weight of an event by type; ``rating`` events weigh their value (see ``event_weight``)."""
+DEFAULT_TYPE_WEIGHTS: Final[Mapping[str, float]] = TASTE_WEIGHTS
+"""Weight of an event by type: the trending sums' (``schemas.event_weights``)."""
 
 
 def event_weight(event: InteractionEvent, weights: Mapping[str, float]) -> float:
-    """How much one event says about the user's taste."""
-    if event.type == "rating":
-        # A rating weighs its value, clipped to 0..5; a rating without value counts as 1.
-        return float(min(max(event.value if event.value is not None else 1.0, 0.0), 5.0))
-    return float(weights.get(event.type, 1.0))
+    """How much one event says about the user's taste; a rating weighs its value."""
+    return taste_weight(event.type, event.value, weights)
 
 
 @dataclass(frozen=True)
