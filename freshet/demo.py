@@ -104,9 +104,10 @@ def run_demo(
     else:
         console.print("3/6  skipping training: the worker serves model-free lists")
 
-    from streams.event_producer import EventProducer, ensure_topics
+    from streams.event_producer import EventProducer
+    from streams.service_wait import wait_for_topics
 
-    ensure_topics(settings)
+    wait_for_topics(settings)
     console.print("4/6  starting a worker and replaying the past into it ...")
     worker_log = home / "demo" / stamp / "worker.log"
     worker_log.parent.mkdir(parents=True, exist_ok=True)
@@ -245,16 +246,19 @@ def _wait_caught_up(
     from kafka import KafkaConsumer, TopicPartition
     from redis import Redis
 
+    from freshet.cli.progress_line import ProgressLine
     from streams.keyspace import Keyspace
 
     topics = Topics(settings.topic_prefix)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    # No group: offsets are only read, so nothing to auto-commit (kafka-python warns).
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     parts = range(settings.topic_partitions)
     ends = consumer.end_offsets([TopicPartition(topics.events, p) for p in parts])
     consumer.close()
     client = Redis.from_url(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)
     deadline = time.monotonic() + 600
+    progress = ProgressLine(console)
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise RuntimeError(f"worker exited; see {log}")
@@ -263,9 +267,9 @@ def _wait_caught_up(
             wm = client.get(keys.watermark(tp.partition))
             done += min(end, int(wm) + 1) if wm is not None else 0
         total = sum(ends.values())
-        console.print(f"     applied {done:,}/{total:,}", end="\r")
+        progress.show(f"     applied {done:,}/{total:,}")
         if done >= total:
-            console.print()
+            progress.close()
             return
         time.sleep(0.5)
     raise RuntimeError("worker did not catch up within 10 minutes")
@@ -307,6 +311,7 @@ def _watch(settings: Settings, topics: Topics, watch: Watch) -> None:
         topics.recommendations,
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="latest",
+        enable_auto_commit=False,  # no group: positions live in this process only
         consumer_timeout_ms=500,
     )
     try:
