@@ -222,9 +222,9 @@ class OverviewHistory:
         self.version_since: dict[str, float] = {}
 
     def add(self, sample: Sample) -> Point:
+        # After a gap longer than the window (no page was open) there is no base: the
+        # first point shows no rates rather than an average over the gap.
         base = next((s for s in self._samples if sample.at_s - s.at_s <= self.window_s), None)
-        if base is None and self._samples:
-            base = self._samples[-1]
         point = point_between(base, sample)
         self._samples.append(sample)
         self._points.append(point)

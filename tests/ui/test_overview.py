@@ -97,6 +97,9 @@ def test_history_rates_span_the_window_and_remember_model_versions() -> None:
     assert points[0].at_s >= 99 - 60 and points[-1].at_s == 99
     # A pause in the flow shows within the window: 30 s back, 700 were applied.
     assert h.add(Sample(100.0, applied=850.0)).events_per_s == pytest.approx(5.0)
+    # After an hour with no page open, no rate is made up from the gap.
+    assert h.add(Sample(3700.0, applied=99_999.0)).events_per_s is None
+    assert h.add(Sample(3702.0, applied=100_019.0)).events_per_s == pytest.approx(10.0)
 
 
 def test_reason_rows_most_frequent_first() -> None:

@@ -25,6 +25,7 @@ from browser_harness import ApiProcess, chrome
 from redis import Redis
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.select import Select
 from worker_harness import WorkerProcess, wait_for
 
 from freshet.services.kafka_local import LocalKafka
@@ -286,7 +287,6 @@ def test_hostile_ids_render_as_text(stack: Stack) -> None:
     stack.wait(shown, f"the hostile dead letter on {dlq}")
     table = stack.text("dlq-table")
     assert "invalid_id" in table and "<script>alert(2)</script>" in table
-    stack.shot("dead-letters")
     for fragment, out in (("/user/", "user-error"), ("/item/", "item-error")):
         stack.open(fragment + HOSTILE)
         stack.wait(lambda out=out: HOSTILE in stack.text(out), f"the id shown in {out}")
@@ -343,6 +343,18 @@ def test_item_view_and_a_dead_letter_fixed_and_re_driven_from_the_page(stack: St
     area.send_keys(orjson.dumps(fixed).decode())
     stack.driver.find_element(By.XPATH, "//button[text()='Re-drive fixed event']").click()
     stack.wait(lambda: "1 delivered" in stack.text("dlq-result"), "the re-drive result")
+    stack.shot("dead-letters")
+    # Re-sending the originals of a reason, checked first: the original still lacks ts.
+    reason = Select(stack.driver.find_element(By.ID, "dlq-reason"))
+    reason.select_by_visible_text("missing_field")
+    stack.driver.find_element(By.ID, "dlq-dry").click()
+    stack.wait(
+        lambda: (
+            "Check: 1 selected, 0 valid; still refused" in stack.text("dlq-result")
+            and "missing_field" in stack.text("dlq-result")
+        ),
+        "the dry run of a reason",
+    )
     stack.open("/user/u5")
 
     def items_shown() -> list[str]:
