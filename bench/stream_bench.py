@@ -43,6 +43,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Sequence
@@ -248,9 +249,25 @@ def per_batch(before: dict[str, float], after: dict[str, float], name: str) -> t
     return (1000.0 * total / n if n else float("nan")), n
 
 
-def work_figures(
-    before: dict[str, float], after: dict[str, float], events: int
-) -> dict[str, float | int]:
+STAGES = (
+    "take", "queue", "decode", "redis_read", "state_rules", "score", "redis_write", "publish", "ack"
+)  # fmt: skip
+"""The worker's micro-batch stages (``streams.ingest.STAGES``), read from its endpoint so
+the bench also runs against a worker that predates them (figures then NaN)."""
+
+
+def stage_budget(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean ms per micro-batch in each stage (``freshet_stage_seconds``) between scrapes."""
+    out = {}
+    for stage in STAGES:
+        name = f'freshet_stage_seconds_{{}}{{{{stage="{stage}"}}}}'
+        n = after.get(name.format("count"), 0) - before.get(name.format("count"), 0)
+        total = after.get(name.format("sum"), 0) - before.get(name.format("sum"), 0)
+        out[stage] = round(1000.0 * total / n, 3) if n else float("nan")
+    return out
+
+
+def work_figures(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, Any]:
     rt = after.get("freshet_redis_round_trips_total", 0) - before.get(
         "freshet_redis_round_trips_total", 0
     )
@@ -265,10 +282,12 @@ def work_figures(
         return after.get(name, 0) - before.get(name, 0)
 
     wall = delta("wall_seconds")
+    # Every name is present; NaN where a process was not watched (external services).
     cores = {
-        f"cores_{who}": round(delta(f"{who}_cpu_seconds") / wall, 3) if wall > 0 else float("nan")
+        f"cores_{who}": round(delta(f"{who}_cpu_seconds") / wall, 3)
+        if wall > 0 and f"{who}_cpu_seconds" in after
+        else float("nan")
         for who in ("worker", "kafka", "redis", "bench")
-        if f"{who}_cpu_seconds" in after
     }
 
     return {
@@ -283,6 +302,7 @@ def work_figures(
         "micro_batches_scored": batches,
         "encoder_ms_per_micro_batch": enc_ms,
         "recommend_ms_per_micro_batch": rec_ms,
+        "stage_ms_per_micro_batch": stage_budget(before, after),
     }
 
 
@@ -358,8 +378,14 @@ async def paced_send(
     return sent
 
 
-async def tail(settings: Settings, topic: str, out: list[tuple[bytes, int, int]]) -> None:
-    """Append (value, record timestamp ms, receive ms) of every new record until cancelled."""
+async def tail(
+    settings: Settings,
+    topic: str,
+    out: list[tuple[bytes, int, int]],
+    stop: threading.Event | None = None,
+) -> None:
+    """Append (value, record timestamp ms, receive ms) of every new record until cancelled
+    (or, from another thread, until ``stop`` is set)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
@@ -370,7 +396,7 @@ async def tail(settings: Settings, topic: str, out: list[tuple[bytes, int, int]]
         await consumer.seek_to_end(*tps)
         for tp in tps:
             await consumer.position(tp)
-        while True:
+        while stop is None or not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             got = now_ms()
             for records in batch.values():
@@ -534,6 +560,14 @@ def saturation(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(worker, raw pipe) drain rates of one backlog of ``events``."""
     topics = Topics(settings.topic_prefix)
+    recs: list[tuple[bytes, int, int]] = []
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=lambda: asyncio.run(tail(settings, topics.recommendations, recs, stop)),
+        daemon=True,
+    )
+    reader.start()
+    time.sleep(1.0)  # the tail is positioned before anything is sent
     before = worker.scrape()
     worker.proc.send_signal(signal.SIGSTOP)
     try:
@@ -555,6 +589,14 @@ def saturation(
     worker_s = t - (start or t)
     time.sleep(0.5)
     after = worker.scrape()
+    time.sleep(DEBOUNCE_MS / 1000.0 + 1.0)  # trailing-edge lists
+    stop.set()
+    reader.join()
+    fresh = event_freshness(
+        [(e["user_id"], e["ts"]) for e in (orjson.loads(v) for _, v in msgs)],
+        lists_of(recs),
+        DEBOUNCE_MS,
+    )
     pipe_s = asyncio.run(
         raw_pipe(
             settings,
@@ -568,10 +610,87 @@ def saturation(
         {
             "events_per_s": len(events) / worker_s,
             "lists_per_s": work["lists_published"] / worker_s,
+            # Every event of the backlog, stamped as it was produced with the worker
+            # stopped: how long a burst's events wait for their lists.
+            "freshness_ms_all_events": quantiles(fresh.all),
+            "events_never_reflected": fresh.unreflected,
             **work,
         },
         {"events_per_s": len(events) / pipe_s},
     )
+
+
+CURVE_FIELDS = (
+    "offered_rate",
+    "sustained_events_per_s",
+    "freshness_ms_all_events",
+    "latency_ms_published_minus_event",
+    "worker_cpu_ms_per_event",
+    "cores_worker",
+    "cores_kafka",
+    "cores_redis",
+    "stage_ms_per_micro_batch",
+)
+
+
+def curve_point(paced: dict[str, Any], events: int) -> dict[str, Any]:
+    """One point of the freshness-against-offered-rate curve, from a paced phase."""
+    return {**{k: paced[k] for k in CURVE_FIELDS}, "events": events}
+
+
+REQUIRED_PHASE_FIELDS = (
+    "freshness_ms_all_events",
+    "worker_cpu_ms_per_event",
+    "cores_worker",
+    "cores_kafka",
+)
+"""Names every phase and curve point carries in ``--out`` (issue 19: kept as they are)."""
+
+
+def missing_fields(report: dict[str, Any]) -> list[str]:
+    """The required names a report lacks, as ``phase.name``; empty when complete."""
+    figures = report["figures"]
+    phases = {k: figures[k] for k in ("paced_worker", "saturated_worker")}
+    phases.update({f"curve[{i}]": p for i, p in enumerate(figures.get("curve", []))})
+    out = [
+        f"{phase}.{name}"
+        for phase, fig in phases.items()
+        for name in REQUIRED_PHASE_FIELDS
+        if name not in fig
+    ]
+    for phase, fig in phases.items():
+        fresh = fig.get("freshness_ms_all_events", {})
+        out += [f"{phase}.freshness_ms_all_events.{q}" for q in ("p50", "p99") if q not in fresh]
+    if "idle_cores_worker" not in report:
+        out.append("idle_cores_worker")
+    return out
+
+
+def lists_of(recs: Iterable[tuple[bytes, int, int]]) -> list[tuple[str, int, int]]:
+    """(user, event_ts, published_ts) of each list record tailed."""
+    out = []
+    for value, _, _ in recs:
+        rec = orjson.loads(value)
+        out.append((rec["user_id"], rec.get("event_ts") or 0, rec["published_ts"]))
+    return out
+
+
+def idle_cores(worker: WorkerProc, seconds: float, profile: Path | None = None) -> float:
+    """The worker's cores over ``seconds`` with no traffic; ``profile``: a py-spy
+    flame graph of that window (py-spy on PATH)."""
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(worker.proc.pid), "--duration", str(int(seconds)),
+             "--rate", "200", "--format", "raw", "--output", str(profile)],
+        )  # fmt: skip
+    before = worker.scrape()
+    time.sleep(seconds)
+    after = worker.scrape()
+    if spy is not None:
+        spy.wait(timeout=60)
+    wall = after["wall_seconds"] - before["wall_seconds"]
+    return round((after["worker_cpu_seconds"] - before["worker_cpu_seconds"]) / wall, 4)
 
 
 def latency_curve(
@@ -590,22 +709,14 @@ def latency_curve(
         if not chunk:
             break
         r = asyncio.run(paced_worker(settings, worker, chunk, rate, timed))
-        points.append(
-            {
-                "offered_rate": rate,
-                "sustained_events_per_s": r["sustained_events_per_s"],
-                "latency_ms_published_minus_event": r["latency_ms_published_minus_event"],
-                "worker_cpu_ms_per_event": r["worker_cpu_ms_per_event"],
-                "events": len(chunk),
-            }
-        )
+        points.append(curve_point(r, len(chunk)))
         if r["latency_ms_published_minus_event"]["p99"] > stop_ms:
             break
     return points
 
 
 def plot_curve(points: Sequence[dict[str, Any]], path: Path) -> None:
-    """p50/p99 event-to-publish latency against the offered rate (log latency axis)."""
+    """p50/p99 freshness (and event-to-publish) against the offered rate (log axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -614,11 +725,13 @@ def plot_curve(points: Sequence[dict[str, Any]], path: Path) -> None:
     x = [p["offered_rate"] for p in points]
     fig, ax = plt.subplots(figsize=(6, 4))
     for q in ("p50", "p99"):
-        ax.plot(x, [p["latency_ms_published_minus_event"][q] for p in points], "o-", label=q)
+        ax.plot(x, [p["freshness_ms_all_events"][q] for p in points], "o-", label=f"{q} freshness")
+        lat = [p["latency_ms_published_minus_event"][q] for p in points]
+        ax.plot(x, lat, ":", label=f"{q} event-to-publish (lists only)")
     ax.axhline(50, color="grey", linestyle=":", label="50 ms target")
     ax.set_yscale("log")
     ax.set_xlabel("offered events/s (one worker)")
-    ax.set_ylabel("event-to-publish latency, ms")
+    ax.set_ylabel("event to first list reflecting it, ms")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -678,6 +791,17 @@ def main() -> None:
         type=float,
         default=900.0,
         help="seconds the worker may take to apply the catalog and warm-up and load its model",
+    )
+    parser.add_argument(
+        "--idle-s",
+        type=float,
+        default=30.0,
+        help="seconds of no traffic, after warm-up, over which idle_cores_worker is measured",
+    )
+    parser.add_argument(
+        "--profile-idle",
+        type=Path,
+        help="write a py-spy profile (raw, collapsed stacks) of the idle worker here",
     )
     parser.add_argument(
         "--lists-out",
@@ -775,6 +899,7 @@ def main() -> None:
             )
             ready_s = time.perf_counter() - t
             time.sleep(2.0)
+            idle = idle_cores(worker, args.idle_s, args.profile_idle)
             timed: list[dict[str, Any]] | None = [] if args.lists_out else None
             results["paced_worker"] = asyncio.run(
                 paced_worker(settings, worker, shop.live, args.rate, timed)
@@ -819,6 +944,8 @@ def main() -> None:
         "worker_env": worker_env,
         "load_producer_linger_ms": LOAD_LINGER_MS,
         "onnx_provider": provider,
+        "idle_s": args.idle_s,
+        "load_average_1_5_15": list(os.getloadavg()),
         "simulate_s": round(sim_s, 1),
         "train_s": round(train_s, 1),
         "worker_ready_s": round(ready_s, 1),
@@ -828,8 +955,10 @@ def main() -> None:
         },
         "note": "Kafka, Redis, the worker and the bench's producers share the cores",
     }
-    report = {"conditions": conditions, "figures": results}
+    report = {"conditions": conditions, "idle_cores_worker": idle, "figures": results}
     _print(report)
+    if missing := missing_fields(report):
+        raise SystemExit(f"report lacks {missing}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if results["curve"]:
         plot_curve(results["curve"], args.out.with_suffix(".curve.png"))
@@ -856,10 +985,11 @@ def _print(report: dict[str, Any]) -> None:
     if c.get("worker_env"):
         print(f"  worker settings: {c['worker_env']}")
     print(f"  lists by strategy (whole run): {c['lists_by_strategy']}")
-    print(f"  {c['note']}")
+    print(f"  {c['note']}; load average {c['load_average_1_5_15']}")
     pw, pb = f["paced_worker"], f["paced_baseline"]
     sw, sb = f["saturated_worker"], f["saturated_baseline"]
     print("figures:")
+    print(f"  idle worker: {report['idle_cores_worker']:.4f} cores over {c['idle_s']:.0f} s")
     print(f"                               {'freshet worker':>16} {'raw aiokafka pipe':>18}")
     print(
         f"  sustained @ {pw['offered_rate']:,.0f}/s offered    "
@@ -903,6 +1033,11 @@ def _print(report: dict[str, Any]) -> None:
             f"(peak {w['worker_peak_rss_mib']:,.0f} MiB)"
         )
     print(f"  saturated: {sw['lists_per_s']:,.0f} lists/s published while draining")
+    fq = sw["freshness_ms_all_events"]
+    print(f"  saturated freshness (backlog events): p50 {fq['p50']:.0f} ms, p99 {fq['p99']:.0f} ms")
+    for name, w in (("paced", pw), ("saturated", sw)):
+        budget = ", ".join(f"{k} {v:.2f}" for k, v in w["stage_ms_per_micro_batch"].items())
+        print(f"  {name:<9} ms per micro-batch by stage: {budget}")
     for name, w in (("paced", pw), ("saturated", sw)):
         split = ", ".join(
             f"{k.removeprefix('cores_')} {v:.2f}" for k, v in w.items() if k.startswith("cores_")
@@ -911,13 +1046,18 @@ def _print(report: dict[str, Any]) -> None:
             print(f"  {name:<9} CPU cores in use: {split} (of {c['cores']})")
     if f["curve"]:
         print("  latency vs throughput (event-to-publish, fresh events per rate):")
-        print("    offered/s  sustained/s    p50 ms    p99 ms  p99.9 ms  CPU ms/event")
+        print(
+            "    offered/s  sustained/s    p50 ms    p99 ms  p99.9 ms  fresh p50  fresh p99"
+            "  CPU ms/event  worker cores  kafka cores"
+        )
         for p in f["curve"]:
-            lq = p["latency_ms_published_minus_event"]
+            lq, fq = p["latency_ms_published_minus_event"], p["freshness_ms_all_events"]
             print(
                 f"    {p['offered_rate']:9,.0f} {p['sustained_events_per_s']:12,.0f}"
                 f" {lq['p50']:9.0f} {lq['p99']:9.0f} {lq['p99.9']:9.0f}"
-                f" {p['worker_cpu_ms_per_event']:12.3f}"
+                f" {fq['p50']:10.0f} {fq['p99']:10.0f}"
+                f" {p['worker_cpu_ms_per_event']:13.3f} {p['cores_worker']:13.2f}"
+                f" {p['cores_kafka']:12.2f}"
             )
 
 

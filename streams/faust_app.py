@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -111,6 +112,13 @@ async def run_until_done(
             await asyncio.sleep(min(max_backoff_s, 0.1 * 2 ** min(attempt, 8)))
 
 
+def take_wait_s(events: Sequence[Any], taken: float) -> float:
+    """How long the oldest event of a take waited in it: from the consumer handing it
+    to the stream (Faust's monitor stamps ``message.time_in``, monotonic) to ``taken``."""
+    times = [t for ev in events if (t := getattr(ev.message, "time_in", None)) is not None]
+    return max(0.0, taken - min(times)) if times else 0.0
+
+
 def add_batch_agent(
     app: faust.App,
     topic_name: str,
@@ -136,17 +144,28 @@ def add_batch_agent(
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
     async def agent(stream: Any) -> None:
-        waiting: asyncio.Queue[Sequence[Any]] = asyncio.Queue(maxsize=max(1, queued_batches))
+        # Each waiting micro-batch with the (monotonic) time take handed it over.
+        waiting: asyncio.Queue[tuple[Sequence[Any], float]] = asyncio.Queue(
+            maxsize=max(1, queued_batches)
+        )
 
         async def process() -> None:
             while True:
-                events = list(await waiting.get())
+                first, taken = await waiting.get()
+                started = time.monotonic()
+                events = list(first)
                 while not waiting.empty():
-                    events += waiting.get_nowait()
+                    events += waiting.get_nowait()[0]
                 records = [_record(ev) for ev in events]
                 stats = await run_until_done(handler, records, on_retry=on_retry)
+                acking = time.monotonic()
                 for ev in events:
                     await stream.ack(ev)
+                stats.stages_s.update(
+                    take=take_wait_s(first, taken),
+                    queue=started - taken,
+                    ack=time.monotonic() - acking,
+                )
                 if on_batch is not None:
                     try:
                         on_batch(stats)
@@ -156,7 +175,7 @@ def add_batch_agent(
         processor = asyncio.ensure_future(process())
         try:
             async for events in stream.noack_take(max_events, within=within_s):
-                put = asyncio.ensure_future(waiting.put(events))
+                put = asyncio.ensure_future(waiting.put((events, time.monotonic())))
                 await asyncio.wait({put, processor}, return_when=asyncio.FIRST_COMPLETED)
                 if processor.done():  # only cancellation ends it; surface that
                     put.cancel()

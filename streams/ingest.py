@@ -84,6 +84,8 @@ class BatchStats:
     users_touched: int = 0
     source_timestamps_ms: list[int] = field(default_factory=list)
     published_source_ts_ms: list[int] = field(default_factory=list)  # one per list sent
+    # Seconds this batch spent per stage (``STAGES``): its latency budget.
+    stages_s: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: BatchStats) -> None:
         self.records += other.records
@@ -94,6 +96,19 @@ class BatchStats:
         self.published += other.published
         self.users_touched += other.users_touched
 
+
+STAGES = (
+    "take",  # the oldest record waiting in the agent's take for its micro-batch
+    "queue",  # the micro-batch waiting for the one before it to finish
+    "decode",
+    "redis_read",
+    "state_rules",
+    "score",  # encoder, candidates and re-ranking (their split: the scorer's timings)
+    "redis_write",
+    "publish",
+    "ack",  # acking the records (Faust commits acked offsets every commit interval)
+)
+"""The stages of a micro-batch, in order, as the worker times them."""
 
 DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 
@@ -163,7 +178,17 @@ class IngestProcessor:
         """Apply one batch; returns its counts. Raises only on store/sink failure."""
         now_ms = int(self.clock() * 1000)
         stats = BatchStats(records=len(records))
+        stages = stats.stages_s
+        mark = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            stages[stage] = stages.get(stage, 0.0) + now - mark
+            mark = now
+
         good, bad = decode_records(records, self.limits, now_ms if self.check_future else None)
+        lap("decode")
         if bad:
             await self.dead_letter_sink(bad)
             stats.dead_lettered = len(bad)
@@ -180,7 +205,9 @@ class IngestProcessor:
             for p, pairs in by_partition.items()
         ]
         reads += [PartitionRead(p, ()) for p in last_offset if p not in by_partition]
+        lap("publish")  # dead letters, if any, are sent above
         snapshots = await self.store.read(reads)
+        lap("redis_read")
 
         writes: list[PartitionWrite] = []
         touched: list[TouchedUser] = []
@@ -195,12 +222,14 @@ class IngestProcessor:
             touched += _touched_users(p, snap, pairs, outcome)
         stats.users_touched = len(touched)
         stats.source_timestamps_ms = [t.source_timestamp_ms for t in touched]
+        lap("state_rules")
 
         refresh = Refresh()
         if self.refresher is not None and touched:
             refresh = await self.refresher.refresh(touched, now_ms)
+        lap("score")
         part_of = {t.user_id: t.partition for t in touched}
-        sent = await self.publisher.commit(writes, part_of, refresh)
+        sent = await self.publisher.commit(writes, part_of, refresh, stages)
         if sent and self.publisher.sink is not None:
             stats.published = len(sent)
             stats.published_source_ts_ms = [

@@ -27,7 +27,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from streams.ingest import BatchStats
+from streams.ingest import STAGES, BatchStats
 
 if TYPE_CHECKING:
     import faust
@@ -129,6 +129,13 @@ class WorkerMetrics:
             buckets=COMPUTE_BUCKETS_S,
             registry=reg,
         )
+        self.stage = Histogram(
+            "freshet_stage_seconds",
+            "Time per micro-batch in each stage of the ingest path (its latency budget).",
+            ["stage"],
+            buckets=COMPUTE_BUCKETS_S,
+            registry=reg,
+        )
         self.model = Info("freshet_model", "The model bundle being served.", registry=reg)
         self.bundle_swaps = Counter(
             "freshet_bundle_swaps", "Model bundles swapped in.", registry=reg
@@ -159,6 +166,8 @@ class WorkerMetrics:
             self.events.labels(outcome)
         for strategy in STRATEGIES:
             self.lists.labels(strategy)
+        for stage in STAGES:
+            self.stage.labels(stage)
         self.model.info({"version": "none"})
 
     # --- feeding ---------------------------------------------------------------------
@@ -171,6 +180,8 @@ class WorkerMetrics:
         self.events.labels("dead_lettered").inc(stats.dead_lettered)
         self.dead_letters.labels("events").inc(stats.dead_lettered)
         self.observe_published(stats.published_source_ts_ms)
+        for stage, seconds in stats.stages_s.items():
+            self.stage.labels(stage).observe(seconds)
         self.collect()
 
     def observe_catalog(self, stats: BatchStats) -> None:

@@ -49,6 +49,7 @@ class ListPublisher:
         writes: Sequence[PartitionWrite],
         partition_of: Mapping[str, int],
         refresh: Refresh | None = None,
+        stages_s: dict[str, float] | None = None,
     ) -> list[Recommendation]:
         """Store ``writes`` with ``refresh`` attached, then publish; returns the lists sent.
 
@@ -57,6 +58,8 @@ class ListPublisher:
                 empty when no state changes (trailing edge, republish).
             partition_of: Each refreshed user's partition.
             refresh: Embeddings and lists; an embedding is kept only with a state write.
+            stages_s: If given, the seconds spent storing (``redis_write``) and sending
+                (``publish``) are added to it.
         """
         refresh = refresh or Refresh()
         now = int(self.clock() * 1000)
@@ -74,10 +77,15 @@ class ListPublisher:
                 by_p[p].latest[rec.user_id] = raw
             else:
                 alone.setdefault(p, {})[rec.user_id] = raw
+        t0 = time.perf_counter()
         if writes:
             await self.store.write(writes)
         for p, latest in alone.items():
             await self.store.set_latest(p, latest)
+        t1 = time.perf_counter()
         if lists and self.sink is not None:
             await self.sink(lists)
+        if stages_s is not None:
+            stages_s["redis_write"] = stages_s.get("redis_write", 0.0) + t1 - t0
+            stages_s["publish"] = stages_s.get("publish", 0.0) + time.perf_counter() - t1
         return lists

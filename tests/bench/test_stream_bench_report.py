@@ -1,0 +1,69 @@
+"""The stream bench's ``--out`` JSON carries the names issue 19 fixed, with right values."""
+
+from __future__ import annotations
+
+import math
+
+from bench.stream_bench import curve_point, missing_fields, work_figures
+
+STAGE = 'freshet_stage_seconds_{}{{stage="{}"}}'
+
+
+def scrape(t: float, worker: float, kafka: float | None, decode_s: float, n: int) -> dict:
+    out = {
+        "wall_seconds": t,
+        "worker_cpu_seconds": worker,
+        "redis_cpu_seconds": 1.0,
+        STAGE.format("sum", "decode"): decode_s,
+        STAGE.format("count", "decode"): n,
+    }
+    if kafka is not None:
+        out["kafka_cpu_seconds"] = kafka
+    return out
+
+
+def test_work_figures_known_answers() -> None:
+    before = scrape(100.0, 10.0, 5.0, 0.5, 100)
+    after = scrape(104.0, 12.0, 6.0, 0.9, 300)
+    w = work_figures(before, after, events=1000)
+    assert w["worker_cpu_ms_per_event"] == 2.0  # 2 CPU seconds over 1,000 events
+    assert w["cores_worker"] == 0.5 and w["cores_kafka"] == 0.25 and w["cores_redis"] == 0.0
+    assert w["stage_ms_per_micro_batch"]["decode"] == 2.0  # 0.4 s over 200 batches
+    assert math.isnan(w["stage_ms_per_micro_batch"]["score"])  # never observed
+
+
+def test_unwatched_kafka_is_nan_not_missing() -> None:
+    w = work_figures(scrape(0.0, 0.0, None, 0, 0), scrape(1.0, 0.1, None, 0, 0), events=10)
+    assert "cores_kafka" in w and math.isnan(w["cores_kafka"])
+
+
+def paced() -> dict:
+    w = work_figures(scrape(0.0, 0.0, 0.0, 0, 0), scrape(2.0, 0.2, 0.1, 0, 0), events=20)
+    return {
+        "offered_rate": 10.0,
+        "sustained_events_per_s": 9.9,
+        "freshness_ms_all_events": {"p50": 12, "p99": 40, "p99.9": 41, "n": 20},
+        "latency_ms_published_minus_event": {"p50": 11, "p99": 39, "p99.9": 40, "n": 19},
+        "lists_seen": 19,
+        **w,
+    }
+
+
+def test_a_complete_report_lacks_nothing_and_each_gap_is_named() -> None:
+    point = curve_point(paced(), events=20)
+    assert point["cores_worker"] == 0.1 and point["cores_kafka"] == 0.05
+    assert point["worker_cpu_ms_per_event"] == 10.0 and point["events"] == 20
+    saturated = {**paced(), "events_per_s": 900.0}
+    report = {
+        "idle_cores_worker": 0.01,
+        "figures": {"paced_worker": paced(), "saturated_worker": saturated, "curve": [point]},
+    }
+    assert missing_fields(report) == []
+    del report["idle_cores_worker"]
+    del saturated["cores_kafka"]
+    del point["freshness_ms_all_events"]["p99"]
+    assert missing_fields(report) == [
+        "saturated_worker.cores_kafka",
+        "curve[0].freshness_ms_all_events.p99",
+        "idle_cores_worker",
+    ]
