@@ -55,10 +55,7 @@ class Stack:
     shots: Path
 
     def send(self, events: list[InteractionEvent | CatalogEvent]) -> None:
-        with EventProducer(self.settings) as producer:
-            for ev in events:
-                producer.send(ev)
-            producer.flush()
+        _send(self.settings, events)
 
     def send_raw(self, value: bytes, key: bytes) -> None:
         with EventProducer(self.settings) as producer:
@@ -88,11 +85,23 @@ class Stack:
         (self.shots / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
     def stored_list(self, user: str) -> list[str]:
-        from freshet.api.lists import user_partition
+        return _stored_list(self.redis, self.settings, user)
 
-        keys = Keyspace(self.settings.redis_namespace)
-        raw = self.redis.hget(keys.user(user_partition(user, 2), user), "r")
-        return [] if raw is None else [it["item_id"] for it in orjson.loads(raw)["items"]]
+
+def _send(settings: Settings, events: list[InteractionEvent | CatalogEvent]) -> None:
+    with EventProducer(settings) as producer:
+        for ev in events:
+            producer.send(ev)
+        producer.flush()
+
+
+def _stored_list(client: Redis, settings: Settings, user: str) -> list[str]:
+    """The item ids of the user's list as the worker stored it in Redis."""
+    from freshet.api.lists import user_partition
+
+    keys = Keyspace(settings.redis_namespace)
+    raw = client.hget(keys.user(user_partition(user, settings.topic_partitions), user), "r")
+    return [] if raw is None else [it["item_id"] for it in orjson.loads(raw)["items"]]
 
 
 def _number(text: str) -> float:
@@ -151,9 +160,8 @@ def stack(
     api = driver = None
     client = Redis.from_url(settings.redis_url)
     try:
-        stack = Stack(settings, None, worker, None, client, shots)  # type: ignore[arg-type]
-        stack.send(_shop(int(time.time() * 1000)))
-        wait_for(lambda: bool(stack.stored_list("u3")), 90, "the seed lists", worker)
+        _send(settings, _shop(int(time.time() * 1000)))
+        wait_for(lambda: bool(_stored_list(client, settings, "u3")), 90, "the seed lists", worker)
         api = ApiProcess(
             settings,
             free_port(),
@@ -164,8 +172,7 @@ def stack(
             FRESHET_UI_REFRESH_S="0.5",
         )
         driver = chrome()
-        stack.api, stack.driver = api, driver
-        yield stack
+        yield Stack(settings, api, worker, driver, client, shots)
     finally:
         if driver is not None:
             driver.quit()
