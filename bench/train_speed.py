@@ -1,93 +1,103 @@
-"""How long training takes on this machine: ~1M simulated events, CPU threads as given.
+"""Training speed: today's one-prediction-per-history trainer against the causal one.
 
-Prints its conditions (torch version, threads, events, epochs) and figures (log build,
-per-epoch and total training time, time per 1M training examples), and the quality of
-the model next to the baselines fitted in the same run, on the same held-out events.
+Both train freshet's retrieval model on the same data in the same run, one after the
+other, with the same threads and the same wall-time budget, and both are scored after
+every epoch on the same validation cases (leave-one-out: each user's second-to-last
+event, ranked against every item the user has not rated). Printed: conditions (host
+CPU, load, torch threads, data), per-epoch figures (predicted positions, training
+seconds, predicted positions per second, validation NDCG@10, wall time so far), and
+the best validation NDCG@10 each had reached at a few wall times.
 
-    .venv/bin/python -m bench.train_speed --events 1000000 --epochs 1
+    .venv/bin/python -m bench.train_speed \\
+        --ratings ../shared/data/ml-latest-small/ratings.csv --budget-s 120 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import time
+import os
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from streams.simulator import SimConfig, simulate
-from training.data import build_log, time_split
-from training.evaluation.baselines import fit_baselines
-from training.evaluation.protocols import build_cases, evaluate
-from training.models.retrieval import TorchScorer
-from training.train import TrainConfig, train
+from bench.host import cpu_model
+from bench.leave_one_out import movielens_events
+from training.data import build_log, leave_one_out
+from training.train import TrainConfig, TrainResult, train
+
+TODAY = TrainConfig(objective="last", history_len=20)
+"""The trainer as it was: one prediction per history, its defaults otherwise."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--items", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--history-len", type=int, default=20)
-    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--ratings", type=Path, required=True)
+    parser.add_argument("--budget-s", type=float, default=120.0, help="Wall time per trainer.")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--history-len", type=int, default=50, help="N of the causal trainer.")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
-    t0 = time.perf_counter()
-    world = SimConfig(
-        users=args.users,
-        items=args.items,
-        events=args.events,
-        new_user_rate=0.05,
-        new_item_rate=0.05,
-    )
-    log = build_log(simulate(world, seed=args.seed))
-    t_log = time.perf_counter() - t0
-    split = time_split(log)
-    config = TrainConfig(
-        dim=args.dim,
-        history_len=args.history_len,
-        epochs=args.epochs,
-        patience=args.epochs,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        seed=args.seed,
-    )
+    log = build_log(movielens_events(args.ratings))
+    split = leave_one_out(log)
+    common = {
+        "epochs": 10_000,
+        "patience": 10_000,
+        "time_budget_s": args.budget_s,
+        "threads": args.threads,
+        "seed": args.seed,
+    }
+    trainers = {
+        "today (last)": replace(TODAY, **common),
+        "causal": replace(TrainConfig(history_len=args.history_len), **common),
+    }
     print(
-        f"conditions: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"threads {torch.get_num_threads()}, events {log.n_events}, users {log.n_users}, "
-        f"items {log.n_items}, train examples {split.train.size}, epochs {args.epochs}, "
-        f"batch {args.batch_size}, N {args.history_len}, dim {args.dim}"
+        f"conditions: {cpu_model()}, load average {os.getloadavg()[0]:.1f} at start, "
+        f"torch {torch.__version__}, threads {args.threads}; data {args.ratings} "
+        f"({log.n_events} events, {log.n_users} users, {log.n_items} items, movies.csv "
+        f"content), leave-one-out, {split.train.size} training events, {split.valid.size} "
+        f"validation cases; budget {args.budget_s:.0f} s of wall time per trainer"
     )
-    print(f"simulate + build log: {t_log:.1f} s")
-    result = train(log, split, config, show=False)
-    for rec in result.history:
+    results: dict[str, TrainResult] = {}
+    for name, config in trainers.items():
         print(
-            f"epoch {rec.epoch}: {rec.seconds:.1f} s (incl. validation), loss {rec.loss:.4f}, "
-            f"valid NDCG@10 {rec.valid['ndcg@10']:.4f}"
+            f"\n{name}: N {config.history_len}, dim {config.dim}, batch "
+            f"{config.batch_size if config.objective == 'last' else config.windows_per_batch}"
+            f" {'events' if config.objective == 'last' else 'windows'}, {config.negatives} "
+            f"sampled negatives + in-batch"
         )
-    per_million = result.seconds / max(result.samples, 1) * 1e6
+        head = ("epoch", "positions", "train s", "pos/s", "NDCG@10", "wall s")
+        print("{:>5} {:>9} {:>8} {:>7} {:>8} {:>7}".format(*head))
+        results[name] = result = train(log, split, config, show=False)
+        for rec in result.history:
+            print(
+                f"{rec.epoch:5d} {rec.positions:9d} {rec.train_seconds:8.1f} "
+                f"{rec.positions / rec.train_seconds:7.0f} {rec.valid['ndcg@10']:8.4f} "
+                f"{rec.elapsed:7.1f}"
+            )
+    print("\nsummary")
+    rates = {}
+    for name, result in results.items():
+        positions = sum(r.positions for r in result.history)
+        seconds = sum(r.train_seconds for r in result.history)
+        rates[name] = positions / seconds
+        print(
+            f"{name:<13} {rates[name]:8.0f} predicted positions/s, "
+            f"{seconds / len(result.history):6.1f} s per epoch (training only), "
+            f"{len(result.history)} epochs"
+        )
+    print(f"ratio: {rates['causal'] / rates['today (last)']:.1f}x predicted positions/s")
+    marks = [args.budget_s * f for f in (0.25, 0.5, 0.75, 1.0)]
     print(
-        f"training: {result.seconds:.1f} s for {result.samples} examples "
-        f"= {per_million:.0f} s per 1M training examples"
+        "best validation NDCG@10 reached by wall time (s): " + " ".join(f"{m:.0f}" for m in marks)
     )
-    cases = build_cases(log, split, "test", args.history_len, 5000, args.seed)
-    popularity = log.popularity(split.train)
-    t1 = time.perf_counter()
-    baselines = fit_baselines(log, split.train)
-    t_base = time.perf_counter() - t1
-    print(f"baselines fitted in {t_base:.1f} s")
-    print(f"{'model':<14} {'HR@10':>7} {'NDCG@10':>8} {'coverage':>9} {'tail':>6}")
-    for scorer in [TorchScorer(result.model), *baselines]:
-        mt = evaluate(scorer, cases, popularity).metrics
-        print(
-            f"{scorer.name:<14} {mt['hr@10']:7.4f} {mt['ndcg@10']:8.4f} "
-            f"{mt['coverage']:9.4f} {mt['long_tail_share']:6.3f}"
-        )
+    for name, result in results.items():
+        best = [
+            max((r.valid["ndcg@10"] for r in result.history if r.elapsed <= m), default=0.0)
+            for m in marks
+        ]
+        print(f"{name:<13} " + " ".join(f"{b:.4f}" for b in best))
 
 
 if __name__ == "__main__":

@@ -289,3 +289,42 @@ def history_batch(
         gaps=np.where(mask, gaps, 0.0).astype(np.float32),
         mask=mask.astype(np.float32),
     )
+
+
+def training_windows(log: InteractionLog, events: np.ndarray, n: int) -> np.ndarray:
+    """Each user's ``events`` cut into windows of ``n + 1`` consecutive ones: (W, n + 1).
+
+    Windows are cut back from each user's newest event and left-padded with -1; the last
+    ``n`` of a window are next-item targets of the ``n`` before, so every event except
+    each user's first is a target exactly once. Users with one event give no window.
+    """
+    events = np.sort(np.asarray(events, dtype=np.int64))
+    by_user = events[np.argsort(log.users[events], kind="stable")]  # (user, time) order
+    counts = np.bincount(log.users[by_user], minlength=log.n_users)
+    starts = np.cumsum(counts) - counts
+    per_user = np.maximum(counts - 1 + n - 1, 0) // n  # ceil((count - 1) / n) windows
+    user = np.repeat(np.arange(log.n_users), per_user)
+    k = np.arange(int(per_user.sum())) - np.repeat(np.cumsum(per_user) - per_user, per_user)
+    ends = counts[user] - 1 - k * n  # position within the user of each window's last event
+    within = ends[:, None] + np.arange(-n, 1)[None, :]
+    flat = starts[user][:, None] + np.clip(within, 0, None)
+    return np.where(within >= 0, by_user[flat], -1)
+
+
+def window_batch(log: InteractionLog, windows: np.ndarray) -> tuple[HistoryBatch, np.ndarray]:
+    """Causal-encoder inputs of windows and the next item at each position (-1: none).
+
+    ``gaps`` count back from each window's newest input, as ``history_batch`` does.
+    """
+    inputs, after = windows[:, :-1], windows[:, 1:]
+    mask = inputs >= 0
+    safe = np.clip(inputs, 0, None)
+    now = log.ts[safe[:, -1]]
+    gaps = np.log1p(np.maximum(now[:, None] - log.ts[safe], 0) / 1000.0)
+    hist = HistoryBatch(
+        items=np.where(mask, log.items[safe], -1),
+        types=np.where(mask, log.types[safe], 0),
+        gaps=np.where(mask, gaps, 0.0).astype(np.float32),
+        mask=mask.astype(np.float32),
+    )
+    return hist, np.where(mask, log.items[np.clip(after, 0, None)], -1)

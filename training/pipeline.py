@@ -18,6 +18,7 @@ from training.models.retrieval import TorchScorer
 from training.ranker_train import RankerConfig, RankerStage, ranker_stage
 from training.report import write_report
 from training.train import TrainConfig, TrainResult, train
+from training.warm_start import WEIGHTS_FILE, WarmStart, warm_start_of, weights_bytes
 
 RANKER_MODES = ("off", "auto", "on")
 DEFAULT_RANKER = "auto"
@@ -59,11 +60,14 @@ def run(
     show: bool = True,
     ranker: str = DEFAULT_RANKER,
     ranker_config: RankerConfig | None = None,
+    warm_start: WarmStart | None = None,
 ) -> PipelineResult:
     """Train on ``events``, compare with the baselines on the test part, write a bundle.
 
     ``ranker``: ``off`` trains none; ``auto`` trains one and ships it only when it beats
     retrieval by ``MIN_GAIN`` on held-out validation cases; ``on`` always ships it.
+    ``warm_start``: start from an earlier model's weights (``training.warm_start``); the
+    bundle stores this model's weights for the next run to start from.
     """
     if ranker not in RANKER_MODES:
         raise ValueError(f"ranker must be one of {RANKER_MODES}, got {ranker!r}")
@@ -72,7 +76,7 @@ def run(
     if log.n_events < 10:
         raise ValueError(f"only {log.n_events} interaction events; too few to train on")
     split = make_split(log, protocol)
-    result = train(log, split, config, show=show)
+    result = train(log, split, config, show=show, warm_start=warm_start)
     cases = build_cases(log, split, "test", config.history_len, test_cases, config.seed)
     popularity = log.popularity(split.train)
     scorers = [TorchScorer(result.model), *fit_baselines(log, split.train)]
@@ -102,7 +106,11 @@ def run(
     }
     with tempfile.TemporaryDirectory() as tmp:
         png, md = write_report(result, rows, Path(tmp))
-        extra = {"report.md": md.read_bytes(), "curves.png": png.read_bytes()}
+        extra = {
+            "report.md": md.read_bytes(),
+            "curves.png": png.read_bytes(),
+            WEIGHTS_FILE: weights_bytes(warm_start_of(result.model, log)),
+        }
         bundle = export_bundle(
             result.model,
             log,

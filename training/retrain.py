@@ -39,6 +39,7 @@ from inference.bundle import (
 from schemas.events import CatalogEvent, InteractionEvent
 from training.pipeline import DEFAULT_RANKER, PipelineResult, run
 from training.train import TrainConfig
+from training.warm_start import WarmStart, read_warm_start
 
 GATE_METRIC = "ndcg@10"
 DEFAULT_MAX_REGRESSION = 0.05
@@ -177,8 +178,11 @@ def retrain(
     protocol: str = "time",
     ranker: str = DEFAULT_RANKER,
     show: bool = True,
+    warm: bool = False,
 ) -> RetrainResult:
     """Train on ``events``, gate against CURRENT, promote when allowed, then prune.
+
+    ``warm``: start from the CURRENT bundle's weights where it stores them.
 
     Raises:
         ValueError: too few events to train on, or a bad argument.
@@ -190,6 +194,9 @@ def retrain(
     previous = read_current(bundle_dir)
     previous_metrics: dict[str, float] = {}
     current_value: float | None = None
+    start: WarmStart | None = None
+    if previous is not None and warm:
+        start = read_warm_start(bundle_dir / previous)
     if previous is not None:
         try:
             manifest = read_manifest(bundle_dir / previous)
@@ -206,7 +213,7 @@ def retrain(
     # the dot keeps it out of list_versions. The pipeline's own CURRENT stays in there.
     staging = bundle_dir / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
     try:
-        out = run(events, staging, config, protocol, show=show, ranker=ranker)
+        out = run(events, staging, config, protocol, show=show, ranker=ranker, warm_start=start)
         new_value = float(out.results[0].metrics.get(GATE_METRIC, float("nan")))
         decision = gate(new_value, current_value, max_regression, force)
         final = bundle_dir / out.bundle.name

@@ -39,9 +39,9 @@ class ItemTower(nn.Module):
 
     def content(self, feature_ids: torch.Tensor) -> torch.Tensor:
         """Un-normalised content vector (B, D) from padded feature ids (B, F)."""
-        present = (feature_ids > 0).to(torch.float32).unsqueeze(-1)
-        summed = (self.feat_emb(feature_ids) * present).sum(dim=1)
-        pooled = summed / present.sum(dim=1).clamp(min=1.0)
+        # Row 0 (padding) is zero and never trained, so a plain sum skips the padding.
+        present = (feature_ids > 0).to(torch.float32).sum(dim=1, keepdim=True)
+        pooled = self.feat_emb(feature_ids).sum(dim=1) / present.clamp(min=1.0)
         return self.content_mlp(pooled)
 
     def forward(self, id_index: torch.Tensor, feature_ids: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,14 @@
 """The two-tower retrieval model: item tower and user encoder trained jointly.
 
-Training is next-item prediction: for each training event, the history the online side
-would have held just before it is encoded and the event's item is the positive. The
-softmax runs over every item for small catalogs, else over the batch's items plus
+Training is next-item prediction, with one of two objectives:
+
+- ``last``: for each training event, the history the online side would have held just
+  before it is encoded and the event's item is the positive (one prediction per history);
+- ``causal``: a window of a user's consecutive events goes through a causal encoder once
+  and the next item is predicted at every position (SASRec's objective), so one forward
+  pass yields up to ``N`` predictions.
+
+The softmax runs over every item for small catalogs, else over the batch's items plus
 uniformly sampled negatives with a logQ correction for how often popular items appear
 among the in-batch candidates.
 """
@@ -46,12 +52,13 @@ class RetrievalModel(nn.Module):
         layers: int = 2,
         heads: int = 2,
         dropout: float = 0.1,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.register_buffer("id_index", torch.as_tensor(id_index, dtype=torch.long))
         self.register_buffer("features", torch.as_tensor(item_features, dtype=torch.long))
         self.items = ItemTower(int(id_index.max(initial=0)), buckets, dim, dropout)
-        self.users = UserEncoder(dim, history_len, n_types, layers, heads, dropout)
+        self.users = UserEncoder(dim, history_len, n_types, layers, heads, dropout, causal)
         self.dim = dim
         self.history_len = history_len
 
@@ -105,25 +112,108 @@ class RetrievalModel(nn.Module):
             negatives: Uniform sampled negatives, or None for a full softmax.
         """
         valid = hist.mask > 0
+        cand, vecs, pos_of = self._candidates(hist.items[valid], targets, id_dropout, negatives)
+        users = self.encode(self._history_vectors(hist, vecs, pos_of), hist)
+        in_batch = int(valid.sum()) + targets.shape[0]
+        return self._softmax_loss(
+            users, targets, cand, vecs, pos_of, log_popularity, temperature, negatives, in_batch
+        )
+
+    def sequence_loss(
+        self,
+        hist: HistoryBatch,
+        targets: np.ndarray,
+        log_popularity: torch.Tensor,
+        temperature: float,
+        id_dropout: float,
+        negatives: np.ndarray | None,
+    ) -> torch.Tensor:
+        """Mean cross-entropy of the next item at every position of causal windows.
+
+        Args:
+            hist: (W, N) windows of consecutive events of one user each.
+            targets: (W, N) the item after each position, -1 where there is none.
+            log_popularity, temperature, id_dropout, negatives: As in ``loss``.
+        """
+        if not self.users.causal:
+            raise ValueError("the sequence objective needs a causal user encoder")
+        predict = targets >= 0
+        valid = hist.mask > 0
+        cand, vecs, pos_of = self._candidates(
+            hist.items[valid], targets[predict], id_dropout, negatives
+        )
+        states = self.users.states(
+            self._history_vectors(hist, vecs, pos_of),
+            torch.as_tensor(hist.types, dtype=torch.long),
+            torch.as_tensor(hist.gaps),
+            torch.as_tensor(hist.mask),
+        )
+        users = F.normalize(states[torch.as_tensor(predict)], dim=-1)
+        in_batch = int(valid.sum() + predict.sum())
+        return self._softmax_loss(
+            users,
+            targets[predict],
+            cand,
+            vecs,
+            pos_of,
+            log_popularity,
+            temperature,
+            negatives,
+            in_batch,
+        )
+
+    def _candidates(
+        self,
+        history_items: np.ndarray,
+        targets: np.ndarray,
+        id_dropout: float,
+        negatives: np.ndarray | None,
+    ) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+        """Candidate codes, their vectors, and each item code's row among them (-1: none)."""
         n_items = int(self.id_index.shape[0])
         if negatives is None:
             cand = np.arange(n_items)
         else:
-            cand = np.unique(np.concatenate([hist.items[valid], targets, negatives]))
+            cand = np.unique(np.concatenate([history_items, targets, negatives]))
         vecs = self.item_vectors(torch.as_tensor(cand), id_dropout)
         pos_of = np.full(n_items, -1, dtype=np.int64)
         pos_of[cand] = np.arange(cand.shape[0])
-        hist_pos = torch.as_tensor(np.where(valid, pos_of[np.clip(hist.items, 0, None)], 0))
-        hist_vecs = vecs[hist_pos] * torch.as_tensor(hist.mask).unsqueeze(-1)
-        users = self.encode(hist_vecs, hist)
-        logits = users @ vecs.T / temperature
+        return cand, vecs, pos_of
+
+    @staticmethod
+    def _history_vectors(
+        hist: HistoryBatch, vecs: torch.Tensor, pos_of: np.ndarray
+    ) -> torch.Tensor:
+        """(B, N, D) vectors of the history items, zero on padding."""
+        valid = hist.mask > 0
+        rows = torch.as_tensor(np.where(valid, pos_of[np.clip(hist.items, 0, None)], 0))
+        return vecs[rows] * torch.as_tensor(hist.mask).unsqueeze(-1)
+
+    def _softmax_loss(
+        self,
+        users: torch.Tensor,
+        targets: np.ndarray,
+        cand: np.ndarray,
+        vecs: torch.Tensor,
+        pos_of: np.ndarray,
+        log_popularity: torch.Tensor,
+        temperature: float,
+        negatives: np.ndarray | None,
+        in_batch: int,
+    ) -> torch.Tensor:
+        """Cross-entropy of (P, D) user vectors against the candidates, targets positive.
+
+        ``in_batch`` counts the item occurrences (history and targets) that put items
+        among the candidates, for the sampled softmax's logQ correction.
+        """
+        logits = (users / temperature) @ vecs.T
         if negatives is not None:
             # In-batch candidates turn up in proportion to popularity: correct for it.
-            n_batch = float(valid.sum() + targets.shape[0])
-            expected = torch.exp(log_popularity[cand]) * n_batch + negatives.shape[0] / n_items
+            n_items = int(self.id_index.shape[0])
+            uniform = negatives.shape[0] / n_items
+            expected = torch.exp(log_popularity[cand]) * float(in_batch) + uniform
             logits = logits - torch.log(expected.clamp(max=1.0) + 1e-9)
-        labels = torch.as_tensor(pos_of[targets])
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, torch.as_tensor(pos_of[targets]))
 
 
 def fit_length(hist: HistoryBatch, n: int) -> HistoryBatch:
