@@ -75,6 +75,20 @@ def onnx_loader(settings: Settings) -> Callable[[Any, str], Any]:
     )
 
 
+def training_consumer(settings: Settings) -> Callable[[], Any]:
+    """Opens the consumer ``training.kafka_source.read_topic`` reads with, once the
+    broker answers (a late broker is waited for, with capped backoff)."""
+    from kafka import KafkaConsumer
+
+    from streams.kafka_config import kafka_python_kwargs
+    from streams.service_wait import kafka_client_when_up
+
+    kwargs = kafka_python_kwargs(
+        settings, client_id="freshet-train", enable_auto_commit=False, group_id=None
+    )
+    return lambda: kafka_client_when_up(settings, lambda: KafkaConsumer(**kwargs))
+
+
 def live_recommender(
     settings: Settings,
     *,

@@ -17,11 +17,8 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 
-from freshet.settings import Settings
 from schemas.codec import Refusal, decode_catalog, decode_interaction
 from schemas.events import CatalogEvent, InteractionEvent
-from streams.kafka_config import kafka_python_kwargs
-from streams.service_wait import kafka_client_when_up
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +35,7 @@ class ReadStats:
 
 
 def read_topic(
-    settings: Settings,
+    connect: Callable[[], KafkaConsumer],
     topic: str,
     since_ms: int | None = None,
     until_ms: int | None = None,
@@ -48,14 +45,13 @@ def read_topic(
     """Decoded messages of ``topic`` with event times in ``[since_ms, until_ms)``.
 
     Partitions are read one after another, so events are not in global time order;
-    ``training.data.build_log`` sorts them.
+    ``training.data.build_log`` sorts them. ``connect`` gives an unsubscribed consumer
+    (``freshet.wiring.training_consumer`` builds it from settings, waiting for a late
+    broker); it is closed when the read ends.
     """
     decode: Decoder = decode_catalog if catalog else decode_interaction
     stats = stats if stats is not None else ReadStats()
-    kwargs = kafka_python_kwargs(
-        settings, client_id="freshet-train", enable_auto_commit=False, group_id=None
-    )
-    consumer = kafka_client_when_up(settings, lambda: KafkaConsumer(**kwargs))
+    consumer = connect()
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:

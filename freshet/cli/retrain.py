@@ -109,6 +109,7 @@ def retrain_command(
 
     from rich.console import Console
 
+    from freshet.wiring import training_consumer
     from inference.bundle import BundleError
     from schemas.topics import Topics
     from training.kafka_source import ReadStats, read_topic
@@ -128,9 +129,10 @@ def retrain_command(
     since_ms = end_ms - window_ms
     topics = Topics(settings.topic_prefix)
     stats = ReadStats()
+    connect = training_consumer(settings)
     events = chain(
-        read_topic(settings, catalog_topic or topics.catalog, None, None, True, stats),
-        read_topic(settings, topic or topics.events, since_ms, until_ms, False, stats),
+        read_topic(connect, catalog_topic or topics.catalog, None, None, True, stats),
+        read_topic(connect, topic or topics.events, since_ms, until_ms, False, stats),
     )
     config = opts.train_config(
         dim=dim,

@@ -122,14 +122,16 @@ def train_command(
     else:
         from itertools import chain
 
+        from freshet.wiring import training_consumer
         from schemas.topics import Topics
 
         topics = Topics(settings.topic_prefix)
         stats = ReadStats()
         until_ms = parse_time(until)
+        connect = training_consumer(settings)
         events = chain(
-            read_topic(settings, catalog_topic or topics.catalog, None, until_ms, True, stats),
-            read_topic(settings, topic or topics.events, parse_time(since), until_ms, False, stats),
+            read_topic(connect, catalog_topic or topics.catalog, None, until_ms, True, stats),
+            read_topic(connect, topic or topics.events, parse_time(since), until_ms, False, stats),
         )
     config = opts.train_config(
         dim=dim,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from freshet.settings import Settings
+from freshet.wiring import training_consumer
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics
 from streams.event_producer import EventProducer, ensure_topics
@@ -25,9 +26,10 @@ def test_reads_a_time_range_of_events_and_the_catalog(settings: Settings) -> Non
         producer.send_raw(b"not json")
         producer.flush()
     stats = ReadStats()
-    got = list(read_topic(settings, topics.events, T0 + 10_000, T0 + 20_000, stats=stats))
+    connect = training_consumer(settings)
+    got = list(read_topic(connect, topics.events, T0 + 10_000, T0 + 20_000, stats=stats))
     assert sorted(e.event_id for e in got) == sorted(f"e{i}" for i in range(10, 20))
     assert stats.refused == 1 and stats.reasons == {"invalid_json": 1}
-    assert len(list(read_topic(settings, topics.events))) == 60
-    catalog = list(read_topic(settings, topics.catalog, catalog=True))
+    assert len(list(read_topic(connect, topics.events))) == 60
+    catalog = list(read_topic(connect, topics.catalog, catalog=True))
     assert [c.item_id for c in catalog] == ["i1"]
