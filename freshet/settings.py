@@ -99,9 +99,11 @@ class Settings:
     new_item_slots: int = 1
     trending_slots: int = 2
     covisit_weight: float = 1.0
+    model_weight: float = 1.0
+    popularity_weight: float = 0.0
     covisit_candidates: int = 50
-    covisit_window: int = 3
-    covisit_width: int = 32
+    covisit_window: int = 10
+    covisit_width: int = 200
     onnx_provider: str = "auto"  # auto | cuda | cpu
     ann_threads: int = 1
     onnx_threads: int = 1

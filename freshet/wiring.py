@@ -52,6 +52,8 @@ def recommend_config(settings: Settings, **overrides: Any) -> RecommendConfig:
         "new_item_slots": settings.new_item_slots,
         "trending_slots": settings.trending_slots,
         "covisit_weight": settings.covisit_weight,
+        "model_weight": settings.model_weight,
+        "popularity_weight": settings.popularity_weight,
     }
     return RecommendConfig(**{**values, **overrides})
 

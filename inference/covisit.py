@@ -19,11 +19,23 @@ import numpy.typing as npt
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 
+BACKWARD = 1.0
+"""Default weight of a reverse pair (see ``follow_pairs``)."""
+FLATNESS = 0.5
+"""Default flatness of the distance weights (see ``follow_pairs``)."""
+DAMPING = 0.25
+"""Default exponent of a candidate's occurrence in the score's denominator."""
+
 
 def follow_pairs(
-    sequences: Sequence[npt.ArrayLike], new: Sequence[int], window: int
+    sequences: Sequence[npt.ArrayLike],
+    new: Sequence[int],
+    window: int,
+    *,
+    backward: float = BACKWARD,
+    flatness: float = FLATNESS,
 ) -> tuple[IntArray, IntArray, FloatArray]:
-    """Directed pairs (earlier item, later item) ending in the last ``new`` entries.
+    """Pairs (earlier item, later item) ending in the last ``new`` entries.
 
     Repeats in a row (a view, then a click on the same item) count as one step, so the
     window spans distinct visits rather than funnel steps.
@@ -32,10 +44,15 @@ def follow_pairs(
         sequences: Per user, item rows oldest first (-1: unknown item, never paired).
         new: Per user, how many trailing entries are new since the last call.
         window: A later visit pairs with up to this many visits before it.
+        backward: Weight of the reverse pair (later -> earlier) relative to the forward
+            one; 0 keeps the table purely sequential, 1 makes it plain co-occurrence.
+        flatness: Distance weight ``1 / distance ** (1 - flatness)``: 0 favours the
+            next visit strongly, 1 weighs every visit in the window alike.
 
     Returns:
         ``(src, dst, weight)``: one pair per (new visit, earlier visit within the
-        window), weight ``1 / distance``; an item never pairs with itself.
+        window), forward first, then the reverse pairs when ``backward`` > 0; an item
+        never pairs with itself.
     """
     arrays = [np.asarray(q, dtype=np.int64).reshape(-1) for q in sequences]
     lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
@@ -67,8 +84,12 @@ def follow_pairs(
     a = visits[np.where(ok, j, 0)]
     b = np.broadcast_to(visits[later][:, None], j.shape)
     ok &= (a >= 0) & (b >= 0) & (a != b)
-    w = (1.0 / np.broadcast_to(dist, j.shape)[ok]).astype(np.float32)
-    return a[ok], b[ok], w
+    w = (np.broadcast_to(dist, j.shape)[ok] ** (flatness - 1.0)).astype(np.float32)
+    src, dst = a[ok], b[ok]
+    if backward <= 0:
+        return src, dst, w
+    back = (w * np.float32(backward)).astype(np.float32)
+    return np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, back])
 
 
 def recent_rows(
@@ -102,9 +123,12 @@ class CovisitTable:
         weight: ``(n, width)`` accumulated pair weights (Space-Saving estimates).
         error: ``(n, width)`` weight inherited on eviction (overestimate bound).
         occ: ``(n,)`` pair weight each item took part in (normaliser).
+        damping: Exponent of a candidate's occurrence in the normaliser: 0.5 is the
+            cosine, lower lets popular followers through, 0 ranks by raw weight.
     """
 
     width: int = 32
+    damping: float = DAMPING
     nbr: IntArray = field(init=False)
     weight: FloatArray = field(init=False)
     error: FloatArray = field(init=False)
@@ -172,7 +196,7 @@ class CovisitTable:
     def remap(self, new_row: npt.ArrayLike, n_new: int) -> CovisitTable:
         """The table under a new row numbering (``new_row[old]``, -1: item gone)."""
         m = np.asarray(new_row, np.int64).reshape(-1)
-        out = CovisitTable(self.width)
+        out = CovisitTable(self.width, self.damping)
         out.grow(n_new)
         old = np.flatnonzero(m[: self.size] >= 0)
         to = m[old]
@@ -197,7 +221,7 @@ class CovisitTable:
 
         Returns:
             ``(rows (B, k), scores (B, k))``, best first, -1 / 0 padded. A row's score is
-            ``Σ_h w_h · (weight − error)(h → row) / sqrt(occ_h · occ_row)``.
+            ``Σ_h w_h · (weight − error)(h → row) / (sqrt(occ_h) · occ_row ** damping)``.
         """
         h = np.asarray(history, np.int64)
         hw = np.asarray(history_weight, np.float32)
@@ -212,7 +236,9 @@ class CovisitTable:
         good = ok[:, :, None] & (nb >= 0)
         dst = np.where(good, nb, 0)
         est = self.weight[hs] - self.error[hs]
-        norm = np.sqrt(np.maximum(self.occ[hs][:, :, None] * self.occ[dst], 1e-12))
+        norm = np.sqrt(np.maximum(self.occ[hs], 1e-12))[:, :, None] * np.maximum(
+            self.occ[dst], 1e-12
+        ) ** np.float32(self.damping)
         contrib = np.where(good, hw[:, :, None] * est / norm, 0.0)
         good &= contrib > 0
         # Sum each user's contributions per item, row-wise over the (B, H·W) layout:

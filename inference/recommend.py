@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from inference.blend import BlendWeights, blend_scores
 from inference.candidates import Candidates, ItemTable, Searcher, gather_candidates
 from inference.rerank import (
     FROM_ANN,
@@ -26,7 +27,6 @@ from inference.rerank import (
     exclusion_mask,
     gather_unit_vectors,
     longtail_quota,
-    minmax_rows,
     mmr_select,
     pad_ragged,
     shortlist,
@@ -68,6 +68,8 @@ class RecommendConfig:
     mmr_pool: int = 100
     trending_pool: int = 50
     covisit_weight: float = 1.0
+    model_weight: float = 1.0
+    popularity_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def recommend(
     )
     valid = exclusion_mask(cands.rows, excluded, items.removed, allow)
     rel = _relevance(u, warm, cands, items, trend_rows, trend_scores, ranker, config)
-    rel, led = _blend_covisit(rel, cands.rows, valid, cv_rows, cv_scores, config.covisit_weight)
+    rel, led = _blend_covisit(rel, cands.rows, valid, cv_rows, cv_scores, items, warm, config)
     quotas = _quotas(cands, items, warm, warm | led, config, rel)
     if config.mmr_pool > 0 and config.category_cap is None:
         # MMR over a shortlist (positions into the candidate axis) instead of all C.
@@ -247,34 +249,40 @@ def _blend_covisit(
     valid: npt.NDArray[np.bool_],
     cv_rows: IntArray,
     cv_scores: FloatArray,
-    weight: float,
+    items: ItemTable,
+    warm: npt.NDArray[np.bool_],
+    config: RecommendConfig,
 ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-    """Relevance with the co-visitation score added, and which users it led.
+    """Relevance blended with co-visitation and popularity, and which users co-visitation led.
 
-    Both signals are put on [0, 1] per user first (relevance by min-max over the valid
-    candidates, co-visitation by its best score), so ``weight`` is a scale-free trade:
-    1 lets the strongest follower match the whole spread of the model's scores.
+    The blend is ``inference.blend.blend_scores`` with ``model_weight``,
+    ``covisit_weight`` and ``popularity_weight`` (each signal on [0, 1] per user
+    first, so the weights are scale-free trades; the bench tunes them on validation).
+    It applies to users co-visitation led, and to every warm user when popularity has
+    a weight; other users keep the relevance above.
     """
     b = rel.shape[0]
+    weights = BlendWeights(config.model_weight, config.covisit_weight, config.popularity_weight)
     have = cv_rows >= 0
-    if not have.any():
-        return rel, np.zeros(b, bool)
-    # Each candidate's co-visitation score: one sorted lookup over (user, row) keys.
-    span = np.int64(max(int(rows.max(initial=0)), int(cv_rows.max())) + 1)
-    user = np.arange(b, dtype=np.int64)[:, None]
-    keys = (user * span + cv_rows)[have]
-    order = np.argsort(keys, kind="stable")
-    keys, vals = keys[order], cv_scores[have][order]
-    at, found = sorted_lookup(user * span + rows, keys)
-    hit = (rows >= 0) & valid & found
-    cv = np.where(hit, vals[at], 0.0).astype(np.float32)
-    top = cv.max(axis=1, initial=0.0)
-    led = top > 0
-    if not led.any():
+    cv = np.zeros(rel.shape, np.float32)
+    if have.any():
+        # Each candidate's co-visitation score: one sorted lookup over (user, row) keys.
+        span = np.int64(max(int(rows.max(initial=0)), int(cv_rows.max())) + 1)
+        user = np.arange(b, dtype=np.int64)[:, None]
+        keys = (user * span + cv_rows)[have]
+        order = np.argsort(keys, kind="stable")
+        keys, vals = keys[order], cv_scores[have][order]
+        at, found = sorted_lookup(user * span + rows, keys)
+        hit = (rows >= 0) & valid & found
+        cv = np.where(hit, vals[at], 0.0).astype(np.float32)
+    led = cv.max(axis=1, initial=0.0) > 0
+    blended_users = led | (warm if weights.popularity > 0 else np.zeros(b, bool))
+    if not blended_users.any():
         return rel, led
     ok = valid & np.isfinite(rel)
-    blended = minmax_rows(rel, ok) + weight * cv / np.where(led, top, 1.0)[:, None]
-    out = np.where(led[:, None] & ok, blended, rel).astype(np.float32)
+    pop = items.popularity[np.maximum(rows, 0)]
+    blended = blend_scores(rel, cv, pop, ok, weights)
+    out = np.where(blended_users[:, None] & ok, blended, rel).astype(np.float32)
     return out, led
 
 

@@ -58,8 +58,8 @@ class LiveConfig:
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     cold_user_events: int = 2
     covisit_candidates: int = 50
-    covisit_window: int = 3
-    covisit_width: int = 32
+    covisit_window: int = 10
+    covisit_width: int = 200
     fold_in_half_life_s: float = 6 * 3600.0
 
 

@@ -10,6 +10,36 @@ from hypothesis import strategies as st
 
 from inference.covisit import CovisitTable, follow_pairs, recent_rows
 
+SEQUENTIAL = {"backward": 0.0, "flatness": 0.0}  # follower pairs only, weight 1 / distance
+
+
+def test_reverse_pairs_and_flat_distance_weights_known_answer() -> None:
+    """Plain co-occurrence within the window: both directions, weight ``d ** (f - 1)``."""
+    got = pairs(*follow_pairs([[1, 2, 3]], [3], window=2, backward=0.5, flatness=1.0))
+    assert got == Counter(
+        {
+            (1, 2, 1.0): 1,
+            (2, 3, 1.0): 1,
+            (1, 3, 1.0): 1,
+            (2, 1, 0.5): 1,
+            (3, 2, 0.5): 1,
+            (3, 1, 0.5): 1,
+        }
+    )
+    half = pairs(*follow_pairs([[1, 2, 3]], [1], window=2, backward=0.0, flatness=0.5))
+    assert half == Counter({(2, 3, 1.0): 1, (1, 3, float(np.float32(2**-0.5))): 1})
+
+
+def test_damping_lets_a_popular_follower_through() -> None:
+    """Item 0 is followed by 1 (3 times, but 1 is everywhere) and by 2 (twice, rare)."""
+    table = CovisitTable(width=4, damping=0.5)
+    table.add([0, 0, 0, 0, 0, 3, 4, 5, 6], [1, 1, 1, 2, 2, 1, 1, 1, 1], np.ones(9))
+    cosine, _ = table.score([[0]], [[1.0]], k=2)
+    assert cosine[0].tolist() == [2, 1]  # cosine: the rare follower first
+    table.damping = 0.0
+    raw, _ = table.score([[0]], [[1.0]], k=2)
+    assert raw[0].tolist() == [1, 2]  # raw weight: the frequent one
+
 
 def pairs(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> Counter[tuple[int, int, float]]:
     return Counter(zip(src.tolist(), dst.tolist(), w.tolist(), strict=True))
@@ -17,12 +47,12 @@ def pairs(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> Counter[tuple[int,
 
 def test_funnel_repeats_are_one_visit_and_pairs_weigh_by_distance() -> None:
     # view, click of 1; 2; view, cart of 3; 4 -> visits 1, 2, 3, 4
-    got = pairs(*follow_pairs([[1, 1, 2, 3, 3, 4]], [6], window=2))
+    got = pairs(*follow_pairs([[1, 1, 2, 3, 3, 4]], [6], window=2, **SEQUENTIAL))
     assert got == Counter(
         {(1, 2, 1.0): 1, (2, 3, 1.0): 1, (1, 3, 0.5): 1, (3, 4, 1.0): 1, (2, 4, 0.5): 1}
     )
     # Only the pairs that end in new visits: the cart on 3 continues a counted visit.
-    assert pairs(*follow_pairs([[1, 1, 2, 3, 3, 4]], [2], window=2)) == Counter(
+    assert pairs(*follow_pairs([[1, 1, 2, 3, 3, 4]], [2], window=2, **SEQUENTIAL)) == Counter(
         {(3, 4, 1.0): 1, (2, 4, 0.5): 1}
     )
     # Unknown items (-1) and self-pairs never pair.
@@ -49,7 +79,7 @@ def test_learning_in_pieces_pairs_the_same_as_all_at_once(
 
 
 def test_space_saving_keeps_the_heaviest_and_bounds_newcomers() -> None:
-    table = CovisitTable(width=2)
+    table = CovisitTable(width=2, damping=0.5)
     table.add([0, 0, 0, 0, 0], [1, 2, 3, 1, 1], np.ones(5))
     # 0->1 weighs 3; 0->2 (1) was the weakest when 0->3 came, which inherits its weight.
     assert table.nbr[0].tolist() == [1, 3]
@@ -100,7 +130,7 @@ def test_planted_successors_come_first_despite_noise_and_a_small_width() -> None
             for _ in range(5):
                 s.append(int(follower[s[-1]]) if rng.random() < 0.5 else int(rng.integers(n)))
             sessions.append(s)
-        table.add(*follow_pairs(sessions, [6] * len(sessions), window=3))
+        table.add(*follow_pairs(sessions, [6] * len(sessions), window=3, **SEQUENTIAL))
     rows, _ = table.score(np.arange(n)[:, None], np.ones((n, 1)), k=1)
     assert (rows[:, 0] == follower).mean() > 0.95
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from inference.covisit import BACKWARD, FLATNESS
 from inference.recommend import RecommendConfig
 from streams.ingest import TouchedUser
 from streams.live_scorer import LiveConfig, LiveScorer
@@ -52,7 +53,12 @@ class Bundle:
 
 def live() -> LiveScorer:
     rec = LiveScorer(
-        LiveConfig(recommend=RecommendConfig(list_size=5, mmr_lambda=1.0), cold_user_events=1)
+        LiveConfig(
+            recommend=RecommendConfig(list_size=5, mmr_lambda=1.0),
+            cold_user_events=1,
+            covisit_window=3,
+            covisit_width=N,  # room for every follower: no eviction, so no order effects
+        )
     )
     rec.swap_bundle(Bundle([f"i{r}" for r in range(N)]))
     return rec
@@ -107,13 +113,15 @@ def test_the_table_is_rebuilt_from_stored_states_and_redelivery_counts_once() ->
     b = live()  # a restarted worker, given the same stored states
     b.score(users, now_ms=3_000)
     assert content(a) == content(b)
-    np.testing.assert_array_equal(a.covisit.occ, b.covisit.occ)
+    np.testing.assert_allclose(a.covisit.occ, b.covisit.occ, rtol=1e-6)  # summing order
     # A user's later events add only the pairs that end in them.
     grown = user("u0", [*(h.item_id for h in users[0].state.history), "i5"])
     before = a.covisit.occ.sum()
     a.score([grown], now_ms=4_000)
     added = float(a.covisit.occ.sum() - before)
-    assert added == pytest.approx(2 * (1 + 1 / 2 + 1 / 3), rel=1e-5)  # window 3, both ends
+    # window 3, the reverse pairs too, each pair counted at both ends
+    per_pair = sum(d ** (FLATNESS - 1) for d in (1, 2, 3))
+    assert added == pytest.approx(2 * (1 + BACKWARD) * per_pair, rel=1e-5)
 
 
 def test_followers_are_kept_by_item_across_a_bundle_swap() -> None:
