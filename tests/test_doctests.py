@@ -14,6 +14,7 @@ MODULES = [
     "inference.rerank",  # MMR selection, the long-tail quota
     "schemas.topics",  # the partition rule
     "schemas.event_weights",  # the taste weight of one event
+    "training.export",  # bundle versions sort by creation time
 ]
 
 

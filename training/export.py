@@ -64,9 +64,16 @@ class EncoderGraph(nn.Module):
 
 
 def new_version(now: datetime | None = None) -> str:
-    """A version name that sorts by creation time: ``20250101T120000Z-1a2b3c``."""
+    """A version name that sorts by creation time, to the millisecond (UTC).
+
+    >>> new_version(datetime(2025, 1, 1, 12, 0, 0, 123_456, tzinfo=UTC))[:-7]
+    '20250101T120000123Z'
+    >>> early = datetime(2025, 1, 1, 12, 0, 0, 1_000, tzinfo=UTC)
+    >>> new_version(early) < new_version(early.replace(microsecond=2_000))  # same second
+    True
+    """
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 def onnx_bytes(

@@ -96,8 +96,6 @@ def test_retrain_promotes_rolls_back_refuses_and_prunes(settings: Settings, tmp_
     train += ["--ranker", "off"]
 
     def retrain(*extra: str) -> tuple[int, str]:
-        # Versions sort by their creation second; a run this small can finish within one.
-        time.sleep(1.05)
         out = runner.invoke(app, [*root, "retrain", *train, *extra])
         return out.exit_code, out.output
 
