@@ -110,9 +110,15 @@ def test_worker_on_password_and_tls_redis_keeps_exactly_once_and_the_secret(
     try:
         wait_for(lambda: marks.reached(ends), 180, "every event over TLS", worker)
         took = time.monotonic() - t0
-        wait_for(lambda: b"freshet_events" in _scrape(metrics_port), 30, "metrics", worker)
-        time.sleep(5.5)  # one more metrics timer tick, after the last batch
-        scraped = _scrape(metrics_port)
+        applied = re.compile(rb'freshet_events_total\{outcome="applied"\} [1-9]')
+        scrapes = [b""]
+
+        def counted() -> bool:  # polls the endpoint until it counts the applied events
+            scrapes.append(_scrape(metrics_port))
+            return applied.search(scrapes[-1]) is not None
+
+        wait_for(counted, 30, "the applied events in the metrics", worker)
+        scraped = scrapes[-1]
     finally:
         worker.stop()
     log_text = worker.log_path.read_text(errors="replace")
