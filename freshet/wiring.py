@@ -9,7 +9,7 @@ setting fails here, loudly, rather than being ignored.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from freshet.settings import Settings
@@ -97,6 +97,7 @@ def live_recommender(
     trending_source: Callable[[int], Awaitable[list[tuple[str, float]]]],
     counts_source: Callable[[], Awaitable[dict[str, int]]],
     catalog_log: Callable[[str], Awaitable[list[tuple[str, CatalogRecord]]]],
+    change_source: Callable[[], Awaitable[Hashable]] | None = None,
     bundle_loader: Callable[[Any, str], Any] | None = None,
     seed: int = 0,
 ) -> LiveRecommender:
@@ -109,4 +110,5 @@ def live_recommender(
         trending_source=trending_source,
         counts_source=counts_source,
         catalog_log=catalog_log,
+        change_source=change_source,
     )

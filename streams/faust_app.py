@@ -14,7 +14,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -23,6 +23,7 @@ from freshet.settings import Settings
 from schemas.topics import Topics
 from streams.ingest import BatchStats, SourceRecord
 from streams.kafka_config import DEAD_LETTER_MAX_BYTES
+from streams.micro_batches import quiet_take
 
 log = logging.getLogger("freshet.worker")
 
@@ -130,6 +131,7 @@ def add_batch_agent(
     on_batch: Callable[[BatchStats], None] | None = None,
     on_retry: Callable[[BaseException, int], None] | None = None,
     queued_batches: int = 8,
+    take: Callable[[Any, int, float], AsyncIterator[Sequence[Any]]] = quiet_take,
 ) -> Any:
     """Register an agent that feeds micro-batches of raw records to ``handler``.
 
@@ -140,6 +142,10 @@ def add_batch_agent(
     so per-batch costs (Redis round trips, the publish, one scoring pass) are paid once
     for many events. Batches are processed one at a time and in order, and records are
     acked only after their batch is done; what waits at a crash is redelivered.
+
+    ``take(stream, max_events, within_s)`` yields the micro-batches of events, none
+    acked: ``quiet_take`` sleeps while the topic is idle (Faust's ``noack_take`` wakes
+    every ``within_s``, which cost an idle worker most of its CPU).
     """
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
@@ -174,7 +180,7 @@ def add_batch_agent(
 
         processor = asyncio.ensure_future(process())
         try:
-            async for events in stream.noack_take(max_events, within=within_s):
+            async for events in take(stream, max_events, within_s):
                 put = asyncio.ensure_future(waiting.put((events, time.monotonic())))
                 await asyncio.wait({put, processor}, return_when=asyncio.FIRST_COMPLETED)
                 if processor.done():  # only cancellation ends it; surface that

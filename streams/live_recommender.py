@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = ["LiveRecommender", "LiveStats"]
 
 log = logging.getLogger("freshet.live")
 
+_UNCHANGED = object()
 HELD_MAX = 1_000_000  # users a worker that cannot score yet keeps owing a list
 
 
@@ -37,6 +38,9 @@ class LiveRecommender:
         bundle_loader: ``(folder, version) -> bundle``, called in a worker thread.
         debounce_ms: Per-user window of list refreshes (0: every batch).
         trending_source, counts_source, catalog_log: Readers of the shared state.
+        change_source: A cheap token that changes whenever trending or counts may have
+            (``RedisStateStore.change_token``); with it, the trending and popularity
+            syncs read nothing while the token stands still, so an idle worker idles.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class LiveRecommender:
         trending_source: Callable[[int], Awaitable[list[tuple[str, float]]]],
         counts_source: Callable[[], Awaitable[dict[str, int]]],
         catalog_log: Callable[[str], Awaitable[list[tuple[str, CatalogRecord]]]],
+        change_source: Callable[[], Awaitable[Hashable]] | None = None,
     ) -> None:
         self.scorer = scorer
         self.bundle_dir = bundle_dir
@@ -56,6 +61,8 @@ class LiveRecommender:
         self.trending_source = trending_source
         self.counts_source = counts_source
         self.catalog_log = catalog_log
+        self.change_source = change_source
+        self._synced: dict[str, Hashable] = {}  # sync name -> token it last read at
         self.catalog_cursor = "0"
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms)
         self.refused_versions: set[str] = set()
@@ -110,6 +117,7 @@ class LiveRecommender:
                 return False
             async with self._lock:
                 self.scorer.install(bundle, catalog, index, self._late)
+            self._synced.clear()  # the new catalog takes trending and counts afresh
         finally:
             self._late = None
         return True
@@ -142,18 +150,42 @@ class LiveRecommender:
                 if self._late is not None:
                     self._late.extend(records)
                 applied += self.scorer.apply_catalog(records)
+            self._synced.clear()  # new items may have trending sums and counts already
             if len(changes) < CATALOG_LOG_PAGE:
                 return applied
 
-    async def sync_trending(self, k: int | None = None) -> None:
+    async def sync_trending(self, k: int | None = None) -> bool:
+        """Re-read the trending items if they may have changed; returns whether it read."""
+        token = await self._changed("trending")
+        if token is _UNCHANGED:
+            return False
         top = await self.trending_source(k or max(self.scorer.config.recommend.trending_pool, 1))
         async with self._lock:
             self.scorer.set_trending(top)
+        self._synced["trending"] = token
+        return True
 
-    async def sync_popularity(self) -> None:
+    async def sync_popularity(self) -> bool:
+        """Re-read the item counts if they may have changed; returns whether it read."""
+        token = await self._changed("popularity")
+        if token is _UNCHANGED:
+            return False
         counts = await self.counts_source()
         async with self._lock:
             self.scorer.set_popularity(counts)
+        self._synced["popularity"] = token
+        return True
+
+    async def _changed(self, name: str) -> Hashable:
+        """The change token now, or ``_UNCHANGED`` if ``name`` last synced at this one.
+
+        The token is read before the data, so a write landing in between is read again
+        at the next tick rather than missed.
+        """
+        if self.change_source is None:
+            return None
+        token = await self.change_source()
+        return _UNCHANGED if self._synced.get(name, _UNCHANGED) == token else token
 
     # --- the per-batch path ----------------------------------------------------------
     async def refresh(self, touched: Sequence[TouchedUser], now_ms: int) -> Refresh:

@@ -212,6 +212,21 @@ class RedisStateStore:
                 refs[p] = int(ref)
         return merge_trending(sums, refs, partitions, k, self.half_life_s)
 
+    async def change_token(self, partitions: Sequence[int]) -> tuple[str, ...]:
+        """A value that changes whenever any of ``partitions`` applies a batch: the
+        keyspace and their offset watermarks, in one round trip.
+
+        Trending sums and item counts change only with a batch's write, which also moves
+        its partition's watermark, so an unchanged token means unchanged trending and
+        counts: the worker's timers then skip re-reading them.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for p in partitions:
+            pipe.get(self.keys.watermark(p))
+        values = await pipe.execute()
+        self.round_trips += 1
+        return (self.keys.watermark(-1), *(_s(v) if v is not None else "" for v in values))
+
     async def counts(self, partitions: Sequence[int], chunk: int = COUNTS_CHUNK) -> dict[str, int]:
         """Interaction counts summed over ``partitions``, read by HSCAN in chunks.
 

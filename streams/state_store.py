@@ -114,6 +114,10 @@ class InMemoryStateStore:
             )
         return out
 
+    async def change_token(self, partitions: Sequence[int]) -> tuple[str, ...]:
+        """Changes whenever a batch is written to one of ``partitions`` (its watermark)."""
+        return ("memory", *(str(self.watermarks.get(p, "")) for p in partitions))
+
     async def write(self, writes: Sequence[PartitionWrite]) -> None:
         for w in writes:
             current = self.watermarks.get(w.partition, -1)

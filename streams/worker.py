@@ -89,8 +89,15 @@ def build_live(
     async def counts() -> dict[str, int]:
         return await store.counts(partitions)
 
+    async def changes() -> tuple[str, ...]:
+        return await store.change_token(partitions)
+
     return live_recommender(
-        settings, trending_source=trending, counts_source=counts, catalog_log=catalog.read_log
+        settings,
+        trending_source=trending,
+        counts_source=counts,
+        catalog_log=catalog.read_log,
+        change_source=changes,
     )
 
 

@@ -146,3 +146,24 @@ async def test_one_stale_partition_leaves_the_whole_batch_unwritten(store: State
     assert await store.counts([0, 1]) == {}
     snaps = await store.read([PartitionRead(0, ()), PartitionRead(1, ())])
     assert (snaps[0].watermark, snaps[1].watermark) == (-1, 5)
+
+
+async def test_change_token_moves_with_a_write_and_only_then(store: StateStore) -> None:
+    """The idle worker's gate: trending and counts are re-read only when this moves."""
+    token = store.change_token  # type: ignore[attr-defined]
+    start, only_0 = await token([0, 1]), await token([0])
+    assert await token([0, 1]) == start  # nothing written: the same token
+    out = apply_events({}, _events("alice", ["a"]), StateRules(), T0)
+    await store.write(
+        [
+            PartitionWrite(
+                1, watermark=7, trend_ref_ms=T0, states=out.states, popularity=out.popularity
+            )
+        ]
+    )
+    moved = await token([0, 1])
+    assert moved != start
+    assert await token([0, 1]) == moved
+    assert await token([0]) == only_0  # partition 0 untouched
+    await store.set_latest(1, {"alice": b"list"})  # a list alone changes no counts
+    assert await token([0, 1]) == moved

@@ -1,0 +1,88 @@
+"""Micro-batches that sleep while idle: order, size, timing and back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.micro_batches import micro_batches
+
+
+async def paced(gaps_ms: list[int]) -> AsyncIterator[int]:
+    for i, gap in enumerate(gaps_ms):
+        if gap:
+            await asyncio.sleep(gap / 1000)
+        yield i
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([0, 0, 0, 1, 3]), max_size=40), st.integers(1, 7))
+def test_every_item_once_in_order_and_no_batch_too_big(gaps: list[int], most: int) -> None:
+    async def run() -> list[list[int]]:
+        return [b async for b in micro_batches(paced(gaps), most, 0.002)]
+
+    batches = asyncio.run(run())
+    assert [i for b in batches for i in b] == list(range(len(gaps)))
+    assert all(1 <= len(b) <= most for b in batches)
+
+
+async def test_a_batch_waits_within_s_after_its_first_item_then_goes() -> None:
+    async def source() -> AsyncIterator[int]:
+        await asyncio.sleep(0.3)  # idle first: no batch, however long
+        yield 1
+        yield 2
+        await asyncio.sleep(1.0)  # past the window: the next batch
+        yield 3
+
+    t0 = time.monotonic()
+    out = []
+    async for batch in micro_batches(source(), 10, 0.1):
+        out.append((batch, time.monotonic() - t0))
+    assert [b for b, _ in out] == [[1, 2], [3]]
+    assert 0.4 <= out[0][1] < 0.9  # 0.3 s idle + the 0.1 s window (loaded machine: slack)
+    assert out[1][1] >= 1.3
+
+
+async def test_a_full_batch_goes_at_once() -> None:
+    async def source() -> AsyncIterator[int]:
+        for i in range(6):
+            yield i
+        await asyncio.sleep(10)
+
+    gen = micro_batches(source(), 3, 5.0)
+    t0 = time.monotonic()
+    assert await anext(gen) == [0, 1, 2]
+    assert await anext(gen) == [3, 4, 5]
+    assert time.monotonic() - t0 < 1.0  # never waited out the 5 s window
+    await gen.aclose()
+
+
+async def test_it_stops_pulling_when_the_consumer_does_not_take() -> None:
+    pulled: list[int] = []
+
+    async def source() -> AsyncIterator[int]:
+        for i in range(100):
+            pulled.append(i)
+            yield i
+
+    gen = micro_batches(source(), 4, 0.01)
+    assert await anext(gen) == [0, 1, 2, 3]
+    await asyncio.sleep(0.1)  # the consumer is busy: the source is not drained
+    assert len(pulled) <= 4 + 4 + 1
+    await gen.aclose()
+
+
+async def test_a_source_error_comes_after_the_items_before_it() -> None:
+    async def source() -> AsyncIterator[int]:
+        yield 1
+        raise ConnectionError("broker gone")
+
+    gen = micro_batches(source(), 10, 0.01)
+    assert await anext(gen) == [1]
+    with pytest.raises(ConnectionError):
+        await anext(gen)
