@@ -71,6 +71,25 @@ def load(results: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
 
 
+def worker_conditions() -> str:
+    """The group settings the test workers run with (their defaults), and whether the
+    installed packages carry bytecode: without it every restart compiles its imports,
+    which more than doubled a worker's start-up and so its recovery after a crash."""
+    import importlib.util
+
+    import faust
+
+    from freshet.settings import Settings
+
+    s = Settings()
+    cached = Path(importlib.util.cache_from_source(faust.__file__)).exists()
+    return (
+        f"workers on default group settings (static membership {s.static_membership}, "
+        f"session {s.session_timeout_s:g} s, heartbeat {s.heartbeat_interval_s:g} s); "
+        f"site-packages bytecode {'compiled' if cached else 'NOT compiled'}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, help="folder for the JSON records")
@@ -87,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return code or 1
     conditions = (
         f"Conditions: {platform.node()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; records in {results}\n\n"
+        f"{platform.python_version()}; {worker_conditions()}; records in {results}\n\n"
     )
     table = conditions + render(records)
     print(table)

@@ -64,6 +64,10 @@ class Settings:
     topic_prefix: str = "freshet"
     topic_partitions: int = 4
     consumer_group: str = "freshet-worker"
+    static_membership: bool = True  # rejoin after a crash without waiting out the session
+    group_instance_id: str = ""  # "": <host>-<n>, the lowest n no live worker here holds
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
 
     # --- Redis -----------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -40,10 +40,6 @@ from streams.worker import limits_of, rules_of
 
 REPORT_ENV = "FRESHET_RELIABILITY_REPORT"
 
-#: Faust reads these from the environment: a killed member is noticed in seconds, not
-#: after Faust's default 60 s session timeout (the broker's minimum is 6 s).
-FAST_GROUP_ENV = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
-
 
 @dataclass(frozen=True)
 class Workload:

@@ -86,7 +86,11 @@ if [[ "$want" != "$have" ]]; then
     "$venv/bin/python" -m pip install -q --require-hashes --upgrade --target "$venv/tools" \
         -r deploy/local/tools.lock </dev/null
     log "uv pip sync requirements.lock (the lock changed since the last install)"
-    "$uv" pip sync -q --python "$venv/bin/python" --require-hashes requirements.lock </dev/null
+    # --compile-bytecode: uv writes no .pyc by default, and with PYTHONDONTWRITEBYTECODE
+    # set every process then compiles its imports again; a worker took 6.8 s instead of
+    # 1.6 s from exec to consuming, which is most of its recovery after a crash.
+    "$uv" pip sync -q --compile-bytecode --python "$venv/bin/python" --require-hashes \
+        requirements.lock </dev/null
     "$uv" pip install -q --python "$venv/bin/python" --no-deps -e . </dev/null
     printf '%s\n' "$want" >"$stamp"
 else

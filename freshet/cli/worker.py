@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
 
 from freshet.cli.context import settings_of
+
+log = logging.getLogger("freshet.worker")
 
 
 def register(app: typer.Typer) -> None:
@@ -44,8 +47,11 @@ def worker(
     many as you have partitions to share; they form one consumer group.
 
     Started before the broker or Redis, it waits for them (logging what it waits for,
-    retrying at least every 3 s) rather than exit.
+    retrying at least every 3 s) rather than exit. It joins as a static group member
+    (FRESHET_STATIC_MEMBERSHIP), so after a crash a restarted worker takes its
+    partitions back at once; an orderly stop leaves the group so others take them.
     """
+    from streams.group_member import claim_slot
     from streams.service_wait import wait_for_redis, wait_for_topics
     from streams.worker import build_worker
 
@@ -63,4 +69,16 @@ def worker(
     settings = settings.with_(**changes) if changes else settings
     wait_for_topics(settings)
     wait_for_redis(settings)
-    build_worker(settings).run()
+    slot = None
+    if settings.static_membership and not settings.group_instance_id:
+        slot = claim_slot(settings.home / "members" / settings.consumer_group)
+        settings = settings.with_(group_instance_id=slot.instance_id)
+    if settings.static_membership:
+        log.info(
+            "joining %s as static member %s", settings.consumer_group, settings.group_instance_id
+        )
+    try:
+        build_worker(settings).run()  # a static member leaves its group once stopped
+    finally:
+        if slot is not None:
+            slot.release()

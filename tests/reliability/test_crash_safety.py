@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from reliability_harness import (
-    FAST_GROUP_ENV,
     FaultRecord,
     PacedProducer,
     Watermarks,
@@ -53,7 +52,7 @@ def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: b
     client = redis_client(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)
     marks = Watermarks(client, keys, PARTITIONS)
-    env = {**FAST_GROUP_ENV, "FRESHET_REALTIME": str(realtime).lower()}
+    env = {"FRESHET_REALTIME": str(realtime).lower()}  # default group settings
     log = tmp_path / "worker.log"
     pauses = seeded_pauses(seed=5, n=5, low=0.3, high=4.0)
     producer = PacedProducer(settings, workload, rate=450)
@@ -65,13 +64,13 @@ def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: b
         _first_batch(marks, worker)
         for pause in pauses:
             time.sleep(pause)
+            killed = time.monotonic()
             worker.kill()
             at_kill = marks.read()
             worker = WorkerProcess(settings, log, **env)
-            restarted = time.monotonic()
             backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, at_kill)
             recoveries.append(
-                time_to_reach(marks, backlog, 90, "recovery after kill -9", [worker], restarted)
+                time_to_reach(marks, backlog, 90, "recovery after kill -9", [worker], killed)
             )
         producer.join(timeout=120)
         assert producer.error is None, producer.error
@@ -87,8 +86,8 @@ def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: b
         fault=f"kill-9-x5-{'realtime' if realtime else 'state-only'}",
         audit=result,
         recovery_s=recoveries,
-        notes="SIGKILL 5x at seeded random moments, restart at once; recovery = restart "
-        "to backlog-at-restart applied (includes the 6 s group session timeout)",
+        notes="SIGKILL 5x at seeded random moments, restart at once, default settings (static "
+        "membership, 10 s session); recovery = kill to backlog-at-kill applied",
         extra={"lists_published": lists, "kills": len(pauses)},
     ).write()
     assert_exactly_once(result)
@@ -105,7 +104,7 @@ def test_rebalance_under_load(settings: Settings, tmp_path: Path) -> None:
     client = redis_client(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)
     marks = Watermarks(client, keys, PARTITIONS)
-    env = {**FAST_GROUP_ENV, "FRESHET_REALTIME": "false"}
+    env = {"FRESHET_REALTIME": "false"}  # default group settings
     producer = PacedProducer(settings, workload, rate=700)
     recoveries: list[float] = []
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from reliability_harness import (
-    FAST_GROUP_ENV,
     Audit,
     FaultRecord,
     PacedProducer,
@@ -45,7 +44,7 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 PARTITIONS = 4
 LOSS_LINE = "Redis lost freshet state"
-ENV = {**FAST_GROUP_ENV, "FRESHET_REALTIME": "false"}
+ENV = {"FRESHET_REALTIME": "false"}  # default group settings (static membership, 10 s session)
 
 
 def _settings(bootstrap: str, redis_url: str, prefix: str, home: Path) -> Settings:
