@@ -85,6 +85,8 @@ class Settings:
     batch_max_events: int = 500
     batch_max_ms: int = 10
     debounce_ms: int = 200
+    debounce_mode: str = "adaptive"
+    debounce_behind_ms: int = 50
     history_len: int = 50
     seen_max: int = 500
     dedup_window: int = 256

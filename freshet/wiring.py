@@ -91,6 +91,18 @@ def training_consumer(settings: Settings) -> Callable[[], Any]:
     return lambda: kafka_client_when_up(settings, lambda: KafkaConsumer(**kwargs))
 
 
+DEBOUNCE_MODES = ("adaptive", "fixed")
+
+
+def debounce_behind_of(settings: Settings) -> int | None:
+    """The adaptive debounce's backlog threshold, or ``None`` for the fixed window."""
+    if settings.debounce_mode not in DEBOUNCE_MODES:
+        raise ValueError(
+            f"FRESHET_DEBOUNCE_MODE={settings.debounce_mode!r}: expected one of {DEBOUNCE_MODES}"
+        )
+    return settings.debounce_behind_ms if settings.debounce_mode == "adaptive" else None
+
+
 def live_recommender(
     settings: Settings,
     *,
@@ -107,6 +119,7 @@ def live_recommender(
         bundle_dir=settings.bundle_dir,
         bundle_loader=bundle_loader or onnx_loader(settings),
         debounce_ms=settings.debounce_ms,
+        debounce_behind_ms=debounce_behind_of(settings),
         trending_source=trending_source,
         counts_source=counts_source,
         catalog_log=catalog_log,

@@ -3,6 +3,13 @@
 Leading edge: a user not refreshed within the window is refreshed at once. Trailing
 edge: events inside the window mark the user pending, and one refresh goes out when
 the window closes, covering all of them.
+
+Two policies. *Fixed* (an operator's choice): the window is always ``window_ms``, so a
+user gets at most one list per window. *Adaptive* (the worker's default): while the
+worker keeps up there is no window at all, and each micro-batch's lists go out with
+it (a burst inside one batch is coalesced by the batch); once the oldest event of a
+batch has waited more than ``behind_ms``, the window is that wait, capped at
+``window_ms``: a user is not refreshed more often than the lists could be fresh.
 """
 
 from __future__ import annotations
@@ -12,6 +19,19 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def adaptive_window_ms(lag_ms: float, behind_ms: int, cap_ms: int) -> int:
+    """The window for a batch whose oldest event waited ``lag_ms``.
+
+    >>> adaptive_window_ms(8, behind_ms=50, cap_ms=200)  # keeping up: no window
+    0
+    >>> adaptive_window_ms(120, 50, 200), adaptive_window_ms(900, 50, 200)
+    (120, 200)
+    """
+    if cap_ms <= 0 or lag_ms <= behind_ms:
+        return 0
+    return int(min(lag_ms, cap_ms))
 
 
 @dataclass
@@ -25,19 +45,45 @@ class Debouncer(Generic[T]):
     []
     >>> d.due(now_ms=80), d.due(now_ms=100)  # trailing edge: one, with the newest
     ([], ['e3'])
+
+    Adaptive (``behind_ms`` set): no window unless the batch is behind.
+
+    >>> a = Debouncer[str](window_ms=200, behind_ms=50)
+    >>> a.admit([("u", "e1")], now_ms=0, lag_ms=5), a.admit([("u", "e2")], 10, lag_ms=5)
+    (['e1'], ['e2'])
+    >>> a.admit([("u", "e3")], now_ms=20, lag_ms=80)  # behind: an 80 ms window
+    []
+    >>> a.due(now_ms=60), a.due(now_ms=90)
+    ([], ['e3'])
     """
 
     window_ms: int
     max_users: int = 1_000_000
+    behind_ms: int | None = None
+    """Adaptive when set: the backlog (ms) past which a window opens; ``window_ms`` caps it."""
     last_refresh: dict[str, int] = field(default_factory=dict)
     pending: dict[str, T] = field(default_factory=dict)
+    current_ms: int | None = None
+    """The window in force (adaptive: the last batch's); ``None`` until the first batch."""
 
-    def admit(self, items: Iterable[tuple[str, T]], now_ms: int) -> list[T]:
-        """Items to refresh now; the others become (or stay) pending with the newest item."""
+    def window(self) -> int:
+        """The window that ``due`` applies now."""
+        if self.behind_ms is None or self.window_ms <= 0:
+            return self.window_ms
+        return self.window_ms if self.current_ms is None else self.current_ms
+
+    def admit(self, items: Iterable[tuple[str, T]], now_ms: int, lag_ms: float = 0.0) -> list[T]:
+        """Items to refresh now; the others become (or stay) pending with the newest item.
+
+        ``lag_ms``: how long the batch's oldest event has waited (adaptive policy only).
+        """
+        if self.behind_ms is not None:
+            self.current_ms = adaptive_window_ms(lag_ms, self.behind_ms, self.window_ms)
+        window = self.window()
         now: list[T] = []
         for user, item in items:
             last = self.last_refresh.get(user)
-            if self.window_ms <= 0 or last is None or now_ms - last >= self.window_ms:
+            if window <= 0 or last is None or now_ms - last >= window:
                 self.last_refresh[user] = now_ms
                 self.pending.pop(user, None)
                 now.append(item)
@@ -48,7 +94,8 @@ class Debouncer(Generic[T]):
 
     def due(self, now_ms: int) -> list[T]:
         """Pending items whose window has closed; they count as refreshed now."""
-        ready = [u for u in self.pending if now_ms - self.last_refresh.get(u, 0) >= self.window_ms]
+        window = self.window()
+        ready = [u for u in self.pending if now_ms - self.last_refresh.get(u, 0) >= window]
         out = []
         for user in ready:
             out.append(self.pending.pop(user))

@@ -36,7 +36,10 @@ class LiveRecommender:
         scorer: The synchronous scorer it feeds and calls.
         bundle_dir: Folder whose ``CURRENT`` names the bundle to serve.
         bundle_loader: ``(folder, version) -> bundle``, called in a worker thread.
-        debounce_ms: Per-user window of list refreshes (0: every batch).
+        debounce_ms: Per-user window of list refreshes (0: every batch); with
+            ``debounce_behind_ms`` the cap of the adaptive window (``streams.debounce``).
+        debounce_behind_ms: Adaptive debounce: no window until a batch's oldest event
+            has waited this long. ``None``: the fixed window, always.
         trending_source, counts_source, catalog_log: Readers of the shared state.
         change_source: A cheap token that changes whenever trending or counts may have
             (``RedisStateStore.change_token``); with it, the trending and popularity
@@ -54,6 +57,7 @@ class LiveRecommender:
         counts_source: Callable[[], Awaitable[dict[str, int]]],
         catalog_log: Callable[[str], Awaitable[list[tuple[str, CatalogRecord]]]],
         change_source: Callable[[], Awaitable[Hashable]] | None = None,
+        debounce_behind_ms: int | None = None,
     ) -> None:
         self.scorer = scorer
         self.bundle_dir = bundle_dir
@@ -64,7 +68,7 @@ class LiveRecommender:
         self.change_source = change_source
         self._synced: dict[str, Hashable] = {}  # sync name -> token it last read at
         self.catalog_cursor = "0"
-        self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms)
+        self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
         self.refused_versions: set[str] = set()
         # Compute runs in a worker thread (numpy, faiss, onnxruntime and the MMR kernel
         # release the GIL for their heavy parts), so the event loop keeps fetching and
@@ -189,8 +193,14 @@ class LiveRecommender:
 
     # --- the per-batch path ----------------------------------------------------------
     async def refresh(self, touched: Sequence[TouchedUser], now_ms: int) -> Refresh:
-        """Embeddings and lists for the users due now; the rest wait for their window."""
-        due = self.debounce.admit(((t.user_id, t) for t in touched), now_ms)
+        """Embeddings and lists for the users due now; the rest wait for their window.
+
+        How far behind the batch is (for the adaptive window) is the wait of its oldest
+        event since its record's Kafka timestamp.
+        """
+        stamps = [t.source_timestamp_ms for t in touched if t.source_timestamp_ms > 0]
+        lag_ms = max(0, now_ms - min(stamps)) if stamps else 0
+        due = self.debounce.admit(((t.user_id, t) for t in touched), now_ms, lag_ms)
         self.scorer.stats.deferred = len(self.debounce.pending)
         return await self.compute_async(due, now_ms)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from freshet.settings import Settings
-from freshet.wiring import limits_of, live_config, recommend_config, rules_of
+from freshet.wiring import debounce_behind_of, limits_of, live_config, recommend_config, rules_of
 from inference.recommend import RecommendConfig
 from streams.live_scorer import LiveConfig
 
@@ -82,3 +82,10 @@ def test_lower_layers_do_not_import_the_settings(folder: str) -> None:
 def test_the_pure_part_of_streams_does_not_import_the_settings() -> None:
     offenders = [n for n in PURE_STREAMS if _imports_settings(ROOT / "streams" / n)]
     assert offenders == []
+
+
+def test_debounce_mode_maps_to_the_adaptive_threshold_or_the_fixed_window() -> None:
+    assert debounce_behind_of(Settings()) == Settings().debounce_behind_ms  # adaptive default
+    assert debounce_behind_of(Settings(debounce_mode="fixed")) is None
+    with pytest.raises(ValueError, match="FRESHET_DEBOUNCE_MODE"):
+        debounce_behind_of(Settings(debounce_mode="sometimes"))
