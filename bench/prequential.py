@@ -5,20 +5,24 @@ worker's own code, in-process: ``apply_events`` for state and popularity,
 ``LiveScorer.score`` for lists, bundles retrained with ``training.pipeline.run``
 every ``--retrain-every`` interactions and swapped in with ``swap_bundle``. Before each
 interaction the user's current list is scored (HR@10, NDCG@10) against the item that
-came next (see ``training.evaluation.prequential``). Baselines run through the same loop
-in the same run: most-popular, trending, online item-kNN, river's FunkMF, and two
-ablations of freshet: its bundle frozen (lists computed at each swap, not refreshed
-after events), and without the co-visitation source (``FRESHET_COVISIT_WEIGHT=0``).
+came next (see ``training.evaluation.prequential`` for the protocol: every eligible
+event scored from the start, every touched item excluded, ``--fresh`` lists asked just
+before each event). Before the run, freshet's blend of model, co-visitation and
+popularity is tuned on the first ``--valid-share`` of the stream
+(``bench.blend_validation``). Baselines run through the same loop in the same run:
+most-popular, trending, online item-kNN (the shared data README's), river's FunkMF,
+EASE refit at each retrain, and ablations of freshet: its bundle frozen (lists computed
+at each swap, not refreshed after events), without the co-visitation source, and
+opt-in, co-visitation alone and without diversity quotas.
 
     .venv/bin/python -m bench.prequential --quick --out docs/benchmarks
-    .venv/bin/python -m bench.prequential --file ratings.csv --retrain-every 50000
+    .venv/bin/python -m bench.prequential --file ../shared/data/ml-latest-small/ratings.csv \
+        --fresh --plot docs/benchmarks/prequential_real.png
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
-import hashlib
 import json
 import os
 import platform
@@ -30,12 +34,17 @@ from typing import Any
 
 import numpy as np
 
+from bench.blend_validation import tune_on_prefix, weighted
+from bench.prequential_plots import plot_hr_over_stream, plot_prequential
+from bench.retrainer import Retrainer
 from freshet.settings import Settings
 from freshet.wiring import live_config
+from inference.blend import COVISIT_ALONE
 from schemas.events import CatalogEvent, InteractionEvent
 from streams.file_reader import CsvLayout, layout_of, read_events
 from streams.simulator import SimConfig, simulate
 from training.evaluation.online_baselines import (
+    BatchEASE,
     OnlineItemKNN,
     OnlinePopular,
     OnlineTrending,
@@ -58,12 +67,22 @@ BASELINES = (
     "trending",
     "item-knn",
     "river-funkmf",
+    "ease",
     "freshet-frozen",
     "freshet-no-covisit",
 )
 QUICK_SIM = {"users": 800, "items": 1000, "events": 16_000}
 FULL_SIM = {"users": 20_000, "items": 10_000, "events": 300_000}
 QUICK_FILE_EVENTS = 25_000
+ABLATIONS = ("freshet-covisit-alone", "freshet-no-diversity")
+"""Opt-in freshet variants (``--baselines``): each costs a whole freshet in the loop."""
+NO_DIVERSITY = {
+    "mmr_lambda": 1.0,
+    "longtail_share": 0.0,
+    "exploration_slots": 0,
+    "trending_slots": 0,
+    "new_item_slots": 0,
+}
 
 
 def sim_events(users: int, items: int, events: int, seed: int) -> list[Event]:
@@ -97,64 +116,6 @@ def file_events(
     return events, refused
 
 
-class Retrainer:
-    """``training.pipeline.run`` on the events so far; bundles cached by data and config.
-
-    The cache lets the trade-off benchmark reuse the bundles of the prequential run on
-    the same data instead of training them again.
-    """
-
-    def __init__(
-        self,
-        cache_dir: Path,
-        config: TrainConfig,
-        *,
-        ranker: str = "off",
-        provider: str = "cpu",
-        log: Callable[[str], None] = print,
-    ) -> None:
-        self.cache_dir = cache_dir
-        self.config = config
-        self.ranker = ranker
-        self.provider = provider
-        self.log = log
-        self.seconds: list[float] = []
-
-    def key(self, history: Sequence[Event]) -> str:
-        ids = [e.event_id for e in (history[0], history[-1])]
-        raw = f"{len(history)}|{ids}|{self.config}|{self.ranker}"
-        return hashlib.sha1(raw.encode()).hexdigest()[:16]
-
-    def __call__(self, history: Sequence[Event]) -> Any:
-        from inference.onnx_session import LoadedBundle
-        from training.pipeline import run
-
-        where = self.cache_dir / self.key(history)
-        t0 = time.perf_counter()
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # One trainer per bundle: a second process that wants the same one (the
-        # trade-off bench's shards) waits here and then loads the finished bundle.
-        with open(self.cache_dir / f"{where.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            cached = (where / "CURRENT").exists()
-            if not cached:
-                run(
-                    list(history),
-                    where,
-                    self.config,
-                    test_cases=500,
-                    show=True,  # epoch progress while the loop waits
-                    ranker=self.ranker,
-                )
-        bundle = LoadedBundle.load(where, provider=self.provider)
-        took = time.perf_counter() - t0
-        self.seconds.append(took)
-        n = sum(isinstance(e, InteractionEvent) for e in history)
-        how = "cached" if cached else "trained"
-        self.log(f"  bundle at {n} interactions: {how} in {took:.1f} s ({bundle.version})")
-        return bundle
-
-
 def build_models(
     stream: StreamState,
     names: Sequence[str],
@@ -169,11 +130,20 @@ def build_models(
         "trending": lambda: OnlineTrending(stream),
         "item-knn": lambda: OnlineItemKNN(stream),
         "river-funkmf": lambda: RiverMF(stream, seed=seed),
+        "ease": lambda: BatchEASE(stream),
         "freshet-frozen": lambda: FreshetOnline(
             stream, live_config(settings), name="freshet-frozen", frozen=True
         ),
         "freshet-no-covisit": lambda: FreshetOnline(
             stream, live_config(settings.with_(covisit_weight=0.0)), name="freshet-no-covisit"
+        ),
+        "freshet-covisit-alone": lambda: FreshetOnline(
+            stream,
+            live_config(weighted(settings, COVISIT_ALONE)),
+            name="freshet-covisit-alone",
+        ),
+        "freshet-no-diversity": lambda: FreshetOnline(
+            stream, live_config(settings.with_(**NO_DIVERSITY)), name="freshet-no-diversity"
         ),
     }
     if not freshet:
@@ -285,32 +255,6 @@ def run_benchmark(
     return result, summary, wall
 
 
-def plot_prequential(out: Path) -> None:
-    """Bar charts of NDCG@10 (all, cold users, cold items) from ``out/prequential.json``."""
-    pq = out / "prequential.json"
-    if not pq.exists():
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = json.loads(pq.read_text())["models"]
-    names = list(models)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, key, title in (
-        (axes[0], "ndcg@10", "NDCG@10 (all)"),
-        (axes[1], "cold_user/ndcg@10", "NDCG@10 (cold users ≤5 events)"),
-        (axes[2], "cold_item/ndcg@10", "NDCG@10 (cold items <10 interactions)"),
-    ):
-        ax.barh(names[::-1], [models[n][key] for n in names[::-1]], color="tab:blue")
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "prequential.png", dpi=110)
-    plt.close(fig)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, help="JSONL/CSV events (default: simulator)")
@@ -323,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-header", action="store_true", help="file has no header")
     parser.add_argument("--ts-unit", default="s", choices=["s", "ms"])
     parser.add_argument(
-        "--items", help="item side file (titles, genres); default: movies.* next to --file"
+        "--item-file", help="item side file (titles, genres); default: movies.* next to --file"
     )
     parser.add_argument("--users", type=int)
     parser.add_argument("--items", type=int)
@@ -342,7 +286,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-ms", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=0, help="0: 3 quick, 8 full")
     parser.add_argument("--ranker", default="off", choices=["off", "auto", "on"])
-    parser.add_argument("--baselines", nargs="*", default=list(BASELINES))
+    parser.add_argument(
+        "--baselines",
+        nargs="*",
+        default=list(BASELINES),
+        help=f"of {', '.join(BASELINES + ABLATIONS)}",
+    )
+    parser.add_argument(
+        "--valid-share",
+        type=float,
+        default=0.1,
+        help="tune freshet's blend on this first share of the stream (0: settings' weights)",
+    )
     parser.add_argument(
         "--no-freshet", action="store_true", help="baselines only (no bundle, no retrains)"
     )
@@ -350,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument("--plot", type=Path, help="write HR@10 over the stream (PNG) here")
     parser.add_argument(
         "--out", type=Path, help="write prequential.json and prequential.png in this folder"
     )
@@ -375,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         except ValueError as exc:
             parser.error(str(exc))
-        events, refused = file_events(args.file, layout, args.items, limit)
+        events, refused = file_events(args.file, layout, args.item_file, limit)
         source = f"{args.file}" + (f" (first {limit} interactions)" if limit else "")
     else:
         events = sim_events(users, items, n_events, args.seed)
@@ -403,6 +359,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     cache = args.cache or settings.home / "bench-bundles"
     retrainer = Retrainer(cache, train_config, ranker=args.ranker, provider=settings.onnx_provider)
     print(f"prequential: {source}; {n_inter} interactions, retrain every {retrain_every}")
+    validation: dict[str, Any] = {}
+    if args.valid_share > 0 and not args.no_freshet:
+        best, scored = tune_on_prefix(events, args.valid_share, settings, config, retrainer)
+        settings = weighted(settings, best)
+        validation = {"share": args.valid_share, "served": str(best), "weightings": scored}
     result, summary, wall = run_benchmark(
         events,
         baselines=args.baselines,
@@ -451,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "note": note,
         "wall_s": round(wall, 1),
         "retrain_s": [round(s, 1) for s in retrainer.seconds],
+        "blend_validation": validation,
         "models": summary,
     }
     print(note)
@@ -462,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             path.write_text(json.dumps(report, indent=2) + "\n")
     if args.out:
         plot_prequential(args.out)
+    if args.plot:
+        plot_hr_over_stream(result, args.plot)
     sys.stdout.flush()
 
 

@@ -8,6 +8,7 @@ micro-batch, the same cadence freshet gets.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,6 +89,25 @@ def _seen_codes(stream: StreamState, users: Sequence[TouchedUser]) -> list[IntAr
     return [stream.touched_codes(u.user_id) for u in users]
 
 
+def _popularity_prior(stream: StreamState, b: int) -> np.ndarray:
+    """``(b, n)`` tie-breaking scores: a tiny share of each item's popularity."""
+    n = stream.n_items
+    counts = stream.counts[:n]
+    return np.tile(1e-6 * counts / max(int(counts.max(initial=0)), 1), (b, 1))
+
+
+def _personal_lists(
+    stream: StreamState, users: Sequence[TouchedUser], scores: np.ndarray, k: int
+) -> tuple[dict[str, IntArray], IntArray]:
+    """Each user's ``k`` best unseen live items, and the most-popular list for cold users."""
+    n = stream.n_items
+    scores[:, stream.removed[:n]] = -np.inf
+    lists = _top_unseen(scores, _seen_codes(stream, users), k)
+    s = np.where(stream.removed[:n], -np.inf, stream.counts[:n].astype(np.float64))
+    cold = m.top_k(s[None, :], min(k, n))[0] if n else np.zeros(0, np.int64)
+    return {u.user_id: lst for u, lst in zip(users, lists, strict=True)}, cold
+
+
 class OnlineItemKNN:
     """Incremental item-to-item co-occurrence over whole user profiles.
 
@@ -142,20 +162,18 @@ class OnlineItemKNN:
         prof.append(item)
 
     def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        if not users:
+            return {}
         st = self.stream
         n = st.n_items
         self._grow(n)
-        prior = 1e-6 * st.counts[:n] / max(int(st.counts[:n].max(initial=0)), 1)
-        scores = np.tile(prior, (len(users), 1))
+        scores = _popularity_prior(st, len(users))
         for b, u in enumerate(users):
             recent = self.profile.get(u.user_id, [])[-self.recent :]
             if recent:
                 scores[b] += self.co[np.asarray(recent, np.int64), :n].sum(axis=0)
-        scores[:, st.removed[:n]] = -np.inf
-        lists = _top_unseen(scores, _seen_codes(st, users), self.k)
-        s = np.where(st.removed[:n], -np.inf, st.counts[:n].astype(np.float64))
-        self._cold = m.top_k(s[None, :], min(self.k, n))[0] if n else self._cold
-        return {u.user_id: lst for u, lst in zip(users, lists, strict=True)}
+        lists, self._cold = _personal_lists(st, users, scores, self.k)
+        return lists
 
     def cold_list(self) -> IntArray:
         return self._cold
@@ -208,6 +226,8 @@ class RiverMF:
                 self.model.learn_one(event.user_id, item, 0.0)
 
     def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        if not users:
+            return {}
         st = self.stream
         n = st.n_items
         latents = self.model.i_latents
@@ -224,11 +244,9 @@ class RiverMF:
             [ulat[x.user_id] if x.user_id in ulat else np.zeros(f) for x in users], np.float64
         ).reshape(len(users), f)
         scores = u @ items.T
-        scores[:, st.removed[:n] | ~known] = -np.inf
-        lists = _top_unseen(scores, _seen_codes(st, users), self.k)
-        s = np.where(st.removed[:n], -np.inf, st.counts[:n].astype(np.float64))
-        self._cold = m.top_k(s[None, :], min(self.k, n))[0] if n else self._cold
-        return {x.user_id: lst for x, lst in zip(users, lists, strict=True)}
+        scores[:, ~known] = -np.inf
+        lists, self._cold = _personal_lists(st, users, scores, self.k)
+        return lists
 
     def cold_list(self) -> IntArray:
         """Users unknown to the model get the most popular items."""
@@ -236,3 +254,73 @@ class RiverMF:
 
     def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
         return {}
+
+
+class BatchEASE:
+    """EASE (Steck, 2019) refit on every interaction so far at each retrain of the loop.
+
+    A strong batch baseline at freshet's cadence: the closed-form item-item model
+    ``B = I - P / diag(P)`` with ``P = (XᵀX + λI)⁻¹`` over binary user-item data, on the
+    ``max_items`` most popular items (the inverse is cubic in them). Until the first
+    retrain, and for users it has no items of, it lists the most popular items.
+    """
+
+    name = "ease"
+
+    def __init__(
+        self, stream: StreamState, k: int = 10, l2: float = 200.0, max_items: int = 6_000
+    ) -> None:
+        self.stream = stream
+        self.k = k
+        self.l2 = l2
+        self.max_items = max_items
+        self.pairs: list[tuple[str, int]] = []
+        self.items = np.zeros(0, np.int64)  # codes the model covers
+        self.weights = np.zeros((0, 0), np.float32)
+        self._cold = np.zeros(0, np.int64)
+        self.seconds_fit: list[float] = []
+
+    def observe(self, event: InteractionEvent, before: UserState) -> None:
+        self.pairs.append((event.user_id, self.stream.code[event.item_id]))
+
+    def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
+        t0 = time.perf_counter()
+        users = {u: n for n, u in enumerate(dict.fromkeys(u for u, _ in self.pairs))}
+        codes = np.array([c for _, c in self.pairs], np.int64)
+        counts = np.bincount(codes, minlength=self.stream.n_items)
+        keep = np.argsort(-counts, kind="stable")[: self.max_items]
+        keep = np.sort(keep[counts[keep] > 0])
+        col = np.full(self.stream.n_items, -1, np.int64)
+        col[keep] = np.arange(keep.size)
+        x = np.zeros((len(users), keep.size), np.float32)
+        rows = np.array([users[u] for u, _ in self.pairs], np.int64)
+        on = col[codes] >= 0
+        x[rows[on], col[codes[on]]] = 1.0
+        gram = (x.T @ x).astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.l2
+        p = np.linalg.inv(gram)
+        b = -p / np.diag(p)[None, :]
+        b[np.diag_indices_from(b)] = 0.0
+        self.items, self.weights = keep, b.astype(np.float32)
+        self.seconds_fit.append(time.perf_counter() - t0)
+        return {}
+
+    def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        if not users:
+            return {}
+        st = self.stream
+        n = st.n_items
+        scores = _popularity_prior(st, len(users))
+        if self.items.size:
+            col = np.full(n, -1, np.int64)
+            col[self.items] = np.arange(self.items.size)
+            for b, u in enumerate(users):
+                have = col[st.touched_codes(u.user_id)]
+                have = have[have >= 0]
+                if have.size:
+                    scores[b, self.items] += self.weights[have].sum(axis=0)
+        lists, self._cold = _personal_lists(st, users, scores, self.k)
+        return lists
+
+    def cold_list(self) -> IntArray:
+        return self._cold

@@ -24,6 +24,7 @@ from streams.state_rules import UserState
 from training.evaluation.prequential import IntArray, StreamState
 
 _TIMERS_MS = {"catalog": 500, "trending": 1_000, "popularity": 10_000}
+_COLD_EVERY_MS = 1_000  # the cold-start list is recomputed at most this often
 _COLD_USER = "\x00cold-start"
 
 
@@ -50,6 +51,7 @@ class FreshetOnline:
         self._catalog_read = 0  # catalog log entries applied so far
         self._synced = dict.fromkeys(_TIMERS_MS, -(10**18))
         self._cold = np.zeros(0, np.int64)
+        self._cold_at = -(10**18)
 
     # --- the worker's syncs, from memory ----------------------------------------------
     def _sync(self, now_ms: int, force: bool = False) -> None:
@@ -75,7 +77,7 @@ class FreshetOnline:
 
     def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
         self._sync(now_ms)
-        if self.frozen:
+        if self.frozen or not users:  # no users: the loop only tells the time
             return {}
         return self._compute(users, now_ms)
 
@@ -100,8 +102,12 @@ class FreshetOnline:
         return None
 
     def _compute(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
-        cold = TouchedUser(_COLD_USER, 0, UserState(), None, None, now_ms)
-        lists = self.live.score([*users, cold], now_ms).lists
+        asked = list(users)
+        if not users or now_ms - self._cold_at >= _COLD_EVERY_MS:
+            # one more user per call doubles a single user's cost; the cold list moves slowly
+            self._cold_at = now_ms
+            asked.append(TouchedUser(_COLD_USER, 0, UserState(), None, None, now_ms))
+        lists = self.live.score(asked, now_ms).lists
         codes = {
             uid: self.stream.codes([it.item_id for it in rec.items[: self.k]])
             for uid, rec in lists.items()

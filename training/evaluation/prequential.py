@@ -296,9 +296,11 @@ def run_prequential(
         touched = [
             TouchedUser(u, 0, st.states[u], None, ev, ev.ts) for u, ev in batch_users.items()
         ]
+        # With fresh lists every scored user is asked just before the event, so a batch
+        # only tells the models the time (syncs); its users are not asked twice.
         for i, model in enumerate(models):
             t0 = time.perf_counter()
-            held[i].update(model.refresh(touched, now_ms))
+            held[i].update(model.refresh([] if cfg.fresh else touched, now_ms))
             cold[i] = model.cold_list()
             traces[i].seconds += time.perf_counter() - t0
         if n_batches % cfg.head_every == 0:
