@@ -13,8 +13,10 @@ One worker process, one simulated shop. After the past is replayed:
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from redis import Redis
 from worker_harness import WorkerProcess, wait_for
 
+from freshet.services.ports import free_port
 from freshet.settings import Settings
 from inference.bundle import read_current
 from schemas.codec import encode
@@ -133,7 +136,20 @@ def test_realtime_lists(settings: Settings, tmp_path: Path) -> None:
         return sum(int(w) + 1 for p in range(4) if (w := client.get(keys.watermark(p))) is not None)
 
     n_past = sum(isinstance(e, InteractionEvent) for e in past)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    metrics_port = free_port()
+    worker = WorkerProcess(
+        settings, tmp_path / "worker.log", FRESHET_METRICS_PORT=str(metrics_port)
+    )
+
+    def catalog_items() -> int:
+        """The worker's online catalog size, from its metrics endpoint (-1: not yet)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=3) as r:
+                found = re.search(rb"^freshet_catalog_items (\S+)$", r.read(), re.MULTILINE)
+        except OSError:
+            return -1
+        return int(float(found.group(1))) if found else -1
+
     try:
         wait_for(lambda: applied() >= n_past, 240, "the past to be replayed", worker)
         wait_for(lambda: b"serving bundle" in worker.log_path.read_bytes(), 60, "bundle", worker)
@@ -180,9 +196,12 @@ def test_realtime_lists(settings: Settings, tmp_path: Path) -> None:
         template = int(np.flatnonzero(world.item_category == cat)[0])
         upsert = world.catalog_upsert(template, "live-cat-1", int(time.time() * 1000))
         new_item = dataclasses.replace(upsert, item_id="i-fresh-1")
+        wait_for(lambda: catalog_items() > 0, 30, "the catalog size in the metrics", worker)
+        known = catalog_items()
         send(new_item)
         producer.flush()
-        time.sleep(3.0)  # the catalog agent stores it; every worker's log tail picks it up
+        # The catalog agent stores it, and the worker's log tail adds it to its catalog.
+        wait_for(lambda: catalog_items() > known, 30, "the new item in the catalog", worker)
         fans = np.argsort(-world.user_tastes[:, cat])[:40]
         others = np.argsort(world.user_tastes[:, cat])[:40]
         hits = {"fans": 0, "others": 0}
