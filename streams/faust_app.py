@@ -21,7 +21,6 @@ import faust
 from faust.tables import TableManager
 
 from freshet.settings import Settings
-from schemas.topics import Topics
 from streams.ingest import BatchStats, SourceRecord
 from streams.kafka_config import DEAD_LETTER_MAX_BYTES
 from streams.micro_batches import quiet_take
@@ -240,7 +239,3 @@ def add_batch_agent(
     agent.__name__ = name
     agent.__qualname__ = name
     return app.agent(topic, name=name, concurrency=1)(agent)
-
-
-def topics_of(settings: Settings) -> Topics:
-    return Topics(settings.topic_prefix)
