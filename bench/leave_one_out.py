@@ -87,7 +87,7 @@ def main() -> None:
     config = TrainConfig(
         history_len=args.history_len,
         epochs=1000,
-        patience=3,
+        patience=5,
         time_budget_s=args.budget_s,
         threads=args.threads,
         seed=args.seed,

@@ -26,8 +26,8 @@ from bench.leave_one_out import movielens_events
 from training.data import build_log, leave_one_out
 from training.train import TrainConfig, TrainResult, train
 
-TODAY = TrainConfig(objective="last", history_len=20)
-"""The trainer as it was: one prediction per history, its defaults otherwise."""
+TODAY = TrainConfig(objective="last", history_len=20, temperature=0.1, negatives=1024)
+"""The trainer as it was: one prediction per history, with its defaults of then."""
 
 
 def main() -> None:

@@ -69,11 +69,11 @@ class TrainConfig:
     epochs: int = 10
     patience: int = 2
     batch_size: int = 256
-    windows_per_batch: int = 32
+    windows_per_batch: int = 16
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    temperature: float = 0.1
-    negatives: int = 1024
+    temperature: float = 0.05
+    negatives: int = 256
     full_softmax_max_items: int = 3000
     samples_per_epoch: int | None = None
     time_budget_s: float | None = None
