@@ -59,6 +59,20 @@ class Stream:
             self.all_acked.set()
 
 
+@pytest.fixture
+def delays(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The backoff sleeps asked for, recorded instead of waited out."""
+    asked: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def no_wait(delay: float, *args: Any) -> Any:
+        asked.append(delay)
+        return await real_sleep(0)
+
+    monkeypatch.setattr(faust_app.asyncio, "sleep", no_wait)
+    return asked
+
+
 def agent_fun(handler: Any, **kwargs: Any) -> Any:
     app = faust.App("t", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     # The takes come from the stand-in's ``noack_take``, exactly as scripted.
@@ -102,16 +116,8 @@ async def test_waiting_takes_merge_and_acks_follow_their_batch_in_order() -> Non
 
 
 async def test_a_failing_batch_is_retried_whole_with_backoff_before_any_ack(
-    monkeypatch: pytest.MonkeyPatch,
+    delays: list[float],
 ) -> None:
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def no_wait(delay: float, *args: Any) -> Any:
-        delays.append(delay)
-        return await real_sleep(0)
-
-    monkeypatch.setattr(faust_app.asyncio, "sleep", no_wait)
     log: list[str] = []
     attempts: list[list[int]] = []
     retries: list[int] = []
@@ -132,15 +138,7 @@ async def test_a_failing_batch_is_retried_whole_with_backoff_before_any_ack(
     assert log.index("attempt 4") < log.index("ack 7")  # acked only once it went through
 
 
-async def test_backoff_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def no_wait(delay: float, *args: Any) -> Any:
-        delays.append(delay)
-        return await real_sleep(0)
-
-    monkeypatch.setattr(faust_app.asyncio, "sleep", no_wait)
+async def test_backoff_is_capped(delays: list[float]) -> None:
     failures = iter(range(12))
 
     async def handler(records: Sequence[SourceRecord]) -> BatchStats:
