@@ -937,6 +937,8 @@ def main() -> None:
         "offered_rate": args.rate,
         "partitions": args.partitions,
         "debounce_ms": DEBOUNCE_MS,
+        # The starting commit has no mode setting: its window was always fixed.
+        "debounce_mode": getattr(settings, "debounce_mode", "fixed"),
         "batch_max_events": settings.batch_max_events,
         "batch_max_ms": settings.batch_max_ms,
         "model": version,
@@ -976,7 +978,8 @@ def _print(report: dict[str, Any]) -> None:
         f"warm-up {c['warm_events']:,} events, {c['events_per_phase']:,} events per phase"
     )
     print(
-        f"  offered rate {c['offered_rate']:,.0f}/s, debounce {c['debounce_ms']} ms, "
+        f"  offered rate {c['offered_rate']:,.0f}/s, debounce {c['debounce_ms']} ms"
+        f" ({c.get('debounce_mode', 'fixed')}), "
         f"batches <= {c['batch_max_events']} events / {c['batch_max_ms']} ms"
     )
     ranker = "with ranker" if c.get("ranker") else "no ranker"
