@@ -70,6 +70,7 @@ PURE_STREAMS = [
     "live_catalog.py",
     "live_recommender.py",
     "keyspace.py",
+    "catalog.py",
 ]
 
 
