@@ -267,6 +267,28 @@ def stage_budget(before: dict[str, float], after: dict[str, float]) -> dict[str,
     return out
 
 
+DUTIES = ("bundle", "catalog", "trending", "popularity")
+
+
+def lock_holds(before: dict[str, float], after: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per housekeeping duty: holds of the scoring lock, mean ms, and holds over 1 ms
+    (``freshet_lock_hold_seconds``; absent on a worker that predates it)."""
+
+    def delta(duty: str, kind: str, extra: str = "") -> float:
+        key = f'freshet_lock_hold_seconds_{kind}{{duty="{duty}"{extra}}}'
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    out = {}
+    for duty in DUTIES:
+        n = delta(duty, "count")
+        out[duty] = {
+            "holds": n,
+            "mean_ms": round(1000.0 * delta(duty, "sum") / n, 3) if n else float("nan"),
+            "over_1ms": n - delta(duty, "bucket", ',le="0.001"'),
+        }
+    return out
+
+
 def work_figures(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, Any]:
     rt = after.get("freshet_redis_round_trips_total", 0) - before.get(
         "freshet_redis_round_trips_total", 0
@@ -303,6 +325,7 @@ def work_figures(before: dict[str, float], after: dict[str, float], events: int)
         "encoder_ms_per_micro_batch": enc_ms,
         "recommend_ms_per_micro_batch": rec_ms,
         "stage_ms_per_micro_batch": stage_budget(before, after),
+        "lock_holds": lock_holds(before, after),
     }
 
 
@@ -957,7 +980,12 @@ def main() -> None:
         },
         "note": "Kafka, Redis, the worker and the bench's producers share the cores",
     }
-    report = {"conditions": conditions, "idle_cores_worker": idle, "figures": results}
+    report = {
+        "conditions": conditions,
+        "idle_cores_worker": idle,
+        "lock_holds_whole_run": lock_holds({}, final),
+        "figures": results,
+    }
     _print(report)
     if missing := missing_fields(report):
         raise SystemExit(f"report lacks {missing}")
@@ -993,6 +1021,14 @@ def _print(report: dict[str, Any]) -> None:
     sw, sb = f["saturated_worker"], f["saturated_baseline"]
     print("figures:")
     print(f"  idle worker: {report['idle_cores_worker']:.4f} cores over {c['idle_s']:.0f} s")
+    holds = report["lock_holds_whole_run"]
+    print(
+        "  scoring-lock holds by housekeeping (whole run): "
+        + ", ".join(
+            f"{d} {h['holds']:.0f} (mean {h['mean_ms']:.2f} ms, {h['over_1ms']:.0f} over 1 ms)"
+            for d, h in holds.items()
+        )
+    )
     print(f"                               {'freshet worker':>16} {'raw aiokafka pipe':>18}")
     print(
         f"  sustained @ {pw['offered_rate']:,.0f}/s offered    "

@@ -9,8 +9,10 @@ that cannot be scored yet, and hopping to a worker thread for the scoring itself
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +121,7 @@ class LiveRecommender:
                 self._refuse(version)
                 log.error("refused bundle %s while preparing: %s", version, exc)
                 return False
-            async with self._lock:
+            async with self._housekeeping("bundle"):
                 self.scorer.install(bundle, catalog, index, self._late)
             self._synced.clear()  # the new catalog takes trending and counts afresh
         finally:
@@ -148,7 +150,7 @@ class LiveRecommender:
             changes = await self.catalog_log(self.catalog_cursor)
             if not changes:
                 return applied
-            async with self._lock:
+            async with self._housekeeping("catalog"):
                 self.catalog_cursor = changes[-1][0]
                 records = [rec for _, rec in changes]
                 if self._late is not None:
@@ -164,7 +166,7 @@ class LiveRecommender:
         if token is _UNCHANGED:
             return False
         top = await self.trending_source(k or max(self.scorer.config.recommend.trending_pool, 1))
-        async with self._lock:
+        async with self._housekeeping("trending"):
             self.scorer.set_trending(top)
         self._synced["trending"] = token
         return True
@@ -175,10 +177,21 @@ class LiveRecommender:
         if token is _UNCHANGED:
             return False
         counts = await self.counts_source()
-        async with self._lock:
+        async with self._housekeeping("popularity"):
             self.scorer.set_popularity(counts)
         self._synced["popularity"] = token
         return True
+
+    @contextlib.asynccontextmanager
+    async def _housekeeping(self, duty: str) -> AsyncIterator[None]:
+        """The scoring lock, for housekeeping: how long ``duty`` held it is recorded
+        (``LiveStats.lock_hold_ms``), since scoring waits for all of it."""
+        async with self._lock:
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.scorer.stats.lock_hold_ms.append((duty, (time.perf_counter() - start) * 1e3))
 
     async def _changed(self, name: str) -> Hashable:
         """The change token now, or ``_UNCHANGED`` if ``name`` last synced at this one.

@@ -75,6 +75,8 @@ class LiveStats:
     recommend_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
     bundle_swaps: int = 0
     bundle_refusals: int = 0
+    # (duty, ms) each time housekeeping held the scoring lock (the async shell records).
+    lock_hold_ms: deque[tuple[str, float]] = field(default_factory=lambda: deque(maxlen=1024))
 
     def take_timings(self) -> tuple[list[float], list[float]]:
         """The recent per-batch timings (ms), emptied."""

@@ -136,6 +136,14 @@ class WorkerMetrics:
             buckets=COMPUTE_BUCKETS_S,
             registry=reg,
         )
+        self.lock_hold = Histogram(
+            "freshet_lock_hold_seconds",
+            "How long housekeeping (bundle, catalog, trending, popularity) held the scoring"
+            " lock, per hold.",
+            ["duty"],
+            buckets=COMPUTE_BUCKETS_S,
+            registry=reg,
+        )
         self.model = Info("freshet_model", "The model bundle being served.", registry=reg)
         self.bundle_swaps = Counter(
             "freshet_bundle_swaps", "Model bundles swapped in.", registry=reg
@@ -226,6 +234,9 @@ class WorkerMetrics:
             self.encoder.observe(ms / 1000.0)
         for ms in recommend_ms:
             self.recommend.observe(ms / 1000.0)
+        while s.lock_hold_ms:
+            duty, ms = s.lock_hold_ms.popleft()
+            self.lock_hold.labels(duty).observe(ms / 1000.0)
         version = live.model_version or "none"
         if version != self._model_version:
             self._model_version = version

@@ -67,3 +67,19 @@ def test_a_complete_report_lacks_nothing_and_each_gap_is_named() -> None:
         "curve[0].freshness_ms_all_events.p99",
         "idle_cores_worker",
     ]
+
+
+def test_lock_holds_known_answer() -> None:
+    from bench.stream_bench import lock_holds
+
+    key = 'freshet_lock_hold_seconds_{}{{duty="catalog"{}}}'
+    before = {key.format("count", ""): 1.0, key.format("sum", ""): 0.0005}
+    after = {
+        key.format("count", ""): 5.0,
+        key.format("sum", ""): 0.0105,  # 10 ms over the 4 new holds
+        key.format("bucket", ',le="0.001"'): 2.0,  # 1 of the 4 new ones within 1 ms
+    }
+    before[key.format("bucket", ',le="0.001"')] = 1.0
+    holds = lock_holds(before, after)
+    assert holds["catalog"] == {"holds": 4.0, "mean_ms": 2.5, "over_1ms": 3.0}
+    assert holds["trending"]["holds"] == 0 and math.isnan(holds["trending"]["mean_ms"])

@@ -86,3 +86,24 @@ async def test_without_a_change_source_every_tick_reads(tmp_path: Path) -> None:
     for _ in range(3):
         assert await live.sync_trending()
     assert shared.reads["trending"] == 3
+
+
+async def test_housekeeping_lock_holds_are_timed_and_exported(tmp_path: Path) -> None:
+    from streams.metrics import WorkerMetrics
+
+    shared = Shared()
+    live = _live(shared, tmp_path)
+    shared.log.append(CatalogRecord("i1", ("cat",), {}, "", 1, 1, False))
+    await live.sync_catalog()
+    await live.sync_trending()
+    await live.sync_popularity()
+    await live.sync_popularity()  # unchanged: no read, no hold
+    holds = list(live.stats.lock_hold_ms)
+    assert [d for d, _ in holds] == ["catalog", "trending", "popularity"]
+    assert all(0 <= ms < 1000 for _, ms in holds)
+    metrics = WorkerMetrics(live=live.scorer)
+    metrics.collect()
+    text = metrics.exposition().decode()
+    for duty in ("catalog", "trending", "popularity"):
+        assert f'freshet_lock_hold_seconds_count{{duty="{duty}"}} 1.0' in text
+    assert not live.stats.lock_hold_ms  # drained into the histogram
