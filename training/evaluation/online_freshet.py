@@ -76,8 +76,10 @@ class FreshetOnline:
         return None
 
     def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        if not users:  # the loop only tells the time: sync when next asked
+            return {}
         self._sync(now_ms)
-        if self.frozen or not users:  # no users: the loop only tells the time
+        if self.frozen:
             return {}
         return self._compute(users, now_ms)
 
