@@ -186,7 +186,12 @@ def test_replay_into_new_generation(settings: Settings, tmp_path: Path) -> None:
         assert sorted(rec["user_id"] for rec in lists) == sorted(everyone)  # type: ignore[type-var]
         keys = served(client, ns)
         some = everyone[0]
-        assert client.hget(keys.user(partition_for(event_key(some), P), some), "r")
+        stored = client.hget(keys.user(partition_for(event_key(some), P), some), "r")
+        by_user = {rec["user_id"]: rec for rec in lists}
+        assert stored and orjson.loads(stored) == by_user[some]  # stored as it was sent
+        states = final[0]
+        for uid in everyone:  # each list names the newest event its state applied
+            assert by_user[uid]["source_event_id"] == states[uid].recent_event_ids[-1], uid
         assert worker.alive()
     finally:
         worker.stop()
