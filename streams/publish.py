@@ -6,7 +6,10 @@ partition's state (so list and state land together, or neither); a list with no
 state write beside it (a trailing-edge or republished list) is stored on its own.
 Only after the store has the lists are they sent, so a reader never sees a list on
 Kafka that Redis does not hold. ``published_ts`` is stamped once, here, so the copy
-in Redis and the one on Kafka are the same bytes.
+in Redis and the one on Kafka are the same bytes. Since the list is stored before it
+is sent, the stamp is the moment the list is committed, just before the store write:
+it leaves out the write and the send (a Redis round trip and an acked produce), which
+the topic's own record timestamps still show.
 """
 
 from __future__ import annotations
