@@ -87,15 +87,6 @@ class BatchStats:
     # Seconds this batch spent per stage (``STAGES``): its latency budget.
     stages_s: dict[str, float] = field(default_factory=dict)
 
-    def add(self, other: BatchStats) -> None:
-        self.records += other.records
-        self.applied += other.applied
-        self.duplicates += other.duplicates
-        self.redelivered += other.redelivered
-        self.dead_lettered += other.dead_lettered
-        self.published += other.published
-        self.users_touched += other.users_touched
-
 
 STAGES = (
     "take",  # the oldest record waiting in the agent's take for its micro-batch
