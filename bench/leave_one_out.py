@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,8 @@ from training.models.sasrec import SASRecConfig, train_sasrec
 from training.train import TrainConfig, train
 
 NO_GENRES = "(no genres listed)"
+SHARED_RATINGS = Path("../shared/data/ml-latest-small/ratings.csv")
+"""Where the shared real data set lives, relative to the repository root."""
 
 
 def movielens_events(
@@ -64,7 +67,7 @@ def movielens_events(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ratings", type=Path, required=True)
+    parser.add_argument("--ratings", type=Path, default=SHARED_RATINGS)
     parser.add_argument("--budget-s", type=float, default=300.0, help="Training wall time each.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--history-len", type=int, default=50)
@@ -113,11 +116,16 @@ def main() -> None:
     popularity = log.popularity(split.train)
     rows = [(s.name, evaluate(s, cases, popularity).metrics) for s in scorers]
     base = rows[1][1]["hr@10"]
-    print(f"{'model':<14} {'HR@10':>7} {'NDCG@10':>8} {'MRR':>7} {'tail':>6} {'vs sasrec':>9}")
+    print(
+        f"{'model':<14} {'HR@10':>7} {'± s.e.':>7} {'NDCG@10':>8} {'MRR':>7} {'tail':>6} "
+        f"{'vs sasrec':>9}"
+    )
     for name, mt in rows:
+        hr, n = mt["hr@10"], mt["cases"]
         print(
-            f"{name:<14} {mt['hr@10']:7.4f} {mt['ndcg@10']:8.4f} {mt['mrr']:7.4f} "
-            f"{mt['long_tail_share']:6.3f} {mt['hr@10'] / base if base else float('nan'):8.2f}x"
+            f"{name:<14} {hr:7.4f} {math.sqrt(hr * (1 - hr) / n):7.4f} {mt['ndcg@10']:8.4f} "
+            f"{mt['mrr']:7.4f} {mt['long_tail_share']:6.3f} "
+            f"{hr / base if base else float('nan'):8.2f}x"
         )
 
 

@@ -133,8 +133,8 @@ def steps(out: Path, data: Path, bundles: Path) -> list[Step]:
         ),
         Step(
             "train_speed",
-            [*py, "bench.train_speed"],
-            [*py, "bench.train_speed", "--events=50000", "--users=2000", "--items=1000"],
+            [*py, "bench.train_speed", "--budget-s=300"],
+            [*py, "bench.train_speed", "--budget-s=30"],
             3600,
             240,
         ),

@@ -22,17 +22,19 @@ from pathlib import Path
 import torch
 
 from bench.host import cpu_model
-from bench.leave_one_out import movielens_events
+from bench.leave_one_out import SHARED_RATINGS, movielens_events
 from training.data import build_log, leave_one_out
 from training.train import TrainConfig, TrainResult, train
 
-TODAY = TrainConfig(objective="last", history_len=20, temperature=0.1, negatives=1024)
+TODAY = TrainConfig(
+    objective="last", history_len=20, temperature=0.1, negatives=1024, fused_optimizer=False
+)
 """The trainer as it was: one prediction per history, with its defaults of then."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ratings", type=Path, required=True)
+    parser.add_argument("--ratings", type=Path, default=SHARED_RATINGS)
     parser.add_argument("--budget-s", type=float, default=120.0, help="Wall time per trainer.")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--history-len", type=int, default=50, help="N of the causal trainer.")
@@ -50,6 +52,8 @@ def main() -> None:
     }
     trainers = {
         "today (last)": replace(TODAY, **common),
+        # Today's objective with the new optimizer kernel: how much of the gain is which.
+        "last, fused": replace(TODAY, fused_optimizer=True, **common),
         "causal": replace(TrainConfig(history_len=args.history_len), **common),
     }
     print(
@@ -65,7 +69,7 @@ def main() -> None:
             f"\n{name}: N {config.history_len}, dim {config.dim}, batch "
             f"{config.batch_size if config.objective == 'last' else config.windows_per_batch}"
             f" {'events' if config.objective == 'last' else 'windows'}, {config.negatives} "
-            f"sampled negatives + in-batch"
+            f"sampled negatives + in-batch, fused AdamW {config.fused_optimizer}"
         )
         head = ("epoch", "positions", "train s", "pos/s", "NDCG@10", "wall s")
         print("{:>5} {:>9} {:>8} {:>7} {:>8} {:>7}".format(*head))
