@@ -9,7 +9,9 @@ none applied twice, every malformed record dead-lettered.
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from reliability_harness import (
 )
 from worker_harness import WorkerProcess, wait_for
 
+from freshet.services.ports import free_port
 from freshet.settings import Settings
 from schemas.topics import Topics
 from streams.event_producer import ensure_topics
@@ -40,6 +43,22 @@ PARTITIONS = 4
 
 def _first_batch(marks: Watermarks, worker: WorkerProcess) -> None:
     wait_for(lambda: any(w >= 0 for w in marks.read().values()), 90, "a first batch", worker)
+
+
+def _applied(marks: Watermarks) -> int:
+    """Records applied so far, over all partitions (from the watermarks)."""
+    return sum(w + 1 for w in marks.read().values() if w >= 0)
+
+
+def _applied_by(port: int) -> int:
+    """Events one worker applied itself, from its metrics endpoint (0 before it answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+            text = resp.read()
+    except OSError:
+        return 0
+    found = re.search(rb'^freshet_events_total\{outcome="applied"\} (\S+)$', text, re.MULTILINE)
+    return int(float(found.group(1))) if found else 0
 
 
 @pytest.mark.parametrize("realtime", [False, True], ids=["state-only", "realtime"])
@@ -110,12 +129,18 @@ def test_rebalance_under_load(settings: Settings, tmp_path: Path) -> None:
 
     first = WorkerProcess(settings, tmp_path / "a.log", **env)
     second: WorkerProcess | None = None
+    second_port = free_port()
     producer.start()
     try:
         _first_batch(marks, first)
-        time.sleep(3)
-        second = WorkerProcess(settings, tmp_path / "b.log", **env)  # join: 4 partitions split
-        time.sleep(10)
+        wait_for(lambda: _applied(marks) >= 2_000, 60, "the first worker alone mid-stream", first)
+        # join: the 4 partitions split between the two workers
+        second = WorkerProcess(
+            settings, tmp_path / "b.log", FRESHET_METRICS_PORT=str(second_port), **env
+        )
+        # The second must be seen to own partitions (it applies events of its own)
+        # before the first stops.
+        wait_for(lambda: _applied_by(second_port) > 0, 90, "the second worker's own batch", second)
         left = time.monotonic()
         first.stop()  # leave: its partitions move to the second worker mid-stream
         backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, marks.read())
