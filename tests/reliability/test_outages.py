@@ -39,6 +39,7 @@ from freshet.settings import Settings
 from schemas.topics import Topics
 from streams.event_producer import ensure_topics
 from streams.keyspace import Keyspace
+from streams.state_guard import EPOCH_FIELD
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -134,7 +135,8 @@ def test_redis_restarted_empty_is_detected(
     producer.start()
     try:
         wait_for(lambda: any(w >= 0 for w in marks.read().values()), 90, "a batch", worker)
-        time.sleep(3.0)  # past the guard's first check: the epoch is established
+        # The guard has established the store epoch (it writes the marker, then keeps it).
+        wait_for(lambda: client.hget(keys.meta, EPOCH_FIELD) is not None, 30, "epoch", worker)
         server.stop()
         _stay_alive(worker, 3.0)
         server.start()  # no AOF, no RDB: it comes back empty
