@@ -109,14 +109,16 @@ def _personal_lists(
 
 
 class OnlineItemKNN:
-    """Incremental item-to-item co-occurrence over whole user profiles.
+    """Incremental item-to-item co-occurrence within the last items of each profile.
 
-    Each event adds one to the pair (item, each item the user touched before) in both
-    directions; a user's list sums the co-occurrence rows of their last ``recent``
-    items (raw counts, ties broken by a tiny popularity prior). This is the baseline of
-    the shared data README (``last 20 items of the profile, co-occurrence``). The matrix
-    is dense float32, so 20k items (the default cap) take up to 1.6 GB; a larger catalog
-    is refused with a clear error.
+    Each event adds one to the pair (item, each of the user's last ``recent`` items) in
+    both directions; a user's list sums the cosine rows ``co / sqrt(n_a · n_b)`` (``n``:
+    interactions so far) of their last ``recent`` items, ties broken by a tiny
+    popularity prior. This is the baseline of the shared data README ("co-occurrence,
+    last 20 items of the profile"): on ``ml-latest-small`` it gives 0.0931 HR@10 against
+    the README's 0.0917, where whole-profile pairs with raw counts give 0.0593. The
+    matrix is dense float32, so 20k items (the default cap) take up to 1.6 GB; a larger
+    catalog is refused with a clear error.
     """
 
     name = "item-knn"
@@ -156,7 +158,7 @@ class OnlineItemKNN:
         self._members[event.user_id].add(item)
         self._grow(self.stream.n_items)
         if prof:
-            prev = np.asarray(prof, np.int64)
+            prev = np.asarray(prof[-self.recent :], np.int64)
             self.co[item, prev] += 1.0
             self.co[prev, item] += 1.0
         prof.append(item)
@@ -168,10 +170,12 @@ class OnlineItemKNN:
         n = st.n_items
         self._grow(n)
         scores = _popularity_prior(st, len(users))
+        norm = np.sqrt(np.maximum(st.counts[:n], 1)).astype(np.float32)
         for b, u in enumerate(users):
-            recent = self.profile.get(u.user_id, [])[-self.recent :]
-            if recent:
-                scores[b] += self.co[np.asarray(recent, np.int64), :n].sum(axis=0)
+            recent = np.asarray(self.profile.get(u.user_id, [])[-self.recent :], np.int64)
+            if recent.size:
+                rows = self.co[recent, :n] / norm[recent, None]
+                scores[b] += rows.sum(axis=0) / norm
         lists, self._cold = _personal_lists(st, users, scores, self.k)
         return lists
 
