@@ -72,7 +72,9 @@ def test_held_users_and_a_debounced_burst(settings: Settings, tmp_path: Path) ->
         w = client.get(keys.watermark(partition))
         return -1 if w is None else int(w)
 
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    # The operator's fixed window (at most one list per user per window); the adaptive
+    # default opens no window at this light load.
+    worker = WorkerProcess(settings, tmp_path / "worker.log", FRESHET_DEBOUNCE_MODE="fixed")
     lists = Lists(settings)
     try:
         # 1. Before any catalog: the early user's event is applied, no list yet.
