@@ -11,7 +11,7 @@ are fitted on the same training events. MovieLens titles and genres (``movies.cs
 next to the ratings) are the item content of freshet's content tower.
 
     .venv/bin/python -m bench.leave_one_out \\
-        --ratings ../shared/data/ml-latest-small/ratings.csv --budget-s 300 --threads 2
+        --ratings ../shared/data/ml-latest-small/ratings.csv --budget-s 300 --threads 1
 """
 
 from __future__ import annotations
