@@ -21,6 +21,7 @@ import csv
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from training.evaluation.baselines import ItemKNN, MostPopular
 from training.evaluation.protocols import Scorer, build_cases, evaluate
 from training.models.retrieval import TorchScorer
 from training.models.sasrec import SASRecConfig, train_sasrec
-from training.train import TrainConfig, train
+from training.train import CAUSAL, train
 
 NO_GENRES = "(no genres listed)"
 SHARED_RATINGS = Path("../shared/data/ml-latest-small/ratings.csv")
@@ -91,7 +92,8 @@ def main() -> None:
         f"content {'off' if args.no_content else 'movies.csv'}), {len(cases)} test cases, "
         f"training budget {args.budget_s:.0f} s each, load {time.perf_counter() - t0:.1f} s"
     )
-    config = TrainConfig(
+    config = replace(
+        CAUSAL,
         history_len=args.history_len,
         epochs=10_000,
         patience=10_000,

@@ -24,7 +24,7 @@ import torch
 from bench.host import cpu_model
 from bench.leave_one_out import SHARED_RATINGS, movielens_events
 from training.data import build_log, leave_one_out
-from training.train import TrainConfig, TrainResult, train
+from training.train import CAUSAL, TrainConfig, TrainResult, train
 
 TODAY = TrainConfig(
     objective="last", history_len=20, temperature=0.1, negatives=1024, fused_optimizer=False
@@ -54,7 +54,7 @@ def main() -> None:
         "today (last)": replace(TODAY, **common),
         # Today's objective with the new optimizer kernel: how much of the gain is which.
         "last, fused": replace(TODAY, fused_optimizer=True, **common),
-        "causal": replace(TrainConfig(history_len=args.history_len), **common),
+        "causal": replace(CAUSAL, history_len=args.history_len, **common),
     }
     print(
         f"conditions: {cpu_model()}, load average {os.getloadavg()[0]:.1f} at start, "

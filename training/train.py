@@ -67,22 +67,34 @@ class TrainConfig:
     heads: int = 2
     dropout: float = 0.1
     id_dropout: float = 0.3
-    objective: str = "causal"
+    objective: str = "last"
     epochs: int = 10
     patience: int = 2
     batch_size: int = 256
-    windows_per_batch: int = 16
+    windows_per_batch: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
     fused_optimizer: bool = True
-    temperature: float = 0.05
-    negatives: int = 256
+    temperature: float = 0.1
+    negatives: int = 1024
     full_softmax_max_items: int = 3000
     samples_per_epoch: int | None = None
     time_budget_s: float | None = None
     valid_cases: int = 3000
     seed: int = 0
     threads: int = 2
+
+
+CAUSAL = TrainConfig(objective="causal", windows_per_batch=16, temperature=0.05, negatives=256)
+"""The causal trainer with the settings tuned on ml-latest-small validation.
+
+It predicts ~10x more positions a second than the default ``last`` objective and wins
+leave-one-out on real data (docs/benchmarks, "Real data"), but it is not the default
+yet: its content-only item vectors regress item cold start. On the simulator's quick
+prequential, cold-item HR@10 fell from 0.0915 to 0.0435 and coverage from 0.81 to
+0.59, and a new item reached category fans and others alike in the real-time
+end-to-end test. Opt in with ``dataclasses.replace(CAUSAL, ...)``.
+"""
 
 
 @dataclass

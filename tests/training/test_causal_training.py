@@ -22,7 +22,7 @@ from training.data import (
 from training.evaluation.protocols import build_cases, evaluate
 from training.models.retrieval import TorchScorer
 from training.models.user_encoder import UserEncoder
-from training.train import TrainConfig, TrainResult, train
+from training.train import CAUSAL, TrainResult, train
 from training.warm_start import (
     WEIGHTS_FILE,
     apply_warm_start,
@@ -66,7 +66,8 @@ def test_windows_make_every_event_but_the_first_a_target_once() -> None:
     assert np.all(next_items[~rows] == -1)
 
 
-PLANTED = TrainConfig(
+PLANTED = replace(
+    CAUSAL,
     dim=32,
     history_len=8,
     epochs=20,
