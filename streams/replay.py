@@ -279,7 +279,11 @@ class Replayer:
 
         from streams.kafka_config import kafka_python_kwargs
 
-        probe = KafkaConsumer(**kafka_python_kwargs(self.settings))
+        # No group, so no offsets to commit: saying so keeps kafka-python from warning
+        # "group_id is None: disabling auto-commit" on every replay.
+        probe = KafkaConsumer(
+            **kafka_python_kwargs(self.settings, group_id=None, enable_auto_commit=False)
+        )
         try:
             return set(probe.partitions_for_topic(topic) or ())
         finally:
