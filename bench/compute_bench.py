@@ -39,10 +39,10 @@ from freshet.wiring import live_config, onnx_loader, rules_of
 from inference.ann_index import set_search_threads
 from inference.mmr_kernel import warm_up
 from inference.thread_limits import limit_blas_threads
-from streams.catalog import CatalogRecord, apply_catalog_event
-from streams.ingest import TouchedUser
-from streams.live_scorer import LiveScorer
-from streams.state_rules import UserState, apply_event
+from streams.core.catalog import CatalogRecord, apply_catalog_event
+from streams.core.ingest import TouchedUser
+from streams.core.live_scorer import LiveScorer
+from streams.core.state_rules import UserState, apply_event
 
 
 def shop_state(shop: Shop, settings: Settings) -> dict[str, Any]:

@@ -66,8 +66,8 @@ class Case:
     def __init__(self, bootstrap: str, redis_url: str, home: Path, env: dict[str, str]) -> None:
         from redis import Redis
 
-        from streams.event_producer import ensure_topics
-        from streams.keyspace import Keyspace
+        from streams.kafka_io.event_producer import ensure_topics
+        from streams.redis_io.keyspace import Keyspace
 
         prefix = f"cr-{uuid.uuid4().hex[:6]}"
         self.settings = Settings.from_env(

@@ -1,6 +1,6 @@
 """Faust's own ceiling: a worker-configured Faust app that takes micro-batches and does nothing.
 
-The same app settings as ``freshet worker`` (``streams.faust_app.create_app``), the same
+The same app settings as ``freshet worker`` (``streams.runtime.faust_app.create_app``), the same
 ``noack_take`` and per-event acks, but no decoding, no Redis and no scoring: the rate
 it drains a pre-produced topic at is the most any agent built this way can reach on
 the machine, and the gap to the raw aiokafka figures of the other benches is Faust's
@@ -34,7 +34,7 @@ def child(bootstrap: str, prefix: str, home: Path, events: int, within_s: float)
     import faust
 
     from schemas.topics import Topics
-    from streams.faust_app import create_app
+    from streams.runtime.faust_app import create_app
 
     settings = Settings.from_env(
         {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=4, home=home

@@ -43,9 +43,9 @@ from schemas.topics import Topics, catalog_key, event_key
 def produce(settings: Settings, events: int, users: int, items: int, seed: int) -> int:
     from kafka import KafkaProducer
 
-    from streams.event_producer import ensure_topics
-    from streams.simulator import simulate
-    from streams.simulator_world import SimConfig
+    from freshet.simulator.stream import simulate
+    from freshet.simulator.world import SimConfig
+    from streams.kafka_io.event_producer import ensure_topics
 
     ensure_topics(settings)
     topics = Topics(settings.topic_prefix)
@@ -68,9 +68,9 @@ def produce(settings: Settings, events: int, users: int, items: int, seed: int) 
 def produce_catalog(settings: Settings, items: int, seed: int) -> int:
     """``items`` new items on the catalog topic, nothing else; returns how many."""
     from bench.stream_bench import produce_bulk
-    from streams.event_producer import ensure_topics
-    from streams.simulator import simulate
-    from streams.simulator_world import SimConfig
+    from freshet.simulator.stream import simulate
+    from freshet.simulator.world import SimConfig
+    from streams.kafka_io.event_producer import ensure_topics
 
     ensure_topics(settings)
     cfg = SimConfig(users=1, items=items, events=0, new_item_rate=0.0)
@@ -116,7 +116,7 @@ def worker_run(
     """
     from redis import Redis
 
-    from streams.keyspace import Keyspace
+    from streams.redis_io.keyspace import Keyspace
 
     proc = _start_worker(settings, realtime, log)
     client = Redis.from_url(settings.redis_url)

@@ -28,7 +28,7 @@ import torch
 
 from bench.host import cpu_model
 from schemas.events import CatalogEvent, InteractionEvent
-from streams.file_reader import read_file
+from streams.core.file_reader import read_file
 from training.data import build_log, leave_one_out
 from training.evaluation.baselines import ItemKNN, MostPopular
 from training.evaluation.protocols import Scorer, build_cases, evaluate

@@ -38,11 +38,11 @@ from bench.blend_validation import tune_on_prefix, weighted
 from bench.prequential_plots import plot_hr_over_stream, plot_prequential
 from bench.retrainer import Retrainer
 from freshet.settings import Settings
+from freshet.simulator.stream import SimConfig, simulate
 from freshet.wiring import live_config
 from inference.blend import COVISIT_ALONE
 from schemas.events import CatalogEvent, InteractionEvent
-from streams.file_reader import CsvLayout, layout_of, read_events
-from streams.simulator import SimConfig, simulate
+from streams.core.file_reader import CsvLayout, layout_of, read_events
 from training.evaluation.online_baselines import (
     BatchEASE,
     OnlineItemKNN,
@@ -101,7 +101,7 @@ def sim_events(users: int, items: int, events: int, seed: int) -> list[Event]:
 def file_events(
     path: Path, layout: CsvLayout | None = None, items: str | None = None, limit: int = 0
 ) -> tuple[list[Event], dict[str, int]]:
-    """Events of a data file (``streams.file_reader.read_events``) in time order.
+    """Events of a data file (``streams.core.file_reader.read_events``) in time order.
 
     Sorted by (timestamp, file order), stable, item side file first; refused lines are
     counted and skipped; ``limit`` keeps the first that many interactions (0: all).

@@ -1,7 +1,7 @@
 """Producer throughput: freshet's ``EventProducer`` sending simulated events to Kafka.
 
 Starts the local broker (or uses ``--bootstrap``), then sends the same simulated events
-``--repeats`` times through ``streams.event_producer.EventProducer`` (kafka-python,
+``--repeats`` times through ``streams.kafka_io.event_producer.EventProducer`` (kafka-python,
 acks=all, linger 5 ms), each time timing send + flush, and prints the median events/s
 and the producer's CPU seconds per 1,000 events. kafka-python checksums every record
 batch (CRC-32C): with the ``crc32c`` package it does so in C, without it in pure Python.
@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import kafka.record.util as kafka_util
 
     from freshet.settings import Settings
+    from freshet.simulator.stream import SimConfig, simulate
     from schemas.events import InteractionEvent
-    from streams.event_producer import EventProducer, ensure_topics
-    from streams.simulator import SimConfig, simulate
+    from streams.kafka_io.event_producer import EventProducer, ensure_topics
 
     crc = "C (crc32c package)" if kafka_util.crc32c_c is not None else "pure Python"
     events = [

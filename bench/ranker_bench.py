@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python -m bench.ranker_bench [--events 150000] [--threads 2]``.
 
-1. Quality: simulates a shop (``streams.simulator``), runs the training pipeline with
+1. Quality: simulates a shop (``freshet.simulator.stream``), runs the training pipeline with
    ``ranker="on"`` (time split; the ranker learns on the validation part) and prints the
    test table from the evaluation protocol: retrieval over all items (the bundle's
    usual figure), retrieval over the items live at each case's time (the fair baseline:
@@ -30,9 +30,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from freshet.simulator.stream import SimConfig, simulate
 from inference.onnx_session import LoadedBundle
 from inference.ranker_features import LAYOUT, candidate_features, make_ranker
-from streams.simulator import SimConfig, simulate
 from training.pipeline import run
 from training.ranker_train import MIN_GAIN, RankerConfig
 from training.train import TrainConfig

@@ -33,8 +33,8 @@ from schemas.codec import encode
 from schemas.events import CatalogEvent, EventType, InteractionEvent
 from schemas.recommendation import REASONS, Recommendation, RecommendedItem
 from schemas.topics import Topics, catalog_key, event_key, partition_for
-from streams.ingest import SourceRecord
-from streams.state_store import PartitionRead, PartitionWrite
+from streams.core.ingest import SourceRecord
+from streams.core.state_store import PartitionRead, PartitionWrite
 
 BATCH = 500
 
@@ -102,12 +102,13 @@ def realistic_list(user_id: str, items: list[str], rng: np.random.Generator) -> 
 async def measure(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
     from redis.asyncio import Redis
 
-    from streams.catalog import CatalogProcessor, RedisCatalogStore
-    from streams.ingest import IngestProcessor
-    from streams.keyspace import Keyspace
-    from streams.redis_state_store import RedisStateStore
-    from streams.simulator import SimConfig, simulate
-    from streams.worker import limits_of, rules_of
+    from freshet.simulator.stream import SimConfig, simulate
+    from streams.core.catalog import CatalogProcessor
+    from streams.core.ingest import IngestProcessor
+    from streams.redis_io.catalog_store import RedisCatalogStore
+    from streams.redis_io.keyspace import Keyspace
+    from streams.redis_io.redis_state_store import RedisStateStore
+    from streams.runtime.worker import limits_of, rules_of
 
     settings = Settings.from_env({}, redis_url=redis_url, topic_partitions=args.partitions)
     topics = Topics("sizing")

@@ -76,7 +76,7 @@ def simulate_shop(
     users: int, items: int, warm: int, events: int, seed: int, extra: int = 0
 ) -> Shop:
     """The shop's catalog, then warm-up, live, saturation and ``extra`` interactions."""
-    from streams.simulator import SimConfig, simulate
+    from freshet.simulator.stream import SimConfig, simulate
 
     cfg = SimConfig(users=users, items=items, events=warm + 2 * events + extra)
     catalog: list[CatalogEvent] = []
@@ -252,7 +252,7 @@ def per_batch(before: dict[str, float], after: dict[str, float], name: str) -> t
 STAGES = (
     "take", "queue", "decode", "redis_read", "state_rules", "score", "redis_write", "publish", "ack"
 )  # fmt: skip
-"""The worker's micro-batch stages (``streams.ingest.STAGES``), read from its endpoint so
+"""The worker's micro-batch stages (``streams.core.ingest.STAGES``), read from its endpoint so
 the bench also runs against a worker that predates them (figures then NaN)."""
 
 
@@ -364,7 +364,7 @@ def stamped(events: Sequence[InteractionEvent]) -> list[tuple[bytes, bytes]]:
     return [(event_key(e.user_id), encode(dataclasses.replace(e, ts=now_ms()))) for e in events]
 
 
-# The paced load generator batches like freshet's own producer (``streams.event_producer``,
+# The paced load generator batches like freshet's own producer (``streams.kafka_io.event_producer``,
 # linger 5 ms); ``--load-linger-ms 0`` sends every event in a request of its own.
 LOAD_LINGER_MS = 5
 
@@ -880,7 +880,7 @@ def main() -> None:
         )
         worker: WorkerProc | None = None
         try:
-            from streams.event_producer import ensure_topics
+            from streams.kafka_io.event_producer import ensure_topics
 
             p = settings.topic_prefix
             ensure_topics(settings)

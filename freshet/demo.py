@@ -104,8 +104,8 @@ def run_demo(
     else:
         console.print("3/6  skipping training: the worker serves model-free lists")
 
-    from streams.event_producer import EventProducer
-    from streams.service_wait import wait_for_topics
+    from streams.kafka_io.event_producer import EventProducer
+    from streams.kafka_io.kafka_wait import wait_for_topics
 
     wait_for_topics(settings)
     console.print("4/6  starting a worker and replaying the past into it ...")
@@ -157,8 +157,8 @@ def run_demo(
 def _simulate(
     cfg: DemoConfig, console: Console
 ) -> tuple[list[InteractionEvent | CatalogEvent], list[InteractionEvent | CatalogEvent], str]:
-    from streams.simulator import simulate
-    from streams.simulator_world import SimConfig
+    from freshet.simulator.stream import simulate
+    from freshet.simulator.world import SimConfig
 
     total = cfg.past_events + cfg.live_events
     day_ms = 86_400_000
@@ -247,7 +247,7 @@ def _wait_caught_up(
     from redis import Redis
 
     from freshet.cli.progress_line import ProgressLine
-    from streams.keyspace import Keyspace
+    from streams.redis_io.keyspace import Keyspace
 
     topics = Topics(settings.topic_prefix)
     # No group: offsets are only read, so nothing to auto-commit (kafka-python warns).
@@ -281,8 +281,8 @@ def _stream_live(
     cfg: DemoConfig,
     console: Console,
 ) -> tuple[int, float]:
-    from streams.event_producer import EventProducer
-    from streams.simulator_faults import malformed_messages
+    from freshet.simulator.faults import malformed_messages
+    from streams.kafka_io.event_producer import EventProducer
 
     faults = malformed_messages(cfg.malformed, seed=cfg.seed)
     every = max(1, len(live) // max(1, len(faults)))

@@ -15,10 +15,10 @@ from typing import Any
 from freshet.settings import Settings
 from inference.recommend import RecommendConfig
 from schemas.codec import DecodeLimits
-from streams.catalog import CatalogRecord
-from streams.live_recommender import LiveRecommender, load_onnx_bundle
-from streams.live_scorer import LiveConfig, LiveScorer
-from streams.state_rules import StateRules
+from streams.core.catalog import CatalogRecord
+from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.state_rules import StateRules
+from streams.runtime.live_recommender import LiveRecommender, load_onnx_bundle
 
 
 def rules_of(settings: Settings) -> StateRules:
@@ -82,8 +82,8 @@ def training_consumer(settings: Settings) -> Callable[[], Any]:
     broker answers (a late broker is waited for, with capped backoff)."""
     from kafka import KafkaConsumer
 
-    from streams.kafka_config import kafka_python_kwargs
-    from streams.service_wait import kafka_client_when_up
+    from streams.kafka_io.kafka_config import kafka_python_kwargs
+    from streams.kafka_io.kafka_wait import kafka_client_when_up
 
     kwargs = kafka_python_kwargs(
         settings, client_id="freshet-train", enable_auto_commit=False, group_id=None

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 
 class Entry(Protocol):
-    """One interaction of a history (``streams.state_rules.HistoryEntry`` is one)."""
+    """One interaction of a history (``streams.core.state_rules.HistoryEntry`` is one)."""
 
     @property
     def item_id(self) -> str: ...

@@ -2,7 +2,7 @@
 
 Two columns, because two different sums read it:
 
-- ``taste`` weighs an event in the trending sums (``streams.state_rules``) and in the
+- ``taste`` weighs an event in the trending sums (``streams.core.state_rules``) and in the
   training loss (``training.data``), which must agree so that what trends live is what
   the model learnt from. A rating weighs its value, clipped to 0..5.
 - ``fold_in`` weighs an item's vector in the model-free user vector

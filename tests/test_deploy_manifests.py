@@ -22,7 +22,7 @@ import yaml
 from freshet.api.metrics import ApiMetrics
 from freshet.cli import app
 from freshet.settings import Secret, Settings
-from streams.metrics import WorkerMetrics
+from streams.runtime.metrics import WorkerMetrics
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 K8S = DEPLOY / "k8s"

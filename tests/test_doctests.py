@@ -8,9 +8,9 @@ import importlib
 import pytest
 
 MODULES = [
-    "streams.state_rules",  # the state update, stored-state formats
-    "streams.debounce",  # the debouncer
-    "streams.live_scorer",  # which event a list names
+    "streams.core.state_rules",  # the state update, stored-state formats
+    "streams.core.debounce",  # the debouncer
+    "streams.core.live_scorer",  # which event a list names
     "inference.rerank",  # MMR selection, the long-tail quota
     "schemas.topics",  # the partition rule
     "schemas.event_weights",  # the taste weight of one event

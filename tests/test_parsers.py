@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from freshet.api.lists import generation_from
 from freshet.cli.train import parse_time
-from streams.generation import parse_generation
+from streams.redis_io.generation import parse_generation
 
 
 @given(st.one_of(st.none(), st.binary(max_size=12), st.from_regex(r"g[0-9]{1,10}", fullmatch=True)))

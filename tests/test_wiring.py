@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from dataclasses import fields
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from freshet.settings import Settings
 from freshet.wiring import debounce_behind_of, limits_of, live_config, recommend_config, rules_of
 from inference.recommend import RecommendConfig
-from streams.live_scorer import LiveConfig
+from streams.core.live_scorer import LiveConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,44 +44,7 @@ def test_default_settings_give_the_default_configs() -> None:
     assert limits_of(Settings()).max_bytes == Settings().max_message_bytes
 
 
-def _imports_settings(path: Path) -> bool:
-    tree = ast.parse(path.read_text(), str(path))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = {a.name for a in node.names}
-            if node.module == "freshet.settings" or (
-                node.module == "freshet" and "settings" in names
-            ):
-                return True
-        if isinstance(node, ast.Import) and any(a.name == "freshet.settings" for a in node.names):
-            return True
-    return False
-
-
-#: The pure part of ``streams/``: rules, processors, the scorer and its async shell.
-PURE_STREAMS = [
-    "state_rules.py",
-    "state_store.py",
-    "ingest.py",
-    "publish.py",
-    "debounce.py",
-    "live_scorer.py",
-    "live_catalog.py",
-    "live_recommender.py",
-    "keyspace.py",
-    "catalog.py",
-]
-
-
-@pytest.mark.parametrize("folder", ["schemas", "inference", "training"])
-def test_lower_layers_do_not_import_the_settings(folder: str) -> None:
-    offenders = [p for p in sorted((ROOT / folder).rglob("*.py")) if _imports_settings(p)]
-    assert offenders == []
-
-
-def test_the_pure_part_of_streams_does_not_import_the_settings() -> None:
-    offenders = [n for n in PURE_STREAMS if _imports_settings(ROOT / "streams" / n)]
-    assert offenders == []
+# Which layers may read the settings at all: tests/test_layering.py.
 
 
 def test_debounce_mode_maps_to_the_adaptive_threshold_or_the_fixed_window() -> None:

@@ -26,9 +26,9 @@ from freshet.api.metrics import ApiMetrics
 from freshet.api.ui_routes import add_ui, is_public
 from freshet.settings import Secret, Settings
 from schemas.codec import encode
-from streams.keyspace import Keyspace
-from streams.redis_client import async_redis
-from streams.redis_state_store import RedisStateStore
+from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.redis_client import async_redis
+from streams.redis_io.redis_state_store import RedisStateStore
 
 log = logging.getLogger("freshet.api")
 

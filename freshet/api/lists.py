@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from schemas.codec import ID_RE
 from schemas.recommendation import Recommendation, RecommendedItem
 from schemas.topics import event_key, partition_for
-from streams.generation import parse_generation
+from streams.redis_io.generation import parse_generation
 
 
 def valid_user_id(user_id: str) -> bool:
@@ -21,7 +21,7 @@ def user_partition(user_id: str, partitions: int) -> int:
 
 
 def generation_from(pointer: bytes | str | None) -> str | None:
-    """The generation a pointer value names (``streams.generation.parse_generation``).
+    """The generation a pointer value names (``streams.redis_io.generation.parse_generation``).
 
     Returns ``None`` for a value the worker would refuse too, so a corrupt pointer is
     reported rather than used.

@@ -13,7 +13,8 @@ import logging
 from aiohttp import web
 
 from freshet.api.app import READER_KEY
-from streams.service_wait import redis_transient, wait_until_up_async
+from streams.core.backoff import wait_until_up_async
+from streams.redis_io.redis_wait import redis_transient
 
 log = logging.getLogger("freshet.api")
 

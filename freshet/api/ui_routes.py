@@ -179,7 +179,7 @@ async def _user_stream(request: web.Request) -> web.StreamResponse:
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
 
     async def follow() -> None:
-        from streams.topic_reader import TopicMissing
+        from streams.kafka_io.topic_reader import TopicMissing
 
         lists: AsyncIterator[dict[str, Any]] = watch_lists(settings, user_id)
         try:
@@ -243,8 +243,8 @@ async def _dlq(request: web.Request) -> web.Response:
 
 async def _redrive(request: web.Request) -> web.Response:
     """Re-drive dead letters as ``freshet dlq redrive`` does: fixes, reasons, transforms."""
+    from freshet.ops.dead_letters import TRANSFORMS, parse_fix_file
     from schemas.dead_letter import DEAD_LETTER_REASONS
-    from streams.dead_letters import TRANSFORMS, parse_fix_file
 
     try:
         body = orjson.loads(await request.read())
@@ -313,8 +313,8 @@ def _run_redrive(
     transforms: tuple[str, ...],
     dry_run: bool,
 ) -> Any:
-    from streams.dead_letter_io import read_letters, redrive
-    from streams.topic_reader import TopicMissing
+    from freshet.ops.dead_letter_io import read_letters, redrive
+    from streams.kafka_io.topic_reader import TopicMissing
 
     try:
         letters = [letter for _, _, letter in read_letters(settings, "freshet-ui-dlq").letters]

@@ -25,8 +25,8 @@ from freshet.settings import Settings
 from freshet.ui.overview import OverviewHistory, Sample, merge, parse_metrics, reason_rows
 from freshet.ui.views import decode_list_bytes, item_view, letter_view, list_holds
 from schemas.topics import Topics
-from streams.keyspace import Keyspace
-from streams.redis_state_store import RedisStateStore
+from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.redis_state_store import RedisStateStore
 
 log = logging.getLogger("freshet.api.ui")
 
@@ -139,7 +139,7 @@ class OverviewHub:
     async def _update_dead_letters(self) -> None:
         from kafka.errors import KafkaError
 
-        from streams.dead_letter_io import DeadLetterTally
+        from freshet.ops.dead_letter_io import DeadLetterTally
 
         try:
             if self._tally is None:
@@ -243,8 +243,8 @@ async def watch_lists(settings: Settings, user_id: str) -> AsyncIterator[dict[st
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from schemas.topics import event_key, partition_for
-    from streams.kafka_config import aiokafka_kwargs
-    from streams.topic_reader import TopicMissing
+    from streams.kafka_io.kafka_config import aiokafka_kwargs
+    from streams.kafka_io.topic_reader import TopicMissing
 
     topic = Topics(settings.topic_prefix).recommendations
     consumer = AIOKafkaConsumer(
@@ -275,9 +275,9 @@ def latest_letters(settings: Settings, n: int) -> dict[str, object]:
     """The last ``n`` dead letters (newest first) and the count per reason (blocking)."""
     from kafka.errors import KafkaError
 
-    from streams.dead_letter_io import read_letters
-    from streams.dead_letters import reason_counts
-    from streams.topic_reader import TopicMissing
+    from freshet.ops.dead_letter_io import read_letters
+    from freshet.ops.dead_letters import reason_counts
+    from streams.kafka_io.topic_reader import TopicMissing
 
     try:
         read = read_letters(settings, client_id="freshet-ui-dlq")

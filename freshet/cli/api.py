@@ -40,7 +40,7 @@ def api(
 
     from freshet.api.app import create_app
     from freshet.api.redis_watch import watch_redis_at_start
-    from streams.service_wait import redis_where
+    from streams.redis_io.redis_wait import redis_where
 
     settings = settings_of(ctx)
     changes: dict[str, object] = {}

@@ -70,7 +70,7 @@ def show(
     from rich.table import Table
     from rich.text import Text
 
-    from streams.dead_letters import letter_json, preview, reason_counts
+    from freshet.ops.dead_letters import letter_json, preview, reason_counts
 
     _check_reasons(reasons)
     settings = settings_of(ctx)
@@ -159,8 +159,8 @@ def redrive(
     from rich.console import Console
     from rich.table import Table
 
-    from streams.dead_letter_io import redrive as redrive_letters
-    from streams.dead_letters import TRANSFORMS, Fix, parse_fix_file
+    from freshet.ops.dead_letter_io import redrive as redrive_letters
+    from freshet.ops.dead_letters import TRANSFORMS, Fix, parse_fix_file
 
     _check_reasons(reasons)
     if fix_file is None and not reasons:
@@ -245,9 +245,9 @@ def _read_letters(settings: Settings, err: Console) -> Iterator[tuple[int, int, 
     """Every dead letter on the topic now, with its partition and offset there."""
     from kafka.errors import KafkaError
 
+    from freshet.ops.dead_letter_io import read_letters
     from schemas.topics import Topics
-    from streams.dead_letter_io import read_letters
-    from streams.topic_reader import TopicMissing
+    from streams.kafka_io.topic_reader import TopicMissing
 
     topic = Topics(settings.topic_prefix).dead_letter
     try:

@@ -101,14 +101,14 @@ def produce(
 
     from freshet.cli.sending import KafkaSink, Pacer, Tally, print_summary, progress_bar
     from schemas.codec import Refusal
-    from streams.file_reader import PRESETS, read_file
+    from streams.core.file_reader import PRESETS, read_file
 
     settings = settings_of(ctx)
     console = Console(stderr=True)
     layout = None
     try:
         if columns:
-            from streams.file_reader import parse_columns
+            from streams.core.file_reader import parse_columns
 
             layout = parse_columns(
                 columns, delimiter=delimiter, header=header, ts_unit=ts_unit.value

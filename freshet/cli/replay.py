@@ -69,8 +69,8 @@ def replay(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from streams.redis_client import async_redis
-    from streams.replay import Replayer, ReplayProgress
+    from streams.redis_io.redis_client import async_redis
+    from streams.runtime.replay import Replayer, ReplayProgress
 
     settings = settings_of(ctx)
     since_ms = parse_time(since)

@@ -60,8 +60,8 @@ class KafkaSink:
     """Sends to the freshet topics, creating them first if needed (waiting for the broker)."""
 
     def __init__(self, settings: Settings) -> None:
-        from streams.event_producer import EventProducer
-        from streams.service_wait import wait_for_topics
+        from streams.kafka_io.event_producer import EventProducer
+        from streams.kafka_io.kafka_wait import wait_for_topics
 
         wait_for_topics(settings)
         self._producer = EventProducer(settings)

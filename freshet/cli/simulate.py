@@ -84,9 +84,9 @@ def simulate_command(
         print_summary,
         progress_bar,
     )
+    from freshet.simulator.faults import malformed_messages
+    from freshet.simulator.stream import SimConfig, World, stream_events
     from schemas.events import InteractionEvent
-    from streams.simulator import SimConfig, World, stream_events
-    from streams.simulator_faults import malformed_messages
 
     try:
         config = SimConfig(

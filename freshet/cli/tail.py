@@ -69,10 +69,10 @@ def tail(
     from kafka.errors import KafkaError
     from rich.console import Console
 
+    from freshet.ops.tail_format import decode_list, json_line, render_list
     from schemas.codec import ID_RE
     from schemas.topics import Topics, event_key
-    from streams.tail_format import decode_list, json_line, render_list
-    from streams.topic_reader import TopicMissing, TopicReader
+    from streams.kafka_io.topic_reader import TopicMissing, TopicReader
 
     if user is not None and ID_RE.fullmatch(user) is None:
         raise typer.BadParameter("must match [A-Za-z0-9_.@+=/-]{1,128}", param_hint="--user")

@@ -37,8 +37,8 @@ def parse_time(text: str | None) -> int | None:
 
 
 def file_events(path: Path, counts: dict[str, int]) -> Iterator[InteractionEvent | CatalogEvent]:
-    """Events of a data file and its item side file (``streams.file_reader.read_events``)."""
-    from streams.file_reader import read_events
+    """Events of a data file and its item side file (``streams.core.file_reader.read_events``)."""
+    from streams.core.file_reader import read_events
 
     yield from read_events(path, counts)
 

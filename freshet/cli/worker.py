@@ -51,9 +51,10 @@ def worker(
     (FRESHET_STATIC_MEMBERSHIP), so after a crash a restarted worker takes its
     partitions back at once; an orderly stop leaves the group so others take them.
     """
-    from streams.group_member import claim_slot
-    from streams.service_wait import wait_for_redis, wait_for_topics
-    from streams.worker import build_worker
+    from streams.kafka_io.group_member import claim_slot
+    from streams.kafka_io.kafka_wait import wait_for_topics
+    from streams.redis_io.redis_wait import wait_for_redis
+    from streams.runtime.worker import build_worker
 
     settings = settings_of(ctx)
     changes = {

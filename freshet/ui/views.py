@@ -2,7 +2,7 @@
 
 Every string here may come from untrusted input (ids, attributes, original bytes); the
 page renders all of them as text (``textContent``), never as markup, and original bytes
-pass through ``streams.dead_letters.preview`` first so no control character gets through.
+pass through ``freshet.ops.dead_letters.preview`` first so no control character gets through.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
+from freshet.ops.dead_letters import letter_json, preview
 from schemas.dead_letter import DeadLetter
-from streams.dead_letters import letter_json, preview
-from streams.state_rules import UserState
+from streams.core.state_rules import UserState
 
 RECENT_EVENTS = 20
 
@@ -33,7 +33,7 @@ def decode_list_bytes(raw: bytes | None) -> dict[str, Any] | None:
 def recent_events(state: UserState | None, n: int = RECENT_EVENTS) -> list[dict[str, object]]:
     """The user's last ``n`` interactions, newest first.
 
-    >>> from streams.state_rules import HistoryEntry
+    >>> from streams.core.state_rules import HistoryEntry
     >>> s = UserState(history=(HistoryEntry("i1", "view", 1), HistoryEntry("i2", "click", 2)))
     >>> [e["item_id"] for e in recent_events(s)]
     ['i2', 'i1']

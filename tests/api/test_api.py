@@ -27,7 +27,7 @@ from freshet.services.ports import free_port, port_open
 from freshet.settings import Settings
 from schemas.codec import encode
 from schemas.recommendation import Recommendation, RecommendedItem
-from streams.keyspace import Keyspace
+from streams.redis_io.keyspace import Keyspace
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "schemas" / "json" / "recommendation.v1.json").read_text())

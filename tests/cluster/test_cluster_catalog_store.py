@@ -14,8 +14,8 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from freshet.services.redis_cluster_local import LocalRedisCluster
-from streams.catalog import RedisCatalogStore
-from streams.keyspace import Keyspace
+from streams.redis_io.catalog_store import RedisCatalogStore
+from streams.redis_io.keyspace import Keyspace
 
 _CONTRACT = Path(__file__).parents[1] / "streams" / "test_catalog_store_contract.py"
 _spec = importlib.util.spec_from_file_location("catalog_store_contract", _CONTRACT)

@@ -21,18 +21,18 @@ from worker_harness import WorkerProcess, wait_for
 from freshet.api.app import ListReader
 from freshet.services.redis_cluster_local import LocalRedisCluster
 from freshet.settings import Settings
+from freshet.simulator.stream import simulate
+from freshet.simulator.world import SimConfig
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key, partition_for
-from streams.event_producer import ensure_topics
-from streams.generation import pause_key
-from streams.keyspace import Keyspace
-from streams.redis_client import async_redis
-from streams.replay import Replayer
-from streams.simulator import simulate
-from streams.simulator_world import SimConfig
-from streams.state_rules import UserState, replay_states
-from streams.worker import rules_of
+from streams.core.state_rules import UserState, replay_states
+from streams.kafka_io.event_producer import ensure_topics
+from streams.redis_io.generation import pause_key
+from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.redis_client import async_redis
+from streams.runtime.replay import Replayer
+from streams.runtime.worker import rules_of
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 P = 6

@@ -15,9 +15,9 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from freshet.services.redis_cluster_local import LocalRedisCluster
-from streams.keyspace import Keyspace
-from streams.redis_state_store import RedisStateStore
-from streams.state_store import PartitionRead, PartitionWrite, StaleWatermark
+from streams.core.state_store import PartitionRead, PartitionWrite, StaleWatermark
+from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.redis_state_store import RedisStateStore
 
 _CONTRACT = Path(__file__).parents[1] / "streams" / "test_state_store_contract.py"
 _spec = importlib.util.spec_from_file_location("state_store_contract", _CONTRACT)

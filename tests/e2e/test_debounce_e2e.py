@@ -24,8 +24,8 @@ from schemas.codec import decode_recommendation, encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.recommendation import Recommendation
 from schemas.topics import Topics, catalog_key, event_key, partition_for
-from streams.event_producer import ensure_topics
-from streams.keyspace import Keyspace
+from streams.kafka_io.event_producer import ensure_topics
+from streams.redis_io.keyspace import Keyspace
 
 pytestmark = [pytest.mark.services]
 

@@ -16,16 +16,16 @@ from redis import Redis
 from worker_harness import WorkerProcess, wait_for
 
 from freshet.settings import Settings
+from freshet.simulator.faults import malformed_messages
+from freshet.simulator.stream import simulate
+from freshet.simulator.world import SimConfig
 from schemas.codec import decode_dead_letter, encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key, partition_for
-from streams.event_producer import ensure_topics
-from streams.keyspace import Keyspace
-from streams.simulator import simulate
-from streams.simulator_faults import malformed_messages
-from streams.simulator_world import SimConfig
-from streams.state_rules import UserState, replay_states
-from streams.worker import rules_of
+from streams.core.state_rules import UserState, replay_states
+from streams.kafka_io.event_producer import ensure_topics
+from streams.redis_io.keyspace import Keyspace
+from streams.runtime.worker import rules_of
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -29,14 +29,14 @@ from worker_harness import WorkerProcess, wait_for
 
 from freshet.services.ports import free_port
 from freshet.settings import Settings
+from freshet.simulator.stream import stream_events
+from freshet.simulator.world import SimConfig, World
 from inference.bundle import read_current
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key, partition_for
-from streams.event_producer import ensure_topics
-from streams.keyspace import Keyspace
-from streams.simulator import stream_events
-from streams.simulator_world import SimConfig, World
+from streams.kafka_io.event_producer import ensure_topics
+from streams.redis_io.keyspace import Keyspace
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from freshet.cli import app
+from freshet.simulator.stream import SimConfig, simulate
 from inference.bundle import (
     ITEM_VECTORS,
     MANIFEST,
@@ -26,7 +27,6 @@ from inference.bundle import (
 )
 from inference.item_features import HashingConfig, hash_item_features
 from inference.onnx_session import LoadedBundle, create_session, gpu_present
-from streams.simulator import SimConfig, simulate
 from training.data import InteractionLog, Split, build_log, time_split
 from training.export import check_parity, export_bundle
 from training.models.item_tower import ContentOnly

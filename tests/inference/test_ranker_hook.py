@@ -16,9 +16,9 @@ from inference.ranker_features import (
     make_ranker,
 )
 from inference.recommend import RecommendConfig
-from streams.ingest import TouchedUser
-from streams.live_scorer import LiveConfig, LiveScorer
-from streams.state_rules import HistoryEntry, UserState
+from streams.core.ingest import TouchedUser
+from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.state_rules import HistoryEntry, UserState
 
 N, D = 60, 8
 ANN = SCALAR_FEATURES.index("ann_score")

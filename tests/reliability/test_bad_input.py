@@ -45,18 +45,18 @@ from worker_harness import WorkerProcess, wait_for
 
 from freshet.cli import app as cli_app
 from freshet.settings import Settings
+from freshet.simulator.faults import malformed_messages
+from freshet.simulator.stream import simulate
+from freshet.simulator.world import SimConfig
 from schemas.codec import Refusal, decode_catalog, decode_dead_letter, decode_interaction, encode
 from schemas.dead_letter import DeadLetter
 from schemas.events import CatalogEvent, EventType, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key, partition_for
-from streams.catalog import CatalogRecord, apply_catalog_event
-from streams.event_producer import ensure_topics
-from streams.keyspace import Keyspace
-from streams.simulator import simulate
-from streams.simulator_faults import malformed_messages
-from streams.simulator_world import SimConfig
-from streams.state_rules import UserState, replay_states
-from streams.worker import rules_of
+from streams.core.catalog import CatalogRecord, apply_catalog_event
+from streams.core.state_rules import UserState, replay_states
+from streams.kafka_io.event_producer import ensure_topics
+from streams.redis_io.keyspace import Keyspace
+from streams.runtime.worker import rules_of
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

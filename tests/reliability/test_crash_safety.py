@@ -33,8 +33,8 @@ from worker_harness import WorkerProcess, wait_for
 from freshet.services.ports import free_port
 from freshet.settings import Settings
 from schemas.topics import Topics
-from streams.event_producer import ensure_topics
-from streams.keyspace import Keyspace
+from streams.kafka_io.event_producer import ensure_topics
+from streams.redis_io.keyspace import Keyspace
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

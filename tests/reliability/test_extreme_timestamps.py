@@ -15,9 +15,9 @@ from schemas.codec import DecodeLimits, encode
 from schemas.dead_letter import DeadLetter
 from schemas.events import InteractionEvent
 from schemas.topics import event_key
-from streams.ingest import IngestProcessor, SourceRecord
-from streams.state_rules import StateRules, replay_states
-from streams.state_store import InMemoryStateStore
+from streams.core.ingest import IngestProcessor, SourceRecord
+from streams.core.state_rules import StateRules, replay_states
+from streams.core.state_store import InMemoryStateStore
 
 OLDEST = 631_152_000_000  # the earliest accepted time (1990-01-01)
 TODAY = 1_764_000_000_000

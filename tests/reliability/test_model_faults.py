@@ -25,9 +25,9 @@ from freshet.wiring import live_recommender
 from inference.bundle import BundleError
 from schemas.codec import decode_recommendation, encode
 from schemas.recommendation import Recommendation
-from streams.ingest import TouchedUser
-from streams.live_recommender import LiveRecommender
-from streams.state_rules import HistoryEntry, UserState
+from streams.core.ingest import TouchedUser
+from streams.core.state_rules import HistoryEntry, UserState
+from streams.runtime.live_recommender import LiveRecommender
 
 N, D = 80, 8
 Encoder = Callable[[np.ndarray], np.ndarray]

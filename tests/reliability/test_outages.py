@@ -37,9 +37,9 @@ from freshet.services.kafka_local import LocalKafka
 from freshet.services.redis_local import LocalRedis
 from freshet.settings import Settings
 from schemas.topics import Topics
-from streams.event_producer import ensure_topics
-from streams.keyspace import Keyspace
-from streams.state_guard import EPOCH_FIELD
+from streams.kafka_io.event_producer import ensure_topics
+from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.state_guard import EPOCH_FIELD
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -26,15 +26,15 @@ from freshet.services.kafka_local import LocalKafka
 from freshet.services.ports import free_port
 from freshet.services.redis_local import LocalRedis, RedisTLS
 from freshet.settings import Secret, Settings
+from freshet.simulator.stream import simulate
+from freshet.simulator.world import SimConfig
 from schemas.codec import ID_RE, encode
 from schemas.events import EventType, InteractionEvent
 from schemas.topics import Topics, event_key, partition_for
-from streams.event_producer import ensure_topics
-from streams.keyspace import InvalidKeyId, Keyspace
-from streams.redis_client import sync_redis
-from streams.simulator import simulate
-from streams.simulator_world import SimConfig
-from streams.state_rules import UserState
+from streams.core.state_rules import UserState
+from streams.kafka_io.event_producer import ensure_topics
+from streams.redis_io.keyspace import InvalidKeyId, Keyspace
+from streams.redis_io.redis_client import sync_redis
 
 PARTITIONS = 4
 PASSWORD = "s3cr3t-P4ss/w0rd+n0t-in-logs"

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from inference.fold_in import event_weights
 from schemas.event_weights import EVENT_WEIGHTS
 from schemas.events import EVENT_TYPES, InteractionEvent
-from streams.state_rules import StateRules
+from streams.core.state_rules import StateRules
 from training.data import DEFAULT_TYPE_WEIGHTS, event_weight
 
 

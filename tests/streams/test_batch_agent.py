@@ -18,9 +18,9 @@ from typing import Any
 import faust
 import pytest
 
-import streams.faust_app as faust_app
-from streams.faust_app import add_batch_agent, run_until_done
-from streams.ingest import BatchStats, SourceRecord
+import streams.runtime.faust_app as faust_app
+from streams.core.ingest import BatchStats, SourceRecord
+from streams.runtime.faust_app import add_batch_agent, run_until_done
 
 
 @dataclass

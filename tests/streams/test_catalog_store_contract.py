@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from streams.catalog import CatalogRecord, CatalogStore, InMemoryCatalogStore, RedisCatalogStore
-from streams.keyspace import Keyspace
+from streams.core.catalog import CatalogRecord, CatalogStore, InMemoryCatalogStore
+from streams.redis_io.catalog_store import RedisCatalogStore
+from streams.redis_io.keyspace import Keyspace
 
 
 @pytest.fixture(params=["memory", "redis"])

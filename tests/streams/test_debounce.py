@@ -13,7 +13,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.debounce import Debouncer
+from streams.core.debounce import Debouncer
 
 USERS = ["a", "b", "c"]
 ops_strategy = st.lists(

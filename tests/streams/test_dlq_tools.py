@@ -13,21 +13,21 @@ from kafka import KafkaProducer
 from typer.testing import CliRunner
 
 from freshet.cli import app
-from freshet.settings import Settings
-from schemas.codec import DecodeLimits, Refusal, decode_catalog, decode_interaction, encode
-from schemas.dead_letter import DeadLetter
-from schemas.events import CatalogEvent, InteractionEvent
-from schemas.topics import Topics, catalog_key, event_key, partition_for
-from streams.dead_letters import (
+from freshet.ops.dead_letters import (
     letter_json,
     parse_fix_file,
     plan_redrive,
     preview,
     transformed,
 )
-from streams.event_producer import ensure_topics
-from streams.ingest import SourceRecord, decode_records, refuse
-from streams.topic_reader import TopicReader
+from freshet.settings import Settings
+from schemas.codec import DecodeLimits, Refusal, decode_catalog, decode_interaction, encode
+from schemas.dead_letter import DeadLetter
+from schemas.events import CatalogEvent, InteractionEvent
+from schemas.topics import Topics, catalog_key, event_key, partition_for
+from streams.core.ingest import SourceRecord, decode_records, refuse
+from streams.kafka_io.event_producer import ensure_topics
+from streams.kafka_io.topic_reader import TopicReader
 
 NOW_MS = 1_700_000_000_000
 TOPICS = Topics("t")

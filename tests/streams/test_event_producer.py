@@ -10,12 +10,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 
 from freshet.settings import Settings
+from freshet.simulator.faults import malformed_messages
+from freshet.simulator.stream import SimConfig, simulate
 from schemas.codec import decode_catalog, decode_interaction
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, partition_for
-from streams.event_producer import EventProducer, ensure_topics
-from streams.simulator import SimConfig, simulate
-from streams.simulator_faults import malformed_messages
+from streams.kafka_io.event_producer import EventProducer, ensure_topics
 
 
 def _read_all(settings: Settings, topic: str, count: int, timeout_s: float = 30.0) -> list:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from freshet.simulator.faults import malformed_messages
+from freshet.simulator.stream import SimConfig, simulate
 from schemas.codec import Refusal, encode
 from schemas.events import CatalogEvent, InteractionEvent
-from streams.file_reader import (
+from streams.core.file_reader import (
     PRESETS,
     CsvLayout,
     parse_columns,
@@ -16,8 +18,6 @@ from streams.file_reader import (
     read_file,
     read_jsonl,
 )
-from streams.simulator import SimConfig, simulate
-from streams.simulator_faults import malformed_messages
 
 
 def _lines(text: str) -> list[bytes]:

@@ -15,13 +15,13 @@ from kafka import KafkaAdminClient
 
 from freshet.services.kafka_local import LocalKafka
 from freshet.settings import Settings
-from streams.event_producer import ensure_topics
-from streams.group_member import claim_slot, leave_group
+from streams.kafka_io.event_producer import ensure_topics
+from streams.kafka_io.group_member import claim_slot, leave_group
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from streams.group_member import claim_slot
+from streams.kafka_io.group_member import claim_slot
 slot = claim_slot(Path(sys.argv[1]), host="h")
 print(slot.instance_id, flush=True)
 time.sleep(600)
@@ -94,7 +94,7 @@ def test_leave_group_removes_a_stopped_static_member(
 
 
 def test_the_faust_app_gets_the_group_settings(tmp_path: Path) -> None:
-    from streams.faust_app import create_app
+    from streams.runtime.faust_app import create_app
 
     settings = Settings().with_(home=tmp_path, group_instance_id="h-3")
     conf = create_app(settings).conf

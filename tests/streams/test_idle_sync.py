@@ -7,8 +7,8 @@ from pathlib import Path
 
 from freshet.settings import Settings
 from freshet.wiring import live_recommender
-from streams.catalog import CatalogRecord
-from streams.live_recommender import LiveRecommender
+from streams.core.catalog import CatalogRecord
+from streams.runtime.live_recommender import LiveRecommender
 
 
 class Shared:
@@ -89,7 +89,7 @@ async def test_without_a_change_source_every_tick_reads(tmp_path: Path) -> None:
 
 
 async def test_housekeeping_lock_holds_are_timed_and_exported(tmp_path: Path) -> None:
-    from streams.metrics import WorkerMetrics
+    from streams.runtime.metrics import WorkerMetrics
 
     shared = Shared()
     live = _live(shared, tmp_path)

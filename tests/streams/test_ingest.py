@@ -9,9 +9,9 @@ from schemas.codec import DecodeLimits, encode
 from schemas.dead_letter import DeadLetter
 from schemas.events import InteractionEvent
 from schemas.topics import event_key
-from streams.ingest import IngestProcessor, SourceRecord
-from streams.state_rules import StateRules, replay_states
-from streams.state_store import InMemoryStateStore
+from streams.core.ingest import IngestProcessor, SourceRecord
+from streams.core.state_rules import StateRules, replay_states
+from streams.core.state_store import InMemoryStateStore
 
 T0 = 1_700_000_000_000
 RULES = StateRules(history_len=20, seen_max=50, dedup_window=128)

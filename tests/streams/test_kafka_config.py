@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from freshet.settings import Settings
-from streams.kafka_config import aiokafka_kwargs, kafka_python_kwargs, ssl_context
+from streams.kafka_io.kafka_config import aiokafka_kwargs, kafka_python_kwargs, ssl_context
 
 PASSWORD = "hunter2-very-secret"
 

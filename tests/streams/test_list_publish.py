@@ -22,13 +22,13 @@ from schemas.dead_letter import DeadLetter
 from schemas.events import InteractionEvent
 from schemas.recommendation import Recommendation
 from schemas.topics import event_key
-from streams.catalog import CatalogRecord
-from streams.ingest import IngestProcessor, Refresh, SourceRecord, TouchedUser
-from streams.live_recommender import LiveRecommender
-from streams.live_scorer import source_of
-from streams.publish import ListPublisher
-from streams.state_rules import StateRules
-from streams.state_store import InMemoryStateStore
+from streams.core.catalog import CatalogRecord
+from streams.core.ingest import IngestProcessor, Refresh, SourceRecord, TouchedUser
+from streams.core.live_scorer import source_of
+from streams.core.publish import ListPublisher
+from streams.core.state_rules import StateRules
+from streams.core.state_store import InMemoryStateStore
+from streams.runtime.live_recommender import LiveRecommender
 
 T0 = 1_700_000_000_000
 RULES = StateRules(history_len=20, seen_max=50, dedup_window=128)

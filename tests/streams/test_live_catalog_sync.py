@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from fake_bundle import Bundle, D
 
-import streams.live_recommender as live_module
+import streams.runtime.live_recommender as live_module
 from freshet.settings import Settings
 from freshet.wiring import live_recommender
 from inference.item_catalog import ItemCatalog
-from streams.catalog import CatalogRecord
-from streams.live_catalog import apply_records
-from streams.live_recommender import LiveRecommender
+from streams.core.catalog import CatalogRecord
+from streams.core.live_catalog import apply_records
+from streams.runtime.live_recommender import LiveRecommender
 
 
 def _record(item: str, removed: bool = False, ts: int = 1) -> CatalogRecord:
@@ -129,8 +129,8 @@ def test_users_touched_while_the_first_bundle_loads_get_their_list_after_it(
     tmp_path: Path,
 ) -> None:
     """No catalog yet to score against: the users wait, and are owed a list, not dropped."""
-    from streams.ingest import TouchedUser
-    from streams.state_rules import HistoryEntry, UserState
+    from streams.core.ingest import TouchedUser
+    from streams.core.state_rules import HistoryEntry, UserState
 
     release = threading.Event()
 

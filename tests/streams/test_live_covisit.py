@@ -16,9 +16,9 @@ import pytest
 
 from inference.covisit import BACKWARD, FLATNESS
 from inference.recommend import RecommendConfig
-from streams.ingest import TouchedUser
-from streams.live_scorer import LiveConfig, LiveScorer
-from streams.state_rules import HistoryEntry, UserState
+from streams.core.ingest import TouchedUser
+from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.state_rules import HistoryEntry, UserState
 
 N, D = 60, 8
 

@@ -9,9 +9,9 @@ import numpy as np
 
 from inference.fold_in import EVENT_WEIGHTS
 from inference.recommend import RecommendConfig
-from streams.ingest import TouchedUser
-from streams.live_scorer import LiveConfig, LiveScorer
-from streams.state_rules import HistoryEntry, UserState
+from streams.core.ingest import TouchedUser
+from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.state_rules import HistoryEntry, UserState
 
 D = 3
 TYPES = {"view": 1, "click": 2, "purchase": 4}

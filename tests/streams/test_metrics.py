@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from streams.ingest import BatchStats
-from streams.live_recommender import LiveStats
-from streams.metrics import WorkerMetrics, consumer_lag
+from streams.core.ingest import BatchStats
+from streams.runtime.live_recommender import LiveStats
+from streams.runtime.metrics import WorkerMetrics, consumer_lag
 
 NOW_S = 1_700_000_000.0
 NOW_MS = int(NOW_S * 1000)

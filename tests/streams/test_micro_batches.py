@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.micro_batches import micro_batches
+from streams.core.micro_batches import micro_batches
 
 
 async def paced(gaps_ms: list[int]) -> AsyncIterator[int]:

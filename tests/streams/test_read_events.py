@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from schemas.events import CatalogEvent, InteractionEvent
-from streams.file_reader import item_file_of, layout_of, read_events
+from streams.core.file_reader import item_file_of, layout_of, read_events
 
 RATINGS = [
     ("1", "31", 2.5, 1260759144),

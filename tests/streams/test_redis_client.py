@@ -19,7 +19,12 @@ from self_signed import self_signed_cert
 
 from freshet.services.redis_local import LocalRedis, RedisTLS
 from freshet.settings import Secret, Settings
-from streams.redis_client import HiredisPackConnection, async_redis, connection_class_of, sync_redis
+from streams.redis_io.redis_client import (
+    HiredisPackConnection,
+    async_redis,
+    connection_class_of,
+    sync_redis,
+)
 
 ARG = st.one_of(
     st.binary(max_size=64),

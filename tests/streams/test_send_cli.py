@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 from freshet.cli import app
 from freshet.cli.sending import Pacer
 from freshet.settings import Settings
+from freshet.simulator.faults import malformed_messages
 from schemas.codec import Refusal
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics
-from streams.file_reader import read_file
-from streams.simulator_faults import malformed_messages
+from streams.core.file_reader import read_file
 
 
 def _count(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> int:

@@ -17,16 +17,11 @@ from kafka.errors import (
 from redis.exceptions import AuthenticationError, BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-import streams.service_wait
+import streams.core.backoff
 from freshet.settings import Settings
-from streams.service_wait import (
-    backoff_delays,
-    kafka_transient,
-    redis_transient,
-    redis_where,
-    wait_until_up,
-    wait_until_up_async,
-)
+from streams.core.backoff import backoff_delays, wait_until_up, wait_until_up_async
+from streams.kafka_io.kafka_wait import kafka_transient
+from streams.redis_io.redis_wait import redis_transient, redis_where
 
 
 class FakeClock:
@@ -42,7 +37,7 @@ class FakeClock:
 def test_backoff_doubles_then_stays_at_the_cap() -> None:
     assert list(islice(backoff_delays(0.25, 3.0), 8)) == [0.25, 0.5, 1, 2, 3, 3, 3, 3]
     assert max(islice(backoff_delays(0.1, 2.0), 1000)) == 2.0
-    assert doctest.testmod(streams.service_wait).failed == 0
+    assert doctest.testmod(streams.core.backoff).failed == 0
 
 
 def test_waits_out_a_late_service_and_logs_each_wait(caplog: pytest.LogCaptureFixture) -> None:

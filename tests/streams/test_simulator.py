@@ -11,10 +11,10 @@ import jsonschema
 import numpy as np
 import pytest
 
+from freshet.simulator.faults import fault_kinds, malformed_messages
+from freshet.simulator.stream import SimConfig, World, iter_batches, simulate, stream_events
 from schemas.codec import decode_catalog, decode_interaction, encode
 from schemas.events import CatalogEvent, InteractionEvent
-from streams.simulator import SimConfig, World, iter_batches, simulate, stream_events
-from streams.simulator_faults import fault_kinds, malformed_messages
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "json"
 

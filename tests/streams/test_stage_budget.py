@@ -11,11 +11,11 @@ from schemas.codec import DecodeLimits, encode
 from schemas.events import InteractionEvent
 from schemas.recommendation import Recommendation, RecommendedItem
 from schemas.topics import event_key
-from streams.faust_app import take_wait_s
-from streams.ingest import STAGES, IngestProcessor, Refresh, SourceRecord, TouchedUser
-from streams.metrics import WorkerMetrics
-from streams.state_rules import StateRules
-from streams.state_store import InMemoryStateStore
+from streams.core.ingest import STAGES, IngestProcessor, Refresh, SourceRecord, TouchedUser
+from streams.core.state_rules import StateRules
+from streams.core.state_store import InMemoryStateStore
+from streams.runtime.faust_app import take_wait_s
+from streams.runtime.metrics import WorkerMetrics
 
 T0 = 1_700_000_000_000
 ITEM = RecommendedItem("i2", 1.0, "trending")
@@ -85,7 +85,7 @@ def test_take_wait_is_the_oldest_events_wait() -> None:
 
 
 def test_stage_times_become_one_labelled_histogram() -> None:
-    from streams.ingest import BatchStats
+    from streams.core.ingest import BatchStats
 
     metrics = WorkerMetrics()
     metrics.observe_events(BatchStats(stages_s={"decode": 0.0004, "score": 0.03}))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import EVENT_TYPES, InteractionEvent
-from streams.state_rules import (
+from streams.core.state_rules import (
     StateRules,
     UserState,
     apply_event,
@@ -92,7 +92,7 @@ def test_adding_an_event_type_leaves_stored_histories_intact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Stored before a new type is inserted at the front of the list, read after it."""
-    import streams.state_rules as rules_module
+    import streams.core.state_rules as rules_module
 
     state = _history_state()
     stored = orjson.dumps(state.to_obj())

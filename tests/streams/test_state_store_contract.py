@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from schemas.events import InteractionEvent
-from streams.keyspace import Keyspace
-from streams.redis_state_store import RedisStateStore
-from streams.state_rules import PopularityDelta, StateRules, apply_events
-from streams.state_store import InMemoryStateStore, PartitionRead, PartitionWrite, StateStore
+from streams.core.state_rules import PopularityDelta, StateRules, apply_events
+from streams.core.state_store import InMemoryStateStore, PartitionRead, PartitionWrite, StateStore
+from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.redis_state_store import RedisStateStore
 
 T0 = 1_700_000_000_000
 HALF_LIFE = 3600.0
@@ -115,7 +115,7 @@ async def test_set_latest_keeps_state(store: StateStore) -> None:
 
 async def test_write_is_fenced_on_the_watermark_it_read(store: StateStore) -> None:
     """A writer holding a stale watermark (a revoked partition's zombie) writes nothing."""
-    from streams.state_store import StaleWatermark
+    from streams.core.state_store import StaleWatermark
 
     out = apply_events({}, _events("zed", ["a"]), StateRules(), T0)
     await store.write([PartitionWrite(0, 10, T0, states=out.states, expected_watermark=-1)])
@@ -134,7 +134,7 @@ async def test_write_is_fenced_on_the_watermark_it_read(store: StateStore) -> No
 
 async def test_one_stale_partition_leaves_the_whole_batch_unwritten(store: StateStore) -> None:
     """Standalone stores check every fence before writing anything of the batch."""
-    from streams.state_store import StaleWatermark
+    from streams.core.state_store import StaleWatermark
 
     await store.write([PartitionWrite(1, 5, T0, expected_watermark=-1)])
     fresh = PartitionWrite(

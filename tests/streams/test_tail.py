@@ -12,13 +12,13 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from freshet.cli import app
+from freshet.ops.tail_format import decode_list, json_line, latency_ms, render_list
 from freshet.settings import Settings
 from schemas.codec import encode
 from schemas.recommendation import Recommendation, RecommendedItem
 from schemas.topics import Topics, event_key
-from streams.event_producer import ensure_topics
-from streams.tail_format import decode_list, json_line, latency_ms, render_list
-from streams.topic_reader import TopicMissing, TopicReader
+from streams.kafka_io.event_producer import ensure_topics
+from streams.kafka_io.topic_reader import TopicMissing, TopicReader
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "schemas/json/recommendation.v1.json").read_text()

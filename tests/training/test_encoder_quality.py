@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.simulator import SimConfig, simulate
+from freshet.simulator.stream import SimConfig, simulate
 from training.data import build_log, time_split
 from training.evaluation.baselines import ItemKNN, MostPopular
 from training.evaluation.protocols import build_cases, evaluate

@@ -6,7 +6,7 @@ from freshet.settings import Settings
 from freshet.wiring import training_consumer
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics
-from streams.event_producer import EventProducer, ensure_topics
+from streams.kafka_io.event_producer import EventProducer, ensure_topics
 from training.kafka_source import ReadStats, read_topic
 
 T0 = 1_700_000_000_000

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas.events import InteractionEvent
-from streams.ingest import TouchedUser
+from streams.core.ingest import TouchedUser
 from training.evaluation.online_baselines import BatchEASE
 from training.evaluation.prequential import StreamState
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from freshet.settings import Settings
+from freshet.simulator.stream import SimConfig, simulate
 from freshet.wiring import live_config
 from schemas.events import CatalogEvent, InteractionEvent
-from streams.ingest import TouchedUser
-from streams.simulator import SimConfig, simulate
-from streams.state_rules import UserState
+from streams.core.ingest import TouchedUser
+from streams.core.state_rules import UserState
 from training.evaluation.online_baselines import OnlineItemKNN, OnlinePopular
 from training.evaluation.online_freshet import FreshetOnline
 from training.evaluation.prequential import (
@@ -159,7 +159,7 @@ class Fixed:
 
 def test_every_touched_item_is_excluded_beyond_the_states_seen_cap() -> None:
     """The worker's state forgets all but ``seen_max`` items; the scored list does not."""
-    from streams.state_rules import StateRules
+    from streams.core.state_rules import StateRules
 
     events: list[Event] = [_event(n, "u1", i, 1_000 * n) for n, i in enumerate("abc")]
     stream = StreamState(StateRules(seen_max=1))

@@ -11,11 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from freshet.cli import app
+from freshet.simulator.stream import SimConfig, simulate
 from inference.bundle import MANIFEST, RANKER, BundleError, load_bundle_data
 from inference.onnx_session import LoadedBundle
 from inference.ranker_features import LAYOUT, feature_width
 from schemas.codec import encode
-from streams.simulator import SimConfig, simulate
 from training.data import TYPE_VOCAB, InteractionLog, build_log, time_split
 from training.export import PARITY_TOL, export_bundle
 from training.models.ranker import CandidateRanker

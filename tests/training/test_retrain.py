@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from freshet.cli import app
 from freshet.settings import Settings
+from freshet.simulator.stream import SimConfig, simulate
 from inference.bundle import list_versions, read_current, read_manifest
 from schemas.events import InteractionEvent
-from streams.event_producer import EventProducer, ensure_topics
-from streams.simulator import SimConfig, simulate
+from streams.kafka_io.event_producer import EventProducer, ensure_topics
 from training.retrain import gate, parse_window, prune_plan
 
 DAY_MS = 86_400_000

@@ -7,10 +7,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from freshet.cli import app
+from freshet.simulator.stream import SimConfig, simulate
 from inference.bundle import read_current
 from inference.onnx_session import LoadedBundle
 from schemas.codec import encode
-from streams.simulator import SimConfig, simulate
 
 
 def test_train_writes_a_current_bundle_that_evaluate_scores(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from freshet.ui.overview import (
     quantile,
     reason_rows,
 )
-from streams.metrics import WorkerMetrics
+from streams.runtime.metrics import WorkerMetrics
 
 
 def _exposition(applied: int, published: int, latencies_s: list[float], lag: int) -> str:

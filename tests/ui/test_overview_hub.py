@@ -9,7 +9,7 @@ import orjson
 
 from freshet.api.ui_sources import OverviewHub
 from freshet.settings import Settings
-from streams.metrics import WorkerMetrics
+from streams.runtime.metrics import WorkerMetrics
 
 
 def _newest(queue: asyncio.Queue[bytes]) -> bytes:

@@ -17,7 +17,7 @@ from freshet.ui.views import (
 from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
 from schemas.recommendation import Recommendation, RecommendedItem
-from streams.state_rules import HistoryEntry, UserState
+from streams.core.state_rules import HistoryEntry, UserState
 
 IDS = st.text(alphabet="abcz019_.@+=/-", min_size=1, max_size=6)
 

@@ -34,8 +34,8 @@ from freshet.services.redis_local import LocalRedis
 from freshet.settings import Settings
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics
-from streams.event_producer import EventProducer, ensure_topics
-from streams.keyspace import Keyspace
+from streams.kafka_io.event_producer import EventProducer, ensure_topics
+from streams.redis_io.keyspace import Keyspace
 
 pytestmark = [pytest.mark.services]
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from schemas.events import InteractionEvent
-from streams.ingest import TouchedUser
-from streams.state_rules import UserState
+from streams.core.ingest import TouchedUser
+from streams.core.state_rules import UserState
 from training.evaluation import metrics as m
 from training.evaluation.prequential import IntArray, StreamState
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from streams.catalog import CATALOG_LOG_PAGE
-from streams.ingest import TouchedUser
-from streams.live_scorer import LiveConfig, LiveScorer
-from streams.state_rules import UserState
+from streams.core.catalog import CATALOG_LOG_PAGE
+from streams.core.ingest import TouchedUser
+from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.state_rules import UserState
 from training.evaluation.prequential import IntArray, StreamState
 
 _TIMERS_MS = {"catalog": 500, "trending": 1_000, "popularity": 10_000}

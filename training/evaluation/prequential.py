@@ -4,7 +4,7 @@ Events are replayed in time order. Before each interaction, every model's *curre
 for the user (the one it published after the user's previous micro-batch, or its
 cold-start list if it has none yet) is scored against the item that came next; then the
 event is applied to the shared state with the worker's own rules
-(``streams.state_rules.apply_events``) and shown to every model. Lists are refreshed per
+(``streams.core.state_rules.apply_events``) and shown to every model. Lists are refreshed per
 micro-batch, as the worker does: a batch closes when ``batch_ms`` of event time have
 passed since its first event or it holds ``batch_events`` events. With ``fresh`` the
 user's list is instead asked anew just before each scored event (the standard
@@ -33,9 +33,9 @@ import numpy as np
 
 from inference.list_metrics import popularity_head
 from schemas.events import CatalogEvent, InteractionEvent
-from streams.catalog import CatalogRecord, apply_catalog_event
-from streams.ingest import TouchedUser
-from streams.state_rules import (
+from streams.core.catalog import CatalogRecord, apply_catalog_event
+from streams.core.ingest import TouchedUser
+from streams.core.state_rules import (
     StateRules,
     UserState,
     apply_events,

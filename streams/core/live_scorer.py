@@ -5,7 +5,7 @@ index, the trending list and the co-visitation table. Per call it encodes the us
 histories in one ONNX call (or folds them in, model-free), searches candidates for all
 of them at once, re-ranks (``inference.recommend``) and returns embeddings and lists.
 
-No I/O and no event loop: the worker's async shell (``streams.live_recommender``)
+No I/O and no event loop: the worker's async shell (``streams.runtime.live_recommender``)
 feeds it from Redis and a bundle folder, while offline evaluation and the benchmarks
 call it directly. Everything it depends on is in ``LiveConfig`` and its ``seed``.
 """
@@ -29,10 +29,10 @@ from inference.item_catalog import ItemCatalog
 from inference.recommend import RecommendConfig, UserList, recommend
 from schemas.events import EVENT_TYPES
 from schemas.recommendation import Recommendation
-from streams.catalog import CatalogRecord
-from streams.ingest import Refresh, TouchedUser
-from streams.live_catalog import apply_records, build_index, update_index
-from streams.state_rules import TYPE_CODES, UserState
+from streams.core.catalog import CatalogRecord
+from streams.core.ingest import Refresh, TouchedUser
+from streams.core.live_catalog import apply_records, build_index, update_index
+from streams.core.state_rules import TYPE_CODES, UserState
 
 log = logging.getLogger("freshet.live")
 
@@ -346,7 +346,7 @@ def source_of(user: TouchedUser) -> tuple[str | None, int | None]:
     ``last_event`` when the batch carried it; otherwise the state's newest applied
     event (its id and history entry are appended together, so they match).
 
-    >>> from streams.state_rules import HistoryEntry
+    >>> from streams.core.state_rules import HistoryEntry
     >>> state = UserState(history=(HistoryEntry("i1", "view", 5),), recent_event_ids=("e1",))
     >>> source_of(TouchedUser("u", 0, state, None, None, 0))
     ('e1', 5)

@@ -1,7 +1,7 @@
 """Where per-user and per-partition state lives: the protocol and its two backends.
 
 ``InMemoryStateStore`` is the in-process fake used by unit tests and pure benchmarks;
-``RedisStateStore`` (in ``streams/redis_state_store.py``) is the real one. One contract
+``RedisStateStore`` (in ``streams/redis_io/redis_state_store.py``) is the real one. One contract
 suite in the tests runs against both.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streams.state_rules import PopularityDelta, UserState
+from streams.core.state_rules import PopularityDelta, UserState
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +184,7 @@ def merge_trending(
     Each partition scales its sums to its own reference time, so they are brought to
     the newest one before adding.
     """
-    from streams.state_rules import rebase_factor
+    from streams.core.state_rules import rebase_factor
 
     newest = max((refs[p] for p in partitions if p in refs), default=0)
     total: dict[str, float] = {}

@@ -20,17 +20,18 @@ from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
 from schemas.recommendation import Recommendation
 from schemas.topics import Topics, event_key
-from streams.catalog import CatalogProcessor, RedisCatalogStore
-from streams.faust_app import add_batch_agent, create_app
-from streams.generation import GenerationFollower
-from streams.ingest import BatchStats, IngestProcessor, Refresher, SourceRecord
-from streams.keyspace import Keyspace
-from streams.live_recommender import LiveRecommender
-from streams.metrics import WorkerMetrics, add_metrics_timer
-from streams.publish import ListPublisher
-from streams.redis_client import async_redis
-from streams.redis_state_store import RedisStateStore
-from streams.state_guard import add_state_guard
+from streams.core.catalog import CatalogProcessor
+from streams.core.ingest import BatchStats, IngestProcessor, Refresher, SourceRecord
+from streams.core.publish import ListPublisher
+from streams.redis_io.catalog_store import RedisCatalogStore
+from streams.redis_io.generation import GenerationFollower
+from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.redis_client import async_redis
+from streams.redis_io.redis_state_store import RedisStateStore
+from streams.redis_io.state_guard import add_state_guard
+from streams.runtime.faust_app import add_batch_agent, create_app
+from streams.runtime.live_recommender import LiveRecommender
+from streams.runtime.metrics import WorkerMetrics, add_metrics_timer
 
 __all__ = ["KafkaSinks", "Worker", "build_live", "build_worker", "limits_of", "rules_of"]
 

@@ -22,9 +22,8 @@ from typing import Any
 
 import orjson
 
-from streams.keyspace import Keyspace
-from streams.state_rules import UserState
-from streams.state_store import (
+from streams.core.state_rules import UserState
+from streams.core.state_store import (
     TREND_FLOOR,
     PartitionRead,
     PartitionSnapshot,
@@ -33,6 +32,7 @@ from streams.state_store import (
     UserRecord,
     merge_trending,
 )
+from streams.redis_io.keyspace import Keyspace
 
 # ARGV[1] is m, the number of fenced partitions: KEYS[1..m] are their watermark keys and
 # ARGV[2..m+1] the watermarks the batch read. Then, per command: name, index of its key

@@ -5,7 +5,7 @@ state by construction. Progress lives in the new generation's partition watermar
 which makes a replay resumable (run it again with the same generation) and each record
 applied once. Readers keep using the old generation until the switch, which is one
 ``SET`` of the generation pointer: they see the old state or the complete new one,
-never a half-built one. See ``streams/generation.py`` for the switch protocol.
+never a half-built one. See ``streams/redis_io/generation.py`` for the switch protocol.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Any
 from freshet.settings import Settings
 from schemas.dead_letter import DeadLetter
 from schemas.topics import Topics
-from streams.catalog import CatalogProcessor, RedisCatalogStore
-from streams.generation import next_generation, parse_generation, pause_key
-from streams.ingest import IngestProcessor, SourceRecord
-from streams.keyspace import Keyspace
-from streams.redis_state_store import RedisStateStore
+from streams.core.catalog import CatalogProcessor
+from streams.core.ingest import IngestProcessor, SourceRecord
+from streams.redis_io.catalog_store import RedisCatalogStore
+from streams.redis_io.generation import next_generation, parse_generation, pause_key
+from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.redis_state_store import RedisStateStore
 
 PAUSE_TTL_S = 120  # a crashed replay cannot hold workers paused for longer
 
@@ -153,11 +154,11 @@ class Replayer:
         from schemas.codec import encode
         from schemas.recommendation import Recommendation
         from schemas.topics import event_key
-        from streams.ingest import TouchedUser
-        from streams.kafka_config import aiokafka_kwargs
-        from streams.publish import ListPublisher
-        from streams.state_store import PartitionRead
-        from streams.worker import build_live
+        from streams.core.ingest import TouchedUser
+        from streams.core.publish import ListPublisher
+        from streams.core.state_store import PartitionRead
+        from streams.kafka_io.kafka_config import aiokafka_kwargs
+        from streams.runtime.worker import build_live
 
         live = build_live(self.settings, store, RedisCatalogStore(self.redis, keys))
         live.debounce.window_ms = 0
@@ -204,7 +205,7 @@ class Replayer:
     async def _consumer(self) -> Any:
         from aiokafka import AIOKafkaConsumer
 
-        from streams.kafka_config import aiokafka_kwargs
+        from streams.kafka_io.kafka_config import aiokafka_kwargs
 
         consumer = AIOKafkaConsumer(
             **aiokafka_kwargs(self.settings, enable_auto_commit=False, group_id=None)
@@ -277,7 +278,7 @@ class Replayer:
         """The topic's partition ids (kafka-python: aiokafka only knows assigned ones)."""
         from kafka import KafkaConsumer
 
-        from streams.kafka_config import kafka_python_kwargs
+        from streams.kafka_io.kafka_config import kafka_python_kwargs
 
         # No group, so no offsets to commit: saying so keeps kafka-python from warning
         # "group_id is None: disabling auto-commit" on every replay.
@@ -300,7 +301,7 @@ class Replayer:
             ends = await consumer.end_offsets(tps)
             starts = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
         if store is not None:
-            from streams.state_store import PartitionRead
+            from streams.core.state_store import PartitionRead
 
             snaps = await store.read([PartitionRead(tp.partition, ()) for tp in tps])
             for tp in tps:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streams.keyspace import Keyspace
+from streams.redis_io.keyspace import Keyspace
 
 DEFAULT_GENERATION = "g1"
 _GEN_RE = re.compile(r"g[1-9][0-9]{0,8}")

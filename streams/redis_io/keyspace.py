@@ -3,7 +3,7 @@
 Every key of one Kafka partition carries the hash tag ``{<gen>.p<N>}``, so all state a
 micro-batch of that partition touches (its users, its offset watermark, its popularity)
 lives in one Redis Cluster slot and is written by one atomic script call (fenced on the
-partition's watermark; ``streams.redis_state_store``). A user lives in the
+partition's watermark; ``streams.redis_io.redis_state_store``). A user lives in the
 partition of its key (``schemas.topics.partition_for``), hence on one shard.
 
 Ids are validated by the contract (no ``:``, ``{``, ``}`` or whitespace); the builders

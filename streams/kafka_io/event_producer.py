@@ -24,7 +24,7 @@ from freshet.settings import Settings
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key
-from streams.kafka_config import DEAD_LETTER_MAX_BYTES, kafka_python_kwargs
+from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES, kafka_python_kwargs
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from streams.keyspace import Keyspace
+from streams.redis_io.keyspace import Keyspace
 
 log = logging.getLogger("freshet.worker")
 

@@ -1,7 +1,7 @@
 """A synthetic shop's event stream, with structure a recommender can learn.
 
 The data source for the demo, benchmarks, training and tests. A ``World`` (see
-``streams.simulator_world``) plants the truth: sparse user tastes, Zipf popularity,
+``freshet.simulator.world``) plants the truth: sparse user tastes, Zipf popularity,
 "what follows what" habits, category-specific item text. This module plays it out as
 sessions of view → click → add_to_cart → purchase funnels (plus some ratings), with
 users and items arriving and items leaving, deterministically from a seed.
@@ -27,8 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from schemas.events import EVENT_TYPES, CatalogEvent, InteractionEvent
-from streams.simulator_world import (
+from freshet.simulator.world import (
     NEVER,
     CategorySampler,
     FloatArray,
@@ -36,6 +35,7 @@ from streams.simulator_world import (
     SimConfig,
     World,
 )
+from schemas.events import EVENT_TYPES, CatalogEvent, InteractionEvent
 
 __all__ = ["SimBatch", "SimConfig", "World", "iter_batches", "simulate", "stream_events"]
 

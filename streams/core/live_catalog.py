@@ -16,7 +16,7 @@ import numpy as np
 from inference.ann_index import AnnIndex
 from inference.content_vectors import catalog_content_vectors
 from inference.item_catalog import ItemCatalog
-from streams.catalog import CatalogRecord
+from streams.core.catalog import CatalogRecord
 
 
 def build_index(catalog: ItemCatalog) -> AnnIndex | None:

@@ -13,7 +13,7 @@ two workers on one host get different ones.
 A static member does not leave the group when it stops (aiokafka sends no LeaveGroup
 for it), so an orderly stop would leave its partitions idle for the session timeout.
 ``leave_group`` removes it by instance id (LeaveGroup v3+); the worker's Faust app calls
-it once its consumer has stopped (``streams.faust_app``), so a planned stop hands the
+it once its consumer has stopped (``streams.runtime.faust_app``), so a planned stop hands the
 partitions on at once, as a dynamic member would.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from freshet.settings import Settings
-from streams.kafka_config import kafka_python_kwargs
+from streams.kafka_io.kafka_config import kafka_python_kwargs
 
 log = logging.getLogger("freshet.worker")
 

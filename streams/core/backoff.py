@@ -14,9 +14,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Final, TypeVar
-from urllib.parse import urlsplit
-
-from freshet.settings import Settings
 
 log = logging.getLogger("freshet.wait")
 
@@ -127,66 +124,6 @@ async def wait_until_up_async(
             continue
         waits.done()
         return result
-
-
-def kafka_transient(exc: BaseException) -> bool:
-    """Whether a kafka-python error may go away by waiting (not auth, ACLs or config)."""
-    from kafka.errors import KafkaError
-
-    # An unreachable broker is KafkaTimeoutError("Unable to bootstrap"), a retriable one.
-    if isinstance(exc, OSError):
-        return True
-    return isinstance(exc, KafkaError) and bool(exc.retriable)
-
-
-def redis_transient(exc: BaseException) -> bool:
-    """Whether a redis-py error may go away by waiting (not a refused password)."""
-    from redis.exceptions import AuthenticationError, ClusterDownError, RedisClusterException
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    if isinstance(exc, AuthenticationError):
-        return False
-    up_soon = (RedisConnectionError, RedisTimeoutError, ClusterDownError, RedisClusterException)
-    return isinstance(exc, (*up_soon, OSError))
-
-
-def kafka_where(settings: Settings) -> str:
-    return f"Kafka at {settings.kafka_bootstrap}"
-
-
-def redis_where(settings: Settings) -> str:
-    """The Redis URL's scheme, host, port and path, without credentials."""
-    url = urlsplit(settings.redis_url)
-    if url.scheme == "unix":
-        return f"Redis at unix://{url.path}"
-    return f"Redis at {url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"
-
-
-def kafka_client_when_up(settings: Settings, connect: Callable[[], T]) -> T:
-    """A kafka-python client from ``connect()`` once the broker answers its bootstrap."""
-    return wait_until_up(connect, kafka_where(settings), kafka_transient)
-
-
-def wait_for_topics(settings: Settings) -> list[str]:
-    """Create freshet's missing topics once the broker answers; the topics created."""
-    from streams.event_producer import ensure_topics
-
-    return kafka_client_when_up(settings, lambda: ensure_topics(settings))
-
-
-def wait_for_redis(settings: Settings) -> None:
-    """Return once Redis answers PING with the configured credentials."""
-    from streams.redis_client import sync_redis
-
-    def ping() -> None:
-        client = sync_redis(settings)
-        try:
-            client.ping()
-        finally:
-            client.close()
-
-    wait_until_up(ping, redis_where(settings), redis_transient)
 
 
 def _reason(exc: BaseException) -> str:

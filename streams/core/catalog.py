@@ -19,8 +19,7 @@ import orjson
 from schemas.codec import DecodeLimits, Refusal, decode_catalog
 from schemas.dead_letter import DeadLetter
 from schemas.events import CatalogEvent
-from streams.ingest import BatchStats, DeadLetterSink, SourceRecord, refuse
-from streams.keyspace import Keyspace
+from streams.core.ingest import BatchStats, DeadLetterSink, SourceRecord, refuse
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,47 +103,6 @@ class CatalogStore(Protocol):
     ) -> list[tuple[str, CatalogRecord]]: ...
 
 
-class RedisCatalogStore:
-    """Item records in one hash, each change appended to the catalog log stream."""
-
-    def __init__(self, client: Any, keyspace: Keyspace, log_maxlen: int = 1_000_000) -> None:
-        self.client = client
-        self.keys = keyspace
-        self.log_maxlen = log_maxlen
-
-    async def get(self, item_ids: Sequence[str]) -> dict[str, CatalogRecord]:
-        if not item_ids:
-            return {}
-        raws = await self.client.hmget(self.keys.catalog, list(item_ids))
-        return {i: CatalogRecord.from_json(r) for i, r in zip(item_ids, raws, strict=True) if r}
-
-    async def put(self, records: Sequence[CatalogRecord]) -> None:
-        if not records:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hset(self.keys.catalog, mapping={r.item_id: r.to_json() for r in records})
-        for r in records:
-            pipe.xadd(
-                self.keys.catalog_log,
-                {"item_id": r.item_id, "record": r.to_json()},
-                maxlen=self.log_maxlen,
-                approximate=True,
-            )
-        await pipe.execute()
-
-    async def read_log(
-        self, after: str, count: int = CATALOG_LOG_PAGE
-    ) -> list[tuple[str, CatalogRecord]]:
-        """Changes after stream id ``after`` ('0' for all), oldest first."""
-        entries = await self.client.xread({self.keys.catalog_log: after}, count=count)
-        out: list[tuple[str, CatalogRecord]] = []
-        for _stream, items in entries:
-            for entry_id, fields in items:
-                rec = fields.get(b"record") or fields.get("record")
-                out.append((_s(entry_id), CatalogRecord.from_json(rec)))
-        return out
-
-
 class InMemoryCatalogStore:
     """The in-process fake of the catalog store (log entry ids ``"1"``, ``"2"``, ...)."""
 
@@ -214,7 +172,3 @@ class CatalogProcessor:
         if self.on_records is not None and changed:
             self.on_records(list(changed.values()))
         return stats
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

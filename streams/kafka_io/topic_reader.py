@@ -17,8 +17,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from freshet.settings import Settings
 from schemas.topics import partition_for
-from streams.kafka_config import kafka_python_kwargs
-from streams.service_wait import kafka_client_when_up
+from streams.kafka_io.kafka_config import kafka_python_kwargs
+from streams.kafka_io.kafka_wait import kafka_client_when_up
 
 
 class TopicMissing(LookupError):

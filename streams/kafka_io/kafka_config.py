@@ -32,7 +32,7 @@ client's default cap is 1 s too."""
 
 BOOTSTRAP_TIMEOUT_MS: Final = 5000
 """How long one kafka-python client tries to bootstrap before it raises; callers that
-must outlast a late broker retry the whole attempt (``streams.service_wait``)."""
+must outlast a late broker retry the whole attempt (``streams.kafka_io.kafka_wait``)."""
 
 
 class ClientKwargs(dict[str, Any]):

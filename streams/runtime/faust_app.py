@@ -21,9 +21,9 @@ import faust
 from faust.tables import TableManager
 
 from freshet.settings import Settings
-from streams.ingest import BatchStats, SourceRecord
-from streams.kafka_config import DEAD_LETTER_MAX_BYTES
-from streams.micro_batches import quiet_take
+from streams.core.ingest import BatchStats, SourceRecord
+from streams.core.micro_batches import quiet_take
+from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES
 
 log = logging.getLogger("freshet.worker")
 
@@ -81,7 +81,7 @@ class _App(faust.App):
         await super().on_shutdown()
         instance = self.conf.consumer_group_instance_id
         if instance and self.leave_with is not None:
-            from streams.group_member import leave_group
+            from streams.kafka_io.group_member import leave_group
 
             await asyncio.to_thread(leave_group, self.leave_with, self.conf.id, instance)
 

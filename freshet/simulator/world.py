@@ -2,7 +2,7 @@
 
 A ``World`` is drawn once from a seed and holds the ground truth that tests and
 benchmarks check models against: each user's sparse taste over categories, each item's
-categories, text and popularity, and each item's few "next" items. ``streams.simulator``
+categories, text and popularity, and each item's few "next" items. ``freshet.simulator.stream``
 turns a world into a stream of events; this module does no I/O and emits nothing.
 """
 
@@ -270,7 +270,7 @@ class World:
     def rng(self, stream: int) -> np.random.Generator:
         """A fresh generator for one independent use of this world's seed.
 
-        Stream 0 draws the world; ``streams.simulator`` uses 1 (events) and 2 (faults).
+        Stream 0 draws the world; ``freshet.simulator.stream`` uses 1 (events) and 2 (faults).
         """
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(stream,)))
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from schemas.codec import encode
 from schemas.recommendation import Recommendation
-from streams.state_store import PartitionWrite, StateStore
+from streams.core.state_store import PartitionWrite, StateStore
 
 ListSink = Callable[[Sequence[Recommendation]], Awaitable[None]]
 

@@ -27,12 +27,12 @@ from prometheus_client import (
     start_http_server,
 )
 
-from streams.ingest import STAGES, BatchStats
+from streams.core.ingest import STAGES, BatchStats
 
 if TYPE_CHECKING:
     import faust
 
-    from streams.live_scorer import LiveScorer
+    from streams.core.live_scorer import LiveScorer
 
 log = logging.getLogger("freshet.metrics")
 

@@ -1,7 +1,7 @@
 """The dead-letter topic's I/O: read every letter, tally reasons, send a re-drive plan.
 
 ``freshet dlq`` and the web view's dead-letter panel both read and re-drive through
-these functions; what to re-drive is decided by ``streams.dead_letters.plan_redrive``.
+these functions; what to re-drive is decided by ``freshet.ops.dead_letters.plan_redrive``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from freshet.ops.dead_letters import Fix, RedrivePlan, plan_redrive, read_dead_letter
 from freshet.settings import Settings
 from schemas.dead_letter import DeadLetter
 from schemas.topics import Topics
-from streams.dead_letters import Fix, RedrivePlan, plan_redrive, read_dead_letter
-from streams.kafka_config import kafka_python_kwargs
-from streams.topic_reader import TopicReader
+from streams.kafka_io.kafka_config import kafka_python_kwargs
+from streams.kafka_io.topic_reader import TopicReader
 
 Located = tuple[int, int, DeadLetter]  # dead-letter topic partition, offset, the letter
 
@@ -71,8 +71,8 @@ def redrive(
     dry_run: bool = False,
 ) -> RedriveOutcome:
     """Plan the re-drive of ``letters`` under the current limits and send what passes."""
-    from streams.event_producer import EventProducer
-    from streams.worker import limits_of
+    from streams.kafka_io.event_producer import EventProducer
+    from streams.runtime.worker import limits_of
 
     plan = plan_redrive(
         letters,

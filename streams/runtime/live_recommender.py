@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from inference.bundle import BundleError, read_current
-from streams.catalog import CATALOG_LOG_PAGE, CatalogRecord
-from streams.debounce import Debouncer
-from streams.ingest import Refresh, TouchedUser
-from streams.live_scorer import LiveScorer, LiveStats
-from streams.publish import ListPublisher
+from streams.core.catalog import CATALOG_LOG_PAGE, CatalogRecord
+from streams.core.debounce import Debouncer
+from streams.core.ingest import Refresh, TouchedUser
+from streams.core.live_scorer import LiveScorer, LiveStats
+from streams.core.publish import ListPublisher
 
 __all__ = ["LiveRecommender", "LiveStats"]
 
@@ -32,14 +32,14 @@ HELD_MAX = 1_000_000  # users a worker that cannot score yet keeps owing a list
 
 
 class LiveRecommender:
-    """Implements ``streams.ingest.Refresher`` for one worker process.
+    """Implements ``streams.core.ingest.Refresher`` for one worker process.
 
     Args:
         scorer: The synchronous scorer it feeds and calls.
         bundle_dir: Folder whose ``CURRENT`` names the bundle to serve.
         bundle_loader: ``(folder, version) -> bundle``, called in a worker thread.
         debounce_ms: Per-user window of list refreshes (0: every batch); with
-            ``debounce_behind_ms`` the cap of the adaptive window (``streams.debounce``).
+            ``debounce_behind_ms`` the cap of the adaptive window (``streams.core.debounce``).
         debounce_behind_ms: Adaptive debounce: no window until a batch's oldest event
             has waited this long. ``None``: the fixed window, always.
         trending_source, counts_source, catalog_log: Readers of the shared state.

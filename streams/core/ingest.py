@@ -10,8 +10,8 @@ what gives exactly-once state:
    duplicates by event id, apply the rest with the pure rules;
 4. let the refresher (scoring, optional) add embeddings and lists for touched users;
 5. write each partition's changes, lists and new watermark atomically (one fenced
-   script per partition, ``streams.redis_state_store``);
-6. publish the fresh lists (5 and 6 are ``streams.publish.ListPublisher``); the
+   script per partition, ``streams.redis_io.redis_state_store``);
+6. publish the fresh lists (5 and 6 are ``streams.core.publish.ListPublisher``); the
    caller then acks the records.
 
 A crash anywhere before 5 leaves no trace in state; after 5 the watermark makes the
@@ -29,8 +29,8 @@ from schemas.codec import DecodeLimits, Refusal, decode_interaction
 from schemas.dead_letter import DeadLetter
 from schemas.events import InteractionEvent
 from schemas.topics import event_key
-from streams.publish import ListPublisher, ListSink, Refresh
-from streams.state_rules import (
+from streams.core.publish import ListPublisher, ListSink, Refresh
+from streams.core.state_rules import (
     BatchOutcome,
     StateRules,
     UserState,
@@ -38,7 +38,7 @@ from streams.state_rules import (
     needs_rebase,
     rebase_factor,
 )
-from streams.state_store import PartitionRead, PartitionSnapshot, PartitionWrite, StateStore
+from streams.core.state_store import PartitionRead, PartitionSnapshot, PartitionWrite, StateStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Operator views and tools: tailing the list topic, dead-letter inspection and re-drive."""

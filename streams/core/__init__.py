@@ -1,0 +1,1 @@
+"""Pure rules and processors: no I/O clients, no settings, no environment."""

@@ -1,0 +1,1 @@
+"""Kafka adapters: client configs, producing, reading topics, group membership."""

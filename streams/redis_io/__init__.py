@@ -1,0 +1,1 @@
+"""Redis adapters: clients, key layout, the fenced state store, the catalog store."""

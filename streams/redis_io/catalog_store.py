@@ -1,0 +1,58 @@
+"""The catalog store on Redis: item records in one hash, each change on the catalog log.
+
+Every worker tails the log (``read_log``) to keep its in-memory item table and ANN index
+in step; the record types and the catalog processor are in ``streams.core.catalog``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from streams.core.catalog import CATALOG_LOG_PAGE, CatalogRecord
+from streams.redis_io.keyspace import Keyspace
+
+
+class RedisCatalogStore:
+    """Item records in one hash, each change appended to the catalog log stream."""
+
+    def __init__(self, client: Any, keyspace: Keyspace, log_maxlen: int = 1_000_000) -> None:
+        self.client = client
+        self.keys = keyspace
+        self.log_maxlen = log_maxlen
+
+    async def get(self, item_ids: Sequence[str]) -> dict[str, CatalogRecord]:
+        if not item_ids:
+            return {}
+        raws = await self.client.hmget(self.keys.catalog, list(item_ids))
+        return {i: CatalogRecord.from_json(r) for i, r in zip(item_ids, raws, strict=True) if r}
+
+    async def put(self, records: Sequence[CatalogRecord]) -> None:
+        if not records:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.keys.catalog, mapping={r.item_id: r.to_json() for r in records})
+        for r in records:
+            pipe.xadd(
+                self.keys.catalog_log,
+                {"item_id": r.item_id, "record": r.to_json()},
+                maxlen=self.log_maxlen,
+                approximate=True,
+            )
+        await pipe.execute()
+
+    async def read_log(
+        self, after: str, count: int = CATALOG_LOG_PAGE
+    ) -> list[tuple[str, CatalogRecord]]:
+        """Changes after stream id ``after`` ('0' for all), oldest first."""
+        entries = await self.client.xread({self.keys.catalog_log: after}, count=count)
+        out: list[tuple[str, CatalogRecord]] = []
+        for _stream, items in entries:
+            for entry_id, fields in items:
+                rec = fields.get(b"record") or fields.get("record")
+                out.append((_s(entry_id), CatalogRecord.from_json(rec)))
+        return out
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

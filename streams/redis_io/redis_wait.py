@@ -1,0 +1,42 @@
+"""Wait for Redis with capped backoff (``streams.core.backoff``)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from freshet.settings import Settings
+from streams.core.backoff import wait_until_up
+
+
+def redis_transient(exc: BaseException) -> bool:
+    """Whether a redis-py error may go away by waiting (not a refused password)."""
+    from redis.exceptions import AuthenticationError, ClusterDownError, RedisClusterException
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    if isinstance(exc, AuthenticationError):
+        return False
+    up_soon = (RedisConnectionError, RedisTimeoutError, ClusterDownError, RedisClusterException)
+    return isinstance(exc, (*up_soon, OSError))
+
+
+def redis_where(settings: Settings) -> str:
+    """The Redis URL's scheme, host, port and path, without credentials."""
+    url = urlsplit(settings.redis_url)
+    if url.scheme == "unix":
+        return f"Redis at unix://{url.path}"
+    return f"Redis at {url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"
+
+
+def wait_for_redis(settings: Settings) -> None:
+    """Return once Redis answers PING with the configured credentials."""
+    from streams.redis_io.redis_client import sync_redis
+
+    def ping() -> None:
+        client = sync_redis(settings)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    wait_until_up(ping, redis_where(settings), redis_transient)
