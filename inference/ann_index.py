@@ -199,6 +199,32 @@ class AnnIndex:
             self._ids, self._vecs = self._ids[keep], self._vecs[keep]
         return removed
 
+    def to_bytes(self) -> npt.NDArray[np.uint8]:
+        """The IVF index as faiss serialises it (lists, ids, nprobe); IVF mode only."""
+        if self._ivf is None:
+            raise ValueError("an exact-mode index is rebuilt, not saved")
+        return np.asarray(faiss.serialize_index(self._ivf), np.uint8)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: npt.ArrayLike,
+        seed: int = 0,
+        exact_below: int = EXACT_BELOW,
+        train_points_per_list: int = TRAIN_POINTS_PER_LIST,
+        tuned_recall: float | None = None,
+    ) -> AnnIndex:
+        """An index from ``to_bytes`` output; takes adds and removals as a built one does."""
+        ivf = faiss.deserialize_index(np.asarray(data, np.uint8))
+        if not isinstance(ivf, faiss.IndexIVFFlat) or ivf.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise ValueError(f"not an inner-product IndexIVFFlat: {type(ivf).__name__}")
+        index = cls(
+            ivf.d, seed, int(ivf.nlist), int(ivf.nprobe), exact_below, train_points_per_list
+        )
+        index._ivf = ivf
+        index.tuned_recall = tuned_recall
+        return index
+
     def search(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, FloatArray]:
         """Top-``k`` ids by inner product for each of ``(B, d)`` queries, best first.
 

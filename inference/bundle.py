@@ -263,7 +263,9 @@ def load_bundle_data(path: Path) -> BundleData:
                 f"bundle {manifest.model_version}: {name} is corrupt (sha256 {actual[:12]}…, "
                 f"manifest says {expected[:12]}…)"
             )
-    vectors = _load_npy(path / ITEM_VECTORS)
+    # Memory-mapped: the pages are the file's (shared, evictable), not a private copy;
+    # the online catalog copies the rows it keeps growable anyway.
+    vectors = _load_npy(path / ITEM_VECTORS, mmap=True)
     if vectors.dtype != np.float32 or vectors.shape != (manifest.item_count, manifest.dim):
         raise BundleError(
             f"{ITEM_VECTORS} is {vectors.dtype} {vectors.shape}, manifest says float32 "
@@ -290,9 +292,9 @@ def load_bundle_data(path: Path) -> BundleData:
     return BundleData(path, manifest, ids, vectors, popularity.astype(np.float32, copy=False))
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise BundleError(f"{path.name} is not a readable .npy array: {exc}") from None
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inference.ann_store import prebuild_for_bundle
 from inference.bundle import (
     FORMAT_VERSION,
     ITEM_CONTENT,
@@ -203,6 +204,7 @@ def export_bundle(
     check_parity(model, log, final)
     if ranker is not None:
         check_ranker_parity(ranker, final)
+    prebuild_for_bundle(final)  # workers read the ANN index instead of building it
     if make_current:
         set_current(bundle_dir, version)
     return final
