@@ -6,6 +6,11 @@ CPU). ``micro_batches`` waits for the first item with no timeout at all, and onl
 up to ``within_s`` for more, so an idle agent costs nothing and a busy one batches as
 before. It holds at most ``max_items`` items: past that it stops pulling from the
 source, so back-pressure reaches the consumer as with Faust's take.
+
+The window is only worth waiting while whoever processes the batches is busy: given a
+``free`` event (set while the processor waits for work), a batch goes as soon as it is
+set, with what has arrived by then. At light load no record waits for a window; under
+load the window (or a full batch) closes it as before.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ T = TypeVar("T")
 
 
 async def micro_batches(
-    source: AsyncIterable[T], max_items: int, within_s: float
+    source: AsyncIterable[T],
+    max_items: int,
+    within_s: float,
+    free: asyncio.Event | None = None,
 ) -> AsyncIterator[list[T]]:
     """Lists of at most ``max_items`` items in source order; each is handed over when
-    full, or ``within_s`` after its first item arrived. Ends when ``source`` does (an
-    error of the source is raised once the items before it are handed over).
+    full, ``within_s`` after its first item arrived, or as soon as ``free`` is set
+    (the processor waits for work). Ends when ``source`` does (an error of the source
+    is raised once the items before it are handed over).
     """
     buffer: list[T] = []
     arrived, full, room = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -53,9 +62,8 @@ async def micro_batches(
             if not buffer:
                 feeder.result()  # ended: raises the source's error, if any
                 return
-            if len(buffer) < max_items and not ended:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(full.wait(), within_s)
+            if len(buffer) < max_items and not ended and not (free and free.is_set()):
+                await _first_of(full, free, within_s)
             batch = buffer[:max_items]
             del buffer[:max_items]
             if not buffer and not ended:
@@ -70,6 +78,22 @@ async def micro_batches(
             await feeder
 
 
-def quiet_take(stream: Any, max_items: int, within_s: float) -> AsyncIterator[list[Any]]:
+async def _first_of(full: asyncio.Event, free: asyncio.Event | None, within_s: float) -> None:
+    """Wait until ``full`` or ``free`` is set, or ``within_s`` has passed."""
+    if free is None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(full.wait(), within_s)
+        return
+    waits = {asyncio.ensure_future(full.wait()), asyncio.ensure_future(free.wait())}
+    try:
+        await asyncio.wait(waits, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+def quiet_take(
+    stream: Any, max_items: int, within_s: float, free: asyncio.Event | None = None
+) -> AsyncIterator[list[Any]]:
     """``micro_batches`` of a Faust stream's events, none acked (the caller acks)."""
-    return micro_batches(stream.noack().events(), max_items, within_s)
+    return micro_batches(stream.noack().events(), max_items, within_s, free)

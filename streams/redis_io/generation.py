@@ -66,11 +66,15 @@ class GenerationFollower:
         keys = Keyspace(self.namespace)
         waited = False
         while True:
-            # Two GETs, pause first: in a Redis Cluster the keys sit in different slots
-            # (no MGET). A pointer read after "not paused" is the old one only if the
-            # pause began in between, which the replay's grace period and fence cover.
-            if await self.client.get(pause_key(keys)) is None:
-                pointer = await self.client.get(keys.generation_pointer)
+            # Two GETs, pause first, in one pipelined round trip (not MGET: in a Redis
+            # Cluster the keys sit in different slots). A pointer read after "not
+            # paused" is the old one only if the pause began in between, which the
+            # replay's grace period and fence cover.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(pause_key(keys))
+            pipe.get(keys.generation_pointer)
+            paused, pointer = await pipe.execute()
+            if paused is None:
                 break
             if not waited:
                 self.paused_batches += 1

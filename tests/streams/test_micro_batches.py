@@ -86,3 +86,29 @@ async def test_a_source_error_comes_after_the_items_before_it() -> None:
     assert await anext(gen) == [1]
     with pytest.raises(ConnectionError):
         await anext(gen)
+
+
+async def test_no_window_while_the_processor_is_free_and_it_closes_when_it_frees() -> None:
+    gate = asyncio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        yield 1
+        await gate.wait()
+        yield 2
+        yield 3
+        await asyncio.sleep(10)
+
+    free = asyncio.Event()
+    free.set()
+    gen = micro_batches(source(), 10, 5.0, free)
+    t0 = time.monotonic()
+    assert await anext(gen) == [1]  # the processor waits: no 5 s window
+    free.clear()  # busy now: the next batch waits, for its window or a free processor
+    gate.set()
+    nxt = asyncio.ensure_future(anext(gen))
+    await asyncio.sleep(0.2)
+    assert not nxt.done()
+    free.set()
+    assert await asyncio.wait_for(nxt, 1.0) == [2, 3]
+    assert time.monotonic() - t0 < 2.0
+    await gen.aclose()
