@@ -6,7 +6,7 @@ snapshots for scoring; rows never move, so ANN ids stay valid as items are added
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -70,8 +70,14 @@ class ItemCatalog:
             return -1
         return self.category_code.setdefault(category, len(self.category_code))
 
-    def _grow(self) -> None:
-        self._cap *= 2
+    def register_categories(self, categories: Iterable[str | None]) -> None:
+        """Give codes to new category names, in the order given (as ``upsert`` would)."""
+        for category in dict.fromkeys(categories):
+            self._code(category)
+
+    def _grow(self, need: int = 0) -> None:
+        """At least double the capacity, and to ``need`` rows if that is more."""
+        self._cap = max(self._cap * 2, need)
         for name in ("_vectors", "_unit", "_category", "_popularity", "_first_seen", "_removed"):
             old = getattr(self, name)
             fill = {"_category": -1, "_first_seen": np.nan}.get(name, 0)
@@ -102,6 +108,50 @@ class ItemCatalog:
         self.version += 1
         return row, is_new
 
+    def append(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """New rows for ids not in the catalog (the caller checks); returns their rows.
+
+        The rows start as a removed-free, zero-vector, uncategorised item with no
+        first-seen time; ``write`` fills them in.
+        """
+        start = self.size
+        if start + len(item_ids) > self._cap:
+            self._grow(start + len(item_ids))
+        self.ids.extend(item_ids)
+        self.row_of.update(zip(item_ids, range(start, start + len(item_ids)), strict=True))
+        self.version += 1
+        return np.arange(start, self.size, dtype=np.int64)
+
+    def write(
+        self,
+        rows: npt.NDArray[np.int64],
+        *,
+        vectors: npt.ArrayLike | None = None,
+        categories: Sequence[str | None] | None = None,
+        first_seen_ms: npt.ArrayLike | None = None,
+        removed: npt.ArrayLike | None = None,
+    ) -> None:
+        """Set columns of many rows at once (one numpy assignment per column).
+
+        ``categories``: a code for each (None: keep the row's); ``first_seen_ms`` lands
+        only on rows that have none yet, as in ``upsert``.
+        """
+        if vectors is not None:
+            vecs = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+            self._vectors[rows] = vecs
+            self._unit[rows] = unit_rows(vecs)
+        if categories is not None:
+            code_of = {c: self._code(c) for c in dict.fromkeys(categories) if c is not None}
+            named = [i for i, c in enumerate(categories) if c is not None]
+            codes = [code_of[c] for c in categories if c is not None]
+            self._category[rows[named]] = np.asarray(codes, np.int64)
+        if first_seen_ms is not None:
+            unset = np.isnan(self._first_seen[rows])
+            self._first_seen[rows[unset]] = np.asarray(first_seen_ms, np.float64)[unset]
+        if removed is not None:
+            self._removed[rows] = np.asarray(removed, bool)
+        self.version += 1
+
     def remove(self, item_id: str) -> int | None:
         """Mark an item removed (never recommended again); returns its row if known."""
         row = self.row_of.get(item_id)
@@ -113,11 +163,28 @@ class ItemCatalog:
     def is_removed(self, row: int) -> bool:
         return bool(self._removed[row])
 
+    def removed_rows(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Whether each of ``rows`` is removed."""
+        return self._removed[rows].copy()
+
     def set_popularity(self, counts: Mapping[str, float]) -> None:
         """Replace interaction counts of the items named (others keep theirs)."""
+        self.set_popularity_rows(*self.popularity_rows(counts))
+
+    def popularity_rows(
+        self, counts: Mapping[str, float]
+    ) -> tuple[npt.NDArray[np.int64], FloatArray]:
+        """The rows of the items named (-1: unknown) and their counts; reads only.
+
+        Rows never move, so the pair stays valid for ``set_popularity_rows`` while rows
+        are appended: the costly part (a lookup per item) can run off the scoring lock.
+        """
         get = self.row_of.get
         rows = np.fromiter((get(item, -1) for item in counts), np.int64, len(counts))
-        values = np.fromiter(counts.values(), np.float32, len(counts))
+        return rows, np.fromiter(counts.values(), np.float32, len(counts))
+
+    def set_popularity_rows(self, rows: npt.NDArray[np.int64], values: FloatArray) -> None:
+        """Replace the counts of ``rows`` (from ``popularity_rows``; -1 rows are skipped)."""
         known = rows >= 0
         self._popularity[rows[known]] = values[known]
         self.version += 1

@@ -10,7 +10,7 @@ a crash is harmless.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -61,6 +61,34 @@ class CatalogRecord:
         )
 
 
+def records_from_json(raws: Sequence[bytes | str]) -> list[CatalogRecord]:
+    """Many stored records at once: one JSON parse for the page, then the records.
+
+    About twice as fast per record as ``CatalogRecord.from_json`` one by one, which
+    counts when a restarting worker reads a million of them.
+
+    >>> raw = CatalogRecord("i1", ("hats",), {"size": 2}, "red", 5, 7).to_json()
+    >>> records_from_json([raw, raw])[1] == CatalogRecord.from_json(raw)
+    True
+    """
+    if not raws:
+        return []
+    joined = b",".join(r if isinstance(r, bytes) else r.encode() for r in raws)
+    objs = orjson.loads(b"[" + joined + b"]")
+    return [
+        CatalogRecord(
+            o["item_id"],
+            tuple(o["categories"]),
+            o["attributes"],
+            o["text"],
+            int(o["first_seen_ts"]),
+            int(o["updated_ts"]),
+            bool(o["removed"]),
+        )
+        for o in objs
+    ]
+
+
 def apply_catalog_event(old: CatalogRecord | None, event: CatalogEvent) -> CatalogRecord | None:
     """The item's record after an event; None if the event is older than what is stored."""
     if old is not None and event.ts < old.updated_ts:
@@ -85,6 +113,8 @@ def apply_catalog_event(old: CatalogRecord | None, event: CatalogEvent) -> Catal
 
 # Catalog log entries per read; a reader that gets a full page reads again at once.
 CATALOG_LOG_PAGE = 10_000
+# Stored records per page of a snapshot read (a restarting worker's first catalog read).
+SNAPSHOT_PAGE = 20_000
 
 
 class CatalogStore(Protocol):
@@ -101,6 +131,24 @@ class CatalogStore(Protocol):
     async def read_log(
         self, after: str, count: int = CATALOG_LOG_PAGE
     ) -> list[tuple[str, CatalogRecord]]: ...
+
+    async def log_head(self) -> str: ...
+
+    def scan(self, page: int = SNAPSHOT_PAGE) -> AsyncIterator[list[CatalogRecord]]: ...
+
+
+class CatalogSnapshot(Protocol):
+    """Every stored record in pages, and where the log stood (see ``CatalogStore``).
+
+    A reader that takes ``log_head()`` first, then ``scan()``s, then follows the log
+    from that head has every item's newest record: a change landing during the scan is
+    read twice, and applying a record again changes nothing. The log itself is capped,
+    so after more than its length of changes only the records hold the whole catalog.
+    """
+
+    async def log_head(self) -> str: ...
+
+    def scan(self, page: int = SNAPSHOT_PAGE) -> AsyncIterator[list[CatalogRecord]]: ...
 
 
 class InMemoryCatalogStore:
@@ -124,6 +172,14 @@ class InMemoryCatalogStore:
         start = int(after)
         page = self.log[start : start + count]
         return [(str(start + i + 1), r) for i, r in enumerate(page)]
+
+    async def log_head(self) -> str:
+        return str(len(self.log))
+
+    async def scan(self, page: int = SNAPSHOT_PAGE) -> AsyncIterator[list[CatalogRecord]]:
+        records = list(self.records.values())
+        for start in range(0, len(records), page):
+            yield records[start : start + page]
 
 
 class CatalogProcessor:

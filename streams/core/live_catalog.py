@@ -4,87 +4,163 @@ The live recommender applies each page of the catalog log with ``apply_records``
 then ``update_index``; a bundle swap builds a fresh table and ``build_index`` over it.
 Only records that change what is searchable touch the index, so replaying a large
 catalog whose items the bundle already holds costs no index work.
+
+A page is applied in one columnar pass: the records are reduced to one entry per item
+(its first and last record, its last live record) with dict passes, and every column of
+the item table is then written with one numpy assignment. The result is the same as
+applying the records one after another (``tests/streams/test_live_catalog_bulk.py``
+holds that sequential reference), at a fraction of the per-record cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from inference.ann_index import AnnIndex
+from inference.ann_store import INDEX_DIR, build_or_load
 from inference.content_vectors import catalog_content_vectors
 from inference.item_catalog import ItemCatalog
 from streams.core.catalog import CatalogRecord
 
+RowArray = npt.NDArray[np.int64]
 
-def build_index(catalog: ItemCatalog) -> AnnIndex | None:
-    """An index over every row of ``catalog`` (ids are rows); None for an empty one."""
+
+@dataclass(frozen=True, slots=True)
+class IndexChange:
+    """Rows the ANN index must (re)add, and rows it must drop, after a page."""
+
+    live: RowArray
+    gone: RowArray
+
+
+def build_index(catalog: ItemCatalog, folder: Path | None = None) -> AnnIndex | None:
+    """An index over every row of ``catalog`` (ids are rows); None for an empty one.
+
+    With ``folder`` an index saved there for these very vectors is read instead of
+    built, and a built one is saved there (``inference.ann_store``). Removed items are
+    taken out after, so the saved index depends on the vectors alone.
+    """
     if catalog.size == 0:
         return None
-    return AnnIndex.build(catalog.vectors(), np.arange(catalog.size, dtype=np.int64))
+    index = build_or_load(catalog.vectors(), folder)
+    gone = np.flatnonzero(catalog.removed_rows(np.arange(catalog.size)))
+    if gone.size:
+        index.remove(gone)
+    return index
+
+
+def bundle_index_folder(bundle: Any | None) -> Path | None:
+    """Where a bundle's saved ANN indexes live (None: a bundle not read from disk)."""
+    path = getattr(getattr(bundle, "data", None), "path", None)
+    return None if path is None else Path(path) / INDEX_DIR
 
 
 def apply_records(
     catalog: ItemCatalog, records: Sequence[CatalogRecord], bundle: Any | None
-) -> list[tuple[int, bool]]:
+) -> IndexChange:
     """Upsert/remove records into ``catalog``; new items get content-only vectors.
 
-    Returns each record's row and whether the ANN index must change for it: a new row,
-    a new vector, an item back from removal, or a removal.
+    Returns the rows whose searchable state changed: a new row, a new vector, an item
+    back from removal, or a removal. For each item the last record decides whether it
+    is removed; an item new to the catalog takes the content vector of its last live
+    record and the first-seen time of its first record.
     """
-    rows: list[tuple[int, bool]] = []
-    fresh = [r for r in records if not r.removed and r.item_id not in catalog.row_of]
-    vectors = content_vectors(fresh, bundle, catalog.dim)
-    vec_of = {r.item_id: vectors[i] for i, r in enumerate(fresh)}
-    for rec in records:
-        if rec.removed:
-            row = catalog.remove(rec.item_id)
-            if row is None:
-                row, _ = catalog.upsert(rec.item_id, None, None, rec.first_seen_ts)
-                catalog.remove(rec.item_id)
-            rows.append((row, True))
-        else:
-            category = rec.categories[0] if rec.categories else None
-            vector = vec_of.get(rec.item_id)
-            known = catalog.row_of.get(rec.item_id)
-            was_removed = known is not None and catalog.is_removed(known)
-            row, is_new = catalog.upsert(rec.item_id, vector, category, rec.first_seen_ts)
-            rows.append((row, is_new or was_removed or vector is not None))
-    return rows
+    if not records:
+        return IndexChange(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    ids = [r.item_id for r in records]
+    last = {item: i for i, item in enumerate(ids)}  # keys in first-seen order
+    first = {item: i for i, item in reversed(list(enumerate(ids)))}
+    last_live = {r.item_id: i for i, r in enumerate(records) if not r.removed}
+    items = list(last)
+    before = catalog.rows(items)
+    unknown = before < 0
+    known_removed = np.zeros(len(items), bool)
+    known_removed[~unknown] = catalog.removed_rows(before[~unknown])
+    rows = before.copy()
+    rows[unknown] = catalog.append([item for item, u in zip(items, unknown, strict=True) if u])
+
+    fresh = [i for i, item in enumerate(items) if unknown[i] and item in last_live]
+    if fresh:
+        fresh_records = [records[last_live[items[i]]] for i in fresh]
+        fresh_rows = rows[fresh]
+        catalog.write(fresh_rows, vectors=content_vectors(fresh_records, bundle, catalog.dim))
+
+    # Category codes are handed out in record order, as one upsert after another would.
+    named = [r.categories[0] for r in records if not r.removed and r.categories]
+    catalog.register_categories(named)
+    last_category = {r.item_id: r.categories[0] for r in records if not r.removed and r.categories}
+    # An item new here is first seen at its first record (an upsert, or the row a
+    # removal of an unknown item makes); a known row without a time takes its first
+    # live record's.
+    first_live = {r.item_id: r for r in reversed(records) if not r.removed}
+    seen = np.fromiter(
+        (
+            records[first[item]].first_seen_ts
+            if unknown[i]
+            else (first_live[item].first_seen_ts if item in first_live else np.nan)
+            for i, item in enumerate(items)
+        ),
+        np.float64,
+        len(items),
+    )
+    removed = np.fromiter((records[last[item]].removed for item in items), bool, len(items))
+    catalog.write(
+        rows,
+        categories=[last_category.get(item) for item in items],
+        first_seen_ms=seen,
+        removed=removed,
+    )
+    removals = {r.item_id for r in records if r.removed}
+    any_removal = np.fromiter((item in removals for item in items), bool, len(items))
+    touched = unknown | any_removal | known_removed
+    return IndexChange(rows[touched & ~removed], rows[touched & removed])
 
 
 def update_index(
-    catalog: ItemCatalog,
-    index: AnnIndex | None,
-    rows: list[tuple[int, bool]],
-    records: Sequence[CatalogRecord],
+    catalog: ItemCatalog, index: AnnIndex | None, change: IndexChange
 ) -> AnnIndex | None:
-    """Add or remove the rows whose searchable state changed; the last change wins.
+    """Add or remove the rows whose searchable state changed (from ``apply_records``).
 
-    ``rows`` pairs each record's row with whether the index must hear of it (from
-    ``apply_records``): an upsert of an item already searchable with the same vector (a
-    bundle item's catalog record, say) changes nothing there and costs nothing.
+    An upsert of an item already searchable with the same vector (a bundle item's
+    catalog record, say) changes nothing there and costs nothing.
     """
     if index is None or index.size == 0:
         return build_index(catalog)
-    final = {row: rec for (row, _), rec in zip(rows, records, strict=True)}
-    touched = {row for row, changed in rows if changed}
-    live = sorted(r for r in touched if not final[r].removed)
-    gone = sorted(r for r in touched if final[r].removed)
-    if live:
-        ids = np.asarray(live, np.int64)
-        index.add(ids, catalog.vectors()[ids])
-    if gone:
-        index.remove(np.asarray(gone, np.int64))
+    if change.live.size:
+        live = np.sort(change.live)
+        index.add(live, catalog.vectors()[live])
+    if change.gone.size:
+        index.remove(np.sort(change.gone))
     return index
+
+
+class PreparedContent(NamedTuple):
+    """Content vectors computed ahead, by item id, and the bundle that computed them.
+
+    ``apply_records`` takes it in place of the bundle: the content tower (the costly
+    part of a page of new items) then runs off the scoring lock, before the records are
+    written (``streams.core.copy_on_write``). An item it lacks is computed as usual.
+    """
+
+    bundle: Any | None
+    vectors: Mapping[str, np.ndarray]
 
 
 def content_vectors(records: Sequence[CatalogRecord], bundle: Any | None, dim: int) -> np.ndarray:
     """Vectors from content alone: the bundle's content tower, or hashed features."""
     if not records:
         return np.zeros((0, dim), np.float32)
+    if isinstance(bundle, PreparedContent):
+        ready = bundle.vectors
+        if all(r.item_id in ready for r in records):
+            return np.stack([ready[r.item_id] for r in records]).astype(np.float32, copy=False)
+        bundle = bundle.bundle
     items = [(r.categories, r.attributes, r.text) for r in records]
     if bundle is not None:
         return np.asarray(bundle.embed_catalog(items), np.float32)

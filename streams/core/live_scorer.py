@@ -31,7 +31,12 @@ from schemas.events import EVENT_TYPES
 from schemas.recommendation import Recommendation
 from streams.core.catalog import CatalogRecord
 from streams.core.ingest import Refresh, TouchedUser
-from streams.core.live_catalog import apply_records, build_index, update_index
+from streams.core.live_catalog import (
+    apply_records,
+    build_index,
+    bundle_index_folder,
+    update_index,
+)
 from streams.core.state_rules import TYPE_CODES, UserState
 
 log = logging.getLogger("freshet.live")
@@ -131,7 +136,7 @@ class LiveScorer:
         )
         known = list(self.records.values()) if records is None else records
         apply_records(catalog, known, bundle)
-        return catalog, build_index(catalog)
+        return catalog, build_index(catalog, bundle_index_folder(bundle))
 
     def install(
         self,
@@ -143,7 +148,7 @@ class LiveScorer:
         """Switch to a prepared bundle, first applying catalog changes that came meanwhile."""
         if late:
             rows = apply_records(catalog, late, bundle)
-            index = update_index(catalog, index, rows, late)
+            index = update_index(catalog, index, rows)
         # Trending rows point into the old catalog: carry them over by item id.
         old_ids = [self.catalog.ids[r] for r in self.trending_rows]
         carried = catalog.rows(old_ids)
@@ -165,7 +170,7 @@ class LiveScorer:
         for rec in records:
             self.records[rec.item_id] = rec
         rows = apply_records(self.catalog, records, self.bundle)
-        self.index = update_index(self.catalog, self.index, rows, records)
+        self.index = update_index(self.catalog, self.index, rows)
         return len(records)
 
     def set_trending(self, top: Sequence[tuple[str, float]]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.bundle import BundleError, read_current
-from streams.core.catalog import CATALOG_LOG_PAGE, CatalogRecord
+from streams.core.catalog import CATALOG_LOG_PAGE, CatalogRecord, CatalogSnapshot
 from streams.core.debounce import Debouncer
 from streams.core.ingest import Refresh, TouchedUser
 from streams.core.live_scorer import LiveScorer, LiveStats
@@ -46,6 +46,9 @@ class LiveRecommender:
         change_source: A cheap token that changes whenever trending or counts may have
             (``RedisStateStore.change_token``); with it, the trending and popularity
             syncs read nothing while the token stands still, so an idle worker idles.
+        catalog_snapshot: The stored records, read in large pages when the worker has
+            read no catalog yet (at start, or in a new Redis generation) instead of the
+            whole log entry by entry; the log is followed from there.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class LiveRecommender:
         catalog_log: Callable[[str], Awaitable[list[tuple[str, CatalogRecord]]]],
         change_source: Callable[[], Awaitable[Hashable]] | None = None,
         debounce_behind_ms: int | None = None,
+        catalog_snapshot: CatalogSnapshot | None = None,
     ) -> None:
         self.scorer = scorer
         self.bundle_dir = bundle_dir
@@ -68,6 +72,7 @@ class LiveRecommender:
         self.counts_source = counts_source
         self.catalog_log = catalog_log
         self.change_source = change_source
+        self.catalog_snapshot = catalog_snapshot
         self._synced: dict[str, Hashable] = {}  # sync name -> token it last read at
         self.catalog_cursor = "0"
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
@@ -146,6 +151,8 @@ class LiveRecommender:
         if self._first_load_pending():
             return 0
         applied = 0
+        if self.catalog_cursor == "0" and self.catalog_snapshot is not None:
+            applied += await self._read_snapshot(self.catalog_snapshot)
         while True:
             changes = await self.catalog_log(self.catalog_cursor)
             if not changes:
@@ -159,6 +166,19 @@ class LiveRecommender:
             self._synced.clear()  # new items may have trending sums and counts already
             if len(changes) < CATALOG_LOG_PAGE:
                 return applied
+
+    async def _read_snapshot(self, snapshot: CatalogSnapshot) -> int:
+        """Apply every stored record, then follow the log from where it stood before."""
+        head = await snapshot.log_head()
+        applied = 0
+        async for page in snapshot.scan():
+            async with self._housekeeping("catalog"):
+                if self._late is not None:
+                    self._late.extend(page)
+                applied += self.scorer.apply_catalog(page)
+        self.catalog_cursor = head
+        self._synced.clear()
+        return applied
 
     async def sync_trending(self, k: int | None = None) -> bool:
         """Re-read the trending items if they may have changed; returns whether it read."""

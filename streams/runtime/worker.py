@@ -99,6 +99,7 @@ def build_live(
         counts_source=counts,
         catalog_log=catalog.read_log,
         change_source=changes,
+        catalog_snapshot=catalog,
     )
 
 

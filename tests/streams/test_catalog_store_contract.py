@@ -64,3 +64,22 @@ async def test_the_log_holds_every_change_in_order_and_pages_by_cursor(
     assert seen == everything
     assert await catalog.read_log(ids[-1]) == []  # caught up
     assert [r for _, r in await catalog.read_log(ids[2])] == changes[3:]
+
+
+async def test_a_snapshot_holds_each_item_newest_record_and_the_log_head(
+    catalog: CatalogStore,
+) -> None:
+    assert await catalog.log_head() == "0"
+    assert [page async for page in catalog.scan()] == []
+    await catalog.put([record(f"i{n}") for n in range(7)])
+    await catalog.put([record("i3", ts=5, removed=True)])
+    head = await catalog.log_head()
+    assert head == (await catalog.read_log("0"))[-1][0]
+    assert await catalog.read_log(head) == []
+    pages = [page async for page in catalog.scan(page=3)]
+    newest = {r.item_id: r for page in pages for r in page}
+    assert newest == {f"i{n}": record(f"i{n}") for n in range(7) if n != 3} | {
+        "i3": record("i3", ts=5, removed=True)
+    }
+    await catalog.put([record("late")])
+    assert [r for _, r in await catalog.read_log(head)] == [record("late")]

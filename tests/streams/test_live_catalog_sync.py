@@ -121,8 +121,9 @@ def test_the_index_hears_only_of_records_that_change_what_is_searchable() -> Non
         ],
         bundle,
     )
-    assert flags == [(0, False), (2, True), (1, True), (1, True)]
-    assert apply_records(catalog, [_record("c")], bundle) == [(2, False)]  # same again
+    assert sorted(flags.live.tolist()) == [1, 2] and flags.gone.size == 0  # b: back, c: new
+    again = apply_records(catalog, [_record("c")], bundle)  # same again: nothing to do
+    assert again.live.size == 0 and again.gone.size == 0
 
 
 def test_users_touched_while_the_first_bundle_loads_get_their_list_after_it(
@@ -171,3 +172,43 @@ def test_users_touched_while_the_first_bundle_loads_get_their_list_after_it(
     assert owed == ["u1"]  # u2's newer event superseded its held state
     assert set(after) == {"u1", "newer"} and set(after["newer"]) == {"u2"}
     assert live.due_pending(3_000) == []  # owed once
+
+
+async def test_a_restart_reads_the_stored_records_even_past_the_capped_log(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The log keeps its newest entries only: a restart that replayed it alone would miss
+    the oldest items (the path before the snapshot read); the stored records hold all."""
+    from redis.asyncio import Redis
+
+    from streams.redis_io.catalog_store import RedisCatalogStore
+    from streams.redis_io.keyspace import Keyspace
+
+    client = Redis.from_url(redis_url)
+    store = RedisCatalogStore(client, Keyspace("snap", "g1"), log_maxlen=100)
+    items = [_record(f"i{n}", ts=n + 1) for n in range(3_000)]
+    for start in range(0, len(items), 500):
+        await store.put(items[start : start + 500])
+    await store.put([_record("i7", removed=True, ts=9_999)])
+    logged = {r.item_id for _, r in await store.read_log("0", count=10_000)}
+    assert len(logged) < 1_000  # the log was trimmed
+
+    live = live_recommender(
+        Settings(bundle_dir=tmp_path),
+        trending_source=_nothing,
+        counts_source=_nothing,
+        catalog_log=store.read_log,
+        catalog_snapshot=store,
+    )
+    await live.sync_catalog()
+    catalog = live.scorer.catalog
+    assert catalog.size == 3_000 and set(catalog.ids) == {r.item_id for r in items}
+    assert catalog.is_removed(catalog.row_of["i7"]) and not catalog.is_removed(0)
+    assert live.scorer.ready and live.scorer.index is not None
+    assert live.scorer.index.size == 2_999
+
+    await store.put([_record("new", ts=10_000), _record("i8", removed=True, ts=10_001)])
+    assert await live.sync_catalog() == 2  # followed from the log's head, not re-read
+    assert catalog.size == 3_001 and catalog.is_removed(catalog.row_of["i8"])
+    assert live.scorer.index.size == 2_999
+    await client.aclose()
