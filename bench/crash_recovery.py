@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.topics import Topics, event_key
 
 PARTITIONS = 4
@@ -80,7 +81,7 @@ class Case:
             topic_partitions=PARTITIONS,
         )
         self.settings.home.mkdir(parents=True)
-        ensure_topics(self.settings)
+        ensure_topics(kafka_of(self.settings))
         self.events = Topics(prefix).events
         self.keys = Keyspace(prefix)
         self.redis = Redis.from_url(redis_url)

@@ -35,6 +35,7 @@ from typing import Any
 
 from bench.host import cpu_model
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key
@@ -47,7 +48,7 @@ def produce(settings: Settings, events: int, users: int, items: int, seed: int) 
     from freshet.simulator.world import SimConfig
     from streams.kafka_io.event_producer import ensure_topics
 
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     topics = Topics(settings.topic_prefix)
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20, batch_size=262144
@@ -72,7 +73,7 @@ def produce_catalog(settings: Settings, items: int, seed: int) -> int:
     from freshet.simulator.world import SimConfig
     from streams.kafka_io.event_producer import ensure_topics
 
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     cfg = SimConfig(users=1, items=items, events=0, new_item_rate=0.0)
     catalog = [ev for ev in simulate(cfg, seed=seed) if isinstance(ev, CatalogEvent)]
     pairs = ((catalog_key(ev.item_id), encode(ev)) for ev in catalog)

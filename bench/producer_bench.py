@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from freshet.wiring import kafka_of
+
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     topic_prefix=f"pbench-{os.getpid()}-{rep}",
                     topic_partitions=args.partitions,
                 )
-                ensure_topics(settings)
-                with EventProducer(settings) as producer:
+                ensure_topics(kafka_of(settings))
+                with EventProducer(kafka_of(settings)) as producer:
                     producer.flush()  # connected and metadata fetched before timing
                     t, c = time.perf_counter(), time.process_time()
                     for ev in events:

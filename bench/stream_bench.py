@@ -56,6 +56,7 @@ import orjson
 from bench.freshness import event_freshness
 from bench.host import cpu_model
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key
@@ -883,9 +884,9 @@ def main() -> None:
             from streams.kafka_io.event_producer import ensure_topics
 
             p = settings.topic_prefix
-            ensure_topics(settings)
+            ensure_topics(kafka_of(settings))
             ensure_topics(
-                settings,
+                kafka_of(settings),
                 [f"{p}.bench-in", f"{p}.bench-out", f"{p}.bench-sat", f"{p}.bench-sat-out"],
             )
             version = "none (model-free)"

@@ -28,6 +28,7 @@ from rich.table import Table
 from freshet.services.ports import free_port
 from freshet.services.registry import read_endpoints
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from inference.list_metrics import popularity_head
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics
@@ -107,7 +108,7 @@ def run_demo(
     from streams.kafka_io.event_producer import EventProducer
     from streams.kafka_io.kafka_wait import wait_for_topics
 
-    wait_for_topics(settings)
+    wait_for_topics(kafka_of(settings))
     console.print("4/6  starting a worker and replaying the past into it ...")
     worker_log = home / "demo" / stamp / "worker.log"
     worker_log.parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +117,7 @@ def run_demo(
     api, ui_url = _start_api(settings, worker_log.with_name("api.log"), metrics_port)
     console.print(f"     web view: [bold]{ui_url}[/] (live overview, users, items, dead letters)")
     try:
-        with EventProducer(settings) as producer:
+        with EventProducer(kafka_of(settings)) as producer:
             for ev in past:
                 producer.send(ev)
         _wait_caught_up(settings, worker, worker_log, console)
@@ -288,7 +289,7 @@ def _stream_live(
     every = max(1, len(live) // max(1, len(faults)))
     start = time.perf_counter()
     sent = 0
-    with EventProducer(settings) as producer:
+    with EventProducer(kafka_of(settings)) as producer:
         for i, ev in enumerate(live):
             target = start + sent / cfg.rate
             pause = target - time.perf_counter()

@@ -15,10 +15,40 @@ from typing import Any
 from freshet.settings import Settings
 from inference.recommend import RecommendConfig
 from schemas.codec import DecodeLimits
-from streams.core.catalog import CatalogRecord, CatalogSnapshot
+from streams.core.catalog import CatalogRecord
 from streams.core.live_scorer import LiveConfig, LiveScorer
 from streams.core.state_rules import StateRules
+from streams.kafka_io.kafka_config import KafkaConfig
+from streams.redis_io.redis_client import RedisConfig
 from streams.runtime.live_recommender import LiveRecommender, load_onnx_bundle
+
+
+def kafka_of(settings: Settings) -> KafkaConfig:
+    """Where the brokers are, how to reach them, and the topic layout."""
+    return KafkaConfig(
+        bootstrap=settings.kafka_bootstrap,
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_username=settings.kafka_sasl_username,
+        sasl_password=settings.kafka_sasl_password.get(),
+        ssl_cafile=settings.kafka_ssl_cafile,
+        ssl_certfile=settings.kafka_ssl_certfile,
+        ssl_keyfile=settings.kafka_ssl_keyfile,
+        topic_prefix=settings.topic_prefix,
+        topic_partitions=settings.topic_partitions,
+    )
+
+
+def redis_of(settings: Settings) -> RedisConfig:
+    """Where Redis is, how to log in, and the key namespace."""
+    return RedisConfig(
+        url=settings.redis_url,
+        cluster=settings.redis_cluster,
+        username=settings.redis_username,
+        password=settings.redis_password.get(),
+        ssl_ca_certs=settings.redis_ssl_ca_certs,
+        namespace=settings.redis_namespace,
+    )
 
 
 def rules_of(settings: Settings) -> StateRules:
@@ -86,9 +116,9 @@ def training_consumer(settings: Settings) -> Callable[[], Any]:
     from streams.kafka_io.kafka_wait import kafka_client_when_up
 
     kwargs = kafka_python_kwargs(
-        settings, client_id="freshet-train", enable_auto_commit=False, group_id=None
+        kafka_of(settings), client_id="freshet-train", enable_auto_commit=False, group_id=None
     )
-    return lambda: kafka_client_when_up(settings, lambda: KafkaConsumer(**kwargs))
+    return lambda: kafka_client_when_up(kafka_of(settings), lambda: KafkaConsumer(**kwargs))
 
 
 DEBOUNCE_MODES = ("adaptive", "fixed")
@@ -112,7 +142,6 @@ def live_recommender(
     change_source: Callable[[], Awaitable[Hashable]] | None = None,
     bundle_loader: Callable[[Any, str], Any] | None = None,
     seed: int = 0,
-    catalog_snapshot: CatalogSnapshot | None = None,
 ) -> LiveRecommender:
     """A worker's real-time path: a ``LiveScorer`` under its async shell."""
     return LiveRecommender(
@@ -125,5 +154,4 @@ def live_recommender(
         counts_source=counts_source,
         catalog_log=catalog_log,
         change_source=change_source,
-        catalog_snapshot=catalog_snapshot,
     )

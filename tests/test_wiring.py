@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from freshet.settings import Settings
-from freshet.wiring import debounce_behind_of, limits_of, live_config, recommend_config, rules_of
+from freshet.settings import Secret, Settings
+from freshet.wiring import (
+    debounce_behind_of,
+    kafka_of,
+    limits_of,
+    live_config,
+    recommend_config,
+    redis_of,
+    rules_of,
+)
 from inference.recommend import RecommendConfig
 from streams.core.live_scorer import LiveConfig
+from streams.kafka_io.kafka_config import KafkaConfig
+from streams.redis_io.redis_client import RedisConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,3 +63,28 @@ def test_debounce_mode_maps_to_the_adaptive_threshold_or_the_fixed_window() -> N
     assert debounce_behind_of(Settings(debounce_mode="fixed")) is None
     with pytest.raises(ValueError, match="FRESHET_DEBOUNCE_MODE"):
         debounce_behind_of(Settings(debounce_mode="sometimes"))
+
+
+@pytest.mark.parametrize(
+    ("build", "config_type", "prefix"),
+    [(kafka_of, KafkaConfig, "kafka_"), (redis_of, RedisConfig, "redis_")],
+)
+def test_every_connection_field_is_mapped_from_its_setting(
+    build: Any, config_type: type, prefix: str
+) -> None:
+    """Each adapter config field takes its ``FRESHET_*`` setting; secrets never show."""
+    for f in fields(config_type):
+        name = prefix + f.name if hasattr(Settings(), prefix + f.name) else f.name
+        current = getattr(Settings(), name)
+        if isinstance(current, Secret):
+            changed: Any = Secret("hunter2-" + f.name)
+        elif isinstance(current, bool):
+            changed = not current
+        elif isinstance(current, int):
+            changed = current + 3
+        else:
+            changed = f"{current}-changed"
+        config = build(Settings().with_(**{name: changed}))
+        expected = changed.get() if isinstance(changed, Secret) else changed
+        assert getattr(config, f.name) == expected, f.name
+        assert "hunter2" not in repr(config)

@@ -25,6 +25,7 @@ from freshet.api.lists import cold_start_list, generation_from, user_partition, 
 from freshet.api.metrics import ApiMetrics
 from freshet.api.ui_routes import add_ui, is_public
 from freshet.settings import Secret, Settings
+from freshet.wiring import redis_of
 from schemas.codec import encode
 from streams.redis_io.keyspace import Keyspace
 from streams.redis_io.redis_client import async_redis
@@ -120,7 +121,7 @@ def create_app(settings: Settings, *, cache_ttl_s: float = 1.0) -> web.Applicati
     metrics = ApiMetrics()
     token = settings.api_token
     app = web.Application(middlewares=[_metrics_middleware(metrics), _auth_middleware(token)])
-    client = async_redis(settings)
+    client = async_redis(redis_of(settings))
     app[READER_KEY] = ListReader(settings, client, cache_ttl_s)
     app[METRICS_KEY] = metrics
     app[OPENAPI_KEY] = openapi_document()

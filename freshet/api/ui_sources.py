@@ -24,6 +24,7 @@ from freshet.api.lists import user_partition
 from freshet.settings import Settings
 from freshet.ui.overview import OverviewHistory, Sample, merge, parse_metrics, reason_rows
 from freshet.ui.views import decode_list_bytes, item_view, letter_view, list_holds
+from freshet.wiring import kafka_of
 from schemas.topics import Topics
 from streams.redis_io.keyspace import Keyspace
 from streams.redis_io.redis_state_store import RedisStateStore
@@ -249,7 +250,10 @@ async def watch_lists(settings: Settings, user_id: str) -> AsyncIterator[dict[st
     topic = Topics(settings.topic_prefix).recommendations
     consumer = AIOKafkaConsumer(
         **aiokafka_kwargs(
-            settings, enable_auto_commit=False, group_id=None, client_id="freshet-ui-lists"
+            kafka_of(settings),
+            enable_auto_commit=False,
+            group_id=None,
+            client_id="freshet-ui-lists",
         )
     )
     await consumer.start()

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from freshet.cli.context import settings_of
+from freshet.wiring import redis_of
 
 
 def register(app: typer.Typer) -> None:
@@ -54,10 +55,10 @@ def api(
     console = Console(stderr=True, highlight=False)
 
     def announce(message: object) -> None:
-        console.print(f"freshet api: {message}; {auth}; {redis_where(settings)}")
+        console.print(f"freshet api: {message}; {auth}; {redis_where(redis_of(settings))}")
 
     app = create_app(settings)
-    watch_redis_at_start(app, redis_where(settings))
+    watch_redis_at_start(app, redis_where(redis_of(settings)))
     web.run_app(
         app,
         host=settings.api_host,

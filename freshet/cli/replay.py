@@ -8,6 +8,7 @@ import typer
 
 from freshet.cli.context import settings_of
 from freshet.cli.train import parse_time
+from freshet.wiring import redis_of
 
 
 def register(app: typer.Typer) -> None:
@@ -77,7 +78,7 @@ def replay(
     console = Console()
 
     async def main() -> ReplayProgress:
-        redis = async_redis(settings)
+        redis = async_redis(redis_of(settings))
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
+from freshet.wiring import kafka_of
 from schemas.codec import Refusal, encode
 from schemas.events import CatalogEvent, InteractionEvent
 
@@ -63,8 +64,8 @@ class KafkaSink:
         from streams.kafka_io.event_producer import EventProducer
         from streams.kafka_io.kafka_wait import wait_for_topics
 
-        wait_for_topics(settings)
-        self._producer = EventProducer(settings)
+        wait_for_topics(kafka_of(settings))
+        self._producer = EventProducer(kafka_of(settings))
         self.send = self._producer.send
 
     def send_raw(self, value: bytes) -> None:

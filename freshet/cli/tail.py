@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from freshet.cli.context import settings_of
+from freshet.wiring import kafka_of
 
 
 def register(app: typer.Typer) -> None:
@@ -83,7 +84,7 @@ def tail(
     shown = undecodable = 0
     try:
         reader = TopicReader(
-            settings,
+            kafka_of(settings),
             topic,
             from_beginning=from_beginning,
             for_key=None if user is None else event_key(user),

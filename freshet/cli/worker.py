@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from freshet.cli.context import settings_of
+from freshet.wiring import kafka_of, redis_of
 
 log = logging.getLogger("freshet.worker")
 
@@ -68,8 +69,8 @@ def worker(
         if v is not None
     }
     settings = settings.with_(**changes) if changes else settings
-    wait_for_topics(settings)
-    wait_for_redis(settings)
+    wait_for_topics(kafka_of(settings))
+    wait_for_redis(redis_of(settings))
     slot = None
     if settings.static_membership and not settings.group_instance_id:
         slot = claim_slot(settings.home / "members" / settings.consumer_group)

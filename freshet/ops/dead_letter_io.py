@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from freshet.ops.dead_letters import Fix, RedrivePlan, plan_redrive, read_dead_letter
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.dead_letter import DeadLetter
 from schemas.topics import Topics
 from streams.kafka_io.kafka_config import kafka_python_kwargs
@@ -41,7 +42,7 @@ def read_letters(settings: Settings, client_id: str = "freshet-dlq") -> LettersR
     """
     topic = Topics(settings.topic_prefix).dead_letter
     out = LettersRead()
-    with TopicReader(settings, topic, from_beginning=True, client_id=client_id) as reader:
+    with TopicReader(kafka_of(settings), topic, from_beginning=True, client_id=client_id) as reader:
         for record in reader.records(until_caught_up=True):
             letter = read_dead_letter(record.value)
             if letter is None:
@@ -86,7 +87,7 @@ def redrive(
     )
     if dry_run or not plan.to_send:
         return RedriveOutcome(plan, 0, 0)
-    with EventProducer(settings) as producer:
+    with EventProducer(kafka_of(settings)) as producer:
         for item in plan.to_send:
             producer.send(item.event)
         stats = producer.flush()
@@ -106,7 +107,7 @@ class DeadLetterTally:
         self.unreadable = 0
         self._consumer: Any = KafkaConsumer(
             **kafka_python_kwargs(
-                settings,
+                kafka_of(settings),
                 client_id="freshet-ui-dlq",
                 group_id=None,
                 enable_auto_commit=False,

@@ -20,17 +20,16 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from freshet.settings import Settings
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key
-from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES, kafka_python_kwargs
+from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES, KafkaConfig, kafka_python_kwargs
 
 log = logging.getLogger(__name__)
 
 
 def ensure_topics(
-    settings: Settings,
+    kafka: KafkaConfig,
     topics: Iterable[str] | None = None,
     replication_factor: int = 1,
     timeout_s: float = 30.0,
@@ -38,27 +37,27 @@ def ensure_topics(
     """Create the freshet topics that do not exist yet; returns the ones created.
 
     Args:
-        settings: Connection settings; ``topic_partitions`` sets the partition count.
-        topics: Topic names; all four of ``Topics(settings.topic_prefix)`` by default.
+        kafka: Where the brokers are; ``topic_partitions`` sets the partition count.
+        topics: Topic names; all four of ``Topics(kafka.topic_prefix)`` by default.
         replication_factor: Replicas per partition (1 for a single local broker).
         timeout_s: How long the broker may take to create them.
 
     Existing topics are left as they are, whatever their partition count; a topic that
     another process creates at the same moment counts as existing.
     """
-    wanted = list(topics) if topics is not None else list(Topics(settings.topic_prefix).all())
-    admin = KafkaAdminClient(**kafka_python_kwargs(settings, client_id="freshet-admin"))
+    wanted = list(topics) if topics is not None else list(Topics(kafka.topic_prefix).all())
+    admin = KafkaAdminClient(**kafka_python_kwargs(kafka, client_id="freshet-admin"))
     try:
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         created: list[str] = []
-        dead_letter = Topics(settings.topic_prefix).dead_letter
+        dead_letter = Topics(kafka.topic_prefix).dead_letter
         for name in missing:
             configs = (
                 {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)} if name == dead_letter else {}
             )
             topic = NewTopic(
-                name, settings.topic_partitions, replication_factor, topic_configs=configs
+                name, kafka.topic_partitions, replication_factor, topic_configs=configs
             )
             try:
                 admin.create_topics(
@@ -68,7 +67,7 @@ def ensure_topics(
                 continue
             created.append(name)
         if created:
-            log.info("created topics %s with %d partitions", created, settings.topic_partitions)
+            log.info("created topics %s with %d partitions", created, kafka.topic_partitions)
         return created
     finally:
         admin.close()
@@ -106,7 +105,7 @@ class EventProducer:
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaConfig,
         *,
         linger_ms: int = 5,
         batch_size: int = 64 * 1024,
@@ -116,19 +115,19 @@ class EventProducer:
         """Connect a producer.
 
         Args:
-            settings: Connection settings and topic prefix.
+            kafka: Where the brokers are, and the topic prefix.
             linger_ms: How long the client waits to fill a batch.
             batch_size: Largest batch per partition, in bytes.
             client: A ready producer-like object (``send``/``flush``/``close``) to use
                 instead of connecting one; for tests.
             **client_options: More kafka-python ``KafkaProducer`` options.
         """
-        self.topics = Topics(settings.topic_prefix)
+        self.topics = Topics(kafka.topic_prefix)
         self.stats = DeliveryStats()
         self._lock = threading.Lock()
         self._client = client or KafkaProducer(
             **kafka_python_kwargs(
-                settings,
+                kafka,
                 acks="all",
                 linger_ms=linger_ms,
                 batch_size=batch_size,

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from freshet.settings import Settings
-from streams.kafka_io.kafka_config import kafka_python_kwargs
+from streams.kafka_io.kafka_config import KafkaConfig, kafka_python_kwargs
 
 log = logging.getLogger("freshet.worker")
 
@@ -64,7 +63,7 @@ def claim_slot(folder: Path, host: str | None = None) -> Slot:
     raise RuntimeError(f"all {MAX_SLOTS} worker slots in {folder} are taken")
 
 
-def leave_group(settings: Settings, group_id: str, instance_id: str) -> None:
+def leave_group(kafka: KafkaConfig, group_id: str, instance_id: str) -> None:
     """Remove the static member ``instance_id`` from ``group_id``; log, never raise.
 
     Called after an orderly stop, so its partitions move to the other workers now
@@ -74,7 +73,7 @@ def leave_group(settings: Settings, group_id: str, instance_id: str) -> None:
     from kafka.admin import MemberToRemove
 
     try:
-        admin = KafkaAdminClient(**kafka_python_kwargs(settings, client_id="freshet-leave"))
+        admin = KafkaAdminClient(**kafka_python_kwargs(kafka, client_id="freshet-leave"))
         try:
             member = MemberToRemove(group_instance_id=instance_id)
             errors = admin.remove_group_members(group_id, [member])

@@ -1,4 +1,4 @@
-"""Kafka client settings from ``Settings``: one place for bootstrap, TLS and SASL.
+"""Kafka client options from one ``KafkaConfig``: bootstrap, TLS and SASL in one place.
 
 kafka-python (the producer CLI, admin) and aiokafka (the async paths) spell a few
 options differently; both are built here from the same fields so they cannot drift.
@@ -9,9 +9,8 @@ The password is unwrapped from its ``Secret`` only into the returned mapping, wh
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass, field
 from typing import Any, Final
-
-from freshet.settings import Settings
 
 SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -35,6 +34,26 @@ BOOTSTRAP_TIMEOUT_MS: Final = 5000
 must outlast a late broker retry the whole attempt (``streams.kafka_io.kafka_wait``)."""
 
 
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Where the brokers are, how to reach them, and freshet's topic layout.
+
+    Built from the ``FRESHET_KAFKA_*`` and ``FRESHET_TOPIC_*`` settings by
+    ``freshet.wiring.kafka_of``; the error messages below name those variables.
+    """
+
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    topic_prefix: str = "freshet"
+    topic_partitions: int = 4
+
+
 class ClientKwargs(dict[str, Any]):
     """Keyword arguments for a Kafka client; shows secrets as ``**********``."""
 
@@ -45,72 +64,68 @@ class ClientKwargs(dict[str, Any]):
     __str__ = __repr__
 
 
-def kafka_python_kwargs(settings: Settings, **extra: Any) -> ClientKwargs:
+def kafka_python_kwargs(config: KafkaConfig, **extra: Any) -> ClientKwargs:
     """kwargs for kafka-python's ``KafkaProducer``/``KafkaConsumer``/``KafkaAdminClient``.
 
     Args:
-        settings: Connection settings.
+        config: Where and how to connect.
         **extra: Client-specific options (``acks``, ``linger_ms``, ...) added as given.
 
     Raises:
         ValueError: The security settings are inconsistent.
     """
-    protocol = _protocol(settings)
+    protocol = _protocol(config)
     kwargs = ClientKwargs(
-        bootstrap_servers=_bootstrap(settings),
+        bootstrap_servers=_bootstrap(config),
         security_protocol=protocol,
         reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
     )
     if protocol in ("SSL", "SASL_SSL"):
         for name in ("cafile", "certfile", "keyfile"):
-            path = getattr(settings, f"kafka_ssl_{name}")
+            path = getattr(config, f"ssl_{name}")
             if path:
                 kwargs[f"ssl_{name}"] = path
         kwargs["ssl_check_hostname"] = True
-    kwargs.update(_sasl(settings, protocol))
+    kwargs.update(_sasl(config, protocol))
     kwargs.update(extra)
     return kwargs
 
 
-def aiokafka_kwargs(settings: Settings, **extra: Any) -> ClientKwargs:
+def aiokafka_kwargs(config: KafkaConfig, **extra: Any) -> ClientKwargs:
     """kwargs for aiokafka's ``AIOKafkaProducer``/``AIOKafkaConsumer``.
 
     aiokafka takes TLS as an ``ssl.SSLContext``; it is built here from the same
     CA, certificate and key files (reading them, so an unreadable file fails early).
     """
-    protocol = _protocol(settings)
-    kwargs = ClientKwargs(bootstrap_servers=_bootstrap(settings), security_protocol=protocol)
+    protocol = _protocol(config)
+    kwargs = ClientKwargs(bootstrap_servers=_bootstrap(config), security_protocol=protocol)
     if protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = ssl_context(settings)
-    kwargs.update(_sasl(settings, protocol))
+        kwargs["ssl_context"] = ssl_context(config)
+    kwargs.update(_sasl(config, protocol))
     kwargs.update(extra)
     return kwargs
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext:
+def ssl_context(config: KafkaConfig) -> ssl.SSLContext:
     """A client TLS context: the CA file (else the system CAs) and an optional client cert."""
-    context = ssl.create_default_context(
-        ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_cafile or None
-    )
-    if settings.kafka_ssl_certfile:
-        context.load_cert_chain(
-            settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile or None
-        )
-    elif settings.kafka_ssl_keyfile:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=config.ssl_cafile or None)
+    if config.ssl_certfile:
+        context.load_cert_chain(config.ssl_certfile, keyfile=config.ssl_keyfile or None)
+    elif config.ssl_keyfile:
         raise ValueError("FRESHET_KAFKA_SSL_KEYFILE is set without FRESHET_KAFKA_SSL_CERTFILE")
     return context
 
 
-def _bootstrap(settings: Settings) -> list[str]:
-    servers = [s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()]
+def _bootstrap(config: KafkaConfig) -> list[str]:
+    servers = [s.strip() for s in config.bootstrap.split(",") if s.strip()]
     if not servers:
         raise ValueError("FRESHET_KAFKA_BOOTSTRAP is empty")
     return servers
 
 
-def _protocol(settings: Settings) -> str:
-    protocol = settings.kafka_security_protocol.strip().upper()
+def _protocol(config: KafkaConfig) -> str:
+    protocol = config.security_protocol.strip().upper()
     if protocol not in SECURITY_PROTOCOLS:
         raise ValueError(
             f"FRESHET_KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {SECURITY_PROTOCOLS}"
@@ -118,21 +133,21 @@ def _protocol(settings: Settings) -> str:
     return protocol
 
 
-def _sasl(settings: Settings, protocol: str) -> dict[str, Any]:
+def _sasl(config: KafkaConfig, protocol: str) -> dict[str, Any]:
     if not protocol.startswith("SASL_"):
         return {}
-    mechanism = (settings.kafka_sasl_mechanism or "PLAIN").strip().upper()
+    mechanism = (config.sasl_mechanism or "PLAIN").strip().upper()
     if mechanism not in SASL_MECHANISMS:
         raise ValueError(
             f"FRESHET_KAFKA_SASL_MECHANISM={mechanism!r} is not one of {SASL_MECHANISMS}"
         )
-    if not settings.kafka_sasl_username or not settings.kafka_sasl_password:
+    if not config.sasl_username or not config.sasl_password:
         # Name the variables, never their values.
         raise ValueError(
             f"{protocol} needs FRESHET_KAFKA_SASL_USERNAME and FRESHET_KAFKA_SASL_PASSWORD"
         )
     return {
         "sasl_mechanism": mechanism,
-        "sasl_plain_username": settings.kafka_sasl_username,
-        "sasl_plain_password": settings.kafka_sasl_password.get(),
+        "sasl_plain_username": config.sasl_username,
+        "sasl_plain_password": config.sasl_password,
     }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from freshet.settings import Settings
 from streams.core.backoff import wait_until_up
+from streams.kafka_io.kafka_config import KafkaConfig
 
 T = TypeVar("T")
 
@@ -21,17 +21,17 @@ def kafka_transient(exc: BaseException) -> bool:
     return isinstance(exc, KafkaError) and bool(exc.retriable)
 
 
-def kafka_where(settings: Settings) -> str:
-    return f"Kafka at {settings.kafka_bootstrap}"
+def kafka_where(kafka: KafkaConfig) -> str:
+    return f"Kafka at {kafka.bootstrap}"
 
 
-def kafka_client_when_up(settings: Settings, connect: Callable[[], T]) -> T:
+def kafka_client_when_up(kafka: KafkaConfig, connect: Callable[[], T]) -> T:
     """A kafka-python client from ``connect()`` once the broker answers its bootstrap."""
-    return wait_until_up(connect, kafka_where(settings), kafka_transient)
+    return wait_until_up(connect, kafka_where(kafka), kafka_transient)
 
 
-def wait_for_topics(settings: Settings) -> list[str]:
+def wait_for_topics(kafka: KafkaConfig) -> list[str]:
     """Create freshet's missing topics once the broker answers; the topics created."""
     from streams.kafka_io.event_producer import ensure_topics
 
-    return kafka_client_when_up(settings, lambda: ensure_topics(settings))
+    return kafka_client_when_up(kafka, lambda: ensure_topics(kafka))

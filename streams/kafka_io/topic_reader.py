@@ -15,9 +15,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from freshet.settings import Settings
 from schemas.topics import partition_for
-from streams.kafka_io.kafka_config import kafka_python_kwargs
+from streams.kafka_io.kafka_config import KafkaConfig, kafka_python_kwargs
 from streams.kafka_io.kafka_wait import kafka_client_when_up
 
 
@@ -41,7 +40,7 @@ class TopicReader:
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaConfig,
         topic: str,
         *,
         from_beginning: bool,
@@ -51,7 +50,7 @@ class TopicReader:
         """Connect, waiting for a late broker (nothing is assigned until ``open``).
 
         Args:
-            settings: Connection settings.
+            kafka: Where the brokers are.
             topic: The topic to read.
             from_beginning: Start at the earliest offsets; else at the end offsets as of
                 ``open``.
@@ -64,13 +63,13 @@ class TopicReader:
         self.from_beginning = from_beginning
         self._for_key = for_key
         kwargs = kafka_python_kwargs(
-            settings,
+            kafka,
             client_id=client_id,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
         )
-        self._consumer: Any = kafka_client_when_up(settings, lambda: KafkaConsumer(**kwargs))
+        self._consumer: Any = kafka_client_when_up(kafka, lambda: KafkaConsumer(**kwargs))
         self._assigned: list[TopicPartition] = []
         self._end: dict[TopicPartition, int] = {}
 

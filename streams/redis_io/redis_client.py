@@ -1,16 +1,30 @@
-"""Build the asyncio Redis client from settings: auth, TLS and cluster mode."""
+"""Build Redis clients from one ``RedisConfig``: auth, TLS and cluster mode."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from hiredis import pack_command as _hiredis_pack
 from redis.asyncio.connection import Connection
 
-from freshet.settings import Settings
-
 _PACKABLE = (bytes, str, int, float)
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Where Redis is, how to log in, and freshet's key namespace.
+
+    Built from the ``FRESHET_REDIS_*`` settings by ``freshet.wiring.redis_of``.
+    """
+
+    url: str = "redis://127.0.0.1:6379/0"
+    cluster: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ssl_ca_certs: str = ""
+    namespace: str = "fr"
 
 
 class HiredisPackConnection(Connection):
@@ -39,33 +53,31 @@ class HiredisPackConnection(Connection):
         return [_hiredis_pack(args)]
 
 
-def redis_kwargs(settings: Settings) -> dict[str, Any]:
+def redis_kwargs(config: RedisConfig) -> dict[str, Any]:
     """Connection options beyond the URL; the password never sits in the URL we log."""
-    scheme = _scheme(settings.redis_url)
+    scheme = _scheme(config.url)
     kwargs: dict[str, Any] = {"health_check_interval": 15}
     if scheme != "unix":  # TCP options; a Unix-socket connection refuses them
         kwargs["socket_keepalive"] = True
-    if settings.redis_password:
-        kwargs["password"] = settings.redis_password.get()
-    if settings.redis_username:
-        kwargs["username"] = settings.redis_username
-    if settings.redis_ssl_ca_certs and scheme == "rediss":
+    if config.password:
+        kwargs["password"] = config.password
+    if config.username:
+        kwargs["username"] = config.username
+    if config.ssl_ca_certs and scheme == "rediss":
         # Only a TLS connection takes it; on redis:// or unix:// it fails every connect.
-        kwargs["ssl_ca_certs"] = settings.redis_ssl_ca_certs
+        kwargs["ssl_ca_certs"] = config.ssl_ca_certs
     return kwargs
 
 
-def async_redis(settings: Settings) -> Any:
-    """An asyncio client (single node or cluster) for ``settings.redis_url``."""
-    if settings.redis_cluster:
+def async_redis(config: RedisConfig) -> Any:
+    """An asyncio client (single node or cluster) for ``config.url``."""
+    if config.cluster:
         from redis.asyncio.cluster import RedisCluster
 
-        return RedisCluster.from_url(settings.redis_url, **redis_kwargs(settings))
+        return RedisCluster.from_url(config.url, **redis_kwargs(config))
     from redis.asyncio import Redis
 
-    return Redis.from_url(
-        settings.redis_url, **connection_class_of(settings.redis_url), **redis_kwargs(settings)
-    )
+    return Redis.from_url(config.url, **connection_class_of(config.url), **redis_kwargs(config))
 
 
 def connection_class_of(url: str) -> dict[str, Any]:
@@ -89,12 +101,12 @@ def _scheme(url: str) -> str:
     return urlsplit(url).scheme.lower()
 
 
-def sync_redis(settings: Settings) -> Any:
+def sync_redis(config: RedisConfig) -> Any:
     """A blocking client, for command-line tools and tests."""
-    if settings.redis_cluster:
+    if config.cluster:
         from redis.cluster import RedisCluster
 
-        return RedisCluster.from_url(settings.redis_url, **redis_kwargs(settings))
+        return RedisCluster.from_url(config.url, **redis_kwargs(config))
     from redis import Redis
 
-    return Redis.from_url(settings.redis_url, **redis_kwargs(settings))
+    return Redis.from_url(config.url, **redis_kwargs(config))

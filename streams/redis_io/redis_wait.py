@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from freshet.settings import Settings
 from streams.core.backoff import wait_until_up
+from streams.redis_io.redis_client import RedisConfig, sync_redis
 
 
 def redis_transient(exc: BaseException) -> bool:
@@ -20,23 +20,22 @@ def redis_transient(exc: BaseException) -> bool:
     return isinstance(exc, (*up_soon, OSError))
 
 
-def redis_where(settings: Settings) -> str:
+def redis_where(config: RedisConfig) -> str:
     """The Redis URL's scheme, host, port and path, without credentials."""
-    url = urlsplit(settings.redis_url)
+    url = urlsplit(config.url)
     if url.scheme == "unix":
         return f"Redis at unix://{url.path}"
     return f"Redis at {url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"
 
 
-def wait_for_redis(settings: Settings) -> None:
+def wait_for_redis(config: RedisConfig) -> None:
     """Return once Redis answers PING with the configured credentials."""
-    from streams.redis_io.redis_client import sync_redis
 
     def ping() -> None:
-        client = sync_redis(settings)
+        client = sync_redis(config)
         try:
             client.ping()
         finally:
             client.close()
 
-    wait_until_up(ping, redis_where(settings), redis_transient)
+    wait_until_up(ping, redis_where(config), redis_transient)

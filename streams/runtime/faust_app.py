@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -21,28 +20,25 @@ import faust
 from faust.tables import TableManager
 
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from streams.core.ingest import BatchStats, SourceRecord
 from streams.core.micro_batches import quiet_take
-from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES
+from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES, KafkaConfig, ssl_context
 
 log = logging.getLogger("freshet.worker")
 
 BatchHandler = Callable[[Sequence[SourceRecord]], Awaitable[BatchStats]]
 
 
-def broker_credentials(settings: Settings) -> Any:
+def broker_credentials(kafka: KafkaConfig) -> Any:
     """Faust credentials for SSL / SASL, or None for PLAINTEXT."""
-    proto = settings.kafka_security_protocol.upper()
-    context: ssl.SSLContext | None = None
-    if proto in {"SSL", "SASL_SSL"}:
-        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
-        if settings.kafka_ssl_certfile:
-            context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
+    proto = kafka.security_protocol.strip().upper()
+    context = ssl_context(kafka) if proto in {"SSL", "SASL_SSL"} else None
     if proto.startswith("SASL"):
         return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get(),
-            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
             ssl_context=context,
         )
     if context is not None:
@@ -75,7 +71,7 @@ class _App(faust.App):
     the other workers take the partitions over as soon as they can.
     """
 
-    leave_with: Settings | None = None
+    leave_with: KafkaConfig | None = None
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
@@ -88,7 +84,8 @@ class _App(faust.App):
 
 def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     """A Faust app configured from settings (raw bytes, manual acks, no web server)."""
-    brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
+    kafka = kafka_of(settings)
+    brokers = [f"kafka://{hp.strip()}" for hp in kafka.bootstrap.split(",") if hp.strip()]
     app_id = app_id or settings.consumer_group
     datadir = settings.home / "faust" / app_id
     datadir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +93,7 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         app_id,
         datadir=str(datadir),
         broker=brokers,
-        broker_credentials=broker_credentials(settings),
+        broker_credentials=broker_credentials(kafka),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -120,7 +117,7 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         autodiscover=False,
         TableManager=_TableManager,
     )
-    app.leave_with = settings
+    app.leave_with = kafka
     return app
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.dead_letter import DeadLetter
 from schemas.topics import Topics
 from streams.core.catalog import CatalogProcessor
@@ -165,7 +166,7 @@ class Replayer:
         await live.check_bundle()
         await live.sync_catalog()
         await live.sync_trending()
-        producer = AIOKafkaProducer(**aiokafka_kwargs(self.settings, acks="all"))
+        producer = AIOKafkaProducer(**aiokafka_kwargs(kafka_of(self.settings), acks="all"))
 
         async def send(recs: Sequence[Recommendation]) -> None:
             for rec in recs:
@@ -208,7 +209,7 @@ class Replayer:
         from streams.kafka_io.kafka_config import aiokafka_kwargs
 
         consumer = AIOKafkaConsumer(
-            **aiokafka_kwargs(self.settings, enable_auto_commit=False, group_id=None)
+            **aiokafka_kwargs(kafka_of(self.settings), enable_auto_commit=False, group_id=None)
         )
         await consumer.start()
         return consumer
@@ -283,7 +284,7 @@ class Replayer:
         # No group, so no offsets to commit: saying so keeps kafka-python from warning
         # "group_id is None: disabling auto-commit" on every replay.
         probe = KafkaConsumer(
-            **kafka_python_kwargs(self.settings, group_id=None, enable_auto_commit=False)
+            **kafka_python_kwargs(kafka_of(self.settings), group_id=None, enable_auto_commit=False)
         )
         try:
             return set(probe.partitions_for_topic(topic) or ())

@@ -12,7 +12,7 @@ from typing import Any
 import faust
 
 from freshet.settings import Settings
-from freshet.wiring import limits_of, live_recommender, rules_of
+from freshet.wiring import limits_of, live_recommender, redis_of, rules_of
 from inference.ann_index import set_search_threads
 from inference.mmr_kernel import warm_up as warm_up_mmr
 from inference.thread_limits import limit_blas_threads
@@ -113,7 +113,7 @@ def build_worker(
     """Assemble a worker from settings; nothing connects until it runs."""
     topics = Topics(settings.topic_prefix)
     app = create_app(settings, app_id=app_id)
-    redis = async_redis(settings)
+    redis = async_redis(redis_of(settings))
     keys = keyspace or Keyspace(settings.redis_namespace)
     store = RedisStateStore(
         redis,

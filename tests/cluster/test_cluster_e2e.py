@@ -23,6 +23,7 @@ from freshet.services.redis_cluster_local import LocalRedisCluster
 from freshet.settings import Settings
 from freshet.simulator.stream import simulate
 from freshet.simulator.world import SimConfig
+from freshet.wiring import kafka_of, redis_of
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key, partition_for
@@ -71,7 +72,7 @@ def test_worker_and_replay_on_a_redis_cluster(
     settings: Settings, redis_cluster: LocalRedisCluster, tmp_path: Path
 ) -> None:
     settings = settings.with_(topic_partitions=P, redis_url=redis_cluster.url, redis_cluster=True)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     stream = list(simulate(SimConfig(users=300, items=200, events=6_000), seed=11))
     interactions = [e for e in stream if isinstance(e, InteractionEvent)]
     assert len(interactions) >= 5_000
@@ -117,7 +118,7 @@ def test_worker_and_replay_on_a_redis_cluster(
 
     # Replay into g2 on the cluster: switch, drop g1 from every master, serve g2.
     async def replay_and_read() -> tuple[int, bytes, str]:
-        redis = async_redis(settings)
+        redis = async_redis(redis_of(settings))
         try:
             progress = await Replayer(settings, redis).run()
             reader = ListReader(settings, redis, cache_ttl_s=0.0)

@@ -17,6 +17,7 @@ from redis import Redis
 from worker_harness import WorkerProcess, wait_for
 
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.codec import decode_recommendation, encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key, partition_for
@@ -32,7 +33,7 @@ def test_each_event_at_light_load_gets_its_own_list(settings: Settings, tmp_path
     assert Settings().debounce_mode == "adaptive"
     settings = settings.with_(topic_partitions=PARTITIONS, bundle_dir=tmp_path / "none")
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,

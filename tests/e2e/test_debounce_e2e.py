@@ -20,6 +20,7 @@ from redis import Redis
 from worker_harness import WorkerProcess, wait_for
 
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.codec import decode_recommendation, encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.recommendation import Recommendation
@@ -55,7 +56,7 @@ def test_held_users_and_a_debounced_burst(settings: Settings, tmp_path: Path) ->
     assert settings.debounce_ms == Settings().debounce_ms > 0  # the default
     settings = settings.with_(topic_partitions=PARTITIONS, bundle_dir=tmp_path / "none")
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     client = Redis.from_url(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)

@@ -19,6 +19,7 @@ from freshet.settings import Settings
 from freshet.simulator.faults import malformed_messages
 from freshet.simulator.stream import simulate
 from freshet.simulator.world import SimConfig
+from freshet.wiring import kafka_of
 from schemas.codec import decode_dead_letter, encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key, partition_for
@@ -61,7 +62,7 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0)
 def test_ingest_end_to_end(settings: Settings, tmp_path: Path) -> None:
     settings = settings.with_(topic_partitions=4)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     cfg = SimConfig(
         users=400, items=300, events=10_000, duplicates=0.03, new_item_rate=2.0, new_user_rate=3.0
     )

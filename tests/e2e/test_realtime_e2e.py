@@ -31,6 +31,7 @@ from freshet.services.ports import free_port
 from freshet.settings import Settings
 from freshet.simulator.stream import stream_events
 from freshet.simulator.world import SimConfig, World
+from freshet.wiring import kafka_of
 from inference.bundle import read_current
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
@@ -117,7 +118,7 @@ def test_realtime_lists(settings: Settings, tmp_path: Path) -> None:
     past = list(stream_events(world))
     v1 = train(past, settings.bundle_dir, seed=0)
 
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=2)
 
     def send(ev: InteractionEvent | CatalogEvent) -> None:

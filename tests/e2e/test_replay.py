@@ -23,6 +23,7 @@ from worker_harness import WorkerProcess, wait_for
 from freshet.settings import Settings
 from freshet.simulator.stream import simulate
 from freshet.simulator.world import SimConfig
+from freshet.wiring import kafka_of
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key, partition_for
@@ -82,7 +83,7 @@ def test_replay_into_new_generation(settings: Settings, tmp_path: Path) -> None:
     settings = settings.with_(topic_partitions=P, realtime=False)
     topics = Topics(settings.topic_prefix)
     ns = settings.redis_namespace
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     stream = list(simulate(SimConfig(users=300, items=200, events=6_000, duplicates=0.02), seed=5))
     events = [e for e in stream if isinstance(e, InteractionEvent)]
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)

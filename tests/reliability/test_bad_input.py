@@ -48,6 +48,7 @@ from freshet.settings import Settings
 from freshet.simulator.faults import malformed_messages
 from freshet.simulator.stream import simulate
 from freshet.simulator.world import SimConfig
+from freshet.wiring import kafka_of
 from schemas.codec import Refusal, decode_catalog, decode_dead_letter, decode_interaction, encode
 from schemas.dead_letter import DeadLetter
 from schemas.events import CatalogEvent, EventType, InteractionEvent
@@ -245,7 +246,7 @@ def test_ten_thousand_malformed_events_are_dead_lettered_and_valid_ones_applied(
 ) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     rng = random.Random(2024)
     now_ms = int(time.time() * 1000)
 
@@ -377,7 +378,7 @@ def test_malformed_catalog_events_are_dead_lettered_and_valid_ones_stored(
 ) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     rng = random.Random(77)
     cfg = SimConfig(users=50, items=1_500, events=200, new_item_rate=5.0)
     catalog = [e for e in simulate(cfg, seed=43) if isinstance(e, CatalogEvent)]

@@ -32,6 +32,7 @@ from worker_harness import WorkerProcess, wait_for
 
 from freshet.services.ports import free_port
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.topics import Topics
 from streams.kafka_io.event_producer import ensure_topics
 from streams.redis_io.keyspace import Keyspace
@@ -65,7 +66,7 @@ def _applied_by(port: int) -> int:
 def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: bool) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     workload = build_workload(events=20_000, seed=21)
     assert len(workload.events) >= 20_000
     client = redis_client(settings.redis_url)
@@ -118,7 +119,7 @@ def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: b
 def test_rebalance_under_load(settings: Settings, tmp_path: Path) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     workload = build_workload(events=20_000, seed=41)
     client = redis_client(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)

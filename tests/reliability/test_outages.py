@@ -36,6 +36,7 @@ from worker_harness import WorkerProcess, wait_for
 from freshet.services.kafka_local import LocalKafka
 from freshet.services.redis_local import LocalRedis
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.topics import Topics
 from streams.kafka_io.event_producer import ensure_topics
 from streams.redis_io.keyspace import Keyspace
@@ -73,7 +74,7 @@ def test_redis_outage_mid_stream(
     server = make_redis(appendonly=True)
     settings = _settings(kafka.bootstrap, server.url, topic_prefix, tmp_path)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     workload = build_workload(events=12_000, seed=31)
     client = redis_client(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)
@@ -124,7 +125,7 @@ def test_redis_restarted_empty_is_detected(
     server = make_redis(appendonly=False)
     settings = _settings(kafka.bootstrap, server.url, topic_prefix, tmp_path)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     workload = build_workload(events=6_000, seed=33, malformed=50)
     client = redis_client(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)
@@ -171,7 +172,7 @@ def test_broker_restart_mid_stream(
     broker = make_kafka(partitions=PARTITIONS)
     settings = _settings(broker.bootstrap, redis_url, topic_prefix, tmp_path)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     workload = build_workload(events=12_000, seed=35)
     client = redis_client(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)
@@ -233,7 +234,7 @@ def _start_late(
 
     Recovery is measured from the service being ready to the worker's first batch.
     """
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     topics = Topics(settings.topic_prefix)
     client = redis_client(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)

@@ -28,6 +28,7 @@ from freshet.services.redis_local import LocalRedis, RedisTLS
 from freshet.settings import Secret, Settings
 from freshet.simulator.stream import simulate
 from freshet.simulator.world import SimConfig
+from freshet.wiring import kafka_of, redis_of
 from schemas.codec import ID_RE, encode
 from schemas.events import EventType, InteractionEvent
 from schemas.topics import Topics, event_key, partition_for
@@ -72,16 +73,16 @@ def test_worker_on_password_and_tls_redis_keeps_exactly_once_and_the_secret(
         topic_partitions=PARTITIONS,
     )
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
 
     # The plain port refuses without the password; the TLS port needs TLS and the password.
     with pytest.raises(Exception, match=r"(?i)auth"):
         Redis(host="127.0.0.1", port=server.port, socket_timeout=2).set("x", 1)
-    wrong = sync_redis(settings.with_(redis_password="wrong-" + PASSWORD))
+    wrong = sync_redis(redis_of(settings.with_(redis_password="wrong-" + PASSWORD)))
     with pytest.raises(Exception) as refused:
         wrong.ping()
     assert PASSWORD not in str(refused.value) and PASSWORD not in repr(refused.value)
-    client: Redis = sync_redis(settings)
+    client: Redis = sync_redis(redis_of(settings))
     assert client.ping()
 
     now_ms = int(time.time() * 1000)

@@ -21,6 +21,7 @@ from freshet.ops.dead_letters import (
     transformed,
 )
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.codec import DecodeLimits, Refusal, decode_catalog, decode_interaction, encode
 from schemas.dead_letter import DeadLetter
 from schemas.events import CatalogEvent, InteractionEvent
@@ -202,13 +203,13 @@ def _dead_letter(settings: Settings) -> dict[str, bytes]:
 
 
 def _read(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes]]:
-    with TopicReader(settings, topic, from_beginning=True) as reader:
+    with TopicReader(kafka_of(settings), topic, from_beginning=True) as reader:
         return [(r.partition, r.key, r.value) for r in reader.records(until_caught_up=True)]
 
 
 @pytest.mark.services
 def test_dlq_show_lists_reasons_and_shows_originals_safely(settings: Settings) -> None:
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     _dead_letter(settings)
     runner = CliRunner()
     result = runner.invoke(app, ["dlq", "show", "--max", "0"], env=_env(settings))
@@ -236,7 +237,7 @@ def test_dlq_show_lists_reasons_and_shows_originals_safely(settings: Settings) -
 
 @pytest.mark.services
 def test_dlq_redrive_originals_after_transforms_and_a_limits_change(settings: Settings) -> None:
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     values = _dead_letter(settings)
     topics = Topics(settings.topic_prefix)
     runner = CliRunner()
@@ -276,7 +277,7 @@ def test_dlq_redrive_originals_after_transforms_and_a_limits_change(settings: Se
 
 @pytest.mark.services
 def test_dlq_redrive_from_an_edited_show_json_file(settings: Settings, tmp_path: Path) -> None:
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     _dead_letter(settings)
     topics = Topics(settings.topic_prefix)
     runner = CliRunner()

@@ -12,6 +12,7 @@ from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from freshet.settings import Settings
 from freshet.simulator.faults import malformed_messages
 from freshet.simulator.stream import SimConfig, simulate
+from freshet.wiring import kafka_of
 from schemas.codec import decode_catalog, decode_interaction
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, partition_for
@@ -38,8 +39,8 @@ def _read_all(settings: Settings, topic: str, count: int, timeout_s: float = 30.
 def test_ensure_topics_creates_the_four_topics_once(settings: Settings) -> None:
     settings = settings.with_(topic_partitions=3)
     topics = Topics(settings.topic_prefix)
-    assert sorted(ensure_topics(settings)) == sorted(topics.all())
-    assert ensure_topics(settings) == []
+    assert sorted(ensure_topics(kafka_of(settings))) == sorted(topics.all())
+    assert ensure_topics(kafka_of(settings)) == []
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         described = admin.describe_topics(list(topics.all()))
@@ -54,14 +55,14 @@ def test_events_land_keyed_and_partitioned_and_raw_bytes_arrive_unchanged(
 ) -> None:
     settings = settings.with_(topic_partitions=4)
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     config = SimConfig(users=60, items=40, categories=4, events=600, new_item_rate=5)
     stream = list(simulate(config, seed=9))
     interactions = [e for e in stream if isinstance(e, InteractionEvent)]
     catalog = [e for e in stream if isinstance(e, CatalogEvent)]
     faults = malformed_messages(20, seed=9)
 
-    with EventProducer(settings) as producer:
+    with EventProducer(kafka_of(settings)) as producer:
         for event in stream:
             producer.send(event)
         for raw, _ in faults:
@@ -138,7 +139,7 @@ class _FakeClient:
 
 
 def test_delivery_failures_are_counted_by_error_not_raised() -> None:
-    producer = EventProducer(Settings(), client=_FakeClient())
+    producer = EventProducer(kafka_of(Settings()), client=_FakeClient())
     for n in range(5):
         producer.send_raw(b"{}", key=f"u{n}".encode())
     stats = producer.close()

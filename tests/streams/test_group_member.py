@@ -15,6 +15,7 @@ from kafka import KafkaAdminClient
 
 from freshet.services.kafka_local import LocalKafka
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from streams.kafka_io.event_producer import ensure_topics
 from streams.kafka_io.group_member import claim_slot, leave_group
 
@@ -67,7 +68,7 @@ def test_leave_group_removes_a_stopped_static_member(
     settings = Settings.from_env(
         {}, kafka_bootstrap=kafka.bootstrap, topic_prefix=topic_prefix, home=tmp_path
     )
-    ensure_topics(settings, [f"{topic_prefix}.events"])
+    ensure_topics(kafka_of(settings), [f"{topic_prefix}.events"])
     group = f"{topic_prefix}-g"
 
     async def join_then_stop() -> None:
@@ -89,7 +90,7 @@ def test_leave_group_removes_a_stopped_static_member(
     stale = _members(settings, group)
     assert [m["group_instance_id"] for m in stale] == ["h-0"]  # kept for 45 s otherwise
 
-    leave_group(settings, group, "h-0")
+    leave_group(kafka_of(settings), group, "h-0")
     assert _members(settings, group) == []
 
 

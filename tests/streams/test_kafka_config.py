@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from streams.kafka_io.kafka_config import aiokafka_kwargs, kafka_python_kwargs, ssl_context
 
 PASSWORD = "hunter2-very-secret"
@@ -28,14 +29,14 @@ def _sasl_settings(**changes: object) -> Settings:
 
 def test_plaintext_is_just_bootstrap_plus_extras() -> None:
     settings = Settings().with_(kafka_bootstrap="127.0.0.1:9092")
-    assert kafka_python_kwargs(settings, acks="all") == {
+    assert kafka_python_kwargs(kafka_of(settings), acks="all") == {
         "bootstrap_servers": ["127.0.0.1:9092"],
         "security_protocol": "PLAINTEXT",
         "reconnect_backoff_max_ms": 1000,  # capped: a broker back is seen within 1 s
         "bootstrap_timeout_ms": 5000,
         "acks": "all",
     }
-    assert aiokafka_kwargs(settings) == {
+    assert aiokafka_kwargs(kafka_of(settings)) == {
         "bootstrap_servers": ["127.0.0.1:9092"],
         "security_protocol": "PLAINTEXT",
     }
@@ -43,7 +44,7 @@ def test_plaintext_is_just_bootstrap_plus_extras() -> None:
 
 def test_sasl_fields_for_both_clients_with_password_hidden_in_repr() -> None:
     settings = _sasl_settings()
-    for kwargs in (kafka_python_kwargs(settings), aiokafka_kwargs(settings)):
+    for kwargs in (kafka_python_kwargs(kafka_of(settings)), aiokafka_kwargs(kafka_of(settings))):
         assert kwargs["bootstrap_servers"] == ["b1:9093", "b2:9093"]
         assert kwargs["security_protocol"] == "SASL_PLAINTEXT"
         assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
@@ -68,7 +69,7 @@ def test_inconsistent_settings_fail_without_leaking(changes: dict, message: str)
     settings = _sasl_settings(**changes)
     for build in (kafka_python_kwargs, aiokafka_kwargs):
         with pytest.raises(ValueError, match=message) as caught:
-            build(settings)
+            build(kafka_of(settings))
         assert PASSWORD not in str(caught.value)
 
 
@@ -97,21 +98,21 @@ def test_ssl_files_pass_to_kafka_python_and_become_a_context_for_aiokafka(
         kafka_ssl_certfile=str(cert),
         kafka_ssl_keyfile=str(key),
     )
-    sync = kafka_python_kwargs(settings)
+    sync = kafka_python_kwargs(kafka_of(settings))
     assert (sync["ssl_cafile"], sync["ssl_certfile"], sync["ssl_keyfile"]) == (
         str(cert),
         str(cert),
         str(key),
     )
     assert sync["ssl_check_hostname"] is True
-    context = aiokafka_kwargs(settings)["ssl_context"]
+    context = aiokafka_kwargs(kafka_of(settings))["ssl_context"]
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert any("freshet-test" in str(c.get("subject")) for c in context.get_ca_certs())
-    assert "ssl_cafile" not in aiokafka_kwargs(settings)
+    assert "ssl_cafile" not in aiokafka_kwargs(kafka_of(settings))
 
 
 def test_key_without_certificate_is_refused(cert_files: tuple[Path, Path]) -> None:
     settings = Settings().with_(kafka_security_protocol="SSL", kafka_ssl_keyfile=str(cert_files[1]))
     with pytest.raises(ValueError, match="CERTFILE"):
-        ssl_context(settings)
+        ssl_context(kafka_of(settings))

@@ -19,6 +19,7 @@ from self_signed import self_signed_cert
 
 from freshet.services.redis_local import LocalRedis, RedisTLS
 from freshet.settings import Secret, Settings
+from freshet.wiring import redis_of
 from streams.redis_io.redis_client import (
     HiredisPackConnection,
     async_redis,
@@ -75,7 +76,7 @@ def _round_trip(settings: Settings) -> tuple[type, list[Any], int]:
     """The worker's asyncio client on ``settings``: its connection class, a pipeline, a script."""
 
     async def run() -> tuple[type, list[Any], int]:
-        client = async_redis(settings)
+        client = async_redis(redis_of(settings))
         try:
             pool_class = client.connection_pool.connection_class
             await client.hset("t:h", mapping={"a": 1.5, "b": b"\x00\xff", "c": "é"})
@@ -101,7 +102,7 @@ def _round_trip(settings: Settings) -> tuple[type, list[Any], int]:
     ],
 )
 def test_each_scheme_keeps_its_connection_class(url: str, expected: type) -> None:
-    client = async_redis(Settings(redis_url=url, redis_ssl_ca_certs="/dev/null"))
+    client = async_redis(redis_of(Settings(redis_url=url, redis_ssl_ca_certs="/dev/null")))
     assert client.connection_pool.connection_class is expected
     assert connection_class_of(url) == (
         {"connection_class": expected} if expected is HiredisPackConnection else {}
@@ -137,7 +138,7 @@ def test_clients_on_tcp_tls_and_unix_socket_redis(
         for expected, url in urls.items():
             settings = base.with_(redis_url=url)
             assert _round_trip(settings) == (expected, [b"1.5", b"\x00\xff", "é".encode(), 1], 502)
-            blocking = sync_redis(settings)
+            blocking = sync_redis(redis_of(settings))
             try:
                 assert blocking.ping() is True
             finally:

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 import streams.core.backoff
 from freshet.settings import Settings
+from freshet.wiring import redis_of
 from streams.core.backoff import backoff_delays, wait_until_up, wait_until_up_async
 from streams.kafka_io.kafka_wait import kafka_transient
 from streams.redis_io.redis_wait import redis_transient, redis_where
@@ -103,6 +104,6 @@ def test_async_wait_retries_until_the_coroutine_succeeds() -> None:
 
 def test_redis_where_never_shows_credentials() -> None:
     settings = Settings().with_(redis_url="rediss://:pw@cache.example:6380/2")
-    assert redis_where(settings) == "Redis at rediss://cache.example:6380/2"
+    assert redis_where(redis_of(settings)) == "Redis at rediss://cache.example:6380/2"
     unix = Settings().with_(redis_url="unix://:pw@/run/redis.sock?db=0")
-    assert redis_where(unix) == "Redis at unix:///run/redis.sock"
+    assert redis_where(redis_of(unix)) == "Redis at unix:///run/redis.sock"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from freshet.cli import app
 from freshet.ops.tail_format import decode_list, json_line, latency_ms, render_list
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.codec import encode
 from schemas.recommendation import Recommendation, RecommendedItem
 from schemas.topics import Topics, event_key
@@ -90,7 +91,7 @@ def _publish(settings: Settings, values: list[tuple[bytes | None, bytes]]) -> No
 
 @pytest.mark.services
 def test_tail_from_beginning_with_user_filter_and_json(settings: Settings) -> None:
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     users = ["alice", "bob", "carol", "bob", "dave", "bob"]
     lists = [_list(u, 3 + n) for n, u in enumerate(users)]
     _publish(settings, [(event_key(r.user_id), encode(r)) for r in lists])
@@ -121,10 +122,10 @@ def test_tail_from_beginning_with_user_filter_and_json(settings: Settings) -> No
 
 @pytest.mark.services
 def test_tail_from_now_skips_what_was_there(settings: Settings) -> None:
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     _publish(settings, [(event_key("old"), encode(_list("old", 2)))])
     with TopicReader(
-        settings, Topics(settings.topic_prefix).recommendations, from_beginning=False
+        kafka_of(settings), Topics(settings.topic_prefix).recommendations, from_beginning=False
     ) as reader:
         _publish(settings, [(event_key("new"), encode(_list("new", 2)))])
         got = []
@@ -138,7 +139,7 @@ def test_tail_from_now_skips_what_was_there(settings: Settings) -> None:
 def test_tail_of_a_missing_topic_says_so(settings: Settings) -> None:
     with (
         pytest.raises(TopicMissing),
-        TopicReader(settings, f"{settings.topic_prefix}.absent", from_beginning=True),
+        TopicReader(kafka_of(settings), f"{settings.topic_prefix}.absent", from_beginning=True),
     ):
         pass
     result = CliRunner().invoke(app, ["tail", "--max", "1", "--timeout", "2"], env=_env(settings))

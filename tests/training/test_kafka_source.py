@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from freshet.settings import Settings
-from freshet.wiring import training_consumer
+from freshet.wiring import kafka_of, training_consumer
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics
 from streams.kafka_io.event_producer import EventProducer, ensure_topics
@@ -14,12 +14,12 @@ T0 = 1_700_000_000_000
 
 def test_reads_a_time_range_of_events_and_the_catalog(settings: Settings) -> None:
     topics = Topics(settings.topic_prefix)
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     events = [
         InteractionEvent(f"e{i}", f"u{i % 7}", f"i{i % 5}", "view", T0 + 1000 * i)
         for i in range(60)
     ]
-    with EventProducer(settings) as producer:
+    with EventProducer(kafka_of(settings)) as producer:
         for ev in events:
             producer.send(ev)
         producer.send(CatalogEvent("c1", "upsert", "i1", T0, ("shoes",)))

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from freshet.cli import app
 from freshet.settings import Settings
 from freshet.simulator.stream import SimConfig, simulate
+from freshet.wiring import kafka_of
 from inference.bundle import list_versions, read_current, read_manifest
 from schemas.events import InteractionEvent
 from streams.kafka_io.event_producer import EventProducer, ensure_topics
@@ -66,9 +67,9 @@ def test_prune_plan_never_deletes_current_or_its_predecessor() -> None:
 
 def _produce_world(settings: Settings, now_ms: int) -> None:
     """A small shop from a day ago, plus stale events a month old that the window drops."""
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     world = SimConfig(users=80, items=50, events=2500, start_ms=now_ms - DAY_MS)
-    with EventProducer(settings) as producer:
+    with EventProducer(kafka_of(settings)) as producer:
         for event in simulate(world, seed=3):
             producer.send(event)
         stale_ts = now_ms - 30 * DAY_MS

@@ -32,6 +32,7 @@ from freshet.services.kafka_local import LocalKafka
 from freshet.services.ports import free_port
 from freshet.services.redis_local import LocalRedis
 from freshet.settings import Settings
+from freshet.wiring import kafka_of
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics
 from streams.kafka_io.event_producer import EventProducer, ensure_topics
@@ -58,7 +59,7 @@ class Stack:
         _send(self.settings, events)
 
     def send_raw(self, value: bytes, key: bytes) -> None:
-        with EventProducer(self.settings) as producer:
+        with EventProducer(kafka_of(self.settings)) as producer:
             producer.send_raw(value, key=key)
             producer.flush()
 
@@ -89,7 +90,7 @@ class Stack:
 
 
 def _send(settings: Settings, events: list[InteractionEvent | CatalogEvent]) -> None:
-    with EventProducer(settings) as producer:
+    with EventProducer(kafka_of(settings)) as producer:
         for ev in events:
             producer.send(ev)
         producer.flush()
@@ -146,7 +147,7 @@ def stack(
         topic_partitions=2,
         home=home,
     )
-    ensure_topics(settings)
+    ensure_topics(kafka_of(settings))
     metrics_port = free_port()
     worker = WorkerProcess(
         settings,
