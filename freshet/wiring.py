@@ -15,7 +15,7 @@ from typing import Any
 from freshet.settings import Settings
 from inference.recommend import RecommendConfig
 from schemas.codec import DecodeLimits
-from streams.core.catalog import CatalogRecord
+from streams.core.catalog import CatalogRecord, CatalogSnapshot
 from streams.core.live_scorer import LiveConfig, LiveScorer
 from streams.core.state_rules import StateRules
 from streams.kafka_io.kafka_config import KafkaConfig
@@ -142,6 +142,7 @@ def live_recommender(
     change_source: Callable[[], Awaitable[Hashable]] | None = None,
     bundle_loader: Callable[[Any, str], Any] | None = None,
     seed: int = 0,
+    catalog_snapshot: CatalogSnapshot | None = None,
 ) -> LiveRecommender:
     """A worker's real-time path: a ``LiveScorer`` under its async shell."""
     return LiveRecommender(
@@ -154,4 +155,5 @@ def live_recommender(
         counts_source=counts_source,
         catalog_log=catalog_log,
         change_source=change_source,
+        catalog_snapshot=catalog_snapshot,
     )
