@@ -44,8 +44,8 @@ from schemas.topics import Topics, catalog_key, event_key
 def produce(settings: Settings, events: int, users: int, items: int, seed: int) -> int:
     from kafka import KafkaProducer
 
+    from freshet.simulator.config import SimConfig
     from freshet.simulator.stream import simulate
-    from freshet.simulator.world import SimConfig
     from streams.kafka_io.event_producer import ensure_topics
 
     ensure_topics(kafka_of(settings))
@@ -69,8 +69,8 @@ def produce(settings: Settings, events: int, users: int, items: int, seed: int) 
 def produce_catalog(settings: Settings, items: int, seed: int) -> int:
     """``items`` new items on the catalog topic, nothing else; returns how many."""
     from bench.stream_bench import produce_bulk
+    from freshet.simulator.config import SimConfig
     from freshet.simulator.stream import simulate
-    from freshet.simulator.world import SimConfig
     from streams.kafka_io.event_producer import ensure_topics
 
     ensure_topics(kafka_of(settings))

@@ -18,13 +18,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import orjson
 from rich.console import Console
 from rich.table import Table
 
+from freshet import demo_processes
 from freshet.services.ports import free_port
 from freshet.services.registry import read_endpoints
 from freshet.settings import Settings
@@ -113,14 +113,14 @@ def run_demo(
     worker_log = home / "demo" / stamp / "worker.log"
     worker_log.parent.mkdir(parents=True, exist_ok=True)
     metrics_port = free_port()
-    worker = _start_worker(settings, worker_log, metrics_port)
-    api, ui_url = _start_api(settings, worker_log.with_name("api.log"), metrics_port)
+    worker = demo_processes.start_worker(settings, worker_log, metrics_port)
+    api, ui_url = demo_processes.start_api(settings, worker_log.with_name("api.log"), metrics_port)
     console.print(f"     web view: [bold]{ui_url}[/] (live overview, users, items, dead letters)")
     try:
         with EventProducer(kafka_of(settings)) as producer:
             for ev in past:
                 producer.send(ev)
-        _wait_caught_up(settings, worker, worker_log, console)
+        demo_processes.wait_caught_up(settings, worker, worker_log, console)
 
         console.print(
             f"5/6  live traffic: {len(live):,} events at {cfg.rate:,.0f}/s, "
@@ -158,8 +158,8 @@ def run_demo(
 def _simulate(
     cfg: DemoConfig, console: Console
 ) -> tuple[list[InteractionEvent | CatalogEvent], list[InteractionEvent | CatalogEvent], str]:
+    from freshet.simulator.config import SimConfig
     from freshet.simulator.stream import simulate
-    from freshet.simulator.world import SimConfig
 
     total = cfg.past_events + cfg.live_events
     day_ms = 86_400_000
@@ -188,92 +188,6 @@ def _simulate(
                 break
     desc = f"{cfg.users:,} users, {cfg.items:,} items at start; seed {cfg.seed}"
     return stream[:cut], stream[cut:], desc
-
-
-def _start_worker(settings: Settings, log_path: Path, metrics_port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
-    env.update(
-        {
-            "FRESHET_HOME": str(settings.home),
-            "FRESHET_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "FRESHET_REDIS_URL": settings.redis_url,
-            "FRESHET_TOPIC_PREFIX": settings.topic_prefix,
-            "FRESHET_CONSUMER_GROUP": settings.consumer_group,
-            "FRESHET_REDIS_NAMESPACE": settings.redis_namespace,
-            "FRESHET_BUNDLE_DIR": str(settings.bundle_dir),
-            "FRESHET_LOG_LEVEL": "WARNING",
-            "FRESHET_METRICS_PORT": str(metrics_port),
-        }
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "freshet.cli", "worker"],
-        env=env,
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _start_api(
-    settings: Settings, log_path: Path, metrics_port: int
-) -> tuple[subprocess.Popen[bytes], str]:
-    """``freshet api`` with the web view pointed at the worker's metrics; its page URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
-    env.update(
-        {
-            "FRESHET_HOME": str(settings.home),
-            "FRESHET_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "FRESHET_REDIS_URL": settings.redis_url,
-            "FRESHET_TOPIC_PREFIX": settings.topic_prefix,
-            "FRESHET_REDIS_NAMESPACE": settings.redis_namespace,
-            "FRESHET_TOPIC_PARTITIONS": str(settings.topic_partitions),
-            "FRESHET_BUNDLE_DIR": str(settings.bundle_dir),  # the page shows when it was trained
-            "FRESHET_API_TOKEN": settings.api_token.get(),
-            "FRESHET_UI_METRICS_URLS": f"http://127.0.0.1:{metrics_port}/metrics",
-        }
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "freshet.cli", "api", "--port", str(port)],
-        env=env,
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    return proc, f"http://127.0.0.1:{port}/ui"
-
-
-def _wait_caught_up(
-    settings: Settings, worker: subprocess.Popen[bytes], log: Path, console: Console
-) -> None:
-    from kafka import KafkaConsumer, TopicPartition
-    from redis import Redis
-
-    from freshet.cli.progress_line import ProgressLine
-    from streams.redis_io.keyspace import Keyspace
-
-    topics = Topics(settings.topic_prefix)
-    # No group: offsets are only read, so nothing to auto-commit (kafka-python warns).
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    parts = range(settings.topic_partitions)
-    ends = consumer.end_offsets([TopicPartition(topics.events, p) for p in parts])
-    consumer.close()
-    client = Redis.from_url(settings.redis_url)
-    keys = Keyspace(settings.redis_namespace)
-    deadline = time.monotonic() + 600
-    progress = ProgressLine(console)
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"worker exited; see {log}")
-        done = 0
-        for tp, end in ends.items():
-            wm = client.get(keys.watermark(tp.partition))
-            done += min(end, int(wm) + 1) if wm is not None else 0
-        total = sum(ends.values())
-        progress.show(f"     applied {done:,}/{total:,}")
-        if done >= total:
-            progress.close()
-            return
-        time.sleep(0.5)
-    raise RuntimeError("worker did not catch up within 10 minutes")
 
 
 def _stream_live(

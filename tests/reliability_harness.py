@@ -27,9 +27,9 @@ from redis import Redis
 from worker_harness import WorkerProcess
 
 from freshet.settings import Settings
+from freshet.simulator.config import SimConfig
 from freshet.simulator.faults import malformed_messages
 from freshet.simulator.stream import simulate
-from freshet.simulator.world import SimConfig
 from schemas.codec import decode_dead_letter, encode
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics, catalog_key, event_key, partition_for

@@ -27,14 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from freshet.simulator.world import (
-    NEVER,
-    CategorySampler,
-    FloatArray,
-    IntArray,
-    SimConfig,
-    World,
-)
+from freshet.simulator.config import SimConfig
+from freshet.simulator.world import NEVER, CategorySampler, FloatArray, IntArray, World
 from schemas.events import EVENT_TYPES, CatalogEvent, InteractionEvent
 
 __all__ = ["SimBatch", "SimConfig", "World", "iter_batches", "simulate", "stream_events"]

@@ -21,8 +21,8 @@ from worker_harness import WorkerProcess, wait_for
 from freshet.api.app import ListReader
 from freshet.services.redis_cluster_local import LocalRedisCluster
 from freshet.settings import Settings
+from freshet.simulator.config import SimConfig
 from freshet.simulator.stream import simulate
-from freshet.simulator.world import SimConfig
 from freshet.wiring import kafka_of, redis_of
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent

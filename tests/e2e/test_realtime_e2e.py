@@ -29,8 +29,9 @@ from worker_harness import WorkerProcess, wait_for
 
 from freshet.services.ports import free_port
 from freshet.settings import Settings
+from freshet.simulator.config import SimConfig
 from freshet.simulator.stream import stream_events
-from freshet.simulator.world import SimConfig, World
+from freshet.simulator.world import World
 from freshet.wiring import kafka_of
 from inference.bundle import read_current
 from schemas.codec import encode

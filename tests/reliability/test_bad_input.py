@@ -45,9 +45,9 @@ from worker_harness import WorkerProcess, wait_for
 
 from freshet.cli import app as cli_app
 from freshet.settings import Settings
+from freshet.simulator.config import SimConfig
 from freshet.simulator.faults import malformed_messages
 from freshet.simulator.stream import simulate
-from freshet.simulator.world import SimConfig
 from freshet.wiring import kafka_of
 from schemas.codec import Refusal, decode_catalog, decode_dead_letter, decode_interaction, encode
 from schemas.dead_letter import DeadLetter

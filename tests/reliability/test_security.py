@@ -26,8 +26,8 @@ from freshet.services.kafka_local import LocalKafka
 from freshet.services.ports import free_port
 from freshet.services.redis_local import LocalRedis, RedisTLS
 from freshet.settings import Secret, Settings
+from freshet.simulator.config import SimConfig
 from freshet.simulator.stream import simulate
-from freshet.simulator.world import SimConfig
 from freshet.wiring import kafka_of, redis_of
 from schemas.codec import ID_RE, encode
 from schemas.events import EventType, InteractionEvent
