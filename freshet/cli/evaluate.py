@@ -7,12 +7,20 @@ from typing import Annotated
 
 import typer
 
+from freshet.cli import file_options as files
 from freshet.cli.context import settings_of
 
 
 def evaluate_command(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="JSONL or CSV file of events.")],
+    fmt: files.Format = None,
+    preset: files.Preset = None,
+    columns: files.Columns = None,
+    delimiter: files.Delimiter = ",",
+    ts_unit: files.TimestampUnit = files.TsUnit.s,
+    header: files.Header = True,
+    item_file: files.ItemFile = None,
     bundle_dir: Annotated[
         Path | None, typer.Option(envvar="FRESHET_BUNDLE_DIR", help="Where bundles live.")
     ] = None,
@@ -37,7 +45,7 @@ def evaluate_command(
     """
     from rich.console import Console
 
-    from freshet.cli.train import file_events, results_table, segments_table
+    from freshet.cli.train import results_table, segments_table
     from inference.bundle import BundleError
     from inference.onnx_session import LoadedBundle
     from training.data import build_log
@@ -56,7 +64,8 @@ def evaluate_command(
         console.print(f"[red]{exc}")
         raise typer.Exit(1) from None
     refused: dict[str, int] = {}
-    log = build_log(file_events(file, refused), bundle.manifest.hashing)
+    source = files.file_source(fmt, preset, columns, delimiter, ts_unit, header, item_file)
+    log = build_log(source.events(file, refused), bundle.manifest.hashing)
     trained_with = str(bundle.manifest.data_range.get("protocol", "time"))
     rows = []
     for name in protocol or [trained_with]:

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from freshet.cli import file_options as files
 from freshet.cli.context import settings_of
-
-
-class FileFormatChoice(StrEnum):
-    jsonl = "jsonl"
-    csv = "csv"
-
-
-class PresetChoice(StrEnum):
-    movielens = "movielens"
-    ml_csv = "ml-csv"
-
-
-class TsUnit(StrEnum):
-    s = "s"
-    ms = "ms"
 
 
 def register(app: typer.Typer) -> None:
@@ -42,46 +27,12 @@ def produce(
             help="File of events: JSONL (one event object per line) or CSV.",
         ),
     ],
-    fmt: Annotated[
-        FileFormatChoice | None,
-        typer.Option(
-            "--format",
-            envvar="FRESHET_PRODUCE_FORMAT",
-            help="File format; guessed from the suffix when left out (.jsonl/.ndjson: jsonl).",
-        ),
-    ] = None,
-    preset: Annotated[
-        PresetChoice | None,
-        typer.Option(
-            envvar="FRESHET_PRODUCE_PRESET",
-            help="CSV layout: movielens (ratings.dat, user::item::rating::ts) or "
-            "ml-csv (userId,movieId,rating,timestamp). Default for .dat: movielens, "
-            "else ml-csv.",
-        ),
-    ] = None,
-    columns: Annotated[
-        str | None,
-        typer.Option(
-            envvar="FRESHET_PRODUCE_COLUMNS",
-            help="CSV column mapping instead of a preset, e.g. "
-            "user=uid,item=sku,timestamp=ts,rating=stars,type=kind (fields: user, item, "
-            "timestamp, rating, value, type, event_id); 0-based indices with --no-header.",
-        ),
-    ] = None,
-    delimiter: Annotated[
-        str,
-        typer.Option(envvar="FRESHET_PRODUCE_DELIMITER", help="CSV delimiter (with --columns)."),
-    ] = ",",
-    ts_unit: Annotated[
-        TsUnit,
-        typer.Option(envvar="FRESHET_PRODUCE_TS_UNIT", help="CSV timestamp unit (with --columns)."),
-    ] = TsUnit.s,
-    header: Annotated[
-        bool,
-        typer.Option(
-            envvar="FRESHET_PRODUCE_HEADER", help="Whether the CSV has a header (with --columns)."
-        ),
-    ] = True,
+    fmt: files.Format = None,
+    preset: files.Preset = None,
+    columns: files.Columns = None,
+    delimiter: files.Delimiter = ",",
+    ts_unit: files.TimestampUnit = files.TsUnit.s,
+    header: files.Header = True,
     rate: Annotated[
         float,
         typer.Option(
@@ -101,22 +52,11 @@ def produce(
 
     from freshet.cli.sending import KafkaSink, Pacer, Tally, print_summary, progress_bar
     from schemas.codec import Refusal
-    from streams.core.file_reader import PRESETS, read_file
+    from streams.core.file_reader import read_file
 
     settings = settings_of(ctx)
     console = Console(stderr=True)
-    layout = None
-    try:
-        if columns:
-            from streams.core.file_reader import parse_columns
-
-            layout = parse_columns(
-                columns, delimiter=delimiter, header=header, ts_unit=ts_unit.value
-            )
-        elif preset is not None:
-            layout = PRESETS[preset.value]
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--columns") from None
+    source = files.file_source(fmt, preset, columns, delimiter, ts_unit, header)
 
     total_lines = _count_lines(file)
     sink = KafkaSink(settings)
@@ -127,7 +67,7 @@ def produce(
         with progress_bar(console) as progress:
             task = progress.add_task(f"producing {file.name}", total=total_lines)
             last = 0
-            for line_no, item in read_file(file, fmt.value if fmt else None, layout):
+            for line_no, item in read_file(file, source.fmt, source.layout):
                 if isinstance(item, Refusal):
                     tally.refuse(line_no, item)
                 else:

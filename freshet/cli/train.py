@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from freshet.cli import file_options as files
 from freshet.cli import train_options as opts
 from freshet.cli.context import settings_of
 
@@ -34,13 +35,6 @@ def parse_time(text: str | None) -> int | None:
 
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
-
-
-def file_events(path: Path, counts: dict[str, int]) -> Iterator[InteractionEvent | CatalogEvent]:
-    """Events of a data file and its item side file (``streams.core.file_reader.read_events``)."""
-    from streams.core.file_reader import read_events
-
-    yield from read_events(path, counts)
 
 
 def results_table(rows: Sequence[tuple[str, str, Mapping[str, float]]]) -> Table:
@@ -74,6 +68,13 @@ def train_command(
         Path | None,
         typer.Argument(help="JSONL or CSV file of events; omit to read Kafka (--topic)."),
     ] = None,
+    fmt: files.Format = None,
+    preset: files.Preset = None,
+    columns: files.Columns = None,
+    delimiter: files.Delimiter = ",",
+    ts_unit: files.TimestampUnit = files.TsUnit.s,
+    header: files.Header = True,
+    item_file: files.ItemFile = None,
     topic: Annotated[
         str | None,
         typer.Option(envvar="FRESHET_TRAIN_TOPIC", help="Events topic (default: <prefix>.events)."),
@@ -118,7 +119,8 @@ def train_command(
     if file is not None:
         if topic:
             raise typer.BadParameter("give a FILE or --topic, not both")
-        events = file_events(file, refused)
+        source = files.file_source(fmt, preset, columns, delimiter, ts_unit, header, item_file)
+        events = source.events(file, refused)
     else:
         from itertools import chain
 

@@ -7,10 +7,12 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from freshet.cli import app
+from freshet.cli.file_options import file_source
 from freshet.simulator.stream import SimConfig, simulate
 from inference.bundle import read_current
 from inference.onnx_session import LoadedBundle
 from schemas.codec import encode
+from schemas.events import CatalogEvent, InteractionEvent
 
 
 def test_train_writes_a_current_bundle_that_evaluate_scores(tmp_path: Path) -> None:
@@ -35,3 +37,67 @@ def test_train_writes_a_current_bundle_that_evaluate_scores(tmp_path: Path) -> N
     assert out.exit_code == 0, out.output
     for name in ("bundle", "most-popular", "trending", "item-knn", "optimistic"):
         assert name in out.output
+
+
+def _tab_file(tmp_path: Path) -> tuple[Path, Path]:
+    """Simulated interactions as a headerless user/item/rating/seconds TSV, and an item file."""
+    world = SimConfig(users=80, items=50, events=2500)
+    rows = [
+        f"{ev.user_id}\t{ev.item_id}\t{1 + int(ev.ts) % 5}\t{int(ev.ts) // 1000}\n"
+        for ev in simulate(world, seed=4)
+        if isinstance(ev, InteractionEvent)
+    ]
+    data = tmp_path / "plays.tsv"
+    data.write_text("".join(rows))
+    items = tmp_path / "titles.csv"
+    ids = sorted({r.split("\t")[1] for r in rows})
+    items.write_text(
+        "movieId,title,genres\n" + "".join(f'{i},"T {i}",G{len(i) % 3}\n' for i in ids)
+    )
+    return data, items
+
+
+LAYOUT = ["--columns", "user=0,item=1,rating=2,timestamp=3", "--delimiter", "\t", "--no-header"]
+
+
+def test_file_source_reads_a_headerless_tsv_and_its_item_file(tmp_path: Path) -> None:
+    data, items = _tab_file(tmp_path)
+    source = file_source(
+        columns="user=0,item=1,rating=2,timestamp=3", delimiter="\t", header=False, item_file=items
+    )
+    refused: dict[str, int] = {}
+    events = list(source.events(data, refused))
+    catalog = [e for e in events if isinstance(e, CatalogEvent)]
+    plays = [e for e in events if isinstance(e, InteractionEvent)]
+    first = data.read_text().splitlines()[0].split("\t")
+    assert refused == {}
+    assert len(plays) == len(data.read_text().splitlines())
+    assert events[: len(catalog)] == catalog  # the item file comes first
+    assert (plays[0].user_id, plays[0].item_id, plays[0].ts) == (
+        first[0],
+        first[1],
+        int(first[3]) * 1000,
+    )
+    assert {c.item_id for c in catalog} == {p.item_id for p in plays}
+    assert all(c.categories and c.text.startswith("T ") for c in catalog)
+
+
+def test_train_and_evaluate_read_a_custom_layout(tmp_path: Path) -> None:
+    data, items = _tab_file(tmp_path)
+    bundles = tmp_path / "bundles"
+    runner = CliRunner(env={"COLUMNS": "200"})
+    common = ["--bundle-dir", str(bundles), *LAYOUT, "--item-file", str(items)]
+    bad = runner.invoke(
+        app, ["train", str(data), "--bundle-dir", str(bundles), "--columns", "who=0"]
+    )
+    assert bad.exit_code == 2 and "--columns" in bad.output  # a usage error, nothing trained
+    assert read_current(bundles) is None
+    out = runner.invoke(
+        app, ["train", str(data), *common, "--epochs", "1", "--dim", "16", "--threads", "1"]
+    )
+    assert out.exit_code == 0, out.output
+    assert "refused" not in out.output
+    assert read_current(bundles) is not None
+    out = runner.invoke(app, ["evaluate", str(data), *common, "--protocol", "time"])
+    assert out.exit_code == 0, out.output
+    assert "item-knn" in out.output
