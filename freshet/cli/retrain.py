@@ -96,6 +96,7 @@ def retrain_command(
     seed: opts.Seed = 0,
     threads: opts.Threads = 2,
     ranker: opts.Ranker = None,
+    objective: opts.Objective = None,
 ) -> None:
     """Retrain on the events topic's recent window and promote the bundle if it holds up.
 
@@ -141,6 +142,7 @@ def retrain_command(
         batch_size=batch_size,
         seed=seed,
         threads=threads,
+        objective=objective,
     )
     console = Console()
     root = bundle_dir or settings.bundle_dir

@@ -14,9 +14,11 @@ from freshet.cli import train_options as opts
 from freshet.cli.context import settings_of
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
     from schemas.events import CatalogEvent, InteractionEvent
+    from training.warm_start import WarmStart
 
 
 def parse_time(text: str | None) -> int | None:
@@ -98,6 +100,8 @@ def train_command(
     seed: opts.Seed = 0,
     threads: opts.Threads = 2,
     ranker: opts.Ranker = None,
+    objective: opts.Objective = None,
+    warm_start: opts.WarmStart = False,
 ) -> None:
     """Train the retrieval model, compare it with baselines, and write a bundle.
 
@@ -142,8 +146,11 @@ def train_command(
         batch_size=batch_size,
         seed=seed,
         threads=threads,
+        objective=objective,
     )
-    out = run(events, bundle_dir or settings.bundle_dir, config, protocol, ranker=ranker)
+    target = bundle_dir or settings.bundle_dir
+    start = _current_weights(target, console) if warm_start else None
+    out = run(events, target, config, protocol, ranker=ranker, warm_start=start)
     if refused:
         console.print(f"[yellow]skipped {sum(refused.values())} refused lines: {refused}")
     console.print(results_table([(out.protocol, r.name, r.metrics) for r in out.results]))
@@ -155,6 +162,20 @@ def train_command(
             + ("[green]in the bundle" if out.ranker_included else "[yellow]left out")
         )
     console.print(f"bundle [bold]{out.bundle.name}[/bold] written to {out.bundle} (CURRENT)")
+
+
+def _current_weights(bundle_dir: Path, console: Console) -> WarmStart | None:
+    """The CURRENT bundle's weights to start from (``--warm-start``), or None with a note."""
+    from inference.bundle import read_current
+    from training.warm_start import read_warm_start
+
+    current = read_current(bundle_dir)
+    start = read_warm_start(bundle_dir / current) if current else None
+    if start is None:
+        console.print(f"[yellow]--warm-start: no CURRENT bundle with weights in {bundle_dir}")
+    else:
+        console.print(f"starting from the weights of bundle {current}")
+    return start
 
 
 def register(app: typer.Typer) -> None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from freshet.cli import app
 from freshet.cli.file_options import file_source
+from freshet.cli.train_options import train_config
 from freshet.simulator.stream import SimConfig, simulate
 from inference.bundle import read_current
 from inference.onnx_session import LoadedBundle
 from schemas.codec import encode
 from schemas.events import CatalogEvent, InteractionEvent
+from training.train import CAUSAL, TrainConfig
 
 
 def test_train_writes_a_current_bundle_that_evaluate_scores(tmp_path: Path) -> None:
@@ -101,3 +105,40 @@ def test_train_and_evaluate_read_a_custom_layout(tmp_path: Path) -> None:
     out = runner.invoke(app, ["evaluate", str(data), *common, "--protocol", "time"])
     assert out.exit_code == 0, out.output
     assert "item-knn" in out.output
+
+
+def test_objective_option_picks_the_trainer_and_its_tuned_settings() -> None:
+    causal = train_config(
+        dim=16, history_len=8, epochs=1, batch_size=32, seed=0, threads=1, objective="causal"
+    )
+    assert (causal.objective, causal.temperature, causal.negatives) == (
+        "causal",
+        CAUSAL.temperature,
+        CAUSAL.negatives,
+    )
+    assert (causal.dim, causal.history_len) == (16, 8)  # the command's options still win
+    last = train_config(
+        dim=16, history_len=8, epochs=1, batch_size=32, seed=0, threads=1, objective="last"
+    )
+    assert last.objective == "last" and last.temperature == TrainConfig().temperature
+    with pytest.raises(typer.BadParameter):
+        train_config(
+            dim=16, history_len=8, epochs=1, batch_size=32, seed=0, threads=1, objective="sideways"
+        )
+
+
+def test_warm_start_continues_from_the_current_bundle(tmp_path: Path) -> None:
+    data = tmp_path / "events.jsonl"
+    world = SimConfig(users=60, items=40, events=1500)
+    data.write_bytes(b"".join(encode(ev) + b"\n" for ev in simulate(world, seed=5)))
+    bundles = tmp_path / "bundles"
+    runner = CliRunner(env={"COLUMNS": "200"})
+    args = ["train", str(data), "--bundle-dir", str(bundles), "--epochs", "1", "--dim", "16"]
+    cold = runner.invoke(app, [*args, "--warm-start", "--threads", "1"])
+    assert cold.exit_code == 0, cold.output
+    assert "no CURRENT bundle with weights" in cold.output  # nothing to start from yet
+    first = read_current(bundles)
+    warm = runner.invoke(app, [*args, "--warm-start", "--threads", "1"])
+    assert warm.exit_code == 0, warm.output
+    assert f"starting from the weights of bundle {first}" in warm.output
+    assert read_current(bundles) != first
