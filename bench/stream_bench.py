@@ -699,20 +699,30 @@ def lists_of(recs: Iterable[tuple[bytes, int, int]]) -> list[tuple[str, int, int
     return out
 
 
+def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """Start ``py-spy record`` (on PATH) of ``pid`` into ``out`` (raw, collapsed stacks,
+    200 Hz); ``stop_spy`` ends it and writes the file."""
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+         "--output", str(out)],
+    )  # fmt: skip
+
+
+def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    """Stop a ``py_spy`` recording; it writes its file on SIGINT."""
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+
+
 def idle_cores(worker: WorkerProc, seconds: float, profile: Path | None = None) -> float:
     """The worker's cores over ``seconds`` with no traffic; ``profile``: a py-spy
     flame graph of that window (py-spy on PATH)."""
-    spy = None
-    if profile is not None:
-        spy = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(worker.proc.pid), "--duration", str(int(seconds)),
-             "--rate", "200", "--format", "raw", "--output", str(profile)],
-        )  # fmt: skip
+    spy = None if profile is None else py_spy(worker.proc.pid, profile)
     before = worker.scrape()
     time.sleep(seconds)
     after = worker.scrape()
-    if spy is not None:
-        spy.wait(timeout=60)
+    stop_spy(spy)
     wall = after["wall_seconds"] - before["wall_seconds"]
     return round((after["worker_cpu_seconds"] - before["worker_cpu_seconds"]) / wall, 4)
 
@@ -725,14 +735,26 @@ def latency_curve(
     per_rate: int,
     stop_ms: float,
     timed: list[dict[str, Any]] | None = None,
+    profiles: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Paced phases at rising rates, fresh events each, until p99 passes ``stop_ms``."""
+    """Paced phases at rising rates, fresh events each, until p99 passes ``stop_ms``.
+
+    ``profiles``: a folder for a py-spy profile of the worker at each rate
+    (``rate_<ev/s>.txt``, raw collapsed stacks).
+    """
     points: list[dict[str, Any]] = []
     for i, rate in enumerate(rates):
         chunk = events[i * per_rate : (i + 1) * per_rate]
         if not chunk:
             break
-        r = asyncio.run(paced_worker(settings, worker, chunk, rate, timed))
+        spy = None
+        if profiles is not None:
+            profiles.mkdir(parents=True, exist_ok=True)
+            spy = py_spy(worker.proc.pid, profiles / f"rate_{rate:g}.txt")
+        try:
+            r = asyncio.run(paced_worker(settings, worker, chunk, rate, timed))
+        finally:
+            stop_spy(spy)
         points.append(curve_point(r, len(chunk)))
         if r["latency_ms_published_minus_event"]["p99"] > stop_ms:
             break
@@ -826,6 +848,11 @@ def main() -> None:
         "--profile-idle",
         type=Path,
         help="write a py-spy profile (raw, collapsed stacks) of the idle worker here",
+    )
+    parser.add_argument(
+        "--profile-curve",
+        type=Path,
+        help="a folder for py-spy profiles of the worker at each curve rate (rate_<ev/s>.txt)",
     )
     parser.add_argument(
         "--lists-out",
@@ -933,7 +960,14 @@ def main() -> None:
             results["saturated_worker"] = sat_worker
             results["saturated_baseline"] = sat_pipe
             results["curve"] = latency_curve(
-                settings, worker, shop.extra, rates, args.curve_events, args.curve_stop_ms, timed
+                settings,
+                worker,
+                shop.extra,
+                rates,
+                args.curve_events,
+                args.curve_stop_ms,
+                timed,
+                args.profile_curve,
             )
             if args.lists_out and timed is not None:
                 args.lists_out.write_bytes(b"".join(orjson.dumps(t) + b"\n" for t in timed))

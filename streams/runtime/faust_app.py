@@ -11,6 +11,7 @@ fetching, so nothing is skipped and nothing crash-loops.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -28,6 +29,7 @@ from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES, KafkaConfig, ss
 log = logging.getLogger("freshet.worker")
 
 BatchHandler = Callable[[Sequence[SourceRecord]], Awaitable[BatchStats]]
+Delivered = Callable[[], Awaitable[Any]]
 
 
 def broker_credentials(kafka: KafkaConfig) -> Any:
@@ -175,21 +177,30 @@ def add_batch_agent(
     on_batch: Callable[[BatchStats], None] | None = None,
     on_retry: Callable[[BaseException, int], None] | None = None,
     queued_batches: int = 8,
-    take: Callable[[Any, int, float], AsyncIterator[Sequence[Any]]] = quiet_take,
+    delivered: Delivered | None = None,
+    take: Callable[..., AsyncIterator[Sequence[Any]]] = quiet_take,
 ) -> Any:
     """Register an agent that feeds micro-batches of raw records to ``handler``.
 
     Taking and processing overlap: the agent keeps taking micro-batches while the
     previous ones are processed, up to ``queued_batches`` waiting, and the processor
     merges whatever waits into one batch. Under light load batches stay as ``take``
-    makes them (at most ``within_s`` old); under heavy load they grow with the backlog,
-    so per-batch costs (Redis round trips, the publish, one scoring pass) are paid once
-    for many events. Batches are processed one at a time and in order, and records are
-    acked only after their batch is done; what waits at a crash is redelivered.
+    makes them; under heavy load they grow with the backlog, so per-batch costs (Redis
+    round trips, the publish, one scoring pass) are paid once for many events.
+    ``take(stream, max_events, within_s, free)`` yields the micro-batches of events,
+    none acked; ``free`` is set while the processor waits for work, so a take need not
+    wait out its window then (``quiet_take`` also sleeps while the topic is idle, where
+    Faust's ``noack_take`` wakes every ``within_s``).
 
-    ``take(stream, max_events, within_s)`` yields the micro-batches of events, none
-    acked: ``quiet_take`` sleeps while the topic is idle (Faust's ``noack_take`` wakes
-    every ``within_s``, which cost an idle worker most of its CPU).
+    Publishing and processing overlap too. ``delivered()``, called right after the
+    handler returns, gives an awaitable for what the handler sent (lists enqueued on
+    the producer, not yet acknowledged by the broker). While batch N waits for it,
+    batch N+1 is decoded, read, scored and written (its Redis read comes after N's
+    write: one handler call at a time); at most one batch waits so. Records are acked
+    only after their batch's sends are delivered, and batches are acked and reported
+    (``on_batch``) in take order, so what is unacked at a crash is redelivered as
+    before. A failed delivery runs the batch again (its state is already written, so
+    its users' lists are sent again from the current state), with backoff.
     """
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
@@ -198,33 +209,80 @@ def add_batch_agent(
         waiting: asyncio.Queue[tuple[Sequence[Any], float]] = asyncio.Queue(
             maxsize=max(1, queued_batches)
         )
+        free = asyncio.Event()
+        one_at_a_time = asyncio.Lock()  # batch N+1 reads what batch N wrote
+
+        async def run_batch(records: list[SourceRecord]) -> tuple[BatchStats, Any]:
+            async with one_at_a_time:
+                stats = await run_until_done(handler, records, on_retry=on_retry)
+                return stats, None if delivered is None else delivered()
+
+        async def finish(
+            events: list[Any],
+            records: list[SourceRecord],
+            stats: BatchStats,
+            delivery: Any,
+            before: asyncio.Future[None] | None,
+        ) -> None:
+            """Wait for the batch's sends, then for the batch before it; then ack."""
+            sending = time.monotonic()
+            attempt = 0
+            while delivery is not None:
+                try:
+                    await delivery
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a send failed: run the batch again
+                    attempt += 1
+                    if on_retry is not None:
+                        on_retry(exc, attempt)
+                    await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 8)))
+                    delivery = (await run_batch(records))[1]
+            stages = stats.stages_s
+            stages["publish"] = stages.get("publish", 0.0) + time.monotonic() - sending
+            if before is not None:
+                await before
+            acking = time.monotonic()
+            for ev in events:
+                await stream.ack(ev)
+            stages["ack"] = time.monotonic() - acking
+            if on_batch is not None:
+                try:
+                    on_batch(stats)
+                except Exception:  # metrics must never stop the stream
+                    log.exception("batch callback failed")
+
+        finishing: collections.deque[asyncio.Future[None]] = collections.deque()
 
         async def process() -> None:
-            while True:
-                first, taken = await waiting.get()
-                started = time.monotonic()
-                events = list(first)
-                while not waiting.empty():
-                    events += waiting.get_nowait()[0]
-                records = [_record(ev) for ev in events]
-                stats = await run_until_done(handler, records, on_retry=on_retry)
-                acking = time.monotonic()
-                for ev in events:
-                    await stream.ack(ev)
-                stats.stages_s.update(
-                    take=take_wait_s(first, taken),
-                    queue=started - taken,
-                    ack=time.monotonic() - acking,
-                )
-                if on_batch is not None:
-                    try:
-                        on_batch(stats)
-                    except Exception:  # metrics must never stop the stream
-                        log.exception("batch callback failed")
+            try:
+                while True:
+                    # At most one batch finishing while the next one is processed.
+                    while finishing and (finishing[0].done() or len(finishing) > 1):
+                        await finishing.popleft()
+                    if waiting.empty():
+                        free.set()
+                    first, taken = await waiting.get()
+                    free.clear()
+                    started = time.monotonic()
+                    events = list(first)
+                    while not waiting.empty():
+                        events += waiting.get_nowait()[0]
+                    records = [_record(ev) for ev in events]
+                    stats, delivery = await run_batch(records)
+                    stats.stages_s.update(take=take_wait_s(first, taken), queue=started - taken)
+                    before = finishing[-1] if finishing else None
+                    finishing.append(
+                        asyncio.ensure_future(finish(events, records, stats, delivery, before))
+                    )
+            finally:
+                for task in finishing:
+                    task.cancel()
 
         processor = asyncio.ensure_future(process())
         try:
-            async for events in take(stream, max_events, within_s):
+            async for events in take(stream, max_events, within_s, free):
                 put = asyncio.ensure_future(waiting.put((events, time.monotonic())))
                 await asyncio.wait({put, processor}, return_when=asyncio.FIRST_COMPLETED)
                 if processor.done():  # only cancellation ends it; surface that

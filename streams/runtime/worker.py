@@ -39,16 +39,33 @@ log = logging.getLogger("freshet.worker")
 
 
 class KafkaSinks:
-    """Dead letters and lists out through the Faust producer, awaited to delivery."""
+    """Dead letters and lists out through the Faust producer.
+
+    ``lists`` and ``dead_letters`` return once the broker has the records. ``enqueue_lists``
+    returns once they are handed to the producer; ``delivered()`` then gives an awaitable
+    for everything enqueued since the last call (the batch agent acks after it).
+    """
 
     def __init__(self, app: faust.App, topics: Topics) -> None:
         self.app = app
         self.topics = topics
+        self._sent: list[asyncio.Future[Any]] = []
+
+    async def _send(self, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]) -> list[Any]:
+        producer = self.app.producer
+        return [await producer.send(topic, k, v, None, None, None) for k, v in pairs]
 
     async def _send_all(self, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]) -> None:
-        producer = self.app.producer
-        futures = [await producer.send(topic, k, v, None, None, None) for k, v in pairs]
-        await asyncio.gather(*futures)
+        await asyncio.gather(*await self._send(topic, pairs))
+
+    async def enqueue_lists(self, recs: Sequence[Recommendation]) -> None:
+        pairs = [(event_key(r.user_id), encode(r)) for r in recs]
+        self._sent += await self._send(self.topics.recommendations, pairs)
+
+    def delivered(self) -> Awaitable[Any]:
+        """An awaitable that ends when every list enqueued so far is on the broker."""
+        sent, self._sent = self._sent, []
+        return asyncio.gather(*sent)
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         await self._send_all(self.topics.dead_letter, [(d.key, encode(d)) for d in letters])
@@ -135,7 +152,7 @@ def build_worker(
         rules_of(settings),
         limits_of(settings),
         dead_letter_sink=sinks.dead_letters,
-        list_sink=sinks.lists,
+        list_sink=sinks.enqueue_lists,  # the agent acks once they are delivered
         refresher=refresher,
     )
     catalog = CatalogProcessor(
@@ -174,6 +191,7 @@ def build_worker(
         within_s=settings.batch_max_ms / 1000.0,
         on_batch=metrics.observe_events,
         on_retry=on_retry,
+        delivered=sinks.delivered,
     )
     add_batch_agent(
         app,

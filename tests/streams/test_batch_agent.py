@@ -76,7 +76,7 @@ def delays(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def agent_fun(handler: Any, **kwargs: Any) -> Any:
     app = faust.App("t", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     # The takes come from the stand-in's ``noack_take``, exactly as scripted.
-    kwargs.setdefault("take", lambda stream, most, within: stream.noack_take(most, within))
+    kwargs.setdefault("take", lambda stream, most, within, free: stream.noack_take(most, within))
     return add_batch_agent(app, "events", handler, name="ingest", **kwargs).fun
 
 
@@ -148,3 +148,122 @@ async def test_backoff_is_capped(delays: list[float]) -> None:
 
     await run_until_done(handler, [], max_backoff_s=5.0)
     assert max(delays) == 5.0 and delays[-1] == 5.0 and len(delays) == 12
+
+
+class GatedStream(Stream):
+    """Like ``Stream``, but each take after the first waits for its gate."""
+
+    def __init__(self, takes: list[list[int]], log: list[str]) -> None:
+        super().__init__(takes, log)
+        self.gates = [asyncio.Event() for _ in takes]
+        self.gates[0].set()
+
+    async def noack_take(self, max_events: int, within: float) -> AsyncIterator[list[Event]]:
+        for gate, take in zip(self.gates, self.takes, strict=True):
+            await asyncio.wait_for(gate.wait(), 10)
+            self.log.append(f"take {take}")
+            yield [event(o) for o in take]
+        await asyncio.wait_for(self.all_acked.wait(), 10)
+
+
+class Deliveries:
+    """The sink's side: each handler call "sends", and its delivery ends when told."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.pending: list[asyncio.Future[None]] = []
+        self.sent: list[asyncio.Future[None]] = []
+
+    def send(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sent.append(fut)
+
+    def delivered(self) -> Any:
+        batch, self.sent = self.sent, []
+        self.pending += batch
+
+        async def wait() -> None:
+            await asyncio.gather(*batch)
+
+        return wait()
+
+
+async def until(cond: Any) -> None:
+    for _ in range(500):
+        if cond():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("condition never held")
+
+
+async def test_the_next_batch_runs_while_one_is_published_and_acks_keep_take_order() -> None:
+    log: list[str] = []
+    calls: list[list[int]] = []
+    reported: list[list[int]] = []
+    out = Deliveries(log)
+
+    async def handler(records: Sequence[SourceRecord]) -> BatchStats:
+        offsets = [r.offset for r in records]
+        calls.append(offsets)
+        log.append(f"handled {offsets}")
+        out.send()
+        return BatchStats(records=len(records), source_timestamps_ms=offsets)
+
+    stream = GatedStream([[0, 1], [2], [3]], log)
+    fun = agent_fun(
+        handler,
+        max_events=5,
+        within_s=0.01,
+        delivered=out.delivered,
+        on_batch=lambda s: reported.append(s.source_timestamps_ms),
+    )
+    run = asyncio.ensure_future(fun(stream))
+    await until(lambda: len(out.pending) == 1)
+    stream.gates[1].set()  # batch [2] comes while [0, 1] is not yet delivered
+    await until(lambda: len(out.pending) == 2)
+    assert calls == [[0, 1], [2]] and stream.acked == []
+    stream.gates[2].set()  # at most one batch waits on delivery: [3] waits for [0, 1]
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert calls == [[0, 1], [2]]
+    out.pending[1].set_result(None)  # [2] delivered first: still nothing acked before [0, 1]
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert stream.acked == [] and reported == []
+    out.pending[0].set_result(None)
+    await until(lambda: len(out.pending) == 3)
+    assert stream.acked == [0, 1, 2] and reported == [[0, 1], [2]]
+    out.pending[2].set_result(None)
+    await asyncio.wait_for(run, 10)
+    assert calls == [[0, 1], [2], [3]]
+    assert stream.acked == [0, 1, 2, 3] and reported == [[0, 1], [2], [3]]
+
+
+async def test_a_failed_delivery_runs_the_batch_again_before_its_ack(delays: list[float]) -> None:
+    log: list[str] = []
+    calls: list[list[int]] = []
+    retries: list[int] = []
+    out = Deliveries(log)
+
+    async def handler(records: Sequence[SourceRecord]) -> BatchStats:
+        calls.append([r.offset for r in records])
+        log.append(f"handled {len(calls)}")
+        out.send()
+        if len(calls) == 1:
+            out.sent[-1].set_exception(ConnectionError("broker away"))
+        else:
+            out.sent[-1].set_result(None)
+        return BatchStats(records=len(records))
+
+    stream = Stream([[4, 5]], log)
+    fun = agent_fun(
+        handler,
+        max_events=5,
+        within_s=0.01,
+        delivered=out.delivered,
+        on_retry=lambda exc, n: retries.append(n),
+    )
+    await asyncio.wait_for(fun(stream), 10)
+    assert calls == [[4, 5], [4, 5]] and retries == [1]
+    assert stream.acked == [4, 5]
+    assert log.index("handled 2") < log.index("ack 4")
