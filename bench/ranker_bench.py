@@ -34,7 +34,8 @@ from freshet.simulator.stream import SimConfig, simulate
 from inference.onnx_session import LoadedBundle
 from inference.ranker_features import LAYOUT, candidate_features, make_ranker
 from training.pipeline import run
-from training.ranker_train import MIN_GAIN, RankerConfig
+from training.ranker_cases import RankerConfig
+from training.ranker_train import MIN_GAIN
 from training.train import TrainConfig
 
 

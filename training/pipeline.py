@@ -15,7 +15,8 @@ from training.evaluation.baselines import fit_baselines
 from training.evaluation.protocols import EvalResult, build_cases, evaluate
 from training.export import export_bundle
 from training.models.retrieval import TorchScorer
-from training.ranker_train import RankerConfig, RankerStage, ranker_stage
+from training.ranker_cases import RankerConfig
+from training.ranker_train import RankerStage, ranker_stage
 from training.report import write_report
 from training.train import TrainConfig, TrainResult, train
 from training.warm_start import WEIGHTS_FILE, WarmStart, warm_start_of, weights_bytes

@@ -20,13 +20,8 @@ from training.data import TYPE_VOCAB, InteractionLog, build_log, time_split
 from training.export import PARITY_TOL, export_bundle
 from training.models.ranker import CandidateRanker
 from training.models.retrieval import RetrievalModel, id_index_of
-from training.ranker_train import (
-    CandidateSet,
-    RankerConfig,
-    category_codes,
-    item_context,
-    train_ranker,
-)
+from training.ranker_cases import CandidateSet, RankerConfig, category_codes, item_context
+from training.ranker_train import train_ranker
 
 torch.set_num_threads(1)
 
