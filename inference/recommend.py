@@ -223,10 +223,25 @@ def _relevance(
     rel = debias(rel, items.popularity[rows], config.popularity_beta)
 
     # Cold users: trending score for trending items, 0 for the rest (exploration).
-    lookup = np.zeros(items.size + 1, dtype=np.float32)
-    lookup[trend_rows[::-1]] = t_scores[::-1]  # first (best) occurrence wins
-    cold_rel = np.where((cands.flags & FROM_TRENDING) > 0, lookup[rows], 0.0)
+    cold_rel = np.where(
+        (cands.flags & FROM_TRENDING) > 0, trend_score_of(rows, trend_rows, t_scores), 0.0
+    )
     return np.where(warm[:, None], rel, cold_rel).astype(np.float32)
+
+
+def trend_score_of(rows: IntArray, trend_rows: IntArray, t_scores: FloatArray) -> FloatArray:
+    """Each row's trending score (its first, best, occurrence in ``trend_rows``), else 0.
+
+    A binary search over the few trending rows, not a catalog-sized lookup table: the
+    cost follows the candidates, not the catalog.
+
+    >>> trend_score_of(np.array([[3, 5, 7]]), np.array([7, 3, 7]), np.array([0.9, 0.5, 0.1]))
+    array([[0.5, 0. , 0.9]], dtype=float32)
+    """
+    uniq, first = np.unique(trend_rows, return_index=True)
+    at, found = sorted_lookup(rows, uniq)
+    scores = np.asarray(t_scores, np.float32)[first] if first.size else np.zeros(1, np.float32)
+    return np.where(found, scores[at], 0.0).astype(np.float32)
 
 
 def _covisit_arrays(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from inference.ann_index import AnnIndex
 from inference.candidates import ItemTable
-from inference.recommend import RecommendConfig, recommend
+from inference.recommend import RecommendConfig, recommend, trend_score_of
 
 N, D, N_CATS = 3_000, 16, 10
 TRENDING = np.arange(0, 300, 7)  # 43 popular items spread over the categories
@@ -241,3 +241,22 @@ def test_a_user_without_a_vector_but_with_followers_gets_them_and_the_usual_slot
     assert reasons.count("exploration") == CONFIG.exploration_slots
     assert reasons.count("trending") >= CONFIG.trending_slots
     assert np.isin(far, lst.rows).sum() >= 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 400),
+    trend=st.lists(st.integers(0, 399), max_size=60),
+    cands=st.lists(st.integers(0, 399), min_size=1, max_size=40),
+    seed=st.integers(0, 1_000),
+)
+def test_trending_scores_by_search_equal_the_catalog_sized_table(
+    n: int, trend: list[int], cands: list[int], seed: int
+) -> None:
+    """The search over trending rows gives what a catalog-sized lookup table gave."""
+    rows = np.array([c % n for c in cands], np.int64).reshape(1, -1)
+    t_rows = np.array([t % n for t in trend], np.int64)
+    t_scores = np.random.default_rng(seed).random(t_rows.size).astype(np.float32)
+    table = np.zeros(n + 1, np.float32)  # the reference: first (best) occurrence wins
+    table[t_rows[::-1]] = t_scores[::-1]
+    np.testing.assert_array_equal(trend_score_of(rows, t_rows, t_scores), table[rows])

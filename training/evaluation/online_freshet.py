@@ -21,7 +21,7 @@ from streams.core.catalog import CATALOG_LOG_PAGE
 from streams.core.ingest import TouchedUser
 from streams.core.live_scorer import LiveConfig, LiveScorer
 from streams.core.state_rules import UserState
-from training.evaluation.prequential import IntArray, StreamState
+from training.evaluation.stream_state import IntArray, StreamState
 
 _TIMERS_MS = {"catalog": 500, "trending": 1_000, "popularity": 10_000}
 _COLD_EVERY_MS = 1_000  # the cold-start list is recomputed at most this often
@@ -49,9 +49,11 @@ class FreshetOnline:
         self.chunk = chunk
         self.live = LiveScorer(config, seed=seed)
         self._catalog_read = 0  # catalog log entries applied so far
+        self._counts_read = 0  # count log entries synced so far (0: sync every count)
         self._synced = dict.fromkeys(_TIMERS_MS, -(10**18))
         self._cold = np.zeros(0, np.int64)
         self._cold_at = -(10**18)
+        self._now = -(10**18)  # the newest time the loop told
 
     # --- the worker's syncs, from memory ----------------------------------------------
     def _sync(self, now_ms: int, force: bool = False) -> None:
@@ -64,8 +66,9 @@ class FreshetOnline:
                 page = log[self._catalog_read : self._catalog_read + CATALOG_LOG_PAGE]
                 self.live.apply_catalog(page)
                 self._catalog_read += len(page)
-        if "popularity" in due:
-            self.live.set_popularity(self.stream.count_map())
+        if "popularity" in due:  # the counts that changed since the last sync
+            changed, self._counts_read = self.stream.count_changes(self._counts_read)
+            self.live.set_popularity(changed)
         if "trending" in due:
             self.live.set_trending(
                 self.stream.trending(max(self.live.config.recommend.trending_pool, 1))
@@ -76,6 +79,7 @@ class FreshetOnline:
         return None
 
     def refresh(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
+        self._now = max(self._now, now_ms)
         if not users:  # the loop only tells the time: sync when next asked
             return {}
         self._sync(now_ms)
@@ -84,15 +88,25 @@ class FreshetOnline:
         return self._compute(users, now_ms)
 
     def cold_list(self) -> IntArray:
+        """The cold-start list, scored when asked and at most once per ``_COLD_EVERY_MS``.
+
+        Built on demand as its own one-user call: the loop asks for it only for a user
+        with no list, so most scored events never pay for it. Frozen: the swap's list.
+        """
+        if not self.frozen and self._now - self._cold_at >= _COLD_EVERY_MS:
+            self._sync(self._now)
+            self._compute([], self._now)
         return self._cold
 
     def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
+        self._now = max(self._now, now_ms)
         self._sync(now_ms, force=True)
         self.live.swap_bundle(bundle)
+        self._counts_read = 0  # the new catalog starts from the bundle's counts
         # trending rows index the catalog, which the swap rebuilt
         self._sync(now_ms, force=True)
         if not self.frozen:
-            self._compute([], now_ms)  # the cold-start list under the new bundle
+            self._cold_at = -(10**18)  # the cold-start list under the new bundle, when asked
             return {}
         users = [TouchedUser(u, 0, s, None, None, now_ms) for u, s in self.stream.states.items()]
         lists = self._compute([], now_ms)
@@ -105,8 +119,7 @@ class FreshetOnline:
 
     def _compute(self, users: Sequence[TouchedUser], now_ms: int) -> dict[str, IntArray]:
         asked = list(users)
-        if not users or now_ms - self._cold_at >= _COLD_EVERY_MS:
-            # one more user per call doubles a single user's cost; the cold list moves slowly
+        if not users:  # the cold-start list alone
             self._cold_at = now_ms
             asked.append(TouchedUser(_COLD_USER, 0, UserState(), None, None, now_ms))
         lists = self.live.score(asked, now_ms).lists

@@ -33,119 +33,26 @@ import numpy as np
 
 from inference.list_metrics import popularity_head
 from schemas.events import CatalogEvent, InteractionEvent
-from streams.core.catalog import CatalogRecord, apply_catalog_event
 from streams.core.ingest import TouchedUser
-from streams.core.state_rules import (
-    StateRules,
-    UserState,
-    apply_events,
-    needs_rebase,
-    rebase_factor,
-)
+from streams.core.state_rules import UserState
 from training.evaluation import metrics as m
+from training.evaluation.stream_state import IntArray, StreamState
+
+__all__ = [
+    "Event",
+    "IntArray",
+    "OnlineModel",
+    "PrequentialConfig",
+    "PrequentialResult",
+    "Retrain",
+    "StreamState",
+    "run_prequential",
+    "score_list",
+    "summarise",
+    "unseen",
+]
 
 Event = InteractionEvent | CatalogEvent
-IntArray = np.ndarray
-
-
-class StreamState:
-    """What the worker keeps, in memory: user states, popularity, trending, catalog.
-
-    Items get dense codes in order of first sight (catalog event or interaction), so
-    every model's lists and every metric share one item numbering.
-    """
-
-    def __init__(self, rules: StateRules | None = None) -> None:
-        self.rules = rules or StateRules()
-        self.states: dict[str, UserState] = {}
-        self.ids: list[str] = []
-        self.code: dict[str, int] = {}
-        self.counts = np.zeros(0, np.int64)
-        self.trend = np.zeros(0, np.float64)
-        self.removed = np.zeros(0, bool)
-        self.trend_ref_ms: int | None = None
-        self.records: dict[str, CatalogRecord] = {}
-        self.catalog_log: list[CatalogRecord] = []
-        self.touched: dict[str, set[int]] = {}
-
-    def touched_codes(self, user_id: str) -> IntArray:
-        """Codes of every item the user touched so far (not capped like ``seen``)."""
-        return np.fromiter(self.touched.get(user_id, ()), np.int64)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.ids)
-
-    def code_of(self, item_id: str) -> int:
-        """The item's code, assigned on first sight."""
-        c = self.code.get(item_id)
-        if c is not None:
-            return c
-        c = len(self.ids)
-        self.code[item_id] = c
-        self.ids.append(item_id)
-        if c >= self.counts.shape[0]:
-            cap = max(64, 2 * self.counts.shape[0])
-            self.counts = np.resize(self.counts, cap)
-            self.counts[c:] = 0
-            self.trend = np.resize(self.trend, cap)
-            self.trend[c:] = 0.0
-            self.removed = np.resize(self.removed, cap)
-            self.removed[c:] = False
-        return c
-
-    def codes(self, item_ids: Sequence[str]) -> IntArray:
-        return np.fromiter((self.code_of(i) for i in item_ids), np.int64, len(item_ids))
-
-    def apply_catalog(self, event: CatalogEvent) -> CatalogRecord | None:
-        """Apply a catalog event as the catalog agent does; the record goes to the log."""
-        rec = apply_catalog_event(self.records.get(event.item_id), event)
-        if rec is None:
-            return None
-        self._log(rec)
-        return rec
-
-    def announce(self, item_id: str, ts: int) -> None:
-        """Log an item first seen in an interaction (files without catalog events)."""
-        if item_id not in self.records:
-            self._log(CatalogRecord(item_id, (), {}, "", ts, ts))
-
-    def _log(self, rec: CatalogRecord) -> None:
-        self.records[rec.item_id] = rec
-        self.catalog_log.append(rec)
-        code = self.code_of(rec.item_id)  # may grow the arrays
-        self.removed[code] = rec.removed
-
-    def apply(self, event: InteractionEvent) -> UserState | None:
-        """Apply one event with the worker's rules; the state before it, None if a duplicate."""
-        before = self.states.get(event.user_id) or UserState()
-        hl = self.rules.trending_half_life_s
-        if self.trend_ref_ms is None:
-            self.trend_ref_ms = event.ts
-        elif needs_rebase(event.ts, self.trend_ref_ms, hl):
-            self.trend *= rebase_factor(self.trend_ref_ms, event.ts, hl)
-            self.trend_ref_ms = event.ts
-        outcome = apply_events({event.user_id: before}, [event], self.rules, self.trend_ref_ms)
-        if outcome.duplicates:
-            return None
-        self.states[event.user_id] = outcome.states[event.user_id]
-        self.touched.setdefault(event.user_id, set()).add(self.code_of(event.item_id))
-        for item, n in outcome.popularity.counts.items():
-            self.counts[self.code_of(item)] += n
-        for item, inc in outcome.popularity.trend.items():
-            self.trend[self.code_of(item)] += inc
-        return before
-
-    def trending(self, k: int) -> list[tuple[str, float]]:
-        """The ``k`` items with the largest decayed sums, as the state store returns them."""
-        n = self.n_items
-        scores = np.where(self.removed[:n], 0.0, self.trend[:n])
-        top = m.top_k(scores[None, :], min(k, n))[0] if n else np.zeros(0, np.int64)
-        return [(self.ids[c], float(scores[c])) for c in top if scores[c] > 0]
-
-    def count_map(self) -> dict[str, int]:
-        nz = np.flatnonzero(self.counts[: self.n_items])
-        return {self.ids[c]: int(self.counts[c]) for c in nz}
 
 
 class OnlineModel(Protocol):
@@ -162,7 +69,7 @@ class OnlineModel(Protocol):
         ...
 
     def cold_list(self) -> IntArray:
-        """The list served to a user with no list yet."""
+        """The list served to a user with no list yet (asked only when one is needed)."""
         ...
 
     def swap_bundle(self, bundle: Any, now_ms: int) -> dict[str, IntArray]:
@@ -208,6 +115,12 @@ class _Trace:
     lists: list[IntArray] = field(default_factory=list)
     tail: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    def add(self, t0: float, c0: float) -> None:
+        """Count the wall and process CPU time since ``t0`` / ``c0``."""
+        self.seconds += time.perf_counter() - t0
+        self.cpu_seconds += time.process_time() - c0
 
 
 @dataclass(frozen=True)
@@ -221,6 +134,7 @@ class PrequentialResult:
         tail: (M, C) share of each list outside the popularity head at that time.
         cold_user, cold_item: (C,) segment flags of each case.
         seconds: (M,) time each model spent learning and refreshing lists.
+        cpu_seconds: (M,) the process CPU time of the same (steadier on a shared host).
         item_ids: Item id of each code.
         counts: Interactions, applied, eligible, scored, duplicates, retrains.
     """
@@ -235,6 +149,7 @@ class PrequentialResult:
     item_ids: list[str]
     counts: dict[str, int]
     k: int
+    cpu_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 Retrain = Callable[[Sequence[Event]], Any]
@@ -279,7 +194,6 @@ def run_prequential(
     k = cfg.k
     traces = [_Trace() for _ in models]
     held: list[dict[str, IntArray]] = [{} for _ in models]
-    cold: list[IntArray] = [np.zeros(0, np.int64) for _ in models]
     cold_user: list[bool] = []
     cold_item: list[bool] = []
     history: list[Event] = []
@@ -299,10 +213,9 @@ def run_prequential(
         # With fresh lists every scored user is asked just before the event, so a batch
         # only tells the models the time (syncs); its users are not asked twice.
         for i, model in enumerate(models):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             held[i].update(model.refresh([] if cfg.fresh else touched, now_ms))
-            cold[i] = model.cold_list()
-            traces[i].seconds += time.perf_counter() - t0
+            traces[i].add(t0, c0)
         if n_batches % cfg.head_every == 0:
             head = popularity_head(st.counts[: st.n_items])
         n_batches += 1
@@ -329,10 +242,9 @@ def run_prequential(
             if bundle is not None:
                 counts["retrains"] += 1
                 for i, model in enumerate(models):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     held[i].update(model.swap_bundle(bundle, last_ts))
-                    cold[i] = model.cold_list()
-                    traces[i].seconds += time.perf_counter() - t0
+                    traces[i].add(t0, c0)
         if batch_start is not None and (
             event.ts - batch_start > cfg.batch_ms or batch_len >= cfg.batch_events
         ):
@@ -359,12 +271,16 @@ def run_prequential(
             if cfg.fresh:
                 asked = [TouchedUser(event.user_id, 0, state, None, None, last_ts)]
                 for i, model in enumerate(models):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     held[i].update(model.refresh(asked, last_ts))
-                    traces[i].seconds += time.perf_counter() - t0
-            for i in range(len(models)):
+                    traces[i].add(t0, c0)
+            for i, model in enumerate(models):
                 lst = held[i].get(event.user_id)
-                lst = unseen(cold[i] if lst is None else lst, touched, k)
+                if lst is None:  # asked only when needed: a model may build it on demand
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    lst = model.cold_list()
+                    traces[i].add(t0, c0)
+                lst = unseen(lst, touched, k)
                 tr = traces[i]
                 tr.ranks.append(score_list(lst, target, k))
                 tr.lists.append(np.pad(lst, (0, k - lst.shape[0]), constant_values=-1))
@@ -375,9 +291,9 @@ def run_prequential(
         assert before is not None
         counts["applied"] += 1
         for i, model in enumerate(models):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model.observe(event, before)
-            traces[i].seconds += time.perf_counter() - t0
+            traces[i].add(t0, c0)
         batch_users[event.user_id] = event
         batch_start = event.ts if batch_start is None else batch_start
         batch_len += 1
@@ -397,6 +313,7 @@ def run_prequential(
         cold_user=np.array(cold_user, bool),
         cold_item=np.array(cold_item, bool),
         seconds=np.array([t.seconds for t in traces]),
+        cpu_seconds=np.array([t.cpu_seconds for t in traces]),
         item_ids=list(st.ids),
         counts=counts,
         k=k,
@@ -431,5 +348,6 @@ def summarise(
             full = result.lists[i][(result.lists[i] >= 0).all(axis=1)]
             row["ild"] = m.intra_list_diversity(full, item_vectors) if full.size else 0.0
         row["seconds"] = float(result.seconds[i])
+        row["cpu_seconds"] = float(result.cpu_seconds[i])
         out[name] = row
     return out
