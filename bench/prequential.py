@@ -41,6 +41,7 @@ from freshet.settings import Settings
 from freshet.simulator.stream import SimConfig, simulate
 from freshet.wiring import live_config
 from inference.blend import COVISIT_ALONE
+from inference.thread_limits import limit_blas_threads
 from schemas.events import CatalogEvent, InteractionEvent
 from streams.core.file_reader import CsvLayout, layout_of, read_events
 from training.evaluation.online_baselines import (
@@ -356,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=args.seed,
     )
     settings = Settings.from_env()  # FRESHET_ONNX_PROVIDER picks cpu or cuda
+    # As the worker does: numpy's and faiss's BLAS pools spin a thread per core, which on
+    # a busy 2-core host turned every 1-query matmul into a wait for a second thread.
+    blas = limit_blas_threads(settings.blas_threads)
     cache = args.cache or settings.home / "bench-bundles"
     retrainer = Retrainer(cache, train_config, ranker=args.ranker, provider=settings.onnx_provider)
     print(f"prequential: {source}; {n_inter} interactions, retrain every {retrain_every}")
@@ -400,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "train_epochs": train_config.epochs,
                 "train_dim": train_config.dim,
                 "ranker": args.ranker,
+                "blas_threads": blas,
                 "batch_ms": args.batch_ms,
                 "score_every": args.score_every,
                 "warmup": args.warmup,
