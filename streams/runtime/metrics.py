@@ -161,6 +161,14 @@ class WorkerMetrics:
             "Items in the real-time path's online catalog (removed ones included).",
             registry=reg,
         )
+        self.catalog_records = Gauge(
+            "freshet_catalog_records",
+            "Catalog records applied to the online catalog (the newest per item).",
+            registry=reg,
+        )
+        if live is not None:  # read at each scrape, so a start-up is timed to the scrape
+            self.catalog_items.set_function(lambda: live.catalog.size)
+            self.catalog_records.set_function(lambda: len(live.records))
         self.redis_round_trips = Counter(
             "freshet_redis_round_trips", "Round trips to Redis by the state store.", registry=reg
         )
@@ -228,7 +236,6 @@ class WorkerMetrics:
         self._advance(self.bundle_swaps, "swaps", s.bundle_swaps)
         self._advance(self.bundle_refusals, "refusals", s.bundle_refusals)
         self.debounce_pending.set(s.deferred)
-        self.catalog_items.set(live.catalog.size)
         encoder_ms, recommend_ms = s.take_timings()
         for ms in encoder_ms:
             self.encoder.observe(ms / 1000.0)

@@ -212,3 +212,16 @@ async def test_a_restart_reads_the_stored_records_even_past_the_capped_log(
     assert catalog.size == 3_001 and catalog.is_removed(catalog.row_of["i8"])
     assert live.scorer.index.size == 2_999
     await client.aclose()
+
+
+def test_the_catalog_gauges_read_the_online_catalog_at_each_scrape() -> None:
+    """A start-up bench times the catalog to the scrape, not to the 5 s metrics timer."""
+    from streams.core.live_scorer import LiveScorer
+    from streams.runtime.metrics import WorkerMetrics
+
+    scorer = LiveScorer()
+    metrics = WorkerMetrics(live=scorer)
+    read = metrics.registry.get_sample_value
+    assert read("freshet_catalog_items") == 0 and read("freshet_catalog_records") == 0
+    scorer.apply_catalog([_record("a"), _record("b"), _record("a", removed=True, ts=2)])
+    assert read("freshet_catalog_items") == 2 and read("freshet_catalog_records") == 2

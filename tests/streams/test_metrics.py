@@ -34,6 +34,7 @@ class FakeLive:
     stats: LiveStats = field(default_factory=LiveStats)
     model_version: str | None = None
     catalog: FakeCatalog = field(default_factory=FakeCatalog)
+    records: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
