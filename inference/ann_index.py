@@ -7,9 +7,10 @@ numbers in its item table); a missing result is id ``-1`` with score ``-inf``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
-from typing import Final
+from typing import Final, cast
 
 import faiss
 import numpy as np
@@ -224,6 +225,17 @@ class AnnIndex:
         index._ivf = ivf
         index.tuned_recall = tuned_recall
         return index
+
+    def copy(self) -> AnnIndex:
+        """An independent copy: adds and removals on it leave this index as it is.
+
+        The live recommender updates a copy off the scoring lock and swaps it in, so a
+        search never meets an index half-way through a change (copy-on-write).
+        """
+        out = copy.copy(self)  # the exact mode's arrays are replaced, never written
+        if self._ivf is not None:
+            out._ivf = cast(faiss.IndexIVFFlat, faiss.clone_index(self._ivf))
+        return out
 
     def search(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, FloatArray]:
         """Top-``k`` ids by inner product for each of ``(B, d)`` queries, best first.

@@ -114,6 +114,11 @@ class LiveScorer:
         self.covisit = CovisitTable(self.config.covisit_width)
         self._covisit_counted: dict[str, int] = {}  # user -> n_events already paired
         self._calls = 0
+        # While a bundle swap re-numbers the co-visitation table off the scoring lock
+        # (``streams.core.copy_on_write``), the table is frozen: pairs learnt meanwhile
+        # wait here, in the numbering they were learnt in, and are added after the swap.
+        self.covisit_frozen = False
+        self.covisit_backlog: list[tuple[Any, ...]] = []
 
     @property
     def model_version(self) -> str | None:
@@ -144,8 +149,13 @@ class LiveScorer:
         catalog: ItemCatalog,
         index: AnnIndex | None,
         late: Sequence[CatalogRecord] = (),
+        covisit: CovisitTable | None = None,
     ) -> None:
-        """Switch to a prepared bundle, first applying catalog changes that came meanwhile."""
+        """Switch to a prepared bundle, first applying catalog changes that came meanwhile.
+
+        ``covisit``: the co-visitation table already re-numbered for ``catalog`` (off the
+        scoring lock, ``streams.core.copy_on_write``); without it, it is re-numbered here.
+        """
         if late:
             rows = apply_records(catalog, late, bundle)
             index = update_index(catalog, index, rows)
@@ -154,7 +164,9 @@ class LiveScorer:
         carried = catalog.rows(old_ids)
         keep = carried >= 0
         self.trending_rows, self.trending_scores = carried[keep], self.trending_scores[keep]
-        self.covisit = self.covisit.remap(catalog.rows(self.catalog.ids), catalog.size)
+        if covisit is None:
+            covisit = self.covisit.remap(catalog.rows(self.catalog.ids), catalog.size)
+        self.covisit = covisit
         self.bundle, self.catalog, self.index = bundle, catalog, index
         self.stats.bundle_swaps += 1
         log.info("serving bundle %s on %s", bundle.version, getattr(bundle, "provider", "?"))
@@ -257,7 +269,7 @@ class LiveScorer:
         counted = self._covisit_counted
         new = [u.state.n_events - counted.get(u.user_id, 0) for u in users]
         src, dst, w = follow_pairs(seqs, new, self.config.covisit_window)
-        self.covisit.add(src, dst, w)
+        self._add_pairs(src, dst, w)
         for u in users:  # re-insert: the dict's order is then least recently touched first
             counted.pop(u.user_id, None)
             counted[u.user_id] = u.state.n_events
@@ -266,6 +278,15 @@ class LiveScorer:
         # counts are what the table keeps anyway).
         while len(counted) > COVISIT_COUNTED_MAX:
             del counted[next(iter(counted))]
+
+    def _add_pairs(self, *pairs: Any) -> None:
+        """``CovisitTable.add(*pairs)``, or later if the table is frozen (see ``__init__``)."""
+        self.covisit_backlog.append(pairs)
+        if self.covisit_frozen:
+            return
+        for waiting in self.covisit_backlog:
+            self.covisit.add(*waiting)
+        self.covisit_backlog.clear()
 
     def _message(self, user: TouchedUser, ul: UserList, published_ms: int) -> Recommendation:
         self.stats.lists += 1

@@ -18,6 +18,20 @@ from typing import Any
 
 from inference.bundle import BundleError, read_current
 from streams.core.catalog import CATALOG_LOG_PAGE, CatalogRecord, CatalogSnapshot
+from streams.core.copy_on_write import (
+    catch_up,
+    prepare_catalog,
+    prepare_covisit,
+    prepare_index,
+    prepare_popularity,
+    prepare_trending,
+    renumber_backlog,
+    swap_bundle,
+    swap_index,
+    swap_popularity,
+    swap_trending,
+    write_chunk,
+)
 from streams.core.debounce import Debouncer
 from streams.core.ingest import Refresh, TouchedUser
 from streams.core.live_scorer import LiveScorer, LiveStats
@@ -85,6 +99,10 @@ class LiveRecommender:
         # and bundle changes from landing in the middle of a computation.
         self._lock = asyncio.Lock()
         self._late: list[CatalogRecord] | None = None  # catalog changes during a swap
+        # Housekeeping prepares its result off the lock and swaps it in
+        # (``streams.core.copy_on_write``); the lock is held only for the swap.
+        self._index_debt: list[Any] = []  # catalog changes written, not yet indexed
+        self._page_lock = asyncio.Lock()  # one catalog page written at a time
         # Users touched while nothing can be scored (no catalog yet, or the first bundle
         # loading): they wait, newest state kept, for the first tick after that.
         self._held: dict[str, TouchedUser] = {}
@@ -126,12 +144,37 @@ class LiveRecommender:
                 self._refuse(version)
                 log.error("refused bundle %s while preparing: %s", version, exc)
                 return False
-            async with self._housekeeping("bundle"):
-                self.scorer.install(bundle, catalog, index, self._late)
+            await self._swap_in(bundle, catalog, index, self._late)
             self._synced.clear()  # the new catalog takes trending and counts afresh
         finally:
             self._late = None
         return True
+
+    async def _swap_in(
+        self, bundle: Any, catalog: Any, index: Any, late: list[CatalogRecord]
+    ) -> None:
+        """Serve a prepared bundle. Off the lock: the co-visitation table is re-numbered
+        (frozen meanwhile) and the records that came during the load are applied; the
+        swap itself waits until none is left to apply."""
+        async with self._housekeeping("bundle"):
+            self.scorer.covisit_frozen = True
+        try:
+            remap = await asyncio.to_thread(prepare_covisit, self.scorer, catalog)
+            done = 0
+            while True:
+                if len(late) > done:
+                    new, done = late[done:], len(late)
+                    index = await asyncio.to_thread(catch_up, catalog, index, bundle, new)
+                    continue
+                scorer = self.scorer
+                renumbered = await asyncio.to_thread(renumber_backlog, scorer, remap, catalog)
+                async with self._housekeeping("bundle"):
+                    if len(late) == done:
+                        swap_bundle(scorer, bundle, catalog, index, remap, renumbered)
+                        self._index_debt.clear()  # the new index holds every record
+                        return
+        finally:
+            self.scorer.covisit_frozen = False
 
     def _refuse(self, version: str) -> None:
         self.refused_versions.add(version)
@@ -157,12 +200,7 @@ class LiveRecommender:
             changes = await self.catalog_log(self.catalog_cursor)
             if not changes:
                 return applied
-            async with self._housekeeping("catalog"):
-                self.catalog_cursor = changes[-1][0]
-                records = [rec for _, rec in changes]
-                if self._late is not None:
-                    self._late.extend(records)
-                applied += self.scorer.apply_catalog(records)
+            applied += await self._write_page(changes)
             self._synced.clear()  # new items may have trending sums and counts already
             if len(changes) < CATALOG_LOG_PAGE:
                 return applied
@@ -172,13 +210,48 @@ class LiveRecommender:
         head = await snapshot.log_head()
         applied = 0
         async for page in snapshot.scan():
-            async with self._housekeeping("catalog"):
-                if self._late is not None:
-                    self._late.extend(page)
-                applied += self.scorer.apply_catalog(page)
+            applied += await self._write_page([(None, rec) for rec in page])
         self.catalog_cursor = head
         self._synced.clear()
         return applied
+
+    async def _write_page(self, changes: Sequence[tuple[str | None, CatalogRecord]]) -> int:
+        """Apply log entries: content vectors off the lock, then chunk by chunk under
+        short holds (the cursor moves with each chunk; entries without a log id, from
+        the stored records, leave it), then the index on a copy.
+
+        A chunk finds the catalog swapped (a bundle came in since the preparation): the
+        rest of the page is prepared again against the new catalog.
+        """
+        records = [rec for _, rec in changes]
+        done = 0
+        async with self._page_lock:
+            while done < len(records):
+                scorer = self.scorer
+                page = await asyncio.to_thread(
+                    prepare_catalog, scorer.catalog, scorer.bundle, records[done:]
+                )
+                for i, part in enumerate(page.chunks):
+                    async with self._housekeeping("catalog"):
+                        change = write_chunk(scorer, page, i)
+                        if change is None:
+                            break
+                        done += len(part)
+                        self.catalog_cursor = changes[done - 1][0] or self.catalog_cursor
+                        if self._late is not None:
+                            self._late.extend(part)
+                        self._index_debt.append(change)
+            await self._follow_index()
+        return len(records)
+
+    async def _follow_index(self) -> None:
+        """Bring the ANN index up to the catalog: a copy updated in a thread, swapped in."""
+        while self._index_debt:
+            scorer, debt = self.scorer, list(self._index_debt)
+            update = await asyncio.to_thread(prepare_index, scorer.catalog, scorer.index, debt)
+            async with self._housekeeping("catalog"):
+                if swap_index(scorer, update):
+                    del self._index_debt[: update.applied]
 
     async def sync_trending(self, k: int | None = None) -> bool:
         """Re-read the trending items if they may have changed; returns whether it read."""
@@ -186,8 +259,11 @@ class LiveRecommender:
         if token is _UNCHANGED:
             return False
         top = await self.trending_source(k or max(self.scorer.config.recommend.trending_pool, 1))
-        async with self._housekeeping("trending"):
-            self.scorer.set_trending(top)
+        swapped = False
+        while not swapped:  # again only if a bundle came in meanwhile
+            trending = prepare_trending(self.scorer.catalog, top)
+            async with self._housekeeping("trending"):
+                swapped = swap_trending(self.scorer, trending)
         self._synced["trending"] = token
         return True
 
@@ -197,8 +273,11 @@ class LiveRecommender:
         if token is _UNCHANGED:
             return False
         counts = await self.counts_source()
-        async with self._housekeeping("popularity"):
-            self.scorer.set_popularity(counts)
+        swapped = False
+        while not swapped:  # again only if a bundle came in meanwhile
+            prepared = await asyncio.to_thread(prepare_popularity, self.scorer.catalog, counts)
+            async with self._housekeeping("popularity"):
+                swapped = swap_popularity(self.scorer, prepared)
         self._synced["popularity"] = token
         return True
 
