@@ -119,7 +119,7 @@ def worker_run(
 
     from streams.redis_io.keyspace import Keyspace
 
-    proc = _start_worker(settings, realtime, log)
+    proc = start_worker(settings, realtime, log)
     client = Redis.from_url(settings.redis_url)
     keys = Keyspace(settings.redis_namespace)
     parts = range(settings.topic_partitions)
@@ -137,7 +137,7 @@ def worker_run(
             now = time.perf_counter()
             if start is None and applied > 0:
                 start = now
-            peak_rss = max(peak_rss, _rss_mb(proc.pid))
+            peak_rss = max(peak_rss, rss_mb(proc.pid))
             if applied >= expect:
                 return now - (start or now), peak_rss
             time.sleep(0.05)
@@ -155,14 +155,14 @@ def restart_run(settings: Settings, expect: int, log: Path) -> tuple[float, floa
     from freshet.services.ports import free_port
 
     port = free_port()
-    proc = _start_worker(settings, True, log, metrics_port=port)
+    proc = start_worker(settings, True, log, metrics_port=port)
     t0 = time.perf_counter()
     peak_rss = 0.0
     try:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited; see {log}")
-            peak_rss = max(peak_rss, _rss_mb(proc.pid))
+            peak_rss = max(peak_rss, rss_mb(proc.pid))
             if _gauge(port, "freshet_catalog_items") >= expect:
                 return time.perf_counter() - t0, peak_rss
             time.sleep(0.2)
@@ -181,33 +181,44 @@ def _gauge(port: int, name: str) -> float:
         return 0.0
 
 
-def _start_worker(
-    settings: Settings, realtime: bool, log: Path, metrics_port: int = 0
+def start_worker(
+    settings: Settings,
+    realtime: bool,
+    log: Path,
+    metrics_port: int = 0,
+    *,
+    log_level: str = "WARNING",
+    tree: Path | None = None,
 ) -> subprocess.Popen[bytes]:
+    """``freshet worker`` on ``settings``' stores; ``tree``: run it from that checkout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
     env.update(
         {
             "FRESHET_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "FRESHET_REDIS_URL": settings.redis_url,
             "FRESHET_TOPIC_PREFIX": settings.topic_prefix,
+            "FRESHET_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "FRESHET_CONSUMER_GROUP": f"{settings.topic_prefix}-bench",
             "FRESHET_REDIS_NAMESPACE": settings.redis_namespace,
             "FRESHET_HOME": str(settings.home),
             "FRESHET_BUNDLE_DIR": str(settings.bundle_dir),
             "FRESHET_REALTIME": "true" if realtime else "false",
-            "FRESHET_LOG_LEVEL": "WARNING",
+            "FRESHET_LOG_LEVEL": log_level,
             "FRESHET_METRICS_PORT": str(metrics_port),
         }
     )
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     return subprocess.Popen(
         [sys.executable, "-m", "freshet.cli", "worker"],
+        cwd=tree or Path.cwd(),
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
