@@ -32,20 +32,6 @@ from streams.core.copy_on_write import (
     swap_trending,
     write_chunk,
 )
-from streams.core.copy_on_write import (
-    catch_up,
-    prepare_catalog,
-    prepare_covisit,
-    prepare_index,
-    prepare_popularity,
-    prepare_trending,
-    renumber_backlog,
-    swap_bundle,
-    swap_index,
-    swap_popularity,
-    swap_trending,
-    write_chunk,
-)
 from streams.core.debounce import Debouncer
 from streams.core.ingest import Refresh, TouchedUser
 from streams.core.live_scorer import LiveScorer, LiveStats
@@ -117,10 +103,6 @@ class LiveRecommender:
         # (``streams.core.copy_on_write``); the lock is held only for the swap.
         self._index_debt: list[Any] = []  # catalog changes written, not yet indexed
         self._page_lock = asyncio.Lock()  # one catalog page written at a time
-        # Housekeeping prepares its result off the lock and swaps it in
-        # (``streams.core.copy_on_write``); the lock is held only for the swap.
-        self._index_debt: list[Any] = []  # catalog changes written, not yet indexed
-        self._page_lock = asyncio.Lock()  # one catalog page written at a time
         # Users touched while nothing can be scored (no catalog yet, or the first bundle
         # loading): they wait, newest state kept, for the first tick after that.
         self._held: dict[str, TouchedUser] = {}
@@ -167,32 +149,6 @@ class LiveRecommender:
         finally:
             self._late = None
         return True
-
-    async def _swap_in(
-        self, bundle: Any, catalog: Any, index: Any, late: list[CatalogRecord]
-    ) -> None:
-        """Serve a prepared bundle. Off the lock: the co-visitation table is re-numbered
-        (frozen meanwhile) and the records that came during the load are applied; the
-        swap itself waits until none is left to apply."""
-        async with self._housekeeping("bundle"):
-            self.scorer.covisit_frozen = True
-        try:
-            remap = await asyncio.to_thread(prepare_covisit, self.scorer, catalog)
-            done = 0
-            while True:
-                if len(late) > done:
-                    new, done = late[done:], len(late)
-                    index = await asyncio.to_thread(catch_up, catalog, index, bundle, new)
-                    continue
-                scorer = self.scorer
-                renumbered = await asyncio.to_thread(renumber_backlog, scorer, remap, catalog)
-                async with self._housekeeping("bundle"):
-                    if len(late) == done:
-                        swap_bundle(scorer, bundle, catalog, index, remap, renumbered)
-                        self._index_debt.clear()  # the new index holds every record
-                        return
-        finally:
-            self.scorer.covisit_frozen = False
 
     async def _swap_in(
         self, bundle: Any, catalog: Any, index: Any, late: list[CatalogRecord]
@@ -265,44 +221,6 @@ class LiveRecommender:
         self.catalog_cursor = head
         self._synced.clear()
         return applied
-
-    async def _write_page(self, changes: Sequence[tuple[str | None, CatalogRecord]]) -> int:
-        """Apply log entries: content vectors off the lock, then chunk by chunk under
-        short holds (the cursor moves with each chunk; entries without a log id, from
-        the stored records, leave it), then the index on a copy.
-
-        A chunk finds the catalog swapped (a bundle came in since the preparation): the
-        rest of the page is prepared again against the new catalog.
-        """
-        records = [rec for _, rec in changes]
-        done = 0
-        async with self._page_lock:
-            while done < len(records):
-                scorer = self.scorer
-                page = await asyncio.to_thread(
-                    prepare_catalog, scorer.catalog, scorer.bundle, records[done:]
-                )
-                for i, part in enumerate(page.chunks):
-                    async with self._housekeeping("catalog"):
-                        change = write_chunk(scorer, page, i)
-                        if change is None:
-                            break
-                        done += len(part)
-                        self.catalog_cursor = changes[done - 1][0] or self.catalog_cursor
-                        if self._late is not None:
-                            self._late.extend(part)
-                        self._index_debt.append(change)
-            await self._follow_index()
-        return len(records)
-
-    async def _follow_index(self) -> None:
-        """Bring the ANN index up to the catalog: a copy updated in a thread, swapped in."""
-        while self._index_debt:
-            scorer, debt = self.scorer, list(self._index_debt)
-            update = await asyncio.to_thread(prepare_index, scorer.catalog, scorer.index, debt)
-            async with self._housekeeping("catalog"):
-                if swap_index(scorer, update):
-                    del self._index_debt[: update.applied]
 
     async def _write_page(self, changes: Sequence[tuple[str | None, CatalogRecord]]) -> int:
         """Apply log entries: content vectors off the lock, then chunk by chunk under
