@@ -17,7 +17,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from schemas.event_weights import FOLD_IN_WEIGHTS
+from schemas.event_weights import FOLD_IN_WEIGHTS, RATING_NEUTRAL, RATING_TOP, rating_value
 from schemas.events import EventType
 
 FloatArray = npt.NDArray[np.float32]
@@ -32,18 +32,26 @@ def event_weights(
     types: npt.ArrayLike,
     values: npt.ArrayLike | None = None,
     table: Mapping[EventType, float] = EVENT_WEIGHTS,
+    ratings_as_interactions: bool = False,
 ) -> FloatArray:
     """Weights for a batch of event types; ratings scale by ``(value − 3) / 2``.
 
-    A 5-star rating pulls like a click, a 1-star rating pushes away, 3 stars is neutral;
-    a rating without a value counts as a click. Unknown types weigh 0.
+    The rating rule of ``schemas.event_weights``: a 5-star rating pulls like a click, a
+    1-star rating pushes away, 3 stars is neutral; a rating without a value (NaN), or
+    any rating with ``ratings_as_interactions``, counts as 5 stars. Unknown types weigh 0.
+
+    >>> event_weights(["rating", "rating", "click"], [1.0, np.nan, 1.0]).tolist()
+    [-1.0, 1.0, 1.0]
+    >>> event_weights(["rating"], [1.0], ratings_as_interactions=True).tolist()
+    [1.0]
     """
     t = np.asarray(types, dtype=object).reshape(-1)
     w = np.array([table.get(x, 0.0) for x in t], dtype=np.float32)
     if values is not None:
         v = np.asarray(values, dtype=np.float64).reshape(-1)
-        rated = (t == "rating") & np.isfinite(v)
-        w = np.where(rated, w * (v - 3.0) / 2.0, w).astype(np.float32)
+        counted = np.array([rating_value(x, ratings_as_interactions) for x in v.tolist()])
+        scale = (counted - RATING_NEUTRAL) / (RATING_TOP - RATING_NEUTRAL)
+        w = np.where(t == "rating", w * scale, w).astype(np.float32)
     return w
 
 

@@ -18,7 +18,7 @@ import csv
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -320,8 +320,13 @@ def read_events(
     fmt: FileFormat | None = None,
     layout: CsvLayout | None = None,
     items: str | Path | None = None,
+    ratings_as_interactions: bool = False,
 ) -> Iterator[Event]:
     """Every event of a data file, item side file first; refused lines counted by reason.
+
+    With ``ratings_as_interactions`` a rating's value is dropped, so that every reader
+    of the events counts it as a plain interaction (the rating rule of
+    ``schemas.event_weights``).
 
     The one entry point of ``freshet train``, ``freshet evaluate`` and
     ``bench.prequential`` (``freshet produce`` streams ``read_file`` itself, to report
@@ -337,5 +342,7 @@ def read_events(
         for _line, out in source:
             if isinstance(out, Refusal):
                 counts[out.reason] = counts.get(out.reason, 0) + 1
+            elif ratings_as_interactions and isinstance(out, InteractionEvent):
+                yield replace(out, value=None) if out.type == "rating" else out
             else:
                 yield out

@@ -102,17 +102,24 @@ class UserState:
 
 @dataclass(frozen=True, slots=True)
 class StateRules:
-    """Bounds and weights of the state update."""
+    """Bounds and weights of the state update.
+
+    ``ratings_as_interactions``: every rating counts as a plain interaction (the rating
+    rule of ``schemas.event_weights``), whatever its value.
+    """
 
     history_len: int = 50
     seen_max: int = 500
     dedup_window: int = 256
     trending_half_life_s: float = 6 * 3600.0
     type_weights: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TYPE_WEIGHTS)
+    ratings_as_interactions: bool = False
 
     def weight(self, event: InteractionEvent) -> float:
-        """Taste weight of one event; a rating scales by its value (1..5 → 0.2..1 × 5)."""
-        return taste_weight(event.type, event.value, self.type_weights)
+        """Taste weight of one event; a rating weighs its value, 0..5 (the rating rule)."""
+        return taste_weight(
+            event.type, event.value, self.type_weights, self.ratings_as_interactions
+        )
 
 
 @dataclass(frozen=True, slots=True)
