@@ -1,0 +1,50 @@
+"""Faust's Kafka transport, with the worker consumer's fetch settings made settable.
+
+faust-streaming 0.15 builds the worker's aiokafka consumer with ``fetch_max_wait_ms``
+fixed at 1,500 and ``fetch_min_bytes`` left at aiokafka's default of 1, and has no
+setting for either. This transport builds the same consumer and then sets both, before
+the consumer starts (aiokafka reads them when ``start()`` creates its fetcher). The
+values come from the app's ``fetch`` attribute (``streams.runtime.faust_app``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from faust.transport.drivers import aiokafka as driver
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """How the worker's consumer asks the broker for records.
+
+    Attributes:
+        max_wait_ms: Longest the broker holds a fetch that has less than ``min_bytes``.
+        min_bytes: The broker answers a fetch as soon as it has this many bytes.
+    """
+
+    max_wait_ms: int = 1500
+    min_bytes: int = 1
+
+
+class _ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        fetch: FetchSettings | None = getattr(self.app, "fetch", None)
+        if fetch is not None:
+            # aiokafka's own names for the constructor's arguments, read by start().
+            consumer._fetch_max_wait_ms = fetch.max_wait_ms
+            consumer._fetch_min_bytes = fetch.min_bytes
+        return consumer
+
+
+class _Consumer(driver.Consumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class FetchTunedTransport(driver.Transport):
+    """``faust``'s aiokafka transport whose worker consumer takes ``app.fetch``."""
+
+    Consumer = _Consumer
