@@ -39,19 +39,22 @@ def evaluate_command(
 ) -> None:
     """Rank held-out events of FILE with the bundle and with the baselines.
 
-    The bundle's numbers are honest for the protocol it was trained with on the same
+    The bundle is served by the worker's scorer (``LiveScorer``): its row ranks every
+    item by the model alone, and the ``freshet lists`` row scores the lists the worker
+    would publish. The bundle's numbers are honest for the protocol it was trained with on the same
     data (its test part was never trained on); for another protocol or other data its
     training window may overlap the held-out events.
     """
     from rich.console import Console
 
     from freshet.cli.train import results_table, segments_table
+    from freshet.wiring import live_config
     from inference.bundle import BundleError
     from inference.onnx_session import LoadedBundle
     from training.data import build_log
     from training.evaluation.baselines import fit_baselines
-    from training.evaluation.bundle_scorer import BundleScorer
-    from training.evaluation.protocols import build_cases, evaluate
+    from training.evaluation.live_eval import LiveListScorer, LiveModelScorer, live_for_log
+    from training.evaluation.protocols import Scorer, build_cases, evaluate
     from training.pipeline import make_split
 
     settings = settings_of(ctx)
@@ -65,15 +68,21 @@ def evaluate_command(
         raise typer.Exit(1) from None
     refused: dict[str, int] = {}
     source = files.file_source(fmt, preset, columns, delimiter, ts_unit, header, item_file)
-    log = build_log(source.events(file, refused), bundle.manifest.hashing)
+    events = list(source.events(file, refused))
+    log = build_log(events, bundle.manifest.hashing)
     trained_with = str(bundle.manifest.data_range.get("protocol", "time"))
     rows = []
     for name in protocol or [trained_with]:
         split = make_split(log, name)
         held_out = build_cases(log, split, "test", bundle.history_len, cases, seed)
         popularity = log.popularity(split.train)
-        scorer = BundleScorer(bundle, log)
-        for s in [scorer, *fit_baselines(log, split.train)]:
+        live = live_for_log(bundle, log, events, split.train, live_config(settings), seed=seed)
+        n = bundle.history_len
+        served: list[Scorer] = [
+            LiveModelScorer(live, log, n),
+            LiveListScorer(live, log, split.train, n),
+        ]
+        for s in [*served, *fit_baselines(log, split.train)]:
             result = evaluate(s, held_out, popularity)
             rows.append((name, s.name, result.metrics))
         if name != trained_with:
