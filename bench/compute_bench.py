@@ -16,6 +16,14 @@ default, a spinning thread per core; the worker caps them with FRESHET_BLAS_THRE
     .venv/bin/python bench/compute_bench.py --items 100000 --users 50000 --onnx-threads 0,1
     .venv/bin/python bench/compute_bench.py --batches 1,4 --onnx-threads 1 --blas-threads 0,1 \
         --gap-ms 10
+
+``--compare-to DIR`` first runs the same bench, with the same arguments, in DIR, a
+checkout of another commit (``git worktree add DIR <commit>``), and then prints the two
+side by side: ms per ``score`` call, wall and CPU, before and after in one run.
+
+    git worktree add /tmp/freshet-base <start commit>
+    .venv/bin/python -m bench.compute_bench --items 10000 --users 5000 --warm 5000 \
+        --events 2000 --batches 1,64 --onnx-threads 1 --limit 20 --compare-to /tmp/freshet-base
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -132,7 +142,11 @@ def main() -> None:
     )
     parser.add_argument("--gap-ms", type=float, default=0.0, help="sleep between batches")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--compare-to", type=Path, help="a checkout of another commit: run there first, compare"
+    )
     args = parser.parse_args()
+    before = compare_run(args) if args.compare_to else None
 
     shop = simulate_shop(args.users, args.items, args.warm, args.events, args.seed)
     base = Settings.from_env({}, onnx_provider="cpu")
@@ -181,10 +195,66 @@ def main() -> None:
             f" {r['wall_ms_per_user']:13.3f} {r['cpu_ms_per_user']:12.3f}"
             f" {r['encoder_ms_per_batch']:11.1f} {r['rerank_ms_per_batch']:11.1f}"
         )
+    if before is not None:
+        print_comparison(before, rows)
     if args.out:
-        report = {"conditions": vars(args) | {"model": version}, "rows": rows}
+        report = {"conditions": vars(args) | {"model": version}, "rows": rows, "before": before}
         args.out.write_text(json.dumps(report, indent=2, default=str))
         print(f"written: {args.out}")
+
+
+def compare_run(args: argparse.Namespace) -> dict[str, Any]:
+    """This bench with the same arguments in ``args.compare_to`` (another commit), as JSON."""
+    where: Path = args.compare_to
+    commit = subprocess.run(
+        ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    same = [
+        f"--{name.replace('_', '-')}={getattr(args, name)}"
+        for name in [
+            "items",
+            "users",
+            "events",
+            "warm",
+            "train_samples",
+            "seed",
+            "batches",
+            "limit",
+            "onnx_threads",
+            "blas_threads",
+            "gap_ms",
+        ]
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "before.json"
+        print(f"before: bench.compute_bench at {commit} in {where}", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "bench.compute_bench", *same, "--out", str(out)],
+            cwd=where,
+            check=True,
+        )
+        return {"commit": commit, "rows": json.loads(out.read_text())["rows"]}
+
+
+def print_comparison(before: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:
+    """ms per ``score`` call before (the other commit) and now, wall median and CPU."""
+    old = {(r["blas_threads"], r["onnx_threads"], r["batch"]): r for r in before["rows"]}
+    print(f"before ({before['commit']}) against now, ms per score call:")
+    print(f"  {'blas':>4} {'onnx':>4} batch  wall before  wall now  ratio  CPU before  CPU now")
+    for r in rows:
+        b = old.get((r["blas_threads"], r["onnx_threads"], r["batch"]))
+        if b is None:
+            continue
+        cpu_b, cpu_n = b["cpu_ms_per_user"] * b["batch"], r["cpu_ms_per_user"] * r["batch"]
+        print(
+            f"  {r['blas_threads']:>4} {r['onnx_threads']:>4} {r['batch']:5d}"
+            f" {b['wall_ms_per_batch']:12.2f} {r['wall_ms_per_batch']:9.2f}"
+            f" {b['wall_ms_per_batch'] / r['wall_ms_per_batch']:6.2f}"
+            f" {cpu_b:11.2f} {cpu_n:8.2f}"
+        )
 
 
 if __name__ == "__main__":
