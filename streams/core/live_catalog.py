@@ -75,6 +75,8 @@ def apply_records(
         return IndexChange(np.zeros(0, np.int64), np.zeros(0, np.int64))
     ids = [r.item_id for r in records]
     last = {item: i for i, item in enumerate(ids)}  # keys in first-seen order
+    if len(last) == len(ids) and not any(r.removed for r in records):
+        return _apply_distinct_upserts(catalog, records, ids, bundle)
     first = {item: i for i, item in reversed(list(enumerate(ids)))}
     last_live = {r.item_id: i for i, r in enumerate(records) if not r.removed}
     items = list(last)
@@ -120,6 +122,29 @@ def apply_records(
     any_removal = np.fromiter((item in removals for item in items), bool, len(items))
     touched = unknown | any_removal | known_removed
     return IndexChange(rows[touched & ~removed], rows[touched & removed])
+
+
+def _apply_distinct_upserts(
+    catalog: ItemCatalog, records: Sequence[CatalogRecord], ids: list[str], bundle: Any | None
+) -> IndexChange:
+    """``apply_records`` for a page of one live record per item (a catalog read at
+    start-up, a bulk load): each record is its item's first and last, so every column
+    comes straight from the records, in half the passes."""
+    n = len(records)
+    rows = catalog.rows(ids)
+    unknown = rows < 0
+    known_removed = np.zeros(n, bool)
+    known_removed[~unknown] = catalog.removed_rows(rows[~unknown])
+    if unknown.any():
+        new = np.flatnonzero(unknown)
+        rows[new] = catalog.append([ids[i] for i in new])
+        vectors = content_vectors([records[i] for i in new], bundle, catalog.dim)
+        catalog.write(rows[new], vectors=vectors)
+    categories = [r.categories[0] if r.categories else None for r in records]
+    catalog.register_categories(c for c in categories if c is not None)
+    seen = np.fromiter((r.first_seen_ts for r in records), np.float64, n)
+    catalog.write(rows, categories=categories, first_seen_ms=seen, removed=np.zeros(n, bool))
+    return IndexChange(rows[unknown | known_removed], np.zeros(0, np.int64))
 
 
 def update_index(

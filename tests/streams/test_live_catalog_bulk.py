@@ -77,6 +77,22 @@ records = st.lists(
 )
 
 
+# Pages of one live record per item: the start-up read's shape, applied by a shorter path.
+distinct_live = st.lists(
+    st.builds(
+        CatalogRecord,
+        item_id=st.sampled_from(ITEMS),
+        categories=st.lists(st.sampled_from(CATEGORIES), max_size=2).map(tuple),
+        attributes=st.just({}),
+        text=st.sampled_from(["", "red"]),
+        first_seen_ts=st.integers(0, 10**13),
+        updated_ts=st.integers(0, 10**13),
+    ),
+    unique_by=lambda r: r.item_id,
+    max_size=len(ITEMS),
+)
+
+
 def state(catalog: ItemCatalog) -> dict[str, object]:
     n = catalog.size
     return {
@@ -93,7 +109,7 @@ def state(catalog: ItemCatalog) -> dict[str, object]:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    pages=st.lists(records, min_size=1, max_size=3),
+    pages=st.lists(records | distinct_live, min_size=1, max_size=3),
     removed=st.lists(st.booleans(), min_size=3, max_size=3),
     seen=st.lists(st.sampled_from([np.nan, 5.0]), min_size=3, max_size=3),
 )
