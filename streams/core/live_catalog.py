@@ -137,8 +137,8 @@ def _apply_distinct_upserts(
     known_removed[~unknown] = catalog.removed_rows(rows[~unknown])
     if unknown.any():
         new = np.flatnonzero(unknown)
-        rows[new] = catalog.append([ids[i] for i in new])
-        vectors = content_vectors([records[i] for i in new], bundle, catalog.dim)
+        rows[new] = catalog.append([ids[i] for i in new.tolist()])
+        vectors = content_vectors([records[i] for i in new.tolist()], bundle, catalog.dim)
         catalog.write(rows[new], vectors=vectors)
     categories = [r.categories[0] if r.categories else None for r in records]
     catalog.register_categories(c for c in categories if c is not None)
