@@ -100,7 +100,11 @@ def sim_events(users: int, items: int, events: int, seed: int) -> list[Event]:
 
 
 def file_events(
-    path: Path, layout: CsvLayout | None = None, items: str | None = None, limit: int = 0
+    path: Path,
+    layout: CsvLayout | None = None,
+    items: str | None = None,
+    limit: int = 0,
+    ratings_as_interactions: bool = False,
 ) -> tuple[list[Event], dict[str, int]]:
     """Events of a data file (``streams.core.file_reader.read_events``) in time order.
 
@@ -108,7 +112,15 @@ def file_events(
     counted and skipped; ``limit`` keeps the first that many interactions (0: all).
     """
     refused: dict[str, int] = {}
-    events = list(read_events(path, refused, layout=layout, items=items))
+    events = list(
+        read_events(
+            path,
+            refused,
+            layout=layout,
+            items=items,
+            ratings_as_interactions=ratings_as_interactions,
+        )
+    )
     order = sorted(range(len(events)), key=lambda i: events[i].ts)  # stable
     events = [events[i] for i in order]
     if limit:
@@ -151,6 +163,25 @@ def build_models(
         return [makers[n]() for n in names]
     fresh = FreshetOnline(stream, live_config(settings), name="freshet")
     return [fresh, *(makers[n]() for n in names)]
+
+
+def variant_settings(settings: Settings, spec: str) -> tuple[str, Settings]:
+    """``NAME:FIELD=VALUE,...`` as a name and ``settings`` with those fields changed.
+
+    >>> name, s = variant_settings(Settings(), "succ:covisit_backward=0,covisit_window=3")
+    >>> name, s.covisit_backward, s.covisit_window
+    ('succ', 0.0, 3)
+    """
+    name, _, body = spec.partition(":")
+    changes: dict[str, Any] = {}
+    for pair in filter(None, body.split(",")):
+        key, _, raw = pair.partition("=")
+        key = key.strip()
+        if not hasattr(settings, key):
+            raise ValueError(f"--variant {spec!r}: no setting {key!r}")
+        kind = type(getattr(settings, key))
+        changes[key] = raw.strip().lower() in {"1", "true"} if kind is bool else kind(raw)
+    return name.strip(), settings.with_(**changes)
 
 
 def diversity_space(models: Sequence[OnlineModel]) -> np.ndarray | None:
@@ -270,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--item-file", help="item side file (titles, genres); default: movies.* next to --file"
     )
+    parser.add_argument(
+        "--ratings-as-interactions",
+        action="store_true",
+        help="a rating's value is ignored: every rating is a plain interaction",
+    )
     parser.add_argument("--users", type=int)
     parser.add_argument("--items", type=int)
     parser.add_argument("--events", type=int)
@@ -296,8 +332,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--valid-share",
         type=float,
-        default=0.1,
+        default=0.25,
         help="tune freshet's blend on this first share of the stream (0: settings' weights)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:FIELD=VALUE,...",
+        help="one more freshet in the same loop: the served settings with these changed",
     )
     parser.add_argument(
         "--no-freshet", action="store_true", help="baselines only (no bundle, no retrains)"
@@ -332,7 +375,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         except ValueError as exc:
             parser.error(str(exc))
-        events, refused = file_events(args.file, layout, args.item_file, limit)
+        events, refused = file_events(
+            args.file, layout, args.item_file, limit, args.ratings_as_interactions
+        )
         source = f"{args.file}" + (f" (first {limit} interactions)" if limit else "")
     else:
         events = sim_events(users, items, n_events, args.seed)
@@ -368,6 +413,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         best, scored = tune_on_prefix(events, args.valid_share, settings, config, retrainer)
         settings = weighted(settings, best)
         validation = {"share": args.valid_share, "served": str(best), "weightings": scored}
+    try:
+        variants = [variant_settings(settings, spec) for spec in args.variant]
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    def variant_models(stream: StreamState) -> list[OnlineModel]:
+        return [FreshetOnline(stream, live_config(s), name=n) for n, s in variants]
+
     result, summary, wall = run_benchmark(
         events,
         baselines=args.baselines,
@@ -375,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         retrainer=None if args.no_freshet else retrainer,
         settings=settings,
         seed=args.seed,
+        extra_models=variant_models if variants else None,
         freshet=not args.no_freshet,
     )
     counts = result.counts
@@ -405,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "train_dim": train_config.dim,
                 "ranker": args.ranker,
                 "blas_threads": blas,
+                "variants": list(args.variant),
+                "ratings_as_interactions": args.ratings_as_interactions,
                 "batch_ms": args.batch_ms,
                 "score_every": args.score_every,
                 "warmup": args.warmup,

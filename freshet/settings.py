@@ -94,6 +94,7 @@ class Settings:
     min_event_ts_ms: int = 631_152_000_000
     max_future_ms: int = 24 * 3600 * 1000
     trending_half_life_s: float = 6 * 3600.0
+    ratings_as_interactions: bool = False  # a rating's value ignored (schemas.event_weights)
     list_size: int = 20
     cold_user_events: int = 2
     realtime: bool = True
@@ -110,6 +111,10 @@ class Settings:
     covisit_candidates: int = 50
     covisit_window: int = 10
     covisit_width: int = 200
+    covisit_backward: float = 0.5  # reverse pairs' weight: 0 sequential, 1 co-occurrence
+    covisit_flatness: float = 0.5  # distance weight 1 / d ** (1 - flatness)
+    covisit_damping: float = 0.5  # candidate occurrence exponent: 0.5 cosine, 0 raw
+    covisit_half_life_s: float = 500 * 86400.0  # pairs halve against newer ones (0: never)
     onnx_provider: str = "auto"  # auto | cuda | cpu
     ann_threads: int = 1
     onnx_threads: int = 1

@@ -58,6 +58,7 @@ def rules_of(settings: Settings) -> StateRules:
         seen_max=settings.seen_max,
         dedup_window=settings.dedup_window,
         trending_half_life_s=settings.trending_half_life_s,
+        ratings_as_interactions=settings.ratings_as_interactions,
     )
 
 
@@ -96,6 +97,10 @@ def live_config(settings: Settings) -> LiveConfig:
         covisit_candidates=settings.covisit_candidates,
         covisit_window=settings.covisit_window,
         covisit_width=settings.covisit_width,
+        covisit_backward=settings.covisit_backward,
+        covisit_flatness=settings.covisit_flatness,
+        covisit_damping=settings.covisit_damping,
+        covisit_half_life_s=settings.covisit_half_life_s,
         fold_in_half_life_s=settings.trending_half_life_s,
     )
 

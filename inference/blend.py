@@ -130,3 +130,32 @@ def tune_blend(
     table = {w: hits_at_k(cases, w, k) for w in tried}
     best = max(tried, key=lambda w: table[w])  # max keeps the first of equals
     return best, table
+
+
+def one_se_choice(hits: npt.ArrayLike, prefer: npt.ArrayLike, z: float = 1.0) -> int:
+    """The choice to serve: within ``z`` paired standard errors of the best hit rate,
+    the one that ``prefer`` scores highest (the first of equals).
+
+    The one-standard-error rule of model selection: choices the validation cannot tell
+    apart from the best are ties, and a tie goes to the secondary goal (the bench
+    passes the lists' long-tail share). The error is paired, per case, since every
+    choice is scored on the same cases.
+
+    Args:
+        hits: ``(M, C)`` whether choice ``m`` hit case ``c``.
+        prefer: ``(M,)`` the secondary goal, higher is better.
+        z: How many standard errors count as a tie (0: the best hit rate alone).
+
+    >>> hits = np.array([[1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0], [0] * 7 + [1]])
+    >>> one_se_choice(hits, [0.1, 0.3, 0.9]), one_se_choice(hits, [0.1, 0.3, 0.9], z=0)
+    (1, 0)
+    """
+    h = np.asarray(hits, np.float64)
+    goal = np.asarray(prefer, np.float64)
+    best = int(np.argmax(h.mean(axis=1)))  # argmax keeps the first of equals
+    n = h.shape[1]
+    diff = h[best][None, :] - h
+    mean = diff.mean(axis=1)
+    se = diff.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(h.shape[0])
+    tied = np.flatnonzero(mean <= z * se + 1e-12)
+    return int(tied[np.argmax(goal[tied])])

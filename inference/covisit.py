@@ -5,7 +5,10 @@ Each item row keeps its ``width`` strongest followers (items a user touched with
 ``O(items × width)`` whatever the stream: a new follower takes the weakest slot and
 inherits its weight as an error bound. Scores use the guaranteed part (weight − error),
 normalised like cosine by each item's occurrence count, so popular items do not crowd
-the list. Rows are catalog row numbers. Pure numpy, batch-first; no I/O.
+the list. With a half-life, newer pairs weigh more (forward decay: a pair at time ``t``
+adds ``w * 2 ** ((t - ref) / half_life)``, and the table is rescaled before the factors
+grow large); scores only compare items, so the common scale never matters. Rows are
+catalog row numbers. Pure numpy, batch-first; no I/O.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import numpy.typing as npt
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 
-BACKWARD = 1.0
+BACKWARD = 0.5
 """Default weight of a reverse pair (see ``follow_pairs``)."""
 FLATNESS = 0.5
 """Default flatness of the distance weights (see ``follow_pairs``)."""
-DAMPING = 0.25
+DAMPING = 0.5
 """Default exponent of a candidate's occurrence in the score's denominator."""
+RESCALE_AT = 2.0**40
+"""Forward decay factor at which the table is rescaled to the newest time."""
 
 
 def follow_pairs(
@@ -125,10 +130,15 @@ class CovisitTable:
         occ: ``(n,)`` pair weight each item took part in (normaliser).
         damping: Exponent of a candidate's occurrence in the normaliser: 0.5 is the
             cosine, lower lets popular followers through, 0 ranks by raw weight.
+        half_life_ms: Event time over which a pair's weight halves against newer
+            pairs; 0 keeps every pair at full weight.
+        ref_ms: Event time at which an added pair weighs its plain weight.
     """
 
     width: int = 32
     damping: float = DAMPING
+    half_life_ms: float = 0.0
+    ref_ms: float | None = None
     nbr: IntArray = field(init=False)
     weight: FloatArray = field(init=False)
     error: FloatArray = field(init=False)
@@ -160,11 +170,37 @@ class CovisitTable:
         occ[:old] = self.occ
         self.nbr, self.weight, self.error, self.occ = nbr, weight, error, occ
 
-    def add(self, src: npt.ArrayLike, dst: npt.ArrayLike, weight: npt.ArrayLike) -> None:
-        """Add a batch of directed pair weights ``src -> dst``."""
+    def decayed(self, weight: npt.ArrayLike, now_ms: float | None) -> FloatArray:
+        """``weight`` as pairs seen at ``now_ms`` weigh, rescaling the table if due."""
+        w = np.asarray(weight, np.float32).reshape(-1)
+        if self.half_life_ms <= 0 or now_ms is None:
+            return w
+        if self.ref_ms is None:
+            self.ref_ms = float(now_ms)
+        factor = 2.0 ** ((float(now_ms) - self.ref_ms) / self.half_life_ms)
+        if factor > RESCALE_AT:
+            scale = np.float32(1.0 / factor)
+            self.weight *= scale
+            self.error *= scale
+            self.occ *= scale
+            self.ref_ms, factor = float(now_ms), 1.0
+        return (w * np.float32(factor)).astype(np.float32)
+
+    def add(
+        self,
+        src: npt.ArrayLike,
+        dst: npt.ArrayLike,
+        weight: npt.ArrayLike,
+        now_ms: float | None = None,
+    ) -> None:
+        """Add a batch of directed pair weights ``src -> dst`` seen at ``now_ms``.
+
+        ``now_ms`` matters only with a half-life (then pairs without it count as at
+        the reference time).
+        """
         s = np.asarray(src, np.int64).reshape(-1)
         d = np.asarray(dst, np.int64).reshape(-1)
-        w = np.asarray(weight, np.float32).reshape(-1)
+        w = self.decayed(weight, now_ms)
         if s.size == 0:
             return
         self.grow(int(max(s.max(), d.max())) + 1)
@@ -196,7 +232,7 @@ class CovisitTable:
     def remap(self, new_row: npt.ArrayLike, n_new: int) -> CovisitTable:
         """The table under a new row numbering (``new_row[old]``, -1: item gone)."""
         m = np.asarray(new_row, np.int64).reshape(-1)
-        out = CovisitTable(self.width, self.damping)
+        out = CovisitTable(self.width, self.damping, self.half_life_ms, self.ref_ms)
         out.grow(n_new)
         old = np.flatnonzero(m[: self.size] >= 0)
         to = m[old]

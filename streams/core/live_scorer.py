@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from inference.ann_index import AnnIndex
-from inference.covisit import CovisitTable, follow_pairs, recent_rows
+from inference.covisit import (
+    BACKWARD,
+    DAMPING,
+    FLATNESS,
+    CovisitTable,
+    follow_pairs,
+    recent_rows,
+)
 from inference.fold_in import event_weights, fold_in_events
 from inference.history_inputs import encoder_inputs, flatten_histories
 from inference.item_catalog import ItemCatalog
@@ -57,6 +64,11 @@ class LiveConfig:
         covisit_candidates: Co-visitation candidates per user (0 weight: none).
         covisit_window: How many later events of a user pair with each event.
         covisit_width: Followers kept per item in the co-visitation table.
+        covisit_backward: Weight of reverse pairs (0: sequential, 1: co-occurrence).
+        covisit_flatness: Distance weight ``1 / d ** (1 - flatness)`` in the window.
+        covisit_damping: Exponent of a candidate's occurrence in the score's normaliser.
+        covisit_half_life_s: Event time over which a pair's weight halves against newer
+            pairs (0: never).
         fold_in_half_life_s: Decay of the model-free fold-in over event time.
     """
 
@@ -65,6 +77,10 @@ class LiveConfig:
     covisit_candidates: int = 50
     covisit_window: int = 10
     covisit_width: int = 200
+    covisit_backward: float = BACKWARD
+    covisit_flatness: float = FLATNESS
+    covisit_damping: float = DAMPING
+    covisit_half_life_s: float = 500 * 86400.0
     fold_in_half_life_s: float = 6 * 3600.0
 
 
@@ -111,7 +127,11 @@ class LiveScorer:
         self.stats = LiveStats()
         # "What follows what", learnt from the touched users' histories (see design.md):
         # rebuilt from stored state after a restart, so nothing of it needs persisting.
-        self.covisit = CovisitTable(self.config.covisit_width)
+        self.covisit = CovisitTable(
+            self.config.covisit_width,
+            self.config.covisit_damping,
+            self.config.covisit_half_life_s * 1000.0,
+        )
         self._covisit_counted: dict[str, int] = {}  # user -> n_events already paired
         self._calls = 0
         # While a bundle swap re-numbers the co-visitation table off the scoring lock
@@ -225,7 +245,7 @@ class LiveScorer:
         self._calls += 1
         covisit_on = self.config.recommend.covisit_weight > 0
         if covisit_on:
-            self._learn_covisit(users, seqs)
+            self._learn_covisit(users, seqs, now_ms)
         # Score in chunks: the candidate tensors are (users, candidates, dim), and
         # candidates grow with each user's seen items, so a whole batch at once can take
         # hundreds of MB; chunks keep memory flat at no cost in speed.
@@ -264,12 +284,21 @@ class LiveScorer:
             refresh.lists[user.user_id] = self._message(user, ul, now_ms)
         return refresh
 
-    def _learn_covisit(self, users: Sequence[TouchedUser], seqs: Sequence[np.ndarray]) -> None:
+    def _learn_covisit(
+        self, users: Sequence[TouchedUser], seqs: Sequence[np.ndarray], now_ms: int
+    ) -> None:
         """Add the pairs that end in each user's events not yet counted by this scorer."""
         counted = self._covisit_counted
         new = [u.state.n_events - counted.get(u.user_id, 0) for u in users]
-        src, dst, w = follow_pairs(seqs, new, self.config.covisit_window)
-        self._add_pairs(src, dst, w)
+        cfg = self.config
+        src, dst, w = follow_pairs(
+            seqs,
+            new,
+            cfg.covisit_window,
+            backward=cfg.covisit_backward,
+            flatness=cfg.covisit_flatness,
+        )
+        self._add_pairs(src, dst, w, now_ms)
         for u in users:  # re-insert: the dict's order is then least recently touched first
             counted.pop(u.user_id, None)
             counted[u.user_id] = u.state.n_events

@@ -174,3 +174,32 @@ def test_recent_rows_matches_taking_each_tail(seqs: list[list[int]], n: int) -> 
         tail = seq[-n:] if n else []
         assert got == [-1] * (n - len(tail)) + tail
     assert ((w > 0) == (rows >= 0)).all()
+
+
+def test_half_life_makes_a_newer_pair_weigh_double_per_half_life() -> None:
+    """Known answer: 0 -> 1 at time 0, then 0 -> 2 one half-life later, once each."""
+    table = CovisitTable(width=4, damping=0.0, half_life_ms=1_000.0)
+    table.add([0], [1], [1.0], now_ms=0)
+    table.add([0], [2], [1.0], now_ms=1_000)
+    got = dict(zip(table.nbr[0].tolist(), table.weight[0].tolist(), strict=True))
+    assert got[1] == 1.0 and got[2] == 2.0
+    rows, _ = table.score([[0]], [[1.0]], k=2)
+    assert rows[0].tolist() == [2, 1]  # without the half-life it would be a tie
+    plain = CovisitTable(width=4, damping=0.0)
+    plain.add([0], [1], [1.0], now_ms=0)
+    plain.add([0], [2], [1.0], now_ms=1_000)
+    assert plain.weight[0, :2].tolist() == [1.0, 1.0]
+
+
+def test_rescaling_keeps_the_ratios_of_old_and_new_pairs() -> None:
+    """Far apart in time the table rescales; what it keeps is the same up to a factor."""
+    table = CovisitTable(width=4, damping=0.5, half_life_ms=10.0)
+    table.add([0, 0], [1, 2], [1.0, 3.0], now_ms=0)
+    table.add([0], [3], [1.0], now_ms=450)  # factor 2**45 > RESCALE_AT: rescaled
+    assert table.ref_ms == 450.0 and float(table.weight.max()) == 1.0
+    table.add([0], [4], [1.0], now_ms=460)
+    w = dict(zip(table.nbr[0].tolist(), table.weight[0].tolist(), strict=True))
+    assert w[4] == 2.0 * w[3]
+    assert np.isclose(w[2] / w[1], 3.0) and np.isclose(w[3] / w[1], 2.0**45, rtol=1e-5)
+    moved = table.remap(np.array([0, 1, 2, 3, 4]), 5)
+    assert (moved.half_life_ms, moved.ref_ms) == (10.0, 450.0)
