@@ -98,6 +98,7 @@ class LiveRecommender:
         # a thread's GIL holds make the loop's socket calls wait. The lock keeps catalog
         # and bundle changes from landing in the middle of a computation.
         self._lock = asyncio.Lock()
+        self._catalog_reader = asyncio.Lock()
         self._late: list[CatalogRecord] | None = None  # catalog changes during a swap
         # Housekeeping prepares its result off the lock and swaps it in
         # (``streams.core.copy_on_write``); the lock is held only for the swap.
@@ -200,6 +201,10 @@ class LiveRecommender:
         """
         if self._first_load_pending():
             return 0
+        async with self._catalog_reader:  # the start-up task and the timer both call
+            return await self._sync_catalog()
+
+    async def _sync_catalog(self) -> int:
         applied = 0
         if self.catalog_cursor == "0" and self.catalog_snapshot is not None:
             applied += await self._read_snapshot(self.catalog_snapshot)

@@ -225,3 +225,35 @@ def test_the_catalog_gauges_read_the_online_catalog_at_each_scrape() -> None:
     assert read("freshet_catalog_items") == 0 and read("freshet_catalog_records") == 0
     scorer.apply_catalog([_record("a"), _record("b"), _record("a", removed=True, ts=2)])
     assert read("freshet_catalog_items") == 2 and read("freshet_catalog_records") == 2
+
+
+def test_the_start_up_task_and_the_timer_read_the_catalog_once(tmp_path: Path) -> None:
+    """Both call ``sync_catalog`` at start-up; the second waits, then reads the tail."""
+    from collections.abc import AsyncIterator
+
+    from streams.core.catalog import InMemoryCatalogStore
+
+    class SlowStore(InMemoryCatalogStore):
+        scans = 0
+
+        async def scan(self, page: int = 2) -> AsyncIterator[list[CatalogRecord]]:
+            SlowStore.scans += 1
+            async for chunk in super().scan(page):
+                await asyncio.sleep(0)  # a round trip: the other caller may run
+                yield chunk
+
+    store = SlowStore()
+    asyncio.run(store.put([_record(f"i{n}") for n in range(10)]))
+    live = live_recommender(
+        Settings(bundle_dir=tmp_path),
+        trending_source=_nothing,
+        counts_source=_nothing,
+        catalog_log=store.read_log,
+        catalog_snapshot=store,
+    )
+
+    async def both() -> list[int]:
+        return list(await asyncio.gather(live.sync_catalog(), live.sync_catalog()))
+
+    assert asyncio.run(both()) == [10, 0]
+    assert SlowStore.scans == 1 and live.scorer.catalog.size == 10
