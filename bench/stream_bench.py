@@ -315,6 +315,12 @@ def work_figures(before: dict[str, float], after: dict[str, float], events: int)
 
     return {
         "worker_cpu_ms_per_event": 1000.0 * cpu_s / events,
+        # Broker CPU next to the worker's, per 1,000 events (issue 19: the Kafka client
+        # settings are chosen for low broker CPU as well as latency).
+        "worker_cpu_ms_per_1k_events": 1e6 * cpu_s / events,
+        "kafka_cpu_ms_per_1k_events": 1e6 * delta("kafka_cpu_seconds") / events
+        if "kafka_cpu_seconds" in after
+        else float("nan"),
         "lists_published": lists,
         "redis_round_trips_per_event": rt / events,
         "redis_bytes_in_per_event": delta("redis_net_input_bytes") / events,
@@ -653,6 +659,8 @@ CURVE_FIELDS = (
     "cores_worker",
     "cores_kafka",
     "cores_redis",
+    "worker_cpu_ms_per_1k_events",
+    "kafka_cpu_ms_per_1k_events",
     "stage_ms_per_micro_batch",
 )
 
