@@ -723,16 +723,23 @@ def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
         spy.wait(timeout=60)
 
 
-def idle_cores(worker: WorkerProc, seconds: float, profile: Path | None = None) -> float:
-    """The worker's cores over ``seconds`` with no traffic; ``profile``: a py-spy
-    flame graph of that window (py-spy on PATH)."""
+def idle_cores(worker: WorkerProc, seconds: float, profile: Path | None = None) -> dict[str, float]:
+    """Cores of the worker and of each watched neighbour (``kafka``, ``redis``, ...) over
+    ``seconds`` with no traffic; ``profile``: a py-spy flame graph of that window
+    (py-spy on PATH). The broker's idle cores show what its clients' idle polling costs
+    (a short fetch wait makes an idle worker fetch, and the broker answer, many times a
+    second)."""
     spy = None if profile is None else py_spy(worker.proc.pid, profile)
     before = worker.scrape()
     time.sleep(seconds)
     after = worker.scrape()
     stop_spy(spy)
     wall = after["wall_seconds"] - before["wall_seconds"]
-    return round((after["worker_cpu_seconds"] - before["worker_cpu_seconds"]) / wall, 4)
+    return {
+        who: round((after[f"{who}_cpu_seconds"] - before[f"{who}_cpu_seconds"]) / wall, 4)
+        for who in ("worker", *worker.neighbours)
+        if f"{who}_cpu_seconds" in after and f"{who}_cpu_seconds" in before
+    }
 
 
 def latency_curve(
@@ -1025,7 +1032,8 @@ def main() -> None:
     }
     report = {
         "conditions": conditions,
-        "idle_cores_worker": idle,
+        "idle_cores_worker": idle["worker"],
+        "idle_cores_kafka": idle.get("kafka", float("nan")),
         "lock_holds_whole_run": lock_holds({}, final),
         "figures": results,
     }
@@ -1063,7 +1071,10 @@ def _print(report: dict[str, Any]) -> None:
     pw, pb = f["paced_worker"], f["paced_baseline"]
     sw, sb = f["saturated_worker"], f["saturated_baseline"]
     print("figures:")
-    print(f"  idle worker: {report['idle_cores_worker']:.4f} cores over {c['idle_s']:.0f} s")
+    print(
+        f"  idle worker: {report['idle_cores_worker']:.4f} cores over {c['idle_s']:.0f} s"
+        f" (broker meanwhile: {report.get('idle_cores_kafka', float('nan')):.4f} cores)"
+    )
     holds = report["lock_holds_whole_run"]
     print(
         "  scoring-lock holds by housekeeping (whole run): "
