@@ -108,8 +108,9 @@ def tune_on_prefix(
     models: list[OnlineModel] = [
         FreshetOnline(stream, live_config(weighted(settings, w)), name=label(w)) for w in grid
     ]
-    cfg = replace(config, retrain_every=max(n // 2, 1), warmup_events=0)
-    log(f"blend validation: first {n} interactions, {len(grid)} choices, retrain at {n // 2}")
+    half = n // 2 + 1  # once, half way: not again at the prefix's end, where it serves nothing
+    cfg = replace(config, retrain_every=half, warmup_events=0)
+    log(f"blend validation: first {n} interactions, {len(grid)} choices, retrain at {half}")
     step, mark = max(n // 5, 1), [max(n // 5, 1)]
 
     def progress(applied: int) -> None:
