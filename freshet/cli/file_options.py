@@ -68,6 +68,15 @@ ItemFile = Annotated[
         "default: a movies file next to FILE; '' for none.",
     ),
 ]
+RatingsAsInteractions = Annotated[
+    bool,
+    typer.Option(
+        "--ratings-as-interactions",
+        envvar="FRESHET_RATINGS_AS_INTERACTIONS",
+        help="Ignore rating values: every rating is a plain interaction (the rating rule, "
+        "docs/design.md 'Ratings: one rule').",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class FileSource:
     fmt: Literal["jsonl", "csv"] | None = None
     layout: CsvLayout | None = None
     items: Path | str | None = None
+    ratings_as_interactions: bool = False
 
     def events(
         self, path: Path, refused: dict[str, int]
@@ -84,7 +94,14 @@ class FileSource:
         """Every event of ``path``, item side file first; refused lines counted by reason."""
         from streams.core.file_reader import read_events
 
-        return read_events(path, refused, fmt=self.fmt, layout=self.layout, items=self.items)
+        return read_events(
+            path,
+            refused,
+            fmt=self.fmt,
+            layout=self.layout,
+            items=self.items,
+            ratings_as_interactions=self.ratings_as_interactions,
+        )
 
 
 def file_source(
@@ -95,6 +112,7 @@ def file_source(
     ts_unit: TsUnit = TsUnit.s,
     header: bool = True,
     item_file: Path | None = None,
+    ratings_as_interactions: bool = False,
 ) -> FileSource:
     """The options as one ``FileSource``; a bad ``--columns`` or preset is a usage error."""
     from streams.core.file_reader import layout_of
@@ -110,4 +128,4 @@ def file_source(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--columns") from None
     items = None if item_file is None else ("" if str(item_file) in {"", "."} else item_file)
-    return FileSource(fmt.value if fmt else None, layout, items)
+    return FileSource(fmt.value if fmt else None, layout, items, ratings_as_interactions)

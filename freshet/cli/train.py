@@ -77,6 +77,7 @@ def train_command(
     ts_unit: files.TimestampUnit = files.TsUnit.s,
     header: files.Header = True,
     item_file: files.ItemFile = None,
+    ratings_as_interactions: files.RatingsAsInteractions = False,
     topic: Annotated[
         str | None,
         typer.Option(envvar="FRESHET_TRAIN_TOPIC", help="Events topic (default: <prefix>.events)."),
@@ -123,7 +124,9 @@ def train_command(
     if file is not None:
         if topic:
             raise typer.BadParameter("give a FILE or --topic, not both")
-        source = files.file_source(fmt, preset, columns, delimiter, ts_unit, header, item_file)
+        source = files.file_source(
+            fmt, preset, columns, delimiter, ts_unit, header, item_file, ratings_as_interactions
+        )
         events = source.events(file, refused)
     else:
         from itertools import chain
