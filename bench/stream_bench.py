@@ -755,7 +755,7 @@ def latency_curve(
     """Paced phases at rising rates, fresh events each, until p99 passes ``stop_ms``.
 
     ``profiles``: a folder for a py-spy profile of the worker at each rate
-    (``rate_<ev/s>.txt``, raw collapsed stacks).
+    (``<index>_rate_<ev/s>.txt``, raw collapsed stacks).
     """
     points: list[dict[str, Any]] = []
     for i, rate in enumerate(rates):
@@ -765,7 +765,7 @@ def latency_curve(
         spy = None
         if profiles is not None:
             profiles.mkdir(parents=True, exist_ok=True)
-            spy = py_spy(worker.proc.pid, profiles / f"rate_{rate:g}.txt")
+            spy = py_spy(worker.proc.pid, profiles / f"{i:02d}_rate_{rate:g}.txt")
         try:
             r = asyncio.run(paced_worker(settings, worker, chunk, rate, timed))
         finally:
@@ -867,7 +867,7 @@ def main() -> None:
     parser.add_argument(
         "--profile-curve",
         type=Path,
-        help="a folder for py-spy profiles of the worker at each curve rate (rate_<ev/s>.txt)",
+        help="a folder for py-spy profiles of the worker at each curve point",
     )
     parser.add_argument(
         "--lists-out",
