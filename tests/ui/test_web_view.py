@@ -23,6 +23,7 @@ import orjson
 import pytest
 from browser_harness import ApiProcess, chrome
 from redis import Redis
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
@@ -73,7 +74,13 @@ class Stack:
         return str(self.driver.find_element(By.ID, element_id).text)
 
     def wait(self, check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-        wait_for(check, timeout, what, self.worker)
+        def look() -> bool:
+            try:
+                return check()
+            except StaleElementReferenceException:
+                return False  # the page re-rendered between finding and reading: look again
+
+        wait_for(look, timeout, what, self.worker)
 
     def shot(self, name: str) -> None:
         """Save the whole page, below the fold included."""
