@@ -7,10 +7,12 @@ up to ``within_s`` for more, so an idle agent costs nothing and a busy one batch
 before. It holds at most ``max_items`` items: past that it stops pulling from the
 source, so back-pressure reaches the consumer as with Faust's take.
 
-The window is only worth waiting while whoever processes the batches is busy: given a
-``free`` event (set while the processor waits for work), a batch goes as soon as it is
-set, with what has arrived by then. At light load no record waits for a window; under
-load the window (or a full batch) closes it as before.
+The window is worth waiting only while records keep coming or the processor is busy.
+Given a ``free`` event (set while the processor waits for work), a batch goes as soon as
+it is set if records are sparse: the mean gap between arrivals (exponentially weighted)
+is at least ``within_s``. At light load no record waits for a window. While records
+come faster than that, a batch waits its window (or until full) as before, so that a
+free processor does not run one batch per record and pay its fixed costs each time.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+GAP_WEIGHT = 0.25
+"""Weight of the newest gap in the mean gap between arrivals."""
+MAX_GAP_S = 1.0
+"""A longer pause counts as this long: after an idle spell, ~16 quick arrivals make a burst."""
+
 
 async def micro_batches(
     source: AsyncIterable[T],
@@ -30,19 +37,24 @@ async def micro_batches(
     free: asyncio.Event | None = None,
 ) -> AsyncIterator[list[T]]:
     """Lists of at most ``max_items`` items in source order; each is handed over when
-    full, ``within_s`` after its first item arrived, or as soon as ``free`` is set
-    (the processor waits for work). Ends when ``source`` does (an error of the source
-    is raised once the items before it are handed over).
+    full, ``within_s`` after its first item arrived, or, while items are sparse, as soon
+    as ``free`` is set (the processor waits for work). Ends when ``source`` does (an
+    error of the source is raised once the items before it are handed over).
     """
     buffer: list[T] = []
     arrived, full, room = asyncio.Event(), asyncio.Event(), asyncio.Event()
     room.set()
     ended = False
+    loop = asyncio.get_running_loop()
+    gap_s, last = MAX_GAP_S, loop.time()  # the mean gap between arrivals; the last one
 
     async def feed() -> None:
-        nonlocal ended
+        nonlocal ended, gap_s, last
         try:
             async for item in source:
+                now = loop.time()
+                gap_s += GAP_WEIGHT * (min(now - last, MAX_GAP_S) - gap_s)
+                last = now
                 while len(buffer) >= max_items:
                     room.clear()
                     await room.wait()
@@ -62,8 +74,9 @@ async def micro_batches(
             if not buffer:
                 feeder.result()  # ended: raises the source's error, if any
                 return
-            if len(buffer) < max_items and not ended and not (free and free.is_set()):
-                await _first_of(full, free, within_s)
+            sparse = free if gap_s >= within_s else None  # else the window is worth it
+            if len(buffer) < max_items and not ended and not (sparse and sparse.is_set()):
+                await _first_of(full, sparse, within_s)
             batch = buffer[:max_items]
             del buffer[:max_items]
             if not buffer and not ended:

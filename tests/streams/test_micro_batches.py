@@ -88,27 +88,40 @@ async def test_a_source_error_comes_after_the_items_before_it() -> None:
         await anext(gen)
 
 
-async def test_no_window_while_the_processor_is_free_and_it_closes_when_it_frees() -> None:
-    gate = asyncio.Event()
-
+async def test_sparse_items_go_at_once_to_a_free_processor_or_when_it_frees() -> None:
     async def source() -> AsyncIterator[int]:
+        await asyncio.sleep(1.0)
         yield 1
-        await gate.wait()
+        await asyncio.sleep(1.0)
         yield 2
-        yield 3
         await asyncio.sleep(10)
 
     free = asyncio.Event()
     free.set()
-    gen = micro_batches(source(), 10, 5.0, free)
+    gen = micro_batches(source(), 10, 0.8, free)
     t0 = time.monotonic()
-    assert await anext(gen) == [1]  # the processor waits: no 5 s window
-    free.clear()  # busy now: the next batch waits, for its window or a free processor
-    gate.set()
+    assert await anext(gen) == [1]
+    assert time.monotonic() - t0 < 1.0 + 0.4  # no 0.8 s window: the processor waits
+    free.clear()  # busy now: the next batch waits for its window or a free processor
     nxt = asyncio.ensure_future(anext(gen))
-    await asyncio.sleep(0.2)
+    while time.monotonic() - t0 < 2.2:  # item 2 came at 2.0 s
+        await asyncio.sleep(0.05)
     assert not nxt.done()
     free.set()
-    assert await asyncio.wait_for(nxt, 1.0) == [2, 3]
-    assert time.monotonic() - t0 < 2.0
+    assert await asyncio.wait_for(nxt, 1.0) == [2]
+    assert time.monotonic() - t0 < 2.0 + 0.6  # before its window would have closed
     await gen.aclose()
+
+
+async def test_while_items_keep_coming_a_free_processor_still_gets_a_window() -> None:
+    async def source() -> AsyncIterator[int]:
+        for i in range(150):
+            await asyncio.sleep(0.01)  # 100 items/s: a gap of 10 ms, under the window
+            yield i
+
+    free = asyncio.Event()
+    free.set()  # the processor is always free: only the arrival rate keeps the window
+    sizes = [len(b) async for b in micro_batches(source(), 500, 0.1, free)]
+    assert sum(sizes) == 150
+    later = sizes[len(sizes) // 2 :]  # past the first arrivals, which follow an idle spell
+    assert sum(later) / len(later) >= 4  # ~0.1 s of items each, not one batch per item
