@@ -162,10 +162,14 @@ class CovisitTable:
         if n <= old:
             return
         cap = max(n, 2 * old, 64)
+        # Written out, not np.zeros: calloc'd pages stay unmapped until first written,
+        # so each pair row later paid a page fault (huge pages: ms each) inside the
+        # scoring call. Touching them here moves that cost to the grow, which a bundle
+        # swap runs off the scoring lock (``remap``).
         nbr = np.full((cap, self.width), -1, np.int64)
-        weight = np.zeros((cap, self.width), np.float32)
-        error = np.zeros((cap, self.width), np.float32)
-        occ = np.zeros(cap, np.float32)
+        weight = np.full((cap, self.width), 0.0, np.float32)
+        error = np.full((cap, self.width), 0.0, np.float32)
+        occ = np.full(cap, 0.0, np.float32)
         nbr[:old], weight[:old], error[:old] = self.nbr, self.weight, self.error
         occ[:old] = self.occ
         self.nbr, self.weight, self.error, self.occ = nbr, weight, error, occ
