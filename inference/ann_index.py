@@ -115,6 +115,7 @@ class AnnIndex:
         self._ids: IdArray = np.empty(0, dtype=np.int64)
         self._vecs: FloatArray = np.empty((0, dim), dtype=np.float32)
         self._ivf: faiss.IndexIVFFlat | None = None
+        self._present: npt.NDArray[np.bool_] = np.zeros(0, bool)  # IVF mode: ids held
         self.tuned_recall: float | None = None  # recall@200 on sample queries, once IVF
 
     @classmethod
@@ -181,6 +182,7 @@ class AnnIndex:
         self.remove(id_arr)
         if self._ivf is not None:
             self._ivf.add_with_ids(v, id_arr)
+            self._mark(id_arr, True)
             return
         self._ids = np.concatenate([self._ids, id_arr])
         self._vecs = np.concatenate([self._vecs, v])
@@ -193,6 +195,12 @@ class AnnIndex:
         if id_arr.size == 0:
             return 0
         if self._ivf is not None:
+            # faiss scans every list to remove (about a second at a million items), so
+            # only ids the index holds are asked for: an add of new ids costs no scan.
+            id_arr = id_arr[self._held(id_arr)]
+            if id_arr.size == 0:
+                return 0
+            self._mark(id_arr, False)
             return int(self._ivf.remove_ids(faiss.IDSelectorBatch(id_arr)))
         keep = ~np.isin(self._ids, id_arr)
         removed = int(keep.size - keep.sum())
@@ -224,7 +232,27 @@ class AnnIndex:
         )
         index._ivf = ivf
         index.tuned_recall = tuned_recall
+        lists = ivf.invlists
+        assert lists is not None
+        for lst in range(ivf.nlist):
+            size = lists.list_size(lst)
+            if size:
+                index._mark(faiss.rev_swig_ptr(lists.get_ids(lst), size).copy(), True)
         return index
+
+    def _held(self, ids: IdArray) -> npt.NDArray[np.bool_]:
+        """Which of ``ids`` the IVF index holds."""
+        inside = ids < self._present.size
+        out = np.zeros(ids.size, bool)
+        out[inside] = self._present[ids[inside]]
+        return out
+
+    def _mark(self, ids: IdArray, held: bool) -> None:
+        if held and ids.size and int(ids.max()) >= self._present.size:
+            grown = np.zeros(max(int(ids.max()) + 1, 2 * self._present.size), bool)
+            grown[: self._present.size] = self._present
+            self._present = grown
+        self._present[ids[ids < self._present.size]] = held
 
     def copy(self) -> AnnIndex:
         """An independent copy: adds and removals on it leave this index as it is.
@@ -235,6 +263,7 @@ class AnnIndex:
         out = copy.copy(self)  # the exact mode's arrays are replaced, never written
         if self._ivf is not None:
             out._ivf = cast(faiss.IndexIVFFlat, faiss.clone_index(self._ivf))
+            out._present = self._present.copy()
         return out
 
     def search(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, FloatArray]:
@@ -264,6 +293,7 @@ class AnnIndex:
         ivf.cp.max_points_per_centroid = self.train_points_per_list  # a seeded sample beyond
         ivf.train(self._vecs)
         ivf.add_with_ids(self._vecs, self._ids)
+        self._mark(self._ids, True)
         self._ivf = ivf
         vecs, ids = self._vecs, self._ids
         self._ids = np.empty(0, dtype=np.int64)

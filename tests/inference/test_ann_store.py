@@ -100,3 +100,28 @@ def test_small_catalogs_and_no_folder_save_nothing(vectors: np.ndarray, tmp_path
     assert build_or_load(vectors[:1000], tmp_path).is_exact
     assert build_or_load(vectors, None).size == N
     assert not list(tmp_path.iterdir())
+
+
+def test_adding_new_ids_to_a_read_index_asks_faiss_to_remove_nothing(
+    vectors: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faiss's removal scans every list; an add of ids the index lacks must not pay it,
+    and an upsert of a held id must still replace it (no duplicate)."""
+    build_or_load(vectors, tmp_path)
+    index = build_or_load(vectors, tmp_path)  # read: which ids it holds comes from faiss
+    removals: list[int] = []
+    real = index._ivf.remove_ids  # type: ignore[union-attr]
+
+    def counted(selector: object) -> int:
+        removals.append(1)
+        return int(real(selector))
+
+    monkeypatch.setattr(index._ivf, "remove_ids", counted)
+    q = queries(vectors)
+    index.add(np.arange(N, N + 5), q[:5])
+    assert removals == [] and index.size == N + 5
+    index.add(np.array([7]), -q[:1])  # an upsert of a held id
+    assert removals == [1] and index.size == N + 5
+    ids, _ = index.search(-q[:1], 3)
+    assert ids[0, 0] == 7 and len(set(ids[0].tolist())) == 3
+    assert index.remove(np.array([10**9])) == 0 and removals == [1]

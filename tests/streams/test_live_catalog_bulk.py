@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from inference.item_catalog import ItemCatalog
 from streams.core.catalog import CatalogRecord
-from streams.core.live_catalog import apply_records, content_vectors
+from streams.core.live_catalog import apply_records, build_index, content_vectors, update_index
 
 D = 8
 ITEMS = ["b0", "b1", "b2", "n0", "n1", "n2", "n3"]  # b*: the starting catalog's
@@ -117,12 +117,20 @@ def test_bulk_apply_equals_one_record_after_another(
     pages: list[list[CatalogRecord]], removed: list[bool], seen: list[float]
 ) -> None:
     bulk, reference = start_catalog(removed, seen), start_catalog(removed, seen)
+    index = build_index(bulk)
     for page in pages:
         change = apply_records(bulk, page, None)
         live, gone = sequential_apply(reference, page)
         assert set(change.live.tolist()) == live
         assert set(change.gone.tolist()) == gone
         assert state(bulk) == state(reference)
+        # The index holds each live row once (adds skip the upsert's removal).
+        index = update_index(bulk, index, change)
+        assert index is not None
+        found, _ = index.search(np.ones((1, D), np.float32), 50)
+        found_rows = [r for r in found[0].tolist() if r >= 0]
+        assert len(found_rows) == len(set(found_rows))
+        assert set(found_rows) == set(np.flatnonzero(~bulk.removed_rows(np.arange(bulk.size))))
 
 
 def test_a_known_page_lands_as_expected() -> None:
