@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from inference.list_metrics import intra_list_diversity, longtail_share, popularity_head
+from inference.list_metrics import (
+    _head_by_sort,
+    intra_list_diversity,
+    longtail_share,
+    popularity_head,
+)
 
 
 def test_popularity_head_is_the_80_percent_prefix() -> None:
@@ -34,3 +41,31 @@ def test_longtail_share_ignores_padding() -> None:
     head = np.array([True, False, False, True])
     assert longtail_share([0, 1, 2, -1], head) == pytest.approx(2 / 3)
     assert longtail_share([-1], head) == 0.0
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 40), max_size=300),
+    mass=st.floats(0.0, 1.2),
+    scale=st.sampled_from([1.0, 3.0]),
+)
+def test_popularity_head_by_histogram_equals_the_stable_sort(
+    counts: list[int], mass: float, scale: float
+) -> None:
+    """Whole counts take the histogram path; it must give the stable sort's head."""
+    c = np.asarray(counts, np.float64) * scale
+    total = c.sum()
+    expected = (
+        _head_by_sort(c, mass * total * (1 - 1e-12)) if total > 0 else np.zeros(c.shape, bool)
+    )
+    np.testing.assert_array_equal(popularity_head(c, mass), expected)
+
+
+def test_popularity_head_of_fractional_or_huge_counts_still_sorts() -> None:
+    """Decayed (fractional) counts and counts far above the catalog size take the sort."""
+    frac = np.array([0.5, 2.25, 2.25, 0.0, 1.0])
+    np.testing.assert_array_equal(popularity_head(frac, 0.3), [0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(popularity_head(frac, 0.8), [0, 1, 1, 0, 1])
+    huge = np.array([1e9, 5.0, 1e9 + 1, 0.0])
+    np.testing.assert_array_equal(popularity_head(huge, 0.4), [0, 0, 1, 0])
+    np.testing.assert_array_equal(popularity_head(huge, 0.5), [1, 0, 1, 0])
