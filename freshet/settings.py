@@ -106,14 +106,14 @@ class Settings:
     new_item_slots: int = 1
     trending_slots: int = 2
     covisit_weight: float = 1.0
-    model_weight: float = 1.0
+    model_weight: float = 0.25
     popularity_weight: float = 0.0
     covisit_candidates: int = 50
     covisit_window: int = 10
     covisit_width: int = 200
     covisit_backward: float = 0.5  # reverse pairs' weight: 0 sequential, 1 co-occurrence
     covisit_flatness: float = 0.5  # distance weight 1 / d ** (1 - flatness)
-    covisit_damping: float = 0.5  # candidate occurrence exponent: 0.5 cosine, 0 raw
+    covisit_damping: float = 0.35  # candidate occurrence exponent: 0.5 cosine, 0 raw
     covisit_half_life_s: float = 500 * 86400.0  # pairs halve against newer ones (0: never)
     onnx_provider: str = "auto"  # auto | cuda | cpu
     ann_threads: int = 1

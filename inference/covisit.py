@@ -26,7 +26,7 @@ BACKWARD = 0.5
 """Default weight of a reverse pair (see ``follow_pairs``)."""
 FLATNESS = 0.5
 """Default flatness of the distance weights (see ``follow_pairs``)."""
-DAMPING = 0.5
+DAMPING = 0.35
 """Default exponent of a candidate's occurrence in the score's denominator."""
 RESCALE_AT = 2.0**40
 """Forward decay factor at which the table is rescaled to the newest time."""

@@ -68,7 +68,7 @@ class RecommendConfig:
     mmr_pool: int = 100
     trending_pool: int = 50
     covisit_weight: float = 1.0
-    model_weight: float = 1.0
+    model_weight: float = 0.25
     popularity_weight: float = 0.0
 
 
