@@ -134,6 +134,8 @@ class LiveScorer:
         )
         self._covisit_counted: dict[str, int] = {}  # user -> n_events already paired
         self._calls = 0
+        # The encoder's type codes and the ranker hook, built once per bundle.
+        self._per_bundle: tuple[Any, dict[str, int], Any] | None = None
         # While a bundle swap re-numbers the co-visitation table off the scoring lock
         # (``streams.core.copy_on_write``), the table is frozen: pairs learnt meanwhile
         # wait here, in the numbering they were learnt in, and are added after the swap.
@@ -234,14 +236,7 @@ class LiveScorer:
         t1 = time.perf_counter()
         table = self.catalog.table(now_ms)
         known = np.array([u.state.n_events >= self.config.cold_user_events for u in users], bool)
-        ranker = None
-        if self.bundle is not None and getattr(self.bundle.manifest, "has_ranker", False):
-            from inference.ranker_features import make_ranker
-
-            ranker = make_ranker(
-                self.bundle.rank,
-                lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
-            )
+        ranker = None if self.bundle is None else self._bundle_parts()[1]
         self._calls += 1
         covisit_on = self.config.recommend.covisit_weight > 0
         if covisit_on:
@@ -367,8 +362,7 @@ class LiveScorer:
     def _encode(self, states: Sequence[UserState], seqs: Sequence[np.ndarray]) -> np.ndarray:
         bundle = self.bundle
         assert bundle is not None
-        manifest = bundle.manifest
-        codes: dict[str, int] = {t: manifest.type_id(t) for t in EVENT_TYPES}
+        codes = self._bundle_parts()[0]
         flat = flatten_histories([s.history for s in states], seqs, lambda t: codes.get(t, 0))
         vecs, types, gaps, mask = encoder_inputs(
             flat, len(states), bundle.history_len, self.catalog.vectors()
@@ -376,6 +370,22 @@ class LiveScorer:
         out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
         out[mask.sum(axis=1) == 0] = 0.0
         return out
+
+    def _bundle_parts(self) -> tuple[dict[str, int], Any]:
+        """The current bundle's encoder type codes and ranker hook (None: no ranker)."""
+        bundle: Any = self.bundle
+        if self._per_bundle is None or self._per_bundle[0] is not bundle:
+            manifest = bundle.manifest
+            ranker = None
+            if getattr(manifest, "has_ranker", False):
+                from inference.ranker_features import make_ranker
+
+                ranker = make_ranker(
+                    bundle.rank,
+                    lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
+                )
+            self._per_bundle = (bundle, {t: manifest.type_id(t) for t in EVENT_TYPES}, ranker)
+        return self._per_bundle[1], self._per_bundle[2]
 
     def _fold_in(self, states: Sequence[UserState], seqs: Sequence[np.ndarray]) -> np.ndarray:
         """Decayed, event-weighted sum of the history's item vectors (model-free)."""

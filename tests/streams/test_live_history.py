@@ -95,3 +95,23 @@ def test_model_free_fold_in_sums_weighted_known_items() -> None:
     # Same timestamps, so no decay: the type-weighted sum of the known items' vectors.
     expected = EVENT_WEIGHTS["view"] * 2.0 + EVENT_WEIGHTS["click"] * 4.0
     np.testing.assert_allclose(vec, np.full(D, expected), rtol=1e-6)
+
+
+class RenumberedManifest(Manifest):
+    def type_id(self, event_type: str) -> int:
+        return {"view": 3, "click": 5, "purchase": 6}.get(event_type, 0)
+
+
+def test_type_codes_follow_the_bundle_across_a_swap() -> None:
+    """The codes are kept per bundle: a new bundle's vocabulary applies from its swap on."""
+    live = _live()
+    first, second = RecordingBundle(history_len=2), RecordingBundle(history_len=2)
+    second.manifest = RenumberedManifest()
+    user = _user("a", [("i1", "view", 0), ("i2", "click", 1000)])
+    live.swap_bundle(first)
+    live.embed([user.state])
+    live.embed([user.state])
+    np.testing.assert_array_equal(first.seen[1], [[1, 2]])
+    live.swap_bundle(second)
+    live.embed([user.state])
+    np.testing.assert_array_equal(second.seen[1], [[3, 5]])
