@@ -68,6 +68,10 @@ class Settings:
     group_instance_id: str = ""  # "": <host>-<n>, the lowest n no live worker here holds
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 1.0
+    kafka_fetch_max_wait_ms: int = 1500
+    kafka_fetch_min_bytes: int = 1
+    kafka_max_poll_records: int = 0  # 0: no cap
+    kafka_linger_ms: int = 0  # the worker's list producer
 
     # --- Redis -----------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"

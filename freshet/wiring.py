@@ -36,6 +36,10 @@ def kafka_of(settings: Settings) -> KafkaConfig:
         ssl_keyfile=settings.kafka_ssl_keyfile,
         topic_prefix=settings.topic_prefix,
         topic_partitions=settings.topic_partitions,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_min_bytes=settings.kafka_fetch_min_bytes,
+        max_poll_records=settings.kafka_max_poll_records,
+        linger_ms=settings.kafka_linger_ms,
     )
 
 

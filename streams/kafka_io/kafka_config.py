@@ -52,6 +52,12 @@ class KafkaConfig:
     ssl_keyfile: str = ""
     topic_prefix: str = "freshet"
     topic_partitions: int = 4
+    # The worker's own clients, chosen by measurement for low latency and low broker CPU
+    # (docs/configuration.md, "Kafka client settings").
+    fetch_max_wait_ms: int = 1500
+    fetch_min_bytes: int = 1
+    max_poll_records: int = 0  # 0: no cap
+    linger_ms: int = 0  # the list producer's
 
 
 class ClientKwargs(dict[str, Any]):

@@ -25,6 +25,7 @@ from freshet.wiring import kafka_of
 from streams.core.ingest import BatchStats, SourceRecord
 from streams.core.micro_batches import quiet_take
 from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES, KafkaConfig, ssl_context
+from streams.runtime.faust_fetch import FetchSettings, FetchTunedTransport
 
 log = logging.getLogger("freshet.worker")
 
@@ -74,6 +75,10 @@ class _App(faust.App):
     """
 
     leave_with: KafkaConfig | None = None
+    fetch: FetchSettings | None = None  # the worker consumer's (``faust_fetch``)
+
+    def _new_transport(self) -> Any:
+        return FetchTunedTransport(self.conf.broker_consumer, self)
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
@@ -102,6 +107,8 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_disable_leader=True,
         producer_acks=-1,
+        producer_linger=kafka.linger_ms / 1000.0,
+        broker_max_poll_records=kafka.max_poll_records or None,
         producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a dead letter outgrows its source
         broker_commit_interval=1.0,
         # A static member (KIP-345) takes its partitions back at once after a restart;
@@ -120,6 +127,7 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         TableManager=_TableManager,
     )
     app.leave_with = kafka
+    app.fetch = FetchSettings(kafka.fetch_max_wait_ms, kafka.fetch_min_bytes)
     return app
 
 
