@@ -16,7 +16,8 @@ from freshet.settings import Settings
 from inference.recommend import RecommendConfig
 from schemas.codec import DecodeLimits
 from streams.core.catalog import CatalogRecord, CatalogSnapshot
-from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.live_config import LiveConfig
+from streams.core.live_scorer import LiveScorer
 from streams.core.state_rules import StateRules
 from streams.kafka_io.kafka_config import KafkaConfig
 from streams.redis_io.redis_client import RedisConfig

@@ -17,8 +17,6 @@ import numpy.typing as npt
 from inference.blend import BlendWeights, blend_scores
 from inference.candidates import Candidates, ItemTable, Searcher, gather_candidates
 from inference.rerank import (
-    FROM_ANN,
-    FROM_EXPLORATION,
     FROM_TRENDING,
     ItemFilter,
     Quota,
@@ -26,12 +24,12 @@ from inference.rerank import (
     debias,
     exclusion_mask,
     gather_unit_vectors,
-    longtail_quota,
     mmr_select,
     pad_ragged,
     shortlist,
     sorted_lookup,
 )
+from inference.slot_quotas import slot_quotas
 from schemas.recommendation import REASONS, RecommendedItem, Strategy
 
 FloatArray = npt.NDArray[np.float32]
@@ -165,7 +163,7 @@ def recommend(
     valid = exclusion_mask(cands.rows, excluded, items.removed, allow)
     rel = _relevance(u, warm, cands, items, trend_rows, trend_scores, ranker, config)
     rel, led = _blend_covisit(rel, cands.rows, valid, cv_rows, cv_scores, items, warm, config)
-    quotas = _quotas(cands, items, warm, warm | led, config, rel)
+    quotas = slot_quotas(cands, items, warm, warm | led, config, rel)
     if config.mmr_pool > 0 and config.category_cap is None:
         # MMR over a shortlist (positions into the candidate axis) instead of all C.
         pos = shortlist(rel, valid, quotas, max(config.mmr_pool, k))
@@ -299,56 +297,6 @@ def _blend_covisit(
     blended = blend_scores(rel, cv, pop, ok, weights)
     out = np.where(blended_users[:, None] & ok, blended, rel).astype(np.float32)
     return out, led
-
-
-def _quotas(
-    cands: Candidates,
-    items: ItemTable,
-    warm: npt.NDArray[np.bool_],
-    personal: npt.NDArray[np.bool_],
-    config: RecommendConfig,
-    rel: FloatArray,
-) -> list[Quota]:
-    k = config.list_size
-    rows = np.maximum(cands.rows, 0)
-    tail = (cands.rows >= 0) & ~items.head[rows]
-    trending = (cands.flags & FROM_TRENDING) > 0
-    explore_only = ((cands.flags & FROM_EXPLORATION) > 0) & ((cands.flags & FROM_ANN) == 0)
-    n_explore = min(config.exploration_slots, k)
-    # Personal users (a vector or co-visitation): exactly `exploration_slots`
-    # exploration picks (fewer if none are left). The rest: trending first, exploration
-    # fills whatever trending cannot.
-    explore_cap = np.where(personal, n_explore, k).astype(np.int64)
-    trend_min = np.where(personal, min(config.trending_slots, k), k - n_explore).astype(np.int64)
-    # New items have no interactions yet, so relevance alone rarely lifts them into a
-    # list; give warm users up to `new_item_slots` of the new items that rank in the
-    # upper part of their own ANN candidates (taste-matched, not random exposure).
-    from_ann = (cands.flags & FROM_ANN) > 0
-    is_new = (cands.rows >= 0) & (items.age_s[rows] < config.new_item_age_s)
-    bar = _row_quantile(
-        np.where(from_ann, rel, -np.inf), from_ann.sum(axis=1), config.new_item_quantile
-    )
-    fresh = is_new & from_ann & (rel >= bar[:, None]) & warm[:, None]
-    n_new = min(config.new_item_slots, k)
-    return [
-        Quota(tail, longtail_quota(config.longtail_share, k)),
-        Quota(trending, trend_min),
-        Quota(explore_only, n_explore, explore_cap),
-        Quota(fresh, n_new),
-    ]
-
-
-def _row_quantile(values: FloatArray, counts: IntArray, q: float) -> npt.NDArray[np.float64]:
-    """Per row, the q-quantile (lower) of the ``counts`` finite entries; +inf if none.
-
-    Non-members are -inf, so after an ascending sort a row's members are its last
-    ``counts`` entries: one sort for the whole batch instead of a quantile per row.
-    """
-    width = values.shape[1]
-    ordered = np.sort(values, axis=1)
-    pos = width - counts + np.floor(q * np.maximum(counts - 1, 0)).astype(np.int64)
-    picked = np.take_along_axis(ordered, np.clip(pos, 0, max(width - 1, 0))[:, None], 1)[:, 0]
-    return np.where(counts > 0, picked, np.inf).astype(np.float64)
 
 
 def _assemble(

@@ -19,7 +19,7 @@ from freshet.wiring import (
     rules_of,
 )
 from inference.recommend import RecommendConfig
-from streams.core.live_scorer import LiveConfig
+from streams.core.live_config import LiveConfig
 from streams.kafka_io.kafka_config import KafkaConfig
 from streams.redis_io.redis_client import RedisConfig
 

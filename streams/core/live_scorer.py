@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from inference.ann_index import AnnIndex
 from inference.covisit import (
-    BACKWARD,
-    DAMPING,
-    FLATNESS,
     CovisitTable,
     follow_pairs,
     recent_rows,
@@ -33,7 +28,7 @@ from inference.covisit import (
 from inference.fold_in import event_weights, fold_in_events
 from inference.history_inputs import encoder_inputs, flatten_histories
 from inference.item_catalog import ItemCatalog
-from inference.recommend import RecommendConfig, UserList, recommend
+from inference.recommend import UserList, recommend
 from schemas.events import EVENT_TYPES
 from schemas.recommendation import Recommendation
 from streams.core.catalog import CatalogRecord
@@ -44,6 +39,7 @@ from streams.core.live_catalog import (
     bundle_index_folder,
     update_index,
 )
+from streams.core.live_config import LiveConfig, LiveStats
 from streams.core.state_rules import TYPE_CODES, UserState
 
 log = logging.getLogger("freshet.live")
@@ -52,59 +48,6 @@ CONTENT_DIM = 64
 SCORE_CHUNK = 128  # users scored per recommend() call
 COVISIT_COUNTED_MAX = 1_000_000  # users whose counted events a process remembers
 COVISIT_RECENT, COVISIT_DECAY = 10, 0.8  # history entries that query co-visitation
-
-
-@dataclass(frozen=True)
-class LiveConfig:
-    """What the scorer depends on; ``freshet.wiring.live_config`` maps it from settings.
-
-    Attributes:
-        recommend: The re-ranking pipeline's knobs (list size, quotas, MMR λ, ...).
-        cold_user_events: Users with fewer applied events get the cold-start list.
-        covisit_candidates: Co-visitation candidates per user (0 weight: none).
-        covisit_window: How many later events of a user pair with each event.
-        covisit_width: Followers kept per item in the co-visitation table.
-        covisit_backward: Weight of reverse pairs (0: sequential, 1: co-occurrence).
-        covisit_flatness: Distance weight ``1 / d ** (1 - flatness)`` in the window.
-        covisit_damping: Exponent of a candidate's occurrence in the score's normaliser.
-        covisit_half_life_s: Event time over which a pair's weight halves against newer
-            pairs (0: never).
-        fold_in_half_life_s: Decay of the model-free fold-in over event time.
-    """
-
-    recommend: RecommendConfig = field(default_factory=RecommendConfig)
-    cold_user_events: int = 2
-    covisit_candidates: int = 50
-    covisit_window: int = 10
-    covisit_width: int = 200
-    covisit_backward: float = BACKWARD
-    covisit_flatness: float = FLATNESS
-    covisit_damping: float = DAMPING
-    covisit_half_life_s: float = 500 * 86400.0
-    fold_in_half_life_s: float = 6 * 3600.0
-
-
-@dataclass
-class LiveStats:
-    """Counters of the real-time path (exported as metrics)."""
-
-    lists: int = 0
-    cold_start: int = 0
-    model_free: int = 0
-    deferred: int = 0
-    encoder_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
-    recommend_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
-    bundle_swaps: int = 0
-    bundle_refusals: int = 0
-    # (duty, ms) each time housekeeping held the scoring lock (the async shell records).
-    lock_hold_ms: deque[tuple[str, float]] = field(default_factory=lambda: deque(maxlen=1024))
-
-    def take_timings(self) -> tuple[list[float], list[float]]:
-        """The recent per-batch timings (ms), emptied."""
-        enc, rec = list(self.encoder_ms), list(self.recommend_ms)
-        self.encoder_ms.clear()
-        self.recommend_ms.clear()
-        return enc, rec
 
 
 class LiveScorer:

@@ -34,7 +34,8 @@ from streams.core.copy_on_write import (
 )
 from streams.core.debounce import Debouncer
 from streams.core.ingest import Refresh, TouchedUser
-from streams.core.live_scorer import LiveScorer, LiveStats
+from streams.core.live_config import LiveStats
+from streams.core.live_scorer import LiveScorer
 from streams.core.publish import ListPublisher
 
 __all__ = ["LiveRecommender", "LiveStats"]

@@ -17,7 +17,8 @@ from inference.ranker_features import (
 )
 from inference.recommend import RecommendConfig
 from streams.core.ingest import TouchedUser
-from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.live_config import LiveConfig
+from streams.core.live_scorer import LiveScorer
 from streams.core.state_rules import HistoryEntry, UserState
 
 N, D = 60, 8

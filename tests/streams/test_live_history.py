@@ -10,7 +10,8 @@ import numpy as np
 from inference.fold_in import EVENT_WEIGHTS
 from inference.recommend import RecommendConfig
 from streams.core.ingest import TouchedUser
-from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.live_config import LiveConfig
+from streams.core.live_scorer import LiveScorer
 from streams.core.state_rules import HistoryEntry, UserState
 
 D = 3

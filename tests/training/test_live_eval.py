@@ -10,7 +10,7 @@ from freshet.cli import app
 from freshet.simulator.stream import SimConfig, simulate
 from inference.onnx_session import LoadedBundle
 from schemas.codec import encode
-from streams.core.live_scorer import LiveConfig
+from streams.core.live_config import LiveConfig
 from training.data import TYPE_VOCAB, build_log
 from training.evaluation.live_eval import LiveListScorer, LiveModelScorer, live_for_log
 from training.evaluation.protocols import build_cases

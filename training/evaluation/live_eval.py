@@ -23,7 +23,8 @@ import numpy as np
 from schemas.events import CatalogEvent
 from streams.core.catalog import CatalogRecord, apply_catalog_event
 from streams.core.ingest import TouchedUser
-from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.live_config import LiveConfig
+from streams.core.live_scorer import LiveScorer
 from streams.core.state_rules import HistoryEntry, UserState
 from training.data import TYPE_VOCAB, InteractionLog, UserHistories
 from training.evaluation.protocols import EvalCases

@@ -19,7 +19,8 @@ import numpy as np
 
 from streams.core.catalog import CATALOG_LOG_PAGE
 from streams.core.ingest import TouchedUser
-from streams.core.live_scorer import LiveConfig, LiveScorer
+from streams.core.live_config import LiveConfig
+from streams.core.live_scorer import LiveScorer
 from streams.core.state_rules import UserState
 from training.evaluation.stream_state import IntArray, StreamState
 
