@@ -44,7 +44,7 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (ann_index.AnnIndex, "search", "      ANN search"),
     (recommend, "_relevance", "    relevance"),
     (recommend, "_blend_covisit", "    blend"),
-    (recommend, "_quotas", "    quotas"),
+    (recommend, "slot_quotas", "    quotas"),
     (recommend, "shortlist", "    shortlist"),
     (recommend, "mmr_select", "    MMR"),
     (recommend, "_assemble", "    reasons and assembly"),
