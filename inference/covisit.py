@@ -9,6 +9,11 @@ the list. With a half-life, newer pairs weigh more (forward decay: a pair at tim
 adds ``w * 2 ** ((t - ref) / half_life)``, and the table is rescaled before the factors
 grow large); scores only compare items, so the common scale never matters. Rows are
 catalog row numbers. Pure numpy, batch-first; no I/O.
+
+Follower storage is allocated per row that has followers, not per catalog row: a row
+takes a storage slot the first time it gains a follower, so a table over a million
+catalog rows costs memory for the rows the stream has touched (at width 200, 3.2 GB
+for every row of 1M, which a restart used to allocate and write before serving).
 """
 
 from __future__ import annotations
@@ -124,10 +129,12 @@ class CovisitTable:
 
     Attributes:
         width: Followers kept per item.
-        nbr: ``(n, width)`` follower rows, -1 for an empty slot.
-        weight: ``(n, width)`` accumulated pair weights (Space-Saving estimates).
-        error: ``(n, width)`` weight inherited on eviction (overestimate bound).
-        occ: ``(n,)`` pair weight each item took part in (normaliser).
+        slot: ``(n,)`` storage slot of each row; 0, a slot that stays empty, for rows
+            without followers (``followers`` reads rows through it).
+        nbr: ``(slots, width)`` follower rows, -1 for an empty entry.
+        weight: ``(slots, width)`` accumulated pair weights (Space-Saving estimates).
+        error: ``(slots, width)`` weight inherited on eviction (overestimate bound).
+        occ: ``(n,)`` pair weight each item took part in (normaliser), by row.
         damping: Exponent of a candidate's occurrence in the normaliser: 0.5 is the
             cosine, lower lets popular followers through, 0 ranks by raw weight.
         half_life_ms: Event time over which a pair's weight halves against newer
@@ -139,40 +146,81 @@ class CovisitTable:
     damping: float = DAMPING
     half_life_ms: float = 0.0
     ref_ms: float | None = None
+    slot: IntArray = field(init=False)
     nbr: IntArray = field(init=False)
     weight: FloatArray = field(init=False)
     error: FloatArray = field(init=False)
     occ: FloatArray = field(init=False)
+    used: int = field(init=False, default=1)
 
     def __post_init__(self) -> None:
         if self.width < 1:
             raise ValueError(f"width must be >= 1, not {self.width}")
-        self.nbr = np.full((0, self.width), -1, np.int64)
-        self.weight = np.zeros((0, self.width), np.float32)
-        self.error = np.zeros((0, self.width), np.float32)
+        self.slot = np.zeros(0, np.int64)
+        self.nbr = np.full((1, self.width), -1, np.int64)  # slot 0: always empty
+        self.weight = np.zeros((1, self.width), np.float32)
+        self.error = np.zeros((1, self.width), np.float32)
         self.occ = np.zeros(0, np.float32)
 
     @property
     def size(self) -> int:
-        return int(self.nbr.shape[0])
+        """Rows the table covers (row numbers ``0..size-1``)."""
+        return int(self.slot.shape[0])
+
+    @property
+    def rows_held(self) -> int:
+        """Rows with follower storage."""
+        return self.used - 1
 
     def grow(self, n: int) -> None:
-        """Make room for rows ``0..n-1`` (capacity doubles)."""
+        """Cover rows ``0..n-1`` (capacity doubles); 12 bytes a row, no follower storage."""
         old = self.size
         if n <= old:
             return
         cap = max(n, 2 * old, 64)
-        # Written out, not np.zeros: calloc'd pages stay unmapped until first written,
-        # so each pair row later paid a page fault (huge pages: ms each) inside the
-        # scoring call. Touching them here moves that cost to the grow, which a bundle
-        # swap runs off the scoring lock (``remap``).
+        slot = np.full(cap, 0, np.int64)  # written out: see ``reserve``
+        occ = np.full(cap, 0.0, np.float32)
+        slot[:old], occ[:old] = self.slot, self.occ
+        self.slot, self.occ = slot, occ
+
+    def reserve(self, slots: int) -> None:
+        """Make follower storage for ``slots`` rows in all (capacity doubles).
+
+        Written out, not np.zeros: calloc'd pages stay unmapped until first written, so
+        each row would pay a page fault (huge pages: ms each) inside a scoring call.
+        A bundle swap reserves off the scoring lock (``remap``); rows past that reserve
+        double it inside ``add``, a copy of what is held, once per doubling.
+        """
+        old = int(self.nbr.shape[0])
+        if slots + 1 <= old:
+            return
+        cap = max(slots + 1, 2 * old, 64)
         nbr = np.full((cap, self.width), -1, np.int64)
         weight = np.full((cap, self.width), 0.0, np.float32)
         error = np.full((cap, self.width), 0.0, np.float32)
-        occ = np.full(cap, 0.0, np.float32)
         nbr[:old], weight[:old], error[:old] = self.nbr, self.weight, self.error
-        occ[:old] = self.occ
-        self.nbr, self.weight, self.error, self.occ = nbr, weight, error, occ
+        self.nbr, self.weight, self.error = nbr, weight, error
+
+    def claim(self, rows: npt.ArrayLike) -> IntArray:
+        """The storage slots of ``rows`` (covered by ``grow``), given to those without."""
+        r = np.asarray(rows, np.int64).reshape(-1)
+        slots = self.slot[r]
+        new = np.unique(r[slots == 0])
+        if new.size:
+            self.reserve(self.rows_held + new.size)
+            self.slot[new] = np.arange(self.used, self.used + new.size)
+            self.used += int(new.size)
+            slots = self.slot[r]
+        return slots
+
+    def followers(self, rows: npt.ArrayLike) -> tuple[IntArray, FloatArray, FloatArray]:
+        """``(nbr, weight, error)`` of each of ``rows``, ``(len(rows), width)`` each;
+        a row without followers (or past ``size``) reads -1 / 0 / 0."""
+        r = np.asarray(rows, np.int64).reshape(-1)
+        inside = (r >= 0) & (r < self.size)
+        s = np.zeros(r.size, np.int64)
+        s[inside] = self.slot[r[inside]]
+        return self.nbr[s], self.weight[s], self.error[s]
 
     def decayed(self, weight: npt.ArrayLike, now_ms: float | None) -> FloatArray:
         """``weight`` as pairs seen at ``now_ms`` weigh, rescaling the table if due."""
@@ -214,6 +262,7 @@ class CovisitTable:
         keys, inv = np.unique(s * span + d, return_inverse=True)
         w = np.bincount(inv.reshape(-1), weights=w).astype(np.float32)
         s, d = keys // span, keys % span
+        s = self.claim(s)  # from here on the source's storage slot, one per row
         match = self.nbr[s] == d[:, None]
         hit = match.any(axis=1)
         self.weight[s[hit], match[hit].argmax(axis=1)] += w[hit]  # (s, d) unique: no clash
@@ -239,14 +288,21 @@ class CovisitTable:
         out = CovisitTable(self.width, self.damping, self.half_life_ms, self.ref_ms)
         out.grow(n_new)
         old = np.flatnonzero(m[: self.size] >= 0)
-        to = m[old]
-        nbr = self.nbr[old]
+        out.occ[m[old]] = self.occ[old]
+        held = old[self.slot[old] > 0]
+        # Room for twice the rows held, so the rows a stream adds next do not double
+        # the storage inside scoring calls at once.
+        out.reserve(2 * held.size)
+        if held.size == 0:
+            return out
+        src = self.slot[held]
+        to = out.claim(m[held])
+        nbr = self.nbr[src]
         mapped = np.where(nbr >= 0, m[np.clip(nbr, 0, m.size - 1)], -1)
         mapped = np.where(nbr < m.size, mapped, -1)
         out.nbr[to] = mapped
-        out.weight[to] = np.where(mapped >= 0, self.weight[old], 0.0)
-        out.error[to] = np.where(mapped >= 0, self.error[old], 0.0)
-        out.occ[to] = self.occ[old]
+        out.weight[to] = np.where(mapped >= 0, self.weight[src], 0.0)
+        out.error[to] = np.where(mapped >= 0, self.error[src], 0.0)
         return out
 
     def score(
@@ -272,10 +328,11 @@ class CovisitTable:
             return rows, scores
         ok = (h >= 0) & (h < self.size)
         hs = np.where(ok, h, 0)
-        nb = self.nbr[hs]  # (B, H, W)
+        sl = self.slot[hs]  # storage slots (0: no followers)
+        nb = self.nbr[sl]  # (B, H, W)
         good = ok[:, :, None] & (nb >= 0)
         dst = np.where(good, nb, 0)
-        est = self.weight[hs] - self.error[hs]
+        est = self.weight[sl] - self.error[sl]
         norm = np.sqrt(np.maximum(self.occ[hs], 1e-12))[:, :, None] * np.maximum(
             self.occ[dst], 1e-12
         ) ** np.float32(self.damping)

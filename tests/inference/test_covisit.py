@@ -82,9 +82,10 @@ def test_space_saving_keeps_the_heaviest_and_bounds_newcomers() -> None:
     table = CovisitTable(width=2, damping=0.5)
     table.add([0, 0, 0, 0, 0], [1, 2, 3, 1, 1], np.ones(5))
     # 0->1 weighs 3; 0->2 (1) was the weakest when 0->3 came, which inherits its weight.
-    assert table.nbr[0].tolist() == [1, 3]
-    assert table.weight[0].tolist() == [3.0, 2.0]
-    assert table.error[0].tolist() == [0.0, 1.0]
+    nbr, weight, error = table.followers([0])
+    assert nbr[0].tolist() == [1, 3]
+    assert weight[0].tolist() == [3.0, 2.0]
+    assert error[0].tolist() == [0.0, 1.0]
     rows, scores = table.score([[0, -1]], [[1.0, 0.0]], k=3)
     # guaranteed weight / sqrt(occ_0 * occ_item): 3/sqrt(5*3), 1/sqrt(5*1)
     assert rows.tolist() == [[1, 3, -1]]
@@ -107,10 +108,11 @@ def test_without_evictions_weights_are_exact_whatever_the_batching(
     two.add(src[split:], dst[split:], np.ones(len(src) - split))
     truth = Counter(zip(src, dst, strict=True))
     for t in (one, two):
+        nbr, weight, _ = t.followers(np.arange(t.size))
         got = {
             (a, int(b)): float(w)
             for a in range(t.size)
-            for b, w in zip(t.nbr[a], t.weight[a], strict=True)
+            for b, w in zip(nbr[a], weight[a], strict=True)
             if b >= 0
         }
         assert got == {k: float(v) for k, v in truth.items()}
@@ -153,7 +155,7 @@ def test_remap_follows_items_to_their_new_rows_and_drops_gone_ones() -> None:
     after, _ = moved.score([[2]], [[1.0]], k=2)
     assert before[0].tolist() == [1, 2]
     assert after[0].tolist() == [0, -1]
-    assert moved.nbr[0].tolist() == [-1, -1, -1, -1]  # item 1 followed only item 2
+    assert moved.followers([0])[0][0].tolist() == [-1, -1, -1, -1]  # 1 followed only 2
 
 
 def test_recent_rows_right_aligns_and_decays() -> None:
@@ -181,14 +183,14 @@ def test_half_life_makes_a_newer_pair_weigh_double_per_half_life() -> None:
     table = CovisitTable(width=4, damping=0.0, half_life_ms=1_000.0)
     table.add([0], [1], [1.0], now_ms=0)
     table.add([0], [2], [1.0], now_ms=1_000)
-    got = dict(zip(table.nbr[0].tolist(), table.weight[0].tolist(), strict=True))
+    got = dict(zip(*(a[0].tolist() for a in table.followers([0])[:2]), strict=True))
     assert got[1] == 1.0 and got[2] == 2.0
     rows, _ = table.score([[0]], [[1.0]], k=2)
     assert rows[0].tolist() == [2, 1]  # without the half-life it would be a tie
     plain = CovisitTable(width=4, damping=0.0)
     plain.add([0], [1], [1.0], now_ms=0)
     plain.add([0], [2], [1.0], now_ms=1_000)
-    assert plain.weight[0, :2].tolist() == [1.0, 1.0]
+    assert plain.followers([0])[1][0, :2].tolist() == [1.0, 1.0]
 
 
 def test_rescaling_keeps_the_ratios_of_old_and_new_pairs() -> None:
@@ -198,7 +200,7 @@ def test_rescaling_keeps_the_ratios_of_old_and_new_pairs() -> None:
     table.add([0], [3], [1.0], now_ms=450)  # factor 2**45 > RESCALE_AT: rescaled
     assert table.ref_ms == 450.0 and float(table.weight.max()) == 1.0
     table.add([0], [4], [1.0], now_ms=460)
-    w = dict(zip(table.nbr[0].tolist(), table.weight[0].tolist(), strict=True))
+    w = dict(zip(*(a[0].tolist() for a in table.followers([0])[:2]), strict=True))
     assert w[4] == 2.0 * w[3]
     assert np.isclose(w[2] / w[1], 3.0) and np.isclose(w[3] / w[1], 2.0**45, rtol=1e-5)
     moved = table.remap(np.array([0, 1, 2, 3, 4]), 5)

@@ -86,14 +86,14 @@ def first_item(rec: LiveScorer, who: TouchedUser) -> str:
 def content(rec: LiveScorer) -> set[tuple[int, int, float, float]]:
     """The table's entries, whatever slot each one landed in (float32 sums to 5 decimals:
     a pair's weight may be summed in another order, as ``occ`` below)."""
-    t = rec.covisit
-    row, slot = np.nonzero(t.nbr >= 0)
+    nbr, weight, error = rec.covisit.followers(np.arange(rec.covisit.size))
+    row, slot = np.nonzero(nbr >= 0)
     return set(
         zip(
             row.tolist(),
-            t.nbr[row, slot].tolist(),
-            np.round(t.weight[row, slot].astype(np.float64), 5).tolist(),
-            np.round(t.error[row, slot].astype(np.float64), 5).tolist(),
+            nbr[row, slot].tolist(),
+            np.round(weight[row, slot].astype(np.float64), 5).tolist(),
+            np.round(error[row, slot].astype(np.float64), 5).tolist(),
             strict=True,
         )
     )
