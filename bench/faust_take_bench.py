@@ -29,7 +29,9 @@ from freshet.settings import Settings
 RESULT = "FAUST-TAKE-RESULT "
 
 
-def child(bootstrap: str, prefix: str, home: Path, events: int, within_s: float) -> None:
+def child(
+    bootstrap: str, prefix: str, home: Path, events: int, within_s: float, partitions: int = 4
+) -> None:
     """Run the no-op agent until ``events`` records are taken; print one result line."""
     import faust
 
@@ -37,7 +39,7 @@ def child(bootstrap: str, prefix: str, home: Path, events: int, within_s: float)
     from streams.runtime.faust_app import create_app
 
     settings = Settings.from_env(
-        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=4, home=home
+        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions, home=home
     )
     app = create_app(settings, app_id=f"{prefix}-take-{int(within_s * 1000)}")
     topic = app.topic(Topics(prefix).events, key_serializer="raw", value_serializer="raw")
@@ -67,66 +69,84 @@ def child(bootstrap: str, prefix: str, home: Path, events: int, within_s: float)
     faust.Worker(app, loglevel="warning").execute_from_commandline()
 
 
+def measure(
+    bootstrap: str,
+    home: Path,
+    prefix: str,
+    events: int,
+    within_ms: float,
+    partitions: int = 4,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Pre-produce ``events`` on ``prefix``'s events topic, then time the no-op agent on
+    them in a fresh process; its result row (``events_per_s``, ``batches``, ...)."""
+    from bench.ingest_bench import produce
+
+    settings = Settings.from_env(
+        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions, home=home
+    )
+    produced = produce(settings, events, 20_000, 10_000, seed=seed)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.faust_take_bench",
+            f"--events={produced}",
+            f"--partitions={partitions}",
+            "--child",
+            bootstrap,
+            prefix,
+            str(home),
+            str(within_ms / 1000.0),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    # Faust redirects print() into its log, so the line can come on either stream,
+    # behind a log prefix.
+    output = proc.stdout + proc.stderr
+    lines = [ln for ln in output.splitlines() if RESULT in ln]
+    if not lines:
+        raise RuntimeError(
+            f"no result for {within_ms} ms (rc {proc.returncode}):\n{output[-3000:]}"
+        )
+    row: dict[str, Any] = json.loads(lines[-1].split(RESULT, 1)[1].strip())
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--within-ms", default="2,10,50", help="noack_take windows to run")
+    parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--child", nargs=4, metavar=("BOOTSTRAP", "PREFIX", "HOME", "WITHIN"))
     args = parser.parse_args()
     if args.child:
         boot, prefix, home, within = args.child
-        child(boot, prefix, Path(home), args.events, float(within))
+        child(boot, prefix, Path(home), args.events, float(within), args.partitions)
         return
 
-    from bench.ingest_bench import produce
     from freshet.services.kafka_local import LocalKafka
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        kafka = LocalKafka(base / "kafka", partitions=4, home=Settings.from_env().home).start()
+        home = Settings.from_env().home
+        kafka = LocalKafka(base / "kafka", partitions=args.partitions, home=home).start()
         try:
             for n, ms in enumerate(float(w) for w in args.within_ms.split(",")):
                 prefix = f"ftake{os.getpid()}x{n}"
-                settings = Settings.from_env(
-                    {},
-                    kafka_bootstrap=kafka.bootstrap,
-                    topic_prefix=prefix,
-                    topic_partitions=4,
-                    home=base / "home",
+                row = measure(
+                    kafka.bootstrap, base / "home", prefix, args.events, ms, args.partitions, n
                 )
-                produced = produce(settings, args.events, 20_000, 10_000, seed=n)
-                proc = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.faust_take_bench",
-                        f"--events={produced}",
-                        "--child",
-                        kafka.bootstrap,
-                        prefix,
-                        str(base / "home"),
-                        str(ms / 1000.0),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=900,
-                )
-                # Faust redirects print() into its log, so the line can come on either
-                # stream, behind a log prefix.
-                output = proc.stdout + proc.stderr
-                lines = [ln for ln in output.splitlines() if RESULT in ln]
-                if not lines:
-                    raise SystemExit(
-                        f"no result for {ms} ms (rc {proc.returncode}):\n{output[-3000:]}"
-                    )
-                rows.append(json.loads(lines[-1].split(RESULT, 1)[1].strip()))
+                rows.append(row)
         finally:
             kafka.stop()
 
     print("conditions:")
     print(f"  cores {os.cpu_count()} ({cpu_model()}), local Kafka broker on the same cores")
-    print("  4 partitions")
+    print(f"  {args.partitions} partitions; load average {list(os.getloadavg())}")
     print(f"  {args.events:,} pre-produced events per run; agent acks each event, no work")
     print("figures:")
     print("  within ms   events/s   batches  median batch")

@@ -384,13 +384,21 @@ async def paced_send(
     ``ts`` is stamped before the send, so time a record waits in the producer's
     linger is inside every latency figure.
     """
+    landed = await paced_records(settings, topic, events, rate)
+    return {ev.event_id: (ev.user_id, ts) for ev, ts, _ in landed}
+
+
+async def paced_records(
+    settings: Settings, topic: str, events: Sequence[InteractionEvent], rate: float
+) -> list[tuple[InteractionEvent, int, Any]]:
+    """``paced_send``'s sending: (event, ts, its record metadata: partition, offset)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=LOAD_LINGER_MS
     )
     await producer.start()
-    sent: dict[str, tuple[str, int]] = {}
+    sent: list[tuple[InteractionEvent, int]] = []
     futures = []
     start = time.perf_counter()
     try:
@@ -401,11 +409,11 @@ async def paced_send(
             ts = now_ms()
             value = encode(dataclasses.replace(ev, ts=ts))
             futures.append(await producer.send(topic, value, key=event_key(ev.user_id)))
-            sent[ev.event_id] = (ev.user_id, ts)
-        await asyncio.gather(*futures)
+            sent.append((ev, ts))
+        landed = await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    return sent
+    return [(ev, ts, md) for (ev, ts), md in zip(sent, landed, strict=True)]
 
 
 async def tail(
@@ -799,6 +807,36 @@ def plot_curve(points: Sequence[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def run_phases(
+    args: argparse.Namespace,
+    settings: Settings,
+    worker: WorkerProc,
+    shop: Shop,
+    rates: Sequence[float],
+    timed: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """Paced, baseline, saturated and curve phases with lists on; the report's figures."""
+    results: dict[str, Any] = {}
+    results["paced_worker"] = asyncio.run(
+        paced_worker(settings, worker, shop.live, args.rate, timed)
+    )
+    results["paced_baseline"] = asyncio.run(paced_baseline(settings, shop.live, args.rate))
+    sat_worker, sat_pipe = saturation(settings, worker, shop.saturate)
+    results["saturated_worker"] = sat_worker
+    results["saturated_baseline"] = sat_pipe
+    results["curve"] = latency_curve(
+        settings,
+        worker,
+        shop.extra,
+        rates,
+        args.curve_events,
+        args.curve_stop_ms,
+        timed,
+        args.profile_curve,
+    )
+    return results
+
+
 # --- main ----------------------------------------------------------------------------
 def main() -> None:
     global LOAD_LINGER_MS
@@ -870,6 +908,19 @@ def main() -> None:
         help="a folder for py-spy profiles of the worker at each curve point",
     )
     parser.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="lists off (FRESHET_REALTIME=false, no bundle): paced and --curve phases time"
+        " each event to its state applied in Redis, the saturated drain runs against Faust's"
+        " no-op ceiling (bench/ingest_only.py)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="with --ingest-only: saturated drain / no-op ceiling pairs (--events split)",
+    )
+    parser.add_argument(
         "--lists-out",
         type=Path,
         help="write every timed list (event and publish times, user, rate) here as JSONL",
@@ -880,6 +931,10 @@ def main() -> None:
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
     if any(not k.startswith("FRESHET_") for k in worker_env):
         parser.error("--worker-env takes FRESHET_NAME=VALUE")
+    if args.ingest_only:
+        if args.bundle:
+            parser.error("--ingest-only runs without lists, so without a bundle")
+        worker_env["FRESHET_REALTIME"] = "false"
     if args.quick:
         args.items, args.users = min(args.items, 10_000), min(args.users, 5_000)
         args.events, args.warm = min(args.events, 5_000), min(args.warm, 5_000)
@@ -955,7 +1010,7 @@ def main() -> None:
             # would otherwise still be draining during the timed phases.
             worker.wait(
                 lambda m: (
-                    m.get("freshet_catalog_items", 0) >= args.items
+                    (args.ingest_only or m.get("freshet_catalog_items", 0) >= args.items)
                     and catalog_applied(m) >= len(shop.catalog)
                     and applied(m) >= len(shop.warm)
                     and (not want_model or served_model(m) != "none")
@@ -967,23 +1022,20 @@ def main() -> None:
             time.sleep(2.0)
             idle = idle_cores(worker, args.idle_s, args.profile_idle)
             timed: list[dict[str, Any]] | None = [] if args.lists_out else None
-            results["paced_worker"] = asyncio.run(
-                paced_worker(settings, worker, shop.live, args.rate, timed)
-            )
-            results["paced_baseline"] = asyncio.run(paced_baseline(settings, shop.live, args.rate))
-            sat_worker, sat_pipe = saturation(settings, worker, shop.saturate)
-            results["saturated_worker"] = sat_worker
-            results["saturated_baseline"] = sat_pipe
-            results["curve"] = latency_curve(
-                settings,
-                worker,
-                shop.extra,
-                rates,
-                args.curve_events,
-                args.curve_stop_ms,
-                timed,
-                args.profile_curve,
-            )
+            if args.ingest_only:
+                from bench import ingest_only
+
+                results = ingest_only.run(
+                    settings,
+                    worker,
+                    shop,
+                    args.rate,
+                    rates,
+                    args.curve_events,
+                    args.repeats,
+                )
+            else:
+                results.update(run_phases(args, settings, worker, shop, rates, timed))
             if args.lists_out and timed is not None:
                 args.lists_out.write_bytes(b"".join(orjson.dumps(t) + b"\n" for t in timed))
             final = worker.scrape()
@@ -1029,6 +1081,7 @@ def main() -> None:
             for s in ("personalised", "cold_start", "model_free")
         },
         "note": "Kafka, Redis, the worker and the bench's producers share the cores",
+        "ingest_only": args.ingest_only,
     }
     report = {
         "conditions": conditions,
@@ -1041,7 +1094,7 @@ def main() -> None:
     if missing := missing_fields(report):
         raise SystemExit(f"report lacks {missing}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if results["curve"]:
+    if results["curve"] and not args.ingest_only:
         plot_curve(results["curve"], args.out.with_suffix(".curve.png"))
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"written: {args.out}")
@@ -1068,6 +1121,11 @@ def _print(report: dict[str, Any]) -> None:
         print(f"  worker settings: {c['worker_env']}")
     print(f"  lists by strategy (whole run): {c['lists_by_strategy']}")
     print(f"  {c['note']}; load average {c['load_average_1_5_15']}")
+    if c.get("ingest_only"):
+        from bench.ingest_only import print_figures
+
+        print_figures(report)
+        return
     pw, pb = f["paced_worker"], f["paced_baseline"]
     sw, sb = f["saturated_worker"], f["saturated_baseline"]
     print("figures:")
