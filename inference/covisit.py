@@ -8,7 +8,8 @@ normalised like cosine by each item's occurrence count, so popular items do not 
 the list. With a half-life, newer pairs weigh more (forward decay: a pair at time ``t``
 adds ``w * 2 ** ((t - ref) / half_life)``, and the table is rescaled before the factors
 grow large); scores only compare items, so the common scale never matters. Rows are
-catalog row numbers. Pure numpy, batch-first; no I/O.
+catalog row numbers. Batch-first, no I/O; the per-call loops are compiled
+(``inference.covisit_kernels``).
 
 Follower storage is allocated per row that has followers, not per catalog row: a row
 takes a storage slot the first time it gains a follower, so a table over a million
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
+from inference.covisit_kernels import add_pairs, follower_rows, follower_sums
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -250,37 +253,16 @@ class CovisitTable:
         ``now_ms`` matters only with a half-life (then pairs without it count as at
         the reference time).
         """
-        s = np.asarray(src, np.int64).reshape(-1)
-        d = np.asarray(dst, np.int64).reshape(-1)
-        w = self.decayed(weight, now_ms)
+        s = np.ascontiguousarray(src, np.int64).reshape(-1)
+        d = np.ascontiguousarray(dst, np.int64).reshape(-1)
+        w = np.ascontiguousarray(self.decayed(weight, now_ms), np.float32)
         if s.size == 0:
             return
         self.grow(int(max(s.max(), d.max())) + 1)
-        np.add.at(self.occ, s, w)
-        np.add.at(self.occ, d, w)
-        span = np.int64(self.size)
-        keys, inv = np.unique(s * span + d, return_inverse=True)
-        w = np.bincount(inv.reshape(-1), weights=w).astype(np.float32)
-        s, d = keys // span, keys % span
-        s = self.claim(s)  # from here on the source's storage slot, one per row
-        match = self.nbr[s] == d[:, None]
-        hit = match.any(axis=1)
-        self.weight[s[hit], match[hit].argmax(axis=1)] += w[hit]  # (s, d) unique: no clash
-        # Misses, heaviest first within a row; one per row per round (rows in parallel).
-        s, d, w = s[~hit], d[~hit], w[~hit]
-        order = np.lexsort((-w, s))
-        s, d, w = s[order], d[order], w[order]
-        while s.size:
-            _, first = np.unique(s, return_index=True)
-            rs, rd, rw = s[first], d[first], w[first]
-            slot = self.weight[rs].argmin(axis=1)  # empty slots weigh 0
-            floor = self.weight[rs, slot]
-            self.nbr[rs, slot] = rd
-            self.weight[rs, slot] = floor + rw
-            self.error[rs, slot] = floor
-            rest = np.ones(s.size, bool)
-            rest[first] = False
-            s, d, w = s[rest], d[rest], w[rest]
+        self.claim(s)  # storage for every source row before the kernel writes
+        add_pairs(
+            self.slot, self.nbr, self.weight, self.error, self.occ, s, d, w, np.int64(self.size)
+        )
 
     def remap(self, new_row: npt.ArrayLike, n_new: int) -> CovisitTable:
         """The table under a new row numbering (``new_row[old]``, -1: item gone)."""
@@ -326,31 +308,7 @@ class CovisitTable:
         scores = np.zeros((b, k), np.float32)
         if b == 0 or k == 0 or self.size == 0 or h.size == 0:
             return rows, scores
-        ok = (h >= 0) & (h < self.size)
-        hs = np.where(ok, h, 0)
-        sl = self.slot[hs]  # storage slots (0: no followers)
-        nb = self.nbr[sl]  # (B, H, W)
-        good = ok[:, :, None] & (nb >= 0)
-        dst = np.where(good, nb, 0)
-        est = self.weight[sl] - self.error[sl]
-        norm = np.sqrt(np.maximum(self.occ[hs], 1e-12))[:, :, None] * np.maximum(
-            self.occ[dst], 1e-12
-        ) ** np.float32(self.damping)
-        contrib = np.where(good, hw[:, :, None] * est / norm, 0.0)
-        good &= contrib > 0
-        # Sum each user's contributions per item, row-wise over the (B, H·W) layout:
-        # sort each row by item, then take cumulative-sum differences at group ends.
-        item = np.where(good, dst, self.size).reshape(b, -1)  # self.size: nothing here
-        order = np.argsort(item, axis=1, kind="stable")
-        item = np.take_along_axis(item, order, axis=1)
-        cum = np.cumsum(np.take_along_axis(contrib.reshape(b, -1), order, axis=1), axis=1)
-        last = np.ones(item.shape, bool)
-        last[:, :-1] = item[:, 1:] != item[:, :-1]
-        ends = np.where(last, cum, -np.inf)
-        before = np.maximum.accumulate(
-            np.concatenate([np.zeros((b, 1)), ends[:, :-1]], axis=1), axis=1
-        )  # cum is non-decreasing, so this is the previous group's end
-        total = np.where(last & (item < self.size), cum - before, -np.inf)
+        item, total = self.follower_sums(h, hw)
         kk = min(k, total.shape[1])
         top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, 1), 1), 1)
@@ -359,3 +317,24 @@ class CovisitTable:
         rows[:, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
         scores[:, :kk] = np.where(found, best, 0.0)
         return rows, scores
+
+    def follower_sums(
+        self, history: IntArray, history_weight: FloatArray
+    ) -> tuple[IntArray, npt.NDArray[np.float64]]:
+        """``(B, H·W)`` followers by row and their summed scores at each one's last entry.
+
+        See ``inference.covisit_kernels.follower_sums``; the damping's power is numpy's.
+        """
+        h = np.ascontiguousarray(history, np.int64)
+        dst = follower_rows(self.slot, self.nbr, h)
+        damped = np.maximum(self.occ[dst], 1e-12) ** np.float32(self.damping)
+        return follower_sums(
+            self.slot,
+            self.nbr,
+            self.weight,
+            self.error,
+            self.occ,
+            h,
+            np.ascontiguousarray(history_weight, np.float32),
+            damped,
+        )

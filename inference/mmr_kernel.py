@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from inference.covisit_kernels import warm_up as covisit_warm_up
+
 __all__ = ["mmr_kernel", "warm_up"]
 
 
@@ -231,7 +233,12 @@ def mmr_kernel(
 
 
 def warm_up() -> None:
-    """Compile (or load from the on-disk cache) before the first real batch needs it."""
+    """Compile (or load from the on-disk cache) before the first real batch needs it.
+
+    The co-visitation table's kernels too (``inference.covisit_kernels``): the worker
+    calls this one warm-up for the scorer's compiled code.
+    """
+    covisit_warm_up()
     one = np.ones((1, 2), np.float32)
     mmr_kernel(
         one,

@@ -1,0 +1,194 @@
+"""The co-visitation table's per-call loops, compiled with numba.
+
+A scoring call learns a few dozen pairs and reads a few hundred followers; done with
+numpy, each is a fixed cost of some forty array operations (``np.unique``, ``lexsort``,
+``np.add.at``, row sorts), about 0.5 ms a call whatever the batch size. These kernels do
+the same work in plain loops, with the same float operations in the same order, so the
+table and the scores are bit-for-bit those of the array form (``tests/inference/
+test_covisit_kernels.py`` keeps that form as the reference). Compiled once, cached on
+disk; ``inference.covisit.CovisitTable`` is the API.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["add_pairs", "follower_rows", "follower_sums", "warm_up"]
+
+
+@njit(cache=True, nogil=True)
+def add_pairs(
+    slot_of: np.ndarray,
+    nbr: np.ndarray,
+    weight: np.ndarray,
+    error: np.ndarray,
+    occ: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    w: np.ndarray,
+    span: np.int64,
+) -> None:
+    """Add directed pair weights to the Space-Saving table in place.
+
+    Every source row must hold a storage slot already (``slot_of``, ``claim``).
+
+    Occurrences take every pair (float32, in input order: ``np.add.at``'s sums). Equal
+    pairs are summed first (float64 in input order, then float32: ``np.bincount``'s).
+    Per source row, a follower already held gains its weight; the others, heaviest
+    first (ties: lower follower row first), each take the row's lightest slot (first of
+    equals) and inherit its weight as their error. Rows never interact, so taking them
+    one after another is the batch's result.
+    """
+    n = src.shape[0]
+    for i in range(n):
+        occ[src[i]] += w[i]
+    for i in range(n):
+        occ[dst[i]] += w[i]
+    keys = src * span + dst
+    order = np.argsort(keys, kind="mergesort")
+    width = nbr.shape[1]
+    # Unique pairs in key order (so grouped by source row), weights summed.
+    uk = np.empty(n, np.int64)
+    uw = np.empty(n, np.float32)
+    m = 0
+    i = 0
+    while i < n:
+        key = keys[order[i]]
+        total = 0.0
+        while i < n and keys[order[i]] == key:
+            total += np.float64(w[order[i]])
+            i += 1
+        uk[m] = key
+        uw[m] = np.float32(total)
+        m += 1
+    miss_d = np.empty(m, np.int64)
+    miss_w = np.empty(m, np.float32)
+    lo = 0
+    while lo < m:
+        row = uk[lo] // span
+        st = slot_of[row]
+        hi = lo
+        while hi < m and uk[hi] // span == row:
+            hi += 1
+        misses = 0
+        for u in range(lo, hi):
+            d = uk[u] % span
+            slot = -1
+            for j in range(width):
+                if nbr[st, j] == d:
+                    slot = j
+                    break
+            if slot >= 0:
+                weight[st, slot] += uw[u]
+            else:
+                miss_d[misses] = d
+                miss_w[misses] = uw[u]
+                misses += 1
+        if misses:
+            heavy = np.argsort(-miss_w[:misses], kind="mergesort")
+            for t in range(misses):
+                slot = 0
+                floor = weight[st, 0]
+                for j in range(1, width):
+                    if weight[st, j] < floor:
+                        slot, floor = j, weight[st, j]
+                nbr[st, slot] = miss_d[heavy[t]]
+                weight[st, slot] = floor + miss_w[heavy[t]]
+                error[st, slot] = floor
+        lo = hi
+
+
+@njit(cache=True, nogil=True)
+def follower_rows(slot_of: np.ndarray, nbr: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """``(B, H, W)`` followers of each history row; 0 where the row or the entry is empty.
+
+    The caller raises their occurrences to the damping in numpy: its float32 power is
+    not libm's, and the scores must stay the array form's to the bit.
+    """
+    b, h = history.shape
+    n, width = slot_of.shape[0], nbr.shape[1]
+    out = np.zeros((b, h, width), np.int64)
+    for u in range(b):
+        for t in range(h):
+            row = history[u, t]
+            if row >= 0 and row < n:
+                st = slot_of[row]
+                for j in range(width):
+                    if nbr[st, j] >= 0:
+                        out[u, t, j] = nbr[st, j]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def follower_sums(
+    slot_of: np.ndarray,
+    nbr: np.ndarray,
+    weight: np.ndarray,
+    error: np.ndarray,
+    occ: np.ndarray,
+    history: np.ndarray,
+    history_weight: np.ndarray,
+    damped: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per user, every follower's summed score laid out as ``CovisitTable.score`` ranks it.
+
+    ``damped`` is ``max(occ, 1e-12) ** damping`` of ``follower_rows``. Row ``i`` of the
+    ``(B, H·W)`` outputs lists user ``i``'s (history item, slot) contributions sorted
+    by follower row (stable; ``n`` marks none); a follower's sum sits at the last of its
+    entries (float32 running sum, minus the previous group's end in float64), every
+    other entry is ``-inf``.
+    """
+    b, h = history.shape
+    n, width = slot_of.shape[0], nbr.shape[1]
+    hw_len = h * width
+    items = np.empty((b, hw_len), np.int64)
+    totals = np.empty((b, hw_len), np.float64)
+    item = np.empty(hw_len, np.int64)
+    contrib = np.empty(hw_len, np.float32)
+    for u in range(b):
+        for t in range(h):
+            row = history[u, t]
+            ok = row >= 0 and row < n
+            hs = row if ok else 0
+            root = np.float32(np.sqrt(max(occ[hs], np.float32(1e-12))))
+            st = slot_of[hs]
+            for j in range(width):
+                e = t * width + j
+                dst = nbr[st, j]
+                good = ok and dst >= 0
+                c = np.float32(0.0)
+                if good:
+                    est = weight[st, j] - error[st, j]
+                    c = history_weight[u, t] * est / (root * damped[u, t, j])
+                    good = c > 0
+                contrib[e] = c
+                item[e] = dst if good else n
+        order = np.argsort(item, kind="mergesort")
+        cum = np.float32(0.0)
+        prev_end = 0.0
+        for e in range(hw_len):
+            at = order[e]
+            cum += contrib[at]
+            items[u, e] = item[at]
+            last = e == hw_len - 1 or item[order[e + 1]] != item[at]
+            if last and item[at] < n:
+                totals[u, e] = np.float64(cum) - prev_end
+            else:
+                totals[u, e] = -np.inf
+            if last:
+                prev_end = max(prev_end, np.float64(cum))
+    return items, totals
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) before the first real call needs it."""
+    slot_of = np.array([1, 0], np.int64)
+    nbr = np.full((2, 2), -1, np.int64)
+    weight, error = np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32)
+    occ = np.zeros(2, np.float32)
+    one = np.ones(1, np.int64)
+    add_pairs(slot_of, nbr, weight, error, occ, 0 * one, one, np.ones(1, np.float32), 2 * one[0])
+    h = np.zeros((1, 1), np.int64)
+    damped = follower_rows(slot_of, nbr, h).astype(np.float32)
+    follower_sums(slot_of, nbr, weight, error, occ, h, np.ones((1, 1), np.float32), damped)

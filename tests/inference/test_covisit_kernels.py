@@ -1,0 +1,176 @@
+"""The compiled co-visitation loops give bit-for-bit the array form's table and scores.
+
+The array form (``CovisitTable.add`` and ``score`` as they were before the kernels,
+commit 7cbec6b) is kept here as the reference: random batches with evictions, weights
+with ties, repeated pairs and half-lives, then random histories to score.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inference.covisit import CovisitTable
+
+
+def reference_add(t: CovisitTable, src: list[int], dst: list[int], weight: np.ndarray) -> None:
+    """``CovisitTable.add`` in numpy (np.unique, np.add.at, lexsort), as it was."""
+    s = np.asarray(src, np.int64).reshape(-1)
+    d = np.asarray(dst, np.int64).reshape(-1)
+    w = t.decayed(weight, None)
+    if s.size == 0:
+        return
+    t.grow(int(max(s.max(), d.max())) + 1)
+    np.add.at(t.occ, s, w)
+    np.add.at(t.occ, d, w)
+    span = np.int64(t.size)
+    keys, inv = np.unique(s * span + d, return_inverse=True)
+    w = np.bincount(inv.reshape(-1), weights=w).astype(np.float32)
+    s, d = keys // span, keys % span
+    s = t.claim(s)
+    match = t.nbr[s] == d[:, None]
+    hit = match.any(axis=1)
+    t.weight[s[hit], match[hit].argmax(axis=1)] += w[hit]
+    s, d, w = s[~hit], d[~hit], w[~hit]
+    order = np.lexsort((-w, s))
+    s, d, w = s[order], d[order], w[order]
+    while s.size:
+        _, first = np.unique(s, return_index=True)
+        rs, rd, rw = s[first], d[first], w[first]
+        slot = t.weight[rs].argmin(axis=1)
+        floor = t.weight[rs, slot]
+        t.nbr[rs, slot] = rd
+        t.weight[rs, slot] = floor + rw
+        t.error[rs, slot] = floor
+        rest = np.ones(s.size, bool)
+        rest[first] = False
+        s, d, w = s[rest], d[rest], w[rest]
+
+
+def reference_sums(t: CovisitTable, h: np.ndarray, hw: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``CovisitTable.score``'s per-user follower sums in numpy, as they were."""
+    b = h.shape[0]
+    ok = (h >= 0) & (h < t.size)
+    hs = np.where(ok, h, 0)
+    sl = t.slot[hs]
+    nb = t.nbr[sl]
+    good = ok[:, :, None] & (nb >= 0)
+    dst = np.where(good, nb, 0)
+    est = t.weight[sl] - t.error[sl]
+    norm = np.sqrt(np.maximum(t.occ[hs], 1e-12))[:, :, None] * np.maximum(
+        t.occ[dst], 1e-12
+    ) ** np.float32(t.damping)
+    contrib = np.where(good, hw[:, :, None] * est / norm, 0.0)
+    good &= contrib > 0
+    item = np.where(good, dst, t.size).reshape(b, -1)
+    order = np.argsort(item, axis=1, kind="stable")
+    item = np.take_along_axis(item, order, axis=1)
+    cum = np.cumsum(np.take_along_axis(contrib.reshape(b, -1), order, axis=1), axis=1)
+    last = np.ones(item.shape, bool)
+    last[:, :-1] = item[:, 1:] != item[:, :-1]
+    ends = np.where(last, cum, -np.inf)
+    before = np.maximum.accumulate(np.concatenate([np.zeros((b, 1)), ends[:, :-1]], axis=1), axis=1)
+    total = np.where(last & (item < t.size), cum - before, -np.inf)
+    return item, total
+
+
+def same_table(a: CovisitTable, b: CovisitTable) -> None:
+    for name in ("slot", "nbr", "weight", "error", "occ"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.used == b.used
+
+
+batches = st.lists(
+    st.tuples(
+        st.lists(st.integers(0, 11), min_size=0, max_size=30),
+        st.integers(0, 2**31),
+        st.sampled_from(["ones", "halves", "random"]),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def weights_for(n: int, seed: int, kind: str) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "ones":
+        return np.ones(n, np.float32)
+    if kind == "halves":  # many exact ties, as forward and reverse pairs give
+        return rng.choice([0.5, 1.0, 0.70710677], size=n).astype(np.float32)
+    return rng.random(n).astype(np.float32)
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches=batches, width=st.integers(1, 4))
+def test_add_is_the_array_form_bit_for_bit_with_evictions(
+    batches: list[tuple[list[int], int, str]], width: int
+) -> None:
+    """Small widths over 12 rows force evictions; every array must match exactly."""
+    kernel, ref = CovisitTable(width=width), CovisitTable(width=width)
+    for src, seed, kind in batches:
+        rng = np.random.default_rng(seed)
+        dst = rng.integers(0, 12, size=len(src)).tolist()
+        w = weights_for(len(src), seed, kind)
+        kernel.add(src, dst, w)
+        reference_add(ref, src, dst, w)
+        same_table(kernel, ref)
+    assert kernel.rows_held == len({s for b, _, _ in batches for s in b})
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    batches=batches,
+    width=st.integers(1, 4),
+    history=st.lists(st.lists(st.integers(-1, 14), min_size=1, max_size=5), min_size=1, max_size=4),
+    k=st.integers(1, 12),
+    damping=st.sampled_from([0.0, 0.35, 0.5]),
+)
+def test_score_is_the_array_form_bit_for_bit(
+    batches: list[tuple[list[int], int, str]],
+    width: int,
+    history: list[list[int]],
+    k: int,
+    damping: float,
+) -> None:
+    """Same followers, same float32 scores; history rows past the table read nothing."""
+    table = CovisitTable(width=width, damping=damping)
+    for src, seed, kind in batches:
+        dst = np.random.default_rng(seed).integers(0, 12, size=len(src)).tolist()
+        table.add(src, dst, weights_for(len(src), seed, kind))
+    h_len = max(len(h) for h in history)
+    h = np.array([hh + [-1] * (h_len - len(hh)) for hh in history], np.int64)
+    hw = np.random.default_rng(len(batches)).random(h.shape).astype(np.float32)
+    before = copy.deepcopy(table)
+    if table.size == 0:  # nothing learnt: score reads nothing
+        assert (table.score(h, hw, k)[0] == -1).all()
+        return
+    item, total = table.follower_sums(h, hw)
+    want_item, want_total = reference_sums(table, h, hw)
+    np.testing.assert_array_equal(item, want_item)
+    np.testing.assert_array_equal(total, want_total)
+    rows, scores = table.score(h, hw, k)
+    for u in range(h.shape[0]):  # the k best of those sums, best first
+        found = np.isfinite(want_total[u]) & (want_total[u] > 0)
+        best = np.sort(want_total[u][found].astype(np.float32))[::-1][:k]
+        assert scores[u, : best.size].tolist() == best.tolist()
+        assert set(rows[u, : best.size].tolist()) <= set(want_item[u][found].tolist())
+        assert (rows[u, best.size :] == -1).all()
+    same_table(table, before)  # scoring writes nothing
+
+
+def test_half_life_batches_match_the_array_form() -> None:
+    """With forward decay the same decayed weights reach both forms."""
+    kernel = CovisitTable(width=3, half_life_ms=1000.0)
+    ref = CovisitTable(width=3, half_life_ms=1000.0)
+    rng = np.random.default_rng(5)
+    for t in range(20):
+        src = rng.integers(0, 8, size=7)
+        dst = rng.integers(0, 8, size=7)
+        now = float(t * 300)
+        kernel.add(src, dst, np.ones(7), now)
+        ref_w = ref.decayed(np.ones(7), now)
+        reference_add(ref, src.tolist(), dst.tolist(), ref_w)
+        same_table(kernel, ref)
