@@ -166,4 +166,5 @@ def live_recommender(
         catalog_log=catalog_log,
         change_source=change_source,
         catalog_snapshot=catalog_snapshot,
+        image_dir=settings.home / "catalog-images" / settings.redis_namespace,
     )

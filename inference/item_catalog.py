@@ -193,6 +193,28 @@ class ItemCatalog:
     def vectors(self) -> FloatArray:
         return self._vectors[: self.size]
 
+    def columns(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Copies of the per-row columns a catalog image keeps (``restore_columns``):
+        category codes, category names in code order, first-seen times, removals."""
+        n = self.size
+        return {
+            "category": self._category[:n].copy(),
+            "category_names": np.asarray(list(self.category_code), dtype=np.str_),
+            "first_seen": self._first_seen[:n].copy(),
+            "removed": self._removed[:n].copy(),
+        }
+
+    def restore_columns(self, columns: Mapping[str, npt.NDArray[np.generic]]) -> None:
+        """Set every row's columns from ``columns()`` of a catalog with these rows."""
+        n = self.size
+        if columns["category"].shape[0] != n:
+            raise ValueError(f"columns of {columns['category'].shape[0]} rows for {n}")
+        self.category_code = {str(c): i for i, c in enumerate(columns["category_names"])}
+        self._category[:n] = columns["category"]
+        self._first_seen[:n] = columns["first_seen"]
+        self._removed[:n] = columns["removed"]
+        self.version += 1
+
     def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
         """Rows of the given ids, -1 for unknown ones."""
         return np.fromiter((self.row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids))

@@ -134,6 +134,10 @@ class CatalogStore(Protocol):
 
     async def log_head(self) -> str: ...
 
+    async def log_entry(self, entry_id: str) -> str | None:
+        """The item id of log entry ``entry_id``; None if the log does not hold it."""
+        ...
+
     def scan(self, page: int = SNAPSHOT_PAGE) -> AsyncIterator[list[CatalogRecord]]: ...
 
 
@@ -147,6 +151,10 @@ class CatalogSnapshot(Protocol):
     """
 
     async def log_head(self) -> str: ...
+
+    async def log_entry(self, entry_id: str) -> str | None:
+        """The item id of log entry ``entry_id``; None if the log does not hold it."""
+        ...
 
     def scan(self, page: int = SNAPSHOT_PAGE) -> AsyncIterator[list[CatalogRecord]]: ...
 
@@ -175,6 +183,10 @@ class InMemoryCatalogStore:
 
     async def log_head(self) -> str:
         return str(len(self.log))
+
+    async def log_entry(self, entry_id: str) -> str | None:
+        at = int(entry_id) if entry_id.isdigit() else 0
+        return self.log[at - 1].item_id if 0 < at <= len(self.log) else None
 
     async def scan(self, page: int = SNAPSHOT_PAGE) -> AsyncIterator[list[CatalogRecord]]:
         records = list(self.records.values())

@@ -55,6 +55,36 @@ def build_index(catalog: ItemCatalog, folder: Path | None = None) -> AnnIndex | 
     return index
 
 
+def bundle_catalog(bundle: Any) -> ItemCatalog:
+    """The catalog of ``bundle``'s items alone (rows in the bundle's order)."""
+    return ItemCatalog(
+        list(bundle.item_ids),
+        bundle.item_vectors,
+        popularity=np.asarray(bundle.item_popularity, np.float32),
+    )
+
+
+def index_over(catalog: ItemCatalog, bundle_rows: int, folder: Path | None) -> AnnIndex | None:
+    """An index over ``catalog`` whose first ``bundle_rows`` rows are a bundle's items.
+
+    The bundle's index (read from ``folder`` when saved there for those vectors), with
+    the live rows after them added and removed rows taken out: what ``build_index`` on
+    the bundle's items and then ``update_index`` for each later record leave.
+    """
+    if bundle_rows == 0 or bundle_rows == catalog.size:
+        return build_index(catalog, folder if bundle_rows else None)
+    index = build_or_load(catalog.vectors()[:bundle_rows], folder)
+    removed = catalog.removed_rows(np.arange(catalog.size))
+    later = np.arange(bundle_rows, catalog.size)
+    live = later[~removed[bundle_rows:]]
+    if live.size:
+        index.add(live, catalog.vectors()[live])
+    gone = np.flatnonzero(removed[:bundle_rows])
+    if gone.size:
+        index.remove(gone)
+    return index
+
+
 def bundle_index_folder(bundle: Any | None) -> Path | None:
     """Where a bundle's saved ANN indexes live (None: a bundle not read from disk)."""
     path = getattr(getattr(bundle, "data", None), "path", None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from streams.core.ingest import Refresh, TouchedUser
 from streams.core.live_catalog import (
     apply_records,
     build_index,
+    bundle_catalog,
     bundle_index_folder,
     update_index,
 )
@@ -63,7 +64,7 @@ class LiveScorer:
         self.seed = seed
         self.bundle: Any | None = None
         self.catalog = ItemCatalog([], np.zeros((0, CONTENT_DIM), np.float32))
-        self.records: dict[str, CatalogRecord] = {}
+        self.records: MutableMapping[str, CatalogRecord] = {}  # or StoredRecords
         self.index: AnnIndex | None = None
         self.trending_rows = np.zeros(0, np.int64)
         self.trending_scores = np.zeros(0, np.float32)
@@ -99,11 +100,7 @@ class LiveScorer:
         self, bundle: Any, records: Sequence[CatalogRecord] | None = None
     ) -> tuple[ItemCatalog, AnnIndex | None]:
         """The catalog and ANN index around ``bundle``'s items (slow; touches no state)."""
-        catalog = ItemCatalog(
-            list(bundle.item_ids),
-            bundle.item_vectors,
-            popularity=np.asarray(bundle.item_popularity, np.float32),
-        )
+        catalog = bundle_catalog(bundle)
         known = list(self.records.values()) if records is None else records
         apply_records(catalog, known, bundle)
         return catalog, build_index(catalog, bundle_index_folder(bundle))

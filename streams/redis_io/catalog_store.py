@@ -63,6 +63,16 @@ class RedisCatalogStore:
         newest = await self.client.xrevrange(self.keys.catalog_log, count=1)
         return _s(newest[0][0]) if newest else "0"
 
+    async def log_entry(self, entry_id: str) -> str | None:
+        """The item id of log entry ``entry_id``; None if the log does not hold it
+        (trimmed, or another log: a flushed and refilled Redis)."""
+        found = await self.client.xrange(self.keys.catalog_log, entry_id, entry_id, count=1)
+        if not found:
+            return None
+        fields = found[0][1]
+        item = fields.get(b"item_id") or fields.get("item_id")
+        return None if item is None else _s(item)
+
     async def scan(self, page: int = SNAPSHOT_PAGE) -> AsyncIterator[list[CatalogRecord]]:
         """Every stored record, ``page`` at a time (HSCAN; a record may come twice).
 

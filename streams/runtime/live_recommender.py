@@ -18,6 +18,7 @@ from typing import Any
 
 from inference.bundle import BundleError, read_current
 from streams.core.catalog import CATALOG_LOG_PAGE, CatalogRecord, CatalogSnapshot
+from streams.core.catalog_image import ImageParts, all_records, capture
 from streams.core.copy_on_write import (
     catch_up,
     prepare_catalog,
@@ -37,6 +38,7 @@ from streams.core.ingest import Refresh, TouchedUser
 from streams.core.live_config import LiveStats
 from streams.core.live_scorer import LiveScorer
 from streams.core.publish import ListPublisher
+from streams.runtime.catalog_images import CatalogImages
 
 __all__ = ["LiveRecommender", "LiveStats"]
 
@@ -64,6 +66,9 @@ class LiveRecommender:
         catalog_snapshot: The stored records, read in large pages when the worker has
             read no catalog yet (at start, or in a new Redis generation) instead of the
             whole log entry by entry; the log is followed from there.
+        image_dir: Where this worker keeps its catalog image (``streams.core.catalog_image``):
+            read at the first bundle load instead of the stored records when it fits,
+            written once caught up with the log, at most every ``image_every_s``.
     """
 
     def __init__(
@@ -79,6 +84,8 @@ class LiveRecommender:
         change_source: Callable[[], Awaitable[Hashable]] | None = None,
         debounce_behind_ms: int | None = None,
         catalog_snapshot: CatalogSnapshot | None = None,
+        image_dir: Path | None = None,
+        image_every_s: float = 300.0,
     ) -> None:
         self.scorer = scorer
         self.bundle_dir = bundle_dir
@@ -88,6 +95,11 @@ class LiveRecommender:
         self.catalog_log = catalog_log
         self.change_source = change_source
         self.catalog_snapshot = catalog_snapshot
+        self.images = (
+            CatalogImages(image_dir, catalog_snapshot, image_every_s)
+            if image_dir is not None and catalog_snapshot is not None
+            else None
+        )
         self._synced: dict[str, Hashable] = {}  # sync name -> token it last read at
         self.catalog_cursor = "0"
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
@@ -139,14 +151,27 @@ class LiveRecommender:
                     "refused bundle %s: %s; still serving %s", version, exc, self.model_version
                 )
                 return False
-            records = list(self.scorer.records.values())
+            restored = None
+            if (
+                self.images is not None
+                and self.scorer.bundle is None
+                and self.catalog_cursor == "0"
+            ):
+                restored = await self.images.read(bundle, version)  # the first load only
             try:
-                catalog, index = await asyncio.to_thread(self.scorer.prepare, bundle, records)
+                if restored is not None:
+                    catalog, index = restored.catalog, restored.ann
+                else:
+                    records = await asyncio.to_thread(all_records, self.scorer.records)
+                    catalog, index = await asyncio.to_thread(self.scorer.prepare, bundle, records)
             except Exception as exc:  # e.g. its content tower fails on our catalog
                 self._refuse(version)
                 log.error("refused bundle %s while preparing: %s", version, exc)
                 return False
             await self._swap_in(bundle, catalog, index, self._late)
+            if restored is not None and self.images is not None:  # no await since the swap
+                self.scorer.records, self.catalog_cursor = restored.records, restored.cursor
+                self.images.served(catalog, restored.cursor)
             self._synced.clear()  # the new catalog takes trending and counts afresh
         finally:
             self._late = None
@@ -185,6 +210,17 @@ class LiveRecommender:
         finally:
             self.scorer.covisit_frozen = False
 
+    async def _image_parts(self) -> ImageParts | None:
+        """The catalog copied for an image while no page is written (None: mid-load)."""
+        scorer = self.scorer
+        async with self._page_lock:
+            if scorer.bundle is None or self._late is not None:
+                return None
+            rows = len(scorer.bundle.item_ids)
+            return capture(
+                scorer.catalog, rows, scorer.bundle.version, self.catalog_cursor, scorer.records
+            )
+
     def _refuse(self, version: str) -> None:
         self.refused_versions.add(version)
         self.scorer.stats.bundle_refusals += 1
@@ -211,11 +247,14 @@ class LiveRecommender:
             applied += await self._read_snapshot(self.catalog_snapshot)
         while True:
             changes = await self.catalog_log(self.catalog_cursor)
-            if not changes:
-                return applied
-            applied += await self._write_page(changes)
-            self._synced.clear()  # new items may have trending sums and counts already
-            if len(changes) < CATALOG_LOG_PAGE:
+            if changes:
+                applied += await self._write_page(changes)
+                self._synced.clear()  # new items may have trending sums and counts already
+            if len(changes) < CATALOG_LOG_PAGE:  # caught up
+                if self.images is not None and self.images.due(
+                    self.scorer.catalog, self.catalog_cursor
+                ):
+                    self.images.start_save(self._image_parts)
                 return applied
 
     async def _read_snapshot(self, snapshot: CatalogSnapshot) -> int:

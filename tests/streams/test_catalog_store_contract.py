@@ -83,3 +83,14 @@ async def test_a_snapshot_holds_each_item_newest_record_and_the_log_head(
     }
     await catalog.put([record("late")])
     assert [r for _, r in await catalog.read_log(head)] == [record("late")]
+
+
+async def test_a_log_entry_names_its_item_while_the_log_holds_it(catalog: CatalogStore) -> None:
+    assert await catalog.log_entry("1-0") is None
+    await catalog.put([record("a"), record("b")])
+    ids = [i for i, _ in await catalog.read_log("0")]
+    assert [await catalog.log_entry(i) for i in ids] == ["a", "b"]
+    head = await catalog.log_head()
+    assert await catalog.log_entry(head) == "b"
+    later = await catalog.read_log(head)
+    assert later == [] and await catalog.log_entry("0") is None
