@@ -61,27 +61,48 @@ class GenerationFollower:
     generation: str = DEFAULT_GENERATION
     paused_batches: int = 0
 
+    def queue(self, pipe: Any) -> None:
+        """Queue the check's two reads, pause first, on ``pipe``.
+
+        The worker's state read carries them (``RedisStateStore.guard``), so a batch
+        pays no round trip of its own for the check; ``admit`` then judges the read.
+        Two GETs, not MGET: in a Redis Cluster the keys sit in different slots. A
+        pointer read after "not paused" is the old one only if the pause began in
+        between, which the replay's grace period and fence cover.
+        """
+        keys = Keyspace(self.namespace)
+        pipe.get(pause_key(keys))
+        pipe.get(keys.generation_pointer)
+
+    async def admit(self, paused: Any, pointer: Any) -> bool:
+        """Whether a read that carried ``queue``'s values stands.
+
+        It stands when no pause was set and the pointer names the generation this
+        worker writes. Otherwise this waits out the pause, follows the pointer and
+        returns False: the caller reads again, under the current generation's keys.
+        """
+        if paused is None and parse_generation(pointer) == self.generation:
+            return True
+        await self._settle(paused, pointer)
+        return False
+
     async def before_batch(self) -> str:
         """Wait out a pause, follow a switched pointer; returns the generation to write."""
-        keys = Keyspace(self.namespace)
-        waited = False
-        while True:
-            # Two GETs, pause first, in one pipelined round trip (not MGET: in a Redis
-            # Cluster the keys sit in different slots). A pointer read after "not
-            # paused" is the old one only if the pause began in between, which the
-            # replay's grace period and fence cover.
-            pipe = self.client.pipeline(transaction=False)
-            pipe.get(pause_key(keys))
-            pipe.get(keys.generation_pointer)
-            paused, pointer = await pipe.execute()
-            if paused is None:
-                break
-            if not waited:
-                self.paused_batches += 1
-                waited = True
-            await asyncio.sleep(self.poll_s)
+        await self._settle(*await self._check())
+        return self.generation
+
+    async def _check(self) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        self.queue(pipe)
+        return list(await pipe.execute())
+
+    async def _settle(self, paused: Any, pointer: Any) -> None:
+        if paused is not None:
+            self.paused_batches += 1
+            while paused is not None:
+                await asyncio.sleep(self.poll_s)
+                paused, pointer = await self._check()
         generation = parse_generation(pointer)
         if generation != self.generation:
             self.generation = generation
             self.on_switch(generation)
-        return generation

@@ -1,6 +1,7 @@
 """The Redis backend of the state store (redis-py asyncio, hiredis parser).
 
-Reads of a batch go out in one pipelined round trip. Writes of a batch are one Lua
+Reads of a batch go out in one pipelined round trip, the worker's generation check
+(``guard``) in front of them. Writes of a batch are one Lua
 script call: the users' states, their embeddings and lists, the item popularity
 increments and each partition's offset watermark change together or not at all, and
 only if every partition's watermark is still the one the batch read (a fence against a
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -64,6 +65,16 @@ COUNTS_CHUNK = 2_000
 """Fields per HSCAN call when reading item counts (see ``RedisStateStore.counts``)."""
 
 
+class ReadGuard(Protocol):
+    """A check that rides in the state read's round trip (the worker's generation
+    follower, ``streams.redis_io.generation``): ``queue`` adds two reads in front of
+    the state's, ``admit`` judges their values; False means read again."""
+
+    def queue(self, pipe: Any) -> None: ...
+
+    async def admit(self, first: Any, second: Any) -> bool: ...
+
+
 class RedisStateStore:
     """State in Redis under one keyspace (namespace + generation)."""
 
@@ -81,18 +92,27 @@ class RedisStateStore:
         self.half_life_s = trending_half_life_s
         self.round_trips = 0
         self._script: Any = None
+        self.guard: ReadGuard | None = None
 
     async def read(self, reads: Sequence[PartitionRead]) -> dict[int, PartitionSnapshot]:
-        pipe = self.client.pipeline(transaction=False)
-        for r in reads:
-            pipe.get(self.keys.watermark(r.partition))
-            pipe.hget(self.keys.partition_meta(r.partition), "trend_ref")
-            for uid in r.user_ids:
-                pipe.hmget(self.keys.user(r.partition, uid), "s", "e", "r")
-        results = await pipe.execute()
-        self.round_trips += 1
+        while True:
+            pipe = self.client.pipeline(transaction=False)
+            if self.guard is not None:
+                self.guard.queue(pipe)
+            for r in reads:
+                pipe.get(self.keys.watermark(r.partition))
+                pipe.hget(self.keys.partition_meta(r.partition), "trend_ref")
+                for uid in r.user_ids:
+                    pipe.hmget(self.keys.user(r.partition, uid), "s", "e", "r")
+            results = await pipe.execute()
+            self.round_trips += 1
+            if self.guard is None:
+                pos = 0
+                break
+            if await self.guard.admit(results[0], results[1]):
+                pos = 2
+                break
         out: dict[int, PartitionSnapshot] = {}
-        pos = 0
         for r in reads:
             wm_raw, ref_raw = results[pos], results[pos + 1]
             pos += 2
