@@ -18,12 +18,25 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from schemas.codec import encode
 from schemas.recommendation import Recommendation
 from streams.core.state_store import PartitionWrite, StateStore
 
-ListSink = Callable[[Sequence[Recommendation]], Awaitable[None]]
+
+class Committed(NamedTuple):
+    """A list as committed: the record, and its bytes as the store holds them.
+
+    Sinks send ``raw`` as it is, so a list is encoded once and the copy on Kafka is
+    the copy in Redis, byte for byte.
+    """
+
+    rec: Recommendation
+    raw: bytes
+
+
+ListSink = Callable[[Sequence[Committed]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -67,15 +80,15 @@ class ListPublisher:
         refresh = refresh or Refresh()
         now = int(self.clock() * 1000)
         lists = [dataclasses.replace(r, published_ts=now) for r in refresh.lists.values()]
+        committed = [Committed(rec, encode(rec)) for rec in lists]
         by_p = {w.partition: w for w in writes}
         alone: dict[int, dict[str, bytes]] = {}
         for uid, emb in refresh.embeddings.items():
             w = by_p.get(partition_of[uid])
             if w is not None:
                 w.embeddings[uid] = emb
-        for rec in lists:
+        for rec, raw in committed:
             p = partition_of[rec.user_id]
-            raw = encode(rec)
             if p in by_p:
                 by_p[p].latest[rec.user_id] = raw
             else:
@@ -86,8 +99,8 @@ class ListPublisher:
         for p, latest in alone.items():
             await self.store.set_latest(p, latest)
         t1 = time.perf_counter()
-        if lists and self.sink is not None:
-            await self.sink(lists)
+        if committed and self.sink is not None:
+            await self.sink(committed)
         if stages_s is not None:
             stages_s["redis_write"] = stages_s.get("redis_write", 0.0) + t1 - t0
             stages_s["publish"] = stages_s.get("publish", 0.0) + time.perf_counter() - t1

@@ -29,6 +29,12 @@ from streams.runtime.faust_fetch import FetchSettings, FetchTunedTransport
 
 log = logging.getLogger("freshet.worker")
 
+LIST_BATCH_BYTES = 256 * 1024
+"""The producer's record batch size (aiokafka's default is 16 KiB). A saturated
+micro-batch publishes hundreds of ~1.5 KiB lists; at 16 KiB a partition's share went
+out as tens of batches, each waiting for the one before it to reach the broker. Under
+the broker's default 1 MiB message limit."""
+
 BatchHandler = Callable[[Sequence[SourceRecord]], Awaitable[BatchStats]]
 Delivered = Callable[[], Awaitable[Any]]
 
@@ -110,6 +116,7 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         producer_linger=kafka.linger_ms / 1000.0,
         broker_max_poll_records=kafka.max_poll_records or None,
         producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a dead letter outgrows its source
+        producer_max_batch_size=LIST_BATCH_BYTES,
         broker_commit_interval=1.0,
         # A static member (KIP-345) takes its partitions back at once after a restart;
         # the session timeout is then only how long a worker that never returns holds
@@ -291,9 +298,15 @@ def add_batch_agent(
         processor = asyncio.ensure_future(process())
         try:
             async for events in take(stream, max_events, within_s, free):
+                if processor.done():  # only cancellation ends it; surface that
+                    processor.result()
+                if not waiting.full():  # no task per batch while there is room
+                    waiting.put_nowait((events, time.monotonic()))
+                    await asyncio.sleep(0)  # the processor takes it before the next take
+                    continue
                 put = asyncio.ensure_future(waiting.put((events, time.monotonic())))
                 await asyncio.wait({put, processor}, return_when=asyncio.FIRST_COMPLETED)
-                if processor.done():  # only cancellation ends it; surface that
+                if processor.done():
                     put.cancel()
                     processor.result()
         finally:

@@ -152,11 +152,9 @@ class Replayer:
         """Fresh lists for every user the replay touched, stored and published."""
         from aiokafka import AIOKafkaProducer
 
-        from schemas.codec import encode
-        from schemas.recommendation import Recommendation
         from schemas.topics import event_key
         from streams.core.ingest import TouchedUser
-        from streams.core.publish import ListPublisher
+        from streams.core.publish import Committed, ListPublisher
         from streams.core.state_store import PartitionRead
         from streams.kafka_io.kafka_config import aiokafka_kwargs
         from streams.runtime.worker import build_live
@@ -168,11 +166,9 @@ class Replayer:
         await live.sync_trending()
         producer = AIOKafkaProducer(**aiokafka_kwargs(kafka_of(self.settings), acks="all"))
 
-        async def send(recs: Sequence[Recommendation]) -> None:
-            for rec in recs:
-                await producer.send(
-                    self.topics.recommendations, encode(rec), key=event_key(rec.user_id)
-                )
+        async def send(lists: Sequence[Committed]) -> None:
+            for rec, raw in lists:
+                await producer.send(self.topics.recommendations, raw, key=event_key(rec.user_id))
 
         publisher = ListPublisher(store, send)
         await producer.start()

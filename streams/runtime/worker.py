@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 
 from freshet.settings import Settings
 from freshet.wiring import limits_of, live_recommender, redis_of, rules_of
@@ -18,11 +19,10 @@ from inference.mmr_kernel import warm_up as warm_up_mmr
 from inference.thread_limits import limit_blas_threads
 from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
-from schemas.recommendation import Recommendation
 from schemas.topics import Topics, event_key
 from streams.core.catalog import CatalogProcessor
 from streams.core.ingest import BatchStats, IngestProcessor, Refresher, SourceRecord
-from streams.core.publish import ListPublisher
+from streams.core.publish import Committed, ListPublisher
 from streams.redis_io.catalog_store import RedisCatalogStore
 from streams.redis_io.generation import GenerationFollower
 from streams.redis_io.keyspace import Keyspace
@@ -39,7 +39,7 @@ log = logging.getLogger("freshet.worker")
 
 
 class KafkaSinks:
-    """Dead letters and lists out through the Faust producer.
+    """Dead letters and lists out through the Faust app's producer.
 
     ``lists`` and ``dead_letters`` return once the broker has the records. ``enqueue_lists``
     returns once they are handed to the producer; ``delivered()`` then gives an awaitable
@@ -55,12 +55,38 @@ class KafkaSinks:
         producer = self.app.producer
         return [await producer.send(topic, k, v, None, None, None) for k, v in pairs]
 
-    async def _send_all(self, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]) -> None:
-        await asyncio.gather(*await self._send(topic, pairs))
+    async def _send_lists(self, lists: Sequence[Committed]) -> list[asyncio.Future[Any]]:
+        """Lists into the producer as record batches, one per partition: one future per
+        batch, where a send per list cost a coroutine, a partitioner call on the
+        metadata, a future and Faust's send hooks per list.
 
-    async def enqueue_lists(self, recs: Sequence[Recommendation]) -> None:
-        pairs = [(event_key(r.user_id), encode(r)) for r in recs]
-        self._sent += await self._send(self.topics.recommendations, pairs)
+        A list's partition is its key's, by the producer's own default rule (murmur2
+        of the key over all partitions), so a user's lists keep one partition and order.
+        Each list goes as committed: the bytes Redis holds.
+        """
+        faust_producer: Any = self.app.producer
+        producer = faust_producer._ensure_producer()  # the aiokafka producer under it
+        topic = self.topics.recommendations
+        parts = sorted(await producer.partitions_for(topic))
+        by_part: dict[int, list[tuple[bytes, bytes]]] = {}
+        for rec, raw in lists:
+            key = event_key(rec.user_id)
+            by_part.setdefault(parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)], []).append(
+                (key, raw)
+            )
+        sent: list[asyncio.Future[Any]] = []
+        for partition, pairs in by_part.items():
+            batch = producer.create_batch()
+            for key, raw in pairs:
+                if batch.append(key=key, value=raw, timestamp=None) is None:  # full
+                    sent.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=raw, timestamp=None)  # a first record fits
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        return sent
+
+    async def enqueue_lists(self, lists: Sequence[Committed]) -> None:
+        self._sent += await self._send_lists(lists)
 
     def delivered(self) -> Awaitable[Any]:
         """An awaitable that ends when every list enqueued so far is on the broker."""
@@ -68,13 +94,11 @@ class KafkaSinks:
         return asyncio.gather(*sent)
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        await self._send_all(self.topics.dead_letter, [(d.key, encode(d)) for d in letters])
+        sent = await self._send(self.topics.dead_letter, [(d.key, encode(d)) for d in letters])
+        await asyncio.gather(*sent)
 
-    async def lists(self, recs: Sequence[Recommendation]) -> None:
-        # Sent as stamped by the publisher: the same bytes as the copy in Redis.
-        await self._send_all(
-            self.topics.recommendations, [(event_key(r.user_id), encode(r)) for r in recs]
-        )
+    async def lists(self, lists: Sequence[Committed]) -> None:
+        await asyncio.gather(*await self._send_lists(lists))
 
 
 @dataclass
@@ -173,10 +197,7 @@ def build_worker(
             live.catalog_cursor = "0"  # re-read the new generation's catalog log
 
     follower = GenerationFollower(redis, settings.redis_namespace, switch_generation)
-
-    async def ingest_batch(records: Sequence[SourceRecord]) -> BatchStats:
-        await follower.before_batch()
-        return await ingest.process(records)
+    store.guard = follower  # an ingest batch's generation check rides in its state read
 
     async def catalog_batch(records: Sequence[SourceRecord]) -> BatchStats:
         await follower.before_batch()
@@ -185,7 +206,7 @@ def build_worker(
     add_batch_agent(
         app,
         topics.events,
-        ingest_batch,
+        ingest.process,
         name="ingest",
         max_events=settings.batch_max_events,
         within_s=settings.batch_max_ms / 1000.0,

@@ -25,7 +25,7 @@ from schemas.topics import event_key
 from streams.core.catalog import CatalogRecord
 from streams.core.ingest import IngestProcessor, Refresh, SourceRecord, TouchedUser
 from streams.core.live_scorer import source_of
-from streams.core.publish import ListPublisher
+from streams.core.publish import Committed, ListPublisher
 from streams.core.state_rules import StateRules
 from streams.core.state_store import InMemoryStateStore
 from streams.runtime.live_recommender import LiveRecommender
@@ -63,8 +63,10 @@ class Sent:
     def __init__(self) -> None:
         self.lists: list[Recommendation] = []
 
-    async def __call__(self, recs: Sequence[Recommendation]) -> None:
-        self.lists.extend(recs)
+    async def __call__(self, lists: Sequence[Committed]) -> None:
+        for rec, raw in lists:
+            assert decode_recommendation(raw) == rec  # sent as committed: encoded once
+            self.lists.append(rec)
 
 
 def ingest(store: InMemoryStateStore, refresher: Any, sink: Sent | None = None) -> IngestProcessor:

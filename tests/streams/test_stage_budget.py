@@ -12,6 +12,7 @@ from schemas.events import InteractionEvent
 from schemas.recommendation import Recommendation, RecommendedItem
 from schemas.topics import event_key
 from streams.core.ingest import STAGES, IngestProcessor, Refresh, SourceRecord, TouchedUser
+from streams.core.publish import Committed
 from streams.core.state_rules import StateRules
 from streams.core.state_store import InMemoryStateStore
 from streams.runtime.faust_app import take_wait_s
@@ -47,7 +48,7 @@ class SlowRefresher:
         return out
 
 
-async def slow_sink(lists: Sequence[Recommendation]) -> None:
+async def slow_sink(lists: Sequence[Committed]) -> None:
     await asyncio.sleep(DELAY["publish"])
 
 

@@ -1,0 +1,83 @@
+"""The worker's list sink sends committed lists as record batches (real Kafka).
+
+Lists leave the worker as one record batch per partition (up to the producer's batch
+size, ``LIST_BATCH_BYTES``), not one send per list. They
+must land where a send per list would have put them (the producer's default
+partitioner on the user key), as the very bytes committed, in order per user, also
+when a batch outgrows the producer's batch size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
+
+from freshet.settings import Settings
+from freshet.wiring import kafka_of
+from schemas.codec import encode
+from schemas.recommendation import Recommendation, RecommendedItem
+from schemas.topics import Topics, event_key
+from streams.core.publish import Committed
+from streams.kafka_io.event_producer import ensure_topics
+from streams.kafka_io.kafka_config import aiokafka_kwargs
+from streams.runtime.faust_app import create_app
+from streams.runtime.worker import KafkaSinks
+
+
+def committed(user: str, n: int, pad: int) -> Committed:
+    items = tuple(
+        RecommendedItem(f"i{n}-{j}-" + "x" * pad, 1.0 - j / 100, "trending") for j in range(20)
+    )
+    rec = Recommendation(user, items, "cold_start", None, f"e{n}", 1_700_000_000_000 + n, 1)
+    return Committed(rec, encode(rec))
+
+
+async def read_all(settings: Settings, topic: str, count: int) -> list[tuple[int, bytes, bytes]]:
+    consumer = AIOKafkaConsumer(
+        topic, **aiokafka_kwargs(kafka_of(settings)), auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    out: list[tuple[int, bytes, bytes]] = []
+    try:
+        while len(out) < count:
+            got = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 30)
+            for tp, records in sorted(got.items()):
+                out += [(tp.partition, r.key or b"", r.value or b"") for r in records]
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_lists_land_on_their_key_partition_as_committed_bytes(settings: Settings) -> None:
+    settings = settings.with_(topic_partitions=4)
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(kafka_of(settings), [topics.recommendations])
+    app = create_app(settings, app_id=f"{settings.topic_prefix}-sinks")
+    await app.producer.start()
+    sinks = KafkaSinks(app, topics)
+    users = [f"user-{u}" for u in range(40)]
+    # Two rounds. The first: one record batch per partition (four futures, where a
+    # send per list made forty, and aiokafka's 16 KiB batch held ~10 such lists).
+    # The second's lists are ~28 KiB each, so a partition's ~10 outgrow one batch.
+    first = [committed(u, 0, 0) for u in users]
+    second = [committed(u, 1, 1400) for u in users]
+    try:
+        await sinks.enqueue_lists(first)
+        assert len(sinks._sent) == 4
+        await sinks.delivered()
+        await sinks.lists(second)
+    finally:
+        await app.producer.stop()
+    got = await read_all(settings, topics.recommendations, 2 * len(users))
+    assert len(got) == 2 * len(users)
+    sent = {c.raw: c.rec.user_id for c in first + second}
+    rule = DefaultPartitioner()
+    for partition, key, value in got:
+        assert sent[value] == key.decode()  # the committed bytes, under the user key
+        assert partition == rule(event_key(sent[value]), [0, 1, 2, 3], [0, 1, 2, 3])
+    by_user = [(key, value) for _, key, value in got]
+    for u in users:
+        mine = [v for k, v in by_user if k == event_key(u)]
+        assert mine == [c.raw for c in first + second if c.rec.user_id == u]  # in order
