@@ -50,16 +50,19 @@ def child(
     async def take(stream: Any) -> None:
         async for batch in stream.noack_take(settings.batch_max_events, within=within_s):
             if not started:
-                started.append(time.perf_counter())
+                started.extend([time.perf_counter(), time.process_time()])
             sizes.append(len(batch))
             for ev in batch:
                 await stream.ack(ev)
             if sum(sizes) >= events:
                 secs = time.perf_counter() - started[0]
+                cpu_s = time.process_time() - started[1]  # every thread of the process
                 out = {
                     "within_ms": within_s * 1000,
                     "events": sum(sizes),
                     "events_per_s": sum(sizes) / secs,
+                    "cpu_ms_per_event": 1000.0 * cpu_s / sum(sizes),
+                    "cores": cpu_s / secs,
                     "batches": len(sizes),
                     "median_batch": statistics.median(sizes),
                 }
@@ -149,11 +152,11 @@ def main() -> None:
     print(f"  {args.partitions} partitions; load average {list(os.getloadavg())}")
     print(f"  {args.events:,} pre-produced events per run; agent acks each event, no work")
     print("figures:")
-    print("  within ms   events/s   batches  median batch")
+    print("  within ms   events/s   batches  median batch  CPU ms/event  cores")
     for r in rows:
         print(
             f"  {r['within_ms']:9.0f} {r['events_per_s']:10,.0f} {r['batches']:9,}"
-            f" {r['median_batch']:13.0f}"
+            f" {r['median_batch']:13.0f} {r['cpu_ms_per_event']:13.3f} {r['cores']:6.2f}"
         )
 
 

@@ -9,7 +9,8 @@ script, so from then on the event is applied for good (Faust commits the acked o
 within its commit interval; the bench reports when the group's committed offsets
 cover the backlog too).
 
-1. **Paced**, at ``--rate`` and at each ``--curve`` rate: events are sent at the rate,
+1. **Paced**, at ``--rate`` and at each ``--curve`` rate, ``--curve-events`` each (the
+   saturated drains take ``--events``): events are sent at the rate,
    stamped with their send time; a thread polls the watermarks every
    ``POLL_S`` and each event's ``freshness_ms_all_events`` is the time from its
    stamp to the first poll that saw it applied (so it includes up to one poll interval).
@@ -34,6 +35,7 @@ import statistics
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench.stream_bench import (
@@ -41,7 +43,9 @@ from bench.stream_bench import (
     applied,
     now_ms,
     paced_records,
+    py_spy,
     quantiles,
+    stop_spy,
     work_figures,
 )
 from freshet.settings import Settings
@@ -209,12 +213,20 @@ def _tp(topic: str, partition: int) -> Any:
 
 
 def saturated_phase(
-    settings: Settings, worker: WorkerProc, events: Sequence[InteractionEvent]
+    settings: Settings,
+    worker: WorkerProc,
+    events: Sequence[InteractionEvent],
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """A backlog of ``events`` produced with the worker paused, then drained."""
+    """A backlog of ``events`` produced with the worker paused, then drained.
+
+    ``profile``: a py-spy profile of the drain here (started once the worker resumes:
+    py-spy cannot attach to a stopped process).
+    """
     before_stop = worker.scrape()
     worker.proc.send_signal(signal.SIGSTOP)
     resumed = False
+    spy = None
     try:
         sent = bulk_offsets(settings, events)
         ends: dict[int, int] = {}
@@ -226,11 +238,13 @@ def saturated_phase(
             worker.proc.send_signal(signal.SIGCONT)
             resumed = True
             before = worker.scrape()
+            spy = None if profile is None else py_spy(worker.proc.pid, profile)
             while any(m < ends.get(p, -1) for p, m in enumerate(poller.latest())):
                 if worker.proc.poll() is not None:
                     raise RuntimeError(f"worker exited; see {worker.log}")
                 time.sleep(0.05)
     finally:
+        stop_spy(spy)
         if not resumed:
             worker.proc.send_signal(signal.SIGCONT)
     first = poller.first_advance(start_marks)
@@ -277,10 +291,15 @@ def run(
     rates: Sequence[float],
     per_rate: int,
     repeats: int,
+    profiles: Path | None = None,
 ) -> dict[str, Any]:
-    """Every phase of the ingest-only bench on a ready worker; the report's figures."""
+    """Every phase of the ingest-only bench on a ready worker; the report's figures.
+
+    ``profiles``: a folder for a py-spy profile of each saturated drain
+    (``saturated_<n>.txt``, raw collapsed stacks; py-spy on PATH).
+    """
     figures: dict[str, Any] = {}
-    figures["paced_worker"] = paced_phase(settings, worker, shop.live, rate)
+    figures["paced_worker"] = paced_phase(settings, worker, shop.live[:per_rate], rate)
     curve = []
     for i, r in enumerate(rates):
         chunk = shop.extra[i * per_rate : (i + 1) * per_rate]
@@ -291,9 +310,14 @@ def run(
     chunks = _split(shop.saturate, repeats)
     pairs = []
     for i, chunk in enumerate(chunks):
-        sat = saturated_phase(settings, worker, chunk)
+        if profiles is not None:
+            profiles.mkdir(parents=True, exist_ok=True)
+        profile = None if profiles is None else profiles / f"saturated_{i}.txt"
+        sat = saturated_phase(settings, worker, chunk, profile)
         ceiling = faust_ceiling(settings, len(chunk), seed=i)
         sat["faust_noop_events_per_s"] = ceiling["events_per_s"]
+        sat["faust_noop_cpu_ms_per_event"] = ceiling["cpu_ms_per_event"]
+        sat["faust_noop_cores"] = ceiling["cores"]
         sat["ratio_to_faust_noop"] = sat["events_per_s"] / ceiling["events_per_s"]
         pairs.append(sat)
     mid = sorted(pairs, key=lambda s: s["ratio_to_faust_noop"])[len(pairs) // 2]
@@ -332,8 +356,10 @@ def print_figures(report: dict[str, Any]) -> None:
         print(
             f"    {s['events']:,} events: worker {s['events_per_s']:8,.0f} ev/s,"
             f" no-op {s['faust_noop_events_per_s']:8,.0f} ev/s, ratio"
-            f" {s['ratio_to_faust_noop']:.3f}; worker CPU {s['worker_cpu_ms_per_event']:.3f}"
-            f" ms/event, cores worker {s['cores_worker']:.2f} kafka {s['cores_kafka']:.2f}"
+            f" {s['ratio_to_faust_noop']:.3f}; CPU ms/event worker"
+            f" {s['worker_cpu_ms_per_event']:.3f} no-op {s['faust_noop_cpu_ms_per_event']:.3f};"
+            f" cores worker {s['cores_worker']:.2f} no-op {s['faust_noop_cores']:.2f}"
+            f" kafka {s['cores_kafka']:.2f}"
             f" redis {s['cores_redis']:.2f}; commit covered"
             f" {_secs(s['committed_after_acked_s'])} after the last ack"
         )

@@ -905,7 +905,8 @@ def main() -> None:
     parser.add_argument(
         "--profile-curve",
         type=Path,
-        help="a folder for py-spy profiles of the worker at each curve point",
+        help="a folder for py-spy profiles of the worker at each curve point (with"
+        " --ingest-only: of each saturated drain)",
     )
     parser.add_argument(
         "--ingest-only",
@@ -1033,6 +1034,7 @@ def main() -> None:
                     rates,
                     args.curve_events,
                     args.repeats,
+                    args.profile_curve,
                 )
             else:
                 results.update(run_phases(args, settings, worker, shop, rates, timed))

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from schemas.event_weights import TASTE_WEIGHTS, taste_weight
 from schemas.events import EVENT_TYPES, EventType, InteractionEvent
@@ -199,6 +200,84 @@ def rebase_factor(old_ref_ms: int, new_ref_ms: int, half_life_s: float) -> float
     return math.pow(2.0, -(new_ref_ms - old_ref_ms) / (half_life_s * 1000.0))
 
 
+class _UserBatch:
+    """One user's state while a batch is applied: the stored state plus what the batch
+    adds, joined once when the state is frozen again.
+
+    ``apply_event`` copies the history, the seen and purchased items and the dedup
+    window into new tuples for every event; here an event appends to short lists, and
+    the tuples are built once per user and batch. The result is the same state
+    (``apply_event`` folded over the events): keeping the newest ``limit`` items ordered
+    by last use gives the same list whether the oldest are dropped at each step or at
+    the end.
+    """
+
+    __slots__ = ("base", "history", "ids", "last_ts", "n", "purchased", "seen")
+
+    def __init__(self, state: UserState) -> None:
+        self.base = state
+        self.history: list[HistoryEntry] = []
+        self.ids: list[str] = []
+        self.seen: dict[str, None] = {}  # items of the batch, ordered by last use
+        self.purchased: dict[str, None] = {}
+        self.last_ts = state.last_ts
+        self.n = 0
+
+    def seen_recently(self, eid: str, window: int) -> bool:
+        """Whether ``eid`` is among the last ``window`` applied ids (before the batch's
+        first event: among the stored ones, as ``apply_event`` checks them)."""
+        ids, base = self.ids, self.base.recent_event_ids
+        if not ids:
+            return eid in base
+        if eid in ids[-window:]:
+            return True
+        older = window - len(ids)
+        return older > 0 and eid in base[-older:]
+
+    def add(self, event: InteractionEvent, window: int) -> bool:
+        """Apply one event; False if it is a duplicate (``seen_recently``)."""
+        eid = event.event_id
+        if self.seen_recently(eid, window):
+            return False
+        self.ids.append(eid)
+        item = event.item_id
+        self.history.append(HistoryEntry(item, event.type, event.ts))
+        self.seen.pop(item, None)
+        self.seen[item] = None
+        if event.type == "purchase":
+            self.purchased.pop(item, None)
+            self.purchased[item] = None
+        if event.ts > self.last_ts:
+            self.last_ts = event.ts
+        self.n += 1
+        return True
+
+    def state(self, rules: StateRules) -> UserState:
+        base = self.base
+        return UserState(
+            history=_last((*base.history, *self.history), rules.history_len),
+            seen=_moved_to_end(base.seen, self.seen, rules.seen_max),
+            purchased=_moved_to_end(base.purchased, self.purchased, rules.seen_max),
+            recent_event_ids=_last((*base.recent_event_ids, *self.ids), rules.dedup_window),
+            last_ts=self.last_ts,
+            n_events=base.n_events + self.n,
+        )
+
+
+def _last(seq: tuple[Any, ...], limit: int) -> tuple[Any, ...]:
+    return seq[-limit:] if len(seq) > limit else seq
+
+
+def _moved_to_end(stored: tuple[str, ...], used: dict[str, None], limit: int) -> tuple[str, ...]:
+    """``stored`` with the ``used`` items moved to its end in their order, newest
+    ``limit`` kept."""
+    if not used:
+        return stored
+    if any(item in stored for item in used):
+        stored = tuple(item for item in stored if item not in used)
+    return _last((*stored, *used), limit)
+
+
 def apply_events(
     states: Mapping[str, UserState],
     events: Iterable[InteractionEvent],
@@ -206,6 +285,9 @@ def apply_events(
     trend_ref_ms: int,
 ) -> BatchOutcome:
     """Apply a batch of valid events in order.
+
+    Each user's state is built once for the batch (``_UserBatch``), not once per event;
+    the outcome equals ``apply_event`` folded over the events.
 
     Args:
         states: Current state of every user in the batch (missing users start empty).
@@ -217,24 +299,26 @@ def apply_events(
         New states for the users that changed, the applied and duplicate events, and
         the popularity increments of the applied ones.
     """
-    current: dict[str, UserState] = {}
+    users: dict[str, _UserBatch] = {}
     applied: list[InteractionEvent] = []
     duplicates: list[InteractionEvent] = []
     counts: dict[str, int] = {}
     trend: dict[str, float] = {}
+    window = rules.dedup_window
+    half_life_s = rules.trending_half_life_s
     for event in events:
-        before = current.get(event.user_id) or states.get(event.user_id) or UserState()
-        after = apply_event(before, event, rules)
-        if after is before:
+        user = users.get(event.user_id)
+        if user is None:
+            user = users[event.user_id] = _UserBatch(states.get(event.user_id) or UserState())
+        if not user.add(event, window):
             duplicates.append(event)
             continue
-        current[event.user_id] = after
         applied.append(event)
-        counts[event.item_id] = counts.get(event.item_id, 0) + 1
-        inc = trend_increment(
-            rules.weight(event), event.ts, trend_ref_ms, rules.trending_half_life_s
-        )
-        trend[event.item_id] = trend.get(event.item_id, 0.0) + inc
+        item = event.item_id
+        counts[item] = counts.get(item, 0) + 1
+        inc = trend_increment(rules.weight(event), event.ts, trend_ref_ms, half_life_s)
+        trend[item] = trend.get(item, 0.0) + inc
+    current = {uid: u.state(rules) for uid, u in users.items() if u.n}
     return BatchOutcome(current, tuple(applied), tuple(duplicates), PopularityDelta(counts, trend))
 
 
