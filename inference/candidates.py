@@ -20,6 +20,7 @@ from inference.rerank import (
     FROM_TRENDING,
     later_duplicates,
 )
+from inference.rerank_kernels import merged_flags
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -172,22 +173,5 @@ def gather_candidates(
         axis=1,
     )
     return Candidates(
-        rows=np.where(later_duplicates(rows), -1, rows), flags=_merge_flags(rows, source)
+        rows=np.where(later_duplicates(rows), -1, rows), flags=merged_flags(rows, source)
     )
-
-
-def _merge_flags(rows: IntArray, source: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Give each copy of an item the union of the flags of all its copies in the row."""
-    b, c = rows.shape
-    if rows.size == 0:
-        return np.zeros_like(source)
-    span = int(rows.max(initial=0)) + 2
-    keys = (np.arange(b, dtype=np.int64)[:, None] * span + rows).reshape(-1)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    union = np.bitwise_or.reduceat(source.reshape(-1)[order], starts)
-    group = np.cumsum(np.r_[False, sorted_keys[1:] != sorted_keys[:-1]])
-    merged = np.empty(b * c, dtype=np.uint8)
-    merged[order] = union[group]
-    return np.where(rows >= 0, merged.reshape(b, c), 0).astype(np.uint8)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from inference.rerank_kernels import stable_order
+
 __all__ = ["add_pairs", "follower_rows", "follower_sums", "warm_up"]
 
 
@@ -46,7 +48,7 @@ def add_pairs(
     for i in range(n):
         occ[dst[i]] += w[i]
     keys = src * span + dst
-    order = np.argsort(keys, kind="mergesort")
+    order = stable_order(keys)
     width = nbr.shape[1]
     # Unique pairs in key order (so grouped by source row), weights summed.
     uk = np.empty(n, np.int64)
@@ -164,7 +166,7 @@ def follower_sums(
                     good = c > 0
                 contrib[e] = c
                 item[e] = dst if good else n
-        order = np.argsort(item, kind="mergesort")
+        order = stable_order(item)
         cum = np.float32(0.0)
         prev_end = 0.0
         for e in range(hw_len):

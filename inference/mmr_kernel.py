@@ -14,6 +14,7 @@ import numpy.typing as npt
 from numba import njit
 
 from inference.covisit_kernels import warm_up as covisit_warm_up
+from inference.rerank_kernels import warm_up as rerank_warm_up
 
 __all__ = ["mmr_kernel", "warm_up"]
 
@@ -235,10 +236,11 @@ def mmr_kernel(
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) before the first real batch needs it.
 
-    The co-visitation table's kernels too (``inference.covisit_kernels``): the worker
-    calls this one warm-up for the scorer's compiled code.
+    The co-visitation table's and the candidates' kernels too: the worker calls this
+    one warm-up for the scorer's compiled code.
     """
     covisit_warm_up()
+    rerank_warm_up()
     one = np.ones((1, 2), np.float32)
     mmr_kernel(
         one,

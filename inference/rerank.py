@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from inference.list_metrics import popularity_head
 from inference.mmr_kernel import mmr_kernel
+from inference.rerank_kernels import allowed_first_copies, later_duplicates_kernel
 from schemas.recommendation import REASONS, Reason
 
 __all__ = [
@@ -125,17 +126,11 @@ def exclusion_mask(
         ``(B, C)`` mask; a duplicate of an earlier candidate in the same row is False.
     """
     b, c = cand.shape
-    n = removed.shape[0]
-    ok = (cand >= 0) & (cand < n)
-    safe = np.where(ok, cand, 0)
-    ok &= ~removed[safe]
-    if exclude.size:
-        # One flat membership test for the whole batch: key = user * n + item, looked up
-        # by binary search in the sorted exclusion keys (np.isin hashes both sides).
-        user = np.arange(b, dtype=np.int64)[:, None]
-        ex_keys = np.sort((user * n + exclude)[(exclude >= 0) & (exclude < n)])
-        ok &= ~sorted_member(user * n + safe, ex_keys)
-    ok &= ~later_duplicates(cand)
+    ok = allowed_first_copies(
+        np.ascontiguousarray(cand, np.int64),
+        np.ascontiguousarray(exclude, np.int64),
+        np.ascontiguousarray(removed, np.bool_),
+    )
     if allow is not None:
         allowed = np.asarray(allow(np.where(ok, cand, -1)), dtype=bool)
         if allowed.shape != (b, c):
@@ -162,13 +157,7 @@ def sorted_member(keys: IntArray, sorted_keys: IntArray) -> BoolArray:
 
 def later_duplicates(cand: IntArray) -> BoolArray:
     """``(B, C)`` mask of entries equal to an earlier entry in the same row."""
-    order = np.argsort(cand, axis=1, kind="stable")
-    s = np.take_along_axis(cand, order, axis=1)
-    dup_sorted = np.zeros_like(s, dtype=bool)
-    dup_sorted[:, 1:] = s[:, 1:] == s[:, :-1]
-    dup = np.zeros_like(dup_sorted)
-    np.put_along_axis(dup, order, dup_sorted, axis=1)
-    return dup
+    return later_duplicates_kernel(np.ascontiguousarray(cand, np.int64))
 
 
 def mmr_select(

@@ -1,0 +1,95 @@
+"""The compiled candidate steps give the numpy forms' masks and flags exactly.
+
+The numpy forms (``exclusion_mask``, ``later_duplicates`` and the candidates' flag
+merge as they were before the kernels, commit 3237e18) are kept here as references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inference.rerank import exclusion_mask, later_duplicates
+from inference.rerank_kernels import merged_flags, stable_order
+
+
+def ref_later_duplicates(cand: np.ndarray) -> np.ndarray:
+    order = np.argsort(cand, axis=1, kind="stable")
+    s = np.take_along_axis(cand, order, axis=1)
+    dup_sorted = np.zeros_like(s, dtype=bool)
+    dup_sorted[:, 1:] = s[:, 1:] == s[:, :-1]
+    dup = np.zeros_like(dup_sorted)
+    np.put_along_axis(dup, order, dup_sorted, axis=1)
+    return dup
+
+
+def ref_exclusion(cand: np.ndarray, exclude: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    b = cand.shape[0]
+    n = removed.shape[0]
+    ok = (cand >= 0) & (cand < n)
+    safe = np.where(ok, cand, 0)
+    ok &= ~removed[safe]
+    if exclude.size:
+        user = np.arange(b, dtype=np.int64)[:, None]
+        ex_keys = np.sort((user * n + exclude)[(exclude >= 0) & (exclude < n)])
+        keys = user * n + safe
+        pos = np.minimum(np.searchsorted(ex_keys, keys), max(ex_keys.size - 1, 0))
+        found = ex_keys[pos] == keys if ex_keys.size else np.zeros(keys.shape, bool)
+        ok &= ~found
+    ok &= ~ref_later_duplicates(cand)
+    return ok
+
+
+def ref_merge_flags(rows: np.ndarray, source: np.ndarray) -> np.ndarray:
+    b, c = rows.shape
+    if rows.size == 0:
+        return np.zeros_like(source)
+    span = int(rows.max(initial=0)) + 2
+    keys = (np.arange(b, dtype=np.int64)[:, None] * span + rows).reshape(-1)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    union = np.bitwise_or.reduceat(source.reshape(-1)[order], starts)
+    group = np.cumsum(np.r_[False, sorted_keys[1:] != sorted_keys[:-1]])
+    merged = np.empty(b * c, dtype=np.uint8)
+    merged[order] = union[group]
+    return np.where(rows >= 0, merged.reshape(b, c), 0).astype(np.uint8)
+
+
+shapes = st.tuples(st.integers(1, 4), st.integers(0, 40), st.integers(0, 12), st.integers(1, 30))
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31))
+def test_candidate_kernels_match_the_numpy_forms(
+    shape: tuple[int, int, int, int], seed: int
+) -> None:
+    """Duplicates, -1 padding, rows past the catalog, removed and excluded items."""
+    b, c, e, n = shape
+    rng = np.random.default_rng(seed)
+    cand = rng.integers(-1, n + 3, size=(b, c))  # -1: an empty slot
+    exclude = rng.integers(-1, n + 2, size=(b, e))
+    removed = rng.random(n) < 0.2
+    source = rng.choice(np.array([1, 2, 4, 8], np.uint8), size=(b, c))
+    np.testing.assert_array_equal(later_duplicates(cand), ref_later_duplicates(cand))
+    np.testing.assert_array_equal(
+        exclusion_mask(cand, exclude, removed), ref_exclusion(cand, exclude, removed)
+    )
+    np.testing.assert_array_equal(merged_flags(cand, source), ref_merge_flags(cand, source))
+
+
+def test_exclusion_known_answer() -> None:
+    cand = np.array([[3, 1, 3, -1, 7, 2]])
+    removed = np.array([False, False, True, False, False])
+    # 3 first copy only; 1 excluded; 7 past the catalog; 2 removed.
+    got = exclusion_mask(cand, np.array([[1, -1, 9]]), removed)
+    assert got.tolist() == [[True, False, False, False, False, False]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(-(2**61), 2**61), max_size=60), small=st.booleans())
+def test_stable_order_is_numpys_stable_argsort(values: list[int], small: bool) -> None:
+    """Ties keep their positions; huge spreads fall back to a merge sort."""
+    v = np.asarray(values, np.int64) % 7 if small else np.asarray(values, np.int64)
+    np.testing.assert_array_equal(stable_order(v), np.argsort(v, kind="stable"))
