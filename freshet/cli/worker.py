@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated
 
@@ -55,6 +56,7 @@ def worker(
     from streams.kafka_io.group_member import claim_slot
     from streams.kafka_io.kafka_wait import wait_for_topics
     from streams.redis_io.redis_wait import wait_for_redis
+    from streams.runtime.catalog_preload import preload_catalog
     from streams.runtime.worker import build_worker
 
     settings = settings_of(ctx)
@@ -79,8 +81,13 @@ def worker(
         log.info(
             "joining %s as static member %s", settings.consumer_group, settings.group_instance_id
         )
+    # A large catalog backlog (a cold start) is applied in bulk before the agents start.
+    preloaded = asyncio.run(preload_catalog(settings))
     try:
-        build_worker(settings).run()  # a static member leaves its group once stopped
+        worker = build_worker(settings)
+        if preloaded.records and worker.metrics is not None:
+            worker.metrics.observe_catalog(preloaded.as_batch())
+        worker.run()  # a static member leaves its group once stopped
     finally:
         if slot is not None:
             slot.release()
