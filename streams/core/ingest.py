@@ -81,7 +81,7 @@ class BatchStats:
     redelivered: int = 0
     dead_lettered: int = 0
     published: int = 0
-    users_touched: int = 0
+    users_touched: int = 0  # without a refresher: the users whose state changed
     source_timestamps_ms: list[int] = field(default_factory=list)
     published_source_ts_ms: list[int] = field(default_factory=list)  # one per list sent
     # Seconds this batch spent per stage (``STAGES``): its latency budget.
@@ -210,9 +210,13 @@ class IngestProcessor:
             stats.applied += len(outcome.applied)
             stats.duplicates += len(outcome.duplicates)
             writes.append(write)
-            touched += _touched_users(p, snap, pairs, outcome)
-        stats.users_touched = len(touched)
-        stats.source_timestamps_ms = [t.source_timestamp_ms for t in touched]
+            if self.refresher is None:  # nothing reads them: count, do not build
+                stats.users_touched += len(outcome.states)
+            else:
+                touched += _touched_users(p, snap, pairs, outcome)
+        if touched:
+            stats.users_touched = len(touched)
+            stats.source_timestamps_ms = [t.source_timestamp_ms for t in touched]
         lap("state_rules")
 
         refresh = Refresh()
