@@ -28,7 +28,9 @@ from inference.rerank import (
     pad_ragged,
     shortlist,
     sorted_lookup,
+    take_rows,
 )
+from inference.rerank_kernels import covisit_lookup
 from inference.slot_quotas import slot_quotas
 from schemas.recommendation import REASONS, RecommendedItem, Strategy
 
@@ -173,7 +175,7 @@ def recommend(
     at = np.maximum(pos, 0)
 
     def sub(x: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(x, at, axis=1)
+        return take_rows(x, at)
 
     rows = np.where(present, sub(cands.rows), -1)
     picked = mmr_select(
@@ -187,7 +189,7 @@ def recommend(
         quotas=[Quota(sub(q.members) & present, q.at_least, q.at_most) for q in quotas],
         category_cap=config.category_cap,
     )
-    picked = np.where(picked >= 0, np.take_along_axis(pos, np.maximum(picked, 0), axis=1), -1)
+    picked = np.where(picked >= 0, take_rows(pos, np.maximum(picked, 0)), -1)
     return _assemble(picked, cands, rel, warm, model_free, items, history, config)
 
 
@@ -220,6 +222,8 @@ def _relevance(
         rel[warm] = scored
     rel = debias(rel, items.popularity[rows], config.popularity_beta)
 
+    if warm.all():  # no cold user: the trending lookup below would be discarded
+        return rel.astype(np.float32)
     # Cold users: trending score for trending items, 0 for the rest (exploration).
     cold_rel = np.where(
         (cands.flags & FROM_TRENDING) > 0, trend_score_of(rows, trend_rows, t_scores), 0.0
@@ -276,18 +280,12 @@ def _blend_covisit(
     """
     b = rel.shape[0]
     weights = BlendWeights(config.model_weight, config.covisit_weight, config.popularity_weight)
-    have = cv_rows >= 0
-    cv = np.zeros(rel.shape, np.float32)
-    if have.any():
-        # Each candidate's co-visitation score: one sorted lookup over (user, row) keys.
-        span = np.int64(max(int(rows.max(initial=0)), int(cv_rows.max())) + 1)
-        user = np.arange(b, dtype=np.int64)[:, None]
-        keys = (user * span + cv_rows)[have]
-        order = np.argsort(keys, kind="stable")
-        keys, vals = keys[order], cv_scores[have][order]
-        at, found = sorted_lookup(user * span + rows, keys)
-        hit = (rows >= 0) & valid & found
-        cv = np.where(hit, vals[at], 0.0).astype(np.float32)
+    cv = covisit_lookup(
+        np.ascontiguousarray(rows, np.int64),
+        np.ascontiguousarray(valid, np.bool_),
+        np.ascontiguousarray(cv_rows, np.int64),
+        np.ascontiguousarray(cv_scores, np.float32),
+    )
     led = cv.max(axis=1, initial=0.0) > 0
     blended_users = led | (warm if weights.popularity > 0 else np.zeros(b, bool))
     if not blended_users.any():
@@ -312,9 +310,9 @@ def _assemble(
     b = picked.shape[0]
     ok = picked >= 0
     pos = np.maximum(picked, 0)
-    rows = np.where(ok, np.take_along_axis(cands.rows, pos, axis=1), -1)
-    flags = np.take_along_axis(cands.flags, pos, axis=1)
-    scores = np.take_along_axis(rel, pos, axis=1)
+    rows = np.where(ok, take_rows(cands.rows, pos), -1)
+    flags = take_rows(cands.flags, pos)
+    scores = take_rows(rel, pos)
     is_new = items.age_s[np.maximum(rows, 0)] < config.new_item_age_s
     hist = pad_ragged(history, b)
     hist_ok = (hist >= 0) & (hist < items.size)
@@ -328,7 +326,7 @@ def _assemble(
     )
     # hist_pos is -1 everywhere when no user has history; the column keeps the gather valid.
     hist_padded = np.concatenate([hist, np.full((b, 1), -1, np.int64)], axis=1)
-    reason_rows = np.take_along_axis(hist_padded, np.where(hist_pos >= 0, hist_pos, -1), 1)
+    reason_rows = take_rows(hist_padded, np.where(hist_pos >= 0, hist_pos, -1))
     free = np.broadcast_to(np.asarray(model_free, dtype=bool), (b,))
     # Whole-batch gathers into Python lists first: indexing numpy per slot is slow.
     counts = ok.sum(axis=1).tolist()  # picks are packed at the front

@@ -14,6 +14,7 @@ from numba import njit
 
 __all__ = [
     "allowed_first_copies",
+    "covisit_lookup",
     "later_duplicates_kernel",
     "merged_flags",
     "stable_order",
@@ -108,9 +109,30 @@ def allowed_first_copies(cand: np.ndarray, exclude: np.ndarray, removed: np.ndar
     return out
 
 
+@njit(cache=True, nogil=True)
+def covisit_lookup(
+    rows: np.ndarray, valid: np.ndarray, cv_rows: np.ndarray, cv_scores: np.ndarray
+) -> np.ndarray:
+    """``(B, C)`` each valid candidate's co-visitation score (its row's first entry in
+    ``cv_rows``, ``(B, K)`` -1 padded), 0 elsewhere."""
+    b, c = rows.shape
+    out = np.zeros((b, c), np.float32)
+    for i in range(b):
+        for j in range(c):
+            r = rows[i, j]
+            if r < 0 or not valid[i, j]:
+                continue
+            for t in range(cv_rows.shape[1]):
+                if cv_rows[i, t] == r:
+                    out[i, j] = cv_scores[i, t]
+                    break
+    return out
+
+
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) before the first real batch needs it."""
     rows = np.array([[1, -1, 1]], np.int64)
     later_duplicates_kernel(rows)
     merged_flags(rows, np.ones((1, 3), np.uint8))
     allowed_first_copies(rows, np.full((1, 1), -1, np.int64), np.zeros(2, np.bool_))
+    covisit_lookup(rows, np.ones((1, 3), np.bool_), rows, np.ones((1, 3), np.float32))

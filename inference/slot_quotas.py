@@ -13,7 +13,14 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.candidates import Candidates, ItemTable
-from inference.rerank import FROM_ANN, FROM_EXPLORATION, FROM_TRENDING, Quota, longtail_quota
+from inference.rerank import (
+    FROM_ANN,
+    FROM_EXPLORATION,
+    FROM_TRENDING,
+    Quota,
+    longtail_quota,
+    take_rows,
+)
 
 if TYPE_CHECKING:
     from inference.recommend import RecommendConfig
@@ -69,5 +76,5 @@ def row_quantile(values: FloatArray, counts: IntArray, q: float) -> npt.NDArray[
     width = values.shape[1]
     ordered = np.sort(values, axis=1)
     pos = width - counts + np.floor(q * np.maximum(counts - 1, 0)).astype(np.int64)
-    picked = np.take_along_axis(ordered, np.clip(pos, 0, max(width - 1, 0))[:, None], 1)[:, 0]
+    picked = take_rows(ordered, np.clip(pos, 0, max(width - 1, 0))[:, None])[:, 0]
     return np.where(counts > 0, picked, np.inf).astype(np.float64)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.rerank import exclusion_mask, later_duplicates
-from inference.rerank_kernels import merged_flags, stable_order
+from inference.rerank_kernels import covisit_lookup, merged_flags, stable_order
 
 
 def ref_later_duplicates(cand: np.ndarray) -> np.ndarray:
@@ -93,3 +93,40 @@ def test_stable_order_is_numpys_stable_argsort(values: list[int], small: bool) -
     """Ties keep their positions; huge spreads fall back to a merge sort."""
     v = np.asarray(values, np.int64) % 7 if small else np.asarray(values, np.int64)
     np.testing.assert_array_equal(stable_order(v), np.argsort(v, kind="stable"))
+
+
+def ref_covisit_lookup(
+    rows: np.ndarray, valid: np.ndarray, cv_rows: np.ndarray, cv_scores: np.ndarray
+) -> np.ndarray:
+    """``recommend._blend_covisit``'s lookup as it was: one sorted (user, row) search."""
+    b = rows.shape[0]
+    have = cv_rows >= 0
+    if not have.any():
+        return np.zeros(rows.shape, np.float32)
+    span = np.int64(max(int(rows.max(initial=0)), int(cv_rows.max())) + 1)
+    user = np.arange(b, dtype=np.int64)[:, None]
+    keys = (user * span + cv_rows)[have]
+    order = np.argsort(keys, kind="stable")
+    keys, vals = keys[order], cv_scores[have][order]
+    q = user * span + rows
+    at = np.minimum(np.searchsorted(keys, q), keys.size - 1)
+    hit = (rows >= 0) & valid & (keys[at] == q)
+    return np.where(hit, vals[at], 0.0).astype(np.float32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31))
+def test_covisit_lookup_matches_the_sorted_search(
+    shape: tuple[int, int, int, int], seed: int
+) -> None:
+    """Repeated co-visitation rows read their first score; invalid candidates read 0."""
+    b, c, kcv, n = shape
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(-1, n, size=(b, c))
+    valid = rng.random((b, c)) < 0.8
+    cv_rows = rng.integers(-1, n, size=(b, kcv))
+    cv_scores = rng.random((b, kcv)).astype(np.float32)
+    np.testing.assert_array_equal(
+        covisit_lookup(rows, valid, cv_rows, cv_scores),
+        ref_covisit_lookup(rows, valid, cv_rows, cv_scores),
+    )
