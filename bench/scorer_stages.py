@@ -46,7 +46,7 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (recommend, "_blend_covisit", "    blend"),
     (recommend, "slot_quotas", "    quotas"),
     (recommend, "shortlist", "    shortlist"),
-    (recommend, "mmr_select", "    MMR"),
+    (recommend, "mmr_select_at", "    MMR"),
     (recommend, "_assemble", "    reasons and assembly"),
 )
 

@@ -16,7 +16,7 @@ from numba import njit
 from inference.covisit_kernels import warm_up as covisit_warm_up
 from inference.rerank_kernels import warm_up as rerank_warm_up
 
-__all__ = ["mmr_kernel", "warm_up"]
+__all__ = ["mmr_kernel", "mmr_kernel_at", "warm_up"]
 
 
 @njit(cache=True, nogil=True)
@@ -204,6 +204,108 @@ def _select_batch(
     return picked
 
 
+@njit(cache=True, nogil=True)
+def _select_batch_at(
+    rel: np.ndarray,
+    valid: np.ndarray,
+    pos: np.ndarray,
+    rows: np.ndarray,
+    unit_table: np.ndarray,
+    cat_table: np.ndarray,
+    k: int,
+    lam: float,
+    category_weight: float,
+    members: np.ndarray,
+    at_least: np.ndarray,
+    at_most: np.ndarray,
+    category_cap: int,
+) -> np.ndarray:
+    """``_select_batch`` over each user's ``pos`` (-1: empty) of the candidate axis,
+    gathering relevance, eligibility, vectors, categories and groups per user."""
+    b, m = pos.shape
+    n_groups = members.shape[0]
+    d = unit_table.shape[1]
+    picked = np.full((b, k), -1, np.int64)
+    r = np.empty(m, np.float32)
+    ok = np.empty(m, np.bool_)
+    unit = np.empty((m, d), np.float32)
+    cats = np.empty(m, np.int64)
+    mem = np.empty((n_groups, m), np.bool_)
+    for i in range(b):
+        for j in range(m):
+            p = pos[i, j]
+            present = p >= 0
+            at = p if present else 0
+            r[j] = rel[i, at]
+            ok[j] = present and valid[i, at]
+            row = rows[i, at] if present else -1
+            for g in range(n_groups):
+                mem[g, j] = present and members[g, i, at]
+            if row >= 0:
+                cats[j] = cat_table[row]
+                for t in range(d):
+                    unit[j, t] = unit_table[row, t]
+            else:
+                cats[j] = -1
+                for t in range(d):
+                    unit[j, t] = 0.0
+        _select_one(
+            r,
+            unit,
+            cats,
+            ok,
+            k,
+            lam,
+            category_weight,
+            mem,
+            at_least[:, i],
+            at_most[:, i],
+            category_cap,
+            picked[i],
+        )
+        for t in range(k):
+            if picked[i, t] >= 0:
+                picked[i, t] = pos[i, picked[i, t]]
+    return picked
+
+
+def mmr_kernel_at(
+    rel: npt.NDArray[np.float32],
+    valid: npt.NDArray[np.bool_],
+    pos: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    unit_table: npt.NDArray[np.float32],
+    cat_table: npt.NDArray[np.int64],
+    k: int,
+    mmr_lambda: float,
+    category_weight: float,
+    members: npt.NDArray[np.bool_],
+    at_least: npt.NDArray[np.int64],
+    at_most: npt.NDArray[np.int64],
+    category_cap: int | None,
+) -> npt.NDArray[np.int64]:
+    """``(B, k)`` picked candidate positions, choosing among each user's ``pos`` only.
+
+    ``rel``, ``valid``, ``rows`` and ``members`` (``(G, B, C)``) span the whole
+    candidate axis; vectors and categories are read from the catalog by row.
+    """
+    return _select_batch_at(
+        np.ascontiguousarray(rel, np.float32),
+        np.ascontiguousarray(valid, np.bool_),
+        np.ascontiguousarray(pos, np.int64),
+        np.ascontiguousarray(rows, np.int64),
+        np.ascontiguousarray(unit_table, np.float32),
+        np.ascontiguousarray(cat_table, np.int64),
+        int(k),
+        float(np.clip(mmr_lambda, 0.0, 1.0)),
+        float(category_weight),
+        np.ascontiguousarray(members, np.bool_),
+        np.ascontiguousarray(at_least, np.int64),
+        np.ascontiguousarray(at_most, np.int64),
+        -1 if category_cap is None else int(category_cap),
+    )
+
+
 def mmr_kernel(
     rel: npt.NDArray[np.float32],
     unit: npt.NDArray[np.float32],
@@ -241,6 +343,21 @@ def warm_up() -> None:
     """
     covisit_warm_up()
     rerank_warm_up()
+    mmr_kernel_at(
+        np.ones((1, 2), np.float32),
+        np.ones((1, 2), bool),
+        np.array([[1, -1]], np.int64),
+        np.array([[0, 1]], np.int64),
+        np.ones((2, 2), np.float32),
+        np.zeros(2, np.int64),
+        1,
+        0.5,
+        0.5,
+        np.ones((1, 1, 2), bool),
+        np.ones((1, 1), np.int64),
+        np.full((1, 1), 2, np.int64),
+        None,
+    )
     one = np.ones((1, 2), np.float32)
     mmr_kernel(
         one,

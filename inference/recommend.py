@@ -19,12 +19,11 @@ from inference.candidates import Candidates, ItemTable, Searcher, gather_candida
 from inference.rerank import (
     FROM_TRENDING,
     ItemFilter,
-    Quota,
     assign_reasons,
     debias,
     exclusion_mask,
     gather_unit_vectors,
-    mmr_select,
+    mmr_select_at,
     pad_ragged,
     shortlist,
     sorted_lookup,
@@ -171,25 +170,19 @@ def recommend(
         pos = shortlist(rel, valid, quotas, max(config.mmr_pool, k))
     else:
         pos = np.broadcast_to(np.arange(rel.shape[1], dtype=np.int64), rel.shape)
-    present = pos >= 0
-    at = np.maximum(pos, 0)
-
-    def sub(x: np.ndarray) -> np.ndarray:
-        return take_rows(x, at)
-
-    rows = np.where(present, sub(cands.rows), -1)
-    picked = mmr_select(
-        sub(rel),
-        gather_unit_vectors(items.unit, rows),
-        np.where(rows >= 0, items.categories[np.maximum(rows, 0)], -1),
-        sub(valid) & present,
+    picked = mmr_select_at(
+        rel,
+        valid,
+        pos,
+        cands.rows,
+        items.unit,
+        items.categories,
         k,
         config.mmr_lambda,
         config.category_weight,
-        quotas=[Quota(sub(q.members) & present, q.at_least, q.at_most) for q in quotas],
+        quotas=quotas,
         category_cap=config.category_cap,
     )
-    picked = np.where(picked >= 0, take_rows(pos, np.maximum(picked, 0)), -1)
     return _assemble(picked, cands, rel, warm, model_free, items, history, config)
 
 

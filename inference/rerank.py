@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.list_metrics import popularity_head
-from inference.mmr_kernel import mmr_kernel
+from inference.mmr_kernel import mmr_kernel, mmr_kernel_at
 from inference.rerank_kernels import allowed_first_copies, later_duplicates_kernel
 from schemas.recommendation import REASONS, Reason
 
@@ -37,6 +37,7 @@ __all__ = [
     "longtail_quota",
     "minmax_rows",
     "mmr_select",
+    "mmr_select_at",
     "pad_ragged",
     "popularity_head",
     "shortlist",
@@ -225,15 +226,7 @@ def mmr_select(
     [[0, 1]]
     """
     rel = np.asarray(relevance, dtype=np.float32)
-    b, c = rel.shape
-    g = len(quotas)
-    members = np.zeros((g, b, c), dtype=bool)
-    at_least = np.zeros((g, b), dtype=np.int64)
-    at_most = np.zeros((g, b), dtype=np.int64)
-    for n, q in enumerate(quotas):
-        members[n] = q.members
-        at_least[n] = _per_user(q.at_least, b)
-        at_most[n] = _cap(q.at_most, b)
+    members, at_least, at_most = _quota_arrays(quotas, *rel.shape)
     return mmr_kernel(
         rel,
         np.asarray(unit_vecs, dtype=np.float32),
@@ -247,6 +240,60 @@ def mmr_select(
         at_most,
         category_cap,
     )
+
+
+def mmr_select_at(
+    relevance: npt.ArrayLike,
+    valid: BoolArray,
+    pos: IntArray,
+    rows: IntArray,
+    unit_table: FloatArray,
+    categories: IntArray,
+    k: int,
+    mmr_lambda: float,
+    category_weight: float = 0.5,
+    quotas: Sequence[Quota] = (),
+    category_cap: int | None = None,
+) -> IntArray:
+    """``mmr_select`` restricted to each user's candidate positions ``pos`` (-1: empty).
+
+    The picks are those of ``mmr_select`` on the gathered ``(B, M)`` arrays (unit
+    vectors and categories of ``rows`` read from the catalog's ``unit_table`` and
+    ``categories``), returned as positions into the full candidate axis; the gather
+    happens inside the kernel, one user at a time.
+    """
+    rel = np.asarray(relevance, dtype=np.float32)
+    members, at_least, at_most = _quota_arrays(quotas, *rel.shape)
+    return mmr_kernel_at(
+        rel,
+        valid,
+        pos,
+        rows,
+        unit_table,
+        categories,
+        k,
+        mmr_lambda,
+        category_weight,
+        members,
+        at_least,
+        at_most,
+        category_cap,
+    )
+
+
+def _quota_arrays(
+    quotas: Sequence[Quota], b: int, c: int
+) -> tuple[BoolArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Quotas as ``(G, B, C)`` members and ``(G, B)`` minimums and caps."""
+    g = len(quotas)
+    members = np.zeros((g, b, c), dtype=bool)
+    at_least = np.zeros((g, b), dtype=np.int64)
+    at_most = np.zeros((g, b), dtype=np.int64)
+    for n, q in enumerate(quotas):
+        members[n] = q.members
+        at_least[n] = _per_user(q.at_least, b)
+        at_most[n] = _cap(q.at_most, b)
+    return members, at_least, at_most
 
 
 def shortlist(

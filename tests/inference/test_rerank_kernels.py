@@ -1,4 +1,4 @@
-"""The compiled candidate steps give the numpy forms' masks and flags exactly.
+"""The compiled candidate and MMR steps give the numpy forms' results exactly.
 
 The numpy forms (``exclusion_mask``, ``later_duplicates`` and the candidates' flag
 merge as they were before the kernels, commit 3237e18) are kept here as references.
@@ -10,7 +10,17 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference.rerank import exclusion_mask, later_duplicates
+from inference.list_metrics import unit_rows
+from inference.rerank import (
+    Quota,
+    exclusion_mask,
+    gather_unit_vectors,
+    later_duplicates,
+    mmr_select,
+    mmr_select_at,
+    shortlist,
+    take_rows,
+)
 from inference.rerank_kernels import covisit_lookup, merged_flags, stable_order
 
 
@@ -130,3 +140,48 @@ def test_covisit_lookup_matches_the_sorted_search(
         covisit_lookup(rows, valid, cv_rows, cv_scores),
         ref_covisit_lookup(rows, valid, cv_rows, cv_scores),
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 40), st.integers(1, 12)),
+    seed=st.integers(0, 2**31),
+    lam=st.sampled_from([0.0, 0.5, 0.7, 1.0]),
+    cap=st.sampled_from([None, 1, 2]),
+)
+def test_mmr_on_positions_picks_as_mmr_on_the_gathered_shortlist(
+    shape: tuple[int, int, int], seed: int, lam: float, cap: int | None
+) -> None:
+    """The recommend path before the kernel: gather the shortlist, select, map back."""
+    b, c, k = shape
+    rng = np.random.default_rng(seed)
+    n, d = 30, 4
+    unit = unit_rows(rng.standard_normal((n, d)).astype(np.float32))
+    unit[rng.random(n) < 0.1] = 0.0
+    cats = rng.integers(-1, 4, size=n)
+    rows = np.where(rng.random((b, c)) < 0.9, rng.integers(0, n, size=(b, c)), -1)
+    rel = rng.standard_normal((b, c)).astype(np.float32)
+    rel[rng.random((b, c)) < 0.05] = np.nan
+    valid = (rng.random((b, c)) < 0.85) & (rows >= 0)
+    quotas = [
+        Quota(rng.random((b, c)) < 0.3, int(rng.integers(0, 3))),
+        Quota(rng.random((b, c)) < 0.2, rng.integers(0, 3, size=b), int(rng.integers(1, 4))),
+    ]
+    pos = shortlist(rel, valid, quotas, int(rng.integers(1, c + 2)))
+    present = pos >= 0
+    at = np.maximum(pos, 0)
+    sub_rows = np.where(present, take_rows(rows, at), -1)
+    old = mmr_select(
+        take_rows(rel, at),
+        gather_unit_vectors(unit, sub_rows),
+        np.where(sub_rows >= 0, cats[np.maximum(sub_rows, 0)], -1),
+        take_rows(valid, at) & present,
+        k,
+        lam,
+        0.5,
+        quotas=[Quota(take_rows(q.members, at) & present, q.at_least, q.at_most) for q in quotas],
+        category_cap=cap,
+    )
+    old = np.where(old >= 0, take_rows(pos, np.maximum(old, 0)), -1)
+    new = mmr_select_at(rel, valid, pos, rows, unit, cats, k, lam, 0.5, quotas, cap)
+    np.testing.assert_array_equal(new, old)
