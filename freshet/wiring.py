@@ -9,6 +9,7 @@ setting fails here, loudly, rather than being ignored.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
@@ -106,8 +107,19 @@ def live_config(settings: Settings) -> LiveConfig:
         covisit_flatness=settings.covisit_flatness,
         covisit_damping=settings.covisit_damping,
         covisit_half_life_s=settings.covisit_half_life_s,
+        covisit_damping_choices=damping_choices(settings.covisit_damping_choices),
+        covisit_vectors=settings.covisit_vectors,
         fold_in_half_life_s=settings.trending_half_life_s,
     )
+
+
+def damping_choices(spec: str) -> tuple[float, ...]:
+    """``"0.25/0.35/0.5"`` (or comma- or space-separated) as dampings; "" is none.
+
+    >>> damping_choices("0.25/0.5"), damping_choices("")
+    ((0.25, 0.5), ())
+    """
+    return tuple(float(x) for x in re.split(r"[/,\s]+", spec.strip()) if x)
 
 
 def onnx_loader(settings: Settings) -> Callable[[Any, str], Any]:

@@ -27,8 +27,9 @@ def covisit_vectors(
     table: CovisitTable,
     rows: npt.ArrayLike,
     vectors: npt.ArrayLike,
-    known: npt.ArrayLike,
+    known: npt.ArrayLike | int,
     prior: float = 1.0,
+    own: npt.ArrayLike | None = None,
 ) -> FloatArray:
     """``(R, D)`` vectors for catalog ``rows``: content shrunk toward known neighbours.
 
@@ -36,8 +37,10 @@ def covisit_vectors(
         table: The co-visitation table (rows are catalog rows).
         rows: ``(R,)`` the items to place (e.g. those that arrived since the bundle).
         vectors: ``(N, D)`` the catalog's vectors (content vectors for new items).
-        known: ``(N,)`` items whose vectors were trained (only they pull).
+        known: ``(N,)`` items whose vectors were trained (only they pull), or an int:
+            the rows below it are the trained ones (a bundle's items come first).
         prior: Pair weight that the item's own (content) vector counts as.
+        own: ``(R, D)`` the rows' own (content) vectors; default ``vectors[rows]``.
 
     Returns:
         ``(prior · v_r + Σ_j w_rj · v_j) / (prior + Σ_j w_rj)`` over the row's known
@@ -46,19 +49,65 @@ def covisit_vectors(
     """
     r = np.asarray(rows, np.int64).reshape(-1)
     v = np.asarray(vectors, np.float32)
-    ok_item = np.asarray(known, bool)
-    out = v[r].copy()
+    out = (v[r] if own is None else np.asarray(own, np.float32).reshape(r.size, -1)).copy()
     inside = r < table.size
     if not inside.any():
         return out
-    rr = r[inside]
-    nbr = table.nbr[rr]
-    w = np.clip(table.weight[rr] - table.error[rr], 0.0, None)
-    use = (nbr >= 0) & (nbr < ok_item.size)
-    use &= ok_item[np.where(use, nbr, 0)]
+    nbr, weight, error = table.followers(r[inside])
+    w = np.clip(weight - error, 0.0, None)
+    if isinstance(known, (int, np.integer)):
+        use = (nbr >= 0) & (nbr < min(int(known), v.shape[0]))
+    else:
+        ok_item = np.asarray(known, bool)
+        use = (nbr >= 0) & (nbr < ok_item.size)
+        use &= ok_item[np.where(use, nbr, 0)]
     w = np.where(use, w, 0.0).astype(np.float32)
     pulled = np.einsum("rk,rkd->rd", w, v[np.where(use, nbr, 0)])
     total = w.sum(axis=1, keepdims=True)
     mixed = (np.float32(prior) * out[inside] + pulled) / np.maximum(prior + total, 1e-12)
     out[inside] = np.where(total > 0, mixed, out[inside])
     return out.astype(np.float32)
+
+
+class NewItemVectors:
+    """Keeps the vectors of items a bundle did not learn at their co-visitation placement.
+
+    An item the bundle learnt from no interaction (one that arrived after it, or one
+    it knew by content alone) is re-placed with ``covisit_vectors`` each time its
+    table row changes; its vector when first placed (its content vector) stays the
+    prior. Work follows the changed rows only.
+
+    Args:
+        trained: ``(M,)`` which of the first ``M`` rows have vectors learnt from
+            interactions (a bundle's items with training counts); later rows have not.
+        prior: Pair weight of the content vector (see ``covisit_vectors``).
+    """
+
+    def __init__(self, trained: npt.ArrayLike, prior: float = 1.0) -> None:
+        self.trained = np.asarray(trained, bool).reshape(-1)
+        self.prior = prior
+        self._content: dict[int, np.ndarray] = {}
+
+    def place(
+        self, table: CovisitTable, vectors: npt.ArrayLike, changed: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.int64], FloatArray]:
+        """The untrained rows among ``changed`` table rows and their vectors now.
+
+        ``vectors``: the catalog's current vectors (a content vector is read from it the
+        first time its row is placed). The caller writes the result back.
+        """
+        v = np.asarray(vectors, np.float32)
+        r = np.unique(np.asarray(changed, np.int64).reshape(-1))
+        r = r[(r >= 0) & (r < min(v.shape[0], table.size))]
+        n = self.trained.size
+        r = r[(r >= n) | ~self.trained[np.minimum(r, max(n - 1, 0))]] if n else r
+        if not r.size:
+            return r, np.zeros((0, v.shape[1]), np.float32)
+        content = self._content
+        own = np.stack([content.setdefault(x, v[x].copy()) for x in r.tolist()])
+        return r, covisit_vectors(table, r, v, self.trained, self.prior, own=own)
+
+    def forget(self, rows: npt.ArrayLike) -> None:
+        """Drop the remembered content of ``rows`` (their content vector was rewritten)."""
+        for x in np.asarray(rows, np.int64).reshape(-1).tolist():
+            self._content.pop(x, None)

@@ -152,6 +152,17 @@ class ItemCatalog:
             self._removed[rows] = np.asarray(removed, bool)
         self.version += 1
 
+    def place_vectors(self, rows: npt.NDArray[np.int64], vectors: npt.ArrayLike) -> None:
+        """Replace the vectors of ``rows`` in place, keeping the cached table snapshot.
+
+        For vectors learnt while serving (``inference.covisit_vectors``): a snapshot
+        holds views of the vector columns, so it sees them, and nothing else in it
+        changes; a new snapshot would cost O(catalog) on every scored batch.
+        """
+        vecs = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        self._vectors[rows] = vecs
+        self._unit[rows] = unit_rows(vecs)
+
     def remove(self, item_id: str) -> int | None:
         """Mark an item removed (never recommended again); returns its row if known."""
         row = self.row_of.get(item_id)

@@ -28,6 +28,11 @@ class LiveConfig:
         covisit_damping: Exponent of a candidate's occurrence in the score's normaliser.
         covisit_half_life_s: Event time over which a pair's weight halves against newer
             pairs (0: never).
+        covisit_damping_choices: Dampings the scorer compares on its own stream
+            (``inference.damping_choice``) and serves the best of; empty: always
+            ``covisit_damping``, which is otherwise served until the evidence is in.
+        covisit_vectors: Items the bundle lacks take vectors from their trained
+            co-visitation neighbours, re-placed as their table rows change.
         fold_in_half_life_s: Decay of the model-free fold-in over event time.
     """
 
@@ -40,6 +45,8 @@ class LiveConfig:
     covisit_flatness: float = FLATNESS
     covisit_damping: float = DAMPING
     covisit_half_life_s: float = 500 * 86400.0
+    covisit_damping_choices: tuple[float, ...] = ()
+    covisit_vectors: bool = True
     fold_in_half_life_s: float = 6 * 3600.0
 
 

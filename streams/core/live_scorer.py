@@ -25,6 +25,8 @@ from inference.covisit import (
     follow_pairs,
     recent_rows,
 )
+from inference.covisit_vectors import NewItemVectors
+from inference.damping_choice import DampingChooser, remember_candidates
 from inference.fold_in import event_weights, fold_in_events
 from inference.history_inputs import encoder_inputs, flatten_histories
 from inference.item_catalog import ItemCatalog
@@ -85,6 +87,13 @@ class LiveScorer:
         # wait here, in the numbering they were learnt in, and are added after the swap.
         self.covisit_frozen = False
         self.covisit_backlog: list[tuple[Any, ...]] = []
+        # The damping served, chosen by how the stream's next events fall (optional).
+        choices = self.config.covisit_damping_choices
+        self.damping_chooser = (
+            DampingChooser(choices, default=self.config.covisit_damping) if choices else None
+        )
+        # Vectors of the items the bundle lacks, from their co-visitation neighbours.
+        self.new_item_vectors = NewItemVectors(np.zeros(0, bool))
 
     @property
     def model_version(self) -> str | None:
@@ -130,6 +139,9 @@ class LiveScorer:
             covisit = self.covisit.remap(catalog.rows(self.catalog.ids), catalog.size)
         self.covisit = covisit
         self.bundle, self.catalog, self.index = bundle, catalog, index
+        self.new_item_vectors = NewItemVectors(np.asarray(bundle.item_popularity) > 0)
+        if self.damping_chooser is not None:
+            self.damping_chooser.clear_pending()
         self.stats.bundle_swaps += 1
         log.info("serving bundle %s on %s", bundle.version, getattr(bundle, "provider", "?"))
 
@@ -144,6 +156,7 @@ class LiveScorer:
         for rec in records:
             self.records[rec.item_id] = rec
         rows = apply_records(self.catalog, records, self.bundle)
+        self.new_item_vectors.forget(rows.live)
         self.index = update_index(self.catalog, self.index, rows)
         return len(records)
 
@@ -179,22 +192,36 @@ class LiveScorer:
         ranker = None if self.bundle is None else self._bundle_parts()[1]
         self._calls += 1
         covisit_on = self.config.recommend.covisit_weight > 0
+        chooser = self.damping_chooser if covisit_on else None
+        index, n_ann = self.index, self.config.recommend.candidates
         if covisit_on:
             self._learn_covisit(users, seqs, now_ms)
+        if chooser is not None:
+            chooser.credit([u.user_id for u in users], [u.state.n_events for u in users], seqs)
+            self.covisit.damping = chooser.served()
         # Score in chunks: the candidate tensors are (users, candidates, dim), and
         # candidates grow with each user's seen items, so a whole batch at once can take
         # hundreds of MB; chunks keep memory flat at no cost in speed.
         lists: list[UserList] = []
         for lo in range(0, len(users), SCORE_CHUNK):
             hi = lo + SCORE_CHUNK
-            cv = (
-                self.covisit.score(
-                    *recent_rows(seqs[lo:hi], COVISIT_RECENT, COVISIT_DECAY),
+            cv = None
+            if covisit_on:
+                query = recent_rows(seqs[lo:hi], COVISIT_RECENT, COVISIT_DECAY)
+                cv = self.covisit.score(*query, self.config.covisit_candidates)
+            if chooser is not None and cv is not None:
+                part = users[lo:hi]
+                remember_candidates(
+                    chooser,
+                    self.covisit,
+                    query,
+                    cv[0],
+                    [u.user_id for u in part],
+                    [u.state.n_events for u in part],
+                    lambda i: self._rows(part[i].state.seen),  # noqa: B023 (called at once)
                     self.config.covisit_candidates,
+                    lambda pick: index.search(vecs[lo:hi][pick], n_ann)[0],  # noqa: B023
                 )
-                if covisit_on
-                else None
-            )
             lists += recommend(
                 vecs[lo:hi],
                 table,
@@ -250,7 +277,21 @@ class LiveScorer:
             return
         for waiting in self.covisit_backlog:
             self.covisit.add(*waiting)
+            if self.config.covisit_vectors and self.bundle is not None:
+                self._place_new_items(waiting[0])
         self.covisit_backlog.clear()
+
+    def _place_new_items(self, changed: np.ndarray) -> None:
+        """Re-place the items the bundle learnt from no interaction whose table rows
+        ``changed``.
+
+        The catalog's vectors (which the encoder and the model's scores read) follow;
+        the ANN index keeps their content vectors until a bundle includes them: they
+        reach lists as co-visitation and new-item candidates meanwhile.
+        """
+        rows, vecs = self.new_item_vectors.place(self.covisit, self.catalog.vectors(), changed)
+        if rows.size:
+            self.catalog.place_vectors(rows, vecs)
 
     def _message(self, user: TouchedUser, ul: UserList, published_ms: int) -> Recommendation:
         self.stats.lists += 1

@@ -35,3 +35,15 @@ def test_unknown_neighbours_and_unseen_rows_keep_the_content_vector() -> None:
     got = covisit_vectors(table, [3, 4, 7 % 5], vecs, known, prior=1.0)
     assert np.allclose(got[0], [2 / 4, 1 / 4])  # (1·[0,0] + 2·[1,0] + 1·[0,1]) / 4
     assert np.allclose(got[1], vecs[4]) and np.allclose(got[2], vecs[2])  # no neighbours
+
+
+def test_known_as_a_row_count_and_an_own_prior_give_the_mask_s_answer() -> None:
+    """Rows below ``known`` pull; ``own`` replaces the row's vector as the prior."""
+    table = CovisitTable(width=4)
+    table.add([3, 3, 3], [0, 1, 2], [2.0, 1.0, 5.0])
+    vecs = np.array([[1, 0], [0, 1], [9, 9], [7, 7]], np.float32)
+    by_mask = covisit_vectors(table, [3], vecs, np.array([True, True, False, False]))
+    by_count = covisit_vectors(table, [3], vecs, 2)
+    assert np.allclose(by_mask, by_count)
+    got = covisit_vectors(table, [3], vecs, 2, prior=1.0, own=[[0.0, 0.0]])
+    assert np.allclose(got[0], [2 / 4, 1 / 4])  # (1·[0,0] + 2·[1,0] + 1·[0,1]) / 4

@@ -1,0 +1,202 @@
+"""Which co-visitation damping to serve, chosen by the stream's own next events.
+
+The damping (``CovisitTable.damping``) trades head against tail: 0.25 lets popular
+followers through, 0.5 (the cosine) keeps new and niche ones in reach. Which is better
+depends on the stream (on MovieLens the low one, on a shop of arriving items the high
+one), and an early prefix does not tell. So the stream evaluates itself, prequentially:
+for a sample of scored users the top-``k`` unseen co-visitation candidates under every
+candidate damping are remembered; when the user's next event arrives, each damping
+whose top-``k`` held that item is credited. Each damping's hit rate is a decayed
+running mean (half-life ``half_life`` evaluations), and the one served is the best,
+with ties within ``margin`` (relative) going to the higher damping, whose lists reach
+further into the tail. Pure; no I/O.
+
+>>> chooser = DampingChooser((0.25, 0.5), default=0.5, min_evidence=1.5)
+>>> chooser.remember(["u"], [1], np.array([[[7, 8], [9, 3]]]))
+>>> chooser.credit(["u"], [2], [np.array([5, 7])])  # u's next item: row 7
+1
+>>> chooser.remember(["u"], [2], np.array([[[4, 1], [6, 2]]]))
+>>> chooser.credit(["u"], [3], [np.array([5, 7, 4])])
+1
+>>> chooser.rates().round(2).tolist(), chooser.served()
+([1.0, 0.0], 0.25)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.covisit import CovisitTable
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass
+class DampingChooser:
+    """Serves the damping whose co-visitation candidates held users' next items most.
+
+    Attributes:
+        choices: The dampings compared (each one's candidates are computed for the
+            sampled users).
+        default: Served until ``min_evidence`` evaluations are in.
+        k: Candidates per damping that count as holding the next item.
+        sample_every: One scored user in this many is remembered.
+        half_life: Evaluations over which an old hit weighs half.
+        margin: A higher damping is served while its rate is within this share of
+            the best one's.
+        min_evidence: Decayed count of evaluations before the rates decide.
+        max_pending: Users remembered at once (the least recently sampled go first).
+    """
+
+    choices: tuple[float, ...] = (0.25, 0.35, 0.5)
+    default: float = 0.35
+    k: int = 10
+    sample_every: int = 2
+    half_life: float = 2000.0
+    margin: float = 0.0
+    min_evidence: float = 300.0
+    max_pending: int = 100_000
+    hits: npt.NDArray[np.float64] = field(init=False)
+    evaluations: float = field(init=False, default=0.0)
+    _pending: dict[str, tuple[int, IntArray]] = field(init=False, default_factory=dict)
+    _tick: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if not self.choices:
+            raise ValueError("choices must not be empty")
+        self.hits = np.zeros(len(self.choices))
+
+    def rates(self) -> npt.NDArray[np.float64]:
+        """Each choice's decayed hit rate (0 before any evaluation)."""
+        return self.hits / max(self.evaluations, 1e-12)
+
+    def served(self) -> float:
+        """The damping to score with now."""
+        if self.evaluations < self.min_evidence:
+            return self.default
+        rates = self.rates()
+        good = rates >= rates.max() * (1.0 - self.margin)
+        order = np.argsort(self.choices)  # highest damping among the good ones
+        best = [i for i in order.tolist() if good[i]][-1]
+        return float(self.choices[best])
+
+    def sample(self, n: int) -> npt.NDArray[np.bool_]:
+        """Which of the next ``n`` scored users to remember (every ``sample_every``-th)."""
+        ticks = self._tick + np.arange(n)
+        self._tick += n
+        return ticks % max(self.sample_every, 1) == 0
+
+    def remember(self, users: Sequence[str], n_events: Sequence[int], tops: npt.ArrayLike) -> None:
+        """Remember ``tops`` (``(U, len(choices), k)`` rows, -1 padded) of users as they
+        stand after ``n_events`` events; an extra last row per user holds what the other
+        sources find (an event whose item is there is no evaluation)."""
+        t = np.asarray(tops, np.int64)
+        pending = self._pending
+        for user, n, top in zip(users, n_events, t, strict=True):
+            pending.pop(user, None)  # re-insert: least recently sampled first
+            pending[user] = (int(n), top)
+        while len(pending) > self.max_pending:
+            del pending[next(iter(pending))]
+
+    def clear_pending(self) -> None:
+        """Forget the remembered candidates (their rows: a bundle swap re-numbers rows)."""
+        self._pending.clear()
+
+    def credit(
+        self, users: Sequence[str], n_events: Sequence[int], histories: Sequence[IntArray]
+    ) -> int:
+        """Credit the dampings that held each remembered user's next item; returns how
+        many evaluations were made.
+
+        ``histories``: each user's history rows, oldest first, ending at event
+        ``n_events``. The remembered list is evaluated on the first event after it;
+        an item the user had already touched (or an unknown one) is not an evaluation,
+        as in the prequential protocol.
+        """
+        made = 0
+        for user, n, hist in zip(users, n_events, histories, strict=True):
+            entry = self._pending.get(user)
+            if entry is None or n <= entry[0]:
+                continue
+            del self._pending[user]
+            pos = hist.size - (n - entry[0])
+            if pos < 0:
+                continue  # the next event has left the bounded history
+            nxt = int(hist[pos])
+            if nxt < 0 or (hist[:pos] == nxt).any():
+                continue
+            held = (entry[1] == nxt).any(axis=1)
+            if held.size > len(self.choices):
+                if held[-1]:
+                    continue  # found without co-visitation: says nothing of the damping
+                held = held[:-1]
+            decay = 0.5 ** (1.0 / self.half_life)
+            self.hits = self.hits * decay + held
+            self.evaluations = self.evaluations * decay + 1.0
+            made += 1
+        return made
+
+
+def unseen_top(rows: IntArray, exclude: Sequence[IntArray], k: int) -> IntArray:
+    """The first ``k`` of each user's ranked ``rows`` (``(U, K)``, -1 padded) that are
+    not in the user's ``exclude`` rows; -1 padded.
+
+    >>> unseen_top(np.array([[4, 2, 9, -1]]), [np.array([2])], 2).tolist()
+    [[4, 9]]
+    """
+    out = np.full((rows.shape[0], k), -1, np.int64)
+    for i, (row, ex) in enumerate(zip(rows, exclude, strict=True)):
+        keep = row[(row >= 0) & ~np.isin(row, ex)][:k]
+        out[i, : keep.size] = keep
+    return out
+
+
+def remember_candidates(
+    chooser: DampingChooser,
+    table: CovisitTable,
+    history: tuple[IntArray, npt.NDArray[np.float32]],
+    served_rows: IntArray,
+    users: Sequence[str],
+    n_events: Sequence[int],
+    exclude: Callable[[int], IntArray],
+    candidates: int,
+    others: Callable[[IntArray], IntArray] | None = None,
+) -> None:
+    """For the chooser's sample of ``users``, each choice's unseen top-``k``.
+
+    ``history``: ``recent_rows`` of the users (the table's query); ``served_rows``: the
+    candidates just scored under ``table.damping`` (reused for that choice). The other
+    choices score the sampled users again, the table's damping set for the call only.
+    ``exclude(i)``: the rows user ``i`` has touched (asked for the sample only).
+    ``others(pick)``: ``(P, K)`` rows the list's other sources rank first for users
+    ``pick`` (the model's nearest items); a next item among their unseen top-``k`` is
+    found without co-visitation, so it does not judge the damping.
+    """
+    pick = np.flatnonzero(chooser.sample(len(users)))
+    if not pick.size:
+        return
+    hist, weight = history[0][pick], history[1][pick]
+    served = table.damping
+    seen = [exclude(i) for i in pick.tolist()]
+    tops = []
+    for damping in chooser.choices:
+        if damping == served:
+            rows = served_rows[pick]
+        else:
+            table.damping = damping
+            try:
+                rows, _ = table.score(hist, weight, candidates)
+            finally:
+                table.damping = served
+        tops.append(unseen_top(rows, seen, chooser.k))
+    if others is not None:
+        tops.append(unseen_top(others(pick), seen, chooser.k))
+    chooser.remember(
+        [users[i] for i in pick.tolist()],
+        [n_events[i] for i in pick.tolist()],
+        np.stack(tops, axis=1),
+    )

@@ -1,0 +1,101 @@
+"""The served co-visitation damping follows what the stream's next events reward.
+
+Planted table: query item ``Q`` is followed by a head item ``H`` (heavy pair, but ``H``
+co-occurs with everything, so its occurrence is huge) and by a niche item ``N`` (light
+pair, small occurrence). Under damping 0.25 ``H`` ranks first, under 0.5 ``N`` does.
+A stream whose users go from ``Q`` to ``H`` must make the chooser serve 0.25; one that
+goes from ``Q`` to ``N`` must make it serve 0.5; and a stream that changes its habit
+midway must make it change its choice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.covisit import CovisitTable, recent_rows
+from inference.damping_choice import DampingChooser, remember_candidates, unseen_top
+
+Q, H, N = 0, 1, 2
+
+
+def planted() -> CovisitTable:
+    table = CovisitTable(width=8, damping=0.35)
+    table.add([Q, Q], [H, N], [4.0, 1.0])
+    others = np.arange(100, 200)
+    table.add(others, np.full(others.size, H), np.full(others.size, 10.0))  # H: the head
+    table.add([N] * 9, list(range(300, 309)), [1.0] * 9)  # N: occurrence about 10
+    return table
+
+
+def test_the_planted_table_ranks_head_first_low_and_niche_first_high() -> None:
+    table = planted()
+    hist, w = recent_rows([np.array([Q])], 1, 1.0)
+    for damping, first in ((0.25, H), (0.5, N)):
+        table.damping = damping
+        assert table.score(hist, w, 2)[0][0, 0] == first
+
+
+def run(chooser: DampingChooser, table: CovisitTable, nexts: list[int], start: int = 0) -> None:
+    """Each user looks at Q, is scored (candidates remembered), then goes to ``next``."""
+    for i, nxt in enumerate(nexts, start):
+        user = f"u{i}"
+        table.damping = chooser.served()
+        query = recent_rows([np.array([Q])], 1, 1.0)
+        served_rows, _ = table.score(*query, 5)
+        remember_candidates(
+            chooser, table, query, served_rows, [user], [1], lambda _: np.array([Q]), 5
+        )
+        assert table.damping == chooser.served()  # the alternatives left it as it was
+        chooser.credit([user], [2], [np.array([Q, nxt])])
+
+
+@pytest.mark.parametrize(("habit", "wanted"), [(H, 0.25), (N, 0.5)])
+def test_the_chooser_converges_to_the_damping_that_holds_the_next_item(
+    habit: int, wanted: float
+) -> None:
+    chooser = DampingChooser(
+        (0.25, 0.35, 0.5), default=0.35, k=1, sample_every=1, half_life=50, min_evidence=20
+    )
+    table = planted()
+    rng = np.random.default_rng(0)
+    # 80% of users follow the habit, the rest go somewhere neither damping proposes.
+    run(chooser, table, [habit if rng.random() < 0.8 else 50 for _ in range(200)])
+    assert chooser.served() == wanted
+    rates = chooser.rates()
+    assert rates[chooser.choices.index(wanted)] > 0.7
+
+
+def test_the_chooser_follows_a_stream_that_changes_its_habit() -> None:
+    chooser = DampingChooser(
+        (0.25, 0.5), default=0.5, k=1, sample_every=1, half_life=30, min_evidence=10
+    )
+    table = planted()
+    run(chooser, table, [H] * 150)
+    assert chooser.served() == 0.25
+    run(chooser, table, [N] * 150, start=150)
+    assert chooser.served() == 0.5
+
+
+def test_no_evidence_serves_the_default_and_seen_or_stale_next_items_do_not_count() -> None:
+    chooser = DampingChooser((0.25, 0.5), default=0.5, k=1, min_evidence=1)
+    assert chooser.served() == 0.5
+    chooser.remember(["u"], [1], np.array([[[H], [N]]]))
+    assert chooser.credit(["u"], [2], [np.array([H, H])]) == 0  # already touched
+    chooser.remember(["u"], [3], np.array([[[H], [N]]]))
+    assert chooser.credit(["u"], [3], [np.array([Q, H])]) == 0  # no new event yet
+    assert chooser.credit(["u"], [9], [np.array([Q, H])]) == 0  # left the history
+    assert chooser.evaluations == 0 and chooser.served() == 0.5
+
+
+def test_a_margin_breaks_near_ties_toward_the_higher_damping() -> None:
+    chooser = DampingChooser((0.25, 0.5), default=0.25, k=1, margin=0.1, min_evidence=1)
+    chooser.hits, chooser.evaluations = np.array([50.0, 46.0]), 100.0
+    assert chooser.served() == 0.5
+    chooser.hits = np.array([50.0, 40.0])
+    assert chooser.served() == 0.25
+
+
+def test_unseen_top_skips_touched_items_and_pads() -> None:
+    got = unseen_top(np.array([[5, 3, -1, 7], [1, 2, 3, 4]]), [np.array([3]), np.array([])], 3)
+    assert got.tolist() == [[5, 7, -1], [1, 2, 3]]
