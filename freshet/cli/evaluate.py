@@ -21,6 +21,7 @@ def evaluate_command(
     ts_unit: files.TimestampUnit = files.TsUnit.s,
     header: files.Header = True,
     item_file: files.ItemFile = None,
+    ratings_as_interactions: files.RatingsAsInteractions = False,
     bundle_dir: Annotated[
         Path | None, typer.Option(envvar="FRESHET_BUNDLE_DIR", help="Where bundles live.")
     ] = None,
@@ -67,7 +68,9 @@ def evaluate_command(
         console.print(f"[red]{exc}")
         raise typer.Exit(1) from None
     refused: dict[str, int] = {}
-    source = files.file_source(fmt, preset, columns, delimiter, ts_unit, header, item_file)
+    source = files.file_source(
+        fmt, preset, columns, delimiter, ts_unit, header, item_file, ratings_as_interactions
+    )
     events = list(source.events(file, refused))
     log = build_log(events, bundle.manifest.hashing)
     trained_with = str(bundle.manifest.data_range.get("protocol", "time"))

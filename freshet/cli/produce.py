@@ -33,6 +33,7 @@ def produce(
     delimiter: files.Delimiter = ",",
     ts_unit: files.TimestampUnit = files.TsUnit.s,
     header: files.Header = True,
+    ratings_as_interactions: files.RatingsAsInteractions = False,
     rate: Annotated[
         float,
         typer.Option(
@@ -52,11 +53,20 @@ def produce(
 
     from freshet.cli.sending import KafkaSink, Pacer, Tally, print_summary, progress_bar
     from schemas.codec import Refusal
-    from streams.core.file_reader import read_file
+    from schemas.events import InteractionEvent
+    from streams.core.file_reader import as_interaction, read_file
 
     settings = settings_of(ctx)
     console = Console(stderr=True)
-    source = files.file_source(fmt, preset, columns, delimiter, ts_unit, header)
+    source = files.file_source(
+        fmt,
+        preset,
+        columns,
+        delimiter,
+        ts_unit,
+        header,
+        ratings_as_interactions=ratings_as_interactions,
+    )
 
     total_lines = _count_lines(file)
     sink = KafkaSink(settings)
@@ -71,6 +81,8 @@ def produce(
                 if isinstance(item, Refusal):
                     tally.refuse(line_no, item)
                 else:
+                    if source.ratings_as_interactions and isinstance(item, InteractionEvent):
+                        item = as_interaction(item)
                     pacer.wait(sent)
                     sink.send(item)
                     tally.count(item)

@@ -313,6 +313,12 @@ def read_item_file(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> I
             yield line_no, catalog_from_obj(obj, limits)
 
 
+def as_interaction(event: InteractionEvent) -> InteractionEvent:
+    """A rating without its value: a plain interaction under the rating rule
+    (``schemas.event_weights``); other events as they are."""
+    return replace(event, value=None) if event.type == "rating" else event
+
+
 def read_events(
     path: str | Path,
     refused: dict[str, int] | None = None,
@@ -343,6 +349,6 @@ def read_events(
             if isinstance(out, Refusal):
                 counts[out.reason] = counts.get(out.reason, 0) + 1
             elif ratings_as_interactions and isinstance(out, InteractionEvent):
-                yield replace(out, value=None) if out.type == "rating" else out
+                yield as_interaction(out)
             else:
                 yield out

@@ -13,7 +13,7 @@ from freshet.cli import app
 from freshet.cli.sending import Pacer
 from freshet.settings import Settings
 from freshet.simulator.faults import malformed_messages
-from schemas.codec import Refusal
+from schemas.codec import Refusal, decode_interaction
 from schemas.events import CatalogEvent, InteractionEvent
 from schemas.topics import Topics
 from streams.core.file_reader import read_file
@@ -81,6 +81,50 @@ def test_produce_movielens_with_a_bad_row_exits_clean_and_reports_it(
     assert result.exit_code == 0, result.output
     assert "wrong_type" in result.output
     assert _count(settings, Topics(settings.topic_prefix).events, 2) == 2
+
+
+@pytest.mark.services
+def test_produce_ratings_as_interactions_sends_ratings_without_their_values(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The file's ratings reach the events topic as plain interactions (value None),
+    the rule ``freshet train`` and ``evaluate`` read the same file with."""
+    path = tmp_path / "ratings.csv"
+    path.write_text(
+        "userId,movieId,rating,timestamp\n1,10,1.0,978300760\n1,11,4.5,978300761\n"
+        "2,10,3.0,978300762\n"
+    )
+    assert {r.value for _, r in read_file(path) if isinstance(r, InteractionEvent)} == {
+        1.0,
+        4.5,
+        3.0,
+    }
+    result = CliRunner().invoke(
+        app, ["produce", str(path), "--ratings-as-interactions"], env=_env(settings)
+    )
+    assert result.exit_code == 0, result.output
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        topic = Topics(settings.topic_prefix).events
+        parts = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        got: list[InteractionEvent] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 3 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                got += [
+                    e
+                    for r in records
+                    if isinstance(e := decode_interaction(r.value), InteractionEvent)
+                ]
+    finally:
+        consumer.close()
+    assert sorted((e.user_id, e.item_id, e.type, e.value) for e in got) == [
+        ("1", "10", "rating", None),
+        ("1", "11", "rating", None),
+        ("2", "10", "rating", None),
+    ]
 
 
 def test_pacer_sleeps_until_each_item_is_due() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,61 @@ def test_warm_start_continues_from_the_current_bundle(tmp_path: Path) -> None:
     assert warm.exit_code == 0, warm.output
     assert f"starting from the weights of bundle {first}" in warm.output
     assert read_current(bundles) != first
+
+
+def test_evaluate_ratings_as_interactions_reads_every_rating_as_a_top_rating(
+    tmp_path: Path,
+) -> None:
+    """Known answer: under the rating rule a rating without its value counts as the top
+    rating, so evaluating with the option gives the table of the same file with every
+    rating 5, and (planted: the most played items are rated 1) not the plain file's."""
+    world = SimConfig(users=80, items=50, events=2500)
+    events = [ev for ev in simulate(world, seed=4) if isinstance(ev, InteractionEvent)]
+    counts: dict[str, int] = {}
+    for ev in events:
+        counts[ev.item_id] = counts.get(ev.item_id, 0) + 1
+    head = set(sorted(counts, key=counts.__getitem__, reverse=True)[:10])
+
+    def write(name: str, rating: Callable[[str], int]) -> Path:
+        path = tmp_path / name
+        path.write_text(
+            "userId,movieId,rating,timestamp\n"
+            + "".join(
+                f"{ev.user_id},{ev.item_id},{rating(ev.item_id)},{int(ev.ts) // 1000}\n"
+                for ev in events
+            )
+        )
+        return path
+
+    rated = write("ratings.csv", lambda item: 1 if item in head else 5)
+    top = write("top.csv", lambda item: 5)
+    bundles = tmp_path / "bundles"
+    runner = CliRunner(env={"COLUMNS": "200"})
+    common = ["--bundle-dir", str(bundles), "--item-file", "", "--protocol", "time"]
+    out = runner.invoke(
+        app,
+        [
+            "train",
+            str(rated),
+            "--bundle-dir",
+            str(bundles),
+            "--item-file",
+            "",
+            "--epochs",
+            "1",
+            "--dim",
+            "16",
+            "--threads",
+            "1",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+
+    def table(path: Path, *extra: str) -> str:
+        result = runner.invoke(app, ["evaluate", str(path), *common, *extra])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    as_interactions = table(rated, "--ratings-as-interactions")
+    assert as_interactions == table(top)
+    assert as_interactions != table(rated)
