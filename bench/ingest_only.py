@@ -319,6 +319,11 @@ def run(
         sat["faust_noop_cpu_ms_per_event"] = ceiling["cpu_ms_per_event"]
         sat["faust_noop_cores"] = ceiling["cores"]
         sat["ratio_to_faust_noop"] = sat["events_per_s"] / ceiling["events_per_s"]
+        # What the rate ratio tends to when both are CPU-bound on a quiet host: on a
+        # loaded one each gets what share of the cores it can, and rates swing with it.
+        sat["cpu_ratio_to_faust_noop"] = (
+            ceiling["cpu_ms_per_event"] / sat["worker_cpu_ms_per_event"]
+        )
         pairs.append(sat)
     mid = sorted(pairs, key=lambda s: s["ratio_to_faust_noop"])[len(pairs) // 2]
     figures["saturated_worker"] = {**mid, "repeats": pairs}
@@ -366,6 +371,8 @@ def print_figures(report: dict[str, Any]) -> None:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in s["stage_ms_per_micro_batch"].items())
         print(f"      ms per micro-batch by stage: {stages}")
     print(f"  ratio (median pair): {f['ratio_to_faust_noop']:.3f} of Faust's no-op ceiling")
+    cpu = statistics.median(s["cpu_ratio_to_faust_noop"] for s in f["saturated_worker"]["repeats"])
+    print(f"  CPU per event, no-op / worker (median): {cpu:.3f}")
 
 
 def _secs(value: float | None) -> str:

@@ -71,5 +71,7 @@ def test_ingest_only_run_end_to_end(kafka: LocalKafka, redis_url: str, tmp_path:
         assert sat["events_per_s"] > 0 and sat["faust_noop_events_per_s"] > 0
         assert sat["ratio_to_faust_noop"] == sat["events_per_s"] / sat["faust_noop_events_per_s"]
         assert sat["committed_after_acked_s"] is not None  # the group's commit covered it
+        want = sat["faust_noop_cpu_ms_per_event"] / sat["worker_cpu_ms_per_event"]
+        assert sat["cpu_ratio_to_faust_noop"] == want > 0
     ratios = sorted(p["ratio_to_faust_noop"] for p in pairs)
     assert f["ratio_to_faust_noop"] in ratios
