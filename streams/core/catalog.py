@@ -74,19 +74,20 @@ def records_from_json(raws: Sequence[bytes | str]) -> list[CatalogRecord]:
     if not raws:
         return []
     joined = b",".join(r if isinstance(r, bytes) else r.encode() for r in raws)
-    objs = orjson.loads(b"[" + joined + b"]")
-    return [
-        CatalogRecord(
-            o["item_id"],
-            tuple(o["categories"]),
-            o["attributes"],
-            o["text"],
-            int(o["first_seen_ts"]),
-            int(o["updated_ts"]),
-            bool(o["removed"]),
-        )
-        for o in objs
-    ]
+    return [record_of(o) for o in orjson.loads(b"[" + joined + b"]")]
+
+
+def record_of(o: dict[str, Any]) -> CatalogRecord:
+    """The record of a decoded stored JSON object."""
+    return CatalogRecord(
+        o["item_id"],
+        tuple(o["categories"]),
+        o["attributes"],
+        o["text"],
+        int(o["first_seen_ts"]),
+        int(o["updated_ts"]),
+        bool(o["removed"]),
+    )
 
 
 def apply_catalog_event(old: CatalogRecord | None, event: CatalogEvent) -> CatalogRecord | None:

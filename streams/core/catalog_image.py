@@ -33,13 +33,14 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from inference.ann_index import AnnIndex
 from inference.item_catalog import ItemCatalog
-from streams.core.catalog import CatalogRecord, records_from_json
+from streams.core.catalog import CatalogRecord, record_of
 from streams.core.live_catalog import bundle_catalog, index_over
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 IMAGE_FILE: Final = "catalog-image.npz"
 
 log = logging.getLogger("freshet.catalog")
@@ -56,8 +57,10 @@ class CatalogImage:
         bundle_rows: Rows that are the bundle's items; the rest came from records.
         new_ids, new_vectors: Ids and vectors of the rows past ``bundle_rows``.
         columns: Every row's columns (``ItemCatalog.columns``).
-        raw, offsets: Row ``r``'s stored record is ``raw[offsets[r]:offsets[r + 1]]``
-            (empty: the row has none, a bundle item without a catalog record).
+        raw, offsets: The records, ``CHUNK`` rows at a time: chunk ``k`` is the JSON
+            array ``raw[offsets[k]:offsets[k + 1]]`` of its rows' records (null: the
+            row has none, a bundle item without a catalog record).
+        has: Whether each row has a record.
     """
 
     bundle_version: str
@@ -69,14 +72,29 @@ class CatalogImage:
     columns: dict[str, npt.NDArray[np.generic]]
     raw: Bytes
     offsets: Offsets
+    has: npt.NDArray[np.bool_]
 
     @property
     def size(self) -> int:
         return self.bundle_rows + len(self.new_ids)
 
 
+CHUNK: Final = 1024
+"""Rows per JSON array of records. One ``orjson.dumps`` per chunk, not per record:
+encoding a million records one by one took 25 s and left 4 GB of freed buffers
+behind (glibc kept orjson's shrunk 4 KB buffers), and a lookup decodes one chunk."""
+
+
+def _encode_chunk(records: Sequence[CatalogRecord | None]) -> bytes:
+    return orjson.dumps(list(records))  # a record is a dataclass: orjson writes its fields
+
+
+def _decode_chunk(raw: bytes) -> list[CatalogRecord | None]:
+    return [None if o is None else record_of(o) for o in orjson.loads(raw)]
+
+
 class StoredRecords(MutableMapping[str, CatalogRecord]):
-    """The records by item id, read from an image's JSON as they are asked for.
+    """The records by item id, read from an image's chunks as they are asked for.
 
     A restart holds a million of them: decoding each into a ``CatalogRecord`` up front
     cost seconds, and only a bundle swap reads them all. Records set later are kept
@@ -86,58 +104,71 @@ class StoredRecords(MutableMapping[str, CatalogRecord]):
     def __init__(
         self,
         ids: Sequence[str],
-        raw: Bytes,
-        offsets: Offsets,
+        image: CatalogImage,
         row_of: Mapping[str, int] | None = None,
     ) -> None:
         self._ids = list(ids)
         self._row = (
             dict(row_of) if row_of is not None else {item: r for r, item in enumerate(self._ids)}
         )
-        self._raw = raw
-        self._offsets = offsets
-        self._has = np.diff(offsets) > 0
+        self._raw, self._offsets, self._has = image.raw, image.offsets, image.has
         self._newer: dict[str, CatalogRecord] = {}
         self._gone: set[str] = set()
+        self._dirty: set[int] = set()  # chunks with a row set or deleted since the image
         self._count = int(self._has.sum())
+        self._cached: tuple[int, list[CatalogRecord | None]] | None = None
 
     def frozen(self) -> StoredRecords:
         """A copy that later writes to this one leave alone (the image part is shared:
         nobody writes it)."""
         out = StoredRecords.__new__(StoredRecords)
         out.__dict__.update(self.__dict__)
-        out._newer, out._gone = dict(self._newer), set(self._gone)
+        out._newer, out._gone, out._dirty = dict(self._newer), set(self._gone), set(self._dirty)
         return out
 
-    def raw_json(self, item_id: str) -> bytes | None:
-        """The stored JSON of ``item_id``'s record (None: none)."""
-        rec = self._newer.get(item_id)
-        if rec is not None:
-            return rec.to_json()
+    def _image_row(self, item_id: str) -> int | None:
         row = self._row.get(item_id)
-        if row is None or item_id in self._gone or not self._has[row]:
+        if row is None or row >= self._has.size or not self._has[row] or item_id in self._gone:
             return None
-        return self._raw[self._offsets[row] : self._offsets[row + 1]].tobytes()
+        return row
 
-    def _in_image(self, item_id: str) -> bool:
-        row = self._row.get(item_id)
-        return row is not None and bool(self._has[row]) and item_id not in self._gone
+    def _chunk(self, k: int) -> list[CatalogRecord | None]:
+        if self._cached is None or self._cached[0] != k:
+            raw = self._raw[self._offsets[k] : self._offsets[k + 1]].tobytes()
+            self._cached = (k, _decode_chunk(raw))
+        return self._cached[1]
+
+    def chunk_json(self, k: int, rows: Sequence[str]) -> tuple[bytes, list[bool]]:
+        """Chunk ``k`` as an image stores it, for the items ``rows`` (its rows now), and
+        which rows have a record; the image's own bytes when nothing in it changed."""
+        lo = k * CHUNK
+        if k not in self._dirty and lo + len(rows) <= self._has.size:
+            return self._raw[self._offsets[k] : self._offsets[k + 1]].tobytes(), list(
+                self._has[lo : lo + len(rows)]
+            )
+        recs = [self.get(item) for item in rows]
+        return _encode_chunk(recs), [r is not None for r in recs]
 
     def __getitem__(self, item_id: str) -> CatalogRecord:
         rec = self._newer.get(item_id)
         if rec is not None:
             return rec
-        if not self._in_image(item_id):
+        row = self._image_row(item_id)
+        found = None if row is None else self._chunk(row // CHUNK)[row % CHUNK]
+        if found is None:
             raise KeyError(item_id)
-        row = self._row[item_id]
-        return CatalogRecord.from_json(
-            self._raw[self._offsets[row] : self._offsets[row + 1]].tobytes()
-        )
+        return found
+
+    def _touch(self, item_id: str) -> None:
+        row = self._row.get(item_id)
+        if row is not None:
+            self._dirty.add(row // CHUNK)
 
     def __setitem__(self, item_id: str, rec: CatalogRecord) -> None:
-        if item_id not in self._newer and not self._in_image(item_id):
+        if item_id not in self._newer and self._image_row(item_id) is None:
             self._count += 1
         self._newer[item_id] = rec
+        self._touch(item_id)
 
     def __delitem__(self, item_id: str) -> None:
         if item_id not in self:
@@ -145,10 +176,13 @@ class StoredRecords(MutableMapping[str, CatalogRecord]):
         self._newer.pop(item_id, None)
         if self._row.get(item_id) is not None:
             self._gone.add(item_id)
+        self._touch(item_id)
         self._count -= 1
 
     def __contains__(self, item_id: object) -> bool:
-        return isinstance(item_id, str) and (item_id in self._newer or self._in_image(item_id))
+        if not isinstance(item_id, str):
+            return False
+        return item_id in self._newer or self._image_row(item_id) is not None
 
     def __iter__(self) -> Iterator[str]:
         for row in np.flatnonzero(self._has).tolist():
@@ -161,14 +195,13 @@ class StoredRecords(MutableMapping[str, CatalogRecord]):
         return self._count
 
     def all(self) -> list[CatalogRecord]:
-        """Every record, the image's decoded in one pass (``records_from_json``)."""
-        rows = [
-            r
-            for r in np.flatnonzero(self._has).tolist()
-            if self._ids[r] not in self._gone and self._ids[r] not in self._newer
-        ]
-        raws = [self._raw[self._offsets[r] : self._offsets[r + 1]].tobytes() for r in rows]
-        return records_from_json(raws) + list(self._newer.values())
+        """Every record, the image's decoded a chunk at a time."""
+        out: list[CatalogRecord] = []
+        skip = self._gone | self._newer.keys()
+        for k in range(self._offsets.size - 1):
+            raw = self._raw[self._offsets[k] : self._offsets[k + 1]].tobytes()
+            out += [r for r in _decode_chunk(raw) if r is not None and r.item_id not in skip]
+        return out + list(self._newer.values())
 
 
 def all_records(records: Mapping[str, CatalogRecord]) -> list[CatalogRecord]:
@@ -214,24 +247,31 @@ def capture(
 
 def finish(parts: ImageParts, anchor: str) -> CatalogImage:
     """The image of ``parts``; ``anchor``: the item of the log entry at its cursor."""
-    records = parts.records
-    if isinstance(records, StoredRecords):
-        raws = [records.raw_json(item) or b"" for item in parts.ids]
-    else:
-        raws = [b"" if (r := records.get(item)) is None else r.to_json() for item in parts.ids]
-    lengths = np.fromiter((len(r) for r in raws), np.int64, len(raws))
-    offsets = np.zeros(len(raws) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    records, ids = parts.records, parts.ids
+    chunks: list[bytes] = []
+    has: list[bool] = []
+    for lo in range(0, len(ids), CHUNK):
+        rows = ids[lo : lo + CHUNK]
+        if isinstance(records, StoredRecords):
+            raw, present = records.chunk_json(lo // CHUNK, rows)
+        else:
+            recs = [records.get(item) for item in rows]
+            raw, present = _encode_chunk(recs), [r is not None for r in recs]
+        chunks.append(raw)
+        has += present
+    offsets = np.zeros(len(chunks) + 1, np.int64)
+    np.cumsum([len(c) for c in chunks], out=offsets[1:])
     return CatalogImage(
         parts.bundle_version,
         parts.cursor,
         anchor,
         parts.bundle_rows,
-        parts.ids[parts.bundle_rows :],
+        ids[parts.bundle_rows :],
         parts.new_vectors,
         parts.columns,
-        np.frombuffer(b"".join(raws), np.uint8),
+        np.frombuffer(b"".join(chunks), np.uint8),
         offsets,
+        np.asarray(has, bool),
     )
 
 
@@ -253,6 +293,7 @@ def save_image(folder: Path, image: CatalogImage) -> Path:
         "new_vectors": image.new_vectors,
         "raw": image.raw,
         "offsets": image.offsets,
+        "has": image.has,
     }
     arrays.update({f"col_{k}": v for k, v in image.columns.items()})
     with tmp.open("wb") as fh:
@@ -285,6 +326,7 @@ def load_image(folder: Path) -> CatalogImage | None:
                 columns,
                 z["raw"],
                 z["offsets"],
+                z["has"],
             )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         log.warning("ignoring catalog image %s: %s", path, exc)
@@ -304,7 +346,7 @@ def restore(
         catalog.write(rows, vectors=image.new_vectors)
     catalog.restore_columns(image.columns)
     index = index_over(catalog, image.bundle_rows, index_folder)
-    return catalog, index, StoredRecords(catalog.ids, image.raw, image.offsets, catalog.row_of)
+    return catalog, index, StoredRecords(catalog.ids, image, catalog.row_of)
 
 
 def usable(image: CatalogImage | None, bundle_version: str, anchor: str | None) -> bool:

@@ -16,8 +16,10 @@ from fake_bundle import Bundle, D
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import streams.core.catalog_image as catalog_image
 from freshet.settings import Settings
 from freshet.wiring import live_recommender
+from inference.item_catalog import ItemCatalog
 from streams.core.catalog import CatalogRecord, InMemoryCatalogStore
 from streams.core.catalog_image import (
     IMAGE_FILE,
@@ -102,7 +104,10 @@ def _catalog_records() -> list[CatalogRecord]:
     )
 
 
-async def test_a_restart_serves_from_the_image_what_the_full_read_gave(tmp_path: Path) -> None:
+async def test_a_restart_serves_from_the_image_what_the_full_read_gave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog_image, "CHUNK", 4)  # many chunks, most left untouched
     store = Store()
     await store.put(_catalog_records())
     first = _worker(store, tmp_path)
@@ -118,6 +123,17 @@ async def test_a_restart_serves_from_the_image_what_the_full_read_gave(tmp_path:
     assert _state(second) == _state(first)
     assert len(second.scorer.records) == len(first.scorer.records) == 20 + 7
     assert second.catalog_cursor == first.catalog_cursor == await store.log_head()
+    # The restarted worker's own image (its records read from the first image, some
+    # changed since) gives a third start the same again.
+    await store.put([_record("b8", cat="k9", ts=20), _record("new10")])
+    assert second.images is not None
+    second.images.every_s = 0.0
+    await second.sync_catalog()
+    assert second.images.task is not None
+    await second.images.task
+    third = _worker(store, tmp_path)
+    await _start(third)
+    assert store.scans == 1 and _state(third) == _state(second)
 
 
 async def test_an_image_for_another_bundle_or_a_log_without_its_entry_is_not_used(
@@ -187,12 +203,16 @@ def test_restore_rebuilds_the_catalog_index_and_records(
     )
 
 
-def test_stored_records_read_lazily_and_count_what_is_set_on_top() -> None:
-    recs = [_record("a"), _record("c")]
-    raws = [recs[0].to_json(), b"", recs[1].to_json()]  # row 1 ("b") has no record
-    offsets = np.concatenate([[0], np.cumsum([len(r) for r in raws])]).astype(np.int64)
-    stored = StoredRecords(["a", "b", "c"], np.frombuffer(b"".join(raws), np.uint8), offsets)
-    assert len(stored) == 2 and "b" not in stored and stored["c"] == recs[1]
+def test_stored_records_read_lazily_and_count_what_is_set_on_top(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(catalog_image, "CHUNK", 2)  # rows a, b | c
+    recs = {"a": _record("a"), "c": _record("c")}  # "b" (a bundle item) has none
+    catalog = ItemCatalog(["a", "b", "c"], np.zeros((3, D), np.float32))
+    image = finish(capture(catalog, 3, "v1", "1", recs), "a")
+    assert image.offsets.size == 3 and image.has.tolist() == [True, False, True]
+    stored = StoredRecords(catalog.ids, image)
+    assert len(stored) == 2 and "b" not in stored and stored["c"] == recs["c"]
     frozen = stored.frozen()
     stored["b"] = _record("b", ts=3)
     stored["a"] = _record("a", ts=4)
@@ -201,9 +221,13 @@ def test_stored_records_read_lazily_and_count_what_is_set_on_top() -> None:
     del stored["c"]
     assert len(stored) == 2 and "c" not in stored
     assert sorted(r.item_id for r in all_records(stored)) == ["a", "b"]
-    assert len(frozen) == 2 and frozen["a"] == recs[0]  # the copy kept its state
+    assert len(frozen) == 2 and frozen["a"] == recs["a"]  # the copy kept its state
     with pytest.raises(KeyError):
         stored["zz"]
+    # An image of the changed records keeps the untouched chunk's bytes as they were.
+    again = finish(capture(catalog, 3, "v1", "2", stored), "b")
+    assert again.has.tolist() == [True, True, False]
+    assert dict(StoredRecords(catalog.ids, again)) == dict(stored)
 
 
 def test_capture_copies_so_later_writes_do_not_reach_the_image(tmp_path: Path) -> None:
@@ -216,7 +240,7 @@ def test_capture_copies_so_later_writes_do_not_reach_the_image(tmp_path: Path) -
     records["b1"] = later
     apply_records(catalog, [later], bundle)
     image = finish(parts, "b0")
-    assert not image.columns["removed"].any() and image.offsets[-1] == len(_record("b0").to_json())
+    assert not image.columns["removed"].any() and image.has.tolist() == [True, False, False]
 
 
 async def test_the_worker_saves_again_only_when_the_catalog_moved(tmp_path: Path) -> None:
