@@ -24,6 +24,7 @@ from bench.retrainer import Retrainer
 from freshet.settings import Settings
 from freshet.wiring import live_config
 from inference import ann_index, covisit, item_catalog, recommend
+from inference.mmr_kernel import warm_up
 from inference.thread_limits import limit_blas_threads
 from streams.core import live_scorer
 from streams.core.file_reader import layout_of
@@ -76,6 +77,7 @@ def main() -> None:
 
     settings = Settings.from_env({}, onnx_provider="cpu")
     blas = limit_blas_threads(settings.blas_threads)
+    warm_up()  # compile the scorer's kernels (or load them) outside the timed loop
     events, _ = file_events(args.file, layout_of(None, None), None, args.limit)
     train = TrainConfig(dim=32, epochs=2, patience=2, valid_cases=500, threads=1, seed=0)
     retrainer = Retrainer(settings.home / "bench-bundles", train, provider="cpu")
