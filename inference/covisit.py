@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from inference.covisit_kernels import add_pairs, follower_rows, follower_sums
+from inference.covisit_kernels import add_pairs, follower_rows, follower_sums, pairs_of_visits
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -73,36 +73,12 @@ def follow_pairs(
     empty = np.zeros(0, np.int64)
     if window < 1 or not lengths.any():
         return empty, empty.copy(), np.zeros(0, np.float32)
-    # Flatten, then collapse repeats in a row within each user into visits.
-    flat = np.concatenate(arrays)
-    user = np.repeat(np.arange(lengths.size), lengths)
-    step = np.ones(flat.size, bool)
-    step[1:] = (flat[1:] != flat[:-1]) | (user[1:] != user[:-1])
-    visit_no = np.cumsum(step) - 1  # global visit index of each raw entry
-    visits, visit_user = flat[step], user[step]
-    first_visit = np.zeros(lengths.size, np.int64)  # global index of each user's first
-    ends = np.cumsum(lengths)
-    has = lengths > 0
-    first_visit[has] = visit_no[ends[has] - lengths[has]]
-    # The first new raw entry adds a visit only if it starts one; visit 0 pairs nothing.
-    at = np.clip(ends - n_new, 0, max(flat.size - 1, 0))
-    first_new = np.where(step[at], visit_no[at], visit_no[at] + 1)
-    first_new = np.maximum(first_new, first_visit + 1)
-    first_new = np.where((n_new > 0) & has, first_new, np.iinfo(np.int64).max)
-    later = np.flatnonzero(np.arange(visits.size) >= first_new[visit_user])
-    dist = np.arange(1, window + 1)
-    j = later[:, None] - dist[None, :]  # (L, window) earlier visits
-    lu = visit_user[later][:, None]
-    ok = j >= first_visit[lu]
-    a = visits[np.where(ok, j, 0)]
-    b = np.broadcast_to(visits[later][:, None], j.shape)
-    ok &= (a >= 0) & (b >= 0) & (a != b)
-    w = (np.broadcast_to(dist, j.shape)[ok] ** (flatness - 1.0)).astype(np.float32)
-    src, dst = a[ok], b[ok]
-    if backward <= 0:
-        return src, dst, w
-    back = (w * np.float32(backward)).astype(np.float32)
-    return np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, back])
+    # Per user, repeats in a row collapse into visits; each new visit pairs with the
+    # ``window`` visits before it (a compiled loop: ``covisit_kernels``).
+    dist_weight = (np.arange(1, window + 1) ** (flatness - 1.0)).astype(np.float32)
+    return pairs_of_visits(
+        np.concatenate(arrays), lengths, n_new, dist_weight, backward > 0, np.float32(backward)
+    )
 
 
 def recent_rows(

@@ -16,7 +16,7 @@ from numba import njit
 
 from inference.rerank_kernels import stable_order
 
-__all__ = ["add_pairs", "follower_rows", "follower_sums", "warm_up"]
+__all__ = ["add_pairs", "follower_rows", "follower_sums", "pairs_of_visits", "warm_up"]
 
 
 @njit(cache=True, nogil=True)
@@ -183,6 +183,70 @@ def follower_sums(
     return items, totals
 
 
+@njit(cache=True, nogil=True)
+def pairs_of_visits(
+    flat: np.ndarray,
+    lengths: np.ndarray,
+    n_new: np.ndarray,
+    dist_weight: np.ndarray,
+    with_backward: bool,
+    backward: np.float32,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``follow_pairs`` over concatenated sequences (see its docstring).
+
+    ``dist_weight[t]`` weighs distance ``t + 1``; pairs come per user, per new visit,
+    by distance, then (``backward`` > 0) the same pairs reversed at ``backward`` times
+    the weight when ``with_backward``.
+    """
+    window = dist_weight.shape[0]
+    bound = 0
+    for u in range(lengths.shape[0]):
+        bound += max(min(n_new[u], lengths[u]), 0) * window
+    src = np.empty(bound, np.int64)
+    dst = np.empty(bound, np.int64)
+    w = np.empty(bound, np.float32)
+    visits = np.empty(flat.shape[0], np.int64)
+    m = 0
+    start = 0
+    for u in range(lengths.shape[0]):
+        end = start + lengths[u]
+        new = min(n_new[u], lengths[u])
+        if new > 0:
+            n_vis = 0
+            first_new = 0
+            at = end - new  # the first new raw entry
+            for i in range(start, end):
+                if i == start or flat[i] != flat[i - 1]:
+                    visits[n_vis] = flat[i]
+                    n_vis += 1
+                    if i == at:
+                        first_new = n_vis - 1  # it starts a visit: that one is new
+                elif i == at:
+                    first_new = n_vis  # it repeats an old visit: the next one is new
+            for later in range(max(first_new, 1), n_vis):
+                b = visits[later]
+                for d in range(1, window + 1):
+                    j = later - d
+                    if j < 0:
+                        break
+                    a = visits[j]
+                    if a >= 0 and b >= 0 and a != b:
+                        src[m] = a
+                        dst[m] = b
+                        w[m] = dist_weight[d - 1]
+                        m += 1
+        start = end
+    if not with_backward:
+        return src[:m], dst[:m], w[:m]
+    s2 = np.empty(2 * m, np.int64)
+    d2 = np.empty(2 * m, np.int64)
+    w2 = np.empty(2 * m, np.float32)
+    for i in range(m):
+        s2[i], d2[i], w2[i] = src[i], dst[i], w[i]
+        s2[m + i], d2[m + i], w2[m + i] = dst[i], src[i], w[i] * backward
+    return s2, d2, w2
+
+
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) before the first real call needs it."""
     slot_of = np.array([1, 0], np.int64)
@@ -194,3 +258,5 @@ def warm_up() -> None:
     h = np.zeros((1, 1), np.int64)
     damped = follower_rows(slot_of, nbr, h).astype(np.float32)
     follower_sums(slot_of, nbr, weight, error, occ, h, np.ones((1, 1), np.float32), damped)
+    for back in (0.0, 0.5):
+        pairs_of_visits(one, one, one, np.ones(2, np.float32), back > 0, np.float32(back))

@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference.covisit import CovisitTable
+from inference.covisit import CovisitTable, follow_pairs
 
 
 def reference_add(t: CovisitTable, src: list[int], dst: list[int], weight: np.ndarray) -> None:
@@ -174,3 +174,67 @@ def test_half_life_batches_match_the_array_form() -> None:
         ref_w = ref.decayed(np.ones(7), now)
         reference_add(ref, src.tolist(), dst.tolist(), ref_w)
         same_table(kernel, ref)
+
+
+def reference_follow_pairs(
+    sequences: list[list[int]], new: list[int], window: int, backward: float, flatness: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``follow_pairs`` in numpy, as it was before the kernel (commit 7cbec6b)."""
+    arrays = [np.asarray(q, dtype=np.int64).reshape(-1) for q in sequences]
+    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
+    n_new = np.minimum(np.asarray(new, np.int64).reshape(-1), lengths)
+    empty = np.zeros(0, np.int64)
+    if window < 1 or not lengths.any():
+        return empty, empty.copy(), np.zeros(0, np.float32)
+    flat = np.concatenate(arrays)
+    user = np.repeat(np.arange(lengths.size), lengths)
+    step = np.ones(flat.size, bool)
+    step[1:] = (flat[1:] != flat[:-1]) | (user[1:] != user[:-1])
+    visit_no = np.cumsum(step) - 1
+    visits, visit_user = flat[step], user[step]
+    first_visit = np.zeros(lengths.size, np.int64)
+    ends = np.cumsum(lengths)
+    has = lengths > 0
+    first_visit[has] = visit_no[ends[has] - lengths[has]]
+    at = np.clip(ends - n_new, 0, max(flat.size - 1, 0))
+    first_new = np.where(step[at], visit_no[at], visit_no[at] + 1)
+    first_new = np.maximum(first_new, first_visit + 1)
+    first_new = np.where((n_new > 0) & has, first_new, np.iinfo(np.int64).max)
+    later = np.flatnonzero(np.arange(visits.size) >= first_new[visit_user])
+    dist = np.arange(1, window + 1)
+    j = later[:, None] - dist[None, :]
+    lu = visit_user[later][:, None]
+    ok = j >= first_visit[lu]
+    a = visits[np.where(ok, j, 0)]
+    b = np.broadcast_to(visits[later][:, None], j.shape)
+    ok &= (a >= 0) & (b >= 0) & (a != b)
+    w = (np.broadcast_to(dist, j.shape)[ok] ** (flatness - 1.0)).astype(np.float32)
+    src, dst = a[ok], b[ok]
+    if backward <= 0:
+        return src, dst, w
+    back = (w * np.float32(backward)).astype(np.float32)
+    return np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, back])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seqs=st.lists(st.lists(st.integers(-1, 5), max_size=25), min_size=1, max_size=4),
+    data=st.data(),
+    window=st.integers(0, 12),
+    backward=st.sampled_from([0.0, 0.5, 1.0, 0.3]),
+    flatness=st.sampled_from([0.0, 0.5, 1.0, 0.37]),
+)
+def test_follow_pairs_is_the_array_form_in_order(
+    seqs: list[list[int]],
+    data: st.DataObject,
+    window: int,
+    backward: float,
+    flatness: float,
+) -> None:
+    """Same pairs, same order, same float32 weights: repeats, -1 rows, any ``new``."""
+    new = [data.draw(st.integers(-1, len(s) + 2)) for s in seqs]
+    got = follow_pairs(seqs, new, window, backward=backward, flatness=flatness)
+    want = reference_follow_pairs(seqs, new, window, backward, flatness)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
