@@ -27,6 +27,10 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+SOURCE_ORDER = np.array([FROM_ANN, FROM_COVISIT, FROM_TRENDING, FROM_EXPLORATION], np.uint8)
+"""Source flag of each block of a candidate row, in the order the blocks are joined."""
+
+
 class Searcher(Protocol):
     """What candidate generation needs from an index (``AnnIndex`` is one)."""
 
@@ -163,15 +167,8 @@ def gather_candidates(
         explore = np.full((b, 0), -1, dtype=np.int64)
     cov = np.full((b, 0), -1, np.int64) if covisit is None else np.asarray(covisit, np.int64)
     rows = np.concatenate([ann, cov, trend, explore], axis=1)
-    source = np.concatenate(
-        [
-            np.full(ann.shape, FROM_ANN, np.uint8),
-            np.full(cov.shape, FROM_COVISIT, np.uint8),
-            np.full(trend.shape, FROM_TRENDING, np.uint8),
-            np.full(explore.shape, FROM_EXPLORATION, np.uint8),
-        ],
-        axis=1,
-    )
+    widths = [part.shape[1] for part in (ann, cov, trend, explore)]
+    source = np.repeat(SOURCE_ORDER, widths)[None, :].repeat(b, axis=0)
     return Candidates(
         rows=np.where(later_duplicates(rows), -1, rows), flags=merged_flags(rows, source)
     )

@@ -52,6 +52,8 @@ FROM_TRENDING: Final = np.uint8(2)
 FROM_EXPLORATION: Final = np.uint8(4)
 FROM_COVISIT: Final = np.uint8(8)
 
+NO_CAP: Final = int(np.iinfo(np.int64).max)  # a quota without a maximum
+
 REASON_CODE: Final[dict[Reason, int]] = {r: i for i, r in enumerate(REASONS)}
 
 IntArray = npt.NDArray[np.int64]
@@ -289,10 +291,10 @@ def _quota_arrays(
     members = np.zeros((g, b, c), dtype=bool)
     at_least = np.zeros((g, b), dtype=np.int64)
     at_most = np.zeros((g, b), dtype=np.int64)
-    for n, q in enumerate(quotas):
+    for n, q in enumerate(quotas):  # a scalar or (B,) limit broadcasts on assignment
         members[n] = q.members
-        at_least[n] = _per_user(q.at_least, b)
-        at_most[n] = _cap(q.at_most, b)
+        at_least[n] = q.at_least
+        at_most[n] = NO_CAP if q.at_most is None else q.at_most
     return members, at_least, at_most
 
 
@@ -317,7 +319,7 @@ def shortlist(
     score = np.where(eligible, rel, -np.inf)
     parts = [_top_positions(score, size)]
     for q in quotas:
-        need = int(np.max(_per_user(q.at_least, b), initial=0))
+        need = int(np.max(q.at_least, initial=0)) if b else 0
         if need > 0:
             parts.append(_top_positions(np.where(q.members, score, -np.inf), 2 * need))
     pos = np.concatenate(parts, axis=1)
@@ -353,7 +355,7 @@ def _per_user(x: int | npt.NDArray[np.int64], b: int) -> npt.NDArray[np.int64]:
 
 
 def _cap(x: int | npt.NDArray[np.int64] | None, b: int) -> npt.NDArray[np.int64]:
-    return _per_user(np.iinfo(np.int64).max if x is None else x, b)
+    return _per_user(NO_CAP if x is None else x, b)
 
 
 def assign_reasons(

@@ -76,5 +76,5 @@ def row_quantile(values: FloatArray, counts: IntArray, q: float) -> npt.NDArray[
     width = values.shape[1]
     ordered = np.sort(values, axis=1)
     pos = width - counts + np.floor(q * np.maximum(counts - 1, 0)).astype(np.int64)
-    picked = take_rows(ordered, np.clip(pos, 0, max(width - 1, 0))[:, None])[:, 0]
+    picked = take_rows(ordered, np.minimum(np.maximum(pos, 0), max(width - 1, 0))[:, None])[:, 0]
     return np.where(counts > 0, picked, np.inf).astype(np.float64)
