@@ -20,6 +20,21 @@ __all__ = ["add_pairs", "follower_rows", "follower_sums", "pairs_of_visits", "wa
 
 
 @njit(cache=True, nogil=True)
+def _heaviest_first(w: np.ndarray, m: int, out: np.ndarray) -> None:
+    """``out[:m]``: ``np.argsort(-w[:m], kind="stable")``, by insertion when short (a
+    row's misses are a handful; a merge sort's allocations cost more than the sort)."""
+    if m > 32:
+        out[:m] = np.argsort(-w[:m], kind="mergesort")
+        return
+    for t in range(m):
+        at = t
+        while at > 0 and -w[out[at - 1]] > -w[t]:
+            out[at] = out[at - 1]
+            at -= 1
+        out[at] = t
+
+
+@njit(cache=True, nogil=True)
 def add_pairs(
     slot_of: np.ndarray,
     nbr: np.ndarray,
@@ -66,6 +81,7 @@ def add_pairs(
         m += 1
     miss_d = np.empty(m, np.int64)
     miss_w = np.empty(m, np.float32)
+    heavy = np.empty(m, np.int64)
     lo = 0
     while lo < m:
         row = uk[lo] // span
@@ -88,11 +104,13 @@ def add_pairs(
                 miss_w[misses] = uw[u]
                 misses += 1
         if misses:
-            heavy = np.argsort(-miss_w[:misses], kind="mergesort")
+            _heaviest_first(miss_w, misses, heavy)
             for t in range(misses):
                 slot = 0
                 floor = weight[st, 0]
                 for j in range(1, width):
+                    if floor <= 0:  # weights are >= 0: the first empty slot is the lightest
+                        break
                     if weight[st, j] < floor:
                         slot, floor = j, weight[st, j]
                 nbr[st, slot] = miss_d[heavy[t]]

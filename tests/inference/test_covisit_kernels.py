@@ -238,3 +238,17 @@ def test_follow_pairs_is_the_array_form_in_order(
     for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype
         np.testing.assert_array_equal(g, w)
+
+
+def test_many_misses_in_one_row_match_the_array_form() -> None:
+    """More than 32 new followers of one row (the merge-sort path), with evictions."""
+    rng = np.random.default_rng(11)
+    kernel, ref = CovisitTable(width=40), CovisitTable(width=40)
+    for _ in range(3):
+        dst = rng.permutation(np.arange(1, 120))[:70]
+        src = np.zeros(dst.size, np.int64)
+        w = rng.choice([0.5, 1.0, 0.25], size=dst.size).astype(np.float32)
+        kernel.add(src, dst, w)
+        reference_add(ref, src.tolist(), dst.tolist(), w)
+        same_table(kernel, ref)
+    assert (kernel.error > 0).any()  # evictions happened
