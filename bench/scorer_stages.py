@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.prequential import file_events
+from bench.prequential import file_events, variant_settings
 from bench.retrainer import Retrainer
 from freshet.settings import Settings
 from freshet.wiring import live_config
@@ -39,6 +39,8 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (live_scorer.LiveScorer, "embed", "  user vectors (encoder or fold-in)"),
     (item_catalog.ItemCatalog, "table", "  item table snapshot"),
     (live_scorer.LiveScorer, "_learn_covisit", "  co-visitation: learn"),
+    (live_scorer.LiveScorer, "_place_new_items", "    co-visitation vectors"),
+    (live_scorer, "remember_candidates", "  damping chooser: other dampings"),
     (covisit.CovisitTable, "score", "  co-visitation: candidates"),
     (live_scorer, "recommend", "  re-rank pipeline, all"),
     (recommend, "gather_candidates", "    candidates"),
@@ -73,9 +75,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=30_000, help="first N interactions")
     parser.add_argument("--retrain-at", type=int, default=20_000)
     parser.add_argument("--score-every", type=int, default=10)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE,...",
+        help="settings changed from the defaults (as bench.prequential --variant)",
+    )
     args = parser.parse_args()
 
     settings = Settings.from_env({}, onnx_provider="cpu")
+    for spec in args.set:
+        settings = variant_settings(settings, f"set:{spec}")[1]
     blas = limit_blas_threads(settings.blas_threads)
     warm_up()  # compile the scorer's kernels (or load them) outside the timed loop
     events, _ = file_events(args.file, layout_of(None, None), None, args.limit)
@@ -104,6 +115,7 @@ def main() -> None:
     print("conditions:")
     print(f"  {args.file} first {args.limit} interactions, bundle at {args.retrain_at},")
     print(f"  fresh lists, every {args.score_every}th eligible event scored; BLAS {blas}")
+    print(f"  settings changed: {args.set or 'none'}")
     print("figures:")
     print(f"  scored {scored}, HR@10 {row['hr@10']:.4f}")
     print(
