@@ -92,12 +92,10 @@ def add_pairs(
         misses = 0
         for u in range(lo, hi):
             d = uk[u] % span
-            slot = -1
+            slot = width  # the first slot holding d: a min over the row (vectorises)
             for j in range(width):
-                if nbr[st, j] == d:
-                    slot = j
-                    break
-            if slot >= 0:
+                slot = min(slot, j if nbr[st, j] == d else width)
+            if slot < width:
                 weight[st, slot] += uw[u]
             else:
                 miss_d[misses] = d
