@@ -160,6 +160,7 @@ class Replayer:
         from streams.runtime.worker import build_live
 
         live = build_live(self.settings, store, RedisCatalogStore(self.redis, keys))
+        live.images = None  # a generation of its own: leave the workers' catalog image be
         live.debounce.window_ms = 0
         await live.check_bundle()
         await live.sync_catalog()
