@@ -7,9 +7,12 @@ one), and an early prefix does not tell. So the stream evaluates itself, prequen
 for a sample of scored users the top-``k`` unseen co-visitation candidates under every
 candidate damping are remembered; when the user's next event arrives, each damping
 whose top-``k`` held that item is credited. Each damping's hit rate is a decayed
-running mean (half-life ``half_life`` evaluations), and the one served is the best,
-with ties within ``margin`` (relative) going to the higher damping, whose lists reach
-further into the tail. Pure; no I/O.
+running mean (half-life ``half_life`` evaluations). The one served is the highest
+damping (the one whose lists reach furthest into the tail) that the stream has not
+shown to hold fewer next items than the best: its deficit in hits is within ``z``
+standard errors of a paired (McNemar) comparison, ``sqrt`` of the evaluations where
+exactly one of the two held the item. A tail-reaching damping is given up only for a
+gain in hits the stream can tell from noise. Pure; no I/O.
 
 >>> chooser = DampingChooser((0.25, 0.5), default=0.5, min_evidence=1.5)
 >>> chooser.remember(["u"], [1], np.array([[[7, 8], [9, 3]]]))
@@ -46,8 +49,8 @@ class DampingChooser:
         k: Candidates per damping that count as holding the next item.
         sample_every: One scored user in this many is remembered.
         half_life: Evaluations over which an old hit weighs half.
-        margin: A higher damping is served while its rate is within this share of
-            the best one's.
+        z: Standard errors of hit deficit (paired, against the best) within which a
+            higher damping is still served.
         min_evidence: Decayed count of evaluations before the rates decide.
         max_pending: Users remembered at once (the least recently sampled go first).
     """
@@ -57,10 +60,11 @@ class DampingChooser:
     k: int = 10
     sample_every: int = 2
     half_life: float = 2000.0
-    margin: float = 0.0
+    z: float = 1.0
     min_evidence: float = 300.0
     max_pending: int = 100_000
     hits: npt.NDArray[np.float64] = field(init=False)
+    apart: npt.NDArray[np.float64] = field(init=False)
     evaluations: float = field(init=False, default=0.0)
     _pending: dict[str, tuple[int, IntArray]] = field(init=False, default_factory=dict)
     _tick: int = field(init=False, default=0)
@@ -69,6 +73,8 @@ class DampingChooser:
         if not self.choices:
             raise ValueError("choices must not be empty")
         self.hits = np.zeros(len(self.choices))
+        # apart[i, j]: decayed evaluations where choice i held the next item and j did not
+        self.apart = np.zeros((len(self.choices), len(self.choices)))
 
     def rates(self) -> npt.NDArray[np.float64]:
         """Each choice's decayed hit rate (0 before any evaluation)."""
@@ -78,8 +84,10 @@ class DampingChooser:
         """The damping to score with now."""
         if self.evaluations < self.min_evidence:
             return self.default
-        rates = self.rates()
-        good = rates >= rates.max() * (1.0 - self.margin)
+        best = int(np.argmax(self.hits))
+        deficit = self.hits[best] - self.hits
+        noise = np.sqrt(self.apart[best] + self.apart[:, best])
+        good = deficit <= self.z * noise
         order = np.argsort(self.choices)  # highest damping among the good ones
         best = [i for i in order.tolist() if good[i]][-1]
         return float(self.choices[best])
@@ -136,6 +144,7 @@ class DampingChooser:
                 held = held[:-1]
             decay = 0.5 ** (1.0 / self.half_life)
             self.hits = self.hits * decay + held
+            self.apart = self.apart * decay + np.outer(held, ~held)
             self.evaluations = self.evaluations * decay + 1.0
             made += 1
         return made
@@ -165,6 +174,7 @@ def remember_candidates(
     exclude: Callable[[int], IntArray],
     candidates: int,
     others: Callable[[IntArray], IntArray] | None = None,
+    shared: IntArray | None = None,
 ) -> None:
     """For the chooser's sample of ``users``, each choice's unseen top-``k``.
 
@@ -174,7 +184,8 @@ def remember_candidates(
     ``exclude(i)``: the rows user ``i`` has touched (asked for the sample only).
     ``others(pick)``: ``(P, K)`` rows the list's other sources rank first for users
     ``pick`` (the model's nearest items); a next item among their unseen top-``k`` is
-    found without co-visitation, so it does not judge the damping.
+    found without co-visitation, so it does not judge the damping. ``shared``: rows
+    every list holds whoever the user (the trending head), counted with ``others``.
     """
     pick = np.flatnonzero(chooser.sample(len(users)))
     if not pick.size:
@@ -194,7 +205,12 @@ def remember_candidates(
                 table.damping = served
         tops.append(unseen_top(rows, seen, chooser.k))
     if others is not None:
-        tops.append(unseen_top(others(pick), seen, chooser.k))
+        found = unseen_top(others(pick), seen, chooser.k)
+        if shared is not None and shared.size:
+            found = np.hstack([found, np.broadcast_to(shared, (found.shape[0], shared.size))])
+        width = found.shape[1]
+        tops = [np.pad(t, ((0, 0), (0, width - t.shape[1])), constant_values=-1) for t in tops]
+        tops.append(found)
     chooser.remember(
         [users[i] for i in pick.tolist()],
         [n_events[i] for i in pick.tolist()],

@@ -221,6 +221,7 @@ class LiveScorer:
                     lambda i: self._rows(part[i].state.seen),  # noqa: B023 (called at once)
                     self.config.covisit_candidates,
                     lambda pick: index.search(vecs[lo:hi][pick], n_ann)[0],  # noqa: B023
+                    self.trending_rows[: self.config.recommend.list_size // 2],
                 )
             lists += recommend(
                 vecs[lo:hi],

@@ -88,14 +88,42 @@ def test_no_evidence_serves_the_default_and_seen_or_stale_next_items_do_not_coun
     assert chooser.evaluations == 0 and chooser.served() == 0.5
 
 
-def test_a_margin_breaks_near_ties_toward_the_higher_damping() -> None:
-    chooser = DampingChooser((0.25, 0.5), default=0.25, k=1, margin=0.1, min_evidence=1)
+def test_a_deficit_within_the_paired_noise_keeps_the_higher_damping() -> None:
+    """Known answer: 50 against 46 hits with 20 evaluations where exactly one held the
+    item (12 and 8): deficit 4 <= sqrt(20); with 5 and 1 apart, 4 > sqrt(6)."""
+    chooser = DampingChooser((0.25, 0.5), default=0.25, k=1, z=1.0, min_evidence=1)
     chooser.hits, chooser.evaluations = np.array([50.0, 46.0]), 100.0
+    chooser.apart = np.array([[0.0, 12.0], [8.0, 0.0]])
     assert chooser.served() == 0.5
-    chooser.hits = np.array([50.0, 40.0])
+    chooser.apart = np.array([[0.0, 5.0], [1.0, 0.0]])  # deficit 4 > sqrt(6)
     assert chooser.served() == 0.25
 
 
 def test_unseen_top_skips_touched_items_and_pads() -> None:
     got = unseen_top(np.array([[5, 3, -1, 7], [1, 2, 3, 4]]), [np.array([3]), np.array([])], 3)
     assert got.tolist() == [[5, 7, -1], [1, 2, 3]]
+
+
+def test_a_next_item_the_other_sources_hold_is_no_evaluation() -> None:
+    """The model's nearest items and the trending head would put H in the list anyway:
+    a user going to H says nothing of the damping; one going to N does."""
+    chooser = DampingChooser((0.25, 0.5), default=0.5, k=2, sample_every=1, min_evidence=1)
+    table = planted()
+    query = recent_rows([np.array([Q]), np.array([Q])], 1, 1.0)
+    served, _ = table.score(*query, 5)
+    nearest = np.array([[7, 8], [7, 8]])
+    for shared, nxt, made in ((np.array([H]), H, 0), (np.zeros(0, np.int64), H, 1)):
+        remember_candidates(
+            chooser,
+            table,
+            query,
+            served,
+            ["a", "b"],
+            [1, 1],
+            lambda _: np.array([Q]),
+            5,
+            lambda pick: nearest[pick],
+            shared,
+        )
+        assert chooser.credit(["a"], [2], [np.array([Q, nxt])]) == made
+    assert chooser.credit(["b"], [2], [np.array([Q, 7])]) == 0  # the model's item
