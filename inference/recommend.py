@@ -16,10 +16,10 @@ import numpy.typing as npt
 
 from inference.blend import BlendWeights, blend_scores
 from inference.candidates import Candidates, ItemTable, Searcher, gather_candidates
+from inference.reasons import assign_reasons
 from inference.rerank import (
     FROM_TRENDING,
     ItemFilter,
-    assign_reasons,
     debias,
     exclusion_mask,
     gather_unit_vectors,

@@ -1,4 +1,4 @@
-"""Re-ranking of a micro-batch of candidate lists: filters, MMR diversity, quotas, reasons.
+"""Re-ranking of a micro-batch of candidate lists: filters, MMR diversity, quotas.
 
 Everything works on ``(B, C)`` candidate arrays (item row numbers, -1 for an empty
 slot) so the whole batch moves through each step together; greedy MMR itself, a loop
@@ -29,7 +29,6 @@ __all__ = [
     "REASON_CODE",
     "ItemFilter",
     "Quota",
-    "assign_reasons",
     "debias",
     "exclusion_mask",
     "gather_unit_vectors",
@@ -356,55 +355,6 @@ def _per_user(x: int | npt.NDArray[np.int64], b: int) -> npt.NDArray[np.int64]:
 
 def _cap(x: int | npt.NDArray[np.int64] | None, b: int) -> npt.NDArray[np.int64]:
     return _per_user(NO_CAP if x is None else x, b)
-
-
-def assign_reasons(
-    flags: npt.ArrayLike,
-    is_new: npt.ArrayLike,
-    unit_vecs: npt.ArrayLike,
-    history_unit_vecs: npt.ArrayLike,
-    history_valid: npt.ArrayLike,
-    similar_threshold: float,
-) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int64]]:
-    """Why each picked item is there, and which history item it resembles.
-
-    Precedence: exploration (came only from exploration sampling) > trending > new
-    item > similar to a history item (cosine >= ``similar_threshold``) > personalised.
-
-    Args:
-        flags: ``(B, k)`` source flags of the picked items.
-        is_new: ``(B, k)`` items younger than the new-item threshold.
-        unit_vecs: ``(B, k, d)`` unit vectors of the picked items.
-        history_unit_vecs: ``(B, H, d)`` unit vectors of recent history items.
-        history_valid: ``(B, H)`` mask of real (non-padding) history slots.
-        similar_threshold: Cosine needed for ``similar_to_item``.
-
-    Returns:
-        ``(codes (B, k) int8 indexing REASONS, history position (B, k) or -1)``.
-    """
-    f = np.asarray(flags, dtype=np.uint8)
-    hv = np.asarray(history_valid, dtype=bool)
-    b, k = f.shape
-    hist_pos = np.full((b, k), -1, dtype=np.int64)
-    similar = np.zeros((b, k), dtype=bool)
-    if hv.shape[1]:
-        cos = np.asarray(unit_vecs, np.float32) @ np.swapaxes(
-            np.asarray(history_unit_vecs, np.float32), 1, 2
-        )
-        cos = np.where(hv[:, None, :], cos, -np.inf)
-        best = cos.argmax(axis=2)
-        similar = np.take_along_axis(cos, best[..., None], axis=2)[..., 0] >= similar_threshold
-        hist_pos = np.where(similar, best, -1)
-    explore = ((f & FROM_EXPLORATION) > 0) & ((f & FROM_ANN) == 0)
-    trending = (f & FROM_TRENDING) > 0
-    new = np.asarray(is_new, dtype=bool)
-    codes = np.full((b, k), REASON_CODE["personalised"], np.int8)  # lowest precedence first
-    codes[similar] = REASON_CODE["similar_to_item"]
-    codes[new] = REASON_CODE["new_item"]
-    codes[trending] = REASON_CODE["trending"]
-    codes[explore] = REASON_CODE["exploration"]
-    hist_pos = np.where(codes == REASON_CODE["similar_to_item"], hist_pos, -1)
-    return codes, hist_pos
 
 
 def gather_unit_vectors(unit_item_vecs: FloatArray, rows: IntArray) -> FloatArray:

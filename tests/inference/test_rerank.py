@@ -8,13 +8,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from inference.list_metrics import intra_list_diversity, unit_rows
+from inference.reasons import assign_reasons
 from inference.rerank import (
     FROM_ANN,
     FROM_EXPLORATION,
     FROM_TRENDING,
     REASON_CODE,
     Quota,
-    assign_reasons,
     debias,
     exclusion_mask,
     longtail_quota,
