@@ -120,7 +120,7 @@ class Settings:
     covisit_damping: float = 0.35  # candidate occurrence exponent: 0.5 cosine, 0 raw
     covisit_half_life_s: float = 500 * 86400.0  # pairs halve against newer ones (0: never)
     # Dampings compared on the stream's own next events, the best served ("": fixed).
-    covisit_damping_choices: str = ""
+    covisit_damping_choices: str = "0.25/0.35/0.5"
     covisit_vectors: bool = True  # items the bundle lacks: vectors from co-visitation
     onnx_provider: str = "auto"  # auto | cuda | cpu
     ann_threads: int = 1

@@ -45,7 +45,7 @@ class LiveConfig:
     covisit_flatness: float = FLATNESS
     covisit_damping: float = DAMPING
     covisit_half_life_s: float = 500 * 86400.0
-    covisit_damping_choices: tuple[float, ...] = ()
+    covisit_damping_choices: tuple[float, ...] = (0.25, 0.35, 0.5)
     covisit_vectors: bool = True
     fold_in_half_life_s: float = 6 * 3600.0
 
