@@ -16,6 +16,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from inference.topk_kernel import top_rows
+
 # Below this many items a matmul over the whole catalog is fast and exact, so no ANN.
 EXACT_BELOW: Final = 20_000
 
@@ -60,7 +62,8 @@ def exact_topk(
         ids: ``(n,)`` ids to report instead of row numbers.
 
     Returns:
-        ``(ids (B, k) int64, scores (B, k) float32)``.
+        ``(ids (B, k) int64, scores (B, k) float32)``; equal scores keep the lower row
+        first (NaN scores last).
     """
     q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     v = np.asarray(vectors, dtype=np.float32).reshape(-1, q.shape[1])
@@ -70,15 +73,8 @@ def exact_topk(
     kk = min(k, n)
     if kk <= 0 or b == 0:
         return out_ids, out_scores
-    scores = q @ v.T
-    if kk < n:
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-    else:
-        part = np.broadcast_to(np.arange(n), (b, n))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    rows = np.take_along_axis(part, order, axis=1)
-    out_scores[:, :kk] = np.take_along_axis(part_scores, order, axis=1)
+    # One compiled pass per query (``inference.topk_kernel``): ties by lower row first.
+    rows, out_scores[:, :kk] = top_rows(np.ascontiguousarray(q @ v.T, np.float32), kk)
     id_map = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     out_ids[:, :kk] = id_map[rows]
     return out_ids, out_scores
