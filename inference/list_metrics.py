@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 # Share of all interactions that the popularity head accounts for.
 HEAD_MASS = 0.8
@@ -23,6 +24,12 @@ def popularity_head(counts: npt.ArrayLike, mass: float = HEAD_MASS) -> npt.NDArr
     cumulative count reaches ``mass`` of the total. Items never interacted with are
     never in the head; an all-zero catalog has an empty head.
     """
+    raw = np.asarray(counts)
+    if raw.ndim == 1 and raw.dtype in (np.float32, np.float64):
+        # the catalog's snapshot path: one compiled pass when the counts are whole
+        head, whole = _head_of_whole_counts(raw, mass, BINCOUNT_MAX)
+        if whole:
+            return head
     c = np.clip(np.nan_to_num(np.asarray(counts, dtype=np.float64), nan=0.0), 0.0, None)
     head = np.zeros(c.shape, dtype=bool)
     total = c.sum()
@@ -66,6 +73,64 @@ def _head_of_counts(c: npt.NDArray[np.float64], target: float) -> npt.NDArray[np
     head = c > t
     head[np.flatnonzero(c == t)[:n_at_t]] = True
     return head
+
+
+@njit(cache=True, nogil=True)
+def _head_of_whole_counts(
+    raw: npt.NDArray[np.floating], mass: float, bincount_max: int
+) -> tuple[npt.NDArray[np.bool_], bool]:
+    """``_head_of_counts`` in three passes over the items, compiled; ``(head, True)``.
+
+    NaN and negative counts count as 0, as in ``popularity_head``. Returns
+    ``(empty, False)`` when the counts are not all whole or exceed ``bincount_max``
+    times ``max(n, 1024)`` (the caller's numpy paths take those).
+    """
+    n = raw.shape[0]
+    head = np.zeros(n, np.bool_)
+    total = 0.0
+    top = 0.0
+    for i in range(n):
+        x = float(raw[i])
+        if x > 0.0:  # NaN and negatives: 0
+            if x != np.floor(x) or x > bincount_max * max(n, 1024):
+                return head, False
+            total += x
+            top = max(top, x)
+    if n == 0 or total <= 0.0:
+        return head, True
+    target = mass * total * (1 - 1e-12)
+    per_value = np.zeros(int(top) + 1, np.int64)
+    for i in range(n):
+        x = float(raw[i])
+        if x > 0.0:
+            per_value[int(x)] += 1
+    # walk the counts downwards: the level t where the mass reaches the target
+    cum = prefix = 0.0
+    t = 0
+    for v in range(int(top), 0, -1):
+        prefix = cum
+        cum += float(v) * float(per_value[v])
+        if cum >= target:
+            t = v
+            break
+    if t == 0:  # mass above 1: every item with a count
+        for i in range(n):
+            head[i] = raw[i] > 0.0
+        return head, True
+    n_at = per_value[t]
+    n_at_t = n_at + 1  # as searchsorted past the end, then sliced
+    for j in range(n_at):
+        if prefix + float(t) * float(j + 1) >= target:
+            n_at_t = j + 1
+            break
+    for i in range(n):
+        x = float(raw[i])
+        if x > t:
+            head[i] = True
+        elif x == t and n_at_t > 0:
+            head[i] = True
+            n_at_t -= 1
+    return head, True
 
 
 def unit_rows(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:

@@ -8,7 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.list_metrics import (
+    BINCOUNT_MAX,
     _head_by_sort,
+    _head_of_counts,
+    _head_of_whole_counts,
     intra_list_diversity,
     longtail_share,
     popularity_head,
@@ -69,3 +72,32 @@ def test_popularity_head_of_fractional_or_huge_counts_still_sorts() -> None:
     huge = np.array([1e9, 5.0, 1e9 + 1, 0.0])
     np.testing.assert_array_equal(popularity_head(huge, 0.4), [0, 0, 1, 0])
     np.testing.assert_array_equal(popularity_head(huge, 0.5), [1, 0, 1, 0])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    counts=st.lists(st.one_of(st.integers(-3, 40).map(float), st.just(float("nan"))), max_size=300),
+    mass=st.floats(0.0, 1.2),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_compiled_head_equals_the_numpy_histogram(
+    counts: list[float], mass: float, dtype: type
+) -> None:
+    """The compiled pass (the catalog's float32 counts) against the numpy histogram path
+    it stands in for, with NaN and negative counts as 0."""
+    raw = np.asarray(counts, dtype)
+    c = np.clip(np.nan_to_num(raw.astype(np.float64), nan=0.0), 0.0, None)
+    total = c.sum()
+    expected = (
+        _head_of_counts(c, mass * total * (1 - 1e-12)) if total > 0 else np.zeros(c.shape, bool)
+    )
+    head, whole = _head_of_whole_counts(raw, mass, BINCOUNT_MAX)
+    assert whole
+    np.testing.assert_array_equal(head, expected)
+    np.testing.assert_array_equal(popularity_head(raw, mass), expected)
+
+
+def test_compiled_head_leaves_fractional_and_huge_counts_to_numpy() -> None:
+    assert not _head_of_whole_counts(np.array([1.5, 2.0]), 0.8, BINCOUNT_MAX)[1]
+    assert not _head_of_whole_counts(np.array([1e9, 2.0]), 0.8, BINCOUNT_MAX)[1]
+    np.testing.assert_array_equal(popularity_head(np.array([1.5, 2.0, 0.1])), [1, 1, 0])
