@@ -54,7 +54,7 @@ class ItemCatalog:
             self._first_seen[:n] = np.asarray(first_seen_ms, dtype=np.float64)
         self.version = 0
         self._table: ItemTable | None = None
-        self._table_key: tuple[int, int] | None = None
+        self._table_key: tuple[int, int, int] | None = None
         # Parts of a table snapshot kept between snapshots: rebuilding them for 100k
         # items costs tens of ms, and the catalog changes every few hundred ms.
         self._ids_array = np.asarray(self.ids, dtype=np.str_)
@@ -197,9 +197,10 @@ class ItemCatalog:
     def set_popularity_rows(self, rows: npt.NDArray[np.int64], values: FloatArray) -> None:
         """Replace the counts of ``rows`` (from ``popularity_rows``; -1 rows are skipped)."""
         known = rows >= 0
+        if not known.any():  # nothing to change: the snapshot stays valid
+            return
         self._popularity[rows[known]] = values[known]
-        self.version += 1
-        self._popularity_version += 1
+        self._popularity_version += 1  # only the popularity columns change
 
     def vectors(self) -> FloatArray:
         return self._vectors[: self.size]
@@ -231,13 +232,26 @@ class ItemCatalog:
         return np.fromiter((self.row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids))
 
     def table(self, now_ms: int, *, age_resolution_ms: int = 60_000) -> ItemTable:
-        """An ``ItemTable`` snapshot; cached until the catalog changes or a minute passes."""
-        key = (self.version, now_ms // age_resolution_ms)
+        """An ``ItemTable`` snapshot; cached until the catalog changes or a minute passes.
+
+        A popularity sync alone rebuilds only the popularity columns (counts and head):
+        ages and removals are kept from the last snapshot of the same rows and minute.
+        """
+        rows_key = (self.version, now_ms // age_resolution_ms)
+        key = (*rows_key, self._popularity_version)
         if self._table is not None and self._table_key == key:
             return self._table
         n = self.size
-        first = self._first_seen[:n]
-        age = np.where(np.isnan(first), np.inf, (now_ms - first) / 1000.0).astype(np.float32)
+        if (
+            self._table is not None
+            and self._table_key is not None
+            and self._table_key[:2] == rows_key
+        ):
+            age, removed = self._table.age_s, self._table.removed
+        else:
+            first = self._first_seen[:n]
+            age = np.where(np.isnan(first), np.inf, (now_ms - first) / 1000.0).astype(np.float32)
+            age, removed = np.maximum(age, 0.0), self._removed[:n].copy()
         if self._ids_array.size != n:  # rows only ever append
             new = np.asarray(self.ids[self._ids_array.size :], dtype=np.str_)
             self._ids_array = np.concatenate([self._ids_array, new])
@@ -249,8 +263,8 @@ class ItemCatalog:
             ids=self._ids_array,
             categories=self._category[:n],
             popularity=self._popularity[:n].copy(),
-            age_s=np.maximum(age, 0.0),
-            removed=self._removed[:n].copy(),
+            age_s=age,
+            removed=removed,
             known_unit=self._unit[:n],
             known_head=self._head[1],
         )

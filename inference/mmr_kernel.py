@@ -14,6 +14,7 @@ import numpy.typing as npt
 from numba import njit
 
 from inference.covisit_kernels import warm_up as covisit_warm_up
+from inference.list_metrics import popularity_head
 from inference.rerank_kernels import warm_up as rerank_warm_up
 from inference.topk_kernel import warm_up as topk_warm_up
 
@@ -339,12 +340,13 @@ def mmr_kernel(
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) before the first real batch needs it.
 
-    The co-visitation table's, the candidates' and the exact search's kernels too: the
-    worker calls this one warm-up for the scorer's compiled code.
+    The co-visitation table's, the candidates', the exact search's and the popularity
+    head's kernels too: the worker calls this one warm-up for the scorer's compiled code.
     """
     covisit_warm_up()
     rerank_warm_up()
     topk_warm_up()
+    popularity_head(np.ones(2, np.float32))
     mmr_kernel_at(
         np.ones((1, 2), np.float32),
         np.ones((1, 2), bool),

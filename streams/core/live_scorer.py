@@ -70,6 +70,8 @@ class LiveScorer:
         self.index: AnnIndex | None = None
         self.trending_rows = np.zeros(0, np.int64)
         self.trending_scores = np.zeros(0, np.float32)
+        # What ``set_trending`` was last given, and for which catalog and size.
+        self._trending_from: tuple[tuple[ItemCatalog, int], list[tuple[str, float]]] | None = None
         self.stats = LiveStats()
         # "What follows what", learnt from the touched users' histories (see design.md):
         # rebuilt from stored state after a restart, so nothing of it needs persisting.
@@ -161,7 +163,14 @@ class LiveScorer:
         return len(records)
 
     def set_trending(self, top: Sequence[tuple[str, float]]) -> None:
-        """The trending items, best first, with their scores; unknown items are skipped."""
+        """The trending items, best first, with their scores; unknown items are skipped.
+
+        The same list against the same catalog rows changes nothing (no lookups).
+        """
+        held = ((self.catalog, self.catalog.size), list(top))
+        if held == self._trending_from:
+            return
+        self._trending_from = held
         rows = self.catalog.rows([i for i, _ in top])
         keep = rows >= 0
         self.trending_rows = rows[keep]
