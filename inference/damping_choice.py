@@ -58,7 +58,7 @@ class DampingChooser:
     choices: tuple[float, ...] = (0.25, 0.35, 0.5)
     default: float = 0.35
     k: int = 10
-    sample_every: int = 2
+    sample_every: int = 4
     half_life: float = 2000.0
     z: float = 1.0
     min_evidence: float = 300.0
