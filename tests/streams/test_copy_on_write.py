@@ -209,15 +209,15 @@ def test_pairs_learnt_while_the_table_is_renumbered_reach_the_new_table() -> Non
     remap = cow.prepare_covisit(scorer, catalog)
     scorer.score([_user(1, ["b2", "b3"])], 2_000)  # learnt while frozen: waits
     assert len(scorer.covisit_backlog) == 1
-    assert not (remap.table.nbr[11 - 2] == 11 - 3).any()
+    assert not (remap.table.followers([11 - 2])[0] == 11 - 3).any()
     cow.swap_bundle(scorer, new, catalog, index, remap)
     assert not scorer.covisit_frozen and scorer.covisit is remap.table
     scorer.score([_user(2, ["b5"])], 2_000)  # the next call adds what waited
     assert not scorer.covisit_backlog
     table = scorer.covisit
-    assert (table.nbr[11 - 0] == 11 - 1).any()  # carried over by the re-numbering
-    assert (table.nbr[11 - 2] == 11 - 3).any()  # learnt during the swap, not lost
-    assert not (table.nbr[2] == 3).any()  # and not under its old numbers
+    assert (table.followers([11 - 0])[0] == 11 - 1).any()  # carried over by the re-numbering
+    assert (table.followers([11 - 2])[0] == 11 - 3).any()  # learnt during the swap, not lost
+    assert not (table.followers([2])[0] == 3).any()  # and not under its old numbers
 
 
 def test_a_stale_preparation_changes_nothing() -> None:
