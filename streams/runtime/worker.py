@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -49,56 +50,77 @@ class KafkaSinks:
     def __init__(self, app: faust.App, topics: Topics) -> None:
         self.app = app
         self.topics = topics
-        self._sent: list[asyncio.Future[Any]] = []
+        self._sent: list[asyncio.Future[list[Any]]] = []  # hand-overs not yet awaited
+        self._handing: asyncio.Future[list[Any]] | None = None  # the latest hand-over
 
     async def _send(self, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]) -> list[Any]:
         producer = self.app.producer
         return [await producer.send(topic, k, v, None, None, None) for k, v in pairs]
 
-    async def _send_lists(self, lists: Sequence[Committed]) -> list[asyncio.Future[Any]]:
-        """Lists into the producer as record batches, one per partition: one future per
-        batch, where a send per list cost a coroutine, a partitioner call on the
-        metadata, a future and Faust's send hooks per list.
+    def _send_lists(self, lists: Sequence[Committed]) -> asyncio.Future[list[Any]]:
+        """Lists into the producer as record batches, one per partition; returns a task
+        that ends once they are handed over, with one delivery future per batch.
 
-        A list's partition is its key's, by the producer's own default rule (murmur2
-        of the key over all partitions), so a user's lists keep one partition and order.
-        Each list goes as committed: the bytes Redis holds.
+        One batch per partition, where a send per list cost a coroutine, a partitioner
+        call on the metadata, a future and Faust's send hooks per list. A list's
+        partition is its key's, by the producer's own default rule (murmur2 of the key
+        over all partitions), and each goes as committed: the bytes Redis holds.
+
+        The hand-over runs in a task chained after the previous call's, so calls reach
+        the producer in call order (a user's lists stay in order) without the caller
+        waiting: aiokafka lets a partition hold one batch waiting to be sent, and a
+        second ``send_batch`` waits until the first is on its way, which under load
+        is a produce round trip.
         """
         faust_producer: Any = self.app.producer
         producer = faust_producer._ensure_producer()  # the aiokafka producer under it
         topic = self.topics.recommendations
-        parts = sorted(await producer.partitions_for(topic))
-        by_part: dict[int, list[tuple[bytes, bytes]]] = {}
-        for rec, raw in lists:
-            key = event_key(rec.user_id)
-            by_part.setdefault(parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)], []).append(
-                (key, raw)
-            )
-        sent: list[asyncio.Future[Any]] = []
-        for partition, pairs in by_part.items():
-            batch = producer.create_batch()
-            for key, raw in pairs:
-                if batch.append(key=key, value=raw, timestamp=None) is None:  # full
-                    sent.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=raw, timestamp=None)  # a first record fits
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
-        return sent
+        previous = self._handing
+
+        async def hand_over() -> list[Any]:
+            if previous is not None:
+                with contextlib.suppress(Exception):  # its failure is its own caller's
+                    await previous
+            parts = sorted(await producer.partitions_for(topic))
+            by_part: dict[int, list[tuple[bytes, bytes]]] = {}
+            for rec, raw in lists:
+                key = event_key(rec.user_id)
+                p = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
+                by_part.setdefault(p, []).append((key, raw))
+            sent: list[Any] = []
+            for partition, pairs in by_part.items():
+                batch = producer.create_batch()
+                for key, raw in pairs:
+                    if batch.append(key=key, value=raw, timestamp=None) is None:  # full
+                        sent.append(await producer.send_batch(batch, topic, partition=partition))
+                        batch = producer.create_batch()
+                        batch.append(key=key, value=raw, timestamp=None)  # a first one fits
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+            return sent
+
+        self._handing = task = asyncio.ensure_future(hand_over())
+        return task
 
     async def enqueue_lists(self, lists: Sequence[Committed]) -> None:
-        self._sent += await self._send_lists(lists)
+        self._sent.append(self._send_lists(lists))
 
     def delivered(self) -> Awaitable[Any]:
         """An awaitable that ends when every list enqueued so far is on the broker."""
         sent, self._sent = self._sent, []
-        return asyncio.gather(*sent)
+        return asyncio.ensure_future(_on_broker(sent))
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         sent = await self._send(self.topics.dead_letter, [(d.key, encode(d)) for d in letters])
         await asyncio.gather(*sent)
 
     async def lists(self, lists: Sequence[Committed]) -> None:
-        await asyncio.gather(*await self._send_lists(lists))
+        await _on_broker([self._send_lists(lists)])
+
+
+async def _on_broker(handing: Sequence[asyncio.Future[list[Any]]]) -> None:
+    """Wait for hand-overs, then for every batch they handed to the broker."""
+    for task in handing:
+        await asyncio.gather(*await task)
 
 
 @dataclass

@@ -58,21 +58,23 @@ async def test_lists_land_on_their_key_partition_as_committed_bytes(settings: Se
     await app.producer.start()
     sinks = KafkaSinks(app, topics)
     users = [f"user-{u}" for u in range(40)]
-    # Two rounds. The first: one record batch per partition (four futures, where a
-    # send per list made forty, and aiokafka's 16 KiB batch held ~10 such lists).
+    # Three rounds, handed over back to back without waiting for the broker. The
+    # first: one record batch per partition (four, where a send per list made forty).
     # The second's lists are ~28 KiB each, so a partition's ~10 outgrow one batch.
     first = [committed(u, 0, 0) for u in users]
     second = [committed(u, 1, 1400) for u in users]
+    third = [committed(u, 2, 0) for u in users]
     try:
         await sinks.enqueue_lists(first)
-        assert len(sinks._sent) == 4
+        await sinks.enqueue_lists(second)
+        assert len(await sinks._sent[0]) == 4
         await sinks.delivered()
-        await sinks.lists(second)
+        await sinks.lists(third)  # the trailing-edge path: returns once on the broker
     finally:
         await app.producer.stop()
-    got = await read_all(settings, topics.recommendations, 2 * len(users))
-    assert len(got) == 2 * len(users)
-    sent = {c.raw: c.rec.user_id for c in first + second}
+    got = await read_all(settings, topics.recommendations, 3 * len(users))
+    assert len(got) == 3 * len(users)
+    sent = {c.raw: c.rec.user_id for c in first + second + third}
     rule = DefaultPartitioner()
     for partition, key, value in got:
         assert sent[value] == key.decode()  # the committed bytes, under the user key
@@ -80,4 +82,4 @@ async def test_lists_land_on_their_key_partition_as_committed_bytes(settings: Se
     by_user = [(key, value) for _, key, value in got]
     for u in users:
         mine = [v for k, v in by_user if k == event_key(u)]
-        assert mine == [c.raw for c in first + second if c.rec.user_id == u]  # in order
+        assert mine == [c.raw for c in first + second + third if c.rec.user_id == u]
