@@ -35,6 +35,7 @@ from schemas.events import EVENT_TYPES
 from schemas.recommendation import Recommendation
 from streams.core.catalog import CatalogRecord
 from streams.core.ingest import Refresh, TouchedUser
+from streams.core.list_message import list_message
 from streams.core.live_catalog import (
     apply_records,
     build_index,
@@ -309,16 +310,8 @@ class LiveScorer:
             self.stats.cold_start += 1
         elif ul.strategy == "model_free":
             self.stats.model_free += 1
-        source_id, event_ts = source_of(user)
-        return Recommendation(
-            user_id=user.user_id,
-            items=ul.items,
-            strategy=ul.strategy,
-            model_version=self.model_version if ul.strategy == "personalised" else None,
-            source_event_id=source_id,
-            event_ts=event_ts,
-            published_ts=published_ms,
-        )
+        version = self.model_version if ul.strategy == "personalised" else None
+        return list_message(user, ul, published_ms, version)
 
     def _rows(self, item_ids: Sequence[str]) -> np.ndarray:
         rows = self.catalog.rows(list(item_ids))
@@ -394,23 +387,3 @@ class LiveScorer:
             self.config.fold_in_half_life_s,
         )
         return np.asarray(vecs, np.float32)
-
-
-def source_of(user: TouchedUser) -> tuple[str | None, int | None]:
-    """The event a user's list names: the newest applied one.
-
-    ``last_event`` when the batch carried it; otherwise the state's newest applied
-    event (its id and history entry are appended together, so they match).
-
-    >>> from streams.core.state_rules import HistoryEntry
-    >>> state = UserState(history=(HistoryEntry("i1", "view", 5),), recent_event_ids=("e1",))
-    >>> source_of(TouchedUser("u", 0, state, None, None, 0))
-    ('e1', 5)
-    """
-    ev = user.last_event
-    if ev is not None:
-        return ev.event_id, ev.ts
-    state = user.state
-    if state.recent_event_ids and state.history:
-        return state.recent_event_ids[-1], state.history[-1].ts
-    return None, None

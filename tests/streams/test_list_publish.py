@@ -24,7 +24,7 @@ from schemas.recommendation import Recommendation
 from schemas.topics import event_key
 from streams.core.catalog import CatalogRecord
 from streams.core.ingest import IngestProcessor, Refresh, SourceRecord, TouchedUser
-from streams.core.live_scorer import source_of
+from streams.core.list_message import source_of
 from streams.core.publish import Committed, ListPublisher
 from streams.core.state_rules import StateRules
 from streams.core.state_store import InMemoryStateStore
