@@ -10,7 +10,7 @@ import pytest
 MODULES = [
     "streams.core.state_rules",  # the state update, stored-state formats
     "streams.core.debounce",  # the debouncer
-    "streams.core.live_scorer",  # which event a list names
+    "streams.core.list_message",  # which event a list names
     "inference.rerank",  # MMR selection, the long-tail quota
     "schemas.topics",  # the partition rule
     "schemas.event_weights",  # the taste weight of one event
