@@ -235,6 +235,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             kafka.stop()
             redis.stop()
+            if args.logs is not None:  # the workers' logs outlive the temporary folder
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for path in base.glob("*.log"):
+                    shutil.copy(path, args.logs / path.name)
     results["catalog"] = n
     results["extra"] = len(extra)
     results["version"] = version
@@ -343,6 +347,7 @@ def main() -> None:
     )
     parser.add_argument("--tree", type=Path, help="also time a worker run from this checkout")
     parser.add_argument("--timeout", type=float, default=900.0, help="per start, seconds")
+    parser.add_argument("--logs", type=Path, help="copy the workers' logs to this folder")
     args = parser.parse_args()
     args.events, args.ranker = 0, "off"  # the stream bench's bundle cache key
     key = f"{args.items}-{args.users}-{args.warm}-0-{args.seed}-{args.train_samples}"
