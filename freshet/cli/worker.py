@@ -83,8 +83,10 @@ def worker(
         )
     # A large catalog backlog (a cold start) is applied in bulk before the agents start.
     preloaded = asyncio.run(preload_catalog(settings))
+    handover, preloaded.handover = preloaded.handover, None  # the worker's to free
     try:
-        worker = build_worker(settings)
+        worker = build_worker(settings, handover=handover)
+        del handover
         if preloaded.records and worker.metrics is not None:
             worker.metrics.observe_catalog(preloaded.as_batch())
         worker.run()  # a static member leaves its group once stopped

@@ -25,6 +25,7 @@ class RedisCatalogStore:
         self.client = client
         self.keys = keyspace
         self.log_maxlen = log_maxlen
+        self.last_entry: str | None = None  # the log entry of the newest record put here
 
     async def get(self, item_ids: Sequence[str]) -> dict[str, CatalogRecord]:
         if not item_ids:
@@ -36,15 +37,17 @@ class RedisCatalogStore:
         if not records:
             return
         pipe = self.client.pipeline(transaction=False)
-        pipe.hset(self.keys.catalog, mapping={r.item_id: r.to_json() for r in records})
-        for r in records:
+        raws = {r.item_id: r.to_json() for r in records}  # each record encoded once
+        pipe.hset(self.keys.catalog, mapping=raws)
+        for item, raw in raws.items():
             pipe.xadd(
                 self.keys.catalog_log,
-                {"item_id": r.item_id, "record": r.to_json()},
+                {"item_id": item, "record": raw},
                 maxlen=self.log_maxlen,
                 approximate=True,
             )
-        await pipe.execute()
+        done = await pipe.execute()
+        self.last_entry = _s(done[-1])
 
     async def read_log(
         self, after: str, count: int = CATALOG_LOG_PAGE

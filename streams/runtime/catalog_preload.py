@@ -14,6 +14,11 @@ record (``apply_catalog_event``). The broker takes a commit from outside the gro
 while the group has no members: if another worker is running (or a static member has
 not timed out yet) the commit is refused, and the loader stops and leaves the rest to
 the agent (what it stored stays stored, and the agent applying it again changes nothing).
+
+When the catalog hash was empty before the load (a cold start), the records the load
+stored are the whole catalog: it hands them to the worker's first catalog read
+(``PreloadedSnapshot``), which then follows the log from the load's last entry instead
+of reading a million records back from Redis and decoding them again.
 """
 
 from __future__ import annotations
@@ -21,16 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from freshet.settings import Settings
 from freshet.wiring import kafka_of, limits_of, redis_of
 from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
 from schemas.topics import Topics
-from streams.core.catalog import CatalogProcessor
+from streams.core.catalog import SNAPSHOT_PAGE, CatalogProcessor, CatalogRecord, CatalogSnapshot
 from streams.core.ingest import BatchStats, SourceRecord
 from streams.kafka_io.kafka_config import kafka_python_kwargs
 from streams.kafka_io.kafka_wait import kafka_client_when_up
@@ -47,6 +52,19 @@ PRELOAD_BATCH = 20_000
 """Records per bulk batch (one Redis pipeline, one offset commit)."""
 
 
+class Handover(NamedTuple):
+    """The whole catalog as a bulk load stored it, for the worker's first catalog read.
+
+    ``records``: the newest record of every item, all the hash of ``generation`` held
+    when the load ended; ``cursor``: the log entry of the last of them (the log is
+    followed from there).
+    """
+
+    generation: str
+    cursor: str
+    records: list[CatalogRecord]
+
+
 @dataclass
 class PreloadStats:
     """What a bulk load did (``backlog``: records behind the committed offsets at start)."""
@@ -58,6 +76,7 @@ class PreloadStats:
     batches: int = 0
     seconds: float = 0.0
     refused: bool = False  # the group took no commit from outside: left to the agent
+    handover: Handover | None = None  # set when the load stored the whole catalog
 
     def as_batch(self) -> BatchStats:
         """The counts as one catalog batch (for the worker's metrics)."""
@@ -126,7 +145,20 @@ async def preload_catalog(
             sent = [producer.send(dead_topic, key=d.key, value=encode(d)) for d in letters]
             await asyncio.to_thread(lambda: [f.get(timeout=30) for f in sent])
 
-        processor = CatalogProcessor(store, limits_of(settings), dead_letter_sink=dead_letters)
+        # Nothing stored before: what the load stores is the whole catalog. Only the
+        # catalog agent writes the hash, and while it runs the broker refuses the
+        # load's commits, so a load that ends with every commit taken wrote alone.
+        held: dict[str, CatalogRecord] | None = (
+            {} if await redis.hlen(store.keys.catalog) == 0 else None
+        )
+
+        def hold(records: Sequence[CatalogRecord]) -> None:
+            if held is not None:
+                held.update((r.item_id, r) for r in records)
+
+        processor = CatalogProcessor(
+            store, limits_of(settings), dead_letter_sink=dead_letters, on_records=hold
+        )
         while any(consumer.position(tp) < end[tp] for tp in tps):
             polled = await asyncio.to_thread(consumer.poll, 1_000, batch)
             records = [
@@ -153,6 +185,8 @@ async def preload_catalog(
             stats.batches += 1
             if after_batch is not None:
                 after_batch(stats.batches)
+        if held and store.last_entry is not None:
+            stats.handover = Handover(generation, store.last_entry, list(held.values()))
         return stats
     finally:
         stats.seconds = time.monotonic() - started
@@ -174,3 +208,40 @@ def _last_offsets(records: Sequence[SourceRecord]) -> dict[int, int]:
     for r in records:
         last[r.partition] = max(r.offset, last.get(r.partition, -1))
     return last
+
+
+class PreloadedSnapshot:
+    """The catalog store, whose first snapshot is a bulk load's ``Handover``.
+
+    The worker's first catalog read takes the handed-over records (in pages, as
+    ``scan`` gives them) and follows the log from the load's last entry; a read in
+    another generation, or any later one, reads the store.
+    """
+
+    def __init__(self, store: CatalogSnapshot, generation: Callable[[], str], handover: Handover):
+        self.store = store
+        self.generation = generation
+        self.handover: Handover | None = handover
+        self.serving: Handover | None = None
+
+    async def log_head(self) -> str:
+        """The load's last entry the first time (in its generation); then the store's."""
+        taken, self.handover = self.handover, None
+        if taken is not None and taken.generation == self.generation():
+            self.serving = taken
+            return taken.cursor
+        self.serving = None
+        return await self.store.log_head()
+
+    async def log_entry(self, entry_id: str) -> str | None:
+        return await self.store.log_entry(entry_id)
+
+    async def scan(self, page: int = SNAPSHOT_PAGE) -> AsyncIterator[list[CatalogRecord]]:
+        """The handed-over records after the first ``log_head``; else the store's."""
+        serving, self.serving = self.serving, None
+        if serving is None:
+            async for part in self.store.scan(page):
+                yield part
+            return
+        for start in range(0, len(serving.records), page):
+            yield serving.records[start : start + page]

@@ -30,6 +30,7 @@ from streams.redis_io.keyspace import Keyspace
 from streams.redis_io.redis_client import async_redis
 from streams.redis_io.redis_state_store import RedisStateStore
 from streams.redis_io.state_guard import add_state_guard
+from streams.runtime.catalog_preload import Handover, PreloadedSnapshot
 from streams.runtime.faust_app import add_batch_agent, create_app
 from streams.runtime.live_recommender import LiveRecommender
 from streams.runtime.metrics import WorkerMetrics, add_metrics_timer
@@ -142,9 +143,13 @@ class Worker:
 
 
 def build_live(
-    settings: Settings, store: RedisStateStore, catalog: RedisCatalogStore
+    settings: Settings,
+    store: RedisStateStore,
+    catalog: RedisCatalogStore,
+    handover: Handover | None = None,
 ) -> LiveRecommender:
-    """The real-time path, reading trending, counts and catalog changes from Redis."""
+    """The real-time path, reading trending, counts and catalog changes from Redis
+    (its first catalog read takes ``handover``, a bulk load's records, when given)."""
     partitions = list(range(settings.topic_partitions))
 
     async def trending(k: int) -> list[tuple[str, float]]:
@@ -162,7 +167,9 @@ def build_live(
         counts_source=counts,
         catalog_log=catalog.read_log,
         change_source=changes,
-        catalog_snapshot=catalog,
+        catalog_snapshot=catalog
+        if handover is None
+        else PreloadedSnapshot(catalog, lambda: catalog.keys.generation, handover),
     )
 
 
@@ -172,8 +179,10 @@ def build_worker(
     refresher: Refresher | None = None,
     keyspace: Keyspace | None = None,
     app_id: str | None = None,
+    handover: Handover | None = None,
 ) -> Worker:
-    """Assemble a worker from settings; nothing connects until it runs."""
+    """Assemble a worker from settings; nothing connects until it runs (``handover``:
+    the catalog a bulk load stored, for the first catalog read)."""
     topics = Topics(settings.topic_prefix)
     app = create_app(settings, app_id=app_id)
     redis = async_redis(redis_of(settings))
@@ -191,7 +200,7 @@ def build_worker(
         set_search_threads(settings.ann_threads)
         log.info("BLAS threads: %s", limit_blas_threads(settings.blas_threads))
         warm_up_mmr()  # compile the MMR kernel now, not inside the first batch
-        live = build_live(settings, store, catalog_store)
+        live = build_live(settings, store, catalog_store, handover)
         refresher = live
     ingest = IngestProcessor(
         store,

@@ -26,7 +26,7 @@ from schemas.topics import Topics, catalog_key
 from streams.core.catalog import CatalogProcessor, CatalogRecord, InMemoryCatalogStore
 from streams.core.ingest import SourceRecord
 from streams.kafka_io.event_producer import ensure_topics
-from streams.runtime.catalog_preload import preload_catalog
+from streams.runtime.catalog_preload import PreloadedSnapshot, preload_catalog
 
 N_ITEMS = 3_000
 
@@ -145,6 +145,7 @@ def test_a_load_killed_midway_and_started_again_stores_each_event_once(
 
     stats = asyncio.run(preload_catalog(settings, min_backlog=1, batch=700))
     assert not stats.refused and 0 < stats.records < len(msgs)  # resumed, not restarted
+    assert stats.handover is None  # the hash held the killed load's records: read it back
     assert _stored(settings) == _expected(settings, msgs)
     assert _committed_at_end(settings)  # the agent starts at the end of the topic
     again = asyncio.run(preload_catalog(settings, min_backlog=1))
@@ -180,5 +181,52 @@ def test_a_group_with_a_member_refuses_the_commit_and_the_agent_goes_on(
         stats = asyncio.run(preload_catalog(settings, min_backlog=1, batch=100))
     finally:
         member.close()
-    assert stats.refused and stats.batches == 0
+    assert stats.refused and stats.batches == 0 and stats.handover is None
     assert not _committed_at_end(settings)
+
+
+async def _first_read(snapshot: object) -> tuple[str, dict[str, CatalogRecord]]:
+    """What a worker's first catalog read gets: the head, then every page."""
+    head = await snapshot.log_head()  # type: ignore[attr-defined]
+    seen: dict[str, CatalogRecord] = {}
+    async for page in snapshot.scan(page=500):  # type: ignore[attr-defined]
+        seen.update((r.item_id, r) for r in page)
+    return head, seen
+
+
+def test_a_load_into_an_empty_hash_hands_the_whole_catalog_to_the_first_read(
+    settings: Settings,
+) -> None:
+    from redis.asyncio import Redis
+
+    from streams.redis_io.catalog_store import RedisCatalogStore
+    from streams.redis_io.keyspace import Keyspace
+
+    ensure_topics(kafka_of(settings))
+    msgs = _events()
+    _produce(settings, msgs)
+    stats = asyncio.run(preload_catalog(settings, min_backlog=1, batch=700))
+    assert stats.handover is not None and stats.handover.generation == "g1"
+    handed = {r.item_id: r for r in stats.handover.records}
+    assert len(handed) == len(stats.handover.records)  # one record an item
+    assert handed == _stored(settings) == _expected(settings, msgs)
+
+    late = CatalogRecord("late", ("c",), {}, "", 1, 1)
+
+    async def reads() -> list[tuple[str, dict[str, CatalogRecord]]]:
+        client = Redis.from_url(settings.redis_url)
+        store = RedisCatalogStore(client, Keyspace(settings.redis_namespace))
+        heads = [await store.log_head()]
+        snapshot = PreloadedSnapshot(store, lambda: store.keys.generation, stats.handover)
+        out = [await _first_read(snapshot)]  # the handover: the hash is not read
+        await store.put([late])  # stored after the load: only the store has it
+        heads.append(await store.log_head())
+        out.append(await _first_read(snapshot))  # a later first read (new generation)
+        other = PreloadedSnapshot(store, lambda: "g2", stats.handover)
+        out.append(await _first_read(other))  # a handover of another generation
+        await client.aclose()
+        return [(heads[0], {}), (heads[1], {}), *out]
+
+    (head, _), (head2, _), first, later, elsewhere = asyncio.run(reads())
+    assert first == (head, handed)  # followed from the load's last log entry
+    assert later == elsewhere == (head2, {**handed, "late": late})  # read from Redis
