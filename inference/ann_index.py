@@ -347,6 +347,31 @@ class AnnIndex:
         return int(self._ivf.nprobe)
 
 
+class RepeatedSearch:
+    """An ``AnnIndex`` that answers a repeated exact search from its last answer.
+
+    A scoring call may search the same user vectors twice (the candidates, and the
+    damping chooser's "found without co-visitation"). Exact search orders results by a
+    total order (score, then lower row), so the first ``k`` of a wider answer are the
+    answer to ``k``: the same queries (bit for bit) asked again for at most as many
+    results get that prefix. An IVF index is always asked (its prefix is not promised).
+    """
+
+    def __init__(self, index: AnnIndex) -> None:
+        self.index = index
+        self._last: tuple[bytes, int, IdArray, FloatArray] | None = None
+
+    def search(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, FloatArray]:
+        q = np.atleast_2d(_as_matrix(queries, self.index.dim))
+        last = self._last
+        if last is not None and k <= last[1] and last[0] == q.tobytes():
+            return last[2][:, :k].copy(), last[3][:, :k].copy()
+        ids, scores = self.index.search(q, k)
+        if self.index.is_exact:
+            self._last = (q.tobytes(), k, ids, scores)
+        return ids, scores
+
+
 def _as_matrix(x: npt.ArrayLike, dim: int | None = None) -> FloatArray:
     arr = np.ascontiguousarray(x, dtype=np.float32)
     if arr.ndim == 1 and dim is not None and arr.size % dim == 0:

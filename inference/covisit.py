@@ -277,34 +277,56 @@ class CovisitTable:
             ``(rows (B, k), scores (B, k))``, best first, -1 / 0 padded. A row's score is
             ``Σ_h w_h · (weight − error)(h → row) / (sqrt(occ_h) · occ_row ** damping)``.
         """
+        return self.score_each(history, history_weight, k, (self.damping,))[0]
+
+    def score_each(
+        self,
+        history: npt.ArrayLike,
+        history_weight: npt.ArrayLike,
+        k: int,
+        dampings: Sequence[float],
+    ) -> list[tuple[IntArray, FloatArray]]:
+        """``score`` under each of ``dampings`` (the table's own is not used), in one pass.
+
+        The followers are read and grouped once for all of them; each damping's rows and
+        scores are what ``score`` gives with the table's damping set to it (the top-``k``
+        selection works row by row, so stacking the dampings' rows changes nothing).
+        """
         h = np.asarray(history, np.int64)
         hw = np.asarray(history_weight, np.float32)
-        b = h.shape[0]
-        rows = np.full((b, k), -1, np.int64)
-        scores = np.zeros((b, k), np.float32)
-        if b == 0 or k == 0 or self.size == 0 or h.size == 0:
-            return rows, scores
-        item, total = self.follower_sums(h, hw)
-        kk = min(k, total.shape[1])
-        top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, 1), 1), 1)
-        best = np.take_along_axis(total, top, axis=1)
-        found = np.isfinite(best) & (best > 0)
-        rows[:, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
-        scores[:, :kk] = np.where(found, best, 0.0)
-        return rows, scores
+        b, n_d = h.shape[0], len(dampings)
+        rows = np.full((n_d * b, k), -1, np.int64)
+        scores = np.zeros((n_d * b, k), np.float32)
+        if b and k and self.size and h.size and n_d:
+            item, total = self.follower_sums(h, hw, dampings)
+            item, total = item.reshape(n_d * b, -1), total.reshape(n_d * b, -1)
+            kk = min(k, total.shape[1])
+            top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
+            top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, 1), 1), 1)
+            best = np.take_along_axis(total, top, axis=1)
+            found = np.isfinite(best) & (best > 0)
+            rows[:, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
+            scores[:, :kk] = np.where(found, best, 0.0)
+        return [(rows[d * b : (d + 1) * b], scores[d * b : (d + 1) * b]) for d in range(n_d)]
 
     def follower_sums(
-        self, history: IntArray, history_weight: FloatArray
+        self,
+        history: IntArray,
+        history_weight: FloatArray,
+        dampings: Sequence[float] | None = None,
     ) -> tuple[IntArray, npt.NDArray[np.float64]]:
-        """``(B, H·W)`` followers by row and their summed scores at each one's last entry.
+        """``(B, H·W)`` followers by row and their summed scores at each one's last entry;
+        ``(D, B, H·W)`` with ``dampings`` (default: the table's damping, unstacked).
 
-        See ``inference.covisit_kernels.follower_sums``; the damping's power is numpy's.
+        See ``inference.covisit_kernels.follower_sums``; the damping's power is numpy's,
+        taken per damping over the same array as a single damping's.
         """
         h = np.ascontiguousarray(history, np.int64)
         dst = follower_rows(self.slot, self.nbr, h)
-        damped = np.maximum(self.occ[dst], 1e-12) ** np.float32(self.damping)
-        return follower_sums(
+        occ = np.maximum(self.occ[dst], 1e-12)
+        each = (self.damping,) if dampings is None else dampings
+        damped = np.stack([occ ** np.float32(d) for d in each])
+        item, total = follower_sums(
             self.slot,
             self.nbr,
             self.weight,
@@ -314,3 +336,4 @@ class CovisitTable:
             np.ascontiguousarray(history_weight, np.float32),
             damped,
         )
+        return (item[0], total[0]) if dampings is None else (item, total)

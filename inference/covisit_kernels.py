@@ -149,21 +149,29 @@ def follower_sums(
     history_weight: np.ndarray,
     damped: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per user, every follower's summed score laid out as ``CovisitTable.score`` ranks it.
+    """Per damping and user, every follower's summed score laid out as ``CovisitTable.
+    score`` ranks it.
 
-    ``damped`` is ``max(occ, 1e-12) ** damping`` of ``follower_rows``. Row ``i`` of the
-    ``(B, H·W)`` outputs lists user ``i``'s (history item, slot) contributions sorted
-    by follower row (stable; ``n`` marks none); a follower's sum sits at the last of its
-    entries (float32 running sum, minus the previous group's end in float64), every
-    other entry is ``-inf``.
+    ``damped[d]`` is ``max(occ, 1e-12) ** damping_d`` of ``follower_rows``, ``(D, B, H,
+    W)``. Row ``[d, i]`` of the ``(D, B, H·W)`` outputs lists user ``i``'s (history item,
+    slot) contributions under damping ``d`` sorted by follower row (stable; ``n`` marks
+    none); a follower's sum sits at the last of its entries (float32 running sum, minus
+    the previous group's end in float64), every other entry is ``-inf``. The dampings
+    share the reads and, where the same entries contribute (always, short of a float32
+    underflow), the sort: each damping's row is what it alone would give.
     """
+    n_d = damped.shape[0]
     b, h = history.shape
     n, width = slot_of.shape[0], nbr.shape[1]
     hw_len = h * width
-    items = np.empty((b, hw_len), np.int64)
-    totals = np.empty((b, hw_len), np.float64)
+    items = np.empty((n_d, b, hw_len), np.int64)
+    totals = np.empty((n_d, b, hw_len), np.float64)
     item = np.empty(hw_len, np.int64)
+    first = np.empty(hw_len, np.int64)
     contrib = np.empty(hw_len, np.float32)
+    share = np.empty(hw_len, np.float32)  # history weight x estimate, per entry
+    root_of = np.empty(hw_len, np.float32)  # sqrt of the history item's occurrence
+    order = np.empty(hw_len, np.int64)
     for u in range(b):
         for t in range(h):
             row = history[u, t]
@@ -174,28 +182,39 @@ def follower_sums(
             for j in range(width):
                 e = t * width + j
                 dst = nbr[st, j]
-                good = ok and dst >= 0
-                c = np.float32(0.0)
-                if good:
-                    est = weight[st, j] - error[st, j]
-                    c = history_weight[u, t] * est / (root * damped[u, t, j])
-                    good = c > 0
-                contrib[e] = c
-                item[e] = dst if good else n
-        order = stable_order(item)
-        cum = np.float32(0.0)
-        prev_end = 0.0
-        for e in range(hw_len):
-            at = order[e]
-            cum += contrib[at]
-            items[u, e] = item[at]
-            last = e == hw_len - 1 or item[order[e + 1]] != item[at]
-            if last and item[at] < n:
-                totals[u, e] = np.float64(cum) - prev_end
-            else:
-                totals[u, e] = -np.inf
-            if last:
-                prev_end = max(prev_end, np.float64(cum))
+                first[e] = dst if ok and dst >= 0 else -1
+                if first[e] >= 0:
+                    share[e] = history_weight[u, t] * (weight[st, j] - error[st, j])
+                    root_of[e] = root
+        for d in range(n_d):
+            same = d > 0
+            for t in range(h):
+                for j in range(width):
+                    e = t * width + j
+                    c = np.float32(0.0)
+                    good = first[e] >= 0
+                    if good:
+                        c = share[e] / (root_of[e] * damped[d, u, t, j])
+                        good = c > 0
+                    now = first[e] if good else n
+                    same = same and item[e] == now
+                    item[e] = now
+                    contrib[e] = c
+            if not same:
+                order[:] = stable_order(item)
+            cum = np.float32(0.0)
+            prev_end = 0.0
+            for e in range(hw_len):
+                at = order[e]
+                cum += contrib[at]
+                items[d, u, e] = item[at]
+                last = e == hw_len - 1 or item[order[e + 1]] != item[at]
+                if last and item[at] < n:
+                    totals[d, u, e] = np.float64(cum) - prev_end
+                else:
+                    totals[d, u, e] = -np.inf
+                if last:
+                    prev_end = max(prev_end, np.float64(cum))
     return items, totals
 
 
@@ -272,7 +291,7 @@ def warm_up() -> None:
     one = np.ones(1, np.int64)
     add_pairs(slot_of, nbr, weight, error, occ, 0 * one, one, np.ones(1, np.float32), 2 * one[0])
     h = np.zeros((1, 1), np.int64)
-    damped = follower_rows(slot_of, nbr, h).astype(np.float32)
+    damped = follower_rows(slot_of, nbr, h).astype(np.float32)[None]
     follower_sums(slot_of, nbr, weight, error, occ, h, np.ones((1, 1), np.float32), damped)
     for back in (0.0, 0.5):
         pairs_of_visits(one, one, one, np.ones(2, np.float32), back > 0, np.float32(back))

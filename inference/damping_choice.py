@@ -27,7 +27,7 @@ gain in hits the stream can tell from noise. Pure; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -157,10 +157,15 @@ def unseen_top(rows: IntArray, exclude: Sequence[IntArray], k: int) -> IntArray:
     >>> unseen_top(np.array([[4, 2, 9, -1]]), [np.array([2])], 2).tolist()
     [[4, 9]]
     """
-    out = np.full((rows.shape[0], k), -1, np.int64)
+    return _unseen_top(rows.tolist(), [set(ex.tolist()) for ex in exclude], k)
+
+
+def _unseen_top(rows: list[list[int]], exclude: Sequence[set[int]], k: int) -> IntArray:
+    """``unseen_top`` over plain lists and sets (a user's set serves every damping)."""
+    out = np.full((len(rows), k), -1, np.int64)
     for i, (row, ex) in enumerate(zip(rows, exclude, strict=True)):
-        keep = row[(row >= 0) & ~np.isin(row, ex)][:k]
-        out[i, : keep.size] = keep
+        keep = [r for r in row if r >= 0 and r not in ex][:k]
+        out[i, : len(keep)] = keep
     return out
 
 
@@ -175,37 +180,39 @@ def remember_candidates(
     candidates: int,
     others: Callable[[IntArray], IntArray] | None = None,
     shared: IntArray | None = None,
+    *,
+    sampled: npt.NDArray[np.bool_] | None = None,
+    scored: Mapping[float, IntArray] | None = None,
 ) -> None:
     """For the chooser's sample of ``users``, each choice's unseen top-``k``.
 
     ``history``: ``recent_rows`` of the users (the table's query); ``served_rows``: the
     candidates just scored under ``table.damping`` (reused for that choice). The other
-    choices score the sampled users again, the table's damping set for the call only.
+    choices score the sampled users again, all in one ``CovisitTable.score_each``.
     ``exclude(i)``: the rows user ``i`` has touched (asked for the sample only).
     ``others(pick)``: ``(P, K)`` rows the list's other sources rank first for users
     ``pick`` (the model's nearest items); a next item among their unseen top-``k`` is
     found without co-visitation, so it does not judge the damping. ``shared``: rows
     every list holds whoever the user (the trending head), counted with ``others``.
+    ``sampled``: ``chooser.sample(len(users))`` if the caller drew it already;
+    ``scored``: rows of every user under some of the choices, scored already.
     """
-    pick = np.flatnonzero(chooser.sample(len(users)))
+    pick = np.flatnonzero(chooser.sample(len(users)) if sampled is None else sampled)
     if not pick.size:
         return
-    hist, weight = history[0][pick], history[1][pick]
-    served = table.damping
-    seen = [exclude(i) for i in pick.tolist()]
-    tops = []
-    for damping in chooser.choices:
-        if damping == served:
-            rows = served_rows[pick]
-        else:
-            table.damping = damping
-            try:
-                rows, _ = table.score(hist, weight, candidates)
-            finally:
-                table.damping = served
-        tops.append(unseen_top(rows, seen, chooser.k))
+    given = dict(scored or {})
+    given.setdefault(table.damping, served_rows)
+    missing = [d for d in chooser.choices if d not in given]
+    if missing:
+        hist, weight = history[0][pick], history[1][pick]
+        each = table.score_each(hist, weight, candidates, missing)
+        for d, (rows, _) in zip(missing, each, strict=True):
+            given[d] = np.full((len(users), rows.shape[1]), -1, np.int64)
+            given[d][pick] = rows
+    seen = [set(exclude(i).tolist()) for i in pick.tolist()]
+    tops = [_unseen_top(given[d][pick].tolist(), seen, chooser.k) for d in chooser.choices]
     if others is not None:
-        found = unseen_top(others(pick), seen, chooser.k)
+        found = _unseen_top(others(pick).tolist(), seen, chooser.k)
         if shared is not None and shared.size:
             found = np.hstack([found, np.broadcast_to(shared, (found.shape[0], shared.size))])
         width = found.shape[1]

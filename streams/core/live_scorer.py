@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.ann_index import AnnIndex
+from inference.ann_index import AnnIndex, RepeatedSearch
 from inference.covisit import (
     CovisitTable,
     follow_pairs,
@@ -215,12 +215,40 @@ class LiveScorer:
         lists: list[UserList] = []
         for lo in range(0, len(users), SCORE_CHUNK):
             hi = lo + SCORE_CHUNK
-            cv = None
+            part = users[lo:hi]
+            cv, query, sampled, scored = None, None, None, None
             if covisit_on:
                 query = recent_rows(seqs[lo:hi], COVISIT_RECENT, COVISIT_DECAY)
-                cv = self.covisit.score(*query, self.config.covisit_candidates)
-            if chooser is not None and cv is not None:
-                part = users[lo:hi]
+                k_cv = self.config.covisit_candidates
+                if chooser is not None:
+                    sampled = chooser.sample(len(part))
+                if chooser is not None and sampled is not None and sampled.all():
+                    # every user of the chunk is remembered: all the chooser's dampings
+                    # in one pass over the followers, the served one among them
+                    each = self.covisit.score_each(*query, k_cv, chooser.choices)
+                    by_damping = dict(zip(chooser.choices, each, strict=True))
+                    scored = {d: rows for d, (rows, _) in by_damping.items()}
+                    cv = by_damping.get(self.covisit.damping)
+                if cv is None:
+                    cv = self.covisit.score(*query, k_cv)
+            # the chooser asks for the same users' nearest items as the candidates did
+            searcher = RepeatedSearch(index)
+            lists += recommend(
+                vecs[lo:hi],
+                table,
+                searcher,
+                self.config.recommend,
+                known=known[lo:hi],
+                model_free=model_free[lo:hi],
+                exclude=[self._rows(u.state.seen + u.state.purchased) for u in part],
+                history=[r[r >= 0] for r in seqs[lo:hi]],
+                trending=self.trending_rows,
+                trending_scores=self.trending_scores,
+                ranker=ranker,
+                seed=self.seed * 2**40 + self._calls * 1_000_003 + lo,
+                covisit=cv,
+            )
+            if chooser is not None and cv is not None and query is not None:
                 remember_candidates(
                     chooser,
                     self.covisit,
@@ -230,24 +258,11 @@ class LiveScorer:
                     [u.state.n_events for u in part],
                     lambda i: self._rows(part[i].state.seen),  # noqa: B023 (called at once)
                     self.config.covisit_candidates,
-                    lambda pick: index.search(vecs[lo:hi][pick], n_ann)[0],  # noqa: B023
+                    lambda pick: searcher.search(vecs[lo:hi][pick], n_ann)[0],  # noqa: B023
                     self.trending_rows[: self.config.recommend.list_size // 2],
+                    sampled=sampled,
+                    scored=scored,
                 )
-            lists += recommend(
-                vecs[lo:hi],
-                table,
-                self.index,
-                self.config.recommend,
-                known=known[lo:hi],
-                model_free=model_free[lo:hi],
-                exclude=[self._rows(u.state.seen + u.state.purchased) for u in users[lo:hi]],
-                history=[r[r >= 0] for r in seqs[lo:hi]],
-                trending=self.trending_rows,
-                trending_scores=self.trending_scores,
-                ranker=ranker,
-                seed=self.seed * 2**40 + self._calls * 1_000_003 + lo,
-                covisit=cv,
-            )
         t2 = time.perf_counter()
         self.stats.encoder_ms.append((t1 - t0) * 1000)
         self.stats.recommend_ms.append((t2 - t1) * 1000)

@@ -129,3 +129,25 @@ def test_nprobe_is_tuned_down_on_a_clustered_catalog(
     _, index = big_catalog
     assert index.tuned_recall is not None and index.tuned_recall >= 0.97
     assert index.nprobe is not None and index.nprobe < 39
+
+
+def test_a_repeated_exact_search_is_the_prefix_of_the_last_answer() -> None:
+    """The same queries asked again for fewer results get exactly the exact search's
+    answer; other queries, or more results, are searched again."""
+    from inference.ann_index import RepeatedSearch
+
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((500, 8)).astype(np.float32)
+    vecs[10] = vecs[20]  # a tie: the lower row first, in both answers
+    index = AnnIndex.build(vecs, np.arange(500), exact_below=1_000)
+    memo = RepeatedSearch(index)
+    q = np.vstack([vecs[10], rng.standard_normal(8)]).astype(np.float32)
+    wide = memo.search(q, 50)
+    for k in (1, 7, 50):
+        ids, scores = memo.search(q.copy(), k)
+        want_ids, want_scores = index.search(q, k)
+        np.testing.assert_array_equal(ids, want_ids)
+        assert scores.tobytes() == want_scores.tobytes()
+        np.testing.assert_array_equal(ids, wide[0][:, :k])
+    assert memo.search(q, 60)[0].shape == (2, 60)
+    np.testing.assert_array_equal(memo.search(q[::-1], 5)[0], index.search(q[::-1], 5)[0])

@@ -120,13 +120,31 @@ def test_add_is_the_array_form_bit_for_bit_with_evictions(
     assert kernel.rows_held == len({s for b, _, _ in batches for s in b})
 
 
+histories = st.lists(st.lists(st.integers(-1, 14), min_size=1, max_size=5), min_size=1, max_size=4)
+
+
+def scored_table(
+    batches: list[tuple[list[int], int, str]], width: int, history: list[list[int]]
+) -> tuple[CovisitTable, np.ndarray, np.ndarray]:
+    """A table learnt from ``batches``, and ``history`` padded with random weights."""
+    table = CovisitTable(width=width)
+    for src, seed, kind in batches:
+        dst = np.random.default_rng(seed).integers(0, 12, size=len(src)).tolist()
+        table.add(src, dst, weights_for(len(src), seed, kind))
+    h_len = max(len(h) for h in history)
+    h = np.array([hh + [-1] * (h_len - len(hh)) for hh in history], np.int64)
+    hw = np.random.default_rng(len(batches)).random(h.shape).astype(np.float32)
+    return table, h, hw
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     batches=batches,
     width=st.integers(1, 4),
-    history=st.lists(st.lists(st.integers(-1, 14), min_size=1, max_size=5), min_size=1, max_size=4),
+    history=histories,
     k=st.integers(1, 12),
     damping=st.sampled_from([0.0, 0.35, 0.5]),
+    more=st.lists(st.sampled_from([0.0, 0.25, 0.35, 0.5, 1.0]), max_size=3),
 )
 def test_score_is_the_array_form_bit_for_bit(
     batches: list[tuple[list[int], int, str]],
@@ -134,15 +152,12 @@ def test_score_is_the_array_form_bit_for_bit(
     history: list[list[int]],
     k: int,
     damping: float,
+    more: list[float],
 ) -> None:
-    """Same followers, same float32 scores; history rows past the table read nothing."""
-    table = CovisitTable(width=width, damping=damping)
-    for src, seed, kind in batches:
-        dst = np.random.default_rng(seed).integers(0, 12, size=len(src)).tolist()
-        table.add(src, dst, weights_for(len(src), seed, kind))
-    h_len = max(len(h) for h in history)
-    h = np.array([hh + [-1] * (h_len - len(hh)) for hh in history], np.int64)
-    hw = np.random.default_rng(len(batches)).random(h.shape).astype(np.float32)
+    """Same followers, same float32 scores; history rows past the table read nothing.
+    ``score_each`` (one pass for several dampings) gives each what ``score`` gives."""
+    table, h, hw = scored_table(batches, width, history)
+    table.damping = damping
     before = copy.deepcopy(table)
     if table.size == 0:  # nothing learnt: score reads nothing
         assert (table.score(h, hw, k)[0] == -1).all()
@@ -158,6 +173,14 @@ def test_score_is_the_array_form_bit_for_bit(
         assert scores[u, : best.size].tolist() == best.tolist()
         assert set(rows[u, : best.size].tolist()) <= set(want_item[u][found].tolist())
         assert (rows[u, best.size :] == -1).all()
+    for d, (each_rows, each_scores) in zip(
+        [damping, *more], table.score_each(h, hw, k, [damping, *more]), strict=True
+    ):
+        alone = copy.deepcopy(table)
+        alone.damping = d
+        want_rows, want_scores = alone.score(h, hw, k)
+        np.testing.assert_array_equal(each_rows, want_rows)
+        assert each_scores.tobytes() == want_scores.tobytes()
     same_table(table, before)  # scoring writes nothing
 
 
@@ -252,3 +275,25 @@ def test_many_misses_in_one_row_match_the_array_form() -> None:
         reference_add(ref, src.tolist(), dst.tolist(), w)
         same_table(kernel, ref)
     assert (kernel.error > 0).any()  # evictions happened
+
+
+def test_score_each_regroups_when_a_damping_underflows_a_contribution() -> None:
+    """A contribution that is > 0 under one damping and 0 under another (float32
+    underflow) leaves that follower out of the second damping's sums only."""
+    table = CovisitTable(width=2)
+    table.add([0, 0], [1, 2], [1.0, 1.0])
+    s = table.slot[0]
+    j1 = int(np.flatnonzero(table.nbr[s] == 1)[0])
+    table.weight[s, j1] = np.float32(1e-44)  # subnormal estimate for 0 -> 1
+    table.occ[1] = np.float32(1e30)  # ... over 1e30 ** 0.5: rounds to 0
+    h, hw = np.array([[0]]), np.ones((1, 1), np.float32)
+    (low, _), (high, _) = table.score_each(h, hw, 2, (0.0, 0.5))
+    assert sorted(low[0].tolist()) == [1, 2]
+    assert high[0].tolist() == [2, -1]
+    for damping, got in ((0.0, low), (0.5, high)):
+        table.damping = damping
+        np.testing.assert_array_equal(table.score(h, hw, 2)[0], got)
+        item, total = table.follower_sums(h, hw)
+        ref_item, ref_total = reference_sums(table, h, hw)
+        np.testing.assert_array_equal(item, ref_item)
+        np.testing.assert_array_equal(total, ref_total)

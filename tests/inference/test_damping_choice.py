@@ -127,3 +127,37 @@ def test_a_next_item_the_other_sources_hold_is_no_evaluation() -> None:
         )
         assert chooser.credit(["a"], [2], [np.array([Q, nxt])]) == made
     assert chooser.credit(["b"], [2], [np.array([Q, 7])]) == 0  # the model's item
+
+
+def test_rows_scored_already_are_remembered_as_the_chooser_would_score_them() -> None:
+    """Given the draw and every choice's rows (one ``score_each``), the chooser
+    remembers what it remembers when it draws and scores the other choices itself."""
+    table = planted()
+    users, n_events = ["a", "b", "c"], [1, 1, 1]
+    query = recent_rows([np.array([Q]), np.array([N]), np.array([Q, N])], 2, 0.8)
+    choices = (0.25, 0.35, 0.5)
+    served, _ = table.score(*query, 5)
+    held = []
+    for given in (False, True):
+        chooser = DampingChooser(choices, default=0.35, k=3, sample_every=2)
+        sampled = scored = None
+        if given:
+            sampled = chooser.sample(len(users))
+            each = table.score_each(*query, 5, choices)
+            scored = {d: rows for d, (rows, _) in zip(choices, each, strict=True)}
+        remember_candidates(
+            chooser,
+            table,
+            query,
+            served,
+            users,
+            n_events,
+            lambda i: np.array([Q, N][: i + 1]),
+            5,
+            lambda pick: np.full((pick.size, 2), 300, np.int64),
+            sampled=sampled,
+            scored=scored,
+        )
+        held.append({u: (n, top.tolist()) for u, (n, top) in chooser._pending.items()})
+    assert held[0] == held[1]
+    assert sorted(held[0]) == ["a", "c"]  # every second user, from the first
