@@ -4,9 +4,15 @@ The quick loop for work on the scorer's per-call cost: freshet alone (no baselin
 blend validation) on the first ``--limit`` interactions of a ratings file, lists asked
 fresh before every ``--score-every``-th eligible event, one bundle trained at
 ``--retrain-at`` (cached by the prequential bench's retrainer, so a rerun does not
-train). A process-CPU timer wraps each stage of ``LiveScorer.score`` and the loop's
-syncs; the figures are CPU ms per ``score`` call, inclusive (a nested stage is also
-counted in its parent), and freshet's CPU and wall ms per scored event.
+train). A process-CPU timer wraps each stage of ``LiveScorer.score`` and the syncs;
+the figures are CPU ms per ``score`` call, inclusive (a nested stage is also counted in
+its parent), and freshet's CPU and wall ms per scored event.
+
+The syncs are charged as the worker pays them: the scorer's side (``apply_catalog``,
+``set_popularity``, ``set_trending``). What the worker reads from Redis (the trending
+sorted set's head, the counts that changed) the loop computes from its own
+``StreamState``; that stand-in is Redis's work, not freshet's, so it is timed apart and
+taken out of freshet's CPU per scored event (both figures are printed).
 
     .venv/bin/python -m bench.scorer_stages --file ../shared/data/ml-latest-small/ratings.csv
 """
@@ -34,14 +40,16 @@ from training.evaluation.stream_state import StreamState
 from training.train import TrainConfig
 
 STAGES: tuple[tuple[Any, str, str], ...] = (
-    (online_freshet.FreshetOnline, "_sync", "syncs: catalog, popularity, trending"),
+    (live_scorer.LiveScorer, "apply_catalog", "syncs: catalog, popularity, trending"),
+    (live_scorer.LiveScorer, "set_popularity", "syncs: catalog, popularity, trending"),
+    (live_scorer.LiveScorer, "set_trending", "syncs: catalog, popularity, trending"),
     (live_scorer.LiveScorer, "score", "score, all"),
     (live_scorer.LiveScorer, "embed", "  user vectors (encoder or fold-in)"),
     (item_catalog.ItemCatalog, "table", "  item table snapshot"),
     (live_scorer.LiveScorer, "_learn_covisit", "  co-visitation: learn"),
     (live_scorer.LiveScorer, "_place_new_items", "    co-visitation vectors"),
     (live_scorer, "remember_candidates", "  damping chooser: other dampings"),
-    (covisit.CovisitTable, "score", "  co-visitation: candidates"),
+    (covisit.CovisitTable, "score_each", "  co-visitation: candidates"),
     (live_scorer, "recommend", "  re-rank pipeline, all"),
     (recommend, "gather_candidates", "    candidates"),
     (ann_index.AnnIndex, "search", "      ANN search"),
@@ -51,6 +59,11 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (recommend, "shortlist", "    shortlist"),
     (recommend, "mmr_select_at", "    MMR"),
     (recommend, "_assemble", "    reasons and assembly"),
+)
+STAND_IN = "loop's Redis stand-in (not freshet's)"
+STAND_INS: tuple[tuple[Any, str, str], ...] = (
+    (StreamState, "trending", STAND_IN),
+    (StreamState, "count_changes", STAND_IN),
 )
 
 
@@ -101,8 +114,10 @@ def main() -> None:
     stream = StreamState()
     model = online_freshet.FreshetOnline(stream, live_config(settings), name="freshet")
     totals: dict[str, list[float]] = {}
-    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in STAGES]
-    for owner, name, label in STAGES:
+    # a stage a work in progress renamed is left out rather than stopping the bench
+    wrapped = tuple(stage for stage in STAGES + STAND_INS if hasattr(stage[0], stage[1]))
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in wrapped]
+    for owner, name, label in wrapped:
         setattr(owner, name, timed(totals, label, getattr(owner, name)))
     try:
         result = run_prequential(events, [model], config, stream=stream, retrain=retrainer)
@@ -118,12 +133,14 @@ def main() -> None:
     print(f"  settings changed: {args.set or 'none'}")
     print("figures:")
     print(f"  scored {scored}, HR@10 {row['hr@10']:.4f}")
+    stand_in = totals.get(STAND_IN, [0.0, 0.0])[1]
     print(
-        f"  freshet per scored event: {1000 * row['cpu_seconds'] / scored:.3f} ms CPU,"
+        f"  freshet per scored event: {1000 * (row['cpu_seconds'] - stand_in) / scored:.3f}"
+        f" ms CPU ({1000 * row['cpu_seconds'] / scored:.3f} with the loop's Redis stand-in),"
         f" {1000 * row['seconds'] / scored:.3f} ms wall"
     )
     print(f"  CPU ms per score call ({calls} calls), inclusive:")
-    for _, _, label in STAGES:
+    for label in dict.fromkeys(label for _, _, label in wrapped):
         n, cpu = totals.get(label, [0.0, 0.0])
         print(f"    {label:42s} {1000 * cpu / calls:7.3f}  ({int(n)} calls)")
 
