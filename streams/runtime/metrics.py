@@ -3,16 +3,19 @@
 ``WorkerMetrics`` owns a private registry (so tests and several workers in one process
 never collide) and is fed from three places: the agents' ``on_batch`` / ``on_retry``
 hooks, the debounce flush (trailing-edge lists), and a 5 s Faust timer that reads
-consumer lag, the real-time path's counters and Redis round trips. With
-``FRESHET_METRICS_PORT`` > 0 the registry is served over HTTP at ``/metrics``.
+consumer lag. With ``FRESHET_METRICS_PORT`` > 0 the registry is served over HTTP at
+``/metrics``.
 
 Counters that the worker already keeps as running totals (Redis round trips, lists by
-strategy, bundle swaps) are mirrored by adding the difference since the last read.
+strategy, bundle swaps, the scorer's timings) are mirrored by adding the difference
+since the last read. That mirror runs when the registry is read and on the 5 s timer,
+not per micro-batch: a batch only touches its own pre-bound children.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
@@ -68,6 +71,10 @@ class WorkerMetrics:
         self.store = store
         self.clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
+        # First in the registry, so every read mirrors the running totals before the
+        # metrics that hold them are read (a scrape's thread or the timer).
+        self.registry.register(_Mirror(self))
+        self._mirroring = threading.Lock()
         self._totals: dict[str, int] = {}
         self._lag_labels: set[tuple[str, str]] = set()
         self._server: Any | None = None
@@ -181,8 +188,8 @@ class WorkerMetrics:
         # Labelled children bound once: a ``labels()`` lookup per use was most of the
         # cost of observing a batch.
         self._outcome = {outcome: self.events.labels(outcome) for outcome in EVENT_OUTCOMES}
-        for strategy in STRATEGIES:
-            self.lists.labels(strategy)
+        self._strategy = {strategy: self.lists.labels(strategy) for strategy in STRATEGIES}
+        self._lock_hold: dict[str, Any] = {}
         self._stage = {stage: self.stage.labels(stage) for stage in STAGES}
         self._ingest_batches = self.batches.labels("ingest")
         self._ingest_dead_letters = self.dead_letters.labels("events")
@@ -207,7 +214,6 @@ class WorkerMetrics:
         for stage, seconds in stats.stages_s.items():
             child = self._stage.get(stage)
             (child or self.stage.labels(stage)).observe(seconds)
-        self.collect()
 
     def observe_catalog(self, stats: BatchStats) -> None:
         """One catalog batch."""
@@ -231,17 +237,23 @@ class WorkerMetrics:
                 self.latency.observe(max(0.0, now_ms - ts) / 1000.0)
 
     def collect(self) -> None:
-        """Mirror the real-time path's counters and the store's round trips."""
+        """Mirror the real-time path's counters and the store's round trips (called
+        when the registry is read and by the timer; safe from either thread)."""
+        with self._mirroring:
+            self._collect()
+
+    def _collect(self) -> None:
         if self.store is not None:
             self._advance(self.redis_round_trips, "round_trips", self.store.round_trips)
         live = self.live
         if live is None:
             return
         s = live.stats
-        self._advance(self.lists.labels("cold_start"), "cold_start", s.cold_start)
-        self._advance(self.lists.labels("model_free"), "model_free", s.model_free)
+        strategy = self._strategy
+        self._advance(strategy["cold_start"], "cold_start", s.cold_start)
+        self._advance(strategy["model_free"], "model_free", s.model_free)
         personalised = s.lists - s.cold_start - s.model_free
-        self._advance(self.lists.labels("personalised"), "personalised", personalised)
+        self._advance(strategy["personalised"], "personalised", personalised)
         self._advance(self.bundle_swaps, "swaps", s.bundle_swaps)
         self._advance(self.bundle_refusals, "refusals", s.bundle_refusals)
         self.debounce_pending.set(s.deferred)
@@ -252,7 +264,10 @@ class WorkerMetrics:
             self.recommend.observe(ms / 1000.0)
         while s.lock_hold_ms:
             duty, ms = s.lock_hold_ms.popleft()
-            self.lock_hold.labels(duty).observe(ms / 1000.0)
+            child = self._lock_hold.get(duty)
+            if child is None:
+                child = self._lock_hold[duty] = self.lock_hold.labels(duty)
+            child.observe(ms / 1000.0)
         version = live.model_version or "none"
         if version != self._model_version:
             self._model_version = version
@@ -291,6 +306,23 @@ class WorkerMetrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class _Mirror:
+    """A collector with no metrics of its own: reading the registry runs the mirror."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        try:
+            self.metrics.collect()
+        except Exception:  # a scrape must never fail on the mirror
+            log.exception("metrics mirror failed")
+        return []
 
 
 async def consumer_lag(app: faust.App, topics: Collection[str]) -> dict[tuple[str, int], int]:

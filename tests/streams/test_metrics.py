@@ -123,6 +123,25 @@ def test_live_counters_are_mirrored_by_difference() -> None:
     assert m.registry.get_sample_value("freshet_model_info", {"version": "none"}) is None
 
 
+def test_a_scrape_mirrors_the_running_totals_and_a_batch_does_not() -> None:
+    live, store = FakeLive(), FakeStore()
+    m = WorkerMetrics(live=live, store=store)  # type: ignore[arg-type]
+    m.observe_events(BatchStats(applied=1))
+    live.stats.lists, live.stats.cold_start = 9, 4
+    live.stats.encoder_ms.extend([2.0, 4.0])
+    store.round_trips = 12
+    # A batch leaves the mirror to the reader: its totals are read when scraped.
+    m.observe_events(BatchStats(applied=1))
+    assert store.round_trips == 12 and len(live.stats.encoder_ms) == 2
+    text = m.exposition().decode()
+    assert 'freshet_lists_total{strategy="cold_start"} 4.0' in text
+    assert 'freshet_lists_total{strategy="personalised"} 5.0' in text
+    assert "freshet_redis_round_trips_total 12.0" in text
+    assert "freshet_encoder_seconds_count 2.0" in text
+    assert not live.stats.encoder_ms  # taken once, by the scrape
+    assert sample(m, "freshet_lists_total", strategy="cold_start") == 4  # read again: same
+
+
 def test_lag_gauge_follows_the_assignment() -> None:
     m = WorkerMetrics()
     m.set_lag({("p.events", 0): 12, ("p.events", 1): 0})
