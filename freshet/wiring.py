@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Awaitable, Callable, Hashable
+from pathlib import Path
 from typing import Any
 
 from freshet.settings import Settings
@@ -22,7 +23,7 @@ from streams.core.live_scorer import LiveScorer
 from streams.core.state_rules import StateRules
 from streams.kafka_io.kafka_config import KafkaConfig
 from streams.redis_io.redis_client import RedisConfig
-from streams.runtime.live_recommender import LiveRecommender, load_onnx_bundle
+from streams.runtime.live_recommender import LiveRecommender
 
 
 def kafka_of(settings: Settings) -> KafkaConfig:
@@ -120,6 +121,13 @@ def damping_choices(spec: str) -> tuple[float, ...]:
     ((0.25, 0.5), ())
     """
     return tuple(float(x) for x in re.split(r"[/,\s]+", spec.strip()) if x)
+
+
+def load_onnx_bundle(bundle_dir: Path, version: str, provider: str, threads: int = 1) -> Any:
+    """The served bundle of ``version`` on ONNX Runtime."""
+    from inference.onnx_session import LoadedBundle
+
+    return LoadedBundle.load(bundle_dir, version, provider, threads)
 
 
 def onnx_loader(settings: Settings) -> Callable[[Any, str], Any]:

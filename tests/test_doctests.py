@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "streams.core.state_rules",  # the state update, stored-state formats
     "streams.core.debounce",  # the debouncer
+    "streams.core.held_users",  # users owed a list until the scorer is ready
     "streams.core.list_message",  # which event a list names
     "inference.rerank",  # MMR selection, the long-tail quota
     "schemas.topics",  # the partition rule

@@ -3,13 +3,14 @@
 It keeps only the duties that wait on something: watching the bundle folder and
 loading a new bundle off the event loop (refused and logged if bad), following the
 catalog log and the trending and popularity sums in Redis, debouncing, holding users
-that cannot be scored yet, and hopping to a worker thread for the scoring itself.
+that cannot be scored yet, and scoring (in a worker thread, but for the smallest batches).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
@@ -34,6 +35,7 @@ from streams.core.copy_on_write import (
     write_chunk,
 )
 from streams.core.debounce import Debouncer
+from streams.core.held_users import HeldUsers
 from streams.core.ingest import Refresh, TouchedUser
 from streams.core.live_config import LiveStats
 from streams.core.live_scorer import LiveScorer
@@ -45,7 +47,11 @@ __all__ = ["LiveRecommender", "LiveStats"]
 log = logging.getLogger("freshet.live")
 
 _UNCHANGED = object()
-HELD_MAX = 1_000_000  # users a worker that cannot score yet keeps owing a list
+INLINE_USERS = 2
+"""Batches of at most this many users are scored on the event loop, not in a thread.
+A thread hop (the pool's wake-up, the GIL passed twice, the loop woken through its
+self-pipe) costs about as much CPU as scoring a user's Python parts, and at light
+load, where batches hold one or two users, nothing waits on the loop meanwhile."""
 
 
 class LiveRecommender:
@@ -61,14 +67,12 @@ class LiveRecommender:
             has waited this long. ``None``: the fixed window, always.
         trending_source, counts_source, catalog_log: Readers of the shared state.
         change_source: A cheap token that changes whenever trending or counts may have
-            (``RedisStateStore.change_token``); with it, the trending and popularity
-            syncs read nothing while the token stands still, so an idle worker idles.
+            (``RedisStateStore.change_token``): the syncs read nothing while it stands.
         catalog_snapshot: The stored records, read in large pages when the worker has
-            read no catalog yet (at start, or in a new Redis generation) instead of the
-            whole log entry by entry; the log is followed from there.
-        image_dir: Where this worker keeps its catalog image (``streams.core.catalog_image``):
-            read at the first bundle load instead of the stored records when it fits,
-            written once caught up with the log, at most every ``image_every_s``.
+            read no catalog yet (at start, or in a new Redis generation); then the log.
+        image_dir: Where this worker keeps its catalog image (``streams.core.catalog_image``),
+            read at the first bundle load, written when caught up (``image_every_s``).
+        inline_users: Batches up to this size are scored on the loop (``INLINE_USERS``).
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class LiveRecommender:
         catalog_snapshot: CatalogSnapshot | None = None,
         image_dir: Path | None = None,
         image_every_s: float = 300.0,
+        inline_users: int = INLINE_USERS,
     ) -> None:
         self.scorer = scorer
         self.bundle_dir = bundle_dir
@@ -95,6 +100,7 @@ class LiveRecommender:
         self.catalog_log = catalog_log
         self.change_source = change_source
         self.catalog_snapshot = catalog_snapshot
+        self.inline_users = inline_users
         self.images = (
             CatalogImages(image_dir, catalog_snapshot, image_every_s)
             if image_dir is not None and catalog_snapshot is not None
@@ -104,22 +110,13 @@ class LiveRecommender:
         self.catalog_cursor = "0"
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
         self.refused_versions: set[str] = set()
-        # Compute runs in a worker thread (numpy, faiss, onnxruntime and the MMR kernel
-        # release the GIL for their heavy parts), so the event loop keeps fetching and
-        # producing meanwhile and the next micro-batch fills. Measured on the 100k shop:
-        # computing on the loop instead halved the batches and the throughput, although
-        # a thread's GIL holds make the loop's socket calls wait. The lock keeps catalog
-        # and bundle changes from landing in the middle of a computation.
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # no catalog or bundle change lands mid-computation
         self._catalog_reader = asyncio.Lock()
         self._late: list[CatalogRecord] | None = None  # catalog changes during a swap
-        # Housekeeping prepares its result off the lock and swaps it in
-        # (``streams.core.copy_on_write``); the lock is held only for the swap.
+        # Housekeeping prepares off the lock, holds it only to swap (``copy_on_write``).
         self._index_debt: list[Any] = []  # catalog changes written, not yet indexed
         self._page_lock = asyncio.Lock()  # one catalog page written at a time
-        # Users touched while nothing can be scored (no catalog yet, or the first bundle
-        # loading): they wait, newest state kept, for the first tick after that.
-        self._held: dict[str, TouchedUser] = {}
+        self._held: HeldUsers[TouchedUser] = HeldUsers()  # owed a list once it can score
 
     @property
     def stats(self) -> LiveStats:
@@ -151,12 +148,8 @@ class LiveRecommender:
                     "refused bundle %s: %s; still serving %s", version, exc, self.model_version
                 )
                 return False
-            restored = None
-            if (
-                self.images is not None
-                and self.scorer.bundle is None
-                and self.catalog_cursor == "0"
-            ):
+            restored, first = None, self.scorer.bundle is None and self.catalog_cursor == "0"
+            if first and self.images is not None:
                 restored = await self.images.read(bundle, version)  # the first load only
             try:
                 if restored is not None:
@@ -229,14 +222,12 @@ class LiveRecommender:
     async def sync_catalog(self) -> int:
         """Apply catalog changes logged since the last call; returns how many.
 
-        Reads page after page while pages come back full, so a worker that starts
-        behind a large catalog catches up at once rather than a page per tick. While
-        the first bundle is being prepared it applies nothing: that bundle's catalog is
-        built from every record known when its load began, and the rest are read
-        after it is installed, so no record is turned into a content vector and indexed
-        twice (at a million items that double work held start-up back for many minutes).
+        Reads pages while they come back full (a worker behind catches up at once). While
+        the first bundle is prepared it applies nothing: that bundle's catalog is built
+        from every record known when its load began, the rest are read once it is in, so
+        no record is embedded and indexed twice (at 1M items that held start-up back).
         """
-        if self._first_load_pending():
+        if self.scorer.bundle is None and self._late is not None:  # the first load
             return 0
         async with self._catalog_reader:  # the start-up task and the timer both call
             return await self._sync_catalog()
@@ -307,30 +298,30 @@ class LiveRecommender:
 
     async def sync_trending(self, k: int | None = None) -> bool:
         """Re-read the trending items if they may have changed; returns whether it read."""
-        token = await self._changed("trending")
-        if token is _UNCHANGED:
-            return False
-        top = await self.trending_source(k or max(self.scorer.config.recommend.trending_pool, 1))
-        swapped = False
-        while not swapped:  # again only if a bundle came in meanwhile
-            trending = prepare_trending(self.scorer.catalog, top)
-            async with self._housekeeping("trending"):
-                swapped = swap_trending(self.scorer, trending)
-        self._synced["trending"] = token
-        return True
+        pool = k or max(self.scorer.config.recommend.trending_pool, 1)
+        read = functools.partial(self.trending_source, pool)
+        return await self._sync("trending", read, prepare_trending, swap_trending, False)
 
     async def sync_popularity(self) -> bool:
         """Re-read the item counts if they may have changed; returns whether it read."""
-        token = await self._changed("popularity")
+        return await self._sync(
+            "popularity", self.counts_source, prepare_popularity, swap_popularity, True
+        )
+
+    async def _sync(self, name: str, read: Any, prepare: Any, swap: Any, thread: bool) -> bool:
+        """``read()`` if ``name`` may have changed, ``prepare`` it (in a thread if
+        ``thread``) against the catalog and ``swap`` it in; returns whether it read."""
+        token = await self._changed(name)
         if token is _UNCHANGED:
             return False
-        counts = await self.counts_source()
+        data = await read()
         swapped = False
         while not swapped:  # again only if a bundle came in meanwhile
-            prepared = await asyncio.to_thread(prepare_popularity, self.scorer.catalog, counts)
-            async with self._housekeeping("popularity"):
-                swapped = swap_popularity(self.scorer, prepared)
-        self._synced["popularity"] = token
+            args = (self.scorer.catalog, data)
+            prepared = await asyncio.to_thread(prepare, *args) if thread else prepare(*args)
+            async with self._housekeeping(name):
+                swapped = swap(self.scorer, prepared)
+        self._synced[name] = token
         return True
 
     @contextlib.asynccontextmanager
@@ -345,11 +336,8 @@ class LiveRecommender:
                 self.scorer.stats.lock_hold_ms.append((duty, (time.perf_counter() - start) * 1e3))
 
     async def _changed(self, name: str) -> Hashable:
-        """The change token now, or ``_UNCHANGED`` if ``name`` last synced at this one.
-
-        The token is read before the data, so a write landing in between is read again
-        at the next tick rather than missed.
-        """
+        """The change token now, or ``_UNCHANGED`` if ``name`` last synced at this one. It
+        is read before the data: a write landing in between is read at the next tick."""
         if self.change_source is None:
             return None
         token = await self.change_source()
@@ -369,7 +357,11 @@ class LiveRecommender:
         return await self.compute_async(due, now_ms)
 
     async def compute_async(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
-        """The scorer in a worker thread, serialised with catalog and bundle changes.
+        """The scorer, serialised with catalog and bundle changes: on the loop for up to
+        ``inline_users``, else in a worker thread (numpy, faiss, onnxruntime and the MMR
+        kernel release the GIL for their heavy parts) so the loop keeps fetching and the
+        next micro-batch fills; scoring every batch on the loop halved the 100k shop's
+        saturated batches and throughput.
 
         While nothing can be scored (no catalog yet, whether a bundle is loading or the
         worker serves model-free), the users are held and owed a list from
@@ -378,29 +370,21 @@ class LiveRecommender:
         if not users:
             return Refresh()
         if not self.scorer.ready:
-            for user in users:
-                self._held.pop(user.user_id, None)  # re-inserted: newest last
-                self._held[user.user_id] = user
-            while len(self._held) > HELD_MAX:
-                del self._held[next(iter(self._held))]
+            self._held.hold((u.user_id, u) for u in users)
             return Refresh()
         if self._held:  # a newer state supersedes a held one
-            for user in users:
-                self._held.pop(user.user_id, None)
+            self._held.release(u.user_id for u in users)
         async with self._lock:
+            if len(users) <= self.inline_users:
+                return self.scorer.score(users, now_ms)
             return await asyncio.to_thread(self.scorer.score, users, now_ms)
 
     def due_pending(self, now_ms: int) -> list[TouchedUser]:
         """Users whose debounce window closed, and those held until the scorer was ready."""
         due = self.debounce.due(now_ms)
         if self._held and self.scorer.ready:
-            named = {u.user_id for u in due}
-            due += [u for user_id, u in self._held.items() if user_id not in named]
-            self._held = {}
+            due += self._held.take(named={u.user_id for u in due})
         return due
-
-    def _first_load_pending(self) -> bool:
-        return self.scorer.bundle is None and self._late is not None
 
     async def flush(self, publisher: ListPublisher, now_ms: int) -> list[TouchedUser]:
         """Score and publish the users now due (trailing edges, held users); returns those
@@ -411,10 +395,3 @@ class LiveRecommender:
         refresh = await self.compute_async(due, now_ms)
         await publisher.commit([], {u.user_id: u.partition for u in due}, refresh)
         return [u for u in due if u.user_id in refresh.lists]
-
-
-def load_onnx_bundle(bundle_dir: Path, version: str, provider: str, threads: int = 1) -> Any:
-    """The served bundle of ``version`` on ONNX Runtime."""
-    from inference.onnx_session import LoadedBundle
-
-    return LoadedBundle.load(bundle_dir, version, provider, threads)
