@@ -28,6 +28,7 @@ from inference.covisit import (
 from inference.covisit_vectors import NewItemVectors
 from inference.damping_choice import DampingChooser, remember_candidates
 from inference.fold_in import event_weights, fold_in_events
+from inference.fold_in import warm_up as fold_in_warm_up
 from inference.history_inputs import encoder_inputs, flatten_histories
 from inference.item_catalog import ItemCatalog
 from inference.recommend import UserList, recommend
@@ -97,6 +98,7 @@ class LiveScorer:
         )
         # Vectors of the items the bundle lacks, from their co-visitation neighbours.
         self.new_item_vectors = NewItemVectors(np.zeros(0, bool))
+        fold_in_warm_up()  # its compiled sums, before a scoring call needs them
 
     @property
     def model_version(self) -> str | None:

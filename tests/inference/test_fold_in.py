@@ -109,3 +109,61 @@ def test_cold_user_vector() -> None:
     assert not cold_user_vector(v, [0.0, -1.0]).any()
     with pytest.raises(ValueError):
         cold_user_vector(np.zeros(3))
+
+
+def reference_fold_in_events(
+    prev: np.ndarray,
+    prev_ts: np.ndarray,
+    user: np.ndarray,
+    vecs: np.ndarray,
+    weights: np.ndarray,
+    ts: np.ndarray,
+    half_life_s: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``fold_in_events`` in numpy (np.add.at, nan_to_num, clip), as it was."""
+
+    def decay_to(to: np.ndarray, frm: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            dt = to - frm
+        dt = np.clip(np.nan_to_num(np.where(np.isnan(dt), 0.0, dt), nan=0.0), 0.0, None)
+        factor = np.exp2(-dt / (1000.0 * half_life_s))
+        return np.where(np.isneginf(frm) & np.isfinite(to), 0.0, factor)
+
+    p, pt = np.asarray(prev, np.float64), np.asarray(prev_ts, np.float64).copy()
+    t = np.asarray(ts, np.float64)
+    new_ts = pt.copy()
+    np.fmax.at(new_ts, user, t)
+    out = p * decay_to(new_ts, pt)[:, None]
+    w = np.asarray(weights, np.float64) * decay_to(new_ts[user], t)
+    np.add.at(out, user, w[:, None] * np.asarray(vecs, np.float64))
+    info = np.finfo(np.float32)
+    return np.nan_to_num(np.clip(out, info.min, info.max), nan=0.0).astype(np.float32), new_ts
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    users=st.integers(1, 4),
+    events=st.integers(0, 30),
+    seed=st.integers(0, 2**31),
+    half_life=st.sampled_from([1e-3, 1.0, 3600.0, 86400.0 * 30]),
+)
+def test_fold_in_events_is_the_array_form_bit_for_bit(
+    users: int, events: int, seed: int, half_life: float
+) -> None:
+    """Same float32 vectors and state times as the numpy form: new users (-inf), old
+    states, late events, huge vectors (clipped), repeated users, no events."""
+    rng = np.random.default_rng(seed)
+    d = 5
+    prev = rng.standard_normal((users, d)).astype(np.float32)
+    prev_ts = rng.choice([-np.inf, 1e12, 1.0000005e12], size=users)
+    prev[np.isneginf(prev_ts)] = 0.0
+    user = rng.integers(0, users, events)  # in any order: np.add.at sums in event order
+    vecs = (rng.standard_normal((events, d)) * rng.choice([1.0, 1e36], (events, 1))).astype(
+        np.float32
+    )
+    weights = rng.choice([-1.0, 0.25, 1.0, 3.0], events).astype(np.float32)
+    ts = rng.integers(int(1e12) - 10**7, int(1e12) + 10**7, events)
+    got = fold_in_events(prev, prev_ts, user, vecs, weights, ts, half_life)
+    want = reference_fold_in_events(prev, prev_ts, user, vecs, weights, ts, half_life)
+    assert got[0].tobytes() == want[0].tobytes()
+    assert got[1].tobytes() == want[1].tobytes()
