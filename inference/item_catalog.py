@@ -7,6 +7,7 @@ snapshots for scoring; rows never move, so ANN ids stay valid as items are added
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -190,8 +191,8 @@ class ItemCatalog:
         Rows never move, so the pair stays valid for ``set_popularity_rows`` while rows
         are appended: the costly part (a lookup per item) can run off the scoring lock.
         """
-        get = self.row_of.get
-        rows = np.fromiter((get(item, -1) for item in counts), np.int64, len(counts))
+        n = len(counts)
+        rows = np.fromiter(map(self.row_of.get, counts, repeat(-1, n)), np.int64, n)
         return rows, np.fromiter(counts.values(), np.float32, len(counts))
 
     def set_popularity_rows(self, rows: npt.NDArray[np.int64], values: FloatArray) -> None:
@@ -229,7 +230,8 @@ class ItemCatalog:
 
     def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
         """Rows of the given ids, -1 for unknown ones."""
-        return np.fromiter((self.row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids))
+        n = len(item_ids)  # map over dict.get: half a generator's cost per id
+        return np.fromiter(map(self.row_of.get, item_ids, repeat(-1, n)), np.int64, n)
 
     def table(self, now_ms: int, *, age_resolution_ms: int = 60_000) -> ItemTable:
         """An ``ItemTable`` snapshot; cached until the catalog changes or a minute passes.
