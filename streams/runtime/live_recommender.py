@@ -48,10 +48,11 @@ log = logging.getLogger("freshet.live")
 
 _UNCHANGED = object()
 INLINE_USERS = 2
-"""Batches of at most this many users are scored on the event loop, not in a thread.
-A thread hop (the pool's wake-up, the GIL passed twice, the loop woken through its
-self-pipe) costs about as much CPU as scoring a user's Python parts, and at light
-load, where batches hold one or two users, nothing waits on the loop meanwhile."""
+"""Batches of at most this many users are scored on the event loop, larger ones in a
+worker thread (numpy, faiss, onnxruntime and the MMR kernel release the GIL for their
+heavy parts) so that the loop keeps fetching: all on the loop halved the 100k shop's
+saturated throughput. A thread hop (the pool's wake-up, the GIL passed twice, the loop
+woken through its self-pipe) costs CPU, and at light load nothing waits on the loop."""
 
 
 class LiveRecommender:
@@ -101,11 +102,9 @@ class LiveRecommender:
         self.change_source = change_source
         self.catalog_snapshot = catalog_snapshot
         self.inline_users = inline_users
-        self.images = (
-            CatalogImages(image_dir, catalog_snapshot, image_every_s)
-            if image_dir is not None and catalog_snapshot is not None
-            else None
-        )
+        self.images: CatalogImages | None = None
+        if image_dir is not None and catalog_snapshot is not None:
+            self.images = CatalogImages(image_dir, catalog_snapshot, image_every_s)
         self._synced: dict[str, Hashable] = {}  # sync name -> token it last read at
         self.catalog_cursor = "0"
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
@@ -113,10 +112,10 @@ class LiveRecommender:
         self._lock = asyncio.Lock()  # no catalog or bundle change lands mid-computation
         self._catalog_reader = asyncio.Lock()
         self._late: list[CatalogRecord] | None = None  # catalog changes during a swap
-        # Housekeeping prepares off the lock, holds it only to swap (``copy_on_write``).
         self._index_debt: list[Any] = []  # catalog changes written, not yet indexed
         self._page_lock = asyncio.Lock()  # one catalog page written at a time
         self._held: HeldUsers[TouchedUser] = HeldUsers()  # owed a list once it can score
+        self._owing = asyncio.Event()  # set when a user becomes pending or held
 
     @property
     def stats(self) -> LiveStats:
@@ -242,10 +241,9 @@ class LiveRecommender:
                 applied += await self._write_page(changes)
                 self._synced.clear()  # new items may have trending sums and counts already
             if len(changes) < CATALOG_LOG_PAGE:  # caught up
-                if self.images is not None and self.images.due(
-                    self.scorer.catalog, self.catalog_cursor
-                ):
-                    self.images.start_save(self._image_parts)
+                images = self.images
+                if images is not None and images.due(self.scorer.catalog, self.catalog_cursor):
+                    images.start_save(self._image_parts)
                 return applied
 
     async def _read_snapshot(self, snapshot: CatalogSnapshot) -> int:
@@ -261,10 +259,8 @@ class LiveRecommender:
     async def _write_page(self, changes: Sequence[tuple[str | None, CatalogRecord]]) -> int:
         """Apply log entries: content vectors off the lock, then chunk by chunk under
         short holds (the cursor moves with each chunk; entries without a log id, from
-        the stored records, leave it), then the index on a copy.
-
-        A chunk finds the catalog swapped (a bundle came in since the preparation): the
-        rest of the page is prepared again against the new catalog.
+        the stored records, leave it), then the index on a copy. A chunk that finds the
+        catalog swapped (a bundle came in) has the rest prepared again against the new one.
         """
         records = [rec for _, rec in changes]
         done = 0
@@ -326,8 +322,8 @@ class LiveRecommender:
 
     @contextlib.asynccontextmanager
     async def _housekeeping(self, duty: str) -> AsyncIterator[None]:
-        """The scoring lock, for housekeeping: how long ``duty`` held it is recorded
-        (``LiveStats.lock_hold_ms``), since scoring waits for all of it."""
+        """The scoring lock, held by housekeeping only to swap (``copy_on_write``); how
+        long ``duty`` held it is recorded (``LiveStats.lock_hold_ms``)."""
         async with self._lock:
             start = time.perf_counter()
             try:
@@ -354,14 +350,13 @@ class LiveRecommender:
         lag_ms = max(0, now_ms - min(stamps)) if stamps else 0
         due = self.debounce.admit(((t.user_id, t) for t in touched), now_ms, lag_ms)
         self.scorer.stats.deferred = len(self.debounce.pending)
+        if self.debounce.pending:
+            self._owing.set()
         return await self.compute_async(due, now_ms)
 
     async def compute_async(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
-        """The scorer, serialised with catalog and bundle changes: on the loop for up to
-        ``inline_users``, else in a worker thread (numpy, faiss, onnxruntime and the MMR
-        kernel release the GIL for their heavy parts) so the loop keeps fetching and the
-        next micro-batch fills; scoring every batch on the loop halved the 100k shop's
-        saturated batches and throughput.
+        """The scorer, serialised with catalog and bundle changes, on the loop for up to
+        ``inline_users`` users, else in a worker thread (``INLINE_USERS``).
 
         While nothing can be scored (no catalog yet, whether a bundle is loading or the
         worker serves model-free), the users are held and owed a list from
@@ -371,6 +366,7 @@ class LiveRecommender:
             return Refresh()
         if not self.scorer.ready:
             self._held.hold((u.user_id, u) for u in users)
+            self._owing.set()
             return Refresh()
         if self._held:  # a newer state supersedes a held one
             self._held.release(u.user_id for u in users)
@@ -386,9 +382,15 @@ class LiveRecommender:
             due += self._held.take(named={u.user_id for u in due})
         return due
 
+    async def owing(self) -> None:
+        """Returns once a user is owed a list (pending in a window, or held): the
+        trailing-edge timer waits here rather than tick while nothing is owed."""
+        while not (self.debounce.pending or self._held):
+            self._owing.clear()
+            await self._owing.wait()
+
     async def flush(self, publisher: ListPublisher, now_ms: int) -> list[TouchedUser]:
-        """Score and publish the users now due (trailing edges, held users); returns those
-        that got a list."""
+        """Score and publish the users now due (trailing edges, held); returns the served."""
         due = self.due_pending(now_ms)
         if not due:
             return []

@@ -293,6 +293,7 @@ def add_live_timers(
         app.task(loop)
 
     async def flush_debounced() -> None:
+        await live.owing()  # no tick while no user is owed a list
         served = await live.flush(publisher, int(time.time() * 1000))
         if served and on_published is not None:
             on_published([u.source_timestamp_ms for u in served])
