@@ -53,12 +53,12 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (live_scorer, "recommend", "  re-rank pipeline, all"),
     (recommend, "gather_candidates", "    candidates"),
     (ann_index.AnnIndex, "search", "      ANN search"),
+    (recommend, "exclusion_mask", "    exclusions"),
     (recommend, "_relevance", "    relevance"),
-    (recommend, "_blend_covisit", "    blend"),
-    (recommend, "slot_quotas", "    quotas"),
-    (recommend, "shortlist", "    shortlist"),
-    (recommend, "mmr_select_at", "    MMR"),
-    (recommend, "_assemble", "    reasons and assembly"),
+    (recommend, "_prepare", "    cold relevance, blend, quotas"),
+    (recommend, "_shortlist", "    shortlist"),
+    (recommend, "finish_lists", "    MMR and reasons"),
+    (recommend, "_assemble", "    list records"),
 )
 STAND_IN = "loop's Redis stand-in (not freshet's)"
 STAND_INS: tuple[tuple[Any, str, str], ...] = (

@@ -18,7 +18,7 @@ from inference.list_metrics import popularity_head
 from inference.rerank_kernels import warm_up as rerank_warm_up
 from inference.topk_kernel import warm_up as topk_warm_up
 
-__all__ = ["mmr_kernel", "mmr_kernel_at", "warm_up"]
+__all__ = ["mmr_kernel", "mmr_kernel_at", "select_at", "select_one", "warm_up"]
 
 
 @njit(cache=True, nogil=True)
@@ -97,7 +97,7 @@ def _enforce_minimums(
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _select_one(
+def select_one(
     rel: np.ndarray,
     unit: np.ndarray,
     cats: np.ndarray,
@@ -111,6 +111,7 @@ def _select_one(
     category_cap: int,
     picked: np.ndarray,
 ) -> None:
+    """Greedy MMR for one user into ``picked`` (see ``inference.rerank.mmr_select``)."""
     c, d = unit.shape
     n_groups = members.shape[0]
     ok0 = np.empty(c, np.bool_)
@@ -162,6 +163,8 @@ def _select_one(
                 group_count[g] += 1
         cb = cats[best]
         for j in range(c):
+            if taken[j] or not ok0[j]:
+                continue  # never eligible again: its similarity and count are not read
             dot = np.float32(0.0)
             for t in range(d):
                 dot += unit[best, t] * unit[j, t]
@@ -189,7 +192,7 @@ def _select_batch(
     b = rel.shape[0]
     picked = np.full((b, k), -1, np.int64)
     for i in range(b):
-        _select_one(
+        select_one(
             rel[i],
             unit[i],
             cats[i],
@@ -204,6 +207,71 @@ def _select_batch(
             picked[i],
         )
     return picked
+
+
+@njit(cache=True, nogil=True)
+def select_at(
+    i: int,
+    pos: np.ndarray,
+    rel: np.ndarray,
+    valid: np.ndarray,
+    rows: np.ndarray,
+    unit_table: np.ndarray,
+    cat_table: np.ndarray,
+    k: int,
+    lam: float,
+    category_weight: float,
+    members: np.ndarray,
+    at_least: np.ndarray,
+    at_most: np.ndarray,
+    category_cap: int,
+    picked: np.ndarray,
+) -> None:
+    """``select_one`` for user ``i`` over its ``pos`` (-1: empty) of the candidate axis,
+    gathering relevance, eligibility, vectors, categories and groups; ``picked`` (-1
+    filled) gets positions into the candidate axis."""
+    m = pos.shape[0]
+    n_groups = members.shape[0]
+    d = unit_table.shape[1]
+    r = np.empty(m, np.float32)
+    ok = np.empty(m, np.bool_)
+    unit = np.empty((m, d), np.float32)
+    cats = np.empty(m, np.int64)
+    mem = np.empty((n_groups, m), np.bool_)
+    for j in range(m):
+        p = pos[j]
+        present = p >= 0
+        at = p if present else 0
+        r[j] = rel[i, at]
+        ok[j] = present and valid[i, at]
+        row = rows[i, at] if present else -1
+        for g in range(n_groups):
+            mem[g, j] = present and members[g, i, at]
+        if row >= 0:
+            cats[j] = cat_table[row]
+            for t in range(d):
+                unit[j, t] = unit_table[row, t]
+        else:
+            cats[j] = -1
+            for t in range(d):
+                unit[j, t] = 0.0
+    select_one(
+        r,
+        unit,
+        cats,
+        ok,
+        k,
+        lam,
+        category_weight,
+        mem,
+        at_least[:, i],
+        at_most[:, i],
+        category_cap,
+        picked,
+    )
+    for t in range(k):
+        if picked[t] >= 0:
+            picked[t] = pos[picked[t]]
 
 
 @njit(cache=True, nogil=True)
@@ -222,52 +290,26 @@ def _select_batch_at(
     at_most: np.ndarray,
     category_cap: int,
 ) -> np.ndarray:
-    """``_select_batch`` over each user's ``pos`` (-1: empty) of the candidate axis,
-    gathering relevance, eligibility, vectors, categories and groups per user."""
-    b, m = pos.shape
-    n_groups = members.shape[0]
-    d = unit_table.shape[1]
-    picked = np.full((b, k), -1, np.int64)
-    r = np.empty(m, np.float32)
-    ok = np.empty(m, np.bool_)
-    unit = np.empty((m, d), np.float32)
-    cats = np.empty(m, np.int64)
-    mem = np.empty((n_groups, m), np.bool_)
-    for i in range(b):
-        for j in range(m):
-            p = pos[i, j]
-            present = p >= 0
-            at = p if present else 0
-            r[j] = rel[i, at]
-            ok[j] = present and valid[i, at]
-            row = rows[i, at] if present else -1
-            for g in range(n_groups):
-                mem[g, j] = present and members[g, i, at]
-            if row >= 0:
-                cats[j] = cat_table[row]
-                for t in range(d):
-                    unit[j, t] = unit_table[row, t]
-            else:
-                cats[j] = -1
-                for t in range(d):
-                    unit[j, t] = 0.0
-        _select_one(
-            r,
-            unit,
-            cats,
-            ok,
+    """``select_at`` for every user."""
+    picked = np.full((pos.shape[0], k), -1, np.int64)
+    for i in range(pos.shape[0]):
+        select_at(
+            i,
+            pos[i],
+            rel,
+            valid,
+            rows,
+            unit_table,
+            cat_table,
             k,
             lam,
             category_weight,
-            mem,
-            at_least[:, i],
-            at_most[:, i],
+            members,
+            at_least,
+            at_most,
             category_cap,
             picked[i],
         )
-        for t in range(k):
-            if picked[i, t] >= 0:
-                picked[i, t] = pos[i, picked[i, t]]
     return picked
 
 
@@ -343,8 +385,11 @@ def warm_up() -> None:
     The co-visitation table's, the candidates', the exact search's and the popularity
     head's kernels too: the worker calls this one warm-up for the scorer's compiled code.
     """
+    from inference.list_kernel import warm_up as list_warm_up  # it imports this module
+
     covisit_warm_up()
     rerank_warm_up()
+    list_warm_up()
     topk_warm_up()
     popularity_head(np.ones(2, np.float32))
     mmr_kernel_at(

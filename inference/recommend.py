@@ -14,23 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from inference.blend import BlendWeights, blend_scores
 from inference.candidates import Candidates, ItemTable, Searcher, gather_candidates
-from inference.reasons import assign_reasons
+from inference.list_kernel import finish_lists, negated_scores, prepare_lists
 from inference.rerank import (
     FROM_TRENDING,
     ItemFilter,
     debias,
     exclusion_mask,
-    gather_unit_vectors,
-    mmr_select_at,
+    longtail_quota,
     pad_ragged,
-    shortlist,
     sorted_lookup,
-    take_rows,
 )
-from inference.rerank_kernels import covisit_lookup
-from inference.slot_quotas import slot_quotas
 from schemas.recommendation import REASONS, RecommendedItem, Strategy
 
 FloatArray = npt.NDArray[np.float32]
@@ -127,13 +121,99 @@ def recommend(
         and no excluded or removed item appears. Lists can be shorter than
         ``list_size`` when too few items survive filtering.
     """
+    batch = candidate_batch(
+        user_vecs,
+        items,
+        index,
+        config,
+        known,
+        exclude,
+        trending,
+        trending_scores,
+        allow,
+        seed,
+        covisit,
+    )
+    u, warm, cands, valid = batch.user_vecs, batch.warm, batch.cands, batch.valid
+    b, k = u.shape[0], config.list_size
+    rel = _relevance(u, warm, cands, items, ranker, config)
+    rel, members, at_least, at_most = _prepare(rel, batch, items, config)
+    shortlisted = config.mmr_pool > 0 and config.category_cap is None
+    if shortlisted:
+        # MMR over a shortlist (positions into the candidate axis) instead of all C.
+        pos = _shortlist(rel, valid, members, at_least, max(config.mmr_pool, k))
+    else:
+        pos = np.ascontiguousarray(
+            np.broadcast_to(np.arange(rel.shape[1], dtype=np.int64), rel.shape)
+        )
+    hist = pad_ragged(history, b)
+    picked = finish_lists(
+        cands.rows,
+        cands.flags,
+        rel,
+        valid,
+        pos,
+        shortlisted,
+        items.unit,
+        items.categories,
+        items.age_s,
+        _threshold(items.age_s, config.new_item_age_s),
+        members,
+        at_least,
+        at_most,
+        k,
+        float(np.clip(config.mmr_lambda, 0.0, 1.0)),
+        float(config.category_weight),
+        -1 if config.category_cap is None else int(config.category_cap),
+        hist,
+        _threshold(np.float32(0.0), config.similar_threshold),
+    )
+    return _assemble(*picked, warm, model_free, items)
+
+
+@dataclass(frozen=True)
+class CandidateBatch:
+    """A micro-batch's users and candidates, before relevance: what every re-rank needs.
+
+    Attributes:
+        user_vecs: ``(B, d)`` vectors, zero for users served cold.
+        warm: ``(B,)`` users with a usable vector who are known.
+        cands: Their candidates.
+        valid: ``(B, C)`` candidates that may be shown (``exclusion_mask``).
+        trend_rows, trend_scores: Trending rows in the catalog, best first, and scores.
+        cv_rows, cv_scores: ``(B, K)`` co-visitation candidates, -1 padded (0 scores).
+    """
+
+    user_vecs: FloatArray
+    warm: npt.NDArray[np.bool_]
+    cands: Candidates
+    valid: npt.NDArray[np.bool_]
+    trend_rows: IntArray
+    trend_scores: FloatArray
+    cv_rows: IntArray
+    cv_scores: FloatArray
+
+
+def candidate_batch(
+    user_vecs: npt.ArrayLike,
+    items: ItemTable,
+    index: Searcher,
+    config: RecommendConfig,
+    known: npt.ArrayLike | None,
+    exclude: Sequence[npt.ArrayLike] | None,
+    trending: npt.ArrayLike,
+    trending_scores: npt.ArrayLike | None,
+    allow: ItemFilter | None,
+    seed: int | np.random.Generator,
+    covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None,
+) -> CandidateBatch:
+    """Validated inputs, the candidates and their exclusions (``recommend``'s arguments)."""
     u = np.atleast_2d(np.asarray(user_vecs, dtype=np.float32))
     b = u.shape[0]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     has_vec = np.isfinite(u).all(axis=1) & (np.abs(u).sum(axis=1) > 0)
     warm = has_vec & (np.ones(b, bool) if known is None else np.asarray(known, dtype=bool))
     u = np.where(warm[:, None], u, 0.0).astype(np.float32)
-    k = config.list_size
 
     cv_rows, cv_scores = _covisit_arrays(covisit, b, config.covisit_weight)
     excluded = pad_ragged(exclude, b)
@@ -162,28 +242,12 @@ def recommend(
         covisit=cv_rows,
     )
     valid = exclusion_mask(cands.rows, excluded, items.removed, allow)
-    rel = _relevance(u, warm, cands, items, trend_rows, trend_scores, ranker, config)
-    rel, led = _blend_covisit(rel, cands.rows, valid, cv_rows, cv_scores, items, warm, config)
-    quotas = slot_quotas(cands, items, warm, warm | led, config, rel)
-    if config.mmr_pool > 0 and config.category_cap is None:
-        # MMR over a shortlist (positions into the candidate axis) instead of all C.
-        pos = shortlist(rel, valid, quotas, max(config.mmr_pool, k))
-    else:
-        pos = np.broadcast_to(np.arange(rel.shape[1], dtype=np.int64), rel.shape)
-    picked = mmr_select_at(
-        rel,
-        valid,
-        pos,
-        cands.rows,
-        items.unit,
-        items.categories,
-        k,
-        config.mmr_lambda,
-        config.category_weight,
-        quotas=quotas,
-        category_cap=config.category_cap,
-    )
-    return _assemble(picked, cands, rel, warm, model_free, items, history, config)
+    return CandidateBatch(u, warm, cands, valid, trend_rows, trend_scores, cv_rows, cv_scores)
+
+
+def _threshold(values: npt.ArrayLike, threshold: float) -> float:
+    """``threshold`` as numpy compares it with ``values`` (a Python float: in their dtype)."""
+    return float(np.result_type(values, threshold).type(threshold))
 
 
 def _relevance(
@@ -191,11 +255,11 @@ def _relevance(
     warm: npt.NDArray[np.bool_],
     cands: Candidates,
     items: ItemTable,
-    trend_rows: IntArray,
-    t_scores: FloatArray,
     ranker: Ranker | None,
     config: RecommendConfig,
 ) -> FloatArray:
+    """Warm users' relevance (inner product or the ranker, debiased); cold rows are
+    replaced in ``prepare_lists``."""
     rows = np.maximum(cands.rows, 0)
     cand_vecs = items.vectors[rows]
     ip = np.einsum("bcd,bd->bc", cand_vecs, u).astype(np.float32)
@@ -213,15 +277,89 @@ def _relevance(
             raise ValueError(f"ranker returned shape {scored.shape}")
         rel = rel.copy()
         rel[warm] = scored
-    rel = debias(rel, items.popularity[rows], config.popularity_beta)
+    if config.popularity_beta != 0.0:
+        rel = debias(rel, items.popularity[rows], config.popularity_beta)
+    return np.ascontiguousarray(rel, np.float32)
 
-    if warm.all():  # no cold user: the trending lookup below would be discarded
-        return rel.astype(np.float32)
-    # Cold users: trending score for trending items, 0 for the rest (exploration).
-    cold_rel = np.where(
-        (cands.flags & FROM_TRENDING) > 0, trend_score_of(rows, trend_rows, t_scores), 0.0
+
+def _prepare(
+    rel: FloatArray, batch: CandidateBatch, items: ItemTable, config: RecommendConfig
+) -> tuple[FloatArray, npt.NDArray[np.bool_], IntArray, IntArray]:
+    """Final relevance (cold users, the co-visitation blend) and the slot quota groups.
+
+    The blend is ``inference.blend.blend_scores`` with ``model_weight``,
+    ``covisit_weight`` and ``popularity_weight`` (each signal on [0, 1] per user
+    first, so the weights are scale-free trades; the bench tunes them on validation).
+    It applies to users co-visitation led, and to every warm user when popularity has
+    a weight; other users keep the relevance above. The quotas are
+    ``inference.slot_quotas.slot_quotas``'s, over the blended relevance.
+    """
+    k = config.list_size
+    cands = batch.cands
+    uniq, first = np.unique(batch.trend_rows, return_index=True)
+    log_pop = (
+        np.log1p(np.clip(items.popularity[np.maximum(cands.rows, 0)], 0.0, None))
+        if config.popularity_weight != 0
+        else np.zeros((rel.shape[0], 0), np.float32)
     )
-    return np.where(warm[:, None], rel, cold_rel).astype(np.float32)
+    n_explore = min(config.exploration_slots, k)
+    rel, _, members, at_least, at_most = prepare_lists(
+        cands.rows,
+        cands.flags,
+        batch.valid,
+        rel,
+        batch.warm,
+        uniq,
+        batch.trend_scores[first],
+        batch.cv_rows,
+        batch.cv_scores,
+        np.ascontiguousarray(log_pop, np.float32),
+        np.array(
+            [config.model_weight, config.covisit_weight, config.popularity_weight], np.float32
+        ),
+        items.head,
+        items.age_s,
+        _threshold(items.age_s, config.new_item_age_s),
+        np.array(
+            [
+                k,
+                longtail_quota(config.longtail_share, k),
+                config.trending_slots,
+                n_explore,
+                min(config.new_item_slots, k),
+            ],
+            np.int64,
+        ),
+        float(config.new_item_quantile),
+    )
+    return rel, members, at_least, at_most
+
+
+def _shortlist(
+    rel: FloatArray,
+    valid: npt.NDArray[np.bool_],
+    members: npt.NDArray[np.bool_],
+    at_least: IntArray,
+    size: int,
+) -> IntArray:
+    """``inference.rerank.shortlist``'s positions, before its clean-up (in ``finish_lists``).
+
+    The ``size`` best eligible candidates, then per quota group with a minimum its
+    ``2·at_least`` best eligible members (the batch's largest minimum). The same
+    ``np.argpartition`` calls on the same scores: their order breaks MMR's ties.
+    """
+    need = at_least.max(axis=1, initial=0) if at_least.shape[1] else np.zeros(0, np.int64)
+    groups = np.flatnonzero(need > 0)
+    neg = negated_scores(rel, valid, members, groups)
+    widths = [size, *(2 * int(need[g]) for g in groups)]
+    c = rel.shape[1]
+    parts = [
+        np.argpartition(neg[n], m - 1, axis=1)[:, :m]
+        if m < c
+        else np.broadcast_to(np.arange(c, dtype=np.int64), rel.shape)
+        for n, m in enumerate(widths)
+    ]
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), np.int64)
 
 
 def trend_score_of(rows: IntArray, trend_rows: IntArray, t_scores: FloatArray) -> FloatArray:
@@ -253,94 +391,46 @@ def _covisit_arrays(
     return np.where(ok, rows, -1), np.where(ok, scores, 0.0).astype(np.float32)
 
 
-def _blend_covisit(
-    rel: FloatArray,
-    rows: IntArray,
-    valid: npt.NDArray[np.bool_],
-    cv_rows: IntArray,
-    cv_scores: FloatArray,
-    items: ItemTable,
-    warm: npt.NDArray[np.bool_],
-    config: RecommendConfig,
-) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-    """Relevance blended with co-visitation and popularity, and which users co-visitation led.
-
-    The blend is ``inference.blend.blend_scores`` with ``model_weight``,
-    ``covisit_weight`` and ``popularity_weight`` (each signal on [0, 1] per user
-    first, so the weights are scale-free trades; the bench tunes them on validation).
-    It applies to users co-visitation led, and to every warm user when popularity has
-    a weight; other users keep the relevance above.
-    """
-    b = rel.shape[0]
-    weights = BlendWeights(config.model_weight, config.covisit_weight, config.popularity_weight)
-    cv = covisit_lookup(
-        np.ascontiguousarray(rows, np.int64),
-        np.ascontiguousarray(valid, np.bool_),
-        np.ascontiguousarray(cv_rows, np.int64),
-        np.ascontiguousarray(cv_scores, np.float32),
-    )
-    led = cv.max(axis=1, initial=0.0) > 0
-    blended_users = led | (warm if weights.popularity > 0 else np.zeros(b, bool))
-    if not blended_users.any():
-        return rel, led
-    ok = valid & np.isfinite(rel)
-    pop = items.popularity[np.maximum(rows, 0)]
-    blended = blend_scores(rel, cv, pop, ok, weights)
-    out = np.where(blended_users[:, None] & ok, blended, rel).astype(np.float32)
-    return out, led
-
-
 def _assemble(
-    picked: IntArray,
-    cands: Candidates,
-    rel: FloatArray,
+    rows: IntArray,
+    scores: FloatArray,
+    codes: npt.NDArray[np.int8],
+    reason_rows: IntArray,
     warm: npt.NDArray[np.bool_],
     model_free: bool | npt.ArrayLike,
     items: ItemTable,
-    history: Sequence[npt.ArrayLike] | None,
-    config: RecommendConfig,
 ) -> list[UserList]:
-    b = picked.shape[0]
-    ok = picked >= 0
-    pos = np.maximum(picked, 0)
-    rows = np.where(ok, take_rows(cands.rows, pos), -1)
-    flags = take_rows(cands.flags, pos)
-    scores = take_rows(rel, pos)
-    is_new = items.age_s[np.maximum(rows, 0)] < config.new_item_age_s
-    hist = pad_ragged(history, b)
-    hist_ok = (hist >= 0) & (hist < items.size)
-    codes, hist_pos = assign_reasons(
-        flags,
-        is_new,
-        gather_unit_vectors(items.unit, rows),
-        gather_unit_vectors(items.unit, np.where(hist_ok, hist, -1)),
-        hist_ok,
-        config.similar_threshold,
-    )
-    # hist_pos is -1 everywhere when no user has history; the column keeps the gather valid.
-    hist_padded = np.concatenate([hist, np.full((b, 1), -1, np.int64)], axis=1)
-    reason_rows = take_rows(hist_padded, np.where(hist_pos >= 0, hist_pos, -1))
+    """The picks as list records; whole-batch gathers first (indexing numpy per slot
+    is slow)."""
+    b = rows.shape[0]
     free = np.broadcast_to(np.asarray(model_free, dtype=bool), (b,))
-    # Whole-batch gathers into Python lists first: indexing numpy per slot is slow.
-    counts = ok.sum(axis=1).tolist()  # picks are packed at the front
+    counts = (rows >= 0).sum(axis=1).tolist()  # picks are packed at the front
     ids = items.ids[np.maximum(rows, 0)].tolist()
     reason_ids = items.ids[np.maximum(reason_rows, 0)].tolist()
     has_reason = (reason_rows >= 0).tolist()
     score_l, code_l = scores.astype(np.float64).tolist(), codes.tolist()
+    warm_l, free_l = warm.tolist(), free.tolist()
     out: list[UserList] = []
     for i in range(b):
         n = counts[i]
+        ids_i, rid_i, has_i, score_i, code_i = (
+            ids[i],
+            reason_ids[i],
+            has_reason[i],
+            score_l[i],
+            code_l[i],
+        )
         slots = tuple(
             RecommendedItem(
-                item_id=ids[i][j],
-                score=score_l[i][j],
-                reason=REASONS[code_l[i][j]],
-                reason_item_id=reason_ids[i][j] if has_reason[i][j] else None,
+                item_id=ids_i[j],
+                score=score_i[j],
+                reason=REASONS[code_i[j]],
+                reason_item_id=rid_i[j] if has_i[j] else None,
             )
             for j in range(n)
         )
         strategy: Strategy = (
-            "cold_start" if not warm[i] else "model_free" if free[i] else "personalised"
+            "cold_start" if not warm_l[i] else "model_free" if free_l[i] else "personalised"
         )
         out.append(UserList(items=slots, strategy=strategy, rows=rows[i, :n].copy()))
     return out

@@ -1,0 +1,372 @@
+"""The re-rank steps after candidate gathering, for a whole batch, in two compiled passes.
+
+``inference.recommend`` used to run cold-start relevance, the co-visitation blend, the
+slot quotas, the MMR shortlist, MMR and the reasons as some hundred numpy calls per
+micro-batch: at one user a call that fixed cost was most of the list's price. Here
+each is a loop over the users inside numba:
+
+- ``prepare_lists``: cold users' trending relevance, the blend
+  (``inference.blend.blend_scores``'s arithmetic, in the same precision and order),
+  the quota groups of ``inference.slot_quotas`` and the negated scores the shortlist
+  partitions;
+- the shortlist's top-``m`` selections stay ``np.argpartition`` calls in
+  ``inference.recommend`` (their order breaks MMR's ties, so the same selection keeps
+  the same lists);
+- ``finish_lists``: the shortlist's clean-up, greedy MMR
+  (``inference.mmr_kernel``'s ``_select_one``) and the reasons of
+  ``inference.reasons.assign_reasons``.
+
+The tests compare ``recommend`` with the numpy composition of those functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from inference.mmr_kernel import select_at
+
+__all__ = ["N_GROUPS", "finish_lists", "negated_scores", "prepare_lists", "warm_up"]
+
+FROM_ANN, FROM_TRENDING, FROM_EXPLORATION = 1, 2, 4
+N_GROUPS = 4  # long tail, trending, exploration, new items
+NO_CAP = np.iinfo(np.int64).max
+# Reason codes: indices into schemas.recommendation.REASONS.
+PERSONALISED, TRENDING, EXPLORATION, SIMILAR, NEW_ITEM = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, nogil=True)
+def _trend_score(row: int, uniq: np.ndarray, scores: np.ndarray) -> np.float32:
+    """``inference.recommend.trend_score_of`` for one row (``uniq`` ascending)."""
+    if uniq.shape[0] == 0:
+        return np.float32(0.0)
+    at = min(np.searchsorted(uniq, row), uniq.shape[0] - 1)
+    return scores[at] if uniq[at] == row else np.float32(0.0)
+
+
+@njit(cache=True, nogil=True)
+def _blend_row(
+    rel: np.ndarray,
+    valid: np.ndarray,
+    cv: np.ndarray,
+    log_pop: np.ndarray,
+    w_model: np.float32,
+    w_covisit: np.float32,
+    w_pop: np.float32,
+    pop_on: bool,
+) -> None:
+    """``blend_scores`` for one row, written into ``rel`` where valid and finite."""
+    c = rel.shape[0]
+    ok = np.empty(c, np.bool_)
+    lo, hi = np.inf, -np.inf
+    cv_top = np.float32(0.0)
+    pop_top = np.float32(0.0)
+    for j in range(c):
+        ok[j] = valid[j] and np.isfinite(rel[j])
+        if ok[j]:
+            v = np.float64(rel[j])
+            lo = min(lo, v)
+            hi = max(hi, v)
+            cv_top = max(cv_top, cv[j])
+            if pop_on:
+                pop_top = max(pop_top, log_pop[j])
+    span = hi - lo
+    good = np.isfinite(span) and span > 0
+    cv_div = cv_top if cv_top > 0 else np.float32(1.0)
+    pop_div = pop_top if pop_top > 0 else np.float32(1.0)
+    for j in range(c):
+        if not ok[j]:
+            continue
+        mm = np.float32((np.float64(rel[j]) - lo) / span) if good else np.float32(0.0)
+        out = w_model * mm + w_covisit * np.float32(cv[j] / cv_div)
+        if pop_on:
+            out = out + w_pop * np.float32(log_pop[j] / pop_div)
+        rel[j] = out
+
+
+@njit(cache=True, nogil=True)
+def _fresh_bar(rel: np.ndarray, flags: np.ndarray, q: float) -> float:
+    """``slot_quotas.row_quantile`` of the ANN candidates' relevance (NaN sorts last)."""
+    n = 0
+    for j in range(rel.shape[0]):
+        if flags[j] & FROM_ANN:
+            n += 1
+    if n == 0:
+        return np.inf
+    vals = np.empty(n, np.float32)
+    n = 0
+    for j in range(rel.shape[0]):
+        if flags[j] & FROM_ANN:
+            vals[n] = rel[j]
+            n += 1
+    vals = np.sort(vals)
+    return np.float64(vals[int(np.floor(q * max(n - 1, 0)))])
+
+
+@njit(cache=True, nogil=True)
+def prepare_lists(
+    rows: np.ndarray,
+    flags: np.ndarray,
+    valid: np.ndarray,
+    rel: np.ndarray,
+    warm: np.ndarray,
+    trend_uniq: np.ndarray,
+    trend_scores: np.ndarray,
+    cv_rows: np.ndarray,
+    cv_scores: np.ndarray,
+    log_pop: np.ndarray,
+    weights: np.ndarray,
+    head: np.ndarray,
+    age: np.ndarray,
+    new_age: float,
+    minimums: np.ndarray,
+    new_quantile: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Final relevance, quota groups and the shortlist's negated scores, per user.
+
+    Args:
+        rows, flags, valid: ``(B, C)`` candidates, their sources and eligibility.
+        rel: ``(B, C)`` warm users' relevance (inner product or ranker, debiased);
+            overwritten in place with the final relevance.
+        warm: ``(B,)`` users with a vector.
+        trend_uniq, trend_scores: Trending rows ascending, each one's best score.
+        cv_rows, cv_scores: ``(B, K)`` co-visitation candidates, -1 padded.
+        log_pop: ``(B, C)`` ``log1p`` popularity (read only when its weight > 0).
+        weights: Model, co-visitation and popularity weights (float32).
+        head, age: Catalog popularity head and item ages by row.
+        new_age: Age below which an item is new (already in the comparison's dtype).
+        minimums: Slots: list size, long tail, personal trending, exploration, new.
+        new_quantile: Relevance quantile of the ANN candidates a new item must reach.
+
+    Returns:
+        ``(rel, led (B,), members (G, B, C), at_least (G, B), at_most (G, B))``.
+    """
+    b, c = rows.shape
+    k, tail_min, trend_slots, n_explore, n_new = minimums
+    w_model, w_covisit, w_pop = weights[0], weights[1], weights[2]
+    pop_on = w_pop != 0  # the term is in every blend; it widens the blend when > 0
+    led = np.zeros(b, np.bool_)
+    members = np.zeros((N_GROUPS, b, c), np.bool_)
+    at_least = np.zeros((N_GROUPS, b), np.int64)
+    at_most = np.full((N_GROUPS, b), NO_CAP, np.int64)
+    cv = np.zeros(c, np.float32)
+    for i in range(b):
+        r, f = rows[i], flags[i]
+        if not warm[i]:  # cold: the trending score for trending items, 0 for the rest
+            for j in range(c):
+                rel[i, j] = (
+                    _trend_score(max(r[j], 0), trend_uniq, trend_scores)
+                    if f[j] & FROM_TRENDING
+                    else np.float32(0.0)
+                )
+        any_cv = False
+        for j in range(c):
+            cv[j] = 0.0
+            if r[j] < 0 or not valid[i, j]:
+                continue
+            for t in range(cv_rows.shape[1]):
+                if cv_rows[i, t] == r[j]:
+                    cv[j] = cv_scores[i, t]
+                    any_cv = any_cv or cv[j] > 0
+                    break
+        led[i] = any_cv
+        if any_cv or (warm[i] and w_pop > 0):
+            _blend_row(rel[i], valid[i], cv, log_pop[i], w_model, w_covisit, w_pop, pop_on)
+        personal = warm[i] or any_cv
+        at_least[0, i] = tail_min
+        at_least[1, i] = min(trend_slots, k) if personal else k - n_explore
+        at_least[2, i] = n_explore
+        at_most[2, i] = n_explore if personal else k
+        at_least[3, i] = n_new
+        any_fresh = False
+        for j in range(c):
+            present = r[j] >= 0
+            at = max(r[j], 0)
+            members[0, i, j] = present and not head[at]
+            members[1, i, j] = (f[j] & FROM_TRENDING) > 0
+            members[2, i, j] = (f[j] & FROM_EXPLORATION) > 0 and (f[j] & FROM_ANN) == 0
+            fresh = bool(warm[i] and present and (f[j] & FROM_ANN) > 0 and age[at] < new_age)
+            members[3, i, j] = fresh
+            any_fresh |= fresh
+        if any_fresh:  # only then is the bar needed
+            bar = _fresh_bar(rel[i], f, new_quantile)
+            for j in range(c):
+                members[3, i, j] = members[3, i, j] and np.float64(rel[i, j]) >= bar
+    return rel, led, members, at_least, at_most
+
+
+@njit(cache=True, nogil=True)
+def negated_scores(
+    rel: np.ndarray, valid: np.ndarray, members: np.ndarray, groups: np.ndarray
+) -> np.ndarray:
+    """``(1 + len(groups), B, C)``: minus each eligible score, then minus those of each
+    listed group's members (+inf elsewhere), as the shortlist's partitions take them."""
+    b, c = rel.shape
+    out = np.full((1 + groups.shape[0], b, c), np.inf, np.float32)
+    for i in range(b):
+        for j in range(c):
+            if valid[i, j] and np.isfinite(rel[i, j]):
+                out[0, i, j] = -rel[i, j]
+                for t in range(groups.shape[0]):
+                    if members[groups[t], i, j]:
+                        out[1 + t, i, j] = -rel[i, j]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def finish_lists(
+    rows: np.ndarray,
+    flags: np.ndarray,
+    rel: np.ndarray,
+    valid: np.ndarray,
+    pos: np.ndarray,
+    clean: bool,
+    unit_table: np.ndarray,
+    cat_table: np.ndarray,
+    age: np.ndarray,
+    new_age: float,
+    members: np.ndarray,
+    at_least: np.ndarray,
+    at_most: np.ndarray,
+    k: int,
+    lam: float,
+    category_weight: float,
+    category_cap: int,
+    hist: np.ndarray,
+    similar: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MMR over each user's ``pos`` of the candidate axis, then the picks' reasons.
+
+    ``clean``: ``pos`` is a raw shortlist (drop ineligible and repeated positions
+    first, as ``inference.rerank.shortlist`` does). ``similar`` is the cosine needed
+    for ``similar_to_item``, already in float32's value.
+
+    Returns:
+        ``(rows (B, k) -1 padded, scores (B, k), reason codes (B, k), reason rows
+        (B, k) -1 where none)``; picks are packed at the front.
+    """
+    b, m = pos.shape
+    c = rows.shape[1]
+    n_items, d = unit_table.shape
+    h = hist.shape[1]
+    out_rows = np.full((b, k), -1, np.int64)
+    out_scores = np.zeros((b, k), np.float32)
+    codes = np.zeros((b, k), np.int8)
+    reason_rows = np.full((b, k), -1, np.int64)
+    p = np.empty(m, np.int64)
+    seen = np.zeros(c, np.bool_)
+    picked = np.empty(k, np.int64)
+    for i in range(b):
+        for j in range(m):
+            at = pos[i, j]
+            if clean and at >= 0:
+                if not (valid[i, at] and np.isfinite(rel[i, at])) or seen[at]:
+                    at = -1
+                else:
+                    seen[at] = True
+            p[j] = at
+        if clean:
+            for j in range(m):
+                if p[j] >= 0:
+                    seen[p[j]] = False
+        picked[:] = -1
+        select_at(
+            i,
+            p,
+            rel,
+            valid,
+            rows,
+            unit_table,
+            cat_table,
+            k,
+            lam,
+            category_weight,
+            members,
+            at_least,
+            at_most,
+            category_cap,
+            picked,
+        )
+        for t in range(k):
+            if picked[t] < 0:
+                break
+            at = picked[t]
+            row = rows[i, at]
+            fl = flags[i, at]
+            out_rows[i, t] = row
+            out_scores[i, t] = rel[i, at]
+            # Precedence: exploration > trending > new > similar to history > personalised.
+            if (fl & FROM_EXPLORATION) and not (fl & FROM_ANN):
+                codes[i, t] = EXPLORATION
+            elif fl & FROM_TRENDING:
+                codes[i, t] = TRENDING
+            elif np.float64(age[max(row, 0)]) < new_age:
+                codes[i, t] = NEW_ITEM
+            else:
+                best, best_cos = -1, np.float32(-np.inf)
+                for s in range(h):
+                    hr = hist[i, s]
+                    if hr < 0 or hr >= n_items:
+                        continue
+                    cos = np.float32(0.0)
+                    if row >= 0:
+                        for e in range(d):
+                            cos += unit_table[row, e] * unit_table[hr, e]
+                    if best < 0 or cos > best_cos:
+                        best, best_cos = s, cos
+                if best >= 0 and np.float64(best_cos) >= similar:
+                    codes[i, t] = SIMILAR
+                    reason_rows[i, t] = hist[i, best]
+                else:
+                    codes[i, t] = PERSONALISED
+    return out_rows, out_scores, codes, reason_rows
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) before the first real batch needs it."""
+    rows = np.array([[0, 1, -1]], np.int64)
+    flags = np.array([[1, 2, 0]], np.uint8)
+    valid = np.array([[True, True, False]])
+    rel = np.ones((1, 3), np.float32)
+    head = np.array([True, False])
+    age = np.zeros(2, np.float32)
+    rel, _, members, at_least, at_most = prepare_lists(
+        rows,
+        flags,
+        valid,
+        rel,
+        np.array([True]),
+        np.array([1], np.int64),
+        np.ones(1, np.float32),
+        rows,
+        np.ones((1, 3), np.float32),
+        np.zeros((1, 3), np.float32),
+        np.ones(3, np.float32),
+        head,
+        age,
+        1.0,
+        np.array([2, 1, 1, 1, 1], np.int64),
+        0.5,
+    )
+    negated_scores(rel, valid, members, np.array([0], np.int64))
+    finish_lists(
+        rows,
+        flags,
+        rel,
+        valid,
+        np.array([[0, 1, 0]], np.int64),
+        True,
+        np.ones((2, 2), np.float32),
+        np.zeros(2, np.int64),
+        age,
+        1.0,
+        members,
+        at_least,
+        at_most,
+        2,
+        0.5,
+        0.5,
+        -1,
+        rows,
+        0.8,
+    )
