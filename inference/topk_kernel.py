@@ -2,8 +2,14 @@
 
 The exact search's selection: at one to a few users per call over ~10k items, numpy's
 ``argpartition`` + gathers + ``argsort`` cost more in fixed overhead and copies than one
-pass with a bounded heap. The order is defined to the bit: by score, best first, ties
-by lower row first (``np.argsort(-scores, kind="stable")[:k]``); NaN scores rank last.
+compiled pass. The order is defined to the bit: by score, best first, ties by lower
+row first (``np.argsort(-scores, kind="stable")[:k]``); NaN scores rank last.
+
+Each column gets one unsigned 64-bit rank that sorts in exactly that order (the
+score's bits made order-preserving in the high half, the column in the low half), so
+the ``k`` smallest ranks are the answer whatever algorithm finds them: a quickselect,
+then a sort of those ``k``. (A bounded heap did the same in 2-3x the time on a
+9.7k-item catalog, and in ~50x on scores that rise with the row.)
 """
 
 from __future__ import annotations
@@ -13,70 +19,50 @@ from numba import njit
 
 __all__ = ["top_rows", "warm_up"]
 
-
-@njit(cache=True, nogil=True, inline="always")
-def _worse(sa: float, ra: int, sb: float, rb: int) -> bool:
-    """Whether ``(score sa, row ra)`` ranks below ``(sb, rb)``; NaN below any number."""
-    if sa != sa:
-        return sb == sb or ra > rb
-    if sb != sb:
-        return False
-    return sa < sb or (sa == sb and ra > rb)
+_LOW = 0xFFFFFFFF
 
 
 @njit(cache=True, nogil=True)
-def _sift_down(hs: np.ndarray, hr: np.ndarray, size: int, i: int) -> None:
-    """Restore the heap (worst at the root) below ``i``."""
-    while True:
-        lo = i
-        left, right = 2 * i + 1, 2 * i + 2
-        if left < size and _worse(hs[left], hr[left], hs[lo], hr[lo]):
-            lo = left
-        if right < size and _worse(hs[right], hr[right], hs[lo], hr[lo]):
-            lo = right
-        if lo == i:
-            return
-        hs[i], hs[lo] = hs[lo], hs[i]
-        hr[i], hr[lo] = hr[lo], hr[i]
-        i = lo
+def _ranks(bits: np.ndarray, out: np.ndarray) -> None:
+    """``out[j]``: column ``j``'s rank from its float32 ``bits``; smaller ranks better.
+
+    Floats map to unsigned keys in their order (negatives' bits inverted, positives'
+    sign bit set); -0.0 keys as 0.0 (they compare equal) and NaN below everything.
+    """
+    sign, low = np.uint64(0x80000000), np.uint64(_LOW)
+    for j in range(bits.shape[0]):
+        x = np.uint64(bits[j])
+        if (x & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000):
+            key = np.uint64(0)  # NaN
+        elif x == sign:
+            key = sign  # -0.0 as 0.0
+        elif x & sign:
+            key = ~x & low
+        else:
+            key = x | sign
+        out[j] = ((low - key) << np.uint64(32)) | np.uint64(j)
 
 
 @njit(cache=True, nogil=True)
 def top_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best columns of each row of ``(B, n)`` float32 ``scores``, best first.
+    """The ``k`` best columns of each row of C-contiguous ``(B, n)`` float32 ``scores``,
+    best first.
 
     ``k`` must be in ``[1, n]``. Returns ``(columns (B, k) int64, scores (B, k) float32)``.
     """
     b, n = scores.shape
+    bits = scores.view(np.uint32)
     out_rows = np.empty((b, k), np.int64)
     out_scores = np.empty((b, k), np.float32)
-    hs = np.empty(k, np.float32)
-    hr = np.empty(k, np.int64)
+    rank = np.empty(n, np.uint64)
+    low = np.uint64(_LOW)
     for u in range(b):
-        row = scores[u]
-        for j in range(k):
-            hs[j] = row[j]
-            hr[j] = j
-        for i in range(k // 2 - 1, -1, -1):
-            _sift_down(hs, hr, k, i)
-        for j in range(k, n):
-            s = row[j]
-            # a later row with the root's score ranks below it: only a strictly better
-            # score (or a number against a NaN root) takes its place
-            root = hs[0]
-            if s > root or (root != root and s == s):
-                hs[0] = s
-                hr[0] = j
-                _sift_down(hs, hr, k, 0)
-        # pop worst first into the back of the output
-        size = k
-        while size > 0:
-            size -= 1
-            out_scores[u, size] = hs[0]
-            out_rows[u, size] = hr[0]
-            hs[0] = hs[size]
-            hr[0] = hr[size]
-            _sift_down(hs, hr, size, 0)
+        _ranks(bits[u], rank)
+        best = np.sort(np.partition(rank, k - 1)[:k])
+        for i in range(k):
+            col = np.int64(best[i] & low)
+            out_rows[u, i] = col
+            out_scores[u, i] = scores[u, col]
     return out_rows, out_scores
 
 

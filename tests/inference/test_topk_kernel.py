@@ -82,3 +82,30 @@ def test_exact_topk_uses_ids_and_pads_beyond_the_catalog() -> None:
     ids, scores = exact_topk(np.array([[1.0, 0.5]], np.float32), vecs, 5, ids=[10, 11, 12])
     assert ids.tolist() == [[12, 10, 11, -1, -1]]
     np.testing.assert_array_equal(scores, [[1.5, 1.0, 0.5, -np.inf, -np.inf]])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300),
+    st.sampled_from(["rising", "falling", "signed zeros", "infinities"]),
+)
+def test_ordered_rows_zeros_and_infinities_in_the_defined_order(
+    seed: int, k: int, shape: str
+) -> None:
+    """Scores that rise or fall with the column (a heap's worst and best case), -0.0
+    against 0.0 (equal: the lower column first), and infinities with NaN."""
+    rng = np.random.default_rng(seed)
+    n = 300 + k
+    base = np.sort(rng.standard_normal(n)).astype(np.float32)
+    if shape == "falling":
+        base = base[::-1].copy()
+    elif shape == "signed zeros":
+        base = rng.choice(np.array([-0.0, 0.0, 1.0, -1.0], np.float32), n)
+    elif shape == "infinities":
+        base = rng.choice(np.array([np.inf, -np.inf, np.nan, 0.0, 2.5], np.float32), n)
+    scores = base[None, :]
+    rows, vals = top_rows(scores, k)
+    ref_rows, ref_vals = stable_reference(scores, k)
+    np.testing.assert_array_equal(rows, ref_rows)
+    assert vals.tobytes() == ref_vals.tobytes()
