@@ -48,11 +48,11 @@ log = logging.getLogger("freshet.live")
 
 _UNCHANGED = object()
 INLINE_USERS = 2
-"""Batches of at most this many users are scored on the event loop, larger ones in a
-worker thread (numpy, faiss, onnxruntime and the MMR kernel release the GIL for their
-heavy parts) so that the loop keeps fetching: all on the loop halved the 100k shop's
-saturated throughput. A thread hop (the pool's wake-up, the GIL passed twice, the loop
-woken through its self-pipe) costs CPU, and at light load nothing waits on the loop."""
+INLINE_IDLE_S = 0.05
+"""Batches of at most ``INLINE_USERS`` users, ``INLINE_IDLE_S`` or more after the last
+scoring, are scored on the loop: a thread hop (the pool's wake-up, the GIL passed twice,
+the loop's self-pipe) costs CPU, and at light load nothing waits. Others go to a thread,
+so the loop keeps fetching (all on the loop halved the 100k shop's saturated throughput)."""
 
 
 class LiveRecommender:
@@ -73,7 +73,6 @@ class LiveRecommender:
             read no catalog yet (at start, or in a new Redis generation); then the log.
         image_dir: Where this worker keeps its catalog image (``streams.core.catalog_image``),
             read at the first bundle load, written when caught up (``image_every_s``).
-        inline_users: Batches up to this size are scored on the loop (``INLINE_USERS``).
     """
 
     def __init__(
@@ -91,7 +90,6 @@ class LiveRecommender:
         catalog_snapshot: CatalogSnapshot | None = None,
         image_dir: Path | None = None,
         image_every_s: float = 300.0,
-        inline_users: int = INLINE_USERS,
     ) -> None:
         self.scorer = scorer
         self.bundle_dir = bundle_dir
@@ -101,7 +99,8 @@ class LiveRecommender:
         self.catalog_log = catalog_log
         self.change_source = change_source
         self.catalog_snapshot = catalog_snapshot
-        self.inline_users = inline_users
+        self.inline_users, self.inline_idle_s = INLINE_USERS, INLINE_IDLE_S
+        self._scored_at = 0.0  # monotonic end of the last scoring
         self.images: CatalogImages | None = None
         if image_dir is not None and catalog_snapshot is not None:
             self.images = CatalogImages(image_dir, catalog_snapshot, image_every_s)
@@ -142,11 +141,7 @@ class LiveRecommender:
             try:
                 bundle = await asyncio.to_thread(self.bundle_loader, self.bundle_dir, version)
             except Exception as exc:  # corrupt, incomplete or mismatched: keep serving
-                self._refuse(version)
-                log.error(
-                    "refused bundle %s: %s; still serving %s", version, exc, self.model_version
-                )
-                return False
+                return self._refuse(version, f": {exc}")
             restored, first = None, self.scorer.bundle is None and self.catalog_cursor == "0"
             if first and self.images is not None:
                 restored = await self.images.read(bundle, version)  # the first load only
@@ -157,9 +152,7 @@ class LiveRecommender:
                     records = await asyncio.to_thread(all_records, self.scorer.records)
                     catalog, index = await asyncio.to_thread(self.scorer.prepare, bundle, records)
             except Exception as exc:  # e.g. its content tower fails on our catalog
-                self._refuse(version)
-                log.error("refused bundle %s while preparing: %s", version, exc)
-                return False
+                return self._refuse(version, f" while preparing: {exc}")
             await self._swap_in(bundle, catalog, index, self._late)
             if restored is not None and self.images is not None:  # no await since the swap
                 self.scorer.records, self.catalog_cursor = restored.records, restored.cursor
@@ -213,9 +206,11 @@ class LiveRecommender:
                 scorer.catalog, rows, scorer.bundle.version, self.catalog_cursor, scorer.records
             )
 
-    def _refuse(self, version: str) -> None:
+    def _refuse(self, version: str, why: str) -> bool:
         self.refused_versions.add(version)
         self.scorer.stats.bundle_refusals += 1
+        log.error("refused bundle %s%s; still serving %s", version, why, self.model_version)
+        return False
 
     # --- catalog, popularity, trending ---------------------------------------------
     async def sync_catalog(self) -> int:
@@ -355,8 +350,8 @@ class LiveRecommender:
         return await self.compute_async(due, now_ms)
 
     async def compute_async(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
-        """The scorer, serialised with catalog and bundle changes, on the loop for up to
-        ``inline_users`` users, else in a worker thread (``INLINE_USERS``).
+        """The scorer, serialised with catalog and bundle changes, on the loop for a small
+        batch at light load, else in a worker thread (``INLINE_IDLE_S``).
 
         While nothing can be scored (no catalog yet, whether a bundle is loading or the
         worker serves model-free), the users are held and owed a list from
@@ -371,9 +366,13 @@ class LiveRecommender:
         if self._held:  # a newer state supersedes a held one
             self._held.release(u.user_id for u in users)
         async with self._lock:
-            if len(users) <= self.inline_users:
-                return self.scorer.score(users, now_ms)
-            return await asyncio.to_thread(self.scorer.score, users, now_ms)
+            idle = time.monotonic() - self._scored_at >= self.inline_idle_s
+            if idle and len(users) <= self.inline_users:
+                refresh = self.scorer.score(users, now_ms)
+            else:
+                refresh = await asyncio.to_thread(self.scorer.score, users, now_ms)
+            self._scored_at = time.monotonic()
+            return refresh
 
     def due_pending(self, now_ms: int) -> list[TouchedUser]:
         """Users whose debounce window closed, and those held until the scorer was ready."""

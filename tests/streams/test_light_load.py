@@ -1,8 +1,9 @@
 """At light load the real-time shell does no work that the events did not ask for.
 
-A batch of one or two users is scored on the event loop (no thread hop), larger ones
-in a worker thread; the trailing-edge timer waits while no user is owed a list, and
-wakes for a user deferred by the debounce or held until the scorer is ready.
+A batch of one or two users that comes after a pause is scored on the event loop (no
+thread hop); larger ones, and small ones close on the last, in a worker thread. The
+trailing-edge timer waits while no user is owed a list, and wakes for a user deferred
+by the debounce or held until the scorer is ready.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ async def test_small_batches_are_scored_on_the_loop_and_large_ones_in_a_thread(
 ) -> None:
     live = shell(tmp_path)
     live.scorer.swap_bundle(Bundle(12, prefix="i"))
+    live.inline_idle_s = 0.0  # every call counts as after a pause
     threads = scoring_threads(live)
     loop_thread = threading.get_ident()
     one = await live.compute_async([touched("u1", T0)], T0)
@@ -79,6 +81,18 @@ async def test_small_batches_are_scored_on_the_loop_and_large_ones_in_a_thread(
     assert threads[:2] == [loop_thread, loop_thread]
     assert threads[2] != loop_thread
     assert (len(one.lists), len(two.lists), len(three.lists)) == (1, 2, 3)
+
+
+async def test_a_small_batch_close_on_the_last_goes_to_a_thread(tmp_path: Path) -> None:
+    """Under load the loop keeps fetching and publishing while a batch is scored."""
+    live = shell(tmp_path)
+    live.scorer.swap_bundle(Bundle(12, prefix="i"))
+    live.inline_idle_s = 30.0
+    threads = scoring_threads(live)
+    loop_thread = threading.get_ident()
+    await live.compute_async([touched("u1", T0)], T0)  # the first: long after "the last"
+    await live.compute_async([touched("u2", T0)], T0)  # at once after it
+    assert threads[0] == loop_thread and threads[1] != loop_thread
 
 
 async def _owed_within(live: LiveRecommender, seconds: float) -> bool:
