@@ -31,6 +31,7 @@ from inference.fold_in import event_weights, fold_in_events
 from inference.fold_in import warm_up as fold_in_warm_up
 from inference.history_inputs import encoder_inputs, flatten_histories
 from inference.item_catalog import ItemCatalog
+from inference.item_catalog import warm_up as catalog_warm_up
 from inference.recommend import UserList, recommend
 from schemas.events import EVENT_TYPES
 from schemas.recommendation import Recommendation
@@ -98,7 +99,8 @@ class LiveScorer:
         )
         # Vectors of the items the bundle lacks, from their co-visitation neighbours.
         self.new_item_vectors = NewItemVectors(np.zeros(0, bool))
-        fold_in_warm_up()  # its compiled sums, before a scoring call needs them
+        fold_in_warm_up()  # compiled loops, before a scoring call needs them
+        catalog_warm_up()
 
     @property
     def model_version(self) -> str | None:

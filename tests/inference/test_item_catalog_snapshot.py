@@ -4,9 +4,11 @@ and what is rebuilt equal to a snapshot built from scratch."""
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference.candidates import ItemTable
-from inference.item_catalog import ItemCatalog
+from inference.item_catalog import ItemCatalog, _ages
 from streams.core.live_scorer import LiveScorer
 
 N, D = 40, 4
@@ -82,3 +84,18 @@ def test_trending_again_against_a_grown_catalog_finds_the_new_item() -> None:
     np.testing.assert_array_equal(scorer.trending_scores, [9.0, 8.0, 7.0])
     scorer.set_trending([("i2", 1.0)])
     assert scorer.trending_rows.tolist() == [2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.lists(
+        st.one_of(st.just(float("nan")), st.floats(0, 2e12, allow_nan=False)), max_size=40
+    ),
+    now=st.integers(0, 2 * 10**12),
+)
+def test_ages_are_the_numpy_form_bit_for_bit(first: list[float], now: int) -> None:
+    """Unknown first-seen times (NaN) as inf, future ones as 0, float32 seconds."""
+    seen = np.asarray(first, np.float64)
+    want = np.where(np.isnan(seen), np.inf, (now - seen) / 1000.0).astype(np.float32)
+    want = np.maximum(want, 0.0)
+    assert _ages(seen, np.float64(now)).tobytes() == want.tobytes()
