@@ -70,9 +70,13 @@ class GenerationFollower:
         pointer read after "not paused" is the old one only if the pause began in
         between, which the replay's grace period and fence cover.
         """
+        for key in self.read_keys():
+            pipe.get(key)
+
+    def read_keys(self) -> tuple[str, str]:
+        """The keys the check reads, in ``admit``'s order: the pause flag, the pointer."""
         keys = Keyspace(self.namespace)
-        pipe.get(pause_key(keys))
-        pipe.get(keys.generation_pointer)
+        return pause_key(keys), keys.generation_pointer
 
     async def admit(self, paused: Any, pointer: Any) -> bool:
         """Whether a read that carried ``queue``'s values stands.

@@ -12,9 +12,13 @@ check again, so no id can address another user's keys.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from schemas.codec import ID_RE
+
+_ID_LINES = re.compile(f"(?:(?:{ID_RE.pattern})\n)*")
 
 
 class InvalidKeyId(ValueError):
@@ -52,6 +56,19 @@ class Keyspace:
     def user(self, partition: int, user_id: str) -> str:
         """Hash with the user's state blob, embedding and latest list."""
         return f"{self._p(partition)}:u:{_checked(user_id)}"
+
+    def users(self, partition: int, user_ids: Sequence[str]) -> list[str]:
+        """``user`` of each id, the ids checked by one match over them all.
+
+        >>> Keyspace("ns").users(3, ["a", "b"]) == [Keyspace("ns").user(3, u) for u in "ab"]
+        True
+        """
+        lines = "".join([f"{u}\n" for u in user_ids])
+        if _ID_LINES.fullmatch(lines) is None or lines.count("\n") != len(user_ids):
+            for uid in user_ids:
+                _checked(uid)  # raises for the first id not allowed
+        prefix = f"{self._p(partition)}:u:"
+        return [prefix + uid for uid in user_ids]
 
     def watermark(self, partition: int) -> str:
         """Offset of the last applied source record of the partition."""

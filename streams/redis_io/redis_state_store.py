@@ -1,7 +1,7 @@
 """The Redis backend of the state store (redis-py asyncio, hiredis parser).
 
-Reads of a batch go out in one pipelined round trip, the worker's generation check
-(``guard``) in front of them. Writes of a batch are one Lua
+Reads of a batch are one script call (a cluster: one pipelined round trip), the
+worker's generation check (``guard``) in front of them. Writes of a batch are one Lua
 script call: the users' states, their embeddings and lists, the item popularity
 increments and each partition's offset watermark change together or not at all, and
 only if every partition's watermark is still the one the batch read (a fence against a
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, Protocol
 
 import orjson
@@ -37,10 +38,17 @@ from streams.core.state_store import (
 from streams.redis_io.keyspace import Keyspace
 
 # ARGV[1] is m, the number of fenced partitions: KEYS[1..m] are their watermark keys and
-# ARGV[2..m+1] the watermarks the batch read. Then, per command: name, index of its key
-# in KEYS, argument count, arguments. Every fence is checked before anything is written,
-# so a stale partition leaves the whole call without effect. Returns nil once applied,
-# or "<fence index>:<stored watermark>" for the first fence that does not hold.
+# ARGV[2..m+1] the watermarks the batch read. Then groups of commands, each starting
+# "<op>, <key index>, <n>":
+#   C: one command on KEYS[k]: its name, then n arguments;
+#   Z: ZINCRBY on KEYS[k], n (member, increment) pairs;
+#   I: HINCRBY on KEYS[k], n (field, increment) pairs;
+#   H: HSET of one field on n keys from KEYS[k] on: the field, then n values.
+# A batch's popularity and users go as a few groups, not a command each: redis-py's
+# packing and our building of the arguments cost per argument, in Python. Every fence is
+# checked before anything is written, so a stale partition leaves the whole call without
+# effect. Returns nil once applied, or "<fence index>:<stored watermark>" for the first
+# fence that does not hold.
 _FENCED_WRITE = """
 local m = tonumber(ARGV[1])
 for f = 1, m do
@@ -51,23 +59,53 @@ for f = 1, m do
 end
 local i = m + 2
 while i <= #ARGV do
-  local n = tonumber(ARGV[i + 2])
-  local cmd = {ARGV[i], KEYS[tonumber(ARGV[i + 1])]}
-  for j = 1, n do
-    cmd[j + 2] = ARGV[i + 2 + j]
+  local op, k, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  if op == 'Z' or op == 'I' then
+    local name = op == 'Z' and 'ZINCRBY' or 'HINCRBY'
+    local key = KEYS[k]
+    for j = i + 3, i + 1 + 2 * n, 2 do
+      if op == 'Z' then
+        redis.call(name, key, ARGV[j + 1], ARGV[j])
+      else
+        redis.call(name, key, ARGV[j], ARGV[j + 1])
+      end
+    end
+    i = i + 3 + 2 * n
+  elseif op == 'H' then
+    local field = ARGV[i + 3]
+    for j = 0, n - 1 do
+      redis.call('HSET', KEYS[k + j], field, ARGV[i + 4 + j])
+    end
+    i = i + 4 + n
+  else
+    local cmd = {ARGV[i + 3], KEYS[k]}
+    for j = 1, n do
+      cmd[j + 2] = ARGV[i + 3 + j]
+    end
+    redis.call(unpack(cmd))
+    i = i + 4 + n
   end
-  redis.call(unpack(cmd))
-  i = i + 3 + n
 end
 return nil
 """
 
-# The state read of every user of a batch as one command: KEYS are the users' hashes;
-# returns, per key, the values of fields s, e and r (nil where absent).
-_READ_USERS = """
+# A batch's whole read as one command (standalone Redis): ARGV[1] is g, the guard's keys
+# (KEYS[1..g], read by GET), ARGV[2] is the number of partitions, each with its
+# watermark and meta keys next in KEYS; the rest of KEYS are the users' hashes. Returns
+# one flat array: the g guard values, each partition's watermark and trend reference,
+# then per user the values of fields s, e and r (nil where absent).
+_READ_BATCH = """
+local g, np = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
-for i, key in ipairs(KEYS) do
-  out[i] = redis.call('HMGET', key, 's', 'e', 'r')
+for i = 1, g do
+  out[i] = redis.call('GET', KEYS[i])
+end
+for i = g + 1, g + 2 * np, 2 do
+  out[i] = redis.call('GET', KEYS[i])
+  out[i + 1] = redis.call('HGET', KEYS[i + 1], 'trend_ref')
+end
+for i = g + 2 * np + 1, #KEYS do
+  out[i] = redis.call('HMGET', KEYS[i], 's', 'e', 'r')
 end
 return out
 """
@@ -82,6 +120,8 @@ class ReadGuard(Protocol):
     the state's, ``admit`` judges their values; False means read again."""
 
     def queue(self, pipe: Any) -> None: ...
+
+    def read_keys(self) -> tuple[str, str]: ...
 
     async def admit(self, first: Any, second: Any) -> bool: ...
 
@@ -103,38 +143,12 @@ class RedisStateStore:
         self.half_life_s = trending_half_life_s
         self.round_trips = 0
         self._script: Any = None
-        self._read_sha: str | None = None  # _READ_USERS, loaded on the first read
+        self._read_sha: str | None = None  # _READ_BATCH, loaded on the first read
         self.guard: ReadGuard | None = None
 
     async def read(self, reads: Sequence[PartitionRead]) -> dict[int, PartitionSnapshot]:
-        # Standalone Redis: the users' hashes are read by one script call in the
-        # pipeline, not an HMGET each; redis-py's cost per queued command was most of
-        # the read's CPU. A cluster keeps the HMGETs (a batch's users span slots).
-        one_call = not self.cluster and any(r.user_ids for r in reads)
-        if one_call and self._read_sha is None:
-            self._read_sha = _s(await self.client.script_load(_READ_USERS))
         while True:
-            pipe = self.client.pipeline(transaction=False)
-            if self.guard is not None:
-                self.guard.queue(pipe)
-            for r in reads:
-                pipe.get(self.keys.watermark(r.partition))
-                pipe.hget(self.keys.partition_meta(r.partition), "trend_ref")
-                if not one_call:
-                    for uid in r.user_ids:
-                        pipe.hmget(self.keys.user(r.partition, uid), "s", "e", "r")
-            if one_call:
-                keys = [self.keys.user(r.partition, u) for r in reads for u in r.user_ids]
-                pipe.evalsha(self._read_sha, len(keys), *keys)
-            try:
-                results = await pipe.execute()
-            except NoScriptError:  # Redis restarted or flushed its scripts
-                self._read_sha = _s(await self.client.script_load(_READ_USERS))
-                continue
-            finally:
-                self.round_trips += 1
-            if one_call:
-                results = _interleave(results, reads, 0 if self.guard is None else 2)
+            results = await (self._read_pipelined(reads) if self.cluster else self._read_one(reads))
             if self.guard is None:
                 pos = 0
                 break
@@ -159,30 +173,81 @@ class RedisStateStore:
             )
         return out
 
-    def _write_commands(self, w: PartitionWrite) -> list[tuple[Any, ...]]:
-        """The commands that apply one partition's write, each ``(name, key, *args)``."""
+    async def _read_one(self, reads: Sequence[PartitionRead]) -> list[Any]:
+        """Standalone Redis: the guard's values, then per partition its watermark, its
+        trend reference and its users' rows, by one script call (``_READ_BATCH``).
+
+        One command, not a pipeline of one per key: redis-py's cost per queued command
+        was most of the read's CPU.
+        """
+        keys: list[str] = [] if self.guard is None else list(self.guard.read_keys())
+        head = len(keys)
+        for r in reads:
+            keys += (self.keys.watermark(r.partition), self.keys.partition_meta(r.partition))
+        for r in reads:
+            if r.user_ids:
+                keys += self.keys.users(r.partition, r.user_ids)
+        while True:
+            if self._read_sha is None:
+                self._read_sha = _s(await self.client.script_load(_READ_BATCH))
+            try:
+                results = await self.client.evalsha(
+                    self._read_sha, len(keys), *keys, head, len(reads)
+                )
+                break
+            except NoScriptError:  # Redis restarted or flushed its scripts
+                self._read_sha = None
+            finally:
+                self.round_trips += 1
+        return _per_partition(results, reads, head)
+
+    async def _read_pipelined(self, reads: Sequence[PartitionRead]) -> list[Any]:
+        """A cluster: the same replies by a pipeline of one command per key (a batch's
+        users span slots)."""
+        pipe = self.client.pipeline(transaction=False)
+        if self.guard is not None:
+            self.guard.queue(pipe)
+        for r in reads:
+            pipe.get(self.keys.watermark(r.partition))
+            pipe.hget(self.keys.partition_meta(r.partition), "trend_ref")
+            for uid in r.user_ids:
+                pipe.hmget(self.keys.user(r.partition, uid), "s", "e", "r")
+        try:
+            return list(await pipe.execute())
+        finally:
+            self.round_trips += 1
+
+    def _write_args(self, w: PartitionWrite, keys: list[str], args: list[Any]) -> None:
+        """Append one partition's write to the script's ``keys`` and ``args`` (the op
+        groups of ``_FENCED_WRITE``), in the order Redis applies them."""
+
+        def key_at(key: str) -> int:
+            keys.append(key)
+            return len(keys)
+
         trend_key = self.keys.trend(w.partition)
-        cmds: list[tuple[Any, ...]] = []
+        trend = key_at(trend_key)
         if w.rebase_factor is not None:
-            cmds.append(("ZUNIONSTORE", trend_key, 1, trend_key, "WEIGHTS", w.rebase_factor))
-            cmds.append(("ZREMRANGEBYSCORE", trend_key, "-inf", TREND_FLOOR))
-        for item, inc in w.popularity.trend.items():
-            cmds.append(("ZINCRBY", trend_key, inc, item))
-        counts_key = self.keys.counts(w.partition)
-        for item, n in w.popularity.counts.items():
-            cmds.append(("HINCRBY", counts_key, item, n))
-        for uid in w.states.keys() | w.embeddings.keys() | w.latest.keys():
-            fields: list[Any] = []
-            if uid in w.states:
-                fields += ["s", orjson.dumps(w.states[uid].to_obj())]
-            if uid in w.embeddings:
-                fields += ["e", w.embeddings[uid]]
-            if uid in w.latest:
-                fields += ["r", w.latest[uid]]
-            cmds.append(("HSET", self.keys.user(w.partition, uid), *fields))
-        cmds.append(("SET", self.keys.watermark(w.partition), w.watermark))
-        cmds.append(("HSET", self.keys.partition_meta(w.partition), "trend_ref", w.trend_ref_ms))
-        return cmds
+            args += ("C", trend, 4, "ZUNIONSTORE", 1, trend_key, "WEIGHTS", w.rebase_factor)
+            args += ("C", trend, 2, "ZREMRANGEBYSCORE", "-inf", TREND_FLOOR)
+        if w.popularity.trend:
+            args += ("Z", trend, len(w.popularity.trend))
+            args += chain.from_iterable(w.popularity.trend.items())
+        if w.popularity.counts:
+            args += ("I", key_at(self.keys.counts(w.partition)), len(w.popularity.counts))
+            args += chain.from_iterable(w.popularity.counts.items())
+        p = w.partition
+        for field, values in (
+            ("s", {uid: orjson.dumps(s.to_obj()) for uid, s in w.states.items()}),
+            ("e", w.embeddings),
+            ("r", w.latest),
+        ):
+            if values:
+                first = len(keys) + 1
+                keys += self.keys.users(p, list(values))
+                args += ("H", first, len(values), field, *values.values())
+        args += ("C", key_at(self.keys.watermark(p)), 1, "SET", w.watermark)
+        args += ("C", key_at(self.keys.partition_meta(p)), 2, "HSET", "trend_ref", w.trend_ref_ms)
 
     async def write(self, writes: Sequence[PartitionWrite]) -> None:
         """Write every partition's changes atomically, fenced on the watermarks read.
@@ -211,15 +276,12 @@ class RedisStateStore:
     async def _write_scripted(self, writes: Sequence[PartitionWrite]) -> None:
         """Partitions' writes as one script call, fenced inside the script."""
         fenced = [w for w in writes if w.expected_watermark is not None]
-        keys: dict[str, int] = {}
-        for w in fenced:
-            keys.setdefault(self.keys.watermark(w.partition), len(keys) + 1)
-        if len(keys) != len(fenced):
+        keys = [self.keys.watermark(w.partition) for w in fenced]
+        if len(set(keys)) != len(fenced):
             raise ValueError("two writes for one partition in a batch")
         args: list[Any] = [len(fenced), *(w.expected_watermark for w in fenced)]
         for w in writes:
-            for name, key, *rest in self._write_commands(w):
-                args += [name, keys.setdefault(key, len(keys) + 1), len(rest), *rest]
+            self._write_args(w, keys, args)
         if self._script is None:
             self._script = self.client.register_script(_FENCED_WRITE)
         stale = await self._script(keys=list(keys), args=args)
@@ -300,15 +362,14 @@ class RedisStateStore:
         return total
 
 
-def _interleave(results: list[Any], reads: Sequence[PartitionRead], head: int) -> list[Any]:
-    """The one-call read's replies in the per-command layout: the ``head`` guard
-    replies, then per partition its watermark, its trend reference and its users' rows."""
-    rows = results[-1]
+def _per_partition(results: list[Any], reads: Sequence[PartitionRead], head: int) -> list[Any]:
+    """``_READ_BATCH``'s reply in the pipelined layout: the ``head`` guard values, then
+    per partition its watermark, its trend reference and its users' rows."""
     out = results[:head]
-    at = 0
+    at = head + 2 * len(reads)
     for i, r in enumerate(reads):
         out += results[head + 2 * i : head + 2 * i + 2]
-        out += rows[at : at + len(r.user_ids)]
+        out += results[at : at + len(r.user_ids)]
         at += len(r.user_ids)
     return out
 

@@ -185,6 +185,29 @@ def test_injection_ids_cannot_become_keys(bad: str) -> None:
         KEYS.user(0, bad)
 
 
+@pytest.mark.parametrize("bad", INJECTION_IDS)
+def test_injection_ids_cannot_become_keys_in_a_batch_either(bad: str) -> None:
+    with pytest.raises(InvalidKeyId):
+        KEYS.users(0, ["alice", bad, "bob"])
+
+
+@seed(6)
+@hsettings(max_examples=500, database=None, deadline=None)
+@given(
+    st.lists(st.one_of(st.sampled_from(["a", "u-1", "x@y.z", "a\nb", "b\n"]), st.text(max_size=20)))
+)
+def test_batch_user_keys_are_the_user_keys(user_ids: list[str]) -> None:
+    """``users`` (one check over a batch's ids) refuses exactly what ``user`` refuses,
+    and builds the same keys otherwise: ids joined with a newline cannot pass as two."""
+    try:
+        one_by_one = [KEYS.user(3, u) for u in user_ids]
+    except InvalidKeyId:
+        with pytest.raises(InvalidKeyId):
+            KEYS.users(3, user_ids)
+        return
+    assert KEYS.users(3, user_ids) == one_by_one
+
+
 @seed(5)
 @hsettings(max_examples=500, database=None, deadline=None)
 @given(st.text(max_size=140), st.integers(0, 63))
