@@ -18,7 +18,7 @@ from inference.list_metrics import popularity_head
 from inference.rerank_kernels import warm_up as rerank_warm_up
 from inference.topk_kernel import warm_up as topk_warm_up
 
-__all__ = ["mmr_kernel", "mmr_kernel_at", "select_at", "select_one", "warm_up"]
+__all__ = ["MAX_GROUPS", "mmr_kernel", "mmr_kernel_at", "select_at", "select_one", "warm_up"]
 
 
 @njit(cache=True, nogil=True)
@@ -35,65 +35,62 @@ def _minmax(rel: np.ndarray, ok: np.ndarray, out: np.ndarray) -> None:
         out[j] = (np.float64(rel[j]) - lo) / span if (good and ok[j]) else 0.0
 
 
+MAX_GROUPS = 62  # quota groups are held as bits of an int64
+
+
 @njit(cache=True, nogil=True)
-def _enforce_minimums(
+def _restrict_by_bits(
     eligible: np.ndarray,
-    members: np.ndarray,
+    bits: np.ndarray,
+    avail: np.int64,
     at_least: np.ndarray,
     group_count: np.ndarray,
     remaining: int,
-    out: np.ndarray,
-    must: np.ndarray,
-    short: np.ndarray,
 ) -> None:
-    """Restrict a step to quota groups that would otherwise miss their minimum.
+    """Restrict a step, in place, to quota groups that would otherwise miss their minimum.
 
-    A group whose outstanding minimum equals the remaining slots must be picked from
-    (members of several such groups: their intersection). Otherwise, once all
-    outstanding minimums together fill the remaining slots, the pick must come from
-    some group still short. ``must`` and ``short`` are scratch arrays; ``out`` gets the
-    restricted eligibility.
+    A group whose outstanding minimum fills the remaining slots must be picked from
+    (members of several such groups: their intersection, as long as one is eligible).
+    Otherwise, once all outstanding minimums together fill the remaining slots, the
+    pick must come from some group still short. ``required`` collects the tight groups
+    in group order, each only if some eligible candidate is in all of them so far;
+    ``short`` the groups with an outstanding minimum.
     """
-    n_groups, c = members.shape
-    must[:] = eligible
-    short[:] = False
     need_total = 0
-    for g in range(n_groups):
-        avail = False
-        for j in range(c):
-            if eligible[j] and members[g, j]:
-                avail = True
-                break
-        need = max(at_least[g] - group_count[g], 0) if avail else 0
+    short = np.int64(0)
+    required = np.int64(0)
+    for g in range(at_least.shape[0]):
+        bit = np.int64(1) << g
+        need = max(at_least[g] - group_count[g], 0) if avail & bit else 0
         need_total += need
-        tight = need >= remaining
-        any_narrowed = False
-        for j in range(c):
-            if need > 0 and members[g, j]:
-                short[j] = True
-            if must[j] and (members[g, j] or not tight):
-                any_narrowed = True
-        if any_narrowed and tight:
-            for j in range(c):
-                must[j] = must[j] and members[g, j]
-    forced = False
-    if need_total >= remaining:
-        for j in range(c):
-            if eligible[j] and short[j]:
-                forced = True
+        if need > 0:
+            short |= bit
+        if need >= remaining and need > 0:
+            want = required | bit
+            for j in range(eligible.shape[0]):
+                if eligible[j] and (bits[j] & want) == want:
+                    required = want
+                    break
+    narrowing = False
+    if required:
+        for j in range(eligible.shape[0]):
+            if eligible[j] and (bits[j] & required) != required:
+                narrowing = True
                 break
-    tight_any = False
-    for j in range(c):
-        if must[j] != eligible[j]:
-            tight_any = True
+    if narrowing:
+        for j in range(eligible.shape[0]):
+            eligible[j] = eligible[j] and (bits[j] & required) == required
+        return
+    if need_total < remaining:
+        return
+    forced = False
+    for j in range(eligible.shape[0]):
+        if eligible[j] and bits[j] & short:
+            forced = True
             break
-    for j in range(c):
-        if tight_any:
-            out[j] = must[j]
-        elif forced:
-            out[j] = eligible[j] and short[j]
-        else:
-            out[j] = eligible[j]
+    if forced:
+        for j in range(eligible.shape[0]):
+            eligible[j] = eligible[j] and (bits[j] & short) != 0
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -128,25 +125,27 @@ def select_one(
     cat_count = np.zeros(c, np.int64)
     group_count = np.zeros(n_groups, np.int64)
     eligible = np.empty(c, np.bool_)
-    narrowed = np.empty(c, np.bool_)
-    must = np.empty(c, np.bool_)
-    short = np.empty(c, np.bool_)
+    bits = np.zeros(c, np.int64)  # each candidate's groups as a bit set
+    for j in range(c):
+        for g in range(n_groups):
+            if members[g, j]:
+                bits[j] |= np.int64(1) << g
     for step in range(k):
+        capped = np.int64(0)  # groups at their maximum
+        for g in range(n_groups):
+            if group_count[g] >= at_most[g]:
+                capped |= np.int64(1) << g
+        avail = np.int64(0)  # groups with an eligible member
         for j in range(c):
             e = ok0[j] and not taken[j]
             if e and category_cap >= 0 and cats[j] >= 0 and cat_count[j] >= category_cap:
                 e = False
             if e:
-                for g in range(n_groups):
-                    if members[g, j] and group_count[g] >= at_most[g]:
-                        e = False
-                        break
+                e = (bits[j] & capped) == 0
+                avail |= bits[j] if e else 0
             eligible[j] = e
         if n_groups:
-            _enforce_minimums(
-                eligible, members, at_least, group_count, k - step, narrowed, must, short
-            )
-            eligible[:] = narrowed
+            _restrict_by_bits(eligible, bits, avail, at_least, group_count, k - step)
         best = -1
         best_score = -np.inf
         for j in range(c):
@@ -313,6 +312,11 @@ def _select_batch_at(
     return picked
 
 
+def _check_groups(members: npt.NDArray[np.bool_]) -> None:
+    if members.shape[0] > MAX_GROUPS:
+        raise ValueError(f"{members.shape[0]} quota groups; at most {MAX_GROUPS}")
+
+
 def mmr_kernel_at(
     rel: npt.NDArray[np.float32],
     valid: npt.NDArray[np.bool_],
@@ -333,6 +337,7 @@ def mmr_kernel_at(
     ``rel``, ``valid``, ``rows`` and ``members`` (``(G, B, C)``) span the whole
     candidate axis; vectors and categories are read from the catalog by row.
     """
+    _check_groups(members)
     return _select_batch_at(
         np.ascontiguousarray(rel, np.float32),
         np.ascontiguousarray(valid, np.bool_),
@@ -364,6 +369,7 @@ def mmr_kernel(
     category_cap: int | None,
 ) -> npt.NDArray[np.int64]:
     """``(B, k)`` picked positions; ``members`` is ``(G, B, C)``, the limits ``(G, B)``."""
+    _check_groups(members)
     return _select_batch(
         np.ascontiguousarray(rel, np.float32),
         np.ascontiguousarray(unit, np.float32),
