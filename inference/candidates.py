@@ -18,9 +18,8 @@ from inference.rerank import (
     FROM_COVISIT,
     FROM_EXPLORATION,
     FROM_TRENDING,
-    later_duplicates,
 )
-from inference.rerank_kernels import merged_flags
+from inference.rerank_kernels import merge_sources
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -156,19 +155,14 @@ def gather_candidates(
     if warm.any() and k_ann > 0:
         found, _ = index.search(user_vecs[warm], k_ann)
         ann[warm] = found
-    trend = np.broadcast_to(
-        np.asarray(trending, dtype=np.int64).reshape(-1)[:n_candidates],
-        (b, min(len(trending), n_candidates)),
-    )
+    trend = np.asarray(trending, dtype=np.int64).reshape(-1)[:n_candidates]
     tail = items.tail_rows
     if tail.size and explore_pool > 0:
         explore = tail[rng.integers(0, tail.size, size=(b, explore_pool))]
     else:
         explore = np.full((b, 0), -1, dtype=np.int64)
     cov = np.full((b, 0), -1, np.int64) if covisit is None else np.asarray(covisit, np.int64)
-    rows = np.concatenate([ann, cov, trend, explore], axis=1)
-    widths = [part.shape[1] for part in (ann, cov, trend, explore)]
-    source = np.repeat(SOURCE_ORDER, widths)[None, :].repeat(b, axis=0)
-    return Candidates(
-        rows=np.where(later_duplicates(rows), -1, rows), flags=merged_flags(rows, source)
+    rows, flags = merge_sources(
+        ann, np.ascontiguousarray(cov), np.ascontiguousarray(trend), explore, SOURCE_ORDER
     )
+    return Candidates(rows=rows, flags=flags)

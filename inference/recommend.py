@@ -241,7 +241,7 @@ def candidate_batch(
         overfetch=min(excluded.shape[1], config.max_overfetch),
         covisit=cv_rows,
     )
-    valid = exclusion_mask(cands.rows, excluded, items.removed, allow)
+    valid = exclusion_mask(cands.rows, excluded, items.removed, allow, unique=True)
     return CandidateBatch(u, warm, cands, valid, trend_rows, trend_scores, cv_rows, cv_scores)
 
 

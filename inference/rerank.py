@@ -116,6 +116,7 @@ def exclusion_mask(
     exclude: IntArray,
     removed: BoolArray,
     allow: ItemFilter | None = None,
+    unique: bool = False,
 ) -> BoolArray:
     """Which candidates may be shown: present, not removed, not excluded, allowed, first copy.
 
@@ -124,6 +125,7 @@ def exclusion_mask(
         exclude: ``(B, E)`` per-user excluded rows (seen, purchased), -1 padded.
         removed: ``(n,)`` catalog mask of removed items.
         allow: Optional business hook returning a ``(B, C)`` allowed mask.
+        unique: No row holds an item twice (``Candidates``), so no copy is looked for.
 
     Returns:
         ``(B, C)`` mask; a duplicate of an earlier candidate in the same row is False.
@@ -133,6 +135,7 @@ def exclusion_mask(
         np.ascontiguousarray(cand, np.int64),
         np.ascontiguousarray(exclude, np.int64),
         np.ascontiguousarray(removed, np.bool_),
+        unique,
     )
     if allow is not None:
         allowed = np.asarray(allow(np.where(ok, cand, -1)), dtype=bool)

@@ -16,6 +16,7 @@ __all__ = [
     "allowed_first_copies",
     "covisit_lookup",
     "later_duplicates_kernel",
+    "merge_sources",
     "merged_flags",
     "stable_order",
     "warm_up",
@@ -83,24 +84,78 @@ def merged_flags(rows: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def allowed_first_copies(cand: np.ndarray, exclude: np.ndarray, removed: np.ndarray) -> np.ndarray:
+def merge_sources(
+    ann: np.ndarray,
+    covisit: np.ndarray,
+    trending: np.ndarray,
+    explore: np.ndarray,
+    source: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate rows joined from the sources, each item once per row, and their flags.
+
+    ``ann``, ``covisit`` and ``explore`` are ``(B, w)`` rows per user (-1 padded),
+    ``trending`` ``(s,)`` rows offered to every user, ``source`` the four blocks'
+    flags. The same as ``np.concatenate([ann, covisit, trending, explore])`` with
+    ``later_duplicates`` set to -1 and ``merged_flags`` of the joined rows (a later
+    copy keeps its item's union of flags), in one sort per row.
+    """
+    first, second, last, shared = ann, covisit, explore, trending
+    b = first.shape[0]
+    w1, w2, w3, ws = first.shape[1], second.shape[1], last.shape[1], shared.shape[0]
+    c = w1 + w2 + ws + w3
+    rows = np.empty((b, c), np.int64)
+    flags = np.zeros((b, c), np.uint8)
+    col_flag = np.empty(c, np.uint8)
+    col_flag[:w1] = source[0]
+    col_flag[w1 : w1 + w2] = source[1]
+    col_flag[w1 + w2 : w1 + w2 + ws] = source[2]
+    col_flag[w1 + w2 + ws :] = source[3]
+    for i in range(b):
+        r = rows[i]
+        r[:w1] = first[i]
+        r[w1 : w1 + w2] = second[i]
+        r[w1 + w2 : w1 + w2 + ws] = shared
+        r[w1 + w2 + ws :] = last[i]
+        order = stable_order(r)
+        lo = 0
+        while lo < c:
+            item = r[order[lo]]
+            hi = lo
+            union = np.uint8(0)
+            while hi < c and r[order[hi]] == item:
+                union |= col_flag[order[hi]]
+                hi += 1
+            if item >= 0:
+                for t in range(lo, hi):
+                    flags[i, order[t]] = union
+            for t in range(lo + 1, hi):
+                r[order[t]] = -1  # a later copy (the stable order puts the first first)
+            lo = hi
+    return rows, flags
+
+
+@njit(cache=True, nogil=True)
+def allowed_first_copies(
+    cand: np.ndarray, exclude: np.ndarray, removed: np.ndarray, unique: bool = False
+) -> np.ndarray:
     """``(B, C)``: present, in the catalog, not removed, not excluded, first copy in its row.
 
     ``exclude`` is ``(B, E)`` rows per user, -1 padded (entries outside the catalog
-    exclude nothing).
+    exclude nothing). ``unique``: the caller knows no row holds an item twice (merged
+    candidates), so the sort that finds later copies is skipped.
     """
     b, c = cand.shape
     n = removed.shape[0]
     out = np.zeros((b, c), np.bool_)
     for i in range(b):
         ex = np.sort(exclude[i])
-        order = stable_order(cand[i])
+        order = np.arange(c) if unique else stable_order(cand[i])
         for t in range(c):
             j = order[t]
             r = cand[i, j]
             if r < 0 or r >= n or removed[r]:
                 continue
-            if t > 0 and cand[i, order[t - 1]] == r:
+            if not unique and t > 0 and cand[i, order[t - 1]] == r:
                 continue  # a later copy
             at = np.searchsorted(ex, r)
             if at < ex.shape[0] and ex[at] == r:
@@ -135,4 +190,6 @@ def warm_up() -> None:
     later_duplicates_kernel(rows)
     merged_flags(rows, np.ones((1, 3), np.uint8))
     allowed_first_copies(rows, np.full((1, 1), -1, np.int64), np.zeros(2, np.bool_))
+    allowed_first_copies(rows, np.full((1, 1), -1, np.int64), np.zeros(2, np.bool_), True)
+    merge_sources(rows, rows, np.ones(2, np.int64), rows, np.arange(4, dtype=np.uint8))
     covisit_lookup(rows, np.ones((1, 3), np.bool_), rows, np.ones((1, 3), np.float32))

@@ -21,7 +21,7 @@ from inference.rerank import (
     shortlist,
     take_rows,
 )
-from inference.rerank_kernels import covisit_lookup, merged_flags, stable_order
+from inference.rerank_kernels import covisit_lookup, merge_sources, merged_flags, stable_order
 
 
 def ref_later_duplicates(cand: np.ndarray) -> np.ndarray:
@@ -87,6 +87,31 @@ def test_candidate_kernels_match_the_numpy_forms(
         exclusion_mask(cand, exclude, removed), ref_exclusion(cand, exclude, removed)
     )
     np.testing.assert_array_equal(merged_flags(cand, source), ref_merge_flags(cand, source))
+
+
+@settings(max_examples=200, deadline=None)
+@given(widths=st.tuples(*[st.integers(0, 12)] * 4), b=st.integers(1, 4), seed=st.integers(0, 2**31))
+def test_merged_sources_are_the_joined_blocks_deduplicated_with_their_flags(
+    widths: tuple[int, int, int, int], b: int, seed: int
+) -> None:
+    """One kernel for ``gather_candidates``' join, later copies and flag union (as before:
+    ``np.concatenate``, ``later_duplicates`` then ``merged_flags`` of the joined rows)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 20))  # few items: many repeats within and across blocks
+    ann, cov, explore = (rng.integers(-1, n, size=(b, w)) for w in widths[:3])
+    trend = rng.integers(-1, n, size=widths[3])
+    order = np.array([1, 8, 2, 4], np.uint8)
+    rows, flags = merge_sources(ann, cov, trend, explore, order)
+    joined = np.concatenate([ann, cov, np.broadcast_to(trend, (b, trend.size)), explore], axis=1)
+    source = np.repeat(order, [ann.shape[1], cov.shape[1], trend.size, explore.shape[1]])
+    source = np.broadcast_to(source, joined.shape)
+    np.testing.assert_array_equal(rows, np.where(ref_later_duplicates(joined), -1, joined))
+    np.testing.assert_array_equal(flags, ref_merge_flags(joined, source))
+    # rows without repeats: the exclusion mask may skip its search for copies
+    exclude, removed = rng.integers(-1, n, size=(b, 3)), rng.random(n) < 0.2
+    np.testing.assert_array_equal(
+        exclusion_mask(rows, exclude, removed, unique=True), exclusion_mask(rows, exclude, removed)
+    )
 
 
 def test_exclusion_known_answer() -> None:
