@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from schemas.codec import DecodeLimits, Refusal, decode_interaction
+from schemas.codec import DecodeLimits, Refusal, decode_interactions
 from schemas.dead_letter import DeadLetter
 from schemas.events import InteractionEvent
 from schemas.topics import event_key
@@ -129,8 +129,8 @@ def decode_records(
     good: list[tuple[SourceRecord, InteractionEvent]] = []
     bad: list[DeadLetter] = []
     failed_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    for rec in records:
-        decoded = decode_interaction(rec.value, limits, now_ms)
+    decoded_all = decode_interactions([rec.value for rec in records], limits, now_ms)
+    for rec, decoded in zip(records, decoded_all, strict=True):
         if isinstance(decoded, Refusal):
             bad.append(refuse(rec, decoded, failed_ms))
         elif rec.key != event_key(decoded.user_id):

@@ -1,0 +1,138 @@
+"""``decode_interactions`` gives, value for value, what ``decode_interaction`` gives alone.
+
+The worker decodes each micro-batch with the bulk decoder; a value that misses one of
+its checks goes to the one-by-one decoder, so a refused record keeps its reason and its
+place. Batches of valid events get one fault planted in a field (wrong types, ids with
+a newline or a space, bools and non-finite numbers as values, out-of-range times,
+context keys and values the contract refuses, unknown and missing fields, cut or
+non-UTF-8 bytes), and the two decoders are compared on every one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.codec import (
+    DecodeLimits,
+    Refusal,
+    decode_catalogs,
+    decode_interaction,
+    decode_interactions,
+    encode,
+)
+from schemas.events import EVENT_TYPES, CatalogEvent, InteractionEvent
+
+NOW = 1_800_000_000_000
+LIMITS = DecodeLimits(max_bytes=400, min_ts=1_000)
+
+ids = st.from_regex(r"[A-Za-z0-9_.@+=/-]{1,12}", fullmatch=True)
+keys = st.from_regex(r"[A-Za-z0-9_.-]{1,8}", fullmatch=True)
+scalars = st.one_of(
+    st.text(max_size=6), st.integers(-5, 5), st.floats(allow_nan=False), st.booleans()
+)
+planted = st.sampled_from(
+    [
+        "a\nb",
+        "a b",
+        "x\n",
+        "",
+        "é",
+        "x" * 129,
+        -1,
+        0,
+        999,
+        1.5,
+        True,
+        False,
+        None,
+        [],
+        {},
+        {"bad key": 1},
+        {"k\nj": 1},
+        {"k": [1]},
+        {"k": "v" * 257},
+        {f"k{i}": i for i in range(33)},
+        NOW + 10**9,
+        10**15,
+        "view",
+        "zap",
+        2,
+    ]
+)
+faults = st.one_of(planted, st.floats(), st.integers(-(2**63), 2**64 - 1), st.text(max_size=4))
+
+
+@st.composite
+def interaction_values(draw: st.DrawFn) -> bytes:
+    """An events-topic value: valid, or with one field faulted, or broken bytes."""
+    obj: dict[str, Any] = {
+        "event_id": draw(ids),
+        "user_id": draw(ids),
+        "item_id": draw(ids),
+        "type": draw(st.sampled_from(EVENT_TYPES)),
+        "ts": draw(st.integers(1_000, NOW)),
+    }
+    if draw(st.booleans()):
+        obj["value"] = draw(st.one_of(st.integers(-9, 9), st.floats(-5, 5)))
+    if draw(st.booleans()):
+        obj["context"] = draw(st.dictionaries(keys, scalars, max_size=3))
+    if draw(st.booleans()):
+        obj["schema_version"] = 1
+    kind = draw(st.integers(0, 9))
+    if kind <= 3:  # one field faulted (a new one: an unknown field)
+        field = draw(st.sampled_from([*obj, "schema_version", "value", "context", "extra"]))
+        obj[field] = draw(faults)
+    elif kind == 4:
+        del obj[draw(st.sampled_from(sorted(obj)))]
+    raw = orjson.dumps(obj)
+    if kind == 5:  # cut, or a byte that is not UTF-8, or not an object at all
+        cut = draw(st.integers(0, len(raw)))
+        raw = draw(st.sampled_from([raw[:cut], raw[:cut] + b"\xff" + raw[cut:], b"[1]", b"7"]))
+    return raw
+
+
+def _same(a: list[InteractionEvent | Refusal], b: list[InteractionEvent | Refusal]) -> bool:
+    """Equal lists, a NaN-free comparison included (``value`` is finite when present)."""
+    return len(a) == len(b) and all(
+        x == y and (not isinstance(x, InteractionEvent) or type(x.value) is type(y.value))  # type: ignore[union-attr]
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(interaction_values(), max_size=12), st.sampled_from([None, NOW]))
+def test_bulk_decode_is_the_one_by_one_decode(values: list[bytes], now_ms: int | None) -> None:
+    alone = [decode_interaction(v, LIMITS, now_ms) for v in values]
+    assert _same(decode_interactions(values, LIMITS, now_ms), alone)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=80), st.lists(interaction_values(), max_size=4))
+def test_arbitrary_bytes_in_a_batch_keep_their_place(junk: bytes, values: list[bytes]) -> None:
+    batch = [*values, junk, *values]
+    out = decode_interactions(batch, LIMITS)
+    assert _same(out, [decode_interaction(v, LIMITS) for v in batch])
+    assert all(isinstance(d, InteractionEvent | Refusal) for d in out)
+
+
+def test_an_id_with_a_newline_is_refused_not_split_into_two_lines() -> None:
+    good = [InteractionEvent(f"e{i}", f"u{i}", f"i{i}", "view", 5_000 + i) for i in range(20)]
+    values = [encode(ev) for ev in good]
+    values[7] = values[7].replace(b'"u7"', b'"u\\n7"')
+    out = decode_interactions(values, LIMITS)
+    assert out[7] == Refusal("invalid_id", "user_id must match [A-Za-z0-9_.@+=/-]{1,128}")
+    assert out[:7] + out[8:] == good[:7] + good[8:]
+    catalog = encode(CatalogEvent("e1", "upsert", "i1", 5_000)).replace(b'"i1"', b'"i\\n1"')
+    assert isinstance(decode_catalogs([catalog], LIMITS)[0], Refusal)  # the shared check
+
+
+def test_values_come_out_as_floats() -> None:
+    raw = encode(InteractionEvent("e", "u", "i", "rating", 5_000, 4.0)).replace(b"4.0", b"4")
+    (event,) = decode_interactions([raw], LIMITS)
+    assert isinstance(event, InteractionEvent) and type(event.value) is float
+    assert math.isclose(event.value, 4.0)
