@@ -24,6 +24,7 @@ of reading a million records back from Redis and decoding them again.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -119,6 +120,7 @@ async def preload_catalog(
         kafka_client_when_up, kafka, lambda: KafkaConsumer(**kwargs)
     )
     producer: Any = None
+    fetch: _Fetcher | None = None
     redis = async_redis(redis_of(settings))
     try:
         parts = sorted(consumer.partitions_for_topic(topic) or ())
@@ -159,8 +161,9 @@ async def preload_catalog(
         processor = CatalogProcessor(
             store, limits_of(settings), dead_letter_sink=dead_letters, on_records=hold
         )
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            polled = await asyncio.to_thread(consumer.poll, 1_000, batch)
+        fetch = _Fetcher(consumer, tps, end, batch)
+        while fetch.pending is not None or fetch.more():
+            polled = await fetch.take()
             records = [
                 SourceRecord(topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
                 for tp, msgs in polled.items()
@@ -169,6 +172,7 @@ async def preload_catalog(
             if not records:
                 continue
             done = await processor.process(records)
+            await fetch.idle()
             commit = {
                 TopicPartition(topic, p): OffsetAndMetadata(last + 1, "", -1)
                 for p, last in _last_offsets(records).items()
@@ -183,12 +187,18 @@ async def preload_catalog(
             stats.applied += done.applied
             stats.dead_lettered += done.dead_lettered
             stats.batches += 1
+            # What the load holds lives on: spare the collector a walk over it at every
+            # full collection (a million records are millions of objects).
+            gc.freeze()
             if after_batch is not None:
                 after_batch(stats.batches)
         if held and store.last_entry is not None:
             stats.handover = Handover(generation, store.last_entry, list(held.values()))
         return stats
     finally:
+        gc.unfreeze()
+        if fetch is not None:
+            await fetch.idle()
         stats.seconds = time.monotonic() - started
         if stats.records:
             log.info(
@@ -201,6 +211,43 @@ async def preload_catalog(
         if producer is not None:
             await asyncio.to_thread(producer.close, 30)
         await redis.aclose()
+
+
+class _Fetcher:
+    """Polls the next batch in a thread while the current one is decoded and stored.
+
+    The consumer is not thread-safe: ``idle`` waits for that poll before a commit, and
+    positions are read only between polls.
+    """
+
+    def __init__(self, consumer: Any, tps: list[Any], end: dict[Any, int], batch: int) -> None:
+        self.consumer, self.tps, self.end, self.batch = consumer, tps, end, batch
+        self.pending: asyncio.Future[Any] | None = None
+
+    def more(self) -> bool:
+        """Whether records before the end offsets are still to fetch (no poll running)."""
+        return any(self.consumer.position(tp) < self.end[tp] for tp in self.tps)
+
+    async def take(self) -> Any:
+        """The next poll's records; the one after starts at once if records remain."""
+        if self.pending is None:
+            self._start()
+        assert self.pending is not None
+        polled = await self.pending
+        self.pending = None
+        if self.more():
+            self._start()
+        return polled
+
+    async def idle(self) -> None:
+        """Wait until no poll runs (its records stay for the next ``take``)."""
+        if self.pending is not None:
+            await asyncio.wait([self.pending])
+
+    def _start(self) -> None:
+        self.pending = asyncio.ensure_future(
+            asyncio.to_thread(self.consumer.poll, 1_000, self.batch)
+        )
 
 
 def _last_offsets(records: Sequence[SourceRecord]) -> dict[int, int]:

@@ -59,7 +59,7 @@ faults = st.one_of(
         ]
     ),
     st.floats(),
-    st.integers(),
+    st.integers(-(2**63), 2**63 - 1),
     st.text(max_size=4),
 )
 
