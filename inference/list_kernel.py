@@ -36,12 +36,15 @@ PERSONALISED, TRENDING, EXPLORATION, SIMILAR, NEW_ITEM = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, nogil=True)
-def _trend_score(row: int, uniq: np.ndarray, scores: np.ndarray) -> np.float32:
-    """``inference.recommend.trend_score_of`` for one row (``uniq`` ascending)."""
-    if uniq.shape[0] == 0:
-        return np.float32(0.0)
-    at = min(np.searchsorted(uniq, row), uniq.shape[0] - 1)
-    return scores[at] if uniq[at] == row else np.float32(0.0)
+def _trend_score(row: int, trend_rows: np.ndarray, scores: np.ndarray) -> np.float32:
+    """``inference.recommend.trend_score_of`` for one row: its first occurrence's score.
+
+    A scan of the few trending rows (asked only for cold users' trending candidates).
+    """
+    for t in range(trend_rows.shape[0]):
+        if trend_rows[t] == row:
+            return scores[t]
+    return np.float32(0.0)
 
 
 @njit(cache=True, nogil=True)
@@ -110,7 +113,7 @@ def prepare_lists(
     valid: np.ndarray,
     rel: np.ndarray,
     warm: np.ndarray,
-    trend_uniq: np.ndarray,
+    trend_rows: np.ndarray,
     trend_scores: np.ndarray,
     cv_rows: np.ndarray,
     cv_scores: np.ndarray,
@@ -129,7 +132,7 @@ def prepare_lists(
         rel: ``(B, C)`` warm users' relevance (inner product or ranker, debiased);
             overwritten in place with the final relevance.
         warm: ``(B,)`` users with a vector.
-        trend_uniq, trend_scores: Trending rows ascending, each one's best score.
+        trend_rows, trend_scores: Trending rows, best first, and their scores.
         cv_rows, cv_scores: ``(B, K)`` co-visitation candidates, -1 padded.
         log_pop: ``(B, C)`` ``log1p`` popularity (read only when its weight > 0).
         weights: Model, co-visitation and popularity weights (float32).
@@ -155,7 +158,7 @@ def prepare_lists(
         if not warm[i]:  # cold: the trending score for trending items, 0 for the rest
             for j in range(c):
                 rel[i, j] = (
-                    _trend_score(max(r[j], 0), trend_uniq, trend_scores)
+                    _trend_score(max(r[j], 0), trend_rows, trend_scores)
                     if f[j] & FROM_TRENDING
                     else np.float32(0.0)
                 )

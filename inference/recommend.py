@@ -296,7 +296,6 @@ def _prepare(
     """
     k = config.list_size
     cands = batch.cands
-    uniq, first = np.unique(batch.trend_rows, return_index=True)
     log_pop = (
         np.log1p(np.clip(items.popularity[np.maximum(cands.rows, 0)], 0.0, None))
         if config.popularity_weight != 0
@@ -309,8 +308,8 @@ def _prepare(
         batch.valid,
         rel,
         batch.warm,
-        uniq,
-        batch.trend_scores[first],
+        batch.trend_rows,
+        batch.trend_scores,
         batch.cv_rows,
         batch.cv_scores,
         np.ascontiguousarray(log_pop, np.float32),
