@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any, Protocol
 
-import orjson
 from redis.exceptions import NoScriptError
 
+from streams.core.state_blobs import StateBlobs
 from streams.core.state_rules import UserState
 from streams.core.state_store import (
     TREND_FLOOR,
@@ -145,6 +145,7 @@ class RedisStateStore:
         self._script: Any = None
         self._read_sha: str | None = None  # _READ_BATCH, loaded on the first read
         self.guard: ReadGuard | None = None
+        self.blobs = StateBlobs()  # the recent state blobs, decoded
 
     async def read(self, reads: Sequence[PartitionRead]) -> dict[int, PartitionSnapshot]:
         while True:
@@ -164,7 +165,7 @@ class RedisStateStore:
                 blob, emb, latest = results[pos]
                 pos += 1
                 if blob is not None:
-                    users[uid] = UserRecord(UserState.from_obj(orjson.loads(blob)), emb, latest)
+                    users[uid] = UserRecord(self.blobs.decode(blob), emb, latest)
             out[r.partition] = PartitionSnapshot(
                 r.partition,
                 -1 if wm_raw is None else int(wm_raw),
@@ -236,9 +237,9 @@ class RedisStateStore:
         if w.popularity.counts:
             args += ("I", key_at(self.keys.counts(w.partition)), len(w.popularity.counts))
             args += chain.from_iterable(w.popularity.counts.items())
-        p = w.partition
+        p, encode = w.partition, self.blobs.encode
         for field, values in (
-            ("s", {uid: orjson.dumps(s.to_obj()) for uid, s in w.states.items()}),
+            ("s", {uid: encode(s) for uid, s in w.states.items()}),
             ("e", w.embeddings),
             ("r", w.latest),
         ):
@@ -298,7 +299,7 @@ class RedisStateStore:
         )
         if blob is None and latest is None:
             return None
-        state = UserState() if blob is None else UserState.from_obj(orjson.loads(blob))
+        state = UserState() if blob is None else self.blobs.decode(blob)
         return UserRecord(state, emb, latest)
 
     async def set_latest(self, partition: int, lists: dict[str, bytes]) -> None:
