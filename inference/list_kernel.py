@@ -26,13 +26,40 @@ from numba import njit
 
 from inference.mmr_kernel import select_at
 
-__all__ = ["N_GROUPS", "finish_lists", "negated_scores", "prepare_lists", "warm_up"]
+__all__ = [
+    "N_GROUPS",
+    "finish_lists",
+    "negated_scores",
+    "prepare_lists",
+    "warm_up",
+    "warm_users",
+]
 
 FROM_ANN, FROM_TRENDING, FROM_EXPLORATION = 1, 2, 4
 N_GROUPS = 4  # long tail, trending, exploration, new items
 NO_CAP = np.iinfo(np.int64).max
 # Reason codes: indices into schemas.recommendation.REASONS.
 PERSONALISED, TRENDING, EXPLORATION, SIMILAR, NEW_ITEM = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, nogil=True)
+def warm_users(user_vecs: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(warm (B,), vectors with cold rows zeroed)``: warm is known, finite and not zero."""
+    b, d = user_vecs.shape
+    warm = np.zeros(b, np.bool_)
+    out = np.zeros((b, d), np.float32)
+    for i in range(b):
+        finite, nonzero = True, False
+        for t in range(d):
+            x = user_vecs[i, t]
+            if not np.isfinite(x):
+                finite = False
+                break
+            nonzero = nonzero or x != 0
+        warm[i] = finite and nonzero and known[i]
+        if warm[i]:
+            out[i] = user_vecs[i]
+    return warm, out
 
 
 @njit(cache=True, nogil=True)
@@ -331,6 +358,7 @@ def warm_up() -> None:
     flags = np.array([[1, 2, 0]], np.uint8)
     valid = np.array([[True, True, False]])
     rel = np.ones((1, 3), np.float32)
+    warm_users(np.ones((1, 2), np.float32), np.ones(1, np.bool_))
     head = np.array([True, False])
     age = np.zeros(2, np.float32)
     rel, _, members, at_least, at_most = prepare_lists(

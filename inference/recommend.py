@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.candidates import Candidates, ItemTable, Searcher, gather_candidates
-from inference.list_kernel import finish_lists, negated_scores, prepare_lists
+from inference.list_kernel import finish_lists, negated_scores, prepare_lists, warm_users
 from inference.rerank import (
     FROM_TRENDING,
     ItemFilter,
@@ -211,9 +211,8 @@ def candidate_batch(
     u = np.atleast_2d(np.asarray(user_vecs, dtype=np.float32))
     b = u.shape[0]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    has_vec = np.isfinite(u).all(axis=1) & (np.abs(u).sum(axis=1) > 0)
-    warm = has_vec & (np.ones(b, bool) if known is None else np.asarray(known, dtype=bool))
-    u = np.where(warm[:, None], u, 0.0).astype(np.float32)
+    is_known = np.ones(b, bool) if known is None else np.asarray(known, dtype=bool)
+    warm, u = warm_users(u, np.ascontiguousarray(np.broadcast_to(is_known, (b,))))
 
     cv_rows, cv_scores = _covisit_arrays(covisit, b, config.covisit_weight)
     excluded = pad_ragged(exclude, b)
