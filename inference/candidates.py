@@ -6,20 +6,28 @@ numbers in it, with a bit set saying which sources proposed each one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import InitVar, dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from inference.list_kernel import warm_users
 from inference.list_metrics import HEAD_MASS, popularity_head, unit_rows
 from inference.rerank import (
     FROM_ANN,
     FROM_COVISIT,
     FROM_EXPLORATION,
     FROM_TRENDING,
+    ItemFilter,
+    exclusion_mask,
+    pad_ragged,
 )
 from inference.rerank_kernels import merge_sources
+
+if TYPE_CHECKING:
+    from inference.recommend import RecommendConfig
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -166,3 +174,90 @@ def gather_candidates(
         ann, np.ascontiguousarray(cov), np.ascontiguousarray(trend), explore, SOURCE_ORDER
     )
     return Candidates(rows=rows, flags=flags)
+
+
+@dataclass(frozen=True)
+class CandidateBatch:
+    """A micro-batch's users and candidates, before relevance: what every re-rank needs.
+
+    Attributes:
+        user_vecs: ``(B, d)`` vectors, zero for users served cold.
+        warm: ``(B,)`` users with a usable vector who are known.
+        cands: Their candidates.
+        valid: ``(B, C)`` candidates that may be shown (``exclusion_mask``).
+        trend_rows, trend_scores: Trending rows in the catalog, best first, and scores.
+        cv_rows, cv_scores: ``(B, K)`` co-visitation candidates, -1 padded (0 scores).
+    """
+
+    user_vecs: FloatArray
+    warm: npt.NDArray[np.bool_]
+    cands: Candidates
+    valid: npt.NDArray[np.bool_]
+    trend_rows: IntArray
+    trend_scores: FloatArray
+    cv_rows: IntArray
+    cv_scores: FloatArray
+
+
+def candidate_batch(
+    user_vecs: npt.ArrayLike,
+    items: ItemTable,
+    index: Searcher,
+    config: RecommendConfig,
+    known: npt.ArrayLike | None,
+    exclude: Sequence[npt.ArrayLike] | None,
+    trending: npt.ArrayLike,
+    trending_scores: npt.ArrayLike | None,
+    allow: ItemFilter | None,
+    seed: int | np.random.Generator,
+    covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None,
+) -> CandidateBatch:
+    """Validated inputs, the candidates and their exclusions (``recommend``'s arguments)."""
+    u = np.atleast_2d(np.asarray(user_vecs, dtype=np.float32))
+    b = u.shape[0]
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    is_known = np.ones(b, bool) if known is None else np.asarray(known, dtype=bool)
+    warm, u = warm_users(u, np.ascontiguousarray(np.broadcast_to(is_known, (b,))))
+
+    cv_rows, cv_scores = _covisit_arrays(covisit, b, config.covisit_weight)
+    excluded = pad_ragged(exclude, b)
+    trend_rows = np.asarray(trending, dtype=np.int64).reshape(-1)
+    n_trend = trend_rows.size
+    if trending_scores is None:
+        trend_scores: FloatArray = np.linspace(
+            1.0, 1.0 / max(n_trend, 1), n_trend, dtype=np.float32
+        )
+    else:
+        trend_scores = np.asarray(trending_scores, dtype=np.float32).reshape(-1)
+        if trend_scores.shape != (n_trend,):
+            raise ValueError(f"{trend_scores.size} trending scores for {n_trend} items")
+    known_rows = (trend_rows >= 0) & (trend_rows < items.size) & np.isfinite(trend_scores)
+    trend_rows, trend_scores = trend_rows[known_rows], trend_scores[known_rows]
+    cands = gather_candidates(
+        u,
+        warm,
+        items,
+        index,
+        config.candidates,
+        trend_rows[: config.trending_pool],
+        config.explore_pool,
+        rng,
+        overfetch=min(excluded.shape[1], config.max_overfetch),
+        covisit=cv_rows,
+    )
+    valid = exclusion_mask(cands.rows, excluded, items.removed, allow, unique=True)
+    return CandidateBatch(u, warm, cands, valid, trend_rows, trend_scores, cv_rows, cv_scores)
+
+
+def _covisit_arrays(
+    covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None, b: int, weight: float
+) -> tuple[IntArray, FloatArray]:
+    """Validated ``(B, K)`` co-visitation rows and scores; empty when off or absent."""
+    if covisit is None or weight <= 0:
+        return np.full((b, 0), -1, np.int64), np.zeros((b, 0), np.float32)
+    rows = np.asarray(covisit[0], dtype=np.int64).reshape(b, -1)
+    scores = np.asarray(covisit[1], dtype=np.float32).reshape(b, -1)
+    if rows.shape != scores.shape:
+        raise ValueError(f"co-visitation rows {rows.shape} and scores {scores.shape} differ")
+    ok = (rows >= 0) & np.isfinite(scores) & (scores > 0)
+    return np.where(ok, rows, -1), np.where(ok, scores, 0.0).astype(np.float32)

@@ -14,13 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from inference.candidates import Candidates, ItemTable, Searcher, gather_candidates
-from inference.list_kernel import finish_lists, negated_scores, prepare_lists, warm_users
+from inference.candidates import (
+    CandidateBatch,
+    Candidates,
+    ItemTable,
+    Searcher,
+    candidate_batch,
+)
+from inference.list_kernel import finish_lists, negated_scores, prepare_lists
 from inference.rerank import (
     FROM_TRENDING,
     ItemFilter,
     debias,
-    exclusion_mask,
     longtail_quota,
     pad_ragged,
     sorted_lookup,
@@ -171,79 +176,6 @@ def recommend(
     return _assemble(*picked, warm, model_free, items)
 
 
-@dataclass(frozen=True)
-class CandidateBatch:
-    """A micro-batch's users and candidates, before relevance: what every re-rank needs.
-
-    Attributes:
-        user_vecs: ``(B, d)`` vectors, zero for users served cold.
-        warm: ``(B,)`` users with a usable vector who are known.
-        cands: Their candidates.
-        valid: ``(B, C)`` candidates that may be shown (``exclusion_mask``).
-        trend_rows, trend_scores: Trending rows in the catalog, best first, and scores.
-        cv_rows, cv_scores: ``(B, K)`` co-visitation candidates, -1 padded (0 scores).
-    """
-
-    user_vecs: FloatArray
-    warm: npt.NDArray[np.bool_]
-    cands: Candidates
-    valid: npt.NDArray[np.bool_]
-    trend_rows: IntArray
-    trend_scores: FloatArray
-    cv_rows: IntArray
-    cv_scores: FloatArray
-
-
-def candidate_batch(
-    user_vecs: npt.ArrayLike,
-    items: ItemTable,
-    index: Searcher,
-    config: RecommendConfig,
-    known: npt.ArrayLike | None,
-    exclude: Sequence[npt.ArrayLike] | None,
-    trending: npt.ArrayLike,
-    trending_scores: npt.ArrayLike | None,
-    allow: ItemFilter | None,
-    seed: int | np.random.Generator,
-    covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None,
-) -> CandidateBatch:
-    """Validated inputs, the candidates and their exclusions (``recommend``'s arguments)."""
-    u = np.atleast_2d(np.asarray(user_vecs, dtype=np.float32))
-    b = u.shape[0]
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    is_known = np.ones(b, bool) if known is None else np.asarray(known, dtype=bool)
-    warm, u = warm_users(u, np.ascontiguousarray(np.broadcast_to(is_known, (b,))))
-
-    cv_rows, cv_scores = _covisit_arrays(covisit, b, config.covisit_weight)
-    excluded = pad_ragged(exclude, b)
-    trend_rows = np.asarray(trending, dtype=np.int64).reshape(-1)
-    n_trend = trend_rows.size
-    if trending_scores is None:
-        trend_scores: FloatArray = np.linspace(
-            1.0, 1.0 / max(n_trend, 1), n_trend, dtype=np.float32
-        )
-    else:
-        trend_scores = np.asarray(trending_scores, dtype=np.float32).reshape(-1)
-        if trend_scores.shape != (n_trend,):
-            raise ValueError(f"{trend_scores.size} trending scores for {n_trend} items")
-    known_rows = (trend_rows >= 0) & (trend_rows < items.size) & np.isfinite(trend_scores)
-    trend_rows, trend_scores = trend_rows[known_rows], trend_scores[known_rows]
-    cands = gather_candidates(
-        u,
-        warm,
-        items,
-        index,
-        config.candidates,
-        trend_rows[: config.trending_pool],
-        config.explore_pool,
-        rng,
-        overfetch=min(excluded.shape[1], config.max_overfetch),
-        covisit=cv_rows,
-    )
-    valid = exclusion_mask(cands.rows, excluded, items.removed, allow, unique=True)
-    return CandidateBatch(u, warm, cands, valid, trend_rows, trend_scores, cv_rows, cv_scores)
-
-
 def _threshold(values: npt.ArrayLike, threshold: float) -> float:
     """``threshold`` as numpy compares it with ``values`` (a Python float: in their dtype)."""
     return float(np.result_type(values, threshold).type(threshold))
@@ -373,20 +305,6 @@ def trend_score_of(rows: IntArray, trend_rows: IntArray, t_scores: FloatArray) -
     at, found = sorted_lookup(rows, uniq)
     scores = np.asarray(t_scores, np.float32)[first] if first.size else np.zeros(1, np.float32)
     return np.where(found, scores[at], 0.0).astype(np.float32)
-
-
-def _covisit_arrays(
-    covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None, b: int, weight: float
-) -> tuple[IntArray, FloatArray]:
-    """Validated ``(B, K)`` co-visitation rows and scores; empty when off or absent."""
-    if covisit is None or weight <= 0:
-        return np.full((b, 0), -1, np.int64), np.zeros((b, 0), np.float32)
-    rows = np.asarray(covisit[0], dtype=np.int64).reshape(b, -1)
-    scores = np.asarray(covisit[1], dtype=np.float32).reshape(b, -1)
-    if rows.shape != scores.shape:
-        raise ValueError(f"co-visitation rows {rows.shape} and scores {scores.shape} differ")
-    ok = (rows >= 0) & np.isfinite(scores) & (scores > 0)
-    return np.where(ok, rows, -1), np.where(ok, scores, 0.0).astype(np.float32)
 
 
 def _assemble(

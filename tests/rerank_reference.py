@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.blend import BlendWeights, blend_scores
-from inference.candidates import Candidates, ItemTable, Searcher
+from inference.candidates import Candidates, ItemTable, Searcher, candidate_batch
 from inference.reasons import assign_reasons
 from inference.recommend import (
     FloatArray,
@@ -21,7 +21,6 @@ from inference.recommend import (
     Ranker,
     RecommendConfig,
     UserList,
-    candidate_batch,
     trend_score_of,
 )
 from inference.recommend import _relevance as warm_relevance
