@@ -259,8 +259,7 @@ class LocalKafka:
             classpath,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            self.cluster_id,
+            f"--cluster-id={self.cluster_id}",  # one argument: an id may begin with "-"
             "-c",
             str(self.config_file),
             "--ignore-formatted",

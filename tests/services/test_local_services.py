@@ -162,6 +162,21 @@ def test_cluster_id_is_16_bytes_base64url() -> None:
         assert len(cid) == 22 and "=" not in cid and "+" not in cid and "/" not in cid
 
 
+def test_a_cluster_id_that_begins_with_a_dash_formats_and_starts(
+    make_kafka: Callable[..., LocalKafka], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One id in 64 begins with "-" (base64url); the storage tool once read it as a flag
+    ("argument --cluster-id/-t: expected one argument") and the broker never started."""
+    import freshet.services.kafka_local as kafka_local
+
+    monkeypatch.setattr(kafka_local, "new_cluster_id", lambda: "-" + "Ab1_" * 5 + "Q")
+    broker = make_kafka()
+    assert broker.cluster_id.startswith("-") and broker.alive()
+    topic = f"t-{uuid.uuid4().hex[:8]}.dash"
+    _produce(broker.bootstrap, topic, [b"r0"])
+    assert _consume_all(broker.bootstrap, topic, expected=1) == [b"r0"]
+
+
 def _freshet(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
     env.update(
