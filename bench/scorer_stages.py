@@ -29,7 +29,7 @@ from bench.prequential import file_events, variant_settings
 from bench.retrainer import Retrainer
 from freshet.settings import Settings
 from freshet.wiring import live_config
-from inference import ann_index, covisit, item_catalog, recommend
+from inference import ann_index, candidates, covisit, item_catalog, recommend
 from inference.mmr_kernel import warm_up
 from inference.thread_limits import limit_blas_threads
 from streams.core import live_scorer
@@ -51,9 +51,10 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (live_scorer, "remember_candidates", "  damping chooser: other dampings"),
     (covisit.CovisitTable, "score_each", "  co-visitation: candidates"),
     (live_scorer, "recommend", "  re-rank pipeline, all"),
-    (recommend, "gather_candidates", "    candidates"),
+    (recommend, "candidate_batch", "    candidates and exclusions"),
+    (candidates, "gather_candidates", "      candidates"),
     (ann_index.AnnIndex, "search", "      ANN search"),
-    (recommend, "exclusion_mask", "    exclusions"),
+    (candidates, "exclusion_mask", "      exclusions"),
     (recommend, "_relevance", "    relevance"),
     (recommend, "_prepare", "    cold relevance, blend, quotas"),
     (recommend, "_shortlist", "    shortlist"),
