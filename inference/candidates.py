@@ -216,8 +216,11 @@ def candidate_batch(
     u = np.atleast_2d(np.asarray(user_vecs, dtype=np.float32))
     b = u.shape[0]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    is_known = np.ones(b, bool) if known is None else np.asarray(known, dtype=bool)
-    warm, u = warm_users(u, np.ascontiguousarray(np.broadcast_to(is_known, (b,))))
+    is_known = np.ones(b, bool)
+    if known is not None:
+        is_known[:] = np.asarray(known, dtype=bool)
+    # a writeable C copy: the compiled pass is warmed for that layout only
+    warm, u = warm_users(np.array(u, np.float32, order="C"), is_known)
 
     cv_rows, cv_scores = _covisit_arrays(covisit, b, config.covisit_weight)
     excluded = pad_ragged(exclude, b)
