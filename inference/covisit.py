@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from inference.covisit_kernels import add_pairs, follower_rows, follower_sums, pairs_of_visits
+from inference.covisit_kernels import (
+    add_pairs,
+    follower_rows,
+    follower_sums,
+    found_top,
+    pairs_of_visits,
+)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -301,12 +307,19 @@ class CovisitTable:
             item, total = self.follower_sums(h, hw, dampings)
             item, total = item.reshape(n_d * b, -1), total.reshape(n_d * b, -1)
             kk = min(k, total.shape[1])
-            top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
-            top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, 1), 1), 1)
-            best = np.take_along_axis(total, top, axis=1)
-            found = np.isfinite(best) & (best > 0)
-            rows[:, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
-            scores[:, :kk] = np.where(found, best, 0.0)
+            # Distinct sums have one order: compiled. Rows with tied sums keep numpy's
+            # argpartition tie order (it works row by row, so on those rows alone).
+            rows[:, :kk], scores[:, :kk], unique = found_top(item, total, kk)
+            tied = np.flatnonzero(~unique)
+            if tied.size:
+                item, total = item[tied], total[tied]
+                top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
+                order = np.argsort(-np.take_along_axis(total, top, 1), 1)
+                top = np.take_along_axis(top, order, 1)
+                best = np.take_along_axis(total, top, axis=1)
+                found = np.isfinite(best) & (best > 0)
+                rows[tied, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
+                scores[tied, :kk] = np.where(found, best, 0.0)
         return [(rows[d * b : (d + 1) * b], scores[d * b : (d + 1) * b]) for d in range(n_d)]
 
     def follower_sums(

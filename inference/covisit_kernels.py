@@ -16,7 +16,14 @@ from numba import njit
 
 from inference.rerank_kernels import stable_order
 
-__all__ = ["add_pairs", "follower_rows", "follower_sums", "pairs_of_visits", "warm_up"]
+__all__ = [
+    "add_pairs",
+    "follower_rows",
+    "follower_sums",
+    "found_top",
+    "pairs_of_visits",
+    "warm_up",
+]
 
 
 @njit(cache=True, nogil=True)
@@ -219,6 +226,49 @@ def follower_sums(
 
 
 @njit(cache=True, nogil=True)
+def found_top(
+    items: np.ndarray, totals: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``follower_sums``' ``(R, E)`` outputs, the ``k`` best followers whose
+    sums are finite and positive, best first (-1 / 0 after them), when those sums are
+    all distinct: the answer is then the only one, whatever sort finds it.
+
+    Returns ``(rows (R, k), scores (R, k) float32, unique (R,))``; a row whose found sums
+    tie is not ``unique`` and its outputs are to be ignored (``CovisitTable.score_each``
+    ranks it with numpy, whose tie order is argpartition's).
+    """
+    r_n, e_n = totals.shape
+    rows = np.full((r_n, k), -1, np.int64)
+    scores = np.zeros((r_n, k), np.float32)
+    unique = np.ones(r_n, np.bool_)
+    at = np.empty(e_n, np.int64)
+    for r in range(r_n):
+        m = 0
+        for e in range(e_n):
+            t = totals[r, e]
+            if t > 0 and t < np.inf:
+                at[m] = e
+                m += 1
+        if m == 0:
+            continue
+        vals = np.empty(m, np.float64)
+        for i in range(m):
+            vals[i] = -totals[r, at[i]]
+        order = np.argsort(vals)
+        for i in range(1, m):
+            if vals[order[i]] == vals[order[i - 1]]:
+                unique[r] = False
+                break
+        if not unique[r]:
+            continue
+        for i in range(min(k, m)):
+            e = at[order[i]]
+            rows[r, i] = items[r, e]
+            scores[r, i] = np.float32(totals[r, e])
+    return rows, scores, unique
+
+
+@njit(cache=True, nogil=True)
 def pairs_of_visits(
     flat: np.ndarray,
     lengths: np.ndarray,
@@ -292,6 +342,9 @@ def warm_up() -> None:
     add_pairs(slot_of, nbr, weight, error, occ, 0 * one, one, np.ones(1, np.float32), 2 * one[0])
     h = np.zeros((1, 1), np.int64)
     damped = follower_rows(slot_of, nbr, h).astype(np.float32)[None]
-    follower_sums(slot_of, nbr, weight, error, occ, h, np.ones((1, 1), np.float32), damped)
+    items, totals = follower_sums(
+        slot_of, nbr, weight, error, occ, h, np.ones((1, 1), np.float32), damped
+    )
+    found_top(items[0], totals[0], 1)
     for back in (0.0, 0.5):
         pairs_of_visits(one, one, one, np.ones(2, np.float32), back > 0, np.float32(back))

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.covisit import CovisitTable, follow_pairs
+from inference.covisit_kernels import found_top
 
 
 def reference_add(t: CovisitTable, src: list[int], dst: list[int], weight: np.ndarray) -> None:
@@ -297,3 +298,49 @@ def test_score_each_regroups_when_a_damping_underflows_a_contribution() -> None:
         ref_item, ref_total = reference_sums(table, h, hw)
         np.testing.assert_array_equal(item, ref_item)
         np.testing.assert_array_equal(total, ref_total)
+
+
+def reference_tail(item: np.ndarray, total: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """``CovisitTable.score``'s top-k of the follower sums in numpy, as it was."""
+    b = total.shape[0]
+    rows, scores = np.full((b, k), -1, np.int64), np.zeros((b, k), np.float32)
+    kk = min(k, total.shape[1])
+    top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, 1), 1), 1)
+    best = np.take_along_axis(total, top, axis=1)
+    found = np.isfinite(best) & (best > 0)
+    rows[:, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
+    scores[:, :kk] = np.where(found, best, 0.0)
+    return rows, scores
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches=batches, width=st.integers(1, 6), history=histories, k=st.integers(1, 30))
+def test_the_top_k_of_the_sums_is_numpys_with_and_without_ties(
+    batches: list[tuple[list[int], int, str]], width: int, history: list[list[int]], k: int
+) -> None:
+    """Distinct sums take the compiled path, tied ones numpy's: both give what the numpy
+    tail gave (its argpartition tie order included)."""
+    table, h, hw = scored_table(batches, width, history)
+    hw[:] = 1.0  # equal history weights: ties between followers are common
+    if table.size == 0:
+        return
+    item, total = table.follower_sums(h, hw)
+    rows, scores = table.score(h, hw, k)
+    want_rows, want_scores = reference_tail(item, total, k)
+    np.testing.assert_array_equal(rows, want_rows)
+    assert scores.tobytes() == want_scores.tobytes()
+
+
+def test_tied_sums_keep_numpys_order() -> None:
+    """Followers with equal sums (planted: the same pair weight and occurrence) are
+    ranked by numpy's tail, not by the compiled one."""
+    table = CovisitTable(width=8)
+    table.add([0] * 6, [5, 3, 7, 1, 6, 2], [1.0] * 6)
+    h, hw = np.array([[0]]), np.ones((1, 1), np.float32)
+    item, total = table.follower_sums(h, hw)
+    assert not found_top(item, total, 4)[2][0]  # the tie is seen
+    rows, scores = table.score(h, hw, 4)
+    want_rows, want_scores = reference_tail(item, total, 4)
+    np.testing.assert_array_equal(rows, want_rows)
+    assert scores.tobytes() == want_scores.tobytes()
