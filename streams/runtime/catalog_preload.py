@@ -120,7 +120,6 @@ async def preload_catalog(
         kafka_client_when_up, kafka, lambda: KafkaConsumer(**kwargs)
     )
     producer: Any = None
-    fetch: _Fetcher | None = None
     redis = async_redis(redis_of(settings))
     try:
         parts = sorted(consumer.partitions_for_topic(topic) or ())
@@ -161,9 +160,8 @@ async def preload_catalog(
         processor = CatalogProcessor(
             store, limits_of(settings), dead_letter_sink=dead_letters, on_records=hold
         )
-        fetch = _Fetcher(consumer, tps, end, batch)
-        while fetch.pending is not None or fetch.more():
-            polled = await fetch.take()
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            polled = await asyncio.to_thread(consumer.poll, 1_000, batch)
             records = [
                 SourceRecord(topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
                 for tp, msgs in polled.items()
@@ -172,7 +170,6 @@ async def preload_catalog(
             if not records:
                 continue
             done = await processor.process(records)
-            await fetch.idle()
             commit = {
                 TopicPartition(topic, p): OffsetAndMetadata(last + 1, "", -1)
                 for p, last in _last_offsets(records).items()
@@ -199,8 +196,6 @@ async def preload_catalog(
             stats.handover = Handover(generation, store.last_entry, list(held.values()))
         return stats
     finally:
-        if fetch is not None:
-            await fetch.idle()
         stats.seconds = time.monotonic() - started
         if stats.records:
             log.info(
@@ -213,43 +208,6 @@ async def preload_catalog(
         if producer is not None:
             await asyncio.to_thread(producer.close, 30)
         await redis.aclose()
-
-
-class _Fetcher:
-    """Polls the next batch in a thread while the current one is decoded and stored.
-
-    The consumer is not thread-safe: ``idle`` waits for that poll before a commit, and
-    positions are read only between polls.
-    """
-
-    def __init__(self, consumer: Any, tps: list[Any], end: dict[Any, int], batch: int) -> None:
-        self.consumer, self.tps, self.end, self.batch = consumer, tps, end, batch
-        self.pending: asyncio.Future[Any] | None = None
-
-    def more(self) -> bool:
-        """Whether records before the end offsets are still to fetch (no poll running)."""
-        return any(self.consumer.position(tp) < self.end[tp] for tp in self.tps)
-
-    async def take(self) -> Any:
-        """The next poll's records; the one after starts at once if records remain."""
-        if self.pending is None:
-            self._start()
-        assert self.pending is not None
-        polled = await self.pending
-        self.pending = None
-        if self.more():
-            self._start()
-        return polled
-
-    async def idle(self) -> None:
-        """Wait until no poll runs (its records stay for the next ``take``)."""
-        if self.pending is not None:
-            await asyncio.wait([self.pending])
-
-    def _start(self) -> None:
-        self.pending = asyncio.ensure_future(
-            asyncio.to_thread(self.consumer.poll, 1_000, self.batch)
-        )
 
 
 def _last_offsets(records: Sequence[SourceRecord]) -> dict[int, int]:
