@@ -15,6 +15,7 @@ MODULES = [
     "inference.rerank",  # MMR selection, the long-tail quota
     "schemas.topics",  # the partition rule
     "schemas.event_weights",  # the taste weight of one event
+    "schemas.bulk_decode",  # a batch decoded as each value alone
     "training.export",  # bundle versions sort by creation time
 ]
 

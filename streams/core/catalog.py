@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from schemas.codec import DecodeLimits, Refusal, decode_catalogs
+from schemas.bulk_decode import decode_catalogs
+from schemas.codec import DecodeLimits, Refusal
 from schemas.dead_letter import DeadLetter
 from schemas.events import CatalogEvent
 from streams.core.ingest import BatchStats, DeadLetterSink, SourceRecord, refuse

@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from schemas.codec import DecodeLimits, Refusal, decode_interactions
+from schemas.bulk_decode import decode_interactions
+from schemas.codec import DecodeLimits, Refusal
 from schemas.dead_letter import DeadLetter
 from schemas.events import InteractionEvent
 from schemas.topics import event_key

@@ -15,7 +15,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import DecodeLimits, Refusal, decode_catalog, decode_catalogs, encode
+from schemas.bulk_decode import decode_catalogs
+from schemas.codec import DecodeLimits, Refusal, decode_catalog, encode
 from schemas.events import CATALOG_OPS, CatalogEvent
 
 NOW = 1_800_000_000_000

@@ -17,14 +17,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import (
-    DecodeLimits,
-    Refusal,
-    decode_catalogs,
-    decode_interaction,
-    decode_interactions,
-    encode,
-)
+from schemas.bulk_decode import decode_catalogs, decode_interactions
+from schemas.codec import DecodeLimits, Refusal, decode_interaction, encode
 from schemas.events import EVENT_TYPES, CatalogEvent, InteractionEvent
 
 NOW = 1_800_000_000_000
