@@ -8,12 +8,12 @@ each is a loop over the users inside numba:
 - ``prepare_lists``: cold users' trending relevance, the blend
   (``inference.blend.blend_scores``'s arithmetic, in the same precision and order),
   the quota groups of ``inference.slot_quotas`` and the negated scores the shortlist
-  partitions;
+  partitions (each user's relevance steps are ``inference.blend_kernel``'s);
 - the shortlist's top-``m`` selections stay ``np.argpartition`` calls in
   ``inference.recommend`` (their order breaks MMR's ties, so the same selection keeps
   the same lists);
 - ``finish_lists``: the shortlist's clean-up, greedy MMR
-  (``inference.mmr_kernel``'s ``_select_one``) and the reasons of
+  (``inference.mmr_kernel``'s ``select_at``) and the reasons of
   ``inference.reasons.assign_reasons``.
 
 The tests compare ``recommend`` with the numpy composition of those functions.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from inference.blend_kernel import blend_row, trend_score
 from inference.mmr_kernel import select_at
 
 __all__ = [
@@ -60,58 +61,6 @@ def warm_users(user_vecs: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np
         if warm[i]:
             out[i] = user_vecs[i]
     return warm, out
-
-
-@njit(cache=True, nogil=True)
-def _trend_score(row: int, trend_rows: np.ndarray, scores: np.ndarray) -> np.float32:
-    """``inference.recommend.trend_score_of`` for one row: its first occurrence's score.
-
-    A scan of the few trending rows (asked only for cold users' trending candidates).
-    """
-    for t in range(trend_rows.shape[0]):
-        if trend_rows[t] == row:
-            return scores[t]
-    return np.float32(0.0)
-
-
-@njit(cache=True, nogil=True)
-def _blend_row(
-    rel: np.ndarray,
-    valid: np.ndarray,
-    cv: np.ndarray,
-    log_pop: np.ndarray,
-    w_model: np.float32,
-    w_covisit: np.float32,
-    w_pop: np.float32,
-    pop_on: bool,
-) -> None:
-    """``blend_scores`` for one row, written into ``rel`` where valid and finite."""
-    c = rel.shape[0]
-    ok = np.empty(c, np.bool_)
-    lo, hi = np.inf, -np.inf
-    cv_top = np.float32(0.0)
-    pop_top = np.float32(0.0)
-    for j in range(c):
-        ok[j] = valid[j] and np.isfinite(rel[j])
-        if ok[j]:
-            v = np.float64(rel[j])
-            lo = min(lo, v)
-            hi = max(hi, v)
-            cv_top = max(cv_top, cv[j])
-            if pop_on:
-                pop_top = max(pop_top, log_pop[j])
-    span = hi - lo
-    good = np.isfinite(span) and span > 0
-    cv_div = cv_top if cv_top > 0 else np.float32(1.0)
-    pop_div = pop_top if pop_top > 0 else np.float32(1.0)
-    for j in range(c):
-        if not ok[j]:
-            continue
-        mm = np.float32((np.float64(rel[j]) - lo) / span) if good else np.float32(0.0)
-        out = w_model * mm + w_covisit * np.float32(cv[j] / cv_div)
-        if pop_on:
-            out = out + w_pop * np.float32(log_pop[j] / pop_div)
-        rel[j] = out
 
 
 @njit(cache=True, nogil=True)
@@ -185,7 +134,7 @@ def prepare_lists(
         if not warm[i]:  # cold: the trending score for trending items, 0 for the rest
             for j in range(c):
                 rel[i, j] = (
-                    _trend_score(max(r[j], 0), trend_rows, trend_scores)
+                    trend_score(max(r[j], 0), trend_rows, trend_scores)
                     if f[j] & FROM_TRENDING
                     else np.float32(0.0)
                 )
@@ -201,7 +150,7 @@ def prepare_lists(
                     break
         led[i] = any_cv
         if any_cv or (warm[i] and w_pop > 0):
-            _blend_row(rel[i], valid[i], cv, log_pop[i], w_model, w_covisit, w_pop, pop_on)
+            blend_row(rel[i], valid[i], cv, log_pop[i], w_model, w_covisit, w_pop, pop_on)
         personal = warm[i] or any_cv
         at_least[0, i] = tail_min
         at_least[1, i] = min(trend_slots, k) if personal else k - n_explore

@@ -15,6 +15,7 @@ from numba import njit
 
 from inference.covisit_kernels import warm_up as covisit_warm_up
 from inference.list_metrics import popularity_head
+from inference.mmr_quotas import MAX_GROUPS, check_groups, group_bits, restrict_by_bits
 from inference.rerank_kernels import warm_up as rerank_warm_up
 from inference.topk_kernel import warm_up as topk_warm_up
 
@@ -33,64 +34,6 @@ def _minmax(rel: np.ndarray, ok: np.ndarray, out: np.ndarray) -> None:
     good = np.isfinite(span) and span > 0
     for j in range(rel.shape[0]):
         out[j] = (np.float64(rel[j]) - lo) / span if (good and ok[j]) else 0.0
-
-
-MAX_GROUPS = 62  # quota groups are held as bits of an int64
-
-
-@njit(cache=True, nogil=True)
-def _restrict_by_bits(
-    eligible: np.ndarray,
-    bits: np.ndarray,
-    avail: np.int64,
-    at_least: np.ndarray,
-    group_count: np.ndarray,
-    remaining: int,
-) -> None:
-    """Restrict a step, in place, to quota groups that would otherwise miss their minimum.
-
-    A group whose outstanding minimum fills the remaining slots must be picked from
-    (members of several such groups: their intersection, as long as one is eligible).
-    Otherwise, once all outstanding minimums together fill the remaining slots, the
-    pick must come from some group still short. ``required`` collects the tight groups
-    in group order, each only if some eligible candidate is in all of them so far;
-    ``short`` the groups with an outstanding minimum.
-    """
-    need_total = 0
-    short = np.int64(0)
-    required = np.int64(0)
-    for g in range(at_least.shape[0]):
-        bit = np.int64(1) << g
-        need = max(at_least[g] - group_count[g], 0) if avail & bit else 0
-        need_total += need
-        if need > 0:
-            short |= bit
-        if need >= remaining and need > 0:
-            want = required | bit
-            for j in range(eligible.shape[0]):
-                if eligible[j] and (bits[j] & want) == want:
-                    required = want
-                    break
-    narrowing = False
-    if required:
-        for j in range(eligible.shape[0]):
-            if eligible[j] and (bits[j] & required) != required:
-                narrowing = True
-                break
-    if narrowing:
-        for j in range(eligible.shape[0]):
-            eligible[j] = eligible[j] and (bits[j] & required) == required
-        return
-    if need_total < remaining:
-        return
-    forced = False
-    for j in range(eligible.shape[0]):
-        if eligible[j] and bits[j] & short:
-            forced = True
-            break
-    if forced:
-        for j in range(eligible.shape[0]):
-            eligible[j] = eligible[j] and (bits[j] & short) != 0
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -125,11 +68,7 @@ def select_one(
     cat_count = np.zeros(c, np.int64)
     group_count = np.zeros(n_groups, np.int64)
     eligible = np.empty(c, np.bool_)
-    bits = np.zeros(c, np.int64)  # each candidate's groups as a bit set
-    for j in range(c):
-        for g in range(n_groups):
-            if members[g, j]:
-                bits[j] |= np.int64(1) << g
+    bits = group_bits(members)
     for step in range(k):
         capped = np.int64(0)  # groups at their maximum
         for g in range(n_groups):
@@ -145,7 +84,7 @@ def select_one(
                 avail |= bits[j] if e else 0
             eligible[j] = e
         if n_groups:
-            _restrict_by_bits(eligible, bits, avail, at_least, group_count, k - step)
+            restrict_by_bits(eligible, bits, avail, at_least, group_count, k - step)
         best = -1
         best_score = -np.inf
         for j in range(c):
@@ -172,40 +111,6 @@ def select_one(
             max_sim[j] = sim if step == 0 else max(max_sim[j], sim)
             if cb >= 0 and cats[j] == cb:
                 cat_count[j] += 1
-
-
-@njit(cache=True, nogil=True)
-def _select_batch(
-    rel: np.ndarray,
-    unit: np.ndarray,
-    cats: np.ndarray,
-    valid: np.ndarray,
-    k: int,
-    lam: float,
-    category_weight: float,
-    members: np.ndarray,
-    at_least: np.ndarray,
-    at_most: np.ndarray,
-    category_cap: int,
-) -> np.ndarray:
-    b = rel.shape[0]
-    picked = np.full((b, k), -1, np.int64)
-    for i in range(b):
-        select_one(
-            rel[i],
-            unit[i],
-            cats[i],
-            valid[i],
-            k,
-            lam,
-            category_weight,
-            members[:, i, :],
-            at_least[:, i],
-            at_most[:, i],
-            category_cap,
-            picked[i],
-        )
-    return picked
 
 
 @njit(cache=True, nogil=True)
@@ -312,11 +217,6 @@ def _select_batch_at(
     return picked
 
 
-def _check_groups(members: npt.NDArray[np.bool_]) -> None:
-    if members.shape[0] > MAX_GROUPS:
-        raise ValueError(f"{members.shape[0]} quota groups; at most {MAX_GROUPS}")
-
-
 def mmr_kernel_at(
     rel: npt.NDArray[np.float32],
     valid: npt.NDArray[np.bool_],
@@ -337,7 +237,7 @@ def mmr_kernel_at(
     ``rel``, ``valid``, ``rows`` and ``members`` (``(G, B, C)``) span the whole
     candidate axis; vectors and categories are read from the catalog by row.
     """
-    _check_groups(members)
+    check_groups(members)
     return _select_batch_at(
         np.ascontiguousarray(rel, np.float32),
         np.ascontiguousarray(valid, np.bool_),
@@ -368,20 +268,28 @@ def mmr_kernel(
     at_most: npt.NDArray[np.int64],
     category_cap: int | None,
 ) -> npt.NDArray[np.int64]:
-    """``(B, k)`` picked positions; ``members`` is ``(G, B, C)``, the limits ``(G, B)``."""
-    _check_groups(members)
-    return _select_batch(
-        np.ascontiguousarray(rel, np.float32),
-        np.ascontiguousarray(unit, np.float32),
-        np.ascontiguousarray(cats, np.int64),
-        np.ascontiguousarray(valid, np.bool_),
-        int(k),
-        float(np.clip(mmr_lambda, 0.0, 1.0)),
-        float(category_weight),
-        np.ascontiguousarray(members, np.bool_),
-        np.ascontiguousarray(at_least, np.int64),
-        np.ascontiguousarray(at_most, np.int64),
-        -1 if category_cap is None else int(category_cap),
+    """``(B, k)`` picked positions; ``members`` is ``(G, B, C)``, the limits ``(G, B)``.
+
+    ``mmr_kernel_at`` over every position, each user's ``(C, d)`` vectors and categories
+    laid out as the rows of one table: the gather copies them and ``select_one`` picks
+    as it would from ``unit[i]`` and ``cats[i]`` directly.
+    """
+    b, c = np.shape(rel)
+    unit = np.asarray(unit, np.float32)
+    return mmr_kernel_at(
+        rel,
+        valid,
+        np.broadcast_to(np.arange(c, dtype=np.int64), (b, c)),
+        np.arange(b * c, dtype=np.int64).reshape(b, c),
+        unit.reshape(b * c, unit.shape[-1]),
+        np.asarray(cats, np.int64).reshape(b * c),
+        k,
+        mmr_lambda,
+        category_weight,
+        members,
+        at_least,
+        at_most,
+        category_cap,
     )
 
 
@@ -405,20 +313,6 @@ def warm_up() -> None:
         np.array([[0, 1]], np.int64),
         np.ones((2, 2), np.float32),
         np.zeros(2, np.int64),
-        1,
-        0.5,
-        0.5,
-        np.ones((1, 1, 2), bool),
-        np.ones((1, 1), np.int64),
-        np.full((1, 1), 2, np.int64),
-        None,
-    )
-    one = np.ones((1, 2), np.float32)
-    mmr_kernel(
-        one,
-        np.ones((1, 2, 2), np.float32),
-        np.zeros((1, 2), np.int64),
-        np.ones((1, 2), bool),
         1,
         0.5,
         0.5,
