@@ -13,13 +13,20 @@ it is set if records are sparse: the mean gap between arrivals (exponentially we
 is at least ``within_s``. At light load no record waits for a window. While records
 come faster than that, a batch waits its window (or until full) as before, so that a
 free processor does not run one batch per record and pay its fixed costs each time.
+
+Under a backlog the window is not what bounds a batch's wait: given ``behind`` (whether
+the source holds at least ``n`` more items after a given one, e.g. the consumer's lag),
+a batch whose window ended keeps filling while the backlog alone would fill it, up to
+``BACKLOG_WINDOWS`` windows. Each batch then pays the fixed costs of a batch (Redis
+round trips, the acks' bookkeeping, one pass of the rules) once for ``max_items`` items
+instead of once per window's worth; a worker that keeps up never waits longer than before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -28,6 +35,12 @@ GAP_WEIGHT = 0.25
 """Weight of the newest gap in the mean gap between arrivals."""
 MAX_GAP_S = 1.0
 """A longer pause counts as this long: after an idle spell, ~16 quick arrivals make a burst."""
+BACKLOG_WINDOWS = 8
+"""Under a backlog a batch waits to fill up for at most this many windows in all (a
+source that stalls mid-backlog still hands its items over)."""
+
+Behind = Callable[[T, int], bool]
+"""``behind(item, n)``: whether the source already holds at least ``n`` items after ``item``."""
 
 
 async def micro_batches(
@@ -35,11 +48,14 @@ async def micro_batches(
     max_items: int,
     within_s: float,
     free: asyncio.Event | None = None,
+    behind: Behind[T] | None = None,
 ) -> AsyncIterator[list[T]]:
     """Lists of at most ``max_items`` items in source order; each is handed over when
     full, ``within_s`` after its first item arrived, or, while items are sparse, as soon
-    as ``free`` is set (the processor waits for work). Ends when ``source`` does (an
-    error of the source is raised once the items before it are handed over).
+    as ``free`` is set (the processor waits for work). While ``behind`` says the source
+    holds enough to fill the batch, it waits on past its window until full (at most
+    ``BACKLOG_WINDOWS`` windows). Ends when ``source`` does (an error of the source is
+    raised once the items before it are handed over).
     """
     buffer: list[T] = []
     arrived, full, room = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -77,6 +93,16 @@ async def micro_batches(
             sparse = free if gap_s >= within_s else None  # else the window is worth it
             if len(buffer) < max_items and not ended and not (sparse and sparse.is_set()):
                 await _first_of(full, sparse, within_s)
+                windows = 1
+                while (
+                    behind is not None
+                    and windows < BACKLOG_WINDOWS
+                    and 0 < len(buffer) < max_items
+                    and not ended
+                    and behind(buffer[-1], max_items - len(buffer))
+                ):
+                    await _first_of(full, None, within_s)
+                    windows += 1
             batch = buffer[:max_items]
             del buffer[:max_items]
             if not buffer and not ended:
@@ -108,5 +134,25 @@ async def _first_of(full: asyncio.Event, free: asyncio.Event | None, within_s: f
 def quiet_take(
     stream: Any, max_items: int, within_s: float, free: asyncio.Event | None = None
 ) -> AsyncIterator[list[Any]]:
-    """``micro_batches`` of a Faust stream's events, none acked (the caller acks)."""
-    return micro_batches(stream.noack().events(), max_items, within_s, free)
+    """``micro_batches`` of a Faust stream's events, none acked (the caller acks); a
+    batch fills up past its window while the consumer's lag would fill it (``kafka_lag``)."""
+    lag = kafka_lag(stream.app.consumer)
+    return micro_batches(stream.noack().events(), max_items, within_s, free, lag)
+
+
+def kafka_lag(consumer: Any) -> Behind[Any]:
+    """``behind`` of a Faust consumer's events: the records of the event's partition
+    past it that the broker already holds (its high watermark, as of the latest fetch).
+
+    One partition's lag is a lower bound of what waits, so it never makes a batch wait
+    for records that are not there; a partition no longer assigned counts as no lag.
+    """
+
+    def behind(event: Any, n: int) -> bool:
+        msg = event.message
+        try:
+            return int(consumer.highwater(msg.tp)) - msg.offset - 1 >= n
+        except Exception:  # not assigned any more (a rebalance), or no fetch yet
+            return False
+
+    return behind

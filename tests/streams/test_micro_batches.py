@@ -125,3 +125,61 @@ async def test_while_items_keep_coming_a_free_processor_still_gets_a_window() ->
     assert sum(sizes) == 150
     later = sizes[len(sizes) // 2 :]  # past the first arrivals, which follow an idle spell
     assert sum(later) / len(later) >= 4  # ~0.1 s of items each, not one batch per item
+
+
+def _backlog_sizes(behind: bool, stall_after: int | None = None) -> list[int]:
+    """Batch sizes of 100 items arriving 1 ms apart (a backlog the source drains), with a
+    10 ms window and batches of at most 20; ``behind`` tells the take how many remain."""
+    total = 100
+
+    async def source() -> AsyncIterator[int]:
+        for i in range(total):
+            if i == stall_after:
+                await asyncio.sleep(1.0)  # the backlog stops coming mid-batch
+            await asyncio.sleep(0.001)
+            yield i
+
+    def remaining(item: int, n: int) -> bool:
+        return behind and total - 1 - item >= n
+
+    async def run() -> list[int]:
+        return [len(b) async for b in micro_batches(source(), 20, 0.01, None, remaining)]
+
+    return asyncio.run(run())
+
+
+def test_under_a_backlog_a_batch_fills_up_past_its_window() -> None:
+    grown = _backlog_sizes(behind=True)
+    assert grown == [20] * 5  # every batch full: the backlog alone fills each
+    windowed = _backlog_sizes(behind=False)
+    assert sum(windowed) == 100 and len(windowed) > 5  # the window alone cuts them short
+
+
+def test_a_backlog_that_stalls_still_hands_its_batch_over() -> None:
+    t0 = time.monotonic()
+    sizes = _backlog_sizes(behind=True, stall_after=10)
+    assert sizes[0] == 10  # waited at most BACKLOG_WINDOWS windows, not for the stall
+    assert sum(sizes) == 100
+    assert time.monotonic() - t0 < 3.0
+
+
+def test_kafka_lag_reads_the_partitions_high_watermark() -> None:
+    from types import SimpleNamespace
+
+    from streams.core.micro_batches import kafka_lag
+
+    class Consumer:
+        def highwater(self, tp: str) -> int:
+            if tp == "gone":
+                raise RuntimeError("partition not assigned")
+            return 110  # the next offset the broker will write
+
+    behind = kafka_lag(Consumer())
+
+    def event(tp: str, offset: int) -> SimpleNamespace:
+        return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+
+    assert behind(event("t0", 99), 10)  # offsets 100..109 wait: ten
+    assert not behind(event("t0", 99), 11)
+    assert not behind(event("t0", 109), 1)  # the newest record: nothing after it
+    assert not behind(event("gone", 0), 1)  # revoked: no lag known, no extra wait
