@@ -12,20 +12,13 @@ import json
 import secrets
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from freshet.services.errors import ServiceSetupError
 from freshet.services.kafka_jars import KAFKA_VERSION, ensure_kafka_jars
-from freshet.services.ports import LOOPBACK, free_port, port_open, wait_port_closed
-from freshet.services.processes import (
-    pid_matches,
-    read_pid,
-    read_state,
-    start_detached,
-    tail,
-    terminate,
-)
+from freshet.services.local_service import LocalService
+from freshet.services.ports import LOOPBACK, free_port, port_open
+from freshet.services.processes import tail
 from freshet.settings import Settings
 
 READY_LINE = "Kafka Server started"
@@ -36,7 +29,7 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
 
 
-class LocalKafka:
+class LocalKafka(LocalService):
     """One KRaft broker+controller process rooted at ``base_dir``.
 
     Args:
@@ -49,6 +42,12 @@ class LocalKafka:
         die_with_parent: stop the broker when the starting process dies (for tests).
     """
 
+    title = "Kafka broker"
+    noun = "broker"
+    pid_name = "kafka.pid"
+    start_timeout_s = 90.0
+    stop_grace_s = 30.0  # a clean shutdown flushes the logs
+
     def __init__(
         self,
         base_dir: Path,
@@ -59,19 +58,15 @@ class LocalKafka:
         version: str = KAFKA_VERSION,
         die_with_parent: bool = False,
     ) -> None:
-        self.base_dir = Path(base_dir).resolve()
+        super().__init__(base_dir, port, die_with_parent)
         self.home = home if home is not None else Settings().home
         self.heap = heap
         self.version = version
-        state = read_state(self._state_file)
-        # The port a running process of this folder listens on, as last written down.
-        self._recorded_port = int(state.get("port", 0))
-        self.port: int = port or self._recorded_port or free_port()
+        state = self.saved_state
         self.controller_port: int = int(state.get("controller_port", 0)) or free_port()
         self.cluster_id: str = str(state.get("cluster_id") or new_cluster_id())
         self.partitions = partitions
-        self.die_with_parent = die_with_parent
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._launcher: tuple[str, str] = ("java", "")  # java and the classpath, at start
 
     # --- paths ------------------------------------------------------------------------
     @property
@@ -90,61 +85,28 @@ class LocalKafka:
     def console_file(self) -> Path:
         return self.base_dir / "logs" / "console.log"
 
-    @property
-    def _pid_file(self) -> Path:
-        return self.base_dir / "kafka.pid"
-
-    @property
-    def _state_file(self) -> Path:
-        return self.base_dir / "state.json"
-
     # --- public API -------------------------------------------------------------------
     @property
     def bootstrap(self) -> str:
         return f"{LOOPBACK}:{self.port}"
 
-    @property
-    def configured(self) -> bool:
-        """Whether this folder holds a service started before (ports chosen, config written)."""
-        return self._state_file.exists()
-
-    @property
-    def pid(self) -> int | None:
-        pid = read_pid(self._pid_file)
-        return pid if pid_matches(pid, str(self.config_file)) else None
-
     def alive(self) -> bool:
         """Whether our broker process runs and accepts connections."""
         return self.pid is not None and port_open(self.port)
 
-    def start(self, timeout: float = 90.0) -> LocalKafka:
-        """Start the broker (a no-op if it already runs) and wait until it serves."""
-        if self.pid is not None:
-            if self._recorded_port != self.port:
-                raise ServiceSetupError(
-                    f"the broker in {self.base_dir} already runs on port {self._recorded_port}; "
-                    "stop it before choosing another port"
-                )
-            self._wait_ready(timeout, log_offset=0)
-            return self
+    # --- internals --------------------------------------------------------------------
+    def _extra_ports(self) -> tuple[int, ...]:
+        return (self.controller_port,)
+
+    def _command(self) -> list[str]:
         java = shutil.which("java")
         if java is None:
             raise ServiceSetupError(
                 "java is needed for the local Kafka broker: apt-get install default-jre-headless"
             )
-        lib = ensure_kafka_jars(self.home, self.version)
-        for port in (self.port, self.controller_port):
-            if port_open(port):
-                raise ServiceSetupError(
-                    f"port {port} on {LOOPBACK} is taken by another process; "
-                    f"remove {self._state_file} to pick new ports"
-                )
-        self._write_files()
-        classpath = f"{lib}/*"
-        if not (self.data_dir / "meta.properties").exists():
-            self._format(java, classpath)
-        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        cmd = [
+        classpath = f"{ensure_kafka_jars(self.home, self.version)}/*"
+        self._launcher = (java, classpath)
+        return [
             java,
             "-Xms256m",
             f"-Xmx{self.heap}",
@@ -157,41 +119,16 @@ class LocalKafka:
             "kafka.Kafka",
             str(self.config_file),
         ]
-        self._proc = start_detached(
-            cmd,
-            cwd=self.base_dir,
-            console_log=self.console_file,
-            die_with_parent=self.die_with_parent,
-        )
-        self._pid_file.write_text(f"{self._proc.pid}\n")
-        self._wait_ready(timeout, log_offset=offset)
-        return self
 
-    def stop(self, grace_s: float = 30.0) -> None:
-        """SIGTERM (a clean shutdown flushes the logs), then SIGKILL after ``grace_s``."""
-        pid = read_pid(self._pid_file)
-        if pid is not None:
-            terminate(pid, str(self.config_file), self._proc, grace_s=grace_s)
-        self._proc = None
-        self._pid_file.unlink(missing_ok=True)
-        wait_port_closed(self.port)
+    def _before_launch(self) -> int:
+        if not (self.data_dir / "meta.properties").exists():
+            self._format(*self._launcher)
+        return self.log_file.stat().st_size if self.log_file.exists() else 0
 
-    def restart(self, timeout: float = 90.0) -> LocalKafka:
-        """Stop and start again on the same ports and data."""
-        self.stop()
-        return self.start(timeout)
-
-    def wipe(self) -> None:
-        """Stop and delete config, data and logs."""
-        self.stop()
-        shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    # --- internals --------------------------------------------------------------------
     def _write_files(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self._recorded_port = self.port
         self._state_file.write_text(
             json.dumps(
                 {
@@ -273,31 +210,11 @@ class LocalKafka:
                 + (result.stdout + result.stderr)[-3000:]
             )
 
-    def _wait_ready(self, timeout: float, log_offset: int) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._running():
-                raise ServiceSetupError(
-                    f"Kafka broker exited while starting; log tail ({self.log_file}):\n"
-                    + tail(self.log_file)
-                    + "\n--- console ---\n"
-                    + tail(self.console_file, 15)
-                )
-            if self._log_says_ready(log_offset) and port_open(self.port):
-                return
-            time.sleep(0.2)
-        self.stop(grace_s=5.0)
-        raise ServiceSetupError(
-            f"Kafka broker did not become ready within {timeout:.0f} s; "
-            f"log tail ({self.log_file}):\n" + tail(self.log_file)
-        )
+    def _ready(self, log_offset: int) -> bool:
+        return self._log_says_ready(log_offset) and port_open(self.port)
 
-    def _running(self) -> bool:
-        # Right after fork the child's /proc cmdline is still Python's, so a process we
-        # started ourselves is judged by its Popen handle, not by its command line.
-        if self._proc is not None:
-            return self._proc.poll() is None
-        return self.pid is not None
+    def _log_tails(self) -> str:
+        return tail(self.log_file) + "\n--- console ---\n" + tail(self.console_file, 15)
 
     def _log_says_ready(self, offset: int) -> bool:
         try:
