@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -71,15 +72,17 @@ class Shop:
     live: list[InteractionEvent]
     saturate: list[InteractionEvent]
     extra: list[InteractionEvent] = dataclasses.field(default_factory=list)
+    drains: list[InteractionEvent] = dataclasses.field(default_factory=list)
 
 
 def simulate_shop(
-    users: int, items: int, warm: int, events: int, seed: int, extra: int = 0
+    users: int, items: int, warm: int, events: int, seed: int, extra: int = 0, drains: int = 0
 ) -> Shop:
-    """The shop's catalog, then warm-up, live, saturation and ``extra`` interactions."""
+    """The shop's catalog, then warm-up, live, saturation, ``extra`` and ``drains``
+    interactions."""
     from freshet.simulator.stream import SimConfig, simulate
 
-    cfg = SimConfig(users=users, items=items, events=warm + 2 * events + extra)
+    cfg = SimConfig(users=users, items=items, events=warm + 2 * events + extra + drains)
     catalog: list[CatalogEvent] = []
     inter: list[InteractionEvent] = []
     for ev in simulate(cfg, seed=seed):
@@ -88,8 +91,14 @@ def simulate_shop(
         else:
             inter.append(ev)
     live_end, sat_end = warm + events, warm + 2 * events
+    extra_end = sat_end + extra
     return Shop(
-        catalog, inter[:warm], inter[warm:live_end], inter[live_end:sat_end], inter[sat_end:]
+        catalog,
+        inter[:warm],
+        inter[warm:live_end],
+        inter[live_end:sat_end],
+        inter[sat_end:extra_end],
+        inter[extra_end:],
     )
 
 
@@ -594,9 +603,16 @@ async def paced_baseline(
 
 
 def saturation(
-    settings: Settings, worker: WorkerProc, events: Sequence[InteractionEvent]
+    settings: Settings,
+    worker: WorkerProc,
+    events: Sequence[InteractionEvent],
+    profile: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(worker, raw pipe) drain rates of one backlog of ``events``."""
+    """(worker, raw pipe) drain rates of one backlog of ``events``.
+
+    ``profile``: a py-spy profile of the drain here (started once the worker resumes:
+    py-spy cannot attach to a stopped process).
+    """
     topics = Topics(settings.topic_prefix)
     recs: list[tuple[bytes, int, int]] = []
     stop = threading.Event()
@@ -614,25 +630,30 @@ def saturation(
         produce_bulk(settings, f"{settings.topic_prefix}.bench-sat", msgs)
     finally:
         worker.proc.send_signal(signal.SIGCONT)
+    spy = None if profile is None else py_spy(worker.proc.pid, profile)
     target = applied(before) + len(events)
     start: float | None = None
-    while True:
-        m = worker.scrape()
-        t = time.perf_counter()
-        if start is None and applied(m) > applied(before):
-            start = t
-        if applied(m) >= target:
-            break
-        time.sleep(0.2)  # each scrape costs the worker a metrics exposition
+    try:
+        while True:
+            m = worker.scrape()
+            t = time.perf_counter()
+            if start is None and applied(m) > applied(before):
+                start = t
+            if applied(m) >= target:
+                break
+            time.sleep(0.2)  # each scrape costs the worker a metrics exposition
+    finally:
+        stop_spy(spy)
     worker_s = t - (start or t)
     time.sleep(0.5)
     after = worker.scrape()
     time.sleep(DEBOUNCE_MS / 1000.0 + 1.0)  # trailing-edge lists
     stop.set()
     reader.join()
+    published = lists_of(recs)
     fresh = event_freshness(
         [(e["user_id"], e["ts"]) for e in (orjson.loads(v) for _, v in msgs)],
-        lists_of(recs),
+        published,
         DEBOUNCE_MS,
     )
     pipe_s = asyncio.run(
@@ -652,6 +673,9 @@ def saturation(
             # stopped: how long a burst's events wait for their lists.
             "freshness_ms_all_events": quantiles(fresh.all),
             "events_never_reflected": fresh.unreflected,
+            # A batch's lists share one publish stamp: lists per stamp are lists per
+            # scored micro-batch (two batches in one millisecond count as one).
+            "lists_per_publish_ms": quantiles(lists_per_stamp(published)),
             **work,
         },
         {"events_per_s": len(events) / pipe_s},
@@ -713,6 +737,16 @@ def lists_of(recs: Iterable[tuple[bytes, int, int]]) -> list[tuple[str, int, int
         rec = orjson.loads(value)
         out.append((rec["user_id"], rec.get("event_ts") or 0, rec["published_ts"]))
     return out
+
+
+def lists_per_stamp(published: Iterable[tuple[str, int, int]]) -> list[float]:
+    """How many lists carry each publish stamp, in stamp order.
+
+    >>> lists_per_stamp([("a", 1, 7), ("b", 2, 7), ("c", 3, 9)])
+    [2.0, 1.0]
+    """
+    counts = collections.Counter(ts for _, _, ts in published)
+    return [float(counts[ts]) for ts in sorted(counts)]
 
 
 def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -821,9 +855,16 @@ def run_phases(
         paced_worker(settings, worker, shop.live, args.rate, timed)
     )
     results["paced_baseline"] = asyncio.run(paced_baseline(settings, shop.live, args.rate))
-    sat_worker, sat_pipe = saturation(settings, worker, shop.saturate)
-    results["saturated_worker"] = sat_worker
-    results["saturated_baseline"] = sat_pipe
+    if args.drain_events > 0:
+        from bench import drains
+
+        n = args.drain_events
+        backlogs = [shop.drains[i * n : (i + 1) * n] for i in range(args.repeats)]
+        results.update(drains.run(settings, worker, backlogs, args.profile_curve))
+    else:
+        sat_worker, sat_pipe = saturation(settings, worker, shop.saturate)
+        results["saturated_worker"] = sat_worker
+        results["saturated_baseline"] = sat_pipe
     results["curve"] = latency_curve(
         settings,
         worker,
@@ -906,7 +947,7 @@ def main() -> None:
         "--profile-curve",
         type=Path,
         help="a folder for py-spy profiles of the worker at each curve point (with"
-        " --ingest-only: of each saturated drain)",
+        " --ingest-only or --drain-events: of each saturated drain too)",
     )
     parser.add_argument(
         "--ingest-only",
@@ -919,7 +960,16 @@ def main() -> None:
         "--repeats",
         type=int,
         default=1,
-        help="with --ingest-only: saturated drain / no-op ceiling pairs (--events split)",
+        help="saturated drain / no-op ceiling pairs: with --ingest-only (--events split), or"
+        " with --drain-events",
+    )
+    parser.add_argument(
+        "--drain-events",
+        type=int,
+        default=0,
+        help="lists on: --repeats saturated drains of this many fresh events each, each"
+        " paired with Faust's no-op agent, the median reported (bench/drains.py); 0: one"
+        " drain of --events, as before",
     )
     parser.add_argument(
         "--lists-out",
@@ -941,8 +991,15 @@ def main() -> None:
         args.events, args.warm = min(args.events, 5_000), min(args.warm, 5_000)
 
     t_sim = time.perf_counter()
+    drain_total = 0 if args.ingest_only else args.drain_events * args.repeats
     shop = simulate_shop(
-        args.users, args.items, args.warm, args.events, args.seed, len(rates) * args.curve_events
+        args.users,
+        args.items,
+        args.warm,
+        args.events,
+        args.seed,
+        len(rates) * args.curve_events,
+        drain_total,
     )
     sim_s = time.perf_counter() - t_sim
     results: dict[str, Any] = {}
@@ -1084,6 +1141,8 @@ def main() -> None:
         },
         "note": "Kafka, Redis, the worker and the bench's producers share the cores",
         "ingest_only": args.ingest_only,
+        "drain_events": args.drain_events,
+        "drain_repeats": args.repeats if args.drain_events > 0 else 1,
     }
     report = {
         "conditions": conditions,
@@ -1197,6 +1256,10 @@ def _print(report: dict[str, Any]) -> None:
         )
         if split:
             print(f"  {name:<9} CPU cores in use: {split} (of {c['cores']})")
+    if "ratio_to_faust_noop" in f:
+        from bench.drains import print_drains
+
+        print_drains(f)
     if f["curve"]:
         print("  latency vs throughput (event-to-publish, fresh events per rate):")
         print(
