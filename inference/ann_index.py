@@ -348,27 +348,31 @@ class AnnIndex:
 
 
 class RepeatedSearch:
-    """An ``AnnIndex`` that answers a repeated exact search from its last answer.
+    """An ``AnnIndex`` that answers a repeated search from its last answer, row by row.
 
     A scoring call may search the same user vectors twice (the candidates, and the
-    damping chooser's "found without co-visitation"). Exact search orders results by a
-    total order (score, then lower row), so the first ``k`` of a wider answer are the
-    answer to ``k``: the same queries (bit for bit) asked again for at most as many
-    results get that prefix. An IVF index is always asked (its prefix is not promised).
+    damping chooser's "found without co-visitation" for a sample of the same users).
+    Both index kinds order each query's results by a total order (score, then lower id:
+    exact search by construction, faiss's result heaps by comparing ids on equal
+    scores), so the first ``k`` of a wider answer are the answer to ``k``. A query that
+    matches a row of the last batch (bit for bit), asked for at most as many results,
+    gets that row's prefix: the answer it got in the batch it was searched in. Any
+    other query sends the whole batch to the index again.
     """
 
     def __init__(self, index: AnnIndex) -> None:
         self.index = index
-        self._last: tuple[bytes, int, IdArray, FloatArray] | None = None
+        self._last: tuple[int, IdArray, FloatArray, dict[bytes, int]] | None = None
 
     def search(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, FloatArray]:
         q = np.atleast_2d(_as_matrix(queries, self.index.dim))
         last = self._last
-        if last is not None and k <= last[1] and last[0] == q.tobytes():
-            return last[2][:, :k].copy(), last[3][:, :k].copy()
+        if last is not None and k <= last[0]:
+            at = [last[3].get(row.tobytes(), -1) for row in q]
+            if -1 not in at:
+                return last[1][at, :k], last[2][at, :k]
         ids, scores = self.index.search(q, k)
-        if self.index.is_exact:
-            self._last = (q.tobytes(), k, ids, scores)
+        self._last = (k, ids, scores, {row.tobytes(): i for i, row in enumerate(q)})
         return ids, scores
 
 

@@ -151,3 +151,42 @@ def test_a_repeated_exact_search_is_the_prefix_of_the_last_answer() -> None:
         np.testing.assert_array_equal(ids, wide[0][:, :k])
     assert memo.search(q, 60)[0].shape == (2, 60)
     np.testing.assert_array_equal(memo.search(q[::-1], 5)[0], index.search(q[::-1], 5)[0])
+
+
+def _same_up_to_boundary_ties(
+    ids: np.ndarray, scores: np.ndarray, want_ids: np.ndarray, want_scores: np.ndarray
+) -> None:
+    """Equal scores everywhere, and equal ids wherever the score beats the last one kept
+    (faiss keeps any of the items tied at the cut)."""
+    np.testing.assert_array_equal(scores, want_scores)
+    inside = scores > scores[:, -1:]
+    np.testing.assert_array_equal(ids[inside], want_ids[inside])
+
+
+def test_an_ivf_search_for_fewer_results_is_the_prefix_of_a_wider_one() -> None:
+    """Asking an IVF index for fewer results gives the prefix of a wider answer (up to
+    which of the items tied at the cut it keeps), so a sample of the last batch's rows
+    gets those rows' prefix from the memo: the chooser's search of the candidates' users."""
+    from inference.ann_index import RepeatedSearch
+
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((1_500, 16)).astype(np.float32)
+    vecs = np.repeat(base, 2, axis=0)  # every score tied with one other id
+    ids = rng.permutation(vecs.shape[0]).astype(np.int64)
+    index = AnnIndex.build(vecs, ids, seed=0, exact_below=100)
+    assert not index.is_exact
+    q = rng.standard_normal((40, 16)).astype(np.float32)
+    wide_ids, wide_scores = index.search(q, 120)
+    for k in (1, 2, 9, 64, 120):
+        got_ids, got_scores = index.search(q, k)
+        _same_up_to_boundary_ties(got_ids, got_scores, wide_ids[:, :k], wide_scores[:, :k])
+    memo = RepeatedSearch(index)
+    memo.search(q, 120)
+    pick = np.array([3, 0, 39, 17])
+    got_ids, got_scores = memo.search(q[pick].copy(), 50)
+    np.testing.assert_array_equal(got_ids, wide_ids[pick, :50])
+    np.testing.assert_array_equal(got_scores, wide_scores[pick, :50])
+    fresh_ids, fresh_scores = index.search(q[pick], 50)
+    _same_up_to_boundary_ties(got_ids, got_scores, fresh_ids, fresh_scores)
+    other = np.vstack([q[:2], rng.standard_normal((1, 16)).astype(np.float32)])
+    np.testing.assert_array_equal(memo.search(other, 10)[0], index.search(other, 10)[0])
