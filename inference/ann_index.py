@@ -352,12 +352,13 @@ class RepeatedSearch:
 
     A scoring call may search the same user vectors twice (the candidates, and the
     damping chooser's "found without co-visitation" for a sample of the same users).
-    Both index kinds order each query's results by a total order (score, then lower id:
-    exact search by construction, faiss's result heaps by comparing ids on equal
-    scores), so the first ``k`` of a wider answer are the answer to ``k``. A query that
-    matches a row of the last batch (bit for bit), asked for at most as many results,
-    gets that row's prefix: the answer it got in the batch it was searched in. Any
-    other query sends the whole batch to the index again.
+    Each query's answer is its own: exact search orders by score, then lower row, and
+    the IVF index keeps the best ``k`` of the same probed lists whatever ``k``, so the
+    first ``k`` of a wider answer are the answer to ``k`` (for IVF, up to which of the
+    items tied at the cut it keeps). A query that matches a row of the last batch (bit
+    for bit), asked for at most as many results, gets that row's prefix: the answer it
+    got in the batch it was searched in. The other queries are searched, only they
+    (the batch remembered stays).
     """
 
     def __init__(self, index: AnnIndex) -> None:
@@ -367,12 +368,15 @@ class RepeatedSearch:
     def search(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, FloatArray]:
         q = np.atleast_2d(_as_matrix(queries, self.index.dim))
         last = self._last
-        if last is not None and k <= last[0]:
-            at = [last[3].get(row.tobytes(), -1) for row in q]
-            if -1 not in at:
-                return last[1][at, :k], last[2][at, :k]
-        ids, scores = self.index.search(q, k)
-        self._last = (k, ids, scores, {row.tobytes(): i for i, row in enumerate(q)})
+        if last is None or k > last[0]:
+            ids, scores = self.index.search(q, k)
+            self._last = (k, ids, scores, {row.tobytes(): i for i, row in enumerate(q)})
+            return ids, scores
+        at = np.array([last[3].get(row.tobytes(), -1) for row in q], np.int64)
+        ids, scores = last[1][at, :k], last[2][at, :k]
+        new = np.flatnonzero(at < 0)
+        if new.size:
+            ids[new], scores[new] = self.index.search(q[new], k)
         return ids, scores
 
 

@@ -189,4 +189,7 @@ def test_an_ivf_search_for_fewer_results_is_the_prefix_of_a_wider_one() -> None:
     fresh_ids, fresh_scores = index.search(q[pick], 50)
     _same_up_to_boundary_ties(got_ids, got_scores, fresh_ids, fresh_scores)
     other = np.vstack([q[:2], rng.standard_normal((1, 16)).astype(np.float32)])
-    np.testing.assert_array_equal(memo.search(other, 10)[0], index.search(other, 10)[0])
+    got_ids, got_scores = memo.search(other, 10)  # two rows remembered, one searched
+    np.testing.assert_array_equal(got_ids[:2], wide_ids[:2, :10])
+    np.testing.assert_array_equal(got_ids[2:], index.search(other[2:], 10)[0])
+    assert memo.search(q[:1], 120)[0].shape == (1, 120)  # still the batch remembered
