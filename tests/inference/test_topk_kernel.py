@@ -109,3 +109,32 @@ def test_ordered_rows_zeros_and_infinities_in_the_defined_order(
     ref_rows, ref_vals = stable_reference(scores, k)
     np.testing.assert_array_equal(rows, ref_rows)
     assert vals.tobytes() == ref_vals.tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 3),
+    st.integers(33, 12_000),
+    st.sampled_from(["normal", "runs of equal scores", "few levels", "one value"]),
+)
+def test_catalog_sized_rows_in_the_defined_order(seed: int, b: int, n: int, shape: str) -> None:
+    """Rows as long as a real catalog's, where the radix select takes several steps:
+    distinct scores, long runs of equal ones (items sharing a content vector), a few
+    levels, and one value everywhere (only the column decides)."""
+    rng = np.random.default_rng(seed)
+    if shape == "normal":
+        scores = rng.standard_normal((b, n)).astype(np.float32)
+    elif shape == "runs of equal scores":
+        scores = rng.standard_normal((b, max(n // 40, 1))).astype(np.float32)
+        scores = scores[:, rng.integers(0, scores.shape[1], n)]
+    elif shape == "few levels":
+        scores = rng.choice(np.array([0.25, 0.5, -1.0, 0.0, np.nan], np.float32), (b, n))
+    else:
+        scores = np.full((b, n), 0.75, np.float32)
+    scores = np.ascontiguousarray(scores)
+    for k in {1, 2, min(n, 300), int(rng.integers(1, n + 1)), n}:
+        rows, vals = top_rows(scores, k)
+        ref_rows, ref_vals = stable_reference(scores, k)
+        np.testing.assert_array_equal(rows, ref_rows)
+        assert vals.tobytes() == ref_vals.tobytes()
