@@ -9,7 +9,7 @@ import typer
 
 from freshet.cli import train_options as opts
 from freshet.cli.context import settings_of
-from freshet.cli.train import parse_time, results_table
+from freshet.cli.train import parse_time, results_table, topic_events
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -106,21 +106,14 @@ def retrain_command(
     is kept but not served) unless --force. Running workers hot-swap to a promoted
     bundle. The training options read the same FRESHET_TRAIN_* variables as train.
     """
-    from itertools import chain
-
     from rich.console import Console
 
-    from freshet.wiring import training_consumer
     from inference.bundle import BundleError
-    from schemas.topics import Topics
-    from training.kafka_source import ReadStats, read_topic
-    from training.pipeline import DEFAULT_RANKER, RANKER_MODES
+    from training.kafka_source import ReadStats
     from training.retrain import parse_window, retrain
 
     settings = settings_of(ctx)
-    ranker = ranker or DEFAULT_RANKER
-    if ranker not in RANKER_MODES:
-        raise typer.BadParameter(f"--ranker must be one of {', '.join(RANKER_MODES)}")
+    ranker = opts.ranker_mode(ranker)
     try:
         window_ms = parse_window(window)
     except ValueError as exc:
@@ -128,13 +121,8 @@ def retrain_command(
     until_ms = parse_time(until)
     end_ms = until_ms if until_ms is not None else int(time.time() * 1000)
     since_ms = end_ms - window_ms
-    topics = Topics(settings.topic_prefix)
     stats = ReadStats()
-    connect = training_consumer(settings)
-    events = chain(
-        read_topic(connect, catalog_topic or topics.catalog, None, None, True, stats),
-        read_topic(connect, topic or topics.events, since_ms, until_ms, False, stats),
-    )
+    events = topic_events(settings, topic, catalog_topic, since_ms, until_ms, None, stats)
     config = opts.train_config(
         dim=dim,
         history_len=history_len,

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from freshet.settings import Settings
     from schemas.events import CatalogEvent, InteractionEvent
+    from training.kafka_source import ReadStats
     from training.warm_start import WarmStart
 
 
@@ -62,6 +64,33 @@ def segments_table(rows: Sequence[tuple[str, str, Mapping[str, float]]]) -> Tabl
             cells = [f"{values[f'{seg}/{m}']:.4f}" if cases else "-" for m in ("hr@10", "ndcg@10")]
             table.add_row(protocol, model, seg.replace("_", " ") + "s", str(cases), *cells)
     return table
+
+
+def topic_events(
+    settings: Settings,
+    topic: str | None,
+    catalog_topic: str | None,
+    since_ms: int | None,
+    until_ms: int | None,
+    catalog_until_ms: int | None,
+    stats: ReadStats,
+) -> Iterator[InteractionEvent | CatalogEvent]:
+    """The catalog topic up to ``catalog_until_ms``, then the events topic's window.
+
+    ``None`` topics are the prefix's; undecodable messages are counted in ``stats``.
+    """
+    from itertools import chain
+
+    from freshet.wiring import training_consumer
+    from schemas.topics import Topics
+    from training.kafka_source import read_topic
+
+    topics = Topics(settings.topic_prefix)
+    connect = training_consumer(settings)
+    return chain(
+        read_topic(connect, catalog_topic or topics.catalog, None, catalog_until_ms, True, stats),
+        read_topic(connect, topic or topics.events, since_ms, until_ms, False, stats),
+    )
 
 
 def train_command(
@@ -111,13 +140,11 @@ def train_command(
     """
     from rich.console import Console
 
-    from training.kafka_source import ReadStats, read_topic
-    from training.pipeline import DEFAULT_RANKER, RANKER_MODES, run
+    from training.kafka_source import ReadStats
+    from training.pipeline import run
 
     settings = settings_of(ctx)
-    ranker = ranker or DEFAULT_RANKER
-    if ranker not in RANKER_MODES:
-        raise typer.BadParameter(f"--ranker must be one of {', '.join(RANKER_MODES)}")
+    ranker = opts.ranker_mode(ranker)
     console = Console()
     refused: dict[str, int] = {}
     events: Iterator[InteractionEvent | CatalogEvent]
@@ -129,18 +156,9 @@ def train_command(
         )
         events = source.events(file, refused)
     else:
-        from itertools import chain
-
-        from freshet.wiring import training_consumer
-        from schemas.topics import Topics
-
-        topics = Topics(settings.topic_prefix)
-        stats = ReadStats()
         until_ms = parse_time(until)
-        connect = training_consumer(settings)
-        events = chain(
-            read_topic(connect, catalog_topic or topics.catalog, None, until_ms, True, stats),
-            read_topic(connect, topic or topics.events, parse_time(since), until_ms, False, stats),
+        events = topic_events(
+            settings, topic, catalog_topic, parse_time(since), until_ms, until_ms, ReadStats()
         )
     config = opts.train_config(
         dim=dim,

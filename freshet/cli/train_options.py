@@ -46,6 +46,16 @@ Ranker = Annotated[
 ]
 
 
+def ranker_mode(ranker: str | None) -> str:
+    """``--ranker`` checked against the pipeline's modes (None: its default)."""
+    from training.pipeline import DEFAULT_RANKER, RANKER_MODES
+
+    ranker = ranker or DEFAULT_RANKER
+    if ranker not in RANKER_MODES:
+        raise typer.BadParameter(f"--ranker must be one of {', '.join(RANKER_MODES)}")
+    return ranker
+
+
 def train_config(
     *,
     dim: int,
