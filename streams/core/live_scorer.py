@@ -27,9 +27,7 @@ from inference.covisit import (
 )
 from inference.covisit_vectors import NewItemVectors
 from inference.damping_choice import DampingChooser, remember_candidates
-from inference.fold_in import event_weights, fold_in_events
 from inference.fold_in import warm_up as fold_in_warm_up
-from inference.history_inputs import encoder_inputs, flatten_histories
 from inference.item_catalog import ItemCatalog
 from inference.item_catalog import warm_up as catalog_warm_up
 from inference.recommend import UserList, recommend
@@ -46,7 +44,8 @@ from streams.core.live_catalog import (
     update_index,
 )
 from streams.core.live_config import LiveConfig, LiveStats
-from streams.core.state_rules import TYPE_CODES, UserState
+from streams.core.state_rules import UserState
+from streams.core.user_vectors import history_rows, user_vectors
 
 log = logging.getLogger("freshet.live")
 
@@ -338,41 +337,17 @@ class LiveScorer:
 
     def history_rows(self, states: Sequence[UserState]) -> list[np.ndarray]:
         """Per user, the catalog row of each history entry (-1 for unknown items)."""
-        return [self.catalog.rows([h.item_id for h in s.history]) for s in states]
+        return history_rows(self.catalog, states)
 
     def embed(
         self, states: Sequence[UserState], seqs: Sequence[np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """User vectors (B, D) and which came from the model-free fold-in."""
         seqs = self.history_rows(states) if seqs is None else seqs
-        b, d = len(states), self.catalog.dim
-        if self.bundle is not None:
-            try:
-                vecs = self._encode(states, seqs)
-                if vecs.shape != (b, d):  # a graph whose output width varies with input
-                    raise ValueError(f"encoder gave shape {vecs.shape}, expected {(b, d)}")
-                bad = ~np.isfinite(vecs).all(axis=1)
-                if not bad.any():
-                    return vecs, np.zeros(b, bool)
-                log.warning("encoder gave non-finite vectors for %d users; folding in", bad.sum())
-                folded = self._fold_in(states, seqs)
-                return np.where(bad[:, None], folded, vecs), bad
-            except Exception as exc:  # a faulty model must not stop the stream
-                log.error("user encoder failed (%s); serving model-free lists", exc)
-        folded = self._fold_in(states, seqs)
-        return folded.reshape(b, d), np.ones(b, bool)
-
-    def _encode(self, states: Sequence[UserState], seqs: Sequence[np.ndarray]) -> np.ndarray:
-        bundle = self.bundle
-        assert bundle is not None
-        codes = self._bundle_parts()[0]
-        flat = flatten_histories([s.history for s in states], seqs, lambda t: codes.get(t, 0))
-        vecs, types, gaps, mask = encoder_inputs(
-            flat, len(states), bundle.history_len, self.catalog.vectors()
+        codes = None if self.bundle is None else self._bundle_parts()[0]
+        return user_vectors(
+            self.catalog, states, seqs, self.config.fold_in_half_life_s, self.bundle, codes
         )
-        out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
-        out[mask.sum(axis=1) == 0] = 0.0
-        return out
 
     def _bundle_parts(self) -> tuple[dict[str, int], Any]:
         """The current bundle's encoder type codes and ranker hook (None: no ranker)."""
@@ -389,20 +364,3 @@ class LiveScorer:
                 )
             self._per_bundle = (bundle, {t: manifest.type_id(t) for t in EVENT_TYPES}, ranker)
         return self._per_bundle[1], self._per_bundle[2]
-
-    def _fold_in(self, states: Sequence[UserState], seqs: Sequence[np.ndarray]) -> np.ndarray:
-        """Decayed, event-weighted sum of the history's item vectors (model-free)."""
-        b, d = len(states), self.catalog.dim
-        flat = flatten_histories([s.history for s in states], seqs, lambda t: TYPE_CODES.get(t, 0))
-        if not flat.row.size:
-            return np.zeros((b, d), np.float32)
-        vecs, _ = fold_in_events(
-            np.zeros((b, d), np.float32),
-            np.full(b, -np.inf),
-            flat.user,
-            self.catalog.vectors()[flat.row],
-            event_weights([EVENT_TYPES[c] for c in flat.type.tolist()]),
-            flat.ts,
-            self.config.fold_in_half_life_s,
-        )
-        return np.asarray(vecs, np.float32)

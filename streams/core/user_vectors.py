@@ -1,0 +1,103 @@
+"""User vectors for a micro-batch: the bundle's encoder, or the model-free fold-in.
+
+Pure compute over the users' histories and the catalog's rows and vectors; the scorer
+(``streams.core.live_scorer``) holds the bundle and passes it in. A faulty encoder never
+stops the stream: its users are folded in instead, and their lists say ``model_free``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from inference.fold_in import event_weights, fold_in_events
+from inference.history_inputs import encoder_inputs, flatten_histories
+from inference.item_catalog import ItemCatalog
+from schemas.events import EVENT_TYPES
+from streams.core.state_rules import TYPE_CODES, UserState
+
+log = logging.getLogger("freshet.live")
+
+
+def history_rows(catalog: ItemCatalog, states: Sequence[UserState]) -> list[np.ndarray]:
+    """Per user, the catalog row of each history entry (-1 for unknown items)."""
+    return [catalog.rows([h.item_id for h in s.history]) for s in states]
+
+
+def user_vectors(
+    catalog: ItemCatalog,
+    states: Sequence[UserState],
+    seqs: Sequence[np.ndarray],
+    half_life_s: float,
+    bundle: Any | None = None,
+    type_codes: Mapping[str, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """User vectors ``(B, D)`` and which came from the model-free fold-in.
+
+    Args:
+        catalog: The served catalog (its vectors are the encoder's and fold-in's inputs).
+        states: The users' states, histories oldest first.
+        seqs: Per user, ``history_rows`` of their history.
+        half_life_s: The fold-in's decay.
+        bundle: The served bundle; None folds every user in.
+        type_codes: The bundle's encoder code of each event type (0 if absent).
+    """
+    b, d = len(states), catalog.dim
+    if bundle is not None:
+        try:
+            vecs = encode(bundle, type_codes or {}, catalog, states, seqs)
+            if vecs.shape != (b, d):  # a graph whose output width varies with input
+                raise ValueError(f"encoder gave shape {vecs.shape}, expected {(b, d)}")
+            bad = ~np.isfinite(vecs).all(axis=1)
+            if not bad.any():
+                return vecs, np.zeros(b, bool)
+            log.warning("encoder gave non-finite vectors for %d users; folding in", bad.sum())
+            folded = fold_in(catalog, states, seqs, half_life_s)
+            return np.where(bad[:, None], folded, vecs), bad
+        except Exception as exc:  # a faulty model must not stop the stream
+            log.error("user encoder failed (%s); serving model-free lists", exc)
+    folded = fold_in(catalog, states, seqs, half_life_s)
+    return folded.reshape(b, d), np.ones(b, bool)
+
+
+def encode(
+    bundle: Any,
+    type_codes: Mapping[str, int],
+    catalog: ItemCatalog,
+    states: Sequence[UserState],
+    seqs: Sequence[np.ndarray],
+) -> np.ndarray:
+    """The bundle's user encoder on each user's last ``history_len`` known entries."""
+    flat = flatten_histories([s.history for s in states], seqs, lambda t: type_codes.get(t, 0))
+    vecs, types, gaps, mask = encoder_inputs(
+        flat, len(states), bundle.history_len, catalog.vectors()
+    )
+    out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
+    out[mask.sum(axis=1) == 0] = 0.0
+    return out
+
+
+def fold_in(
+    catalog: ItemCatalog,
+    states: Sequence[UserState],
+    seqs: Sequence[np.ndarray],
+    half_life_s: float,
+) -> np.ndarray:
+    """Decayed, event-weighted sum of the history's item vectors (model-free)."""
+    b, d = len(states), catalog.dim
+    flat = flatten_histories([s.history for s in states], seqs, lambda t: TYPE_CODES.get(t, 0))
+    if not flat.row.size:
+        return np.zeros((b, d), np.float32)
+    vecs, _ = fold_in_events(
+        np.zeros((b, d), np.float32),
+        np.full(b, -np.inf),
+        flat.user,
+        catalog.vectors()[flat.row],
+        event_weights([EVENT_TYPES[c] for c in flat.type.tolist()]),
+        flat.ts,
+        half_life_s,
+    )
+    return np.asarray(vecs, np.float32)
