@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from bulk_decode_strategies import NOW, faults, ids, names, planted, scalars
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,49 +19,10 @@ from schemas.bulk_decode import decode_catalogs
 from schemas.codec import DecodeLimits, Refusal, decode_catalog, encode
 from schemas.events import CATALOG_OPS, CatalogEvent
 
-NOW = 1_800_000_000_000
 LIMITS = DecodeLimits(max_bytes=600, min_ts=1_000)
 
-ids = st.from_regex(r"[A-Za-z0-9_.@+=/-]{1,12}", fullmatch=True)
-names = st.from_regex(r"[A-Za-z0-9_.-]{1,8}", fullmatch=True)
-scalars = st.one_of(
-    st.text(max_size=6), st.integers(-5, 5), st.floats(allow_nan=False), st.booleans()
-)
-faults = st.one_of(
-    st.sampled_from(
-        [
-            "a b",
-            "x\n",
-            "\ny",
-            "",
-            "é",
-            "x" * 129,
-            "n" * 65,
-            -1,
-            0,
-            999,
-            1.5,
-            True,
-            None,
-            [],
-            {},
-            ["ok", 3],
-            ["a\nb"],
-            {"bad key": 1},
-            {"k": [1]},
-            {"k": "v" * 257},
-            {"k\n": 1},
-            "t" * 10_001,
-            2,
-            NOW + 10**9,
-            10**15,
-            "remove",
-            "zap",
-        ]
-    ),
-    st.floats(),
-    st.integers(-(2**63), 2**63 - 1),
-    st.text(max_size=4),
+FAULTS = faults(
+    ["\ny", "n" * 65, ["ok", 3], ["a\nb"], {"k\n": 1}, "t" * 10_001, "remove"], 2**63 - 1
 )
 
 
@@ -80,17 +41,7 @@ def catalog_values(draw: st.DrawFn) -> bytes:
         obj["attributes"] = draw(st.dictionaries(names, scalars, max_size=3))
     if draw(st.booleans()):
         obj["text"] = draw(st.text(max_size=12))
-    kind = draw(st.integers(0, 9))
-    if kind <= 3:  # one field faulted (a new one: an unknown field)
-        field = draw(st.sampled_from([*obj, "schema_version", "extra"]))
-        obj[field] = draw(faults)
-    elif kind == 4 and len(obj) > 1:
-        del obj[draw(st.sampled_from(sorted(obj)))]
-    raw = orjson.dumps(obj)
-    if kind == 5:  # cut, or a byte that is not UTF-8, or not an object at all
-        cut = draw(st.integers(0, len(raw)))
-        raw = draw(st.sampled_from([raw[:cut], raw[:cut] + b"\xff" + raw[cut:], b"[1]", b"7"]))
-    return raw
+    return planted(draw, obj, ["schema_version", "extra"], FAULTS)
 
 
 @settings(max_examples=300, deadline=None)

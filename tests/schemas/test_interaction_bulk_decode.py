@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import orjson
+from bulk_decode_strategies import NOW, faults, ids, names, planted, scalars
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,44 +21,9 @@ from schemas.bulk_decode import decode_catalogs, decode_interactions
 from schemas.codec import DecodeLimits, Refusal, decode_interaction, encode
 from schemas.events import EVENT_TYPES, CatalogEvent, InteractionEvent
 
-NOW = 1_800_000_000_000
 LIMITS = DecodeLimits(max_bytes=400, min_ts=1_000)
 
-ids = st.from_regex(r"[A-Za-z0-9_.@+=/-]{1,12}", fullmatch=True)
-keys = st.from_regex(r"[A-Za-z0-9_.-]{1,8}", fullmatch=True)
-scalars = st.one_of(
-    st.text(max_size=6), st.integers(-5, 5), st.floats(allow_nan=False), st.booleans()
-)
-planted = st.sampled_from(
-    [
-        "a\nb",
-        "a b",
-        "x\n",
-        "",
-        "é",
-        "x" * 129,
-        -1,
-        0,
-        999,
-        1.5,
-        True,
-        False,
-        None,
-        [],
-        {},
-        {"bad key": 1},
-        {"k\nj": 1},
-        {"k": [1]},
-        {"k": "v" * 257},
-        {f"k{i}": i for i in range(33)},
-        NOW + 10**9,
-        10**15,
-        "view",
-        "zap",
-        2,
-    ]
-)
-faults = st.one_of(planted, st.floats(), st.integers(-(2**63), 2**64 - 1), st.text(max_size=4))
+FAULTS = faults(["a\nb", False, {"k\nj": 1}, {f"k{i}": i for i in range(33)}, "view"], 2**64 - 1)
 
 
 @st.composite
@@ -74,20 +39,10 @@ def interaction_values(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()):
         obj["value"] = draw(st.one_of(st.integers(-9, 9), st.floats(-5, 5)))
     if draw(st.booleans()):
-        obj["context"] = draw(st.dictionaries(keys, scalars, max_size=3))
+        obj["context"] = draw(st.dictionaries(names, scalars, max_size=3))
     if draw(st.booleans()):
         obj["schema_version"] = 1
-    kind = draw(st.integers(0, 9))
-    if kind <= 3:  # one field faulted (a new one: an unknown field)
-        field = draw(st.sampled_from([*obj, "schema_version", "value", "context", "extra"]))
-        obj[field] = draw(faults)
-    elif kind == 4:
-        del obj[draw(st.sampled_from(sorted(obj)))]
-    raw = orjson.dumps(obj)
-    if kind == 5:  # cut, or a byte that is not UTF-8, or not an object at all
-        cut = draw(st.integers(0, len(raw)))
-        raw = draw(st.sampled_from([raw[:cut], raw[:cut] + b"\xff" + raw[cut:], b"[1]", b"7"]))
-    return raw
+    return planted(draw, obj, ["schema_version", "value", "context", "extra"], FAULTS)
 
 
 def _same(a: list[InteractionEvent | Refusal], b: list[InteractionEvent | Refusal]) -> bool:
