@@ -95,7 +95,9 @@ def load_index(
     data_path, meta_path = _paths(folder, digest)
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        raw = np.fromfile(data_path, dtype=np.uint8)
+        # Mapped, not read into a fresh array: faiss copies what it keeps, and a fresh
+        # 270 MB array (1M items) cost a new worker up to 1 s of huge-page compaction.
+        raw = np.memmap(data_path, dtype=np.uint8, mode="r")
     except (OSError, ValueError):
         return None
     reason = None

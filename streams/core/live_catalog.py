@@ -55,12 +55,14 @@ def build_index(catalog: ItemCatalog, folder: Path | None = None) -> AnnIndex | 
     return index
 
 
-def bundle_catalog(bundle: Any) -> ItemCatalog:
-    """The catalog of ``bundle``'s items alone (rows in the bundle's order)."""
+def bundle_catalog(bundle: Any, spare: int | None = None) -> ItemCatalog:
+    """The catalog of ``bundle``'s items alone (rows in the bundle's order); ``spare``:
+    rows held for the items to come (``ItemCatalog``'s default: a quarter more)."""
     return ItemCatalog(
-        list(bundle.item_ids),
+        bundle.item_ids,
         bundle.item_vectors,
         popularity=np.asarray(bundle.item_popularity, np.float32),
+        spare=spare,
     )
 
 

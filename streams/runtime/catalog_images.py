@@ -58,7 +58,9 @@ class CatalogImages:
     async def read(self, bundle: Any, version: str) -> Restored | None:
         """The catalog, index and records of the image, if it was taken for ``version``
         and the log still holds its entry; else None (read the stored records)."""
+        t0 = time.perf_counter()
         image = await asyncio.to_thread(load_image, self.folder)
+        read_s = time.perf_counter() - t0
         if image is None:
             return None
         anchor = await self.log_of.log_entry(image.cursor)
@@ -73,7 +75,13 @@ class CatalogImages:
         catalog, index, records = await asyncio.to_thread(
             restore, image, bundle, bundle_index_folder(bundle)
         )
-        log.info("catalog image read: %d rows at log entry %s", catalog.size, image.cursor)
+        log.info(
+            "catalog image read: %d rows at log entry %s (file %.2f s, all %.2f s)",
+            catalog.size,
+            image.cursor,
+            read_s,
+            time.perf_counter() - t0,
+        )
         return Restored(catalog, index, records, image.cursor)
 
     def served(self, catalog: ItemCatalog, cursor: str) -> None:
