@@ -45,6 +45,8 @@ class Refresh:
 
     embeddings: dict[str, bytes] = field(default_factory=dict)
     lists: dict[str, Recommendation] = field(default_factory=dict)
+    partitions: dict[str, int] = field(default_factory=dict)
+    """Partitions of listed users the batch did not touch (trailing edges riding it)."""
 
 
 class ListPublisher:
@@ -72,7 +74,7 @@ class ListPublisher:
         Args:
             writes: The batch's state writes (fenced by their expected watermarks);
                 empty when no state changes (trailing edge, republish).
-            partition_of: Each refreshed user's partition.
+            partition_of: Each touched user's partition (others: ``refresh.partitions``).
             refresh: Embeddings and lists; an embedding is kept only with a state write.
             stages_s: If given, the seconds spent storing (``redis_write``) and sending
                 (``publish``) are added to it.
@@ -84,11 +86,12 @@ class ListPublisher:
         by_p = {w.partition: w for w in writes}
         alone: dict[int, dict[str, bytes]] = {}
         for uid, emb in refresh.embeddings.items():
-            w = by_p.get(partition_of[uid])
+            w = by_p.get(partition_of.get(uid, -1))  # only with the user's own state write
             if w is not None:
                 w.embeddings[uid] = emb
         for rec, raw in committed:
-            p = partition_of[rec.user_id]
+            uid = rec.user_id
+            p = partition_of[uid] if uid in partition_of else refresh.partitions[uid]
             if p in by_p:
                 by_p[p].latest[rec.user_id] = raw
             else:

@@ -339,15 +339,19 @@ class LiveRecommender:
         """Embeddings and lists for the users due now; the rest wait for their window.
 
         How far behind the batch is (for the adaptive window) is the wait of its oldest
-        event since its record's Kafka timestamp.
+        event since its record's Kafka timestamp. Users whose window has closed (all, once
+        caught up) ride the batch rather than wait for the timer's tick and own scoring.
         """
         stamps = [t.source_timestamp_ms for t in touched if t.source_timestamp_ms > 0]
         lag_ms = max(0, now_ms - min(stamps)) if stamps else 0
         due = self.debounce.admit(((t.user_id, t) for t in touched), now_ms, lag_ms)
+        released = self.debounce.due(now_ms) if self.debounce.pending else []
         self.scorer.stats.deferred = len(self.debounce.pending)
         if self.debounce.pending:
             self._owing.set()
-        return await self.compute_async(due, now_ms)
+        refresh = await self.compute_async(due + released, now_ms)
+        refresh.partitions.update((u.user_id, u.partition) for u in released)
+        return refresh
 
     async def compute_async(self, users: Sequence[TouchedUser], now_ms: int) -> Refresh:
         """The scorer, serialised with catalog and bundle changes, on the loop for a small
