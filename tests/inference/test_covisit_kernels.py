@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.covisit import CovisitTable, follow_pairs
-from inference.covisit_kernels import found_top
+from inference.covisit_kernels import RADIX_FROM, found_top, radix_order
 
 
 def reference_add(t: CovisitTable, src: list[int], dst: list[int], weight: np.ndarray) -> None:
@@ -344,3 +344,17 @@ def test_tied_sums_keep_numpys_order() -> None:
     want_rows, want_scores = reference_tail(item, total, 4)
     np.testing.assert_array_equal(rows, want_rows)
     assert scores.tobytes() == want_scores.tobytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 3 * RADIX_FROM),
+    st.sampled_from([1, 2, 9_742, 1_000_000, 2**40, 2**62]),
+)
+def test_radix_order_is_the_stable_argsort(seed: int, c: int, top: int) -> None:
+    """Both sides of ``RADIX_FROM``, few distinct values (long runs of equal ones) up to
+    values that take four passes."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, top, size=c, dtype=np.int64, endpoint=True)
+    np.testing.assert_array_equal(radix_order(values), np.argsort(values, kind="stable"))
