@@ -20,30 +20,20 @@ from reliability_harness import (
     PacedProducer,
     Watermarks,
     assert_exactly_once,
-    audit,
     build_workload,
     end_offsets,
-    offsets_beyond,
-    redis_client,
     seeded_pauses,
     time_to_reach,
 )
+from stream_under_test import StreamUnderTest
 from worker_harness import WorkerProcess, wait_for
 
 from freshet.services.ports import free_port
 from freshet.settings import Settings
-from freshet.wiring import kafka_of
-from schemas.topics import Topics
-from streams.kafka_io.event_producer import ensure_topics
-from streams.redis_io.keyspace import Keyspace
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 PARTITIONS = 4
-
-
-def _first_batch(marks: Watermarks, worker: WorkerProcess) -> None:
-    wait_for(lambda: any(w >= 0 for w in marks.read().values()), 90, "a first batch", worker)
 
 
 def _applied(marks: Watermarks) -> int:
@@ -65,13 +55,9 @@ def _applied_by(port: int) -> int:
 @pytest.mark.parametrize("realtime", [False, True], ids=["state-only", "realtime"])
 def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: bool) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
-    topics = Topics(settings.topic_prefix)
-    ensure_topics(kafka_of(settings))
+    stream = StreamUnderTest.open(settings, PARTITIONS)
     workload = build_workload(events=20_000, seed=21)
     assert len(workload.events) >= 20_000
-    client = redis_client(settings.redis_url)
-    keys = Keyspace(settings.redis_namespace)
-    marks = Watermarks(client, keys, PARTITIONS)
     env = {"FRESHET_REALTIME": str(realtime).lower()}  # default group settings
     log = tmp_path / "worker.log"
     pauses = seeded_pauses(seed=5, n=5, low=0.3, high=4.0)
@@ -81,27 +67,25 @@ def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: b
     worker = WorkerProcess(settings, log, **env)
     producer.start()
     try:
-        _first_batch(marks, worker)
+        stream.first_batch(worker, 90, "a first batch")
         for pause in pauses:
             time.sleep(pause)
             killed = time.monotonic()
             worker.kill()
-            at_kill = marks.read()
+            at_kill = stream.marks.read()
             worker = WorkerProcess(settings, log, **env)
-            backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, at_kill)
+            backlog = stream.backlog(at_kill)
             recoveries.append(
-                time_to_reach(marks, backlog, 90, "recovery after kill -9", [worker], killed)
+                time_to_reach(stream.marks, backlog, 90, "recovery after kill -9", [worker], killed)
             )
-        producer.join(timeout=120)
-        assert producer.error is None, producer.error
-        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
-        time_to_reach(marks, ends, 120, "the last event", [worker])
+        stream.drain(producer, worker)
     finally:
         producer.join(timeout=1)
         worker.stop()
 
-    result = audit(settings, client, keys)
-    lists = sum(end_offsets(settings.kafka_bootstrap, topics.recommendations, PARTITIONS).values())
+    result = stream.audit()
+    recommendations = stream.topics.recommendations
+    lists = sum(end_offsets(settings.kafka_bootstrap, recommendations, PARTITIONS).values())
     FaultRecord(
         fault=f"kill-9-x5-{'realtime' if realtime else 'state-only'}",
         audit=result,
@@ -118,12 +102,9 @@ def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: b
 
 def test_rebalance_under_load(settings: Settings, tmp_path: Path) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
-    topics = Topics(settings.topic_prefix)
-    ensure_topics(kafka_of(settings))
+    stream = StreamUnderTest.open(settings, PARTITIONS)
+    marks = stream.marks
     workload = build_workload(events=20_000, seed=41)
-    client = redis_client(settings.redis_url)
-    keys = Keyspace(settings.redis_namespace)
-    marks = Watermarks(client, keys, PARTITIONS)
     env = {"FRESHET_REALTIME": "false"}  # default group settings
     producer = PacedProducer(settings, workload, rate=700)
     recoveries: list[float] = []
@@ -133,7 +114,7 @@ def test_rebalance_under_load(settings: Settings, tmp_path: Path) -> None:
     second_port = free_port()
     producer.start()
     try:
-        _first_batch(marks, first)
+        stream.first_batch(first, 90, "a first batch")
         wait_for(lambda: _applied(marks) >= 2_000, 60, "the first worker alone mid-stream", first)
         # join: the 4 partitions split between the two workers
         second = WorkerProcess(
@@ -144,21 +125,18 @@ def test_rebalance_under_load(settings: Settings, tmp_path: Path) -> None:
         wait_for(lambda: _applied_by(second_port) > 0, 90, "the second worker's own batch", second)
         left = time.monotonic()
         first.stop()  # leave: its partitions move to the second worker mid-stream
-        backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, marks.read())
+        backlog = stream.backlog()
         recoveries.append(
             time_to_reach(marks, backlog, 90, "the second worker to take over", [second], left)
         )
-        producer.join(timeout=120)
-        assert producer.error is None, producer.error
-        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
-        time_to_reach(marks, ends, 120, "the last event", [second])
+        stream.drain(producer, second)
     finally:
         producer.join(timeout=1)
         first.stop()
         if second is not None:
             second.stop()
 
-    result = audit(settings, client, keys)
+    result = stream.audit()
     FaultRecord(
         fault="rebalance-join-then-leave",
         audit=result,

@@ -20,26 +20,18 @@ from reliability_harness import (
     Audit,
     FaultRecord,
     PacedProducer,
-    Watermarks,
     Workload,
     assert_exactly_once,
-    audit,
     build_workload,
-    end_offsets,
-    offsets_beyond,
-    redis_client,
     time_to_reach,
     wait_log,
 )
+from stream_under_test import StreamUnderTest
 from worker_harness import WorkerProcess, wait_for
 
 from freshet.services.kafka_local import LocalKafka
 from freshet.services.redis_local import LocalRedis
 from freshet.settings import Settings
-from freshet.wiring import kafka_of
-from schemas.topics import Topics
-from streams.kafka_io.event_producer import ensure_topics
-from streams.redis_io.keyspace import Keyspace
 from streams.redis_io.state_guard import EPOCH_FIELD
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -73,12 +65,8 @@ def test_redis_outage_mid_stream(
 ) -> None:
     server = make_redis(appendonly=True)
     settings = _settings(kafka.bootstrap, server.url, topic_prefix, tmp_path)
-    topics = Topics(settings.topic_prefix)
-    ensure_topics(kafka_of(settings))
+    stream = StreamUnderTest.open(settings, PARTITIONS)
     workload = build_workload(events=12_000, seed=31)
-    client = redis_client(settings.redis_url)
-    keys = Keyspace(settings.redis_namespace)
-    marks = Watermarks(client, keys, PARTITIONS)
     rng = random.Random(31)
     outage_s = rng.uniform(10.0, 15.0)
     producer = PacedProducer(settings, workload, rate=500)
@@ -86,25 +74,24 @@ def test_redis_outage_mid_stream(
     worker = WorkerProcess(settings, tmp_path / "worker.log", **ENV)
     producer.start()
     try:
-        wait_for(lambda: any(w >= 0 for w in marks.read().values()), 90, "a batch", worker)
+        stream.first_batch(worker, 90)
         time.sleep(rng.uniform(2.0, 4.0))
         server.stop()
         _stay_alive(worker, outage_s)
         server.start()
         back = time.monotonic()
-        backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, marks.read())
-        recovery = time_to_reach(marks, backlog, 90, "catch-up after the outage", [worker], back)
-        producer.join(timeout=120)
-        assert producer.error is None, producer.error
-        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
-        time_to_reach(marks, ends, 120, "the last event", [worker])
+        backlog = stream.backlog()
+        recovery = time_to_reach(
+            stream.marks, backlog, 90, "catch-up after the outage", [worker], back
+        )
+        stream.drain(producer, worker)
         assert worker.alive()
         log_text = worker.log_path.read_text(errors="replace")
     finally:
         producer.join(timeout=1)
         worker.stop()
 
-    result = audit(settings, client, keys)
+    result = stream.audit()
     retries = log_text.count("batch failed (attempt")
     FaultRecord(
         fault="redis-down-aof",
@@ -124,35 +111,29 @@ def test_redis_restarted_empty_is_detected(
 ) -> None:
     server = make_redis(appendonly=False)
     settings = _settings(kafka.bootstrap, server.url, topic_prefix, tmp_path)
-    topics = Topics(settings.topic_prefix)
-    ensure_topics(kafka_of(settings))
+    stream = StreamUnderTest.open(settings, PARTITIONS)
     workload = build_workload(events=6_000, seed=33, malformed=50)
-    client = redis_client(settings.redis_url)
-    keys = Keyspace(settings.redis_namespace)
-    marks = Watermarks(client, keys, PARTITIONS)
     producer = PacedProducer(settings, workload, rate=600)
 
     worker = WorkerProcess(settings, tmp_path / "worker.log", **ENV)
     producer.start()
     try:
-        wait_for(lambda: any(w >= 0 for w in marks.read().values()), 90, "a batch", worker)
+        stream.first_batch(worker, 90)
         # The guard has established the store epoch (it writes the marker, then keeps it).
-        wait_for(lambda: client.hget(keys.meta, EPOCH_FIELD) is not None, 30, "epoch", worker)
+        meta = stream.keys.meta
+        wait_for(lambda: stream.client.hget(meta, EPOCH_FIELD) is not None, 30, "epoch", worker)
         server.stop()
         _stay_alive(worker, 3.0)
         server.start()  # no AOF, no RDB: it comes back empty
         detected = wait_log(worker, LOSS_LINE, 20)
         assert worker.alive()
-        producer.join(timeout=120)
-        assert producer.error is None, producer.error
-        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
-        time_to_reach(marks, ends, 120, "the last event", [worker])
+        stream.drain(producer, worker)
         log_text = worker.log_path.read_text(errors="replace")
     finally:
         producer.join(timeout=1)
         worker.stop()
 
-    result = audit(settings, client, keys)
+    result = stream.audit()
     FaultRecord(
         fault="redis-restarted-empty",
         audit=result,
@@ -171,34 +152,29 @@ def test_broker_restart_mid_stream(
 ) -> None:
     broker = make_kafka(partitions=PARTITIONS)
     settings = _settings(broker.bootstrap, redis_url, topic_prefix, tmp_path)
-    topics = Topics(settings.topic_prefix)
-    ensure_topics(kafka_of(settings))
+    stream = StreamUnderTest.open(settings, PARTITIONS)
     workload = build_workload(events=12_000, seed=35)
-    client = redis_client(settings.redis_url)
-    keys = Keyspace(settings.redis_namespace)
-    marks = Watermarks(client, keys, PARTITIONS)
     producer = PacedProducer(settings, workload, rate=500)
 
     worker = WorkerProcess(settings, tmp_path / "worker.log", **ENV)
     producer.start()
     try:
-        wait_for(lambda: any(w >= 0 for w in marks.read().values()), 120, "a batch", worker)
+        stream.first_batch(worker, 120)
         time.sleep(random.Random(35).uniform(2.0, 5.0))
         down = time.monotonic()
         broker.restart()
         back = time.monotonic()
         assert worker.alive(), worker.tail()
-        backlog = offsets_beyond(settings.kafka_bootstrap, topics.events, marks.read(), 30)
-        recovery = time_to_reach(marks, backlog, 120, "catch-up after the restart", [worker], back)
-        producer.join(timeout=120)
-        assert producer.error is None, producer.error
-        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
-        time_to_reach(marks, ends, 120, "the last event", [worker])
+        backlog = stream.backlog(timeout=30)
+        recovery = time_to_reach(
+            stream.marks, backlog, 120, "catch-up after the restart", [worker], back
+        )
+        stream.drain(producer, worker)
     finally:
         producer.join(timeout=1)
         worker.stop()
 
-    result = audit(settings, client, keys)
+    result = stream.audit()
     FaultRecord(
         fault="broker-restart",
         audit=result,
@@ -234,11 +210,7 @@ def _start_late(
 
     Recovery is measured from the service being ready to the worker's first batch.
     """
-    ensure_topics(kafka_of(settings))
-    topics = Topics(settings.topic_prefix)
-    client = redis_client(settings.redis_url)
-    keys = Keyspace(settings.redis_namespace)
-    marks = Watermarks(client, keys, PARTITIONS)
+    stream = StreamUnderTest.open(settings, PARTITIONS)
     first, rest = _halves(build_workload(events=6_000, seed=seed))
     before = PacedProducer(settings, first, rate=10_000)
     before.run()  # in this thread: everything is on the topic before the outage
@@ -249,17 +221,16 @@ def _start_late(
         _stay_alive(worker, LATE_S)
         start()
         back = time.monotonic()
-        wait_for(lambda: any(w >= 0 for w in marks.read().values()), 120, "a batch", worker)
+        stream.first_batch(worker, 120)
         first_batch = time.monotonic() - back
         after = PacedProducer(settings, rest, rate=1_000)
         after.run()
         assert after.error is None, after.error
-        ends = end_offsets(settings.kafka_bootstrap, topics.events, PARTITIONS)
-        last = time_to_reach(marks, ends, 120, "the last event", [worker], back)
+        last = time_to_reach(stream.marks, stream.ends(), 120, "the last event", [worker], back)
         assert worker.alive()
     finally:
         worker.stop()
-    result = audit(settings, client, keys)
+    result = stream.audit()
     FaultRecord(
         fault=f"start-order-{service.lower()}-late",
         audit=result,
