@@ -274,12 +274,14 @@ def found_top(
     items: np.ndarray, totals: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row of ``follower_sums``' ``(R, E)`` outputs, the ``k`` best followers whose
-    sums are finite and positive, best first (-1 / 0 after them), when those sums are
-    all distinct: the answer is then the only one, whatever sort finds it.
+    sums are finite and positive, best first (-1 / 0 after them), when no two of the
+    ``k + 1`` best sums tie: the answer is then the only one, whatever sort finds it
+    (ties further down change neither which ``k`` are best nor their order, and the
+    entries that are not found are all masked alike).
 
-    Returns ``(rows (R, k), scores (R, k) float32, unique (R,))``; a row whose found sums
-    tie is not ``unique`` and its outputs are to be ignored (``CovisitTable.score_each``
-    ranks it with numpy, whose tie order is argpartition's).
+    Returns ``(rows (R, k), scores (R, k) float32, unique (R,))``; a row whose ``k + 1``
+    best sums tie is not ``unique`` and its outputs are to be ignored
+    (``CovisitTable.score_each`` ranks it with numpy, whose tie order is argpartition's).
     """
     r_n, e_n = totals.shape
     rows = np.full((r_n, k), -1, np.int64)
@@ -298,8 +300,19 @@ def found_top(
         vals = np.empty(m, np.float64)
         for i in range(m):
             vals[i] = -totals[r, at[i]]
-        order = np.argsort(vals)
-        for i in range(1, m):
+        if m > k + 1:  # sort only what is at most the (k + 1)-th best (ties included)
+            cut = np.partition(vals, k)[k]
+            near = np.empty(m, np.int64)
+            c = 0
+            for i in range(m):
+                if vals[i] <= cut:
+                    near[c] = i
+                    c += 1
+            near = near[:c]
+            order = near[np.argsort(vals[near])]
+        else:
+            order = np.argsort(vals)
+        for i in range(1, min(k + 1, m)):
             if vals[order[i]] == vals[order[i - 1]]:
                 unique[r] = False
                 break

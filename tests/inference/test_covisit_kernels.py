@@ -358,3 +358,20 @@ def test_radix_order_is_the_stable_argsort(seed: int, c: int, top: int) -> None:
     rng = np.random.default_rng(seed)
     values = rng.integers(0, top, size=c, dtype=np.int64, endpoint=True)
     np.testing.assert_array_equal(radix_order(values), np.argsort(values, kind="stable"))
+
+
+def test_ties_below_the_k_best_take_the_compiled_path() -> None:
+    """Equal sums after the ``k + 1`` best change nothing numpy would give: the compiled
+    answer is kept (a real row ties somewhere in four rows of five), and it is numpy's."""
+    table = CovisitTable(width=8)
+    table.add([0] * 6, [5, 3, 7, 1, 6, 2], [4.0, 3.0, 2.0, 1.0, 1.0, 1.0])
+    h, hw = np.array([[0]]), np.ones((1, 1), np.float32)
+    item, total = table.follower_sums(h, hw)
+    # sums 0.71, 0.59, 0.45, then followers 1 and 2 tie (6 is a rounding below them)
+    assert found_top(item, total, 3)[2][0]  # the tie is below the 4 best
+    assert not found_top(item, total, 4)[2][0]  # the 4th best ties the 5th
+    for k in (1, 2, 3, 4, 6):
+        rows, scores = table.score(h, hw, k)
+        want_rows, want_scores = reference_tail(item, total, k)
+        np.testing.assert_array_equal(rows, want_rows)
+        assert scores.tobytes() == want_scores.tobytes()
