@@ -235,6 +235,9 @@ def finish_lists(
     p = np.empty(m, np.int64)
     seen = np.zeros(c, np.bool_)
     picked = np.empty(k, np.int64)
+    catalog = (unit_table, cat_table)
+    choice = (k, lam, category_weight, category_cap)
+    quotas = (members, at_least, at_most)
     for i in range(b):
         for j in range(m):
             at = pos[i, j]
@@ -249,23 +252,7 @@ def finish_lists(
                 if p[j] >= 0:
                     seen[p[j]] = False
         picked[:] = -1
-        select_at(
-            i,
-            p,
-            rel,
-            valid,
-            rows,
-            unit_table,
-            cat_table,
-            k,
-            lam,
-            category_weight,
-            members,
-            at_least,
-            at_most,
-            category_cap,
-            picked,
-        )
+        select_at(i, p, rel, valid, rows, catalog, choice, quotas, picked)
         for t in range(k):
             if picked[t] < 0:
                 break

@@ -120,20 +120,22 @@ def select_at(
     rel: np.ndarray,
     valid: np.ndarray,
     rows: np.ndarray,
-    unit_table: np.ndarray,
-    cat_table: np.ndarray,
-    k: int,
-    lam: float,
-    category_weight: float,
-    members: np.ndarray,
-    at_least: np.ndarray,
-    at_most: np.ndarray,
-    category_cap: int,
+    catalog: tuple[np.ndarray, np.ndarray],
+    choice: tuple[int, float, float, int],
+    quotas: tuple[np.ndarray, np.ndarray, np.ndarray],
     picked: np.ndarray,
 ) -> None:
     """``select_one`` for user ``i`` over its ``pos`` (-1: empty) of the candidate axis,
     gathering relevance, eligibility, vectors, categories and groups; ``picked`` (-1
-    filled) gets positions into the candidate axis."""
+    filled) gets positions into the candidate axis.
+
+    ``catalog`` is ``(unit_table, cat_table)`` by row, ``choice`` ``(k, lam,
+    category_weight, category_cap)`` and ``quotas`` ``(members (G, B, C), at_least
+    (G, B), at_most (G, B))``: the same for every user of a batch.
+    """
+    unit_table, cat_table = catalog
+    k, lam, category_weight, category_cap = choice
+    members, at_least, at_most = quotas
     m = pos.shape[0]
     n_groups = members.shape[0]
     d = unit_table.shape[1]
@@ -184,36 +186,14 @@ def _select_batch_at(
     valid: np.ndarray,
     pos: np.ndarray,
     rows: np.ndarray,
-    unit_table: np.ndarray,
-    cat_table: np.ndarray,
-    k: int,
-    lam: float,
-    category_weight: float,
-    members: np.ndarray,
-    at_least: np.ndarray,
-    at_most: np.ndarray,
-    category_cap: int,
+    catalog: tuple[np.ndarray, np.ndarray],
+    choice: tuple[int, float, float, int],
+    quotas: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """``select_at`` for every user."""
-    picked = np.full((pos.shape[0], k), -1, np.int64)
+    picked = np.full((pos.shape[0], choice[0]), -1, np.int64)
     for i in range(pos.shape[0]):
-        select_at(
-            i,
-            pos[i],
-            rel,
-            valid,
-            rows,
-            unit_table,
-            cat_table,
-            k,
-            lam,
-            category_weight,
-            members,
-            at_least,
-            at_most,
-            category_cap,
-            picked[i],
-        )
+        select_at(i, pos[i], rel, valid, rows, catalog, choice, quotas, picked[i])
     return picked
 
 
@@ -243,15 +223,18 @@ def mmr_kernel_at(
         np.ascontiguousarray(valid, np.bool_),
         np.ascontiguousarray(pos, np.int64),
         np.ascontiguousarray(rows, np.int64),
-        np.ascontiguousarray(unit_table, np.float32),
-        np.ascontiguousarray(cat_table, np.int64),
-        int(k),
-        float(np.clip(mmr_lambda, 0.0, 1.0)),
-        float(category_weight),
-        np.ascontiguousarray(members, np.bool_),
-        np.ascontiguousarray(at_least, np.int64),
-        np.ascontiguousarray(at_most, np.int64),
-        -1 if category_cap is None else int(category_cap),
+        (np.ascontiguousarray(unit_table, np.float32), np.ascontiguousarray(cat_table, np.int64)),
+        (
+            int(k),
+            float(np.clip(mmr_lambda, 0.0, 1.0)),
+            float(category_weight),
+            -1 if category_cap is None else int(category_cap),
+        ),
+        (
+            np.ascontiguousarray(members, np.bool_),
+            np.ascontiguousarray(at_least, np.int64),
+            np.ascontiguousarray(at_most, np.int64),
+        ),
     )
 
 
