@@ -35,7 +35,7 @@ GAP_WEIGHT = 0.25
 """Weight of the newest gap in the mean gap between arrivals."""
 MAX_GAP_S = 1.0
 """A longer pause counts as this long: after an idle spell, ~16 quick arrivals make a burst."""
-BACKLOG_WINDOWS = 8
+BACKLOG_WINDOWS = 16
 """Under a backlog a batch waits to fill up for at most this many windows in all (a
 source that stalls mid-backlog still hands its items over)."""
 
