@@ -155,12 +155,20 @@ async def test_an_image_for_another_bundle_or_a_log_without_its_entry_is_not_use
     assert set(refilled.scorer.records) == {"b1", "x1"}
 
 
-async def test_a_broken_image_file_is_ignored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["torn", "a byte of the records"])
+async def test_a_broken_image_file_is_ignored(tmp_path: Path, damage: str) -> None:
     store = Store()
     await store.put(_catalog_records())
     await _start(_worker(store, tmp_path))
     (path,) = (tmp_path / "home").rglob(IMAGE_FILE)
-    path.write_bytes(path.read_bytes()[:100])
+    image = load_image(path.parent)
+    assert image is not None and isinstance(image.raw, np.memmap)  # mapped, not read in
+    data = bytearray(path.read_bytes())
+    if damage == "torn":
+        data = data[:100]
+    else:  # inside the records member, which is mapped: only its CRC tells
+        data[data.find(b"item_id")] ^= 0x01
+    path.write_bytes(bytes(data))
     assert load_image(path.parent) is None
     again = _worker(store, tmp_path)
     await _start(again)
