@@ -31,6 +31,7 @@ from inference.covisit_kernels import (
     follower_sums,
     found_top,
     pairs_of_visits,
+    right_aligned,
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -96,16 +97,10 @@ def recent_rows(
     """
     arrays = [np.asarray(q, dtype=np.int64).reshape(-1) for q in sequences]
     lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
-    rows = np.full((lengths.size, n), -1, np.int64)
-    if n and lengths.any():
-        flat = np.concatenate(arrays)
-        user = np.repeat(np.arange(lengths.size), lengths)
-        from_end = np.cumsum(lengths)[user] - np.arange(flat.size)  # 1 for the newest
-        keep = from_end <= n
-        rows[user[keep], n - from_end[keep]] = flat[keep]
-    age = np.arange(n - 1, -1, -1, dtype=np.float32)
-    weights = np.where(rows >= 0, np.float32(decay) ** age, 0.0).astype(np.float32)
-    return rows, weights
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+    # numpy's float32 power (not the kernel's): the weights stay these bits
+    by_age = np.float32(decay) ** np.arange(n - 1, -1, -1, dtype=np.float32)
+    return right_aligned(flat, lengths, n, by_age.astype(np.float32))
 
 
 @dataclass

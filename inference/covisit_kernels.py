@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from inference.rerank_kernels import stable_order
+from inference.radix_order import radix_order
 
 __all__ = [
     "add_pairs",
@@ -22,7 +22,7 @@ __all__ = [
     "follower_sums",
     "found_top",
     "pairs_of_visits",
-    "radix_order",
+    "right_aligned",
     "warm_up",
 ]
 
@@ -40,49 +40,6 @@ def _heaviest_first(w: np.ndarray, m: int, out: np.ndarray) -> None:
             out[at] = out[at - 1]
             at -= 1
         out[at] = t
-
-
-RADIX_FROM = 512
-"""Entries from which ``radix_order`` sorts by digits; below it a comparison sort wins."""
-
-
-@njit(cache=True, nogil=True)
-def radix_order(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="stable")`` of a 1-D array of non-negative int64.
-
-    A least-significant-digit radix sort, two to four passes of at most 11 bits over
-    the bits the largest value uses: the followers' grouping sorts ~2,000 row numbers
-    per user, where the comparison sort (``stable_order``) took most of the call.
-    """
-    c = values.shape[0]
-    if c < RADIX_FROM or values.min() < 0:
-        return stable_order(values)
-    top, hi = 0, values.max()
-    while (hi >> top) > 0:
-        top += 1
-    passes = max(1, -(-top // 11))
-    bits = max(1, -(-top // passes))
-    mask = (1 << bits) - 1
-    counts = np.empty(mask + 1, np.int64)
-    src = np.arange(c)
-    dst = np.empty(c, np.int64)
-    for p in range(passes):
-        shift = p * bits
-        counts[:] = 0
-        for j in range(c):
-            counts[(values[src[j]] >> shift) & mask] += 1
-        total = 0
-        for d in range(mask + 1):
-            here = counts[d]
-            counts[d] = total
-            total += here
-        for j in range(c):
-            i = src[j]
-            d = (values[i] >> shift) & mask
-            dst[counts[d]] = i
-            counts[d] += 1
-        src, dst = dst, src
-    return src
 
 
 @njit(cache=True, nogil=True)
@@ -389,6 +346,27 @@ def pairs_of_visits(
     return s2, d2, w2
 
 
+@njit(cache=True, nogil=True)
+def right_aligned(
+    flat: np.ndarray, lengths: np.ndarray, n: int, by_age: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each of the concatenated sequences' last ``n`` entries, right-aligned, -1 padded,
+    weighing ``by_age[j]`` in column ``j`` where the entry is not -1 (0 elsewhere)."""
+    b = lengths.shape[0]
+    rows = np.full((b, n), -1, np.int64)
+    weights = np.zeros((b, n), np.float32)
+    end = 0
+    for u in range(b):
+        end += lengths[u]
+        take = min(n, lengths[u])
+        for j in range(n - take, n):
+            r = flat[end - n + j]
+            rows[u, j] = r
+            if r >= 0:
+                weights[u, j] = by_age[j]
+    return rows, weights
+
+
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) before the first real call needs it."""
     slot_of = np.array([1, 0], np.int64)
@@ -403,5 +381,6 @@ def warm_up() -> None:
         slot_of, nbr, weight, error, occ, h, np.ones((1, 1), np.float32), damped
     )
     found_top(items[0], totals[0], 1)
+    right_aligned(one, one, 1, np.ones(1, np.float32))
     for back in (0.0, 0.5):
         pairs_of_visits(one, one, one, np.ones(2, np.float32), back > 0, np.float32(back))

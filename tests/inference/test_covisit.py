@@ -205,3 +205,34 @@ def test_rescaling_keeps_the_ratios_of_old_and_new_pairs() -> None:
     assert np.isclose(w[2] / w[1], 3.0) and np.isclose(w[3] / w[1], 2.0**45, rtol=1e-5)
     moved = table.remap(np.array([0, 1, 2, 3, 4]), 5)
     assert (moved.half_life_ms, moved.ref_ms) == (10.0, 450.0)
+
+
+def numpy_recent_rows(sequences: list[list[int]], n: int, decay: float) -> tuple[np.ndarray, ...]:
+    """``recent_rows`` as it was in numpy, before its compiled loop."""
+    arrays = [np.asarray(q, dtype=np.int64).reshape(-1) for q in sequences]
+    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
+    rows = np.full((lengths.size, n), -1, np.int64)
+    if n and lengths.any():
+        flat = np.concatenate(arrays)
+        user = np.repeat(np.arange(lengths.size), lengths)
+        from_end = np.cumsum(lengths)[user] - np.arange(flat.size)
+        keep = from_end <= n
+        rows[user[keep], n - from_end[keep]] = flat[keep]
+    age = np.arange(n - 1, -1, -1, dtype=np.float32)
+    weights = np.where(rows >= 0, np.float32(decay) ** age, 0.0).astype(np.float32)
+    return rows, weights
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seqs=st.lists(st.lists(st.integers(-1, 50), max_size=60), max_size=6),
+    n=st.integers(0, 12),
+    decay=st.sampled_from([0.8, 0.5, 1.0, 0.3333]),
+)
+def test_recent_rows_is_the_numpy_form_bit_for_bit(
+    seqs: list[list[int]], n: int, decay: float
+) -> None:
+    rows, w = recent_rows(seqs, n, decay)
+    want_rows, want_w = numpy_recent_rows(seqs, n, decay)
+    np.testing.assert_array_equal(rows, want_rows)
+    assert w.dtype == want_w.dtype and w.tobytes() == want_w.tobytes()

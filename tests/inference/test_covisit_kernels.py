@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.covisit import CovisitTable, follow_pairs
-from inference.covisit_kernels import RADIX_FROM, found_top, radix_order
+from inference.covisit_kernels import found_top
+from inference.radix_order import RADIX_FROM, radix_order
 
 
 def reference_add(t: CovisitTable, src: list[int], dst: list[int], weight: np.ndarray) -> None:
