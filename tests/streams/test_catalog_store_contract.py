@@ -94,3 +94,20 @@ async def test_a_log_entry_names_its_item_while_the_log_holds_it(catalog: Catalo
     assert await catalog.log_entry(head) == "b"
     later = await catalog.read_log(head)
     assert later == [] and await catalog.log_entry("0") is None
+
+
+async def test_a_put_of_several_log_chunks_logs_each_record_once_in_order(
+    catalog: CatalogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.redis_io import catalog_store
+
+    monkeypatch.setattr(catalog_store, "LOG_CHUNK", 3)  # 10 records: 4 script calls
+    changes = [record(f"i{n}", ts=n, n=n) for n in range(10)]
+    await catalog.put(changes)
+    await catalog.put([record("i4", ts=20, removed=True)])
+    everything = await catalog.read_log("0")
+    assert [r for _, r in everything] == [*changes, record("i4", ts=20, removed=True)]
+    assert await catalog.log_head() == everything[-1][0]
+    assert [await catalog.log_entry(i) for i, _ in everything[:4]] == ["i0", "i1", "i2", "i3"]
+    if isinstance(catalog, RedisCatalogStore):
+        assert catalog.last_entry == everything[-1][0]
