@@ -236,6 +236,9 @@ class LiveScorer:
                     cv = self.covisit.score(*query, k_cv)
             # the chooser asks for the same users' nearest items as the candidates did
             searcher = RepeatedSearch(index)
+            # seen then purchased items' rows, looked up once: the exclusions and the
+            # chooser's seen items (a prefix) both read them
+            looked = [self._seen_purchased(u.state) for u in part]
             lists += recommend(
                 vecs[lo:hi],
                 table,
@@ -243,7 +246,7 @@ class LiveScorer:
                 self.config.recommend,
                 known=known[lo:hi],
                 model_free=model_free[lo:hi],
-                exclude=[self._rows(u.state.seen + u.state.purchased) for u in part],
+                exclude=[_known(r) for r in looked],
                 history=[r[r >= 0] for r in seqs[lo:hi]],
                 trending=self.trending_rows,
                 trending_scores=self.trending_scores,
@@ -259,7 +262,7 @@ class LiveScorer:
                     cv[0],
                     [u.user_id for u in part],
                     [u.state.n_events for u in part],
-                    lambda i: self._rows(part[i].state.seen),  # noqa: B023 (called at once)
+                    lambda i: _known(looked[i][: len(part[i].state.seen)]),  # noqa: B023
                     self.config.covisit_candidates,
                     lambda pick: searcher.search(vecs[lo:hi][pick], n_ann)[0],  # noqa: B023
                     self.trending_rows[: self.config.recommend.list_size // 2],
@@ -331,9 +334,10 @@ class LiveScorer:
         version = self.model_version if ul.strategy == "personalised" else None
         return list_message(user, ul, published_ms, version)
 
-    def _rows(self, item_ids: Sequence[str]) -> np.ndarray:
-        rows = self.catalog.rows(list(item_ids))
-        return rows[rows >= 0]
+    def _seen_purchased(self, state: UserState) -> np.ndarray:
+        """Rows of ``state``'s seen then purchased items, -1 for unknown ones (so the
+        seen items' rows are the first ``len(state.seen)``)."""
+        return self.catalog.rows(state.seen + state.purchased)
 
     def history_rows(self, states: Sequence[UserState]) -> list[np.ndarray]:
         """Per user, the catalog row of each history entry (-1 for unknown items)."""
@@ -364,3 +368,8 @@ class LiveScorer:
                 )
             self._per_bundle = (bundle, {t: manifest.type_id(t) for t in EVENT_TYPES}, ranker)
         return self._per_bundle[1], self._per_bundle[2]
+
+
+def _known(rows: np.ndarray) -> np.ndarray:
+    """``rows`` without the unknown items' -1."""
+    return rows[rows >= 0]

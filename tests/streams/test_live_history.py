@@ -6,12 +6,15 @@ import math
 from typing import Any
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference.fold_in import EVENT_WEIGHTS
 from inference.recommend import RecommendConfig
+from streams.core import live_scorer
 from streams.core.ingest import TouchedUser
 from streams.core.live_config import LiveConfig
-from streams.core.live_scorer import LiveScorer
+from streams.core.live_scorer import LiveScorer, _known
 from streams.core.state_rules import HistoryEntry, UserState
 
 D = 3
@@ -116,3 +119,48 @@ def test_type_codes_follow_the_bundle_across_a_swap() -> None:
     live.swap_bundle(second)
     live.embed([user.state])
     np.testing.assert_array_equal(second.seen[1], [[3, 5]])
+
+
+def _old_rows(live: LiveScorer, item_ids: tuple[str, ...]) -> np.ndarray:
+    """The lookup each step made for itself before they shared one (the reference)."""
+    rows = live.catalog.rows(list(item_ids))
+    return rows[rows >= 0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seen=st.lists(st.sampled_from([f"i{r}" for r in range(10)] + ["gone", "new"]), max_size=8),
+    purchased=st.lists(st.sampled_from(["i3", "i9", "gone"]), max_size=3),
+)
+def test_one_seen_lookup_gives_both_the_exclusions_and_the_seen_items(
+    seen: list[str], purchased: list[str]
+) -> None:
+    """The exclusions and the chooser's seen items come from one lookup of seen then
+    purchased items: each equals its own lookup (unknown items dropped, order kept)."""
+    live = _live()
+    live.swap_bundle(RecordingBundle(history_len=2))
+    state = UserState(seen=tuple(seen), purchased=tuple(purchased), n_events=len(seen))
+    looked = live._seen_purchased(state)
+    np.testing.assert_array_equal(_known(looked), _old_rows(live, state.seen + state.purchased))
+    np.testing.assert_array_equal(_known(looked[: len(state.seen)]), _old_rows(live, state.seen))
+
+
+def test_score_excludes_the_seen_and_purchased_items(monkeypatch: Any) -> None:
+    """What ``score`` hands the re-rank as exclusions: every known seen or purchased row."""
+    live = _live()
+    live.swap_bundle(RecordingBundle(history_len=2))
+    given_exclude: list[list[np.ndarray]] = []
+    original = live_scorer.recommend
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        given_exclude.append(kwargs["exclude"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(live_scorer, "recommend", spy)
+    user = _user("a", [("i1", "view", 0), ("gone", "view", 1), ("i5", "click", 2)])
+    bought = UserState(
+        history=user.state.history, seen=user.state.seen, purchased=("i8", "i1"), n_events=3
+    )
+    live.score([TouchedUser("a", 0, bought, None, None, 0)], 5_000)
+    (exclude,) = given_exclude
+    np.testing.assert_array_equal(exclude[0], [1, 5, 8, 1])
