@@ -32,6 +32,7 @@ from inference.covisit_kernels import (
     found_top,
     pairs_of_visits,
     right_aligned,
+    unclaimed,
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -183,15 +184,13 @@ class CovisitTable:
 
     def claim(self, rows: npt.ArrayLike) -> IntArray:
         """The storage slots of ``rows`` (covered by ``grow``), given to those without."""
-        r = np.asarray(rows, np.int64).reshape(-1)
-        slots = self.slot[r]
-        new = np.unique(r[slots == 0])
+        r = np.ascontiguousarray(rows, np.int64).reshape(-1)
+        new = unclaimed(self.slot, r)  # compiled: np.unique(r[slot[r] == 0])
         if new.size:
             self.reserve(self.rows_held + new.size)
             self.slot[new] = np.arange(self.used, self.used + new.size)
             self.used += int(new.size)
-            slots = self.slot[r]
-        return slots
+        return self.slot[r]
 
     def followers(self, rows: npt.ArrayLike) -> tuple[IntArray, FloatArray, FloatArray]:
         """``(nbr, weight, error)`` of each of ``rows``, ``(len(rows), width)`` each;

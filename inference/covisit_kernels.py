@@ -23,6 +23,7 @@ __all__ = [
     "found_top",
     "pairs_of_visits",
     "right_aligned",
+    "unclaimed",
     "warm_up",
 ]
 
@@ -367,6 +368,18 @@ def right_aligned(
     return rows, weights
 
 
+@njit(cache=True, nogil=True)
+def unclaimed(slot_of: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``np.unique(rows[slot_of[rows] == 0])``: the distinct rows without storage, sorted."""
+    picked = np.empty(rows.shape[0], np.int64)
+    m = 0
+    for r in rows:
+        if slot_of[r] == 0:
+            picked[m] = r
+            m += 1
+    return np.unique(picked[:m])
+
+
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) before the first real call needs it."""
     slot_of = np.array([1, 0], np.int64)
@@ -382,5 +395,6 @@ def warm_up() -> None:
     )
     found_top(items[0], totals[0], 1)
     right_aligned(one, one, 1, np.ones(1, np.float32))
+    unclaimed(slot_of, one)
     for back in (0.0, 0.5):
         pairs_of_visits(one, one, one, np.ones(2, np.float32), back > 0, np.float32(back))

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.covisit import CovisitTable, follow_pairs
-from inference.covisit_kernels import found_top
+from inference.covisit_kernels import found_top, unclaimed
 from inference.radix_order import RADIX_FROM, radix_order
 
 
@@ -376,3 +376,35 @@ def test_ties_below_the_k_best_take_the_compiled_path() -> None:
         want_rows, want_scores = reference_tail(item, total, k)
         np.testing.assert_array_equal(rows, want_rows)
         assert scores.tobytes() == want_scores.tobytes()
+
+
+def reference_claim(t: CovisitTable, rows: np.ndarray) -> np.ndarray:
+    """``CovisitTable.claim`` in numpy (np.unique of the rows without a slot), as it was."""
+    r = np.asarray(rows, np.int64).reshape(-1)
+    new = np.unique(r[t.slot[r] == 0])
+    if new.size:
+        t.reserve(t.rows_held + new.size)
+        t.slot[new] = np.arange(t.used, t.used + new.size)
+        t.used += int(new.size)
+    return t.slot[r]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    batches=st.lists(st.lists(st.integers(0, 40), max_size=30), min_size=1, max_size=5),
+)
+def test_claim_gives_the_array_forms_slots(batches: list[list[int]]) -> None:
+    """Batches of rows (repeats, rows claimed before, empty batches): the same slots,
+    handed out in the same order, and the same storage as the numpy form."""
+    t, ref = CovisitTable(width=3), CovisitTable(width=3)
+    t.grow(41)
+    ref.grow(41)
+    for batch in batches:
+        rows = np.asarray(batch, np.int64)
+        held = t.slot[rows] == 0
+        np.testing.assert_array_equal(
+            unclaimed(t.slot, rows), np.unique(rows[held]) if rows.size else rows
+        )
+        np.testing.assert_array_equal(t.claim(rows), reference_claim(ref, rows))
+        np.testing.assert_array_equal(t.slot, ref.slot)
+        assert t.used == ref.used and t.nbr.shape == ref.nbr.shape
