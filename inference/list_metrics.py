@@ -83,23 +83,29 @@ def _head_of_whole_counts(
 
     NaN and negative counts count as 0, as in ``popularity_head``. Returns
     ``(empty, False)`` when the counts are not all whole or exceed ``bincount_max``
-    times ``max(n, 1024)`` (the caller's numpy paths take those).
+    times ``max(n, 1024)``, or sum to 2**53 or more (the caller's numpy paths take those).
+    The first pass sums whole counts in int64, without a branch, so it vectorises:
+    below 2**53 a float64 sum of whole numbers is the same exact total in any order.
     """
     n = raw.shape[0]
     head = np.zeros(n, np.bool_)
-    total = 0.0
-    top = 0.0
+    limit = float(bincount_max * max(n, 1024))
+    total = np.int64(0)
+    top = np.int64(0)
+    bad = False
     for i in range(n):
         x = float(raw[i])
-        if x > 0.0:  # NaN and negatives: 0
-            if x != np.floor(x) or x > bincount_max * max(n, 1024):
-                return head, False
-            total += x
-            top = max(top, x)
-    if n == 0 or total <= 0.0:
+        v = x if x > 0.0 else 0.0  # NaN and negatives: 0
+        bad |= (v != np.floor(v)) | (v > limit)
+        k = np.int64(v) if v <= limit else np.int64(0)
+        total += k
+        top = k if k > top else top
+    if bad or total >= 2**53:
+        return head, False
+    if n == 0 or total <= 0:
         return head, True
-    target = mass * total * (1 - 1e-12)
-    per_value = np.zeros(int(top) + 1, np.int64)
+    target = mass * float(total) * (1 - 1e-12)
+    per_value = np.zeros(top + 1, np.int64)
     for i in range(n):
         x = float(raw[i])
         if x > 0.0:

@@ -100,4 +100,6 @@ def test_compiled_head_equals_the_numpy_histogram(
 def test_compiled_head_leaves_fractional_and_huge_counts_to_numpy() -> None:
     assert not _head_of_whole_counts(np.array([1.5, 2.0]), 0.8, BINCOUNT_MAX)[1]
     assert not _head_of_whole_counts(np.array([1e9, 2.0]), 0.8, BINCOUNT_MAX)[1]
+    assert not _head_of_whole_counts(np.array([2.0, np.inf], np.float32), 0.8, BINCOUNT_MAX)[1]
+    assert not _head_of_whole_counts(np.array([3.0, 2.5], np.float32), 0.8, BINCOUNT_MAX)[1]
     np.testing.assert_array_equal(popularity_head(np.array([1.5, 2.0, 0.1])), [1, 1, 0])
