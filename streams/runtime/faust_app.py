@@ -139,14 +139,17 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
 
 
 def _record(event: Any) -> SourceRecord:
+    """The record of one Faust event. Fields by position (``SourceRecord``'s order): a
+    frozen dataclass's keyword call costs about twice as much, and this runs per event."""
     msg = event.message
+    value = msg.value
     return SourceRecord(
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        key=msg.key,
-        value=msg.value if msg.value is not None else b"",
-        timestamp_ms=int((msg.timestamp or 0) * 1000),
+        msg.topic,
+        msg.partition,
+        msg.offset,
+        msg.key,
+        b"" if value is None else value,
+        int((msg.timestamp or 0) * 1000),
     )
 
 

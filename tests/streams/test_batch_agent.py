@@ -267,3 +267,18 @@ async def test_a_failed_delivery_runs_the_batch_again_before_its_ack(delays: lis
     assert calls == [[4, 5], [4, 5]] and retries == [1]
     assert stream.acked == [4, 5]
     assert log.index("handled 2") < log.index("ack 4")
+
+
+def test_a_record_carries_its_message_field_by_field() -> None:
+    """``_record`` builds its fields by position: each lands in its own field, a
+    missing value is empty bytes and a missing timestamp is 0 ms."""
+    msg = SimpleNamespace(
+        topic="events", partition=3, offset=41, key=b"u7", value=b"{}", timestamp=1.2345
+    )
+    assert faust_app._record(Event(msg)) == SourceRecord(
+        topic="events", partition=3, offset=41, key=b"u7", value=b"{}", timestamp_ms=1234
+    )
+    bare = SimpleNamespace(topic="t", partition=0, offset=0, key=None, value=None, timestamp=None)
+    assert faust_app._record(Event(bare)) == SourceRecord(
+        topic="t", partition=0, offset=0, key=None, value=b"", timestamp_ms=0
+    )
