@@ -15,7 +15,7 @@ come faster than that, a batch waits its window (or until full) as before, so th
 free processor does not run one batch per record and pay its fixed costs each time.
 
 Under a backlog the window is not what bounds a batch's wait: given ``behind`` (whether
-the source holds at least ``n`` more items after a given one, e.g. the consumer's lag),
+the source holds at least ``n`` more items after the buffered ones, e.g. the consumer's lag),
 a batch whose window ended keeps filling while the backlog alone would fill it, up to
 ``BACKLOG_WINDOWS`` windows. Each batch then pays the fixed costs of a batch (Redis
 round trips, the acks' bookkeeping, one pass of the rules) once for ``max_items`` items
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -39,8 +39,9 @@ BACKLOG_WINDOWS = 16
 """Under a backlog a batch waits to fill up for at most this many windows in all (a
 source that stalls mid-backlog still hands its items over)."""
 
-Behind = Callable[[T, int], bool]
-"""``behind(item, n)``: whether the source already holds at least ``n`` items after ``item``."""
+Behind = Callable[[Sequence[T], int], bool]
+"""``behind(items, n)``: whether the source already holds at least ``n`` items after
+``items`` (the buffered ones, in source order)."""
 
 
 async def micro_batches(
@@ -99,7 +100,7 @@ async def micro_batches(
                     and windows < BACKLOG_WINDOWS
                     and 0 < len(buffer) < max_items
                     and not ended
-                    and behind(buffer[-1], max_items - len(buffer))
+                    and behind(buffer, max_items - len(buffer))
                 ):
                     await _first_of(full, None, within_s)
                     windows += 1
@@ -141,18 +142,40 @@ def quiet_take(
 
 
 def kafka_lag(consumer: Any) -> Behind[Any]:
-    """``behind`` of a Faust consumer's events: the records of the event's partition
-    past it that the broker already holds (its high watermark, as of the latest fetch).
+    """``behind`` of a Faust consumer's events: the records past the buffered ones that
+    the broker already holds (its high watermark, as of the latest fetch), summed over
+    the partitions the buffer holds records of.
 
-    One partition's lag is a lower bound of what waits, so it never makes a batch wait
-    for records that are not there; a partition no longer assigned counts as no lag.
+    A partition's lag counts from its newest buffered record, so what it counts comes
+    after the buffer; partitions without a buffered record count none. The sum is a
+    lower bound of what waits, so it never makes a batch wait for records that are not
+    there (a backlog spread over the partitions fills a batch as one on a single
+    partition does); a partition no longer assigned counts as no lag.
     """
 
-    def behind(event: Any, n: int) -> bool:
-        msg = event.message
-        try:
-            return int(consumer.highwater(msg.tp)) - msg.offset - 1 >= n
-        except Exception:  # not assigned any more (a rebalance), or no fetch yet
+    def behind(events: Sequence[Any], n: int) -> bool:
+        newest: dict[Any, int] = {}  # each partition's newest buffered offset
+        if not events:
             return False
+        topic = events[-1].message.topic
+        try:  # the buffer's topic's partitions: once each is found, the scan stops
+            wanted = sum(1 for tp in consumer.assignment() if tp.topic == topic)
+        except Exception:  # no assignment known: look at the whole buffer
+            wanted = 0
+        for event in reversed(events):
+            msg = event.message
+            if msg.tp not in newest:
+                newest[msg.tp] = msg.offset
+                if len(newest) == wanted:
+                    break
+        lag = 0
+        for tp, offset in newest.items():
+            try:
+                lag += max(0, int(consumer.highwater(tp)) - offset - 1)
+            except Exception:  # not assigned any more (a rebalance), or no fetch yet
+                continue
+            if lag >= n:
+                return True
+        return False
 
     return behind

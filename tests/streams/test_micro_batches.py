@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.micro_batches import micro_batches
+from streams.core.micro_batches import kafka_lag, micro_batches
 
 
 async def paced(gaps_ms: list[int]) -> AsyncIterator[int]:
@@ -139,8 +140,8 @@ def _backlog_sizes(behind: bool, stall_after: int | None = None) -> list[int]:
             await asyncio.sleep(0.001)
             yield i
 
-    def remaining(item: int, n: int) -> bool:
-        return behind and total - 1 - item >= n
+    def remaining(items: Sequence[int], n: int) -> bool:
+        return behind and total - 1 - items[-1] >= n
 
     async def run() -> list[int]:
         return [len(b) async for b in micro_batches(source(), 20, 0.01, None, remaining)]
@@ -163,23 +164,42 @@ def test_a_backlog_that_stalls_still_hands_its_batch_over() -> None:
     assert time.monotonic() - t0 < 3.0
 
 
+class _Consumer:
+    """Partitions t0..t3 of topic "events" assigned, each with high watermark 110."""
+
+    def assignment(self) -> set[SimpleNamespace]:
+        return {SimpleNamespace(topic="events", partition=p) for p in range(4)}
+
+    def highwater(self, tp: str) -> int:
+        if tp == "gone":
+            raise RuntimeError("partition not assigned")
+        return 110  # the next offset the broker will write
+
+
+def _event(tp: str, offset: int) -> SimpleNamespace:
+    return SimpleNamespace(message=SimpleNamespace(topic="events", tp=tp, offset=offset))
+
+
 def test_kafka_lag_reads_the_partitions_high_watermark() -> None:
-    from types import SimpleNamespace
+    behind = kafka_lag(_Consumer())
+    assert behind([_event("t0", 99)], 10)  # offsets 100..109 wait: ten
+    assert not behind([_event("t0", 99)], 11)
+    assert not behind([_event("t0", 109)], 1)  # the newest record: nothing after it
+    assert not behind([_event("gone", 0)], 1)  # revoked: no lag known, no extra wait
+    assert not behind([], 1)
 
-    from streams.core.micro_batches import kafka_lag
 
-    class Consumer:
-        def highwater(self, tp: str) -> int:
-            if tp == "gone":
-                raise RuntimeError("partition not assigned")
-            return 110  # the next offset the broker will write
-
-    behind = kafka_lag(Consumer())
-
-    def event(tp: str, offset: int) -> SimpleNamespace:
-        return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
-
-    assert behind(event("t0", 99), 10)  # offsets 100..109 wait: ten
-    assert not behind(event("t0", 99), 11)
-    assert not behind(event("t0", 109), 1)  # the newest record: nothing after it
-    assert not behind(event("gone", 0), 1)  # revoked: no lag known, no extra wait
+def test_kafka_lag_sums_the_buffered_partitions_from_their_newest_records() -> None:
+    behind = kafka_lag(_Consumer())
+    # t0's newest buffered record is 105 (4 after it), t1's 99 (10), t2's 109 (none);
+    # t3 has none buffered and counts none: 14 wait in all.
+    spread = [_event("t0", 97), _event("t1", 99), _event("t0", 105), _event("t2", 109)]
+    assert behind(spread, 14)
+    assert not behind(spread, 15)
+    # A revoked partition adds nothing to the others' lag.
+    assert behind([_event("gone", 0), *spread], 14)
+    assert not behind([_event("gone", 0), *spread], 15)
+    # The scan stops once every assigned partition is found: an older record of t0
+    # before t0's newest changes nothing.
+    every = [_event("t0", 50), *spread, _event("t3", 100)]
+    assert behind(every, 23) and not behind(every, 24)
