@@ -1,18 +1,27 @@
-"""Users' recent histories as arrays: the user encoder's inputs and the fold-in's events.
+"""Users' recent histories as arrays: the user encoder's inputs and the fold-in's sums.
 
 Pure functions over history entries (anything with ``item_id``, ``type`` and ``ts``) and
-their catalog rows, looked up once by the caller; one flat pass over the whole
-micro-batch, then numpy.
+their catalog rows, looked up once by the caller. The entries' columns are read by
+C-level ``map`` passes (no Python per entry), then one compiled pass per micro-batch
+builds the encoder's inputs or the fold-in's sums; the float operations whose bits
+matter (``log1p``, ``exp2``) stay numpy's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from itertools import chain, repeat
+from operator import attrgetter
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
+
+_TYPE = attrgetter("type")
+_TS = attrgetter("ts")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class Entry(Protocol):
@@ -27,69 +36,183 @@ class Entry(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class FlatHistory:
-    """History entries on known items as aligned arrays, ``user`` ascending, oldest first.
+class HistoryColumns:
+    """Every history entry of a micro-batch, users one after another, oldest first.
 
-    ``rank_from_end`` is 0 for each user's newest entry, 1 for the one before, ...
+    ``rows`` is each entry's catalog row (-1: unknown item), ``value`` what its type maps
+    to (an encoder type code or a fold-in weight) and ``ts`` its time; user ``i`` owns
+    ``lengths[i]`` consecutive entries.
     """
 
-    user: npt.NDArray[np.int64]
-    row: npt.NDArray[np.int64]
-    type: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.int64]
+    lengths: npt.NDArray[np.int64]
+    value: npt.NDArray[Any]
     ts: npt.NDArray[np.int64]
-    rank_from_end: npt.NDArray[np.int64]
 
 
-def flatten_histories(
+def history_columns(
     histories: Sequence[Sequence[Entry]],
     rows: Sequence[npt.NDArray[np.int64]],
-    type_code: Callable[[str], int],
-) -> FlatHistory:
-    """Each user's entries on known items (``rows[i][j] >= 0``), flattened.
+    value_of_type: Mapping[str, float],
+    default: float,
+    dtype: type[np.generic],
+) -> HistoryColumns:
+    """The entries' rows, mapped types and times as flat arrays (C-level passes).
 
-    ``rows[i]`` holds the catalog row of each of ``histories[i]``'s entries, -1 for an
-    unknown item: the caller looks the rows up once and shares them.
+    ``rows[i]`` holds the catalog row of each of ``histories[i]``'s entries; a type
+    missing from ``value_of_type`` maps to ``default``.
     """
-    lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
-    if len(histories) != len(rows) or any(
-        len(h) != n for h, n in zip(histories, lengths.tolist(), strict=True)
+    lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+    total = int(lengths.sum())
+    if len(histories) != len(rows) or not np.array_equal(
+        np.fromiter(map(len, histories), np.int64, len(histories)), lengths
     ):
         raise ValueError("one row per history entry is needed")
-    flat_rows = np.concatenate(rows) if len(rows) else np.zeros(0, np.int64)
-    known = flat_rows >= 0
-    u = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)[known]
-    codes = np.fromiter((type_code(h.type) for hist in histories for h in hist), np.int64)
-    ts = np.fromiter((h.ts for hist in histories for h in hist), np.int64)
-    ends = np.searchsorted(u, u, side="right") if u.size else u
-    return FlatHistory(
-        user=u,
-        row=flat_rows[known].astype(np.int64),
-        type=codes[known],
-        ts=ts[known],
-        rank_from_end=ends - np.arange(u.size) - 1,
-    )
+    flat_rows = np.concatenate(rows).astype(np.int64, copy=False) if len(rows) else lengths
+    entries = chain.from_iterable(histories)
+    types = map(_TYPE, entries)
+    value = np.fromiter(map(value_of_type.get, types, repeat(default, total)), dtype, total)
+    ts = np.fromiter(map(_TS, chain.from_iterable(histories)), np.int64, total)
+    return HistoryColumns(rows=flat_rows, lengths=lengths, value=value, ts=ts)
+
+
+@njit(cache=True, nogil=True)
+def _encoder_slots(
+    rows: np.ndarray,
+    lengths: np.ndarray,
+    codes: np.ndarray,
+    ts: np.ndarray,
+    n: int,
+    item_vectors: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's last ``n`` known entries, right-aligned; gaps as float64 seconds."""
+    b, d = lengths.shape[0], item_vectors.shape[1]
+    vecs = np.zeros((b, n, d), np.float32)
+    types = np.zeros((b, n), np.int64)
+    gap_s = np.zeros((b, n), np.float64)
+    mask = np.zeros((b, n), np.float32)
+    any_known = np.zeros(b, np.bool_)
+    end = 0
+    for u in range(b):
+        start = end
+        end = start + lengths[u]
+        slot = n - 1
+        newest = np.int64(0)
+        e = end - 1
+        while e >= start and slot >= 0:
+            r = rows[e]
+            if r >= 0:
+                if slot == n - 1:
+                    newest = ts[e]
+                    any_known[u] = True
+                for j in range(d):
+                    vecs[u, slot, j] = item_vectors[r, j]
+                types[u, slot] = codes[e]
+                gap_s[u, slot] = max(newest - ts[e], 0) / 1000.0
+                mask[u, slot] = 1.0
+                slot -= 1
+            e -= 1
+    return vecs, types, gap_s, mask, any_known
 
 
 def encoder_inputs(
-    flat: FlatHistory, users: int, history_len: int, item_vectors: npt.NDArray[np.float32]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(vecs (B, n, d), types (B, n), gaps (B, n), mask (B, n))`` for the user encoder.
+    columns: HistoryColumns, history_len: int, item_vectors: npt.NDArray[np.float32]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(vecs (B, n, d), types (B, n), gaps (B, n), mask (B, n), any (B,))``.
 
     Each user's last ``n`` known entries, right-aligned (slot ``n - 1`` is the newest);
-    ``gaps`` is ``log1p`` of the seconds before the user's newest known entry.
+    ``gaps`` is ``log1p`` of the seconds before the user's newest known entry (numpy's
+    ``log1p`` in float64, then float32); ``any`` says which users have a known entry.
+    ``columns.value`` holds the encoder's type codes.
     """
-    n, d = history_len, item_vectors.shape[1]
-    vecs = np.zeros((users, n, d), np.float32)
-    types = np.zeros((users, n), np.int64)
-    gaps = np.zeros((users, n), np.float32)
-    mask = np.zeros((users, n), np.float32)
-    keep = flat.rank_from_end < n
-    user, slot = flat.user[keep], n - 1 - flat.rank_from_end[keep]
-    newest = flat.rank_from_end == 0
-    newest_ts = np.zeros(users, np.int64)
-    newest_ts[flat.user[newest]] = flat.ts[newest]
-    vecs[user, slot] = item_vectors[flat.row[keep]]
-    types[user, slot] = flat.type[keep]
-    gaps[user, slot] = np.log1p(np.maximum(newest_ts[user] - flat.ts[keep], 0) / 1000.0)
-    mask[user, slot] = 1.0
-    return vecs, types, gaps, mask
+    vecs, types, gap_s, mask, any_known = _encoder_slots(
+        columns.rows,
+        columns.lengths,
+        columns.value.astype(np.int64, copy=False),
+        columns.ts,
+        int(history_len),
+        np.ascontiguousarray(item_vectors, np.float32),
+    )
+    return vecs, types, np.log1p(gap_s).astype(np.float32), mask, any_known
+
+
+@njit(cache=True, nogil=True)
+def _fold_in_ages(rows: np.ndarray, lengths: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Per entry, ``-(newest - ts) / 1`` in ms (0 for unknown rows): numpy's operands of
+    the decay's ``exp2``, where ``newest`` is the user's newest known entry's time."""
+    out = np.zeros(rows.shape[0], np.float64)
+    end = 0
+    for u in range(lengths.shape[0]):
+        start = end
+        end = start + lengths[u]
+        newest = -np.inf
+        for e in range(start, end):
+            if rows[e] >= 0 and np.float64(ts[e]) > newest:
+                newest = np.float64(ts[e])
+        for e in range(start, end):
+            if rows[e] >= 0:
+                dt = newest - np.float64(ts[e])
+                out[e] = dt if dt > 0 else 0.0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _fold_in_sums(
+    rows: np.ndarray,
+    lengths: np.ndarray,
+    weight: np.ndarray,
+    factor: np.ndarray,
+    item_vectors: np.ndarray,
+) -> np.ndarray:
+    """Per user, ``Σ float64(w_e) · factor_e · float64(v_e)`` over known entries in order,
+    then float32 (NaN as 0, clipped to float32's range)."""
+    b, d = lengths.shape[0], item_vectors.shape[1]
+    acc = np.zeros(d, np.float64)
+    out = np.empty((b, d), np.float32)
+    lo, hi = np.float64(-_F32_MAX), np.float64(_F32_MAX)
+    end = 0
+    for u in range(b):
+        start = end
+        end = start + lengths[u]
+        acc[:] = 0.0
+        for e in range(start, end):
+            r = rows[e]
+            if r >= 0:
+                w = np.float64(weight[e]) * factor[e]
+                for j in range(d):
+                    acc[j] += w * np.float64(item_vectors[r, j])
+        for j in range(d):
+            x = acc[j]
+            out[u, j] = 0.0 if x != x else np.float32(min(max(x, lo), hi))
+    return out
+
+
+def fold_in_vectors(
+    columns: HistoryColumns, item_vectors: npt.NDArray[np.float32], half_life_s: float
+) -> npt.NDArray[np.float32]:
+    """``(B, d)`` decayed, weighted sums of each user's known entries' vectors.
+
+    ``inference.fold_in.fold_in_events`` from empty states, bit for bit: each entry
+    decays by numpy's ``exp2(-dt / (1000 · half_life_s))`` to its user's newest known
+    entry, ``columns.value`` holds the float32 event weights.
+    """
+    if half_life_s <= 0:
+        raise ValueError("half_life_s must be positive")
+    dt = _fold_in_ages(columns.rows, columns.lengths, columns.ts)
+    factor = np.exp2(-dt / (1000.0 * half_life_s))
+    return _fold_in_sums(
+        columns.rows,
+        columns.lengths,
+        columns.value.astype(np.float32, copy=False),
+        factor,
+        np.ascontiguousarray(item_vectors, np.float32),
+    )
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) before the first scoring call needs it."""
+    one = np.ones(1, np.int64)
+    vecs = np.ones((1, 1), np.float32)
+    _encoder_slots(one * 0, one, one, one, 1, vecs)
+    _fold_in_sums(one * 0, one, np.ones(1, np.float32), np.ones(1), vecs)
+    _fold_in_ages(one * 0, one, one)

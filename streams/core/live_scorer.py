@@ -28,6 +28,7 @@ from inference.covisit import (
 from inference.covisit_vectors import NewItemVectors
 from inference.damping_choice import DampingChooser, remember_candidates
 from inference.fold_in import warm_up as fold_in_warm_up
+from inference.history_inputs import warm_up as history_warm_up
 from inference.item_catalog import ItemCatalog
 from inference.item_catalog import warm_up as catalog_warm_up
 from inference.recommend import UserList, recommend
@@ -99,6 +100,7 @@ class LiveScorer:
         # Vectors of the items the bundle lacks, from their co-visitation neighbours.
         self.new_item_vectors = NewItemVectors(np.zeros(0, bool))
         fold_in_warm_up()  # compiled loops, before a scoring call needs them
+        history_warm_up()
         catalog_warm_up()
 
     @property

@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
-from inference.fold_in import event_weights, fold_in_events
-from inference.history_inputs import encoder_inputs, flatten_histories
+from inference.fold_in import EVENT_WEIGHTS
+from inference.history_inputs import encoder_inputs, fold_in_vectors, history_columns
 from inference.item_catalog import ItemCatalog
 from schemas.events import EVENT_TYPES
 from streams.core.state_rules import TYPE_CODES, UserState
 
 log = logging.getLogger("freshet.live")
 
+_ITEM = attrgetter("item_id")
+# The fold-in's weight of each event type; a type without a code counts as code 0's
+# (``TYPE_CODES.get(t, 0)`` before), a type without a weight as 0.
+_FOLD_IN_WEIGHT = {t: EVENT_WEIGHTS.get(EVENT_TYPES[c], 0.0) for t, c in TYPE_CODES.items()}
+_FOLD_IN_DEFAULT = EVENT_WEIGHTS.get(EVENT_TYPES[0], 0.0)
+
 
 def history_rows(catalog: ItemCatalog, states: Sequence[UserState]) -> list[np.ndarray]:
     """Per user, the catalog row of each history entry (-1 for unknown items)."""
-    return [catalog.rows([h.item_id for h in s.history]) for s in states]
+    return [catalog.rows(list(map(_ITEM, s.history))) for s in states]
 
 
 def user_vectors(
@@ -71,12 +78,13 @@ def encode(
     seqs: Sequence[np.ndarray],
 ) -> np.ndarray:
     """The bundle's user encoder on each user's last ``history_len`` known entries."""
-    flat = flatten_histories([s.history for s in states], seqs, lambda t: type_codes.get(t, 0))
-    vecs, types, gaps, mask = encoder_inputs(
-        flat, len(states), bundle.history_len, catalog.vectors()
+    columns = history_columns([s.history for s in states], seqs, type_codes, 0, np.int64)
+    vecs, types, gaps, mask, any_known = encoder_inputs(
+        columns, bundle.history_len, catalog.vectors()
     )
     out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
-    out[mask.sum(axis=1) == 0] = 0.0
+    if not any_known.all():
+        out[~any_known] = 0.0
     return out
 
 
@@ -87,17 +95,6 @@ def fold_in(
     half_life_s: float,
 ) -> np.ndarray:
     """Decayed, event-weighted sum of the history's item vectors (model-free)."""
-    b, d = len(states), catalog.dim
-    flat = flatten_histories([s.history for s in states], seqs, lambda t: TYPE_CODES.get(t, 0))
-    if not flat.row.size:
-        return np.zeros((b, d), np.float32)
-    vecs, _ = fold_in_events(
-        np.zeros((b, d), np.float32),
-        np.full(b, -np.inf),
-        flat.user,
-        catalog.vectors()[flat.row],
-        event_weights([EVENT_TYPES[c] for c in flat.type.tolist()]),
-        flat.ts,
-        half_life_s,
-    )
-    return np.asarray(vecs, np.float32)
+    histories = [s.history for s in states]
+    columns = history_columns(histories, seqs, _FOLD_IN_WEIGHT, _FOLD_IN_DEFAULT, np.float32)
+    return fold_in_vectors(columns, catalog.vectors(), half_life_s)
