@@ -291,10 +291,10 @@ class _UserBatch:
 
     def add(self, event: InteractionEvent, window: int) -> bool:
         """Apply one event; False if it is a duplicate (``seen_recently``)."""
-        eid = event.event_id
-        if self.seen_recently(eid, window):
+        eid, ids = event.event_id, self.ids
+        if eid in self.base.recent_event_ids if not ids else self.seen_recently(eid, window):
             return False
-        self.ids.append(eid)
+        ids.append(eid)
         item = event.item_id
         self.history.append(_entry(item, event.type, event.ts))
         self.seen.pop(item, None)
@@ -317,6 +317,9 @@ class _UserBatch:
             self.last_ts,
             base.n_events + self.n,
         )
+
+
+_EMPTY = UserState()  # a user with no stored state (immutable, so one is shared)
 
 
 def _last(seq: tuple[Any, ...], limit: int) -> tuple[Any, ...]:
@@ -360,18 +363,25 @@ def apply_events(
     counts: dict[str, int] = {}
     trend: dict[str, float] = {}
     window = rules.dedup_window
-    half_life_s = rules.trending_half_life_s
+    scale = rules.trending_half_life_s * 1000.0  # as ``trend_increment`` divides
+    # A type's weight, looked up once per batch; a rating's depends on its value.
+    weights = {t: rules.type_weights.get(t, 1.0) for t in EVENT_TYPES if t != "rating"}
+    pow_, empty = math.pow, _EMPTY
     for event in events:
         user = users.get(event.user_id)
         if user is None:
-            user = users[event.user_id] = _UserBatch(states.get(event.user_id) or UserState())
+            user = users[event.user_id] = _UserBatch(states.get(event.user_id) or empty)
         if not user.add(event, window):
             duplicates.append(event)
             continue
         applied.append(event)
         item = event.item_id
         counts[item] = counts.get(item, 0) + 1
-        inc = trend_increment(rules.weight(event), event.ts, trend_ref_ms, half_life_s)
+        weight = weights.get(event.type)
+        if weight is None:
+            weight = rules.weight(event)
+        # ``trend_increment``, inline: the same expression, so the same float.
+        inc = weight * pow_(2.0, (event.ts - trend_ref_ms) / scale)
         trend[item] = trend.get(item, 0.0) + inc
     current = {uid: u.state(rules) for uid, u in users.items() if u.n}
     return BatchOutcome(current, tuple(applied), tuple(duplicates), PopularityDelta(counts, trend))

@@ -77,6 +77,13 @@ def test_batch_equals_the_fold_of_single_events(
         counts[e.item_id] = counts.get(e.item_id, 0) + 1
     assert out.popularity.counts == counts
     assert set(out.popularity.trend) == set(counts)
+    # Each item's trend sums its applied events' increments in order, to the last bit
+    # (ratings weigh their value; the batch looks the other types' weights up once).
+    trend: dict[str, float] = {}
+    for e in applied:
+        inc = trend_increment(RULES.weight(e), e.ts, T0, RULES.trending_half_life_s)
+        trend[e.item_id] = trend.get(e.item_id, 0.0) + inc
+    assert out.popularity.trend == trend
 
 
 def test_an_id_pushed_out_of_the_window_within_the_batch_applies_again() -> None:
