@@ -365,7 +365,9 @@ def apply_events(
     window = rules.dedup_window
     scale = rules.trending_half_life_s * 1000.0  # as ``trend_increment`` divides
     # A type's weight, looked up once per batch; a rating's depends on its value.
-    weights = {t: rules.type_weights.get(t, 1.0) for t in EVENT_TYPES if t != "rating"}
+    weights: dict[str, float] = {
+        t: rules.type_weights.get(t, 1.0) for t in EVENT_TYPES if t != "rating"
+    }
     pow_, empty = math.pow, _EMPTY
     for event in events:
         user = users.get(event.user_id)
