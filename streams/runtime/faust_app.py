@@ -138,19 +138,28 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     return app
 
 
+_new = object.__new__
+_RECORD_SETTERS = tuple(
+    vars(SourceRecord)[name].__set__
+    for name in ("topic", "partition", "offset", "key", "value", "timestamp_ms")
+)
+
+
 def _record(event: Any) -> SourceRecord:
-    """The record of one Faust event. Fields by position (``SourceRecord``'s order): a
-    frozen dataclass's keyword call costs about twice as much, and this runs per event."""
+    """The record of one Faust event, its slots set directly: a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__`` (1.15 -> 0.66-0.80 us a
+    record, alternated in one process), and this runs per event."""
     msg = event.message
     value = msg.value
-    return SourceRecord(
-        msg.topic,
-        msg.partition,
-        msg.offset,
-        msg.key,
-        b"" if value is None else value,
-        int((msg.timestamp or 0) * 1000),
-    )
+    rec = _new(SourceRecord)
+    s_topic, s_partition, s_offset, s_key, s_value, s_ts = _RECORD_SETTERS
+    s_topic(rec, msg.topic)
+    s_partition(rec, msg.partition)
+    s_offset(rec, msg.offset)
+    s_key(rec, msg.key)
+    s_value(rec, b"" if value is None else value)
+    s_ts(rec, int((msg.timestamp or 0) * 1000))
+    return rec
 
 
 async def run_until_done(

@@ -270,7 +270,7 @@ async def test_a_failed_delivery_runs_the_batch_again_before_its_ack(delays: lis
 
 
 def test_a_record_carries_its_message_field_by_field() -> None:
-    """``_record`` builds its fields by position: each lands in its own field, a
+    """``_record`` sets its fields one by one: each lands in its own field, a
     missing value is empty bytes and a missing timestamp is 0 ms."""
     msg = SimpleNamespace(
         topic="events", partition=3, offset=41, key=b"u7", value=b"{}", timestamp=1.2345
