@@ -21,10 +21,10 @@ from inference.rerank import (
     FROM_EXPLORATION,
     FROM_TRENDING,
     ItemFilter,
-    exclusion_mask,
+    allowed_rows,
     pad_ragged,
 )
-from inference.rerank_kernels import merge_sources
+from inference.rerank_kernels import candidate_rows
 
 if TYPE_CHECKING:
     from inference.recommend import RecommendConfig
@@ -131,51 +131,6 @@ class Candidates:
     flags: npt.NDArray[np.uint8]
 
 
-def gather_candidates(
-    user_vecs: FloatArray,
-    warm: BoolArray,
-    items: ItemTable,
-    index: Searcher,
-    n_candidates: int,
-    trending: IntArray,
-    explore_pool: int,
-    rng: np.random.Generator,
-    overfetch: int = 0,
-    covisit: IntArray | None = None,
-) -> Candidates:
-    """Union of the candidate sources for every user in the batch.
-
-    Args:
-        user_vecs: ``(B, d)`` user vectors (only warm rows are searched).
-        warm: ``(B,)`` users with a usable vector.
-        items: The catalog snapshot.
-        index: Inner-product search over item rows.
-        n_candidates: ANN neighbours wanted per warm user (``C``).
-        trending: Trending item rows, best first; offered to every user.
-        explore_pool: Random long-tail items drawn per user for exploration slots.
-        rng: Source of the exploration draws.
-        overfetch: Extra neighbours to fetch, so ``C`` survive later exclusions.
-        covisit: ``(B, K)`` rows that follow each user's recent items (-1 padded).
-    """
-    b = user_vecs.shape[0]
-    k_ann = n_candidates + overfetch
-    ann = np.full((b, k_ann), -1, dtype=np.int64)
-    if warm.any() and k_ann > 0:
-        found, _ = index.search(user_vecs[warm], k_ann)
-        ann[warm] = found
-    trend = np.asarray(trending, dtype=np.int64).reshape(-1)[:n_candidates]
-    tail = items.tail_rows
-    if tail.size and explore_pool > 0:
-        explore = tail[rng.integers(0, tail.size, size=(b, explore_pool))]
-    else:
-        explore = np.full((b, 0), -1, dtype=np.int64)
-    cov = np.full((b, 0), -1, np.int64) if covisit is None else np.asarray(covisit, np.int64)
-    rows, flags = merge_sources(
-        ann, np.ascontiguousarray(cov), np.ascontiguousarray(trend), explore, SOURCE_ORDER
-    )
-    return Candidates(rows=rows, flags=flags)
-
-
 @dataclass(frozen=True)
 class CandidateBatch:
     """A micro-batch's users and candidates, before relevance: what every re-rank needs.
@@ -213,6 +168,52 @@ def candidate_batch(
     covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None,
 ) -> CandidateBatch:
     """Validated inputs, the candidates and their exclusions (``recommend``'s arguments)."""
+    u, warm, rng, excluded, trend_rows, trend_scores = batch_inputs(
+        user_vecs, items, known, exclude, trending, trending_scores, seed
+    )
+    b = u.shape[0]
+    cv_in, cv_in_scores = _covisit_arrays(covisit, b, config.covisit_weight)
+    # The sources: the warm users' nearest items (over-fetched so that enough survive
+    # the exclusions), co-visitation, the trending head and random long-tail items.
+    k_ann = config.candidates + min(excluded.shape[1], config.max_overfetch)
+    searched = warm if k_ann > 0 and warm.any() else np.zeros(b, np.bool_)
+    found = (
+        index.search(u[warm], k_ann)[0]
+        if searched.any()
+        else np.empty((0, max(k_ann, 0)), np.int64)
+    )
+    explore = explore_draws(items, rng, b, config.explore_pool)
+    trend = trend_rows[: config.trending_pool][: config.candidates]
+    # joined, each item once per row, and what may be shown, in one compiled pass
+    rows, flags, valid, cv_rows, cv_scores = candidate_rows(
+        np.ascontiguousarray(found, np.int64),
+        searched,
+        max(k_ann, 0),
+        cv_in,
+        cv_in_scores,
+        np.ascontiguousarray(trend),
+        explore,
+        SOURCE_ORDER,
+        excluded,
+        items.removed,
+    )
+    if allow is not None:
+        valid &= allowed_rows(allow, rows, valid)
+    cands = Candidates(rows=rows, flags=flags)
+    return CandidateBatch(u, warm, cands, valid, trend_rows, trend_scores, cv_rows, cv_scores)
+
+
+def batch_inputs(
+    user_vecs: npt.ArrayLike,
+    items: ItemTable,
+    known: npt.ArrayLike | None,
+    exclude: Sequence[npt.ArrayLike] | None,
+    trending: npt.ArrayLike,
+    trending_scores: npt.ArrayLike | None,
+    seed: int | np.random.Generator,
+) -> tuple[FloatArray, BoolArray, np.random.Generator, IntArray, IntArray, FloatArray]:
+    """``(user vectors (cold rows zeroed), warm, generator, excluded rows (B, E),
+    trending rows, their scores)``: ``candidate_batch``'s arguments validated."""
     u = np.atleast_2d(np.asarray(user_vecs, dtype=np.float32))
     b = u.shape[0]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -221,8 +222,6 @@ def candidate_batch(
         is_known[:] = np.asarray(known, dtype=bool)
     # a writeable C copy: the compiled pass is warmed for that layout only
     warm, u = warm_users(np.array(u, np.float32, order="C"), is_known)
-
-    cv_rows, cv_scores = _covisit_arrays(covisit, b, config.covisit_weight)
     excluded = pad_ragged(exclude, b)
     trend_rows = np.asarray(trending, dtype=np.int64).reshape(-1)
     n_trend = trend_rows.size
@@ -235,32 +234,26 @@ def candidate_batch(
         if trend_scores.shape != (n_trend,):
             raise ValueError(f"{trend_scores.size} trending scores for {n_trend} items")
     known_rows = (trend_rows >= 0) & (trend_rows < items.size) & np.isfinite(trend_scores)
-    trend_rows, trend_scores = trend_rows[known_rows], trend_scores[known_rows]
-    cands = gather_candidates(
-        u,
-        warm,
-        items,
-        index,
-        config.candidates,
-        trend_rows[: config.trending_pool],
-        config.explore_pool,
-        rng,
-        overfetch=min(excluded.shape[1], config.max_overfetch),
-        covisit=cv_rows,
-    )
-    valid = exclusion_mask(cands.rows, excluded, items.removed, allow, unique=True)
-    return CandidateBatch(u, warm, cands, valid, trend_rows, trend_scores, cv_rows, cv_scores)
+    return u, warm, rng, excluded, trend_rows[known_rows], trend_scores[known_rows]
+
+
+def explore_draws(items: ItemTable, rng: np.random.Generator, b: int, pool: int) -> IntArray:
+    """``(B, pool)`` long-tail rows drawn at random for the exploration slots."""
+    tail = items.tail_rows
+    if tail.size and pool > 0:
+        return tail[rng.integers(0, tail.size, size=(b, pool))]
+    return np.full((b, 0), -1, dtype=np.int64)
 
 
 def _covisit_arrays(
     covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None, b: int, weight: float
 ) -> tuple[IntArray, FloatArray]:
-    """Validated ``(B, K)`` co-visitation rows and scores; empty when off or absent."""
+    """``(B, K)`` co-visitation rows and scores as given (``candidate_rows`` keeps the
+    valid ones); empty when off or absent."""
     if covisit is None or weight <= 0:
         return np.full((b, 0), -1, np.int64), np.zeros((b, 0), np.float32)
-    rows = np.asarray(covisit[0], dtype=np.int64).reshape(b, -1)
-    scores = np.asarray(covisit[1], dtype=np.float32).reshape(b, -1)
+    rows = np.ascontiguousarray(covisit[0], dtype=np.int64).reshape(b, -1)
+    scores = np.ascontiguousarray(covisit[1], dtype=np.float32).reshape(b, -1)
     if rows.shape != scores.shape:
         raise ValueError(f"co-visitation rows {rows.shape} and scores {scores.shape} differ")
-    ok = (rows >= 0) & np.isfinite(scores) & (scores > 0)
-    return np.where(ok, rows, -1), np.where(ok, scores, 0.0).astype(np.float32)
+    return rows, scores

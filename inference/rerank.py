@@ -29,6 +29,7 @@ __all__ = [
     "REASON_CODE",
     "ItemFilter",
     "Quota",
+    "allowed_rows",
     "debias",
     "exclusion_mask",
     "gather_unit_vectors",
@@ -130,7 +131,6 @@ def exclusion_mask(
     Returns:
         ``(B, C)`` mask; a duplicate of an earlier candidate in the same row is False.
     """
-    b, c = cand.shape
     ok = allowed_first_copies(
         np.ascontiguousarray(cand, np.int64),
         np.ascontiguousarray(exclude, np.int64),
@@ -138,11 +138,16 @@ def exclusion_mask(
         unique,
     )
     if allow is not None:
-        allowed = np.asarray(allow(np.where(ok, cand, -1)), dtype=bool)
-        if allowed.shape != (b, c):
-            raise ValueError(f"allow hook returned shape {allowed.shape}, expected {(b, c)}")
-        ok &= allowed
+        ok &= allowed_rows(allow, cand, ok)
     return ok
+
+
+def allowed_rows(allow: ItemFilter, cand: IntArray, ok: BoolArray) -> BoolArray:
+    """The business hook's ``(B, C)`` mask over the candidates still ``ok`` (-1 elsewhere)."""
+    allowed = np.asarray(allow(np.where(ok, cand, -1)), dtype=bool)
+    if allowed.shape != cand.shape:
+        raise ValueError(f"allow hook returned shape {allowed.shape}, expected {cand.shape}")
+    return allowed
 
 
 def take_rows(x: np.ndarray, idx: IntArray) -> np.ndarray:

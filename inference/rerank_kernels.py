@@ -14,6 +14,7 @@ from numba import njit
 
 __all__ = [
     "allowed_first_copies",
+    "candidate_rows",
     "covisit_lookup",
     "later_duplicates_kernel",
     "merge_sources",
@@ -84,6 +85,39 @@ def merged_flags(rows: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def _column_flags(w1: int, w2: int, ws: int, w3: int, source: np.ndarray) -> np.ndarray:
+    """The source flag of each column of a joined row: four blocks of those widths."""
+    col_flag = np.empty(w1 + w2 + ws + w3, np.uint8)
+    col_flag[:w1] = source[0]
+    col_flag[w1 : w1 + w2] = source[1]
+    col_flag[w1 + w2 : w1 + w2 + ws] = source[2]
+    col_flag[w1 + w2 + ws :] = source[3]
+    return col_flag
+
+
+@njit(cache=True, nogil=True)
+def _merge_row(r: np.ndarray, col_flag: np.ndarray, flags: np.ndarray) -> None:
+    """One joined row in place: later copies of an item set to -1, every copy's
+    ``flags`` the union of its item's column flags (0 for empty entries)."""
+    c = r.shape[0]
+    order = stable_order(r)
+    lo = 0
+    while lo < c:
+        item = r[order[lo]]
+        hi = lo
+        union = np.uint8(0)
+        while hi < c and r[order[hi]] == item:
+            union |= col_flag[order[hi]]
+            hi += 1
+        if item >= 0:
+            for t in range(lo, hi):
+                flags[order[t]] = union
+        for t in range(lo + 1, hi):
+            r[order[t]] = -1  # a later copy (the stable order puts the first first)
+        lo = hi
+
+
+@njit(cache=True, nogil=True)
 def merge_sources(
     ann: np.ndarray,
     covisit: np.ndarray,
@@ -99,39 +133,88 @@ def merge_sources(
     ``later_duplicates`` set to -1 and ``merged_flags`` of the joined rows (a later
     copy keeps its item's union of flags), in one sort per row.
     """
-    first, second, last, shared = ann, covisit, explore, trending
-    b = first.shape[0]
-    w1, w2, w3, ws = first.shape[1], second.shape[1], last.shape[1], shared.shape[0]
+    b = ann.shape[0]
+    w1, w2, w3, ws = ann.shape[1], covisit.shape[1], explore.shape[1], trending.shape[0]
     c = w1 + w2 + ws + w3
     rows = np.empty((b, c), np.int64)
     flags = np.zeros((b, c), np.uint8)
-    col_flag = np.empty(c, np.uint8)
-    col_flag[:w1] = source[0]
-    col_flag[w1 : w1 + w2] = source[1]
-    col_flag[w1 + w2 : w1 + w2 + ws] = source[2]
-    col_flag[w1 + w2 + ws :] = source[3]
+    col_flag = _column_flags(w1, w2, ws, w3, source)
     for i in range(b):
         r = rows[i]
-        r[:w1] = first[i]
-        r[w1 : w1 + w2] = second[i]
-        r[w1 + w2 : w1 + w2 + ws] = shared
-        r[w1 + w2 + ws :] = last[i]
-        order = stable_order(r)
-        lo = 0
-        while lo < c:
-            item = r[order[lo]]
-            hi = lo
-            union = np.uint8(0)
-            while hi < c and r[order[hi]] == item:
-                union |= col_flag[order[hi]]
-                hi += 1
-            if item >= 0:
-                for t in range(lo, hi):
-                    flags[i, order[t]] = union
-            for t in range(lo + 1, hi):
-                r[order[t]] = -1  # a later copy (the stable order puts the first first)
-            lo = hi
+        r[:w1] = ann[i]
+        r[w1 : w1 + w2] = covisit[i]
+        r[w1 + w2 : w1 + w2 + ws] = trending
+        r[w1 + w2 + ws :] = explore[i]
+        _merge_row(r, col_flag, flags[i])
     return rows, flags
+
+
+@njit(cache=True, nogil=True)
+def _allowed_row(r: np.ndarray, exclude: np.ndarray, removed: np.ndarray, out: np.ndarray) -> None:
+    """``out[j]``: entry ``j`` of a row without repeats is in the catalog, not removed
+    and not in ``exclude`` (a row's excluded rows, -1 padded)."""
+    n = removed.shape[0]
+    ex = np.sort(exclude)
+    for j in range(r.shape[0]):
+        x = r[j]
+        if x < 0 or x >= n or removed[x]:
+            continue
+        at = np.searchsorted(ex, x)
+        out[j] = not (at < ex.shape[0] and ex[at] == x)
+
+
+@njit(cache=True, nogil=True)
+def candidate_rows(
+    found: np.ndarray,
+    warm: np.ndarray,
+    width: int,
+    cv_rows: np.ndarray,
+    cv_scores: np.ndarray,
+    trending: np.ndarray,
+    explore: np.ndarray,
+    source: np.ndarray,
+    exclude: np.ndarray,
+    removed: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A batch's candidates from its sources, in one pass per user.
+
+    The same as validating the co-visitation candidates (kept where the row is not
+    negative and the score finite and positive; else -1 and 0), ``merge_sources`` of
+    ``width`` ANN columns (``found``'s rows for the ``warm`` users in order, -1 for
+    the others), the valid co-visitation rows, ``trending`` and ``explore``, then
+    ``allowed_first_copies(..., unique=True)`` against ``exclude`` and ``removed``.
+
+    Returns:
+        ``(rows, flags, valid, cv_rows, cv_scores)``.
+    """
+    b, k_cv = cv_rows.shape
+    ws, w3 = trending.shape[0], explore.shape[1]
+    c = width + k_cv + ws + w3
+    rows = np.empty((b, c), np.int64)
+    flags = np.zeros((b, c), np.uint8)
+    valid = np.zeros((b, c), np.bool_)
+    cv_out = np.empty((b, k_cv), np.int64)
+    cv_score_out = np.empty((b, k_cv), np.float32)
+    col_flag = _column_flags(width, k_cv, ws, w3, source)
+    w = 0
+    for i in range(b):
+        r = rows[i]
+        if warm[i]:
+            r[:width] = found[w]
+            w += 1
+        else:
+            r[:width] = -1
+        for t in range(k_cv):
+            s = cv_scores[i, t]
+            ok = cv_rows[i, t] >= 0 and np.isfinite(s) and s > 0
+            cv_out[i, t] = cv_rows[i, t] if ok else -1
+            cv_score_out[i, t] = s if ok else np.float32(0.0)
+        r[width : width + k_cv] = cv_out[i]
+        r[width + k_cv : width + k_cv + ws] = trending
+        r[width + k_cv + ws :] = explore[i]
+        _merge_row(r, col_flag, flags[i])
+        _allowed_row(r, exclude[i], removed, valid[i])
+    return rows, flags, valid, cv_out, cv_score_out
 
 
 @njit(cache=True, nogil=True)
@@ -148,14 +231,17 @@ def allowed_first_copies(
     n = removed.shape[0]
     out = np.zeros((b, c), np.bool_)
     for i in range(b):
+        if unique:
+            _allowed_row(cand[i], exclude[i], removed, out[i])
+            continue
         ex = np.sort(exclude[i])
-        order = np.arange(c) if unique else stable_order(cand[i])
+        order = stable_order(cand[i])
         for t in range(c):
             j = order[t]
             r = cand[i, j]
             if r < 0 or r >= n or removed[r]:
                 continue
-            if not unique and t > 0 and cand[i, order[t - 1]] == r:
+            if t > 0 and cand[i, order[t - 1]] == r:
                 continue  # a later copy
             at = np.searchsorted(ex, r)
             if at < ex.shape[0] and ex[at] == r:
@@ -193,3 +279,15 @@ def warm_up() -> None:
     allowed_first_copies(rows, np.full((1, 1), -1, np.int64), np.zeros(2, np.bool_), True)
     merge_sources(rows, rows, np.ones(2, np.int64), rows, np.arange(4, dtype=np.uint8))
     covisit_lookup(rows, np.ones((1, 3), np.bool_), rows, np.ones((1, 3), np.float32))
+    candidate_rows(
+        rows,
+        np.ones(1, np.bool_),
+        3,
+        rows,
+        np.ones((1, 3), np.float32),
+        np.ones(2, np.int64),
+        rows,
+        np.arange(4, dtype=np.uint8),
+        rows,
+        np.zeros(2, np.bool_),
+    )

@@ -1,8 +1,8 @@
 """The re-rank pipeline as it was before the fused kernels (5e66c59): the tests' reference.
 
 ``inference.recommend.recommend`` must give the same lists as this numpy composition
-of ``blend_scores``, ``slot_quotas``, ``shortlist``, ``mmr_select_at`` and
-``assign_reasons``.
+of the old candidate front end (``candidates_reference``), ``blend_scores``,
+``slot_quotas``, ``shortlist``, ``mmr_select_at`` and ``assign_reasons``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from candidates_reference import reference_candidate_batch
 
 from inference.blend import BlendWeights, blend_scores
-from inference.candidates import Candidates, ItemTable, Searcher, candidate_batch
+from inference.candidates import Candidates, ItemTable, Searcher
 from inference.reasons import assign_reasons
 from inference.recommend import (
     FloatArray,
@@ -56,7 +57,7 @@ def reference_recommend(
     covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> list[UserList]:
     """``inference.recommend.recommend`` as it was; the same arguments and result."""
-    batch = candidate_batch(
+    batch = reference_candidate_batch(
         user_vecs,
         items,
         index,
