@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from hiredis import pack_command as _hiredis_pack
 from redis.asyncio.connection import Connection
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-_PACKABLE = (bytes, str, int, float)
+_PACKABLE = frozenset({bytes, str, int, float})
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class HiredisPackConnection(Connection):
         if (
             enc.encoding.lower().replace("-", "") != "utf8"
             or enc.encoding_errors != "strict"
-            or not all(type(a) in _PACKABLE for a in args)
+            or not _PACKABLE.issuperset(map(type, args))  # 0.27 -> 0.10 us an event's args
         ):
             return super().pack_command(*args)
         first = args[0]
@@ -51,6 +54,32 @@ class HiredisPackConnection(Connection):
         elif isinstance(first, bytes) and b" " in first:
             args = (*first.split(), *args[1:])
         return [_hiredis_pack(args)]
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """redis-py's send, bounded by a timeout scope instead of ``asyncio.wait_for``.
+
+        On Python 3.11 ``wait_for`` runs the send as a task of its own: per command a
+        task, a timer and one more pass of the event loop, where the write almost never
+        waits (the socket takes the bytes at once). ``asyncio.timeout`` bounds the same
+        send with none of those; a send still waiting after ``socket_timeout`` drops the
+        connection and raises redis-py's ``TimeoutError``, as before. The connection is
+        checked out to one command at a time, so its timeout can be lifted for the call.
+        """
+        limit = self.socket_timeout
+        if not limit:
+            return await super().send_packed_command(command, check_health)
+        try:
+            async with asyncio.timeout(limit):
+                self.socket_timeout = None  # super() sends without wait_for's task
+                try:
+                    await super().send_packed_command(command, check_health)
+                finally:
+                    self.socket_timeout = limit
+        except TimeoutError as exc:  # the scope's; redis-py's own is no TimeoutError
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from exc
 
 
 def redis_kwargs(config: RedisConfig) -> dict[str, Any]:
