@@ -39,6 +39,7 @@ from streams.core.state_rules import StateRules
 from streams.redis_io.keyspace import Keyspace
 from streams.redis_io.redis_client import RedisConfig, async_redis
 from streams.redis_io.redis_state_store import RedisStateStore
+from streams.runtime.worker import tune_collector
 
 
 def records(
@@ -72,6 +73,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
     n = args.batch
     for i in range(0, len(warm), n):
         await proc.process(warm[i : i + n])
+    if args.worker_gc:
+        tune_collector()  # as the worker sets its collector at start-up
     per_round = args.events // args.rounds
     cpu_us: list[float] = []
     wall_us: list[float] = []
@@ -114,6 +117,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=105, help="records per micro-batch")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--worker-gc",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="tune the collector as the worker does (streams.runtime.worker.tune_collector)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         redis = LocalRedis(Path(d)).start()
