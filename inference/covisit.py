@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -83,10 +84,21 @@ def follow_pairs(
         return empty, empty.copy(), np.zeros(0, np.float32)
     # Per user, repeats in a row collapse into visits; each new visit pairs with the
     # ``window`` visits before it (a compiled loop: ``covisit_kernels``).
-    dist_weight = (np.arange(1, window + 1) ** (flatness - 1.0)).astype(np.float32)
     return pairs_of_visits(
-        np.concatenate(arrays), lengths, n_new, dist_weight, backward > 0, np.float32(backward)
+        np.concatenate(arrays) if len(arrays) != 1 else np.ascontiguousarray(arrays[0]),
+        lengths,
+        n_new,
+        _distance_weights(window, flatness),
+        backward > 0,
+        np.float32(backward),
     )
+
+
+@lru_cache(maxsize=16)
+def _distance_weights(window: int, flatness: float) -> FloatArray:
+    """``1 / distance ** (1 - flatness)`` for distances ``1..window``, shared: not to be
+    written (a read-only flag would make the kernel compile a second signature)."""
+    return (np.arange(1, window + 1) ** (flatness - 1.0)).astype(np.float32)
 
 
 def recent_rows(
@@ -185,12 +197,16 @@ class CovisitTable:
     def claim(self, rows: npt.ArrayLike) -> IntArray:
         """The storage slots of ``rows`` (covered by ``grow``), given to those without."""
         r = np.ascontiguousarray(rows, np.int64).reshape(-1)
+        self._claim(r)
+        return self.slot[r]
+
+    def _claim(self, r: IntArray) -> None:
+        """``claim`` without reading the slots back (``add`` needs none)."""
         new = unclaimed(self.slot, r)  # compiled: np.unique(r[slot[r] == 0])
         if new.size:
             self.reserve(self.rows_held + new.size)
             self.slot[new] = np.arange(self.used, self.used + new.size)
             self.used += int(new.size)
-        return self.slot[r]
 
     def followers(self, rows: npt.ArrayLike) -> tuple[IntArray, FloatArray, FloatArray]:
         """``(nbr, weight, error)`` of each of ``rows``, ``(len(rows), width)`` each;
@@ -215,7 +231,7 @@ class CovisitTable:
             self.error *= scale
             self.occ *= scale
             self.ref_ms, factor = float(now_ms), 1.0
-        return (w * np.float32(factor)).astype(np.float32)
+        return (w * np.float32(factor)).astype(np.float32, copy=False)
 
     def add(
         self,
@@ -235,7 +251,7 @@ class CovisitTable:
         if s.size == 0:
             return
         self.grow(int(max(s.max(), d.max())) + 1)
-        self.claim(s)  # storage for every source row before the kernel writes
+        self._claim(s)  # storage for every source row before the kernel writes
         add_pairs(
             self.slot, self.nbr, self.weight, self.error, self.occ, s, d, w, np.int64(self.size)
         )

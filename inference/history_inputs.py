@@ -62,13 +62,12 @@ def history_columns(
     ``rows[i]`` holds the catalog row of each of ``histories[i]``'s entries; a type
     missing from ``value_of_type`` maps to ``default``.
     """
+    if len(histories) != len(rows) or any(map(int.__ne__, map(len, histories), map(len, rows))):
+        raise ValueError("one row per history entry is needed")
     lengths = np.fromiter(map(len, rows), np.int64, len(rows))
     total = int(lengths.sum())
-    if len(histories) != len(rows) or not np.array_equal(
-        np.fromiter(map(len, histories), np.int64, len(histories)), lengths
-    ):
-        raise ValueError("one row per history entry is needed")
-    flat_rows = np.concatenate(rows).astype(np.int64, copy=False) if len(rows) else lengths
+    flat = rows[0] if len(rows) == 1 else np.concatenate(rows) if len(rows) else lengths
+    flat_rows = np.asarray(flat, np.int64)
     entries = chain.from_iterable(histories)
     types = map(_TYPE, entries)
     value = np.fromiter(map(value_of_type.get, types, repeat(default, total)), dtype, total)
