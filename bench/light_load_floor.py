@@ -11,6 +11,9 @@ offers them events at a fixed rate, as the stream bench's curve does:
   processor and in-order acks) around a handler that does nothing;
 - ``agent-publish``: the same shell, and the handler sends one record per batch with
   the app's producer (acks all), the ack waiting for it as the worker's does;
+- ``agent-redis``: ``agent-publish`` plus the worker's two Redis round trips per batch
+  (a read and a write script call, ``EVALSHA``, through freshet's redis-py client) on
+  a local ``redis-server``: the clients' floor under the worker's own work;
 - ``raw-consume``: a bare aiokafka consumer (assigned, no group) reading the topic;
 - ``raw-pipe``: the bare consumer, and each record produced to a second topic (acks
   all) and awaited.
@@ -42,7 +45,7 @@ from freshet.settings import Settings
 
 RESULT = "FLOOR-RESULT "
 READY = "FLOOR-READY"
-MODES = ("faust-ack", "agent-noop", "agent-publish", "raw-consume", "raw-pipe")
+MODES = ("faust-ack", "agent-noop", "agent-publish", "agent-redis", "raw-consume", "raw-pipe")
 PING = b"ping"
 
 
@@ -84,14 +87,24 @@ class _Clock:
             os._exit(0)  # a Faust worker does not return from its command line
 
 
-def _faust_child(mode: str, settings: Settings, src: str, dst: str, clock: _Clock) -> None:
+_READ = "return {redis.call('GET', KEYS[1]), redis.call('HMGET', KEYS[2], 's', 'e', 'r')}"
+_WRITE = "redis.call('HSET', KEYS[2], 's', ARGV[1]); return redis.call('SET', KEYS[1], ARGV[2])"
+
+
+def _faust_child(
+    mode: str, settings: Settings, src: str, dst: str, clock: _Clock, commit_s: float
+) -> None:
     import faust
 
+    from freshet.wiring import redis_of
     from streams.core.ingest import BatchStats
     from streams.core.micro_batches import quiet_take
+    from streams.redis_io.redis_client import async_redis
     from streams.runtime.faust_app import add_batch_agent, create_app
 
     app = create_app(settings, app_id=f"{settings.topic_prefix}-floor")
+    if commit_s:
+        app.conf.broker_commit_interval = commit_s
     within = settings.batch_max_ms / 1000.0
     if mode == "faust-ack":
         topic = app.topic(src, key_serializer="raw", value_serializer="raw")
@@ -105,9 +118,18 @@ def _faust_child(mode: str, settings: Settings, src: str, dst: str, clock: _Cloc
 
     else:
         sent: list[Any] = []
+        redis: Any = None
+        keys = [f"{settings.topic_prefix}:wm", f"{settings.topic_prefix}:u"]
 
         async def handler(records: Any) -> BatchStats:
-            if mode == "agent-publish":
+            nonlocal redis
+            if mode == "agent-redis":
+                if redis is None:
+                    client = async_redis(redis_of(settings))
+                    redis = (client.register_script(_READ), client.register_script(_WRITE))
+                await redis[0](keys=keys)
+                await redis[1](keys=keys, args=[b"s" * 300, records[-1].offset])
+            if mode in ("agent-publish", "agent-redis"):
                 sent.append(await app.producer.send(dst, b"k", b"x" * 1500, None, None, None))
             clock.taken([r.value for r in records])
             return BatchStats(records=len(records))
@@ -123,7 +145,7 @@ def _faust_child(mode: str, settings: Settings, src: str, dst: str, clock: _Cloc
             name="floor",
             max_events=settings.batch_max_events,
             within_s=within,
-            delivered=delivered if mode == "agent-publish" else None,
+            delivered=None if mode == "agent-noop" else delivered,
         )
     faust.Worker(app, loglevel="warning").execute_from_commandline()
 
@@ -152,19 +174,25 @@ async def _raw_child(mode: str, settings: Settings, src: str, dst: str, clock: _
             clock.taken(values)
 
 
-def child(mode: str, bootstrap: str, prefix: str, home: Path, events: int, partitions: int) -> None:
+def child(mode: str, bootstrap: str, prefix: str, home: Path, args: argparse.Namespace) -> None:
     """Run one consumer until ``events`` paced records are taken; print one result line."""
     from schemas.topics import Topics
 
     settings = Settings.from_env(
-        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions, home=home
+        {},
+        kafka_bootstrap=bootstrap,
+        topic_prefix=prefix,
+        topic_partitions=args.partitions,
+        home=home,
+        redis_url=args.redis_url,
     )
+    events = args.events
     topics = Topics(prefix)
     clock = _Clock(mode, events)
     if mode.startswith("raw"):
         asyncio.run(_raw_child(mode, settings, topics.events, topics.recommendations, clock))
     else:
-        _faust_child(mode, settings, topics.events, topics.recommendations, clock)
+        _faust_child(mode, settings, topics.events, topics.recommendations, clock, args.commit_s)
 
 
 async def _offer(
@@ -192,21 +220,22 @@ async def _offer(
         await producer.stop()
 
 
-def measure(
-    mode: str, bootstrap: str, home: Path, prefix: str, events: int, rate: float, partitions: int
-) -> dict[str, Any]:
-    """Start the child for ``mode``, offer it ``events`` at ``rate``; its result row."""
+def measure(mode: str, bootstrap: str, home: Path, prefix: str, args: argparse.Namespace) -> dict:
+    """Start the child for ``mode``, offer it ``args.events`` at ``args.rate``; its row."""
     from freshet.wiring import kafka_of
     from schemas.topics import Topics
     from streams.kafka_io.event_producer import ensure_topics
 
     settings = Settings.from_env(
-        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions, home=home
-    )
+        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=args.partitions,
+        home=home,
+    )  # fmt: skip
     topics = Topics(prefix)
     ensure_topics(kafka_of(settings), [topics.events, topics.recommendations])
-    cmd = [sys.executable, "-m", "bench.light_load_floor", f"--events={events}",
-           f"--partitions={partitions}", "--child", mode, bootstrap, prefix, str(home)]  # fmt: skip
+    cmd = [sys.executable, "-m", "bench.light_load_floor", f"--events={args.events}",
+           f"--partitions={args.partitions}", f"--commit-s={args.commit_s}",
+           f"--redis-url={args.redis_url}",
+           "--child", mode, bootstrap, prefix, str(home)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ready = threading.Event()
     lines: list[str] = []
@@ -221,8 +250,8 @@ def measure(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        asyncio.run(_offer(settings, topics.events, ready, events, rate))
-        proc.wait(timeout=60 + events / rate)
+        asyncio.run(_offer(settings, topics.events, ready, args.events, args.rate))
+        proc.wait(timeout=60 + args.events / args.rate)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -234,47 +263,80 @@ def measure(
     return row
 
 
+async def _round_trips(url: str, rounds: int) -> dict[str, float]:
+    """CPU µs per script round trip (``EVALSHA``) of freshet's connection against the same
+    connection sending as redis-py does (``asyncio.wait_for``); alternating blocks."""
+    from redis.asyncio import Redis
+    from redis.asyncio.connection import Connection
+
+    from streams.redis_io.redis_client import HiredisPackConnection
+
+    class WaitForSend(HiredisPackConnection):
+        send_packed_command = Connection.send_packed_command
+
+    cpu = {"redis-py send (wait_for)": 0.0, "freshet send (timeout scope)": 0.0}
+    classes = dict(zip(cpu, (WaitForSend, HiredisPackConnection), strict=True))
+    clients = {name: Redis.from_url(url, connection_class=c) for name, c in classes.items()}
+    scripts = {name: c.register_script(_READ) for name, c in clients.items()}
+    keys = ["rt:wm", "rt:u"]
+    for script in scripts.values():
+        await script(keys=keys)  # connect and load outside the timing
+    block = 50
+    for _ in range(max(1, rounds // block)):
+        for name, script in scripts.items():
+            start = time.process_time()
+            for _ in range(block):
+                await script(keys=keys)
+            cpu[name] += time.process_time() - start
+    for c in clients.values():
+        await c.aclose()
+    n = max(1, rounds // block) * block
+    return {name: 1e6 * total / n for name, total in cpu.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--commit-s", type=float, default=0.0, help="Faust's commit interval")
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument(
+        "--round-trips", type=int, default=4000, help="Redis round trips per send path"
+    )
     parser.add_argument("--child", nargs=4, metavar=("MODE", "BOOTSTRAP", "PREFIX", "HOME"))
     args = parser.parse_args()
     if args.child:
         mode, boot, prefix, home = args.child
-        child(mode, boot, prefix, Path(home), args.events, args.partitions)
+        child(mode, boot, prefix, Path(home), args)
         return
 
     from freshet.services.kafka_local import LocalKafka
+    from freshet.services.redis_local import LocalRedis
 
     rows: list[dict[str, Any]] = []
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         kafka = LocalKafka(base / "kafka", partitions=args.partitions).start()
+        redis = LocalRedis(base / "redis").start()
+        args.redis_url = redis.url
         try:
+            trips = asyncio.run(_round_trips(redis.url, args.round_trips))
             for n, mode in enumerate(args.modes.split(",")):
                 prefix = f"floor{os.getpid()}x{n}"
-                rows.append(
-                    measure(
-                        mode,
-                        kafka.bootstrap,
-                        base / "home",
-                        prefix,
-                        args.events,
-                        args.rate,
-                        args.partitions,
-                    )
-                )
+                rows.append(measure(mode, kafka.bootstrap, base / "home", prefix, args))
                 loads.append(os.getloadavg()[0])
         finally:
+            redis.stop()
             kafka.stop()
 
     print("conditions:")
     print(f"  cores {os.cpu_count()} ({cpu_model()}), local Kafka broker on the same cores")
     print(f"  {args.partitions} partitions; {args.events} events offered at {args.rate:g} ev/s")
+    commit = f"{args.commit_s:g} s" if args.commit_s else "the worker's"
+    print(f"  Faust's commit interval: {commit}; Redis: a local redis-server (AOF on)")
     print(f"  1-minute load before and after each mode: {[round(x, 1) for x in loads]}")
     print("figures (CPU of the consumer's process, every thread):")
     print("  mode            batches  CPU ms/event   cores")
@@ -282,6 +344,9 @@ def main() -> None:
         print(
             f"  {r['mode']:<14} {r['batches']:8,} {r['cpu_ms_per_event']:13.3f} {r['cores']:7.4f}"
         )
+    print(f"Redis script round trip, CPU µs each ({args.round_trips:,} per path, alternating):")
+    for name, us in trips.items():
+        print(f"  {name:<30} {us:8.1f}")
 
 
 if __name__ == "__main__":

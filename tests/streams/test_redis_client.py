@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,72 @@ def test_clients_on_tcp_tls_and_unix_socket_redis(
         for leftover in sock_dir.iterdir():
             leftover.unlink()
         sock_dir.rmdir()
+
+
+def test_a_command_is_sent_without_a_task_of_its_own(redis_url: str) -> None:
+    """redis-py bounds a send with ``asyncio.wait_for``, which on Python 3.11 starts a
+    task per command; the worker's connection bounds it with a timeout scope. On the
+    old connection each of the 50 calls below started one task (50 counted)."""
+
+    async def run() -> tuple[int, int]:
+        client = async_redis(redis_of(Settings(redis_url=redis_url)))
+        loop = asyncio.get_running_loop()
+        started = [0]
+
+        def count(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            started[0] += 1
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        try:
+            await client.set("t:k", b"v")  # connects outside the count
+            loop.set_task_factory(count)
+            got = [await client.get("t:k") for _ in range(50)]
+            loop.set_task_factory(None)
+            assert got == [b"v"] * 50
+            assert client.connection_pool.connection_class is HiredisPackConnection
+            return started[0], len(got)
+        finally:
+            loop.set_task_factory(None)
+            await client.delete("t:k")
+            await client.aclose()
+
+    started, calls = asyncio.run(run())
+    assert calls == 50
+    assert started == 0
+
+
+def test_a_send_that_stalls_still_times_out_and_drops_the_connection() -> None:
+    """A server that accepts and never reads: the socket's buffers fill, the send waits,
+    and after ``socket_timeout`` redis-py's ``TimeoutError`` comes, as with ``wait_for``."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    async def run() -> tuple[float, bool]:
+        held: list[asyncio.StreamWriter] = []
+
+        async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)  # never read, never answer
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        conn = HiredisPackConnection(
+            host="127.0.0.1",
+            port=port,
+            socket_timeout=0.5,
+            protocol=2,
+            driver_info=None,
+        )
+        await conn.connect()  # RESP2, no client name: nothing asked of the server
+        try:
+            start = time.perf_counter()
+            with pytest.raises(RedisTimeoutError):
+                await conn.send_command("SET", "k", b"x" * (64 << 20), check_health=False)
+            return time.perf_counter() - start, conn.is_connected
+        finally:
+            await conn.disconnect()
+            server.close()
+            for w in held:
+                w.close()
+
+    took, connected = asyncio.run(run())
+    assert 0.4 <= took < 5.0
+    assert not connected
