@@ -201,6 +201,8 @@ class WorkerProc:
             raise RuntimeError(f"worker exited; see {self.log}")
         out = read_metrics(self.port)
         out["worker_cpu_seconds"] = self.cpu_seconds()
+        with contextlib.suppress(OSError):  # the event loop's thread: the process's first
+            out["worker_loop_cpu_seconds"] = cpu_seconds_of(self.proc.pid, self.proc.pid)
         out["wall_seconds"] = time.monotonic()
         for name, pid in self.neighbours.items():
             with contextlib.suppress(OSError):
@@ -230,9 +232,11 @@ class WorkerProc:
         self.redis.close()
 
 
-def cpu_seconds_of(pid: int) -> float:
-    """User plus system CPU a process has used so far, all threads (``/proc``)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def cpu_seconds_of(pid: int, thread: int | None = None) -> float:
+    """User plus system CPU a process has used so far, all threads (``/proc``); with
+    ``thread``, that thread's alone."""
+    where = f"/proc/{pid}" if thread is None else f"/proc/{pid}/task/{thread}"
+    stat = Path(f"{where}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()  # after the command name
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -327,6 +331,10 @@ def work_figures(before: dict[str, float], after: dict[str, float], events: int)
         # Broker CPU next to the worker's, per 1,000 events (issue 19: the Kafka client
         # settings are chosen for low broker CPU as well as latency).
         "worker_cpu_ms_per_1k_events": 1e6 * cpu_s / events,
+        # The event loop's thread (Faust's stream, our agent, the Redis and producer
+        # clients, a small batch's scoring) apart from the others (Faust's consumer
+        # thread with aiokafka's fetches, the scoring thread, ONNX Runtime's threads).
+        "worker_loop_thread_cpu_ms_per_event": 1000.0 * delta("worker_loop_cpu_seconds") / events,
         "kafka_cpu_ms_per_1k_events": 1e6 * delta("kafka_cpu_seconds") / events
         if "kafka_cpu_seconds" in after
         else float("nan"),
@@ -694,6 +702,10 @@ CURVE_FIELDS = (
     "worker_cpu_ms_per_1k_events",
     "kafka_cpu_ms_per_1k_events",
     "stage_ms_per_micro_batch",
+    "worker_loop_thread_cpu_ms_per_event",
+    "encoder_ms_per_micro_batch",
+    "recommend_ms_per_micro_batch",
+    "micro_batches_scored",
 )
 
 
