@@ -193,6 +193,39 @@ def negated_scores(
 
 
 @njit(cache=True, nogil=True)
+def _gather_history(
+    hist: np.ndarray, unit_table: np.ndarray, out: np.ndarray, ok: np.ndarray
+) -> None:
+    """``out[:, s]``: history entry ``s``'s unit vector (``ok[s]``: a catalog row)."""
+    n_items, d = unit_table.shape
+    for s in range(hist.shape[0]):
+        hr = hist[s]
+        ok[s] = 0 <= hr < n_items
+        for e in range(d):
+            out[e, s] = 0.0
+            if ok[s]:
+                out[e, s] = unit_table[hr, e]
+
+
+@njit(cache=True, nogil=True)
+def _cosines(unit_table: np.ndarray, row: int, hist_unit: np.ndarray, out: np.ndarray) -> None:
+    """``out[s]``: the float32 sum over ``e`` in order of ``unit[row, e] · hist_unit[e, s]``.
+
+    Each entry sums in the order of a plain loop over ``e`` (the reasons' cosine as it
+    always was, to the bit); the entries are independent, so the loop over ``s`` runs
+    in vector lanes instead of one dependent chain per history item. A negative ``row``
+    gives zeros.
+    """
+    out[:] = 0.0
+    if row < 0:
+        return
+    for e in range(hist_unit.shape[0]):
+        x = unit_table[row, e]
+        for s in range(out.shape[0]):
+            out[s] += x * hist_unit[e, s]
+
+
+@njit(cache=True, nogil=True)
 def finish_lists(
     rows: np.ndarray,
     flags: np.ndarray,
@@ -226,7 +259,7 @@ def finish_lists(
     """
     b, m = pos.shape
     c = rows.shape[1]
-    n_items, d = unit_table.shape
+    d = unit_table.shape[1]
     h = hist.shape[1]
     out_rows = np.full((b, k), -1, np.int64)
     out_scores = np.zeros((b, k), np.float32)
@@ -238,6 +271,9 @@ def finish_lists(
     catalog = (unit_table, cat_table)
     choice = (k, lam, category_weight, category_cap)
     quotas = (members, at_least, at_most)
+    hist_unit = np.empty((d, h), np.float32)
+    hist_ok = np.empty(h, np.bool_)
+    cos = np.empty(h, np.float32)
     for i in range(b):
         for j in range(m):
             at = pos[i, j]
@@ -253,6 +289,7 @@ def finish_lists(
                     seen[p[j]] = False
         picked[:] = -1
         select_at(i, p, rel, valid, rows, catalog, choice, quotas, picked)
+        gathered = False
         for t in range(k):
             if picked[t] < 0:
                 break
@@ -269,17 +306,14 @@ def finish_lists(
             elif np.float64(age[max(row, 0)]) < new_age:
                 codes[i, t] = NEW_ITEM
             else:
+                if not gathered:  # the user's history vectors, once, laid out by dimension
+                    _gather_history(hist[i], unit_table, hist_unit, hist_ok)
+                    gathered = True
+                _cosines(unit_table, row, hist_unit, cos)
                 best, best_cos = -1, np.float32(-np.inf)
                 for s in range(h):
-                    hr = hist[i, s]
-                    if hr < 0 or hr >= n_items:
-                        continue
-                    cos = np.float32(0.0)
-                    if row >= 0:
-                        for e in range(d):
-                            cos += unit_table[row, e] * unit_table[hr, e]
-                    if best < 0 or cos > best_cos:
-                        best, best_cos = s, cos
+                    if hist_ok[s] and (best < 0 or cos[s] > best_cos):
+                        best, best_cos = s, cos[s]
                 if best >= 0 and np.float64(best_cos) >= similar:
                     codes[i, t] = SIMILAR
                     reason_rows[i, t] = hist[i, best]
