@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -141,10 +142,10 @@ def recommend(
     )
     u, warm, cands, valid = batch.user_vecs, batch.warm, batch.cands, batch.valid
     b, k = u.shape[0], config.list_size
+    const = _constants(config, items.age_s.dtype)
     rel = _relevance(u, warm, cands, items, ranker, config)
     rel, members, at_least, at_most = _prepare(rel, batch, items, config)
-    shortlisted = config.mmr_pool > 0 and config.category_cap is None
-    if shortlisted:
+    if const.shortlisted:
         # MMR over a shortlist (positions into the candidate axis) instead of all C.
         pos = _shortlist(rel, valid, members, at_least, max(config.mmr_pool, k))
     else:
@@ -158,22 +159,59 @@ def recommend(
         rel,
         valid,
         pos,
-        shortlisted,
+        const.shortlisted,
         items.unit,
         items.categories,
         items.age_s,
-        _threshold(items.age_s, config.new_item_age_s),
+        const.new_age,
         members,
         at_least,
         at_most,
         k,
-        float(np.clip(config.mmr_lambda, 0.0, 1.0)),
+        const.mmr_lambda,
         float(config.category_weight),
         -1 if config.category_cap is None else int(config.category_cap),
         hist,
-        _threshold(np.float32(0.0), config.similar_threshold),
+        const.similar,
     )
     return _assemble(*picked, warm, model_free, items)
+
+
+@dataclass(frozen=True)
+class _Constants:
+    """What the compiled passes take from a config, built once per config (not per call)."""
+
+    shortlisted: bool
+    new_age: float
+    mmr_lambda: float
+    similar: float
+    weights: FloatArray
+    minimums: IntArray
+
+
+@lru_cache(maxsize=16)
+def _constants(config: RecommendConfig, age_dtype: np.dtype) -> _Constants:
+    k = config.list_size
+    weights = np.array(
+        [config.model_weight, config.covisit_weight, config.popularity_weight], np.float32
+    )
+    slots = (
+        k,
+        longtail_quota(config.longtail_share, k),
+        config.trending_slots,
+        min(config.exploration_slots, k),
+        min(config.new_item_slots, k),
+    )
+    # shared by every call with this config: the passes read them, never write them
+    minimums = np.array(slots, np.int64)
+    return _Constants(
+        shortlisted=config.mmr_pool > 0 and config.category_cap is None,
+        new_age=_threshold(np.zeros(0, age_dtype), config.new_item_age_s),
+        mmr_lambda=float(np.clip(config.mmr_lambda, 0.0, 1.0)),
+        similar=_threshold(np.float32(0.0), config.similar_threshold),
+        weights=weights,
+        minimums=minimums,
+    )
 
 
 def _threshold(values: npt.ArrayLike, threshold: float) -> float:
@@ -225,14 +263,13 @@ def _prepare(
     a weight; other users keep the relevance above. The quotas are
     ``inference.slot_quotas.slot_quotas``'s, over the blended relevance.
     """
-    k = config.list_size
     cands = batch.cands
+    const = _constants(config, items.age_s.dtype)
     log_pop = (
         np.log1p(np.clip(items.popularity[np.maximum(cands.rows, 0)], 0.0, None))
         if config.popularity_weight != 0
         else np.zeros((rel.shape[0], 0), np.float32)
     )
-    n_explore = min(config.exploration_slots, k)
     rel, _, members, at_least, at_most = prepare_lists(
         cands.rows,
         cands.flags,
@@ -244,22 +281,11 @@ def _prepare(
         batch.cv_rows,
         batch.cv_scores,
         np.ascontiguousarray(log_pop, np.float32),
-        np.array(
-            [config.model_weight, config.covisit_weight, config.popularity_weight], np.float32
-        ),
+        const.weights,
         items.head,
         items.age_s,
-        _threshold(items.age_s, config.new_item_age_s),
-        np.array(
-            [
-                k,
-                longtail_quota(config.longtail_share, k),
-                config.trending_slots,
-                n_explore,
-                min(config.new_item_slots, k),
-            ],
-            np.int64,
-        ),
+        const.new_age,
+        const.minimums,
         float(config.new_item_quantile),
     )
     return rel, members, at_least, at_most
