@@ -1,4 +1,4 @@
-"""The re-rank pipeline's cost per list at batch 1, 16 and 128, against a baseline tree.
+"""The re-rank pipeline's cost per list at batch 1, 16 and 128 (``--batches``), against a base tree.
 
 ``inference.recommend.recommend`` on a synthetic catalog shaped like the stream
 bench's (100k items, d = 32, Zipf popularity, 20 categories, a few new items) with
@@ -78,7 +78,9 @@ def workload(n_users: int, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def measure(tree: str, rounds: int, n_users: int) -> dict[str, float]:
+def measure(
+    tree: str, rounds: int, n_users: int, batches: tuple[int, ...] = BATCHES
+) -> dict[str, float]:
     """CPU ms per list at each batch size, this process importing ``tree``'s code."""
     sys.path.insert(0, tree)
     from inference.mmr_kernel import warm_up
@@ -104,10 +106,10 @@ def measure(tree: str, rounds: int, n_users: int) -> dict[str, float]:
             covisit=(w["covisit"][0][lo:hi], w["covisit"][1][lo:hi]),
         )
 
-    call(0, BATCHES[-1], 0)  # first-call costs (kernel loads, caches) outside the timing
-    out: dict[str, list[float]] = {str(b): [] for b in BATCHES}
+    call(0, min(max(batches), n_users), 0)  # first-call costs outside the timing
+    out: dict[str, list[float]] = {str(b): [] for b in batches}
     for r in range(rounds):
-        for b in BATCHES:
+        for b in batches:
             calls = max(1, n_users // b)
             c0 = time.process_time()
             for i in range(calls):
@@ -121,10 +123,14 @@ def main() -> None:
     parser.add_argument("--base", default=None, help="a worktree of the baseline commit")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--users", type=int, default=512, help="users per round and size")
+    parser.add_argument(
+        "--batches", default=",".join(map(str, BATCHES)), help="batch sizes, comma-separated"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    batches = tuple(int(b) for b in args.batches.split(","))
     if args.worker is not None:
-        print(json.dumps(measure(args.worker, args.rounds, args.users)))
+        print(json.dumps(measure(args.worker, args.rounds, args.users, batches)))
         return
     here = str(Path(__file__).resolve().parents[1])
     trees = {"this tree": here} | ({"base": args.base} if args.base else {})
@@ -133,6 +139,7 @@ def main() -> None:
         for name, tree in trees.items():
             cmd = [sys.executable, __file__, "--worker", tree]
             cmd += ["--rounds", str(args.rounds), "--users", str(args.users)]
+            cmd += ["--batches", args.batches]
             line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             runs[name].append(json.loads(line.strip().splitlines()[-1]))
     print("conditions:")
@@ -144,9 +151,9 @@ def main() -> None:
     for name, tree in trees.items():
         print(f"  {name}: {tree}")
     print("figures: process-CPU ms per list (median of rounds, then of processes)")
-    print(f"  {'tree':10s}" + "".join(f"  batch {b:>4d}" for b in BATCHES))
+    print(f"  {'tree':10s}" + "".join(f"  batch {b:>4d}" for b in batches))
     for name in trees:
-        cells = [statistics.median(run[str(b)] for run in runs[name]) for b in BATCHES]
+        cells = [statistics.median(run[str(b)] for run in runs[name]) for b in batches]
         print(f"  {name:10s}" + "".join(f"  {c:10.4f}" for c in cells))
 
 
