@@ -45,6 +45,7 @@ from streams.core.live_catalog import (
     update_index,
 )
 from streams.core.live_config import LiveConfig, LiveStats
+from streams.core.seen_rows import SeenRows
 from streams.core.state_rules import UserState
 from streams.core.user_vectors import history_rows, user_vectors
 
@@ -99,6 +100,7 @@ class LiveScorer:
         )
         # Vectors of the items the bundle lacks, from their co-visitation neighbours.
         self.new_item_vectors = NewItemVectors(np.zeros(0, bool))
+        self.seen_rows = SeenRows()  # the users' seen items' rows, kept between calls
         fold_in_warm_up()  # compiled loops, before a scoring call needs them
         history_warm_up()
         catalog_warm_up()
@@ -147,6 +149,7 @@ class LiveScorer:
             covisit = self.covisit.remap(catalog.rows(self.catalog.ids), catalog.size)
         self.covisit = covisit
         self.bundle, self.catalog, self.index = bundle, catalog, index
+        self.seen_rows.clear()  # the new catalog numbers its rows afresh
         self.new_item_vectors = NewItemVectors(np.asarray(bundle.item_popularity) > 0)
         if self.damping_chooser is not None:
             self.damping_chooser.clear_pending()
@@ -240,7 +243,7 @@ class LiveScorer:
             searcher = RepeatedSearch(index)
             # seen then purchased items' rows, looked up once: the exclusions and the
             # chooser's seen items (a prefix) both read them
-            looked = [self._seen_purchased(u.state) for u in part]
+            looked = [self._seen_purchased(u.state, u.user_id) for u in part]
             lists += recommend(
                 vecs[lo:hi],
                 table,
@@ -336,10 +339,16 @@ class LiveScorer:
         version = self.model_version if ul.strategy == "personalised" else None
         return list_message(user, ul, published_ms, version)
 
-    def _seen_purchased(self, state: UserState) -> np.ndarray:
+    def _seen_purchased(self, state: UserState, user_id: str | None = None) -> np.ndarray:
         """Rows of ``state``'s seen then purchased items, -1 for unknown ones (so the
-        seen items' rows are the first ``len(state.seen)``)."""
-        return self.catalog.rows(state.seen + state.purchased)
+        seen items' rows are the first ``len(state.seen)``); a ``user_id``'s seen rows
+        are kept between calls (``SeenRows``). Not to be written into."""
+        if user_id is None:
+            return self.catalog.rows(state.seen + state.purchased)
+        seen = self.seen_rows.rows(self.catalog, user_id, state.seen)
+        if not state.purchased:
+            return seen
+        return np.concatenate([seen, self.catalog.rows(state.purchased)])
 
     def history_rows(self, states: Sequence[UserState]) -> list[np.ndarray]:
         """Per user, the catalog row of each history entry (-1 for unknown items)."""
