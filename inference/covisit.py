@@ -76,16 +76,15 @@ def follow_pairs(
         window), forward first, then the reverse pairs when ``backward`` > 0; an item
         never pairs with itself.
     """
-    arrays = [np.asarray(q, dtype=np.int64).reshape(-1) for q in sequences]
-    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
-    n_new = np.minimum(np.asarray(new, np.int64).reshape(-1), lengths)
-    empty = np.zeros(0, np.int64)
-    if window < 1 or not lengths.any():
+    flat, lengths = _concatenated(sequences)
+    if window < 1 or not flat.size:
+        empty = np.zeros(0, np.int64)
         return empty, empty.copy(), np.zeros(0, np.float32)
+    n_new = np.minimum(np.asarray(new, np.int64).reshape(-1), lengths)
     # Per user, repeats in a row collapse into visits; each new visit pairs with the
     # ``window`` visits before it (a compiled loop: ``covisit_kernels``).
     return pairs_of_visits(
-        np.concatenate(arrays) if len(arrays) != 1 else np.ascontiguousarray(arrays[0]),
+        flat,
         lengths,
         n_new,
         _distance_weights(window, flatness),
@@ -108,12 +107,25 @@ def recent_rows(
 
     Returns ``(rows (B, n), weights (B, n))``; padding is -1 with weight 0.
     """
+    flat, lengths = _concatenated(sequences)
+    return right_aligned(flat, lengths, n, _age_weights(n, decay))
+
+
+def _concatenated(sequences: Sequence[npt.ArrayLike]) -> tuple[IntArray, IntArray]:
+    """The sequences as one contiguous int64 array (one sequence: not copied) and their
+    lengths."""
     arrays = [np.asarray(q, dtype=np.int64).reshape(-1) for q in sequences]
-    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
-    flat = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
-    # numpy's float32 power (not the kernel's): the weights stay these bits
-    by_age = np.float32(decay) ** np.arange(n - 1, -1, -1, dtype=np.float32)
-    return right_aligned(flat, lengths, n, by_age.astype(np.float32))
+    lengths = np.fromiter(map(len, arrays), np.int64, len(arrays))
+    if len(arrays) == 1:
+        return np.ascontiguousarray(arrays[0]), lengths
+    return (np.concatenate(arrays) if arrays else np.zeros(0, np.int64)), lengths
+
+
+@lru_cache(maxsize=16)
+def _age_weights(n: int, decay: float) -> FloatArray:
+    """``decay ** age`` for ages ``n - 1 .. 0``, numpy's float32 power (not the kernel's:
+    the weights stay these bits); shared, not to be written."""
+    return (np.float32(decay) ** np.arange(n - 1, -1, -1, dtype=np.float32)).astype(np.float32)
 
 
 @dataclass
