@@ -211,15 +211,22 @@ def remember_candidates(
             given[d][pick] = rows
     seen = [set(exclude(i).tolist()) for i in pick.tolist()]
     tops = [_unseen_top(given[d][pick].tolist(), seen, chooser.k) for d in chooser.choices]
-    if others is not None:
-        found = _unseen_top(others(pick).tolist(), seen, chooser.k)
-        if shared is not None and shared.size:
-            found = np.hstack([found, np.broadcast_to(shared, (found.shape[0], shared.size))])
-        width = found.shape[1]
-        tops = [np.pad(t, ((0, 0), (0, width - t.shape[1])), constant_values=-1) for t in tops]
-        tops.append(found)
+    if others is None:
+        held = np.stack(tops, axis=1)
+    else:
+        # (U, choices + 1, width), -1 padded: each choice's top, then what the other
+        # sources find followed by the shared rows (written in place: np.pad's and
+        # np.hstack's fixed costs were most of a sampled call's)
+        extra = 0 if shared is None else shared.size
+        n_c, k = len(tops), chooser.k
+        held = np.full((pick.size, n_c + 1, k + extra), -1, np.int64)
+        for c, top in enumerate(tops):
+            held[:, c, :k] = top
+        held[:, n_c, :k] = _unseen_top(others(pick).tolist(), seen, k)
+        if extra:
+            held[:, n_c, k:] = shared
     chooser.remember(
         [users[i] for i in pick.tolist()],
         [n_events[i] for i in pick.tolist()],
-        np.stack(tops, axis=1),
+        held,
     )

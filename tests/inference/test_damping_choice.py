@@ -161,3 +161,35 @@ def test_rows_scored_already_are_remembered_as_the_chooser_would_score_them() ->
         held.append({u: (n, top.tolist()) for u, (n, top) in chooser._pending.items()})
     assert held[0] == held[1]
     assert sorted(held[0]) == ["a", "c"]  # every second user, from the first
+
+
+@pytest.mark.parametrize("n_shared", [0, 1, 3])
+def test_remembered_rows_keep_the_padded_layout(n_shared: int) -> None:
+    """Each remembered user holds ``(choices + 1, k + shared)`` rows: every choice's
+    unseen top padded with -1, then the other sources' unseen top and the shared rows
+    (the layout np.pad, np.hstack and np.stack gave, built here as the reference)."""
+    table = planted()
+    users = ["a", "b", "c"]
+    query = recent_rows([np.array([Q]), np.array([N]), np.array([Q, N])], 2, 0.8)
+    choices, k = (0.25, 0.35, 0.5), 3
+    served, _ = table.score(*query, 5)
+    chooser = DampingChooser(choices, default=0.35, k=k, sample_every=1)
+    shared = np.arange(500, 500 + n_shared, dtype=np.int64)
+    nearest = np.array([[7, Q, 8, 9], [N, 7, 300, 8], [301, 302, 7, Q]], np.int64)
+    seen = [np.array([Q]), np.array([N, 300]), np.array([Q, N])]
+    remember_candidates(
+        chooser, table, query, served, users, [1, 1, 1], lambda i: seen[i], 5,
+        lambda pick: nearest[pick], shared,
+    )  # fmt: skip
+    rows = {d: r for d, (r, _) in zip(choices, table.score_each(*query, 5, choices), strict=True)}
+    tops = [unseen_top(rows[d], seen, k) for d in choices]
+    found = unseen_top(nearest, seen, k)
+    if shared.size:
+        found = np.hstack([found, np.broadcast_to(shared, (found.shape[0], shared.size))])
+    width = found.shape[1]
+    tops = [np.pad(t, ((0, 0), (0, width - t.shape[1])), constant_values=-1) for t in tops]
+    want = np.stack([*tops, found], axis=1)
+    for i, user in enumerate(users):
+        n, top = chooser._pending[user]
+        assert n == 1 and top.dtype == np.int64
+        np.testing.assert_array_equal(top, want[i])
