@@ -223,7 +223,7 @@ def remember_candidates(
         for c, top in enumerate(tops):
             held[:, c, :k] = top
         held[:, n_c, :k] = _unseen_top(others(pick).tolist(), seen, k)
-        if extra:
+        if shared is not None and extra:
             held[:, n_c, k:] = shared
     chooser.remember(
         [users[i] for i in pick.tolist()],
