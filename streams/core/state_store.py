@@ -23,6 +23,24 @@ class UserRecord:
     latest: bytes | None = None
 
 
+_RECORD_SETTERS = tuple(vars(UserRecord)[name].__set__ for name in ("state", "embedding", "latest"))
+
+
+def user_record(state: UserState, embedding: bytes | None, latest: bytes | None) -> UserRecord:
+    """``UserRecord(state, embedding, latest)`` through its slots, at about half the cost
+    of a frozen dataclass's ``__init__``: a batch's read builds one per user.
+
+    >>> user_record(UserState(), b"e", None) == UserRecord(UserState(), b"e")
+    True
+    """
+    rec = object.__new__(UserRecord)
+    s_state, s_embedding, s_latest = _RECORD_SETTERS
+    s_state(rec, state)
+    s_embedding(rec, embedding)
+    s_latest(rec, latest)
+    return rec
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionRead:
     """Which users of one partition a batch needs."""

@@ -34,6 +34,7 @@ from streams.core.state_store import (
     StaleWatermark,
     UserRecord,
     merge_trending,
+    user_record,
 )
 from streams.redis_io.keyspace import Keyspace
 
@@ -165,7 +166,7 @@ class RedisStateStore:
                 blob, emb, latest = results[pos]
                 pos += 1
                 if blob is not None:
-                    users[uid] = UserRecord(self.blobs.decode(blob), emb, latest)
+                    users[uid] = user_record(self.blobs.decode(blob), emb, latest)
             out[r.partition] = PartitionSnapshot(
                 r.partition,
                 -1 if wm_raw is None else int(wm_raw),
