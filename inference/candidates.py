@@ -196,6 +196,7 @@ def candidate_batch(
         SOURCE_ORDER,
         excluded,
         items.removed,
+        _marks(items.size, b * (max(k_ann, 0) + cv_in.shape[1] + trend.size + explore.shape[1])),
     )
     if allow is not None:
         valid &= allowed_rows(allow, rows, valid)
@@ -243,6 +244,17 @@ def explore_draws(items: ItemTable, rng: np.random.Generator, b: int, pool: int)
     if tail.size and pool > 0:
         return tail[rng.integers(0, tail.size, size=(b, pool))]
     return np.full((b, 0), -1, dtype=np.int64)
+
+
+MARKS_BELOW = 32
+"""Marks instead of sorts (``candidate_rows``) once the batch holds at least 1/32 as
+many candidates as the catalog has items: the zeros then cost less than the sorts."""
+
+
+def _marks(n_items: int, n_candidates: int) -> npt.NDArray[np.int32]:
+    """Zeros for ``candidate_rows``' marks where they pay off, else an empty array."""
+    use = n_items <= MARKS_BELOW * n_candidates
+    return np.zeros(n_items if use else 0, np.int32)
 
 
 def _covisit_arrays(

@@ -164,6 +164,58 @@ def _allowed_row(r: np.ndarray, exclude: np.ndarray, removed: np.ndarray, out: n
 
 
 @njit(cache=True, nogil=True)
+def _fits(r: np.ndarray, n: int) -> bool:
+    """Every entry of ``r`` is -1 or a row below ``n``: the marks can stand for a sort."""
+    lo, hi = -1, n - 1
+    for j in range(r.shape[0]):  # numba has no all() over a generator
+        lo, hi = min(lo, r[j]), max(hi, r[j])
+    return lo == -1 and hi < n
+
+
+@njit(cache=True, nogil=True)
+def _merge_row_marked(
+    r: np.ndarray, col_flag: np.ndarray, flags: np.ndarray, mark: np.ndarray, orig: np.ndarray
+) -> None:
+    """``_merge_row`` without the sort, for a row that ``_fits`` ``mark`` (all zeros on
+    entry and on return): ``mark[item]`` holds the item's first column + 1 meanwhile."""
+    c = r.shape[0]
+    orig[:c] = r
+    for j in range(c):
+        x = orig[j]
+        if x < 0:
+            continue
+        if mark[x] == 0:
+            mark[x] = j + 1
+        flags[mark[x] - 1] |= col_flag[j]
+    for j in range(c):
+        x = orig[j]
+        if x >= 0 and mark[x] - 1 != j:  # a later copy: its item's flags, then dropped
+            flags[j] = flags[mark[x] - 1]
+            r[j] = -1
+    for j in range(c):
+        if orig[j] >= 0:
+            mark[orig[j]] = 0
+
+
+@njit(cache=True, nogil=True)
+def _allowed_row_marked(
+    r: np.ndarray, exclude: np.ndarray, removed: np.ndarray, out: np.ndarray, mark: np.ndarray
+) -> None:
+    """``_allowed_row`` with the excluded rows marked instead of sorted (``mark`` as
+    long as the catalog, all zeros on entry and on return)."""
+    n = removed.shape[0]
+    for x in exclude:
+        if 0 <= x < n:
+            mark[x] = 1
+    for j in range(r.shape[0]):
+        x = r[j]
+        out[j] = 0 <= x < n and not removed[x] and mark[x] == 0
+    for x in exclude:
+        if 0 <= x < n:
+            mark[x] = 0
+
+
+@njit(cache=True, nogil=True)
 def candidate_rows(
     found: np.ndarray,
     warm: np.ndarray,
@@ -175,6 +227,7 @@ def candidate_rows(
     source: np.ndarray,
     exclude: np.ndarray,
     removed: np.ndarray,
+    mark: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A batch's candidates from its sources, in one pass per user.
 
@@ -183,6 +236,12 @@ def candidate_rows(
     ``width`` ANN columns (``found``'s rows for the ``warm`` users in order, -1 for
     the others), the valid co-visitation rows, ``trending`` and ``explore``, then
     ``allowed_first_copies(..., unique=True)`` against ``exclude`` and ``removed``.
+
+    ``mark``: zeros as long as the catalog (``removed``), or empty. Given, a row whose
+    entries are all -1 or catalog rows finds its repeats and exclusions by marking
+    items in it (a few passes over the row) instead of sorting; the same result. The
+    caller pays for the zeros, so it gives them when the batch's rows outnumber the
+    catalog's by enough.
 
     Returns:
         ``(rows, flags, valid, cv_rows, cv_scores)``.
@@ -196,6 +255,7 @@ def candidate_rows(
     cv_out = np.empty((b, k_cv), np.int64)
     cv_score_out = np.empty((b, k_cv), np.float32)
     col_flag = _column_flags(width, k_cv, ws, w3, source)
+    orig = np.empty(c, np.int64)
     w = 0
     for i in range(b):
         r = rows[i]
@@ -212,8 +272,12 @@ def candidate_rows(
         r[width : width + k_cv] = cv_out[i]
         r[width + k_cv : width + k_cv + ws] = trending
         r[width + k_cv + ws :] = explore[i]
-        _merge_row(r, col_flag, flags[i])
-        _allowed_row(r, exclude[i], removed, valid[i])
+        if mark.shape[0] == removed.shape[0] and _fits(r, mark.shape[0]):
+            _merge_row_marked(r, col_flag, flags[i], mark, orig)
+            _allowed_row_marked(r, exclude[i], removed, valid[i], mark)
+        else:
+            _merge_row(r, col_flag, flags[i])
+            _allowed_row(r, exclude[i], removed, valid[i])
     return rows, flags, valid, cv_out, cv_score_out
 
 
@@ -290,4 +354,5 @@ def warm_up() -> None:
         np.arange(4, dtype=np.uint8),
         rows,
         np.zeros(2, np.bool_),
+        np.zeros(2, np.int32),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from candidates_reference import reference_candidate_batch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,9 +119,11 @@ def test_candidate_batch_equals_the_old_composition(
     same_batch(candidate_batch(*args), reference_candidate_batch(*args))  # type: ignore[arg-type]
 
 
-def test_candidate_rows_is_merge_then_exclusions() -> None:
+@pytest.mark.parametrize("marks", [0, 20])
+def test_candidate_rows_is_merge_then_exclusions(marks: int) -> None:
     """A planted row: copies across sources merge their flags, the first copy stays,
-    and excluded, removed, empty and out-of-catalog entries are not valid."""
+    and excluded, removed, empty and out-of-catalog entries are not valid (sorted, and
+    marked: row 1 has 30, past the 20 marks, so it takes the sort)."""
     found = np.array([[5, 3, 9]], np.int64)
     cv_rows = np.array([[3, 7, 8, -1], [4, 4, 11, 2]], np.int64)
     cv_scores = np.array([[0.5, 0.0, np.nan, 1.0], [0.2, 0.3, 0.9, -1.0]], np.float32)
@@ -131,7 +134,17 @@ def test_candidate_rows_is_merge_then_exclusions() -> None:
     removed[6] = True
     warm = np.array([True, False])
     rows, flags, valid, cv_out, cv_score_out = candidate_rows(
-        found, warm, 3, cv_rows, cv_scores, trending, explore, SOURCE_ORDER, exclude, removed
+        found,
+        warm,
+        3,
+        cv_rows,
+        cv_scores,
+        trending,
+        explore,
+        SOURCE_ORDER,
+        exclude,
+        removed,
+        np.zeros(marks, np.int32),
     )
     assert cv_out.tolist() == [[3, -1, -1, -1], [4, 4, 11, -1]]
     assert cv_score_out.tolist() == [
@@ -152,3 +165,34 @@ def test_candidate_rows_is_merge_then_exclusions() -> None:
     old_rows, old_flags = merge_sources(ann, cv_out, trending, explore, SOURCE_ORDER)
     assert rows.tolist() == old_rows.tolist() and flags.tolist() == old_flags.tolist()
     assert valid.tolist() == exclusion_mask(old_rows, exclude, removed, unique=True).tolist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    b=st.integers(1, 6),
+    n=st.integers(1, 50),
+    width=st.integers(0, 30),
+    odd=st.booleans(),
+)
+def test_marks_give_the_sorted_rows(seed: int, b: int, n: int, width: int, odd: bool) -> None:
+    """The marked merge and exclusions equal the sorted ones, rows outside the marks
+    (below -1 or past the catalog) falling back to the sort; the marks end as zeros."""
+    rng = np.random.default_rng(seed)
+    lo, hi = (-3, n + 3) if odd else (-1, n)
+    found = rng.integers(lo, hi, (b, width))
+    warm = rng.random(b) < 0.7
+    found = found[: int(warm.sum())]
+    cv_rows = rng.integers(lo, hi, (b, 7))
+    cv_scores = rng.random((b, 7)).astype(np.float32)
+    trending = rng.integers(0, n, 5)
+    explore = rng.integers(lo, hi, (b, 6))
+    exclude = rng.integers(-2, n + 2, (b, int(rng.integers(0, 12))))
+    removed = rng.random(n) < 0.1
+    args = (found, warm, width, cv_rows, cv_scores, trending, explore, SOURCE_ORDER, exclude)
+    mark = np.zeros(n, np.int32)
+    marked = candidate_rows(*args, removed, mark)
+    sorted_ = candidate_rows(*args, removed, np.zeros(0, np.int32))
+    for a, s in zip(marked, sorted_, strict=True):
+        assert a.tobytes() == s.tobytes()
+    assert not mark.any()
