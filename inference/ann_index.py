@@ -68,15 +68,18 @@ def exact_topk(
     q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     v = np.asarray(vectors, dtype=np.float32).reshape(-1, q.shape[1])
     b, n = q.shape[0], v.shape[0]
-    out_ids = np.full((b, k), -1, dtype=np.int64)
-    out_scores = np.full((b, k), -np.inf, dtype=np.float32)
     kk = min(k, n)
     if kk <= 0 or b == 0:
-        return out_ids, out_scores
+        return np.full((b, k), -1, np.int64), np.full((b, k), -np.inf, np.float32)
     # One compiled pass per query (``inference.topk_kernel``): ties by lower row first.
-    rows, out_scores[:, :kk] = top_rows(np.ascontiguousarray(q @ v.T, np.float32), kk)
+    rows, scores = top_rows(np.ascontiguousarray(q @ v.T, np.float32), kk)
     id_map = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    if kk == k:  # the usual case: nothing to pad
+        return id_map[rows], scores
+    out_ids = np.full((b, k), -1, dtype=np.int64)
+    out_scores = np.full((b, k), -np.inf, dtype=np.float32)
     out_ids[:, :kk] = id_map[rows]
+    out_scores[:, :kk] = scores
     return out_ids, out_scores
 
 
