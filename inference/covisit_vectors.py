@@ -4,7 +4,7 @@ A bundle knows the items it was trained on; an item that arrives later gets a ve
 from its content alone. Once users have visited it, the co-visitation table knows its
 neighbours, and those the bundle knows carry trained vectors: the new item's vector is
 their weighted mean, shrunk toward its content vector by a prior worth ``prior`` pair
-weight (so one stray visit moves it little). Pure numpy; no I/O.
+weight (so one stray visit moves it little). No I/O; the per-row passes are compiled.
 
 >>> table = CovisitTable(width=4)
 >>> table.add([2, 2], [0, 1], [3.0, 1.0])
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from inference.covisit import CovisitTable
 
@@ -53,20 +54,69 @@ def covisit_vectors(
     inside = r < table.size
     if not inside.any():
         return out
-    nbr, weight, error = table.followers(r[inside])
-    w = np.clip(weight - error, 0.0, None)
     if isinstance(known, (int, np.integer)):
-        use = (nbr >= 0) & (nbr < min(int(known), v.shape[0]))
+        ok_item = np.zeros(v.shape[0], bool)
+        ok_item[: max(int(known), 0)] = True
     else:
-        ok_item = np.asarray(known, bool)
-        use = (nbr >= 0) & (nbr < ok_item.size)
-        use &= ok_item[np.where(use, nbr, 0)]
-    w = np.where(use, w, 0.0).astype(np.float32)
-    pulled = np.einsum("rk,rkd->rd", w, v[np.where(use, nbr, 0)])
+        ok_item = np.ascontiguousarray(known, bool).reshape(-1)
+    # the neighbours' guaranteed weights (np.clip(weight - error, 0, None), 0 where the
+    # neighbour is not a known item) and their rows (0 there): one compiled pass
+    w, at = _pulls(table.slot, table.nbr, table.weight, table.error, r[inside], ok_item)
+    pulled = np.einsum("rk,rkd->rd", w, v[at])
     total = w.sum(axis=1, keepdims=True)
     mixed = (np.float32(prior) * out[inside] + pulled) / np.maximum(prior + total, 1e-12)
     out[inside] = np.where(total > 0, mixed, out[inside])
     return out.astype(np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _pulls(
+    slot_of: np.ndarray,
+    nbr: np.ndarray,
+    weight: np.ndarray,
+    error: np.ndarray,
+    rows: np.ndarray,
+    ok_item: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(w (R, K) float32, at (R, K))``: each row's followers' ``weight - error``
+    clipped at 0 as ``np.clip`` does (NaN kept, -0.0 as 0.0) where the follower is an
+    ``ok_item``, else 0; ``at`` the follower's row there, else 0."""
+    r_n, width = rows.shape[0], nbr.shape[1]
+    n, n_ok = slot_of.shape[0], ok_item.shape[0]
+    w = np.zeros((r_n, width), np.float32)
+    at = np.zeros((r_n, width), np.int64)
+    for i in range(r_n):
+        row = rows[i]
+        st = slot_of[row] if row >= 0 and row < n else 0
+        for j in range(width):
+            d = nbr[st, j]
+            if d >= 0 and d < n_ok and ok_item[d]:
+                x = weight[st, j] - error[st, j]
+                w[i, j] = x if x > 0 or x != x else np.float32(0.0)
+                at[i, j] = d
+    return w, at
+
+
+@njit(cache=True, nogil=True)
+def _untrained(changed: np.ndarray, limit: int, trained: np.ndarray) -> np.ndarray:
+    """The distinct rows of ``changed`` in ``[0, limit)`` that ``trained`` does not mark
+    (rows past it included), sorted."""
+    n = trained.shape[0]
+    keep = np.empty(changed.shape[0], np.int64)
+    m = 0
+    for r in changed:
+        if r >= 0 and r < limit and (r >= n or not trained[r]):
+            keep[m] = r
+            m += 1
+    return np.unique(keep[:m])
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) before the first placement needs it."""
+    one = np.ones(1, np.int64)
+    _untrained(one, 2, np.zeros(1, np.bool_))
+    nbr, weight = np.full((2, 1), -1, np.int64), np.ones((2, 1), np.float32)
+    _pulls(one, nbr, weight, weight * 0, one, np.ones(2, np.bool_))
 
 
 class NewItemVectors:
@@ -97,10 +147,8 @@ class NewItemVectors:
         first time its row is placed). The caller writes the result back.
         """
         v = np.asarray(vectors, np.float32)
-        r = np.unique(np.asarray(changed, np.int64).reshape(-1))
-        r = r[(r >= 0) & (r < min(v.shape[0], table.size))]
-        n = self.trained.size
-        r = r[(r >= n) | ~self.trained[np.minimum(r, max(n - 1, 0))]] if n else r
+        changed = np.ascontiguousarray(changed, np.int64).reshape(-1)
+        r = _untrained(changed, min(v.shape[0], table.size), self.trained)
         if not r.size:
             return r, np.zeros((0, v.shape[1]), np.float32)
         content = self._content

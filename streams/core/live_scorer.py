@@ -26,6 +26,7 @@ from inference.covisit import (
     recent_rows,
 )
 from inference.covisit_vectors import NewItemVectors
+from inference.covisit_vectors import warm_up as covisit_vectors_warm_up
 from inference.damping_choice import DampingChooser, remember_candidates
 from inference.fold_in import warm_up as fold_in_warm_up
 from inference.history_inputs import warm_up as history_warm_up
@@ -103,6 +104,7 @@ class LiveScorer:
         self.seen_rows = SeenRows()  # the users' seen items' rows, kept between calls
         fold_in_warm_up()  # compiled loops, before a scoring call needs them
         history_warm_up()
+        covisit_vectors_warm_up()
         catalog_warm_up()
 
     @property
