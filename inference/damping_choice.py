@@ -68,6 +68,11 @@ class DampingChooser:
     evaluations: float = field(init=False, default=0.0)
     _pending: dict[str, tuple[int, IntArray]] = field(init=False, default_factory=dict)
     _tick: int = field(init=False, default=0)
+    # ``served``'s inputs and answer (the arrays held, not their ids: ``credit``
+    # replaces them, so the same objects mean the same evidence)
+    _served: tuple[np.ndarray, np.ndarray, tuple[float, ...], float] | None = field(
+        init=False, default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.choices:
@@ -81,7 +86,21 @@ class DampingChooser:
         return self.hits / max(self.evaluations, 1e-12)
 
     def served(self) -> float:
-        """The damping to score with now."""
+        """The damping to score with now (computed again only when the evidence moved)."""
+        scalars = (self.evaluations, self.min_evidence, self.z, self.default, *self.choices)
+        held = self._served
+        if (
+            held is not None
+            and held[0] is self.hits
+            and held[1] is self.apart
+            and held[2] == scalars
+        ):
+            return held[3]
+        answer = self._served_now()
+        self._served = (self.hits, self.apart, scalars, answer)
+        return answer
+
+    def _served_now(self) -> float:
         if self.evaluations < self.min_evidence:
             return self.default
         best = int(np.argmax(self.hits))

@@ -193,3 +193,22 @@ def test_remembered_rows_keep_the_padded_layout(n_shared: int) -> None:
         n, top = chooser._pending[user]
         assert n == 1 and top.dtype == np.int64
         np.testing.assert_array_equal(top, want[i])
+
+
+def test_the_kept_answer_follows_every_change_of_evidence() -> None:
+    """``served`` reuses its answer while nothing moved and agrees with a fresh
+    computation after every credit of a stream that changes its habit."""
+    chooser = DampingChooser(
+        (0.25, 0.35, 0.5), default=0.35, k=1, sample_every=1, half_life=20, min_evidence=5
+    )
+    table = planted()
+    answers = set()
+    for i, nxt in enumerate([H] * 40 + [N] * 80):
+        run(chooser, table, [nxt], start=i)
+        assert chooser.served() == chooser._served_now()
+        answers.add(chooser.served())
+    assert answers == {0.35, 0.25, 0.5}  # the default, then each habit's damping
+    run(chooser, table, [H] * 80, start=200)
+    assert chooser.served() == 0.25
+    chooser.z = 1e9  # a knob changed by hand also counts: every choice is good now
+    assert chooser.served() == 0.5
