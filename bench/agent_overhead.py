@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.faust_take_bench import RESULT
+from bench.faust_take_bench import RESULT, finish
 from bench.faust_take_bench import measure as faust_noop
 from bench.host import cpu_model
 from freshet.settings import Settings
@@ -55,20 +54,8 @@ def child(bootstrap: str, prefix: str, home: Path, events: int, within_s: float)
 
     def on_batch(stats: BatchStats) -> None:  # called once a batch is acked
         sizes.append(stats.records)
-        if sum(sizes) < events:
-            return
-        secs = time.perf_counter() - started[0]
-        cpu_s = time.process_time() - started[1]
-        row = {
-            "events": sum(sizes),
-            "events_per_s": sum(sizes) / secs,
-            "cpu_ms_per_event": 1000.0 * cpu_s / sum(sizes),
-            "cores": cpu_s / secs,
-            "batches": len(sizes),
-            "median_batch": statistics.median(sizes),
-        }
-        print(RESULT + json.dumps(row), flush=True)
-        os._exit(0)  # a Faust worker does not return from its command line
+        if sum(sizes) >= events:
+            finish(sizes, started)
 
     add_batch_agent(
         app,

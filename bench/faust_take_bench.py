@@ -55,21 +55,27 @@ def child(
             for ev in batch:
                 await stream.ack(ev)
             if sum(sizes) >= events:
-                secs = time.perf_counter() - started[0]
-                cpu_s = time.process_time() - started[1]  # every thread of the process
-                out = {
-                    "within_ms": within_s * 1000,
-                    "events": sum(sizes),
-                    "events_per_s": sum(sizes) / secs,
-                    "cpu_ms_per_event": 1000.0 * cpu_s / sum(sizes),
-                    "cores": cpu_s / secs,
-                    "batches": len(sizes),
-                    "median_batch": statistics.median(sizes),
-                }
-                print(RESULT + json.dumps(out), flush=True)
-                os._exit(0)  # a Faust worker does not return from its command line
+                finish(sizes, started, within_ms=within_s * 1000)
 
     faust.Worker(app, loglevel="warning").execute_from_commandline()
+
+
+def finish(sizes: list[int], started: list[float], **extra: Any) -> None:
+    """Print the result line of a timed agent (``started``: perf counter and process
+    time at its first batch; ``sizes``: its batches) and end the process."""
+    secs = time.perf_counter() - started[0]
+    cpu_s = time.process_time() - started[1]  # every thread of the process
+    out = {
+        **extra,
+        "events": sum(sizes),
+        "events_per_s": sum(sizes) / secs,
+        "cpu_ms_per_event": 1000.0 * cpu_s / sum(sizes),
+        "cores": cpu_s / secs,
+        "batches": len(sizes),
+        "median_batch": statistics.median(sizes),
+    }
+    print(RESULT + json.dumps(out), flush=True)
+    os._exit(0)  # a Faust worker does not return from its command line
 
 
 def measure(
