@@ -24,7 +24,7 @@ from inference.rerank import (
     allowed_rows,
     pad_ragged,
 )
-from inference.rerank_kernels import candidate_rows
+from inference.rerank_kernels import candidate_rows, known_trending
 
 if TYPE_CHECKING:
     from inference.recommend import RecommendConfig
@@ -234,8 +234,10 @@ def batch_inputs(
         trend_scores = np.asarray(trending_scores, dtype=np.float32).reshape(-1)
         if trend_scores.shape != (n_trend,):
             raise ValueError(f"{trend_scores.size} trending scores for {n_trend} items")
-    known_rows = (trend_rows >= 0) & (trend_rows < items.size) & np.isfinite(trend_scores)
-    return u, warm, rng, excluded, trend_rows[known_rows], trend_scores[known_rows]
+    trend_rows, trend_scores = known_trending(
+        np.ascontiguousarray(trend_rows), np.ascontiguousarray(trend_scores), items.size
+    )
+    return u, warm, rng, excluded, trend_rows, trend_scores
 
 
 def explore_draws(items: ItemTable, rng: np.random.Generator, b: int, pool: int) -> IntArray:

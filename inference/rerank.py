@@ -86,6 +86,8 @@ def pad_ragged(rows: Sequence[npt.ArrayLike] | None, batch: int) -> IntArray:
         return np.full((batch, 0), -1, dtype=np.int64)
     if len(rows) != batch:
         raise ValueError(f"{len(rows)} rows for a batch of {batch}")
+    if batch == 1:  # the live loop's usual call: the row itself, without the padding's steps
+        return np.array(rows[0], dtype=np.int64).reshape(1, -1)
     arrs = [np.asarray(r, dtype=np.int64).reshape(-1) for r in rows]
     width = max((a.size for a in arrs), default=0)
     out = np.full((batch, width), -1, dtype=np.int64)

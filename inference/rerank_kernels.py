@@ -16,6 +16,7 @@ __all__ = [
     "allowed_first_copies",
     "candidate_rows",
     "covisit_lookup",
+    "known_trending",
     "later_duplicates_kernel",
     "merge_sources",
     "merged_flags",
@@ -315,6 +316,19 @@ def allowed_first_copies(
 
 
 @njit(cache=True, nogil=True)
+def known_trending(rows: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The trending rows in the catalog (``0 <= row < n``) with finite scores, and those
+    scores, in their order (numpy's three masks and two gathers in one pass)."""
+    keep = np.empty(rows.shape[0], np.int64)
+    m = 0
+    for j in range(rows.shape[0]):
+        if 0 <= rows[j] < n and np.isfinite(scores[j]):
+            keep[m] = j
+            m += 1
+    return rows[keep[:m]], scores[keep[:m]]
+
+
+@njit(cache=True, nogil=True)
 def covisit_lookup(
     rows: np.ndarray, valid: np.ndarray, cv_rows: np.ndarray, cv_scores: np.ndarray
 ) -> np.ndarray:
@@ -343,6 +357,7 @@ def warm_up() -> None:
     allowed_first_copies(rows, np.full((1, 1), -1, np.int64), np.zeros(2, np.bool_), True)
     merge_sources(rows, rows, np.ones(2, np.int64), rows, np.arange(4, dtype=np.uint8))
     covisit_lookup(rows, np.ones((1, 3), np.bool_), rows, np.ones((1, 3), np.float32))
+    known_trending(np.ones(2, np.int64), np.ones(2, np.float32), 3)
     candidate_rows(
         rows,
         np.ones(1, np.bool_),

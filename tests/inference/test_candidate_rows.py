@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from inference.ann_index import AnnIndex
 from inference.candidates import SOURCE_ORDER, CandidateBatch, ItemTable, candidate_batch
 from inference.recommend import RecommendConfig
-from inference.rerank import exclusion_mask
-from inference.rerank_kernels import candidate_rows, merge_sources
+from inference.rerank import exclusion_mask, pad_ragged
+from inference.rerank_kernels import candidate_rows, known_trending, merge_sources
 
 N, D = 400, 6
 
@@ -196,3 +196,35 @@ def test_marks_give_the_sorted_rows(seed: int, b: int, n: int, width: int, odd: 
     for a, s in zip(marked, sorted_, strict=True):
         assert a.tobytes() == s.tobytes()
     assert not mark.any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.integers(-3, 30), max_size=40),
+    nan_at=st.sets(st.integers(0, 39)),
+    n=st.integers(0, 25),
+)
+def test_known_trending_is_the_numpy_masks(rows: list[int], nan_at: set[int], n: int) -> None:
+    """The trending rows in the catalog with finite scores, as 9401bf6's masks kept them."""
+    trend = np.array(rows, np.int64)
+    scores = np.linspace(1.0, 0.1, trend.size, dtype=np.float32)
+    scores[[i for i in nan_at if i < trend.size]] = np.nan
+    scores[trend == 7] = np.inf
+    keep = (trend >= 0) & (trend < n) & np.isfinite(scores)
+    got_rows, got_scores = known_trending(trend, scores, n)
+    assert got_rows.tolist() == trend[keep].tolist()
+    assert got_scores.tobytes() == scores[keep].tobytes()
+
+
+@given(st.lists(st.integers(-5, 10**12), max_size=30) | st.integers(-5, 50))
+def test_pad_ragged_of_one_row_is_that_row(row: list[int] | int) -> None:
+    """Batch 1 returns the row itself, as the padding did (a copy, int64, (1, len))."""
+    flat = np.asarray(row, np.int64).reshape(-1)
+    want = np.full((1, flat.size), -1, np.int64)
+    want[0, : flat.size] = flat
+    got = pad_ragged([row], 1)  # type: ignore[list-item]
+    assert got.dtype == np.int64 and got.shape == want.shape
+    assert got.tolist() == want.tolist()
+    source = np.array(flat)
+    pad_ragged([source], 1)[0, :] = 99  # the result is not a view of the input
+    assert source.tolist() == flat.tolist()
