@@ -34,7 +34,7 @@ from schemas.codec import (
     decode_catalog,
     decode_interaction,
 )
-from schemas.events import SCHEMA_VERSION, CatalogEvent, EventType, InteractionEvent
+from schemas.events import SCHEMA_VERSION, CatalogEvent, InteractionEvent
 
 _LIMITS: Final = DecodeLimits()  # the default bounds, as the one-value decoders'
 
@@ -113,7 +113,7 @@ def decode_interactions(
     As ``decode_catalogs``: cheap type checks per value, then one regular expression
     per column for the ids and context keys; a value that misses any check goes
     through ``decode_interaction`` itself, so it gets the refusal it would get alone.
-    Each event is built as the value is checked, through its slots (``_interaction``).
+    Each event is built as the value is checked, through its slots (``_plain_interaction``).
 
     >>> good = b'{"event_id":"e1","user_id":"u1","item_id":"i1","type":"view","ts":1704067200000}'
     >>> bad_id = good.replace(b"u1", b"u 1")
@@ -129,23 +129,15 @@ def decode_interactions(
     names: list[str] = []  # context keys
     fast = 0  # values that passed the cheap checks (built as events)
     for raw in raws:
-        obj = _plain_interaction(raw, max_bytes, low, high)
-        if obj is None:
+        ev = _plain_interaction(raw, max_bytes, low, high)
+        if ev is None:
             add(decode_interaction(raw, limits, now_ms))
             continue
         fast += 1
-        eid, user, item = obj["event_id"], obj["user_id"], obj["item_id"]
-        ids += (eid, user, item)
-        value = obj.get("value")
-        context = obj.get("context") or None
-        if context is not None:
-            names += context
-        add(
-            _interaction(
-                eid, user, item, obj["type"], obj["ts"], None if value is None else float(value),
-                context,
-            )
-        )  # fmt: skip
+        add(ev)
+        ids += (ev.event_id, ev.user_id, ev.item_id)
+        if ev.context is not None:
+            names += ev.context
     if fast and not (_lines_match(_ID_LINES, ids) and _lines_match(_NAME_LINES, names)):
         # Some id or key is bad: the rare path finds which.
         out = [
@@ -163,39 +155,15 @@ _EVENT_SETTERS: Final = tuple(
 _set_version = vars(InteractionEvent)["schema_version"].__set__
 
 
-def _interaction(
-    event_id: str,
-    user_id: str,
-    item_id: str,
-    type_: EventType,
-    ts: int,
-    value: float | None,
-    context: dict[str, Any] | None,
-) -> InteractionEvent:
-    """``InteractionEvent(...)`` at two thirds of the cost: a frozen
-    dataclass's ``__init__`` sets each field through ``object.__setattr__``; here the
-    slots are set directly. Every record of every micro-batch is built here.
+def _plain_interaction(raw: bytes, max_bytes: int, low: int, high: int) -> InteractionEvent | None:
+    """The event of ``raw`` if it passes every check of ``decode_interaction`` but the id
+    and key patterns; None if it may not (``decode_interaction`` then says why).
 
-    >>> _interaction("e1", "u1", "i1", "view", 5, None, None) == InteractionEvent(
-    ...     "e1", "u1", "i1", "view", 5)
-    True
+    The checks and the building are one function, each field read once, the optional
+    fields only looked up when the value has more than the five required ones. The event
+    is built through its slots: a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``. Every record of every micro-batch comes through here.
     """
-    ev = _new(InteractionEvent)
-    s_eid, s_user, s_item, s_type, s_ts, s_value, s_context = _EVENT_SETTERS
-    s_eid(ev, event_id)
-    s_user(ev, user_id)
-    s_item(ev, item_id)
-    s_type(ev, type_)
-    s_ts(ev, ts)
-    s_value(ev, value)
-    s_context(ev, context)
-    _set_version(ev, SCHEMA_VERSION)
-    return ev
-
-
-def _plain_interaction(raw: bytes, max_bytes: int, low: int, high: int) -> dict[str, Any] | None:
-    """The parsed value if it passes every check of ``_interaction`` but the id and key
-    patterns; None if it may not (``decode_interaction`` then says why)."""
     if len(raw) > max_bytes:
         return None
     try:
@@ -204,29 +172,46 @@ def _plain_interaction(raw: bytes, max_bytes: int, low: int, high: int) -> dict[
         return None
     if type(obj) is not dict or not _INTERACTION_REQUIRED <= obj.keys() <= _INTERACTION_FIELDS:
         return None
-    version = obj.get("schema_version", 1)
-    if type(version) is not int or version != 1:
+    if len(obj) > 5:  # an optional field is present
+        version = obj.get("schema_version", 1)
+        if type(version) is not int or version != 1:
+            return None
+        value = obj.get("value")
+        if value is not None:
+            kind = type(value)
+            if kind is float:
+                if not math.isfinite(value):
+                    return None
+            elif kind is int:
+                value = float(value)
+            else:
+                return None
+        context = obj.get("context")
+        if context is not None:
+            if not _plain_scalars(context, MAX_CONTEXT_KEYS):
+                return None
+            context = context or None  # an empty context is none
+    else:
+        value = context = None
+    eid, user, item = obj["event_id"], obj["user_id"], obj["item_id"]
+    etype, ts = obj["type"], obj["ts"]
+    if type(eid) is not str or type(user) is not str or type(item) is not str:
         return None
-    if type(obj["event_id"]) is not str or type(obj["user_id"]) is not str:
+    if type(ts) is not int or not low <= ts <= high:
         return None
-    ts = obj["ts"]
-    if type(obj["item_id"]) is not str or type(ts) is not int or not low <= ts <= high:
-        return None
-    etype = obj["type"]
     if type(etype) is not str or etype not in _EVENT_TYPE_SET:
         return None
-    value = obj.get("value")
-    if value is not None:
-        kind = type(value)
-        if kind is float:
-            if not math.isfinite(value):
-                return None
-        elif kind is not int:
-            return None
-    context = obj.get("context")
-    if context is not None and not _plain_scalars(context, MAX_CONTEXT_KEYS):
-        return None
-    return obj
+    ev = _new(InteractionEvent)
+    s_eid, s_user, s_item, s_type, s_ts, s_value, s_context = _EVENT_SETTERS
+    s_eid(ev, eid)
+    s_user(ev, user)
+    s_item(ev, item)
+    s_type(ev, etype)
+    s_ts(ev, ts)
+    s_value(ev, value)
+    s_context(ev, context)
+    _set_version(ev, SCHEMA_VERSION)
+    return ev
 
 
 def _parsed(raw: bytes, max_bytes: int) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
 from bulk_decode_strategies import NOW, faults, ids, names, planted, scalars
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -85,3 +86,24 @@ def test_values_come_out_as_floats() -> None:
     (event,) = decode_interactions([raw], LIMITS)
     assert isinstance(event, InteractionEvent) and type(event.value) is float
     assert math.isclose(event.value, 4.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(["context", "value", "schema_version"]),
+    st.sampled_from([[], {}, 0, 0.0, "", False, None, [1], "x", True, 1, 2.5]),
+)
+def test_optional_fields_with_falsy_or_odd_values_decode_as_alone(field: str, odd: Any) -> None:
+    """The bulk decoder reads the optional fields only when a value has more than the
+    five required ones: an empty, falsy or ill-typed optional field must still get the
+    one-by-one decoder's answer (``[]`` or ``0`` as a context is refused, ``{}`` is none)."""
+    obj: dict[str, Any] = {
+        "event_id": "e1",
+        "user_id": "u1",
+        "item_id": "i1",
+        "type": "rating",
+        "ts": 5_000,
+        field: odd,
+    }
+    raw = orjson.dumps(obj)
+    assert _same(decode_interactions([raw], LIMITS), [decode_interaction(raw, LIMITS)])
