@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import orjson
 
-from streams.core.state_rules import UserState
+from streams.core.state_rules import STATE_FORMAT, UserState
 
 DEFAULT_BUDGET_BYTES = 32 << 20
 """Blob bytes remembered at most (oldest forgotten first)."""
@@ -48,7 +48,7 @@ class StateBlobs:
 
     def encode(self, state: UserState) -> bytes:
         """The blob of ``state``, remembered so that reading it back costs no parse."""
-        blob = orjson.dumps(state.to_obj())
+        blob = state_blob(state)
         self._remember(blob, state)
         return blob
 
@@ -62,3 +62,34 @@ class StateBlobs:
             old = next(iter(known))
             del known[old]
             self._bytes -= len(old)
+
+
+def state_blob(state: UserState) -> bytes:
+    """``orjson.dumps(state.to_obj())``, the same bytes with fewer objects: the tuples go
+    to orjson as they are (it writes a tuple as a list), the type names are gathered by
+    one list comprehension, and a history of one event type (most) needs no code table.
+    Every state a batch changes is written through here.
+
+    >>> s = UserState(seen=("i1",), recent_event_ids=("e1",), n_events=1)
+    >>> state_blob(s) == orjson.dumps(s.to_obj())
+    True
+    """
+    history = state.history
+    names = list(dict.fromkeys([e.type for e in history]))
+    if len(names) == 1:
+        entries = [[e.item_id, 0, e.ts] for e in history]
+    else:
+        code = {name: i for i, name in enumerate(names)}
+        entries = [[e.item_id, code[e.type], e.ts] for e in history]
+    return orjson.dumps(
+        {
+            "v": STATE_FORMAT,
+            "y": names,
+            "h": entries,
+            "s": state.seen,
+            "p": state.purchased,
+            "d": state.recent_event_ids,
+            "t": state.last_ts,
+            "n": state.n_events,
+        }
+    )
