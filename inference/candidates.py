@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from inference.explore_kernel import draws, fast_draws_apply
 from inference.list_kernel import warm_users
 from inference.list_metrics import HEAD_MASS, popularity_head, unit_rows
 from inference.rerank import (
@@ -168,7 +169,7 @@ def candidate_batch(
     covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None,
 ) -> CandidateBatch:
     """Validated inputs, the candidates and their exclusions (``recommend``'s arguments)."""
-    u, warm, rng, excluded, trend_rows, trend_scores = batch_inputs(
+    u, warm, seed, excluded, trend_rows, trend_scores = batch_inputs(
         user_vecs, items, known, exclude, trending, trending_scores, seed
     )
     b = u.shape[0]
@@ -182,7 +183,7 @@ def candidate_batch(
         if searched.any()
         else np.empty((0, max(k_ann, 0)), np.int64)
     )
-    explore = explore_draws(items, rng, b, config.explore_pool)
+    explore = explore_draws(items, seed, b, config.explore_pool)
     trend = trend_rows[: config.trending_pool][: config.candidates]
     # joined, each item once per row, and what may be shown, in one compiled pass
     rows, flags, valid, cv_rows, cv_scores = candidate_rows(
@@ -212,12 +213,12 @@ def batch_inputs(
     trending: npt.ArrayLike,
     trending_scores: npt.ArrayLike | None,
     seed: int | np.random.Generator,
-) -> tuple[FloatArray, BoolArray, np.random.Generator, IntArray, IntArray, FloatArray]:
-    """``(user vectors (cold rows zeroed), warm, generator, excluded rows (B, E),
-    trending rows, their scores)``: ``candidate_batch``'s arguments validated."""
+) -> tuple[FloatArray, BoolArray, int | np.random.Generator, IntArray, IntArray, FloatArray]:
+    """``(user vectors (cold rows zeroed), warm, seed, excluded rows (B, E),
+    trending rows, their scores)``: ``candidate_batch``'s arguments validated (the seed
+    as given: ``explore_draws`` makes the generator only where it needs one)."""
     u = np.atleast_2d(np.asarray(user_vecs, dtype=np.float32))
     b = u.shape[0]
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     is_known = np.ones(b, bool)
     if known is not None:
         is_known[:] = np.asarray(known, dtype=bool)
@@ -237,12 +238,23 @@ def batch_inputs(
     trend_rows, trend_scores = known_trending(
         np.ascontiguousarray(trend_rows), np.ascontiguousarray(trend_scores), items.size
     )
-    return u, warm, rng, excluded, trend_rows, trend_scores
+    return u, warm, seed, excluded, trend_rows, trend_scores
 
 
-def explore_draws(items: ItemTable, rng: np.random.Generator, b: int, pool: int) -> IntArray:
-    """``(B, pool)`` long-tail rows drawn at random for the exploration slots."""
+def explore_draws(items: ItemTable, seed: int | np.random.Generator, b: int, pool: int) -> IntArray:
+    """``(B, pool)`` long-tail rows drawn at random for the exploration slots.
+
+    The draws are ``np.random.default_rng(seed).integers(0, tail, size=(B, pool))``'s
+    (or the given generator's); for a plain int seed they come from
+    ``inference.explore_kernel``, the same numbers without building the generator
+    (~10 us a call, the live loop's usual case).
+    """
     tail = items.tail_rows
+    if isinstance(seed, int) and fast_draws_apply(seed, tail.size):
+        if pool > 0:
+            return tail[draws(seed, tail.size, b * pool).reshape(b, pool)]
+        return np.full((b, 0), -1, dtype=np.int64)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if tail.size and pool > 0:
         return tail[rng.integers(0, tail.size, size=(b, pool))]
     return np.full((b, 0), -1, dtype=np.int64)

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from numba import njit
 
 from inference.covisit_kernels import warm_up as covisit_warm_up
+from inference.explore_kernel import warm_up as explore_warm_up
 from inference.list_metrics import popularity_head
 from inference.mmr_quotas import MAX_GROUPS, check_groups, group_bits, restrict_by_bits
 from inference.rerank_kernels import warm_up as rerank_warm_up
@@ -279,12 +280,14 @@ def mmr_kernel(
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) before the first real batch needs it.
 
-    The co-visitation table's, the candidates', the exact search's and the popularity
-    head's kernels too: the worker calls this one warm-up for the scorer's compiled code.
+    The co-visitation table's, the candidates', the exploration draws', the exact
+    search's and the popularity head's kernels too: the worker calls this one warm-up for
+    the scorer's compiled code.
     """
     from inference.list_kernel import warm_up as list_warm_up  # it imports this module
 
     covisit_warm_up()
+    explore_warm_up()
     rerank_warm_up()
     list_warm_up()
     topk_warm_up()

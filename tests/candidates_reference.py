@@ -23,7 +23,6 @@ from inference.candidates import (
     ItemTable,
     Searcher,
     batch_inputs,
-    explore_draws,
 )
 from inference.rerank import ItemFilter, exclusion_mask
 from inference.rerank_kernels import merge_sources
@@ -52,12 +51,20 @@ def gather_candidates(
         found, _ = index.search(user_vecs[warm], k_ann)
         ann[warm] = found
     trend = np.asarray(trending, dtype=np.int64).reshape(-1)[:n_candidates]
-    explore = explore_draws(items, rng, b, explore_pool)
+    explore = _numpy_explore_draws(items, rng, b, explore_pool)
     cov = np.full((b, 0), -1, np.int64) if covisit is None else np.asarray(covisit, np.int64)
     rows, flags = merge_sources(
         ann, np.ascontiguousarray(cov), np.ascontiguousarray(trend), explore, SOURCE_ORDER
     )
     return Candidates(rows=rows, flags=flags)
+
+
+def _numpy_explore_draws(items: ItemTable, rng: np.random.Generator, b: int, pool: int) -> IntArray:
+    """The exploration draws as numpy's generator makes them (before the compiled draws)."""
+    tail = items.tail_rows
+    if tail.size and pool > 0:
+        return tail[rng.integers(0, tail.size, size=(b, pool))]
+    return np.full((b, 0), -1, dtype=np.int64)
 
 
 def reference_candidate_batch(
@@ -74,9 +81,10 @@ def reference_candidate_batch(
     covisit: tuple[npt.ArrayLike, npt.ArrayLike] | None,
 ) -> CandidateBatch:
     """``inference.candidates.candidate_batch`` as it was; the same arguments and result."""
-    u, warm, rng, excluded, trend_rows, trend_scores = batch_inputs(
+    u, warm, _, excluded, trend_rows, trend_scores = batch_inputs(
         user_vecs, items, known, exclude, trending, trending_scores, seed
     )
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     cv_rows, cv_scores = _covisit_arrays(covisit, u.shape[0], config.covisit_weight)
     cands = gather_candidates(
         u,
