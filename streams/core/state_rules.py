@@ -284,10 +284,13 @@ class _UserBatch:
         ids, base = self.ids, self.base.recent_event_ids
         if not ids:
             return eid in base
-        if eid in ids[-window:]:
-            return True
         older = window - len(ids)
-        return older > 0 and eid in base[-older:]
+        if older < 0:
+            return eid in ids[-window:]
+        if eid in ids:
+            return True
+        # The newest ``older`` stored ids, scanned in place (a slice would copy them).
+        return older > 0 and eid in base and base.index(eid) >= len(base) - older
 
     def add(self, event: InteractionEvent, window: int) -> bool:
         """Apply one event; False if it is a duplicate (``seen_recently``)."""
@@ -331,8 +334,8 @@ def _moved_to_end(stored: tuple[str, ...], used: dict[str, None], limit: int) ->
     ``limit`` kept."""
     if not used:
         return stored
-    if any(item in stored for item in used):
-        stored = tuple(item for item in stored if item not in used)
+    if not used.keys().isdisjoint(stored):
+        stored = tuple([item for item in stored if item not in used])
     return _last((*stored, *used), limit)
 
 
