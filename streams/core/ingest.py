@@ -127,10 +127,14 @@ def decode_records(
     The key decides the partition, and a user's state lives with its partition, so a
     mis-keyed event would split a user's state; it is dead-lettered instead.
     """
+    decoded_all = decode_interactions([rec.value for rec in records], limits, now_ms)
+    if set(map(type, decoded_all)) <= {InteractionEvent}:  # no refusal: checked as a whole
+        events: list[InteractionEvent] = decoded_all  # type: ignore[assignment]
+        if [event_key(ev.user_id) for ev in events] == [rec.key for rec in records]:
+            return list(zip(records, events, strict=True)), []
     good: list[tuple[SourceRecord, InteractionEvent]] = []
     bad: list[DeadLetter] = []
     failed_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    decoded_all = decode_interactions([rec.value for rec in records], limits, now_ms)
     for rec, decoded in zip(records, decoded_all, strict=True):
         if isinstance(decoded, Refusal):
             bad.append(refuse(rec, decoded, failed_ms))
@@ -188,9 +192,15 @@ class IngestProcessor:
         by_partition: dict[int, list[tuple[SourceRecord, InteractionEvent]]] = {}
         last_offset: dict[int, int] = {}
         for rec in records:
-            last_offset[rec.partition] = max(last_offset.get(rec.partition, -1), rec.offset)
-        for rec, ev in good:
-            by_partition.setdefault(rec.partition, []).append((rec, ev))
+            if rec.offset > last_offset.get(rec.partition, -1):
+                last_offset[rec.partition] = rec.offset
+        for pair in good:
+            p = pair[0].partition
+            mine = by_partition.get(p)
+            if mine is None:
+                by_partition[p] = [pair]
+            else:
+                mine.append(pair)
 
         reads = [
             PartitionRead(p, tuple(dict.fromkeys(ev.user_id for _, ev in pairs)))
@@ -244,7 +254,7 @@ class IngestProcessor:
         ref = snap.trend_ref_ms
         factor: float | None = None
         if events:
-            newest = max(e.ts for e in events)
+            newest = max([e.ts for e in events])
             if ref is None:
                 # The newest, not the oldest: every exponent is then <= 0, so a batch
                 # spanning years (a 1991 event next to today's) cannot overflow 2**x.

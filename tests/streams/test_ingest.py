@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from schemas.codec import DecodeLimits, encode
+from schemas.codec import DecodeLimits, Refusal, decode_interaction, encode
 from schemas.dead_letter import DeadLetter
 from schemas.events import InteractionEvent
 from schemas.topics import event_key
-from streams.core.ingest import IngestProcessor, SourceRecord
+from streams.core.ingest import IngestProcessor, SourceRecord, decode_records
 from streams.core.state_rules import StateRules, replay_states
 from streams.core.state_store import InMemoryStateStore
 
@@ -124,3 +126,51 @@ async def test_future_events_refused_by_wall_clock() -> None:
     await processor(store, sink).process([rec(0, future)])
     assert [d.reason for d in sink.letters] == ["timestamp_out_of_range"]
     assert orjson.loads(sink.letters[0].value)["event_id"] == "f"
+
+
+def decoded_one_by_one(
+    records: list[SourceRecord],
+) -> tuple[list[tuple[SourceRecord, InteractionEvent]], list[tuple[str, int]]]:
+    """The old per-record form of ``decode_records``: each value alone, then its key."""
+    good, bad = [], []
+    for r in records:
+        d = decode_interaction(r.value, DecodeLimits(), None)
+        if isinstance(d, Refusal):
+            bad.append((d.reason, r.offset))
+        elif r.key != event_key(d.user_id):
+            bad.append(("key_mismatch", r.offset))
+        else:
+            good.append((r, d))
+    return good, bad
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 9),
+            st.sampled_from(["good", "wrong_key", "no_key", "bad_json"]),
+        ),
+        max_size=12,
+    )
+)
+def test_decoded_batches_equal_the_record_by_record_decode(
+    drawn: list[tuple[int, str]],
+) -> None:
+    """A batch of good events takes the whole-batch check; a wrong or missing key with no
+    refusal beside it must still be dead-lettered, in place, as record by record."""
+    records = []
+    for offset, (i, kind) in enumerate(drawn):
+        event = InteractionEvent(f"e{offset}", f"u{i}", f"i{i}", "view", T0 + i)
+        if kind == "good":
+            records.append(rec(offset, event))
+        elif kind == "wrong_key":
+            records.append(rec(offset, event, key=b"u-other"))
+        elif kind == "no_key":
+            records.append(SourceRecord("events", 0, offset, None, encode(event)))
+        else:
+            records.append(rec(offset, b'{"event_id": ', key=b"u0"))
+    good, bad = decode_records(records, DecodeLimits(), None)
+    want_good, want_bad = decoded_one_by_one(records)
+    assert good == want_good
+    assert [(d.reason, d.source_offset) for d in bad] == want_bad
