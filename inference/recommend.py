@@ -144,7 +144,7 @@ def recommend(
     b, k = u.shape[0], config.list_size
     const = _constants(config, items.age_s.dtype)
     rel = _relevance(u, warm, cands, items, ranker, config)
-    rel, members, at_least, at_most = _prepare(rel, batch, items, config)
+    rel, members, at_least, at_most = _prepare(rel, batch, items, config, const)
     if const.shortlisted:
         # MMR over a shortlist (positions into the candidate axis) instead of all C.
         pos = _shortlist(rel, valid, members, at_least, max(config.mmr_pool, k))
@@ -254,7 +254,11 @@ def _relevance(
 
 
 def _prepare(
-    rel: FloatArray, batch: CandidateBatch, items: ItemTable, config: RecommendConfig
+    rel: FloatArray,
+    batch: CandidateBatch,
+    items: ItemTable,
+    config: RecommendConfig,
+    const: _Constants,
 ) -> tuple[FloatArray, npt.NDArray[np.bool_], IntArray, IntArray]:
     """Final relevance (cold users, the co-visitation blend) and the slot quota groups.
 
@@ -266,7 +270,6 @@ def _prepare(
     ``inference.slot_quotas.slot_quotas``'s, over the blended relevance.
     """
     cands = batch.cands
-    const = _constants(config, items.age_s.dtype)
     log_pop = (
         np.log1p(np.clip(items.popularity[np.maximum(cands.rows, 0)], 0.0, None))
         if config.popularity_weight != 0
@@ -306,11 +309,19 @@ def _shortlist(
     ``2·at_least`` best eligible members (the batch's largest minimum). The same
     ``np.argpartition`` calls on the same scores: their order breaks MMR's ties.
     """
-    need = at_least.max(axis=1, initial=0) if at_least.shape[1] else np.zeros(0, np.int64)
-    groups = np.flatnonzero(need > 0)
-    neg = negated_scores(rel, valid, members, groups)
-    widths = [size, *(2 * int(need[g]) for g in groups)]
-    c = rel.shape[1]
+    b, c = at_least.shape[1], rel.shape[1]
+    # each group's largest minimum in the batch (in lists: numpy scalars cost per use)
+    need = (at_least[:, 0] if b == 1 else at_least.max(axis=1, initial=0)).tolist() if b else []
+    groups = [g for g, n in enumerate(need) if n > 0]
+    neg = negated_scores(rel, valid, members, np.array(groups, np.int64))
+    widths = [size, *(2 * need[g] for g in groups)]
+    if b == 1:  # the live loop's call: the same partitions of the one row, in 1-D
+        return np.concatenate(
+            [
+                np.argpartition(neg[n, 0], m - 1)[:m] if m < c else np.arange(c, dtype=np.int64)
+                for n, m in enumerate(widths)
+            ]
+        ).reshape(1, -1)
     parts = [
         np.argpartition(neg[n], m - 1, axis=1)[:, :m]
         if m < c
@@ -347,13 +358,21 @@ def _assemble(
     """The picks as list records; whole-batch gathers first (indexing numpy per slot
     is slow)."""
     b = rows.shape[0]
-    free = np.broadcast_to(np.asarray(model_free, dtype=bool), (b,))
+    free = np.asarray(model_free, dtype=bool)
+    # broadcast_to (a few us) only where the shape needs it
+    free_l = (
+        free.tolist()
+        if free.shape == (b,)
+        else [bool(free)] * b
+        if free.ndim == 0
+        else np.broadcast_to(free, (b,)).tolist()
+    )
     counts = (rows >= 0).sum(axis=1).tolist()  # picks are packed at the front
     ids = items.ids[np.maximum(rows, 0)].tolist()
     reason_ids = items.ids[np.maximum(reason_rows, 0)].tolist()
     has_reason = (reason_rows >= 0).tolist()
     score_l, code_l = scores.astype(np.float64).tolist(), codes.tolist()
-    warm_l, free_l = warm.tolist(), free.tolist()
+    warm_l = warm.tolist()
     out: list[UserList] = []
     for i in range(b):
         n = counts[i]
