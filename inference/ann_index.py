@@ -271,7 +271,10 @@ class AnnIndex:
         Returns ``(ids (B, k) int64, scores (B, k) float32)``; empty slots hold id -1
         and score -inf.
         """
-        q = np.atleast_2d(_as_matrix(queries, self.dim))
+        return self.search_matrix(np.atleast_2d(_as_matrix(queries, self.dim)), k)
+
+    def search_matrix(self, q: FloatArray, k: int) -> tuple[IdArray, FloatArray]:
+        """``search`` for queries already checked: a C-contiguous finite ``(B, d)`` float32."""
         if k <= 0:
             return (np.empty((q.shape[0], 0), np.int64), np.empty((q.shape[0], 0), np.float32))
         if self._ivf is None:
@@ -372,14 +375,14 @@ class RepeatedSearch:
         q = np.atleast_2d(_as_matrix(queries, self.index.dim))
         last = self._last
         if last is None or k > last[0]:
-            ids, scores = self.index.search(q, k)
+            ids, scores = self.index.search_matrix(q, k)  # q checked above
             self._last = (k, ids, scores, {row.tobytes(): i for i, row in enumerate(q)})
             return ids, scores
         at = np.array([last[3].get(row.tobytes(), -1) for row in q], np.int64)
         ids, scores = last[1][at, :k], last[2][at, :k]
         new = np.flatnonzero(at < 0)
         if new.size:
-            ids[new], scores[new] = self.index.search(q[new], k)
+            ids[new], scores[new] = self.index.search_matrix(q[new], k)
         return ids, scores
 
 

@@ -177,11 +177,10 @@ def candidate_batch(
     # The sources: the warm users' nearest items (over-fetched so that enough survive
     # the exclusions), co-visitation, the trending head and random long-tail items.
     k_ann = config.candidates + min(excluded.shape[1], config.max_overfetch)
-    searched = warm if k_ann > 0 and warm.any() else np.zeros(b, np.bool_)
+    any_search = k_ann > 0 and bool(warm.any())
+    searched = warm if any_search else np.zeros(b, np.bool_)
     found = (
-        index.search(u[warm], k_ann)[0]
-        if searched.any()
-        else np.empty((0, max(k_ann, 0)), np.int64)
+        index.search(u[warm], k_ann)[0] if any_search else np.empty((0, max(k_ann, 0)), np.int64)
     )
     explore = explore_draws(items, seed, b, config.explore_pool)
     trend = trend_rows[: config.trending_pool][: config.candidates]
@@ -217,13 +216,13 @@ def batch_inputs(
     """``(user vectors (cold rows zeroed), warm, seed, excluded rows (B, E),
     trending rows, their scores)``: ``candidate_batch``'s arguments validated (the seed
     as given: ``explore_draws`` makes the generator only where it needs one)."""
-    u = np.atleast_2d(np.asarray(user_vecs, dtype=np.float32))
+    # a writeable C copy, at least 2-D: the compiled pass is warmed for that layout only
+    u = np.array(user_vecs, np.float32, order="C", ndmin=2)
     b = u.shape[0]
     is_known = np.ones(b, bool)
     if known is not None:
         is_known[:] = np.asarray(known, dtype=bool)
-    # a writeable C copy: the compiled pass is warmed for that layout only
-    warm, u = warm_users(np.array(u, np.float32, order="C"), is_known)
+    warm, u = warm_users(u, is_known)
     excluded = pad_ragged(exclude, b)
     trend_rows = np.asarray(trending, dtype=np.int64).reshape(-1)
     n_trend = trend_rows.size
