@@ -52,7 +52,7 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (covisit.CovisitTable, "score_each", "  co-visitation: candidates"),
     (live_scorer, "recommend", "  re-rank pipeline, all"),
     (recommend, "candidate_batch", "    candidates and exclusions"),
-    (ann_index.AnnIndex, "search", "      ANN search"),
+    (ann_index.AnnIndex, "search_matrix", "      ANN search"),  # search calls it too
     (candidates, "candidate_rows", "      sources joined, exclusions"),
     (recommend, "_relevance", "    relevance"),
     (recommend, "_prepare", "    cold relevance, blend, quotas"),
