@@ -367,7 +367,9 @@ def _assemble(
         if free.ndim == 0
         else np.broadcast_to(free, (b,)).tolist()
     )
-    counts = (rows >= 0).sum(axis=1).tolist()  # picks are packed at the front
+    # picks are packed at the front; one row counts without the axis machinery
+    picked = rows >= 0
+    counts = [int(np.count_nonzero(picked))] if b == 1 else picked.sum(axis=1).tolist()
     ids = items.ids[np.maximum(rows, 0)].tolist()
     reason_ids = items.ids[np.maximum(reason_rows, 0)].tolist()
     has_reason = (reason_rows >= 0).tolist()

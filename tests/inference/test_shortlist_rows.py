@@ -100,3 +100,15 @@ def test_records_flags_for_every_model_free_form() -> None:
             ["i2", "i1", "i4"],
         ]
         assert [it.reason_item_id for it in lists[2].items] == ["i0", "i0", None]
+    for i in range(3):  # one user at a time: the batch-of-one count
+        (one,) = _assemble(
+            rows[i : i + 1],
+            scores[i : i + 1],
+            codes[i : i + 1],
+            reason_rows[i : i + 1],
+            warm[i : i + 1],
+            False,
+            items,
+        )
+        assert one.rows.tolist() == rows[i, rows[i] >= 0].tolist()
+        assert len(one.items) == (rows[i] >= 0).sum()
