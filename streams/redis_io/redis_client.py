@@ -70,13 +70,20 @@ class HiredisPackConnection(Connection):
         limit = self.socket_timeout
         if not limit:
             return await super().send_packed_command(command, check_health)
+        # The reconnect and the health check's PING keep their own timeouts: only the
+        # write itself runs inside the scope.
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        if check_health:
+            await self.check_health()
         try:
             async with asyncio.timeout(limit):
                 self.socket_timeout = None  # super() sends without wait_for's task
                 try:
-                    await super().send_packed_command(command, check_health)
+                    await super().send_packed_command(command, False)
                 finally:
-                    self.socket_timeout = limit
+                    if self.socket_timeout is None:  # unless changed meanwhile
+                        self.socket_timeout = limit
         except TimeoutError as exc:  # the scope's; redis-py's own is no TimeoutError
             await self.disconnect(nowait=True)
             raise RedisTimeoutError("Timeout writing to socket") from exc

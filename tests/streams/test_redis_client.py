@@ -218,3 +218,42 @@ def test_a_send_that_stalls_still_times_out_and_drops_the_connection() -> None:
     took, connected = asyncio.run(run())
     assert 0.4 <= took < 5.0
     assert not connected
+
+
+def test_a_health_check_that_gets_no_pong_times_out_on_its_own_read() -> None:
+    """The health check's PING is read with the connection's own timeout, outside the
+    send's scope: a server that never answers gives redis-py's read timeout. When the
+    scope covered the check too, the PING's read waited without a timeout and the
+    scope's expiry came back as a write timeout."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    async def run() -> str:
+        held: list[asyncio.StreamWriter] = []
+
+        async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)  # reads nothing, answers nothing
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        conn = HiredisPackConnection(
+            host="127.0.0.1",
+            port=port,
+            socket_timeout=0.3,
+            health_check_interval=1,
+            protocol=2,
+            driver_info=None,
+        )
+        await conn.connect()
+        conn.next_health_check = -1.0  # the check is due on the next command
+        try:
+            with pytest.raises(RedisTimeoutError) as caught:
+                await conn.send_command("GET", "k")
+            return str(caught.value)
+        finally:
+            await conn.disconnect()
+            server.close()
+            for w in held:
+                w.close()
+
+    message = asyncio.run(run())
+    assert "reading" in message.lower(), message
