@@ -69,7 +69,7 @@ class DampingChooser:
     _pending: dict[str, tuple[int, IntArray]] = field(init=False, default_factory=dict)
     _tick: int = field(init=False, default=0)
     # ``served``'s inputs and answer (the arrays held, not their ids: ``credit``
-    # replaces them, so the same objects mean the same evidence)
+    # replaces them and they are read-only, so the same objects mean the same evidence)
     _served: tuple[np.ndarray, np.ndarray, tuple[float, ...], float] | None = field(
         init=False, default=None, repr=False, compare=False
     )
@@ -77,9 +77,9 @@ class DampingChooser:
     def __post_init__(self) -> None:
         if not self.choices:
             raise ValueError("choices must not be empty")
-        self.hits = np.zeros(len(self.choices))
+        self.hits = _read_only(np.zeros(len(self.choices)))
         # apart[i, j]: decayed evaluations where choice i held the next item and j did not
-        self.apart = np.zeros((len(self.choices), len(self.choices)))
+        self.apart = _read_only(np.zeros((len(self.choices), len(self.choices))))
 
     def rates(self) -> npt.NDArray[np.float64]:
         """Each choice's decayed hit rate (0 before any evaluation)."""
@@ -162,8 +162,8 @@ class DampingChooser:
                     continue  # found without co-visitation: says nothing of the damping
                 held = held[:-1]
             decay = 0.5 ** (1.0 / self.half_life)
-            self.hits = self.hits * decay + held
-            self.apart = self.apart * decay + np.outer(held, ~held)
+            self.hits = _read_only(self.hits * decay + held)
+            self.apart = _read_only(self.apart * decay + np.outer(held, ~held))
             self.evaluations = self.evaluations * decay + 1.0
             made += 1
         return made
@@ -249,3 +249,9 @@ def remember_candidates(
         [n_events[i] for i in pick.tolist()],
         held,
     )
+
+
+def _read_only(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``a``, made read-only: ``served`` keys its answer on the arrays' identity."""
+    a.setflags(write=False)
+    return a

@@ -212,3 +212,14 @@ def test_the_kept_answer_follows_every_change_of_evidence() -> None:
     assert chooser.served() == 0.25
     chooser.z = 1e9  # a knob changed by hand also counts: every choice is good now
     assert chooser.served() == 0.5
+
+
+def test_the_evidence_arrays_refuse_writes_in_place() -> None:
+    """``served`` keeps its answer while ``hits`` and ``apart`` are the same objects,
+    so an in-place write, which would leave a stale answer, raises instead."""
+    chooser = DampingChooser(choices=(0.25, 0.5))
+    chooser.served()
+    with pytest.raises(ValueError):
+        chooser.hits[0] = 1.0
+    with pytest.raises(ValueError):
+        chooser.apart[0, 1] = 1.0
