@@ -137,8 +137,8 @@ def encoder_inputs(
 
 @njit(cache=True, nogil=True)
 def _fold_in_ages(rows: np.ndarray, lengths: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Per entry, ``-(newest - ts) / 1`` in ms (0 for unknown rows): numpy's operands of
-    the decay's ``exp2``, where ``newest`` is the user's newest known entry's time."""
+    """Per entry, its age ``newest - ts`` in ms, floored at 0 (0 for unknown rows), where
+    ``newest`` is the user's newest known entry's time; the decay's ``exp2`` takes these."""
     out = np.zeros(rows.shape[0], np.float64)
     end = 0
     for u in range(lengths.shape[0]):
