@@ -5,9 +5,10 @@ on ``redis://`` only; ``rediss://`` and ``unix://`` clients keep their scheme's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,37 +184,41 @@ def test_a_command_is_sent_without_a_task_of_its_own(redis_url: str) -> None:
     assert started == 0
 
 
+@contextlib.asynccontextmanager
+async def silent_server(**options: Any) -> AsyncIterator[HiredisPackConnection]:
+    """A connected ``HiredisPackConnection`` to a server that accepts, never reads and
+    never answers (RESP2, no client name: connecting asks nothing of the server)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = HiredisPackConnection(
+        host="127.0.0.1", port=port, protocol=2, driver_info=None, **options
+    )
+    await conn.connect()
+    try:
+        yield conn
+    finally:
+        await conn.disconnect()
+        server.close()
+        for w in held:
+            w.close()
+
+
 def test_a_send_that_stalls_still_times_out_and_drops_the_connection() -> None:
     """A server that accepts and never reads: the socket's buffers fill, the send waits,
     and after ``socket_timeout`` redis-py's ``TimeoutError`` comes, as with ``wait_for``."""
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     async def run() -> tuple[float, bool]:
-        held: list[asyncio.StreamWriter] = []
-
-        async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            held.append(writer)  # never read, never answer
-
-        server = await asyncio.start_server(accept, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        conn = HiredisPackConnection(
-            host="127.0.0.1",
-            port=port,
-            socket_timeout=0.5,
-            protocol=2,
-            driver_info=None,
-        )
-        await conn.connect()  # RESP2, no client name: nothing asked of the server
-        try:
+        async with silent_server(socket_timeout=0.5) as conn:
             start = time.perf_counter()
             with pytest.raises(RedisTimeoutError):
                 await conn.send_command("SET", "k", b"x" * (64 << 20), check_health=False)
             return time.perf_counter() - start, conn.is_connected
-        finally:
-            await conn.disconnect()
-            server.close()
-            for w in held:
-                w.close()
 
     took, connected = asyncio.run(run())
     assert 0.4 <= took < 5.0
@@ -228,32 +233,11 @@ def test_a_health_check_that_gets_no_pong_times_out_on_its_own_read() -> None:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     async def run() -> str:
-        held: list[asyncio.StreamWriter] = []
-
-        async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            held.append(writer)  # reads nothing, answers nothing
-
-        server = await asyncio.start_server(accept, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        conn = HiredisPackConnection(
-            host="127.0.0.1",
-            port=port,
-            socket_timeout=0.3,
-            health_check_interval=1,
-            protocol=2,
-            driver_info=None,
-        )
-        await conn.connect()
-        conn.next_health_check = -1.0  # the check is due on the next command
-        try:
+        async with silent_server(socket_timeout=0.3, health_check_interval=1) as conn:
+            conn.next_health_check = -1.0  # the check is due on the next command
             with pytest.raises(RedisTimeoutError) as caught:
                 await conn.send_command("GET", "k")
             return str(caught.value)
-        finally:
-            await conn.disconnect()
-            server.close()
-            for w in held:
-                w.close()
 
     message = asyncio.run(run())
     assert "reading" in message.lower(), message
