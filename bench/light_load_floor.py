@@ -14,6 +14,10 @@ offers them events at a fixed rate, as the stream bench's curve does:
 - ``agent-redis``: ``agent-publish`` plus the worker's two Redis round trips per batch
   (a read and a write script call, ``EVALSHA``, through freshet's redis-py client) on
   a local ``redis-server``: the clients' floor under the worker's own work;
+- ``faust-ack-loop``, ``agent-noop-loop``, ``agent-publish-loop``, ``agent-redis-loop``:
+  the same with the worker's consumer on the app's event loop
+  (``FRESHET_KAFKA_CONSUMER_ON_LOOP``, ``streams.runtime.faust_loop_consumer``) instead of
+  Faust's consumer thread;
 - ``raw-consume``: a bare aiokafka consumer (assigned, no group) reading the topic;
 - ``raw-pipe``: the bare consumer, and each record produced to a second topic (acks
   all) and awaited.
@@ -45,7 +49,9 @@ from freshet.settings import Settings
 
 RESULT = "FLOOR-RESULT "
 READY = "FLOOR-READY"
-MODES = ("faust-ack", "agent-noop", "agent-publish", "agent-redis", "raw-consume", "raw-pipe")
+FAUST_MODES = ("faust-ack", "agent-noop", "agent-publish", "agent-redis")
+LOOP = "-loop"  # a Faust mode with this suffix runs the consumer on the app's loop
+MODES = (*FAUST_MODES, *(m + LOOP for m in FAUST_MODES), "raw-consume", "raw-pipe")
 PING = b"ping"
 
 
@@ -187,6 +193,7 @@ def child(mode: str, bootstrap: str, prefix: str, home: Path, args: argparse.Nam
         topic_partitions=args.partitions,
         home=home,
         redis_url=args.redis_url,
+        kafka_consumer_on_loop=mode.endswith(LOOP),
     )
     events = args.events
     topics = Topics(prefix)
@@ -194,7 +201,8 @@ def child(mode: str, bootstrap: str, prefix: str, home: Path, args: argparse.Nam
     if mode.startswith("raw"):
         asyncio.run(_raw_child(mode, settings, topics.events, topics.recommendations, clock))
     else:
-        _faust_child(mode, settings, topics.events, topics.recommendations, clock, args.commit_s)
+        shell = mode.removesuffix(LOOP)
+        _faust_child(shell, settings, topics.events, topics.recommendations, clock, args.commit_s)
 
 
 async def _offer(
@@ -341,10 +349,10 @@ def main() -> None:
     print(f"  Faust's commit interval: {commit}; Redis: a local redis-server (AOF on)")
     print(f"  1-minute load before and after each mode: {[round(x, 1) for x in loads]}")
     print("figures (CPU of the consumer's process, every thread):")
-    print("  mode            batches  CPU ms/event  loop thread   cores")
+    print("  mode                batches  CPU ms/event  loop thread   cores")
     for r in rows:
         print(
-            f"  {r['mode']:<14} {r['batches']:8,} {r['cpu_ms_per_event']:13.3f}"
+            f"  {r['mode']:<18} {r['batches']:8,} {r['cpu_ms_per_event']:13.3f}"
             f" {r['loop_cpu_ms_per_event']:12.3f} {r['cores']:7.4f}"
         )
     print(f"Redis script round trip, CPU µs each ({args.round_trips:,} per path, alternating):")

@@ -43,6 +43,7 @@ def kafka_of(settings: Settings) -> KafkaConfig:
         fetch_min_bytes=settings.kafka_fetch_min_bytes,
         max_poll_records=settings.kafka_max_poll_records,
         linger_ms=settings.kafka_linger_ms,
+        consumer_on_loop=settings.kafka_consumer_on_loop,
     )
 
 

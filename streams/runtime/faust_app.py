@@ -26,6 +26,7 @@ from streams.core.ingest import BatchStats, SourceRecord
 from streams.core.micro_batches import quiet_take
 from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES, KafkaConfig, ssl_context
 from streams.runtime.faust_fetch import FetchSettings, FetchTunedTransport
+from streams.runtime.faust_loop_consumer import LoopConsumerTransport
 
 log = logging.getLogger("freshet.worker")
 
@@ -82,8 +83,11 @@ class _App(faust.App):
 
     leave_with: KafkaConfig | None = None
     fetch: FetchSettings | None = None  # the worker consumer's (``faust_fetch``)
+    consumer_on_loop = False  # aiokafka on the app's loop (``faust_loop_consumer``)
 
     def _new_transport(self) -> Any:
+        if self.consumer_on_loop:
+            return LoopConsumerTransport(self.conf.broker_consumer, self)
         return FetchTunedTransport(self.conf.broker_consumer, self)
 
     async def on_shutdown(self) -> None:
@@ -135,6 +139,7 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     )
     app.leave_with = kafka
     app.fetch = FetchSettings(kafka.fetch_max_wait_ms, kafka.fetch_min_bytes)
+    app.consumer_on_loop = kafka.consumer_on_loop
     return app
 
 

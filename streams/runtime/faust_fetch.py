@@ -28,7 +28,9 @@ class FetchSettings:
     min_bytes: int = 1
 
 
-class _ConsumerThread(driver.AIOKafkaConsumerThread):
+class FetchTunedConsumerThread(driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread, building its aiokafka consumer with ``app.fetch``."""
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         fetch: FetchSettings | None = getattr(self.app, "fetch", None)
@@ -41,7 +43,7 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
 
 class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return FetchTunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class FetchTunedTransport(driver.Transport):
