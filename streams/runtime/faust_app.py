@@ -140,6 +140,8 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     app.leave_with = kafka
     app.fetch = FetchSettings(kafka.fetch_max_wait_ms, kafka.fetch_min_bytes)
     app.consumer_on_loop = kafka.consumer_on_loop
+    where = "the app's event loop" if kafka.consumer_on_loop else "Faust's consumer thread"
+    log.info("Kafka consumer of %s: on %s", app_id, where)
     return app
 
 
