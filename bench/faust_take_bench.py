@@ -39,8 +39,9 @@ def child(
     from streams.runtime.faust_app import create_app
 
     settings = Settings.from_env(
-        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions, home=home
-    )
+        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions, home=home,
+        kafka_consumer_on_loop=False,  # the ceiling stays Faust's own: its consumer thread
+    )  # fmt: skip
     app = create_app(settings, app_id=f"{prefix}-take-{int(within_s * 1000)}")
     topic = app.topic(Topics(prefix).events, key_serializer="raw", value_serializer="raw")
     sizes: list[int] = []
