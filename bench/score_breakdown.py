@@ -11,10 +11,16 @@ microsecond per call; the per-user ones (exclusions, list records) are called on
 user, the rest a few times per batch. The collector is frozen after set-up, as in the
 worker. ``--beside`` runs a thread of pure-Python work next to the scorer, as the
 worker's event loop decodes and applies the next batches while one is scored: what
-sharing the GIL does to the scorer's wall time.
+sharing the GIL does to the scorer's wall time. ``--batch 1 --gap-ms 100`` is the worker
+at 10 events/s, where each event is its own micro-batch and the scorer's code and data
+have gone cold in the caches by the next one (the stream bench's light-load figures);
+``--gap-ms 0`` the same calls back to back, hot. The last column is each stage's median
+over the batches, what a batch of one usually costs.
 
     FRESHET_HOME=<own home> .venv/bin/python -m bench.score_breakdown --items 100000 \
         --users 20000 --warm 20000 --events 3000 --batch 340 --limit 8 [--beside]
+    FRESHET_HOME=<own home> .venv/bin/python -m bench.score_breakdown --batch 1 --limit 400 \
+        --gap-ms 100
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 import inference.damping_choice as chooser_module
@@ -133,6 +140,19 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=8, help="batches timed (after one warm-up)")
     parser.add_argument("--onnx-threads", type=int, default=1)
     parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=0.0,
+        help="sleep between batches, as a worker at light load idles between events",
+    )
+    parser.add_argument(
+        "--thrash-mib",
+        type=int,
+        default=0,
+        help="read and write a buffer this large between batches (untimed), as the rest of"
+        " the worker, Kafka and Redis evict the scorer's data from the caches between events",
+    )
+    parser.add_argument(
         "--beside",
         action="store_true",
         help="a thread doing pure-Python work beside the scorer (the worker's loop shares"
@@ -170,18 +190,25 @@ def main() -> None:
         restore = wrap_stages(timed, calls)
         walls: list[float] = []
         each: list[dict[str, float]] = []  # per batch, each stage's seconds
-        cpu0 = time.process_time()
+        thrash = np.ones(args.thrash_mib << 18, np.float32)  # 4-byte floats
+        cpu_s = 0.0
         try:
             for batch in batches[1:]:
+                if args.gap_ms:
+                    time.sleep(args.gap_ms / 1000)
+                if thrash.size:
+                    thrash += 1.0
                 before = dict(timed)
+                cpu0 = time.process_time()
                 t = time.perf_counter()
                 live.score(batch, now_ms)
                 walls.append((time.perf_counter() - t) * 1000)
+                cpu_s += time.process_time() - cpu0
                 each.append({k: v - before.get(k, 0.0) for k, v in timed.items()})
         finally:
             stop.set()
             restore()
-        cpu_ms = (time.process_time() - cpu0) * 1000
+        cpu_ms = cpu_s * 1000
 
     n = len(walls)
     users = n * b
@@ -195,7 +222,8 @@ def main() -> None:
     print(
         f"  in-process LiveScorer.score, {n} batches of {b} distinct users after one warm-up;"
         f" ONNX threads {args.onnx_threads}, BLAS 1, ANN threads {base.ann_threads};"
-        f" gc frozen after set-up; {'a busy Python thread beside' if args.beside else 'alone'}"
+        f" gc frozen after set-up; {'a busy Python thread beside' if args.beside else 'alone'};"
+        f" between batches: sleep {args.gap_ms:g} ms, {args.thrash_mib} MiB touched"
     )
     print("figures:")
     print(
@@ -210,16 +238,22 @@ def main() -> None:
         "  the slowest batch's largest stages, ms: "
         + ", ".join(f"{k} {v * 1000:.1f}" for k, v in top)
     )
-    head = f"{'ms/batch':>9} {'ms/list':>8} {'share':>6} {'calls/batch':>11}"
+    head = f"{'ms/batch':>9} {'ms/list':>8} {'share':>6} {'calls/batch':>11} {'median ms':>9}"
     print(f"  {'stage (exclusive time)':44} {head}")
+    medians = 0.0
     for name, _, _ in STAGES:
         label = "score, the rest (not in a stage)" if name.startswith("score") else name
         ms = timed[name] * 1000
+        med = 1000 * statistics.median(e.get(name, 0.0) for e in each)
+        medians += med
         print(
             f"  {label:44} {ms / n:9.2f} {ms / users:8.4f} {100 * ms / max(total, 1e-9):5.1f}%"
-            f" {calls[name] / n:11.1f}"
+            f" {calls[name] / n:11.1f} {med:9.3f}"
         )
-    print(f"  {'sum (= score wall, with the wrappers)':44} {total / n:9.2f} {total / users:8.4f}")
+    print(
+        f"  {'sum (= score wall, with the wrappers)':44} {total / n:9.2f} {total / users:8.4f}"
+        f" {'':6} {'':11} {medians:9.3f}"
+    )
 
 
 if __name__ == "__main__":
