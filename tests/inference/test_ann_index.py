@@ -193,3 +193,36 @@ def test_an_ivf_search_for_fewer_results_is_the_prefix_of_a_wider_one() -> None:
     np.testing.assert_array_equal(got_ids[:2], wide_ids[:2, :10])
     np.testing.assert_array_equal(got_ids[2:], index.search(other[2:], 10)[0])
     assert memo.search(q[:1], 120)[0].shape == (1, 120)  # still the batch remembered
+
+
+def test_ivf_search_is_faiss_search_with_missing_slots_at_minus_inf() -> None:
+    """``search_matrix`` calls faiss's C++ search directly; the answers are those of
+    faiss's Python ``search`` with empty slots' scores at -inf (the old form), bit for
+    bit: whole batches, one query, a strided float64 query, and results past what the
+    probed lists hold (id -1)."""
+    rng = np.random.default_rng(11)
+    vecs = clustered(3_000, 16, n_clusters=30, spread=0.2, seed=11)
+    ids = rng.permutation(10_000)[:3_000].astype(np.int64)
+    index = AnnIndex.build(vecs, ids, seed=0, exact_below=100, nprobe=2)
+    assert not index.is_exact
+    index.remove(ids[::7])
+    ivf = index._ivf
+    assert ivf is not None
+
+    def old(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, found = ivf.search(np.ascontiguousarray(q, np.float32), k)
+        found = found.astype(np.int64, copy=False)
+        return found, np.where(found >= 0, scores, -np.inf).astype(np.float32, copy=False)
+
+    queries = rng.standard_normal((9, 16)).astype(np.float32)
+    for q, k in ((queries, 10), (queries[:1], 1), (queries[3:4], 2_000), (queries, 600)):
+        got_ids, got_scores = index.search_matrix(np.ascontiguousarray(q), k)
+        want_ids, want_scores = old(q, k)
+        np.testing.assert_array_equal(got_ids, want_ids)
+        np.testing.assert_array_equal(got_scores.view(np.uint32), want_scores.view(np.uint32))
+        assert got_ids.dtype == np.int64 and got_scores.dtype == np.float32
+    got_ids, got_scores = index.search_matrix(queries, 2_000)
+    assert (got_ids == -1).any()  # the probed lists hold fewer: slots left empty
+    assert np.isneginf(got_scores[got_ids == -1]).all()  # faiss writes -FLT_MAX there
+    strided = queries.astype(np.float64)[::2]  # not float32, not C-contiguous
+    np.testing.assert_array_equal(index.search_matrix(strided, 50)[0], old(strided, 50)[0])
