@@ -18,8 +18,8 @@ from bulk_decode_strategies import NOW, faults, ids, names, planted, scalars
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.bulk_decode import decode_catalogs, decode_interactions
-from schemas.codec import DecodeLimits, Refusal, decode_interaction, encode
+from schemas.bulk_decode import _column_interactions, decode_catalogs, decode_interactions
+from schemas.codec import MAX_TS, DecodeLimits, Refusal, decode_interaction, encode
 from schemas.events import EVENT_TYPES, CatalogEvent, InteractionEvent
 
 LIMITS = DecodeLimits(max_bytes=400, min_ts=1_000)
@@ -27,9 +27,8 @@ LIMITS = DecodeLimits(max_bytes=400, min_ts=1_000)
 FAULTS = faults(["a\nb", False, {"k\nj": 1}, {f"k{i}": i for i in range(33)}, "view"], 2**64 - 1)
 
 
-@st.composite
-def interaction_values(draw: st.DrawFn) -> bytes:
-    """An events-topic value: valid, or with one field faulted, or broken bytes."""
+def interaction_obj(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event as a JSON object, each optional field there or not."""
     obj: dict[str, Any] = {
         "event_id": draw(ids),
         "user_id": draw(ids),
@@ -43,7 +42,25 @@ def interaction_values(draw: st.DrawFn) -> bytes:
         obj["context"] = draw(st.dictionaries(names, scalars, max_size=3))
     if draw(st.booleans()):
         obj["schema_version"] = 1
-    return planted(draw, obj, ["schema_version", "value", "context", "extra"], FAULTS)
+    return obj
+
+
+@st.composite
+def interaction_values(draw: st.DrawFn) -> bytes:
+    """An events-topic value: valid, or with one field faulted, or broken bytes."""
+    return planted(
+        draw, interaction_obj(draw), ["schema_version", "value", "context", "extra"], FAULTS
+    )
+
+
+@st.composite
+def mostly_valid_batches(draw: st.DrawFn) -> list[bytes]:
+    """A batch of valid values of mixed shapes, with (one time in two) one value
+    faulted: what the column-at-a-time path takes or must leave to the per-value one."""
+    values = [orjson.dumps(interaction_obj(draw)) for _ in range(draw(st.integers(1, 12)))]
+    if draw(st.booleans()):
+        values[draw(st.integers(0, len(values) - 1))] = draw(interaction_values())
+    return values
 
 
 def _same(a: list[InteractionEvent | Refusal], b: list[InteractionEvent | Refusal]) -> bool:
@@ -58,6 +75,22 @@ def _same(a: list[InteractionEvent | Refusal], b: list[InteractionEvent | Refusa
 @given(st.lists(interaction_values(), max_size=12), st.sampled_from([None, NOW]))
 def test_bulk_decode_is_the_one_by_one_decode(values: list[bytes], now_ms: int | None) -> None:
     alone = [decode_interaction(v, LIMITS, now_ms) for v in values]
+    assert _same(decode_interactions(values, LIMITS, now_ms), alone)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mostly_valid_batches(), st.sampled_from([None, NOW]))
+def test_the_column_path_takes_only_batches_it_decodes_as_one_by_one(
+    values: list[bytes], now_ms: int | None
+) -> None:
+    alone = [decode_interaction(v, LIMITS, now_ms) for v in values]
+    high = MAX_TS if now_ms is None else now_ms + LIMITS.max_future_ms
+    columns = _column_interactions(values, LIMITS.max_bytes, LIMITS.min_ts, high)
+    if columns is not None:
+        assert _same(columns, alone)
+    elif all(isinstance(d, InteractionEvent) for d in alone):
+        # Only a null given for an optional field sends a batch of events past it.
+        assert any(None in orjson.loads(v).values() for v in values)
     assert _same(decode_interactions(values, LIMITS, now_ms), alone)
 
 
@@ -107,3 +140,33 @@ def test_optional_fields_with_falsy_or_odd_values_decode_as_alone(field: str, od
     }
     raw = orjson.dumps(obj)
     assert _same(decode_interactions([raw], LIMITS), [decode_interaction(raw, LIMITS)])
+
+
+GOOD = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "view", "ts": 5_000}
+ONE_FAULT = [
+    {"context": {"k": "v" * 257}},
+    {"context": {f"k{i}": i for i in range(33)}},
+    {"context": {"bad key": 1}},
+    {"context": {"k": [1]}},
+    {"ts": 999},
+    {"ts": True},
+    {"schema_version": 2},
+    {"schema_version": True},
+    {"value": True},
+    {"value": "1"},
+    {"type": "zap"},
+    {"item_id": "a b"},
+    {"extra": 1},
+]
+
+
+def test_each_fault_in_a_batch_of_good_values_leaves_the_column_path() -> None:
+    good = {**GOOD, "value": 2, "context": {"s": "x" * 256, "f": 0.5}, "schema_version": 1}
+    for fault in ONE_FAULT:
+        values = [orjson.dumps(good), orjson.dumps(GOOD), orjson.dumps({**good, **fault})]
+        assert _column_interactions(values, LIMITS.max_bytes, LIMITS.min_ts, MAX_TS) is None
+        out = decode_interactions(values, LIMITS)
+        assert isinstance(out[2], Refusal), fault
+        assert _same(out, [decode_interaction(v, LIMITS) for v in values])
+    events = _column_interactions(values[:2], LIMITS.max_bytes, LIMITS.min_ts, MAX_TS)
+    assert events is not None and events[0].value == 2.0 and type(events[0].value) is float
