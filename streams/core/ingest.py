@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Protocol
 
 from schemas.bulk_decode import decode_interactions
@@ -127,10 +128,10 @@ def decode_records(
     The key decides the partition, and a user's state lives with its partition, so a
     mis-keyed event would split a user's state; it is dead-lettered instead.
     """
-    decoded_all = decode_interactions([rec.value for rec in records], limits, now_ms)
+    decoded_all = decode_interactions(list(map(_value, records)), limits, now_ms)
     if set(map(type, decoded_all)) <= {InteractionEvent}:  # no refusal: checked as a whole
         events: list[InteractionEvent] = decoded_all  # type: ignore[assignment]
-        if [event_key(ev.user_id) for ev in events] == [rec.key for rec in records]:
+        if _keyed_by_user(records, events):
             return list(zip(records, events, strict=True)), []
     good: list[tuple[SourceRecord, InteractionEvent]] = []
     bad: list[DeadLetter] = []
@@ -144,6 +145,27 @@ def decode_records(
         else:
             good.append((rec, decoded))
     return good, bad
+
+
+_value = attrgetter("value")
+_key = attrgetter("key")
+_user_id = attrgetter("user_id")
+
+
+def _keyed_by_user(records: Sequence[SourceRecord], events: Sequence[InteractionEvent]) -> bool:
+    """Whether each record's key is its event's ``event_key``, by one comparison of
+    joined lines: a decoded user id holds no newline, so the users' lines match the
+    keys' only if no key holds one either and every key equals its user id's bytes.
+
+    >>> recs = [SourceRecord("t", 0, 0, b"u1", b""), SourceRecord("t", 0, 1, b"u2", b"")]
+    >>> evs = [InteractionEvent("e", u, "i", "view", 1) for u in ("u1", "u2")]
+    >>> _keyed_by_user(recs, evs), _keyed_by_user(recs[::-1], evs)
+    (True, False)
+    """
+    keys = list(map(_key, records))
+    if None in keys:
+        return False
+    return b"\n".join(keys) == "\n".join(map(_user_id, events)).encode()
 
 
 class IngestProcessor:

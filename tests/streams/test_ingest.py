@@ -149,7 +149,7 @@ def decoded_one_by_one(
     st.lists(
         st.tuples(
             st.integers(0, 9),
-            st.sampled_from(["good", "wrong_key", "no_key", "bad_json"]),
+            st.sampled_from(["good", "wrong_key", "no_key", "bad_json", "two_line_key"]),
         ),
         max_size=12,
     )
@@ -166,6 +166,8 @@ def test_decoded_batches_equal_the_record_by_record_decode(
             records.append(rec(offset, event))
         elif kind == "wrong_key":
             records.append(rec(offset, event, key=b"u-other"))
+        elif kind == "two_line_key":  # the next user's id too: no line of the batch's own
+            records.append(rec(offset, event, key=f"u{i}\nu{i}".encode()))
         elif kind == "no_key":
             records.append(SourceRecord("events", 0, offset, None, encode(event)))
         else:
