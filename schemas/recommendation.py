@@ -60,7 +60,19 @@ class Recommendation:
         return {
             "schema_version": self.schema_version,
             "user_id": self.user_id,
-            "items": [it.to_dict() for it in self.items],
+            # ``RecommendedItem.to_dict`` inlined: a list's 20 slots in one pass, no
+            # call per slot (the worker encodes every list it publishes).
+            "items": [
+                {"item_id": it.item_id, "score": it.score, "reason": it.reason}
+                if it.reason_item_id is None
+                else {
+                    "item_id": it.item_id,
+                    "score": it.score,
+                    "reason": it.reason,
+                    "reason_item_id": it.reason_item_id,
+                }
+                for it in self.items
+            ],
             "strategy": self.strategy,
             "model_version": self.model_version,
             "source_event_id": self.source_event_id,

@@ -14,7 +14,6 @@ the topic's own record timestamps still show.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,29 @@ from typing import NamedTuple
 from schemas.codec import encode
 from schemas.recommendation import Recommendation
 from streams.core.state_store import PartitionWrite, StateStore
+
+
+def stamped(rec: Recommendation, published_ts: int) -> Recommendation:
+    """``rec`` as published at ``published_ts``.
+
+    ``dataclasses.replace`` without its per-call look at the fields (it cost about as
+    much as encoding the list); every field is passed on, in declaration order.
+
+    >>> import dataclasses
+    >>> rec = Recommendation("u1", (), "cold_start", None, "e1", 5, 0)
+    >>> stamped(rec, 9) == dataclasses.replace(rec, published_ts=9)
+    True
+    """
+    return Recommendation(
+        rec.user_id,
+        rec.items,
+        rec.strategy,
+        rec.model_version,
+        rec.source_event_id,
+        rec.event_ts,
+        published_ts,
+        rec.schema_version,
+    )
 
 
 class Committed(NamedTuple):
@@ -81,7 +103,7 @@ class ListPublisher:
         """
         refresh = refresh or Refresh()
         now = int(self.clock() * 1000)
-        lists = [dataclasses.replace(r, published_ts=now) for r in refresh.lists.values()]
+        lists = [stamped(r, now) for r in refresh.lists.values()]
         committed = [Committed(rec, encode(rec)) for rec in lists]
         by_p = {w.partition: w for w in writes}
         alone: dict[int, dict[str, bytes]] = {}
