@@ -100,12 +100,16 @@ def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: b
         assert lists > 0  # the real-time path ran while being killed
 
 
-def test_rebalance_under_load(settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("on_loop", [False, True], ids=["consumer-thread", "consumer-on-loop"])
+def test_rebalance_under_load(settings: Settings, tmp_path: Path, on_loop: bool) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
     stream = StreamUnderTest.open(settings, PARTITIONS)
     marks = stream.marks
     workload = build_workload(events=20_000, seed=41)
-    env = {"FRESHET_REALTIME": "false"}  # default group settings
+    env = {  # default group settings; Faust's consumer thread or the app's loop
+        "FRESHET_REALTIME": "false",
+        "FRESHET_KAFKA_CONSUMER_ON_LOOP": str(on_loop).lower(),
+    }
     producer = PacedProducer(settings, workload, rate=700)
     recoveries: list[float] = []
 
@@ -137,8 +141,11 @@ def test_rebalance_under_load(settings: Settings, tmp_path: Path) -> None:
             second.stop()
 
     result = stream.audit()
+    where = "on the app's event loop" if on_loop else "on Faust's consumer thread"
+    for log in ("a.log", "b.log"):
+        assert where in (tmp_path / log).read_text(errors="replace")
     FaultRecord(
-        fault="rebalance-join-then-leave",
+        fault="rebalance-join-then-leave" + ("-consumer-on-loop" if on_loop else ""),
         audit=result,
         recovery_s=recoveries,
         notes="2 workers, 1 group, 4 partitions: B joins mid-stream, A stops (SIGTERM) "
