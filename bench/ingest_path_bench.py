@@ -7,7 +7,9 @@ Redis in micro-batches of ``--batch`` records, as the worker's agent hands them 
 at saturation (the quiet-host drains averaged about 105 records per micro-batch).
 The warm-up events are applied first, untimed. Then each round times process CPU
 (this process only: Redis runs in its own) and wall time per event over
-``--events`` records, and the seconds per stage (``BatchStats.stages_s``).
+``--events`` records, and the seconds per stage (``BatchStats.stages_s``); and the Redis
+server's own CPU per event over the same rounds (``INFO cpu``: it shares the worker's
+cores in a deployment like the bench's).
 
 It isolates what the worker adds to Faust's no-op agent (decode, the Redis read,
 the state rules, the fenced write), so two commits can be compared on one host in
@@ -76,6 +78,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
     if args.worker_gc:
         tune_collector()  # as the worker sets its collector at start-up
     per_round = args.events // args.rounds
+    await client.config_resetstat()
+    redis_cpu0 = _server_cpu_s(await client.info("cpu"))
     cpu_us: list[float] = []
     wall_us: list[float] = []
     stages: dict[str, float] = {}
@@ -90,6 +94,9 @@ async def run(args: argparse.Namespace, url: str) -> None:
                 stages[k] = stages.get(k, 0.0) + v
         cpu_us.append(1e6 * (time.process_time() - c0) / len(chunk))
         wall_us.append(1e6 * (time.perf_counter() - w0) / len(chunk))
+    timed_events = per_round * args.rounds
+    redis_us = 1e6 * (_server_cpu_s(await client.info("cpu")) - redis_cpu0) / timed_events
+    scripts = (await client.info("commandstats")).get("cmdstat_evalsha", {})
     await client.aclose()
     print("conditions:")
     print(f"  cores {os.cpu_count()} ({cpu_model()}), local Redis on the same cores")
@@ -99,12 +106,21 @@ async def run(args: argparse.Namespace, url: str) -> None:
         f" {len(warm):,} warm-up records, then {args.rounds} rounds of {per_round:,}"
         f" records in micro-batches of {n}"
     )
-    print("figures (us per event; process CPU of this process, Redis not included):")
+    print("figures (us per event; process CPU of this process, Redis apart):")
     print("  CPU per round: " + ", ".join(f"{x:.1f}" for x in cpu_us))
     print("  wall per round: " + ", ".join(f"{x:.1f}" for x in wall_us))
     print(f"  CPU median {statistics.median(cpu_us):.1f}, min {min(cpu_us):.1f}")
     line = ", ".join(f"{k} {1e3 * v / batches:.3f}" for k, v in stages.items() if v > 0)
     print(f"  ms per micro-batch by stage (wall): {line}")
+    print(
+        f"  Redis server CPU (INFO cpu, its own process): {redis_us:.2f} us per event;"
+        f" script calls (read and write) {scripts.get('usec_per_call', 0.0):.0f} us each"
+    )
+
+
+def _server_cpu_s(info: dict[str, Any]) -> float:
+    """The Redis server's CPU seconds so far (main thread and children, user and sys)."""
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def main() -> None:
