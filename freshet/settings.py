@@ -72,7 +72,7 @@ class Settings:
     kafka_fetch_min_bytes: int = 1
     kafka_max_poll_records: int = 0  # 0: no cap
     kafka_linger_ms: int = 0  # the worker's list producer
-    kafka_consumer_on_loop: bool = False  # True: the consumer on the worker's loop, no thread
+    kafka_consumer_on_loop: bool = True  # False: Faust's own consumer thread
 
     # --- Redis -----------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -58,7 +58,7 @@ class KafkaConfig:
     fetch_min_bytes: int = 1
     max_poll_records: int = 0  # 0: no cap
     linger_ms: int = 0  # the list producer's
-    consumer_on_loop: bool = False  # the worker's consumer on its event loop, not Faust's thread
+    consumer_on_loop: bool = True  # the worker's consumer on its event loop, not Faust's thread
 
 
 class ClientKwargs(dict[str, Any]):
