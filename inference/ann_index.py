@@ -274,7 +274,14 @@ class AnnIndex:
         return self.search_matrix(np.atleast_2d(_as_matrix(queries, self.dim)), k)
 
     def search_matrix(self, q: FloatArray, k: int) -> tuple[IdArray, FloatArray]:
-        """``search`` for queries already checked: a C-contiguous finite ``(B, d)`` float32."""
+        """``search`` for queries already checked: a C-contiguous finite ``(B, d)`` float32.
+
+        Raises:
+            ValueError: ``q`` is not ``(B, d)`` for this index's ``d`` (faiss's C search
+                would read past the buffer).
+        """
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must be (B, {self.dim}), got {q.shape}")
         if k <= 0:
             return (np.empty((q.shape[0], 0), np.int64), np.empty((q.shape[0], 0), np.float32))
         if self._ivf is None:

@@ -98,6 +98,8 @@ class ConsumerOnLoop(FetchTunedConsumerThread):
     async def cast_thread(
         self, fun: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> None:
+        # mode's cast is fire-and-forget on the thread; here it finishes before returning
+        # (faust's aiokafka driver never casts, so nothing waits on this that did not).
         await maybe_async(fun(*args, **kwargs))
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:

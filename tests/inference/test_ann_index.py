@@ -226,3 +226,7 @@ def test_ivf_search_is_faiss_search_with_missing_slots_at_minus_inf() -> None:
     assert np.isneginf(got_scores[got_ids == -1]).all()  # faiss writes -FLT_MAX there
     strided = queries.astype(np.float64)[::2]  # not float32, not C-contiguous
     np.testing.assert_array_equal(index.search_matrix(strided, 50)[0], old(strided, 50)[0])
+    # a query of another width is refused, not read past its end by faiss's C search
+    for bad in (queries[:, :8], queries[0], np.zeros((2, 32), np.float32)):
+        with pytest.raises(ValueError, match=r"\(B, 16\)"):
+            index.search_matrix(np.ascontiguousarray(bad), 5)
