@@ -14,6 +14,7 @@ not per micro-batch: a batch only touches its own pre-bound children.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -55,6 +56,15 @@ EVENT_OUTCOMES = ("applied", "duplicate", "redelivered", "dead_lettered")
 STRATEGIES = ("personalised", "cold_start", "model_free")
 
 TIMER_INTERVAL_S = 5.0
+
+LOOP_PROBE_S = 1.0
+LOOP_LAG_WARN_S = 1.0
+LOOP_LAG_BUCKETS_S = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""How late the loop ran a probe. Kafka's heartbeat shares the worker's loop (the
+consumer runs on it): a step near the group's session timeout (10 s) costs the
+partitions."""
 
 
 class WorkerMetrics:
@@ -178,6 +188,13 @@ class WorkerMetrics:
             self.catalog_records.set_function(lambda: len(live.records))
         self.redis_round_trips = Counter(
             "freshet_redis_round_trips", "Round trips to Redis by the state store.", registry=reg
+        )
+        self.loop_lag = Histogram(
+            "freshet_event_loop_lag_seconds",
+            "How late the worker's event loop woke a 1 s probe: a loop step this long also"
+            " held Kafka's heartbeat and the micro-batches.",
+            buckets=LOOP_LAG_BUCKETS_S,
+            registry=reg,
         )
         self.consumer_lag = Gauge(
             "freshet_consumer_lag",
@@ -348,10 +365,38 @@ async def consumer_lag(app: faust.App, topics: Collection[str]) -> dict[tuple[st
     return out
 
 
+async def watch_loop_lag(
+    observe: Callable[[float], None],
+    interval_s: float = LOOP_PROBE_S,
+    warn_s: float = LOOP_LAG_WARN_S,
+) -> None:
+    """Forever: sleep ``interval_s`` on the running loop and ``observe`` how much later
+    than asked it woke; log a warning when that is over ``warn_s`` (one wake-up a
+    second: a few microseconds of CPU)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time() + interval_s
+        await asyncio.sleep(interval_s)
+        late = max(0.0, loop.time() - asked)
+        observe(late)
+        if late > warn_s:
+            log.warning(
+                "the event loop was held %.2f s: Kafka's heartbeat and the micro-batches"
+                " waited as long (the group's session timeout ends membership)",
+                late,
+            )
+
+
 def add_metrics_timer(
     app: faust.App, metrics: WorkerMetrics, topics: Collection[str], port: int = 0
 ) -> None:
-    """A 5 s Faust timer for lag and live counters; the HTTP endpoint when ``port`` > 0."""
+    """A 5 s Faust timer for lag and live counters, the loop's lag probe, and the HTTP
+    endpoint when ``port`` > 0."""
+
+    async def loop_lag() -> None:
+        await watch_loop_lag(metrics.loop_lag.observe)
+
+    app.task(loop_lag)
 
     async def metrics_tick() -> None:
         try:

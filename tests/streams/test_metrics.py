@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ from faust.types import TP
 
 from streams.core.ingest import BatchStats
 from streams.runtime.live_recommender import LiveStats
-from streams.runtime.metrics import WorkerMetrics, consumer_lag
+from streams.runtime.metrics import WorkerMetrics, consumer_lag, watch_loop_lag
 
 NOW_S = 1_700_000_000.0
 NOW_MS = int(NOW_S * 1000)
@@ -205,3 +206,30 @@ def test_endpoint_serves_the_metrics_over_http() -> None:
     ):
         assert name in body, name
     assert 'freshet_events_total{outcome="applied"} 2.0' in body
+
+
+def test_the_loop_probe_sees_a_step_that_held_the_loop(caplog: pytest.LogCaptureFixture) -> None:
+    """A 0.4 s blocking step between two 50 ms probes is seen as >= 0.3 s of lag and
+    warned about; the probes around it see almost none."""
+    m = WorkerMetrics()
+    seen: list[float] = []
+
+    def observe(late: float) -> None:
+        seen.append(late)
+        m.loop_lag.observe(late)
+
+    async def run() -> None:
+        probe = asyncio.create_task(watch_loop_lag(observe, interval_s=0.05, warn_s=0.2))
+        await asyncio.sleep(0.12)
+        time.sleep(0.4)  # a synchronous step on the loop, as a long inline call would be
+        await asyncio.sleep(0.12)
+        probe.cancel()
+
+    with caplog.at_level("WARNING", logger="freshet.metrics"):
+        asyncio.run(run())
+    held = [late for late in seen if late >= 0.2]
+    assert len(held) == 1 and held[0] >= 0.3, seen
+    assert sum(late < 0.05 for late in seen) >= 2, seen  # the unblocked probes
+    assert sum("event loop was held" in r.getMessage() for r in caplog.records) == 1
+    assert sample(m, "freshet_event_loop_lag_seconds_count") == len(seen)
+    assert sample(m, "freshet_event_loop_lag_seconds_bucket", le="0.25") == len(seen) - 1
