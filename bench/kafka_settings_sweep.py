@@ -1,7 +1,7 @@
 """Kafka client settings of the worker, measured: the stream bench's quick run per candidate.
 
 Each candidate (fetch minimum bytes and maximum wait of the worker's consumer, linger of
-its list producer) runs ``bench.stream_bench`` once per repeat, in a fresh process with
+its list producer, its consumer on Faust's thread instead of the worker's loop) runs ``bench.stream_bench`` once per repeat, in a fresh process with
 its own broker and Redis, back to back; the candidates take turns within each repeat so
 a change of host load falls on all of them alike. Per run it prints freshness p50/p99 at
 the paced rate, worker and broker CPU per 1,000 events, idle cores of the worker and the
@@ -39,6 +39,7 @@ CANDIDATES: dict[str, dict[str, str]] = {
         "FRESHET_KAFKA_FETCH_MAX_WAIT_MS": "50",
     },
     "list linger 5 ms": {"FRESHET_KAFKA_LINGER_MS": "5"},
+    "consumer on Faust's thread": {"FRESHET_KAFKA_CONSUMER_ON_LOOP": "false"},
 }
 """Name -> the worker settings that differ from the defaults."""
 

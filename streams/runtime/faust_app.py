@@ -121,7 +121,7 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         broker_max_poll_records=kafka.max_poll_records or None,
         producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a dead letter outgrows its source
         producer_max_batch_size=LIST_BATCH_BYTES,
-        broker_commit_interval=1.0,
+        broker_commit_interval=kafka.commit_interval_s,
         # A static member (KIP-345) takes its partitions back at once after a restart;
         # the session timeout is then only how long a worker that never returns holds
         # them (docs/reliability.md).

@@ -147,3 +147,31 @@ def test_a_worker_on_the_loop_consumer_commits_and_resumes_from_its_commits(
     result = stream.audit()
     assert_exactly_once(result)
     assert result.dead_lettered == workload.malformed
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_a_worker_stopped_in_order_commits_what_it_took(settings: Settings, tmp_path: Path) -> None:
+    """With the commit timer out of reach (600 s), nothing is committed while the worker
+    runs; stopped in order, the loop consumer commits every offset it acked."""
+    settings = settings.with_(topic_partitions=PARTITIONS)
+    stream = StreamUnderTest.open(settings, PARTITIONS)
+    workload = build_workload(events=1_000, seed=23, malformed=0)
+    env = {
+        "FRESHET_REALTIME": "false",
+        "FRESHET_KAFKA_CONSUMER_ON_LOOP": "true",
+        "FRESHET_KAFKA_COMMIT_INTERVAL_S": "600",
+    }
+    port = free_port()
+    worker = WorkerProcess(settings, tmp_path / "worker.log", FRESHET_METRICS_PORT=str(port), **env)
+    try:
+        producer = PacedProducer(settings, workload, rate=2_000)
+        producer.start()
+        stream.drain(producer, worker)
+        n = len(workload.events)  # the last batch's metrics follow its ack
+        wait_for(lambda: sum(_events_taken(port).values()) >= n, 10, "the metrics", worker)
+        ends = stream.ends()
+        assert _committed(settings, stream.topics.events) == dict.fromkeys(ends, 0)
+    finally:
+        worker.stop()
+    assert _committed(settings, stream.topics.events) == ends
