@@ -7,8 +7,10 @@ every fetch, commit and seek crosses threads through mode's method queue
 rebalance callbacks cross back the same way. At 10 events/s that thread alone cost
 1.3-1.5 ms of CPU per event on the 2-core host, against 0.77 ms for a whole process
 that runs a bare aiokafka consumer on its loop (docs/benchmarks, F5). Most of the
-thread's cost is aiokafka's own work, which moves onto the loop; the crossing saved
-0.25-0.7 ms per event at 10 ev/s (docs/benchmarks, C).
+thread's cost is aiokafka's own work, which moves onto the loop. On the quiet host
+(docs/benchmarks, "The consumer on the loop against Faust's thread, alone") the worker
+spent the same at 10 ev/s, about 1 ms less per event at 50 and 100 ev/s, and idled
+at 0.006 cores against 0.007-0.008.
 
 ``LoopConsumerTransport`` keeps Faust's consumer as it is (``driver.Consumer``: the
 fetcher, acks, commit bookkeeping, the rebalance listener, seeks and highwaters) and
