@@ -653,6 +653,11 @@ def saturation(
     finally:
         stop_spy(spy)
     worker_s = t - (start or t)
+    if worker_s <= 0:
+        raise SystemExit(
+            f"the drain of {len(events):,} events was applied within one scrape (0.2 s):"
+            " too short to time; give it more events (--drain-events, else --events)"
+        )
     time.sleep(0.5)
     after = worker.scrape()
     time.sleep(DEBOUNCE_MS / 1000.0 + 1.0)  # trailing-edge lists
