@@ -1,8 +1,9 @@
 """Kafka client settings of the worker, measured: the stream bench's quick run per candidate.
 
 Each candidate (fetch minimum bytes and maximum wait of the worker's consumer, linger of
-its list producer, its consumer on Faust's thread instead of the worker's loop) runs ``bench.stream_bench`` once per repeat, in a fresh process with
-its own broker and Redis, back to back; the candidates take turns within each repeat so
+its list producer, its consumer on Faust's thread instead of the worker's loop) runs
+``bench.stream_bench`` once per repeat, in a fresh process with its own broker and
+Redis, back to back; the candidates take turns within each repeat so
 a change of host load falls on all of them alike. Per run it prints freshness p50/p99 at
 the paced rate, worker and broker CPU per 1,000 events, idle cores of the worker and the
 broker, and the saturated rate; the rows and the conditions go to ``--out`` as JSON.
