@@ -44,6 +44,7 @@ def kafka_of(settings: Settings) -> KafkaConfig:
         max_poll_records=settings.kafka_max_poll_records,
         linger_ms=settings.kafka_linger_ms,
         consumer_on_loop=settings.kafka_consumer_on_loop,
+        batch_delivery=settings.kafka_batch_delivery,
         commit_interval_s=settings.kafka_commit_interval_s,
     )
 

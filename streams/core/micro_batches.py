@@ -25,9 +25,10 @@ instead of once per window's worth; a worker that keeps up never waits longer th
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -179,3 +180,70 @@ def kafka_lag(consumer: Any) -> Behind[Any]:
         return False
 
     return behind
+
+
+class ChunkQueue(Generic[T]):
+    """Chunks of items between one producer and one consumer, bounded by item count.
+
+    The batch delivery's hand-off (``streams.runtime.faust_batches``): the fetcher puts
+    each partition's records of a fetch as one chunk, the agent takes every chunk that
+    waits at once. ``put`` waits while ``max_items`` or more items wait, so a slow
+    consumer stops the fetcher (one chunk may take it past the bound, as Faust's stream
+    buffer takes one message past ``full``). Each chunk carries a tag (the fetch's
+    partition and consumer generation) and the monotonic time it was put.
+
+    >>> q = ChunkQueue[int](max_items=3)
+    >>> q.put_nowait("a", [1, 2], 0.0); q.put_nowait("b", [3, 4], 0.0); q.has_room()
+    False
+    >>> [items for _, items, _ in q.take_nowait()], q.has_room()
+    ([[1, 2], [3, 4]], True)
+    """
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max(1, max_items)
+        self._chunks: collections.deque[tuple[Any, list[T], float]] = collections.deque()
+        self._size = 0
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        """The items that wait."""
+        return self._size
+
+    def has_room(self) -> bool:
+        return self._size < self.max_items
+
+    def put_nowait(self, tag: Any, items: list[T], at: float) -> None:
+        """Add a chunk whatever the bound (the caller checked ``has_room``)."""
+        self._chunks.append((tag, items, at))
+        self._size += len(items)
+        self._ready.set()
+        if self._size >= self.max_items:
+            self._room.clear()
+
+    async def put(self, tag: Any, items: list[T], at: float) -> None:
+        """Add a chunk once fewer than ``max_items`` items wait."""
+        while self._size >= self.max_items:
+            self._room.clear()
+            await self._room.wait()
+        self.put_nowait(tag, items, at)
+
+    def take_nowait(self) -> list[tuple[Any, list[T], float]]:
+        """Every waiting chunk, oldest first (none if none waits)."""
+        chunks = list(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        self._ready.clear()
+        self._room.set()
+        return chunks
+
+    async def take(self) -> list[tuple[Any, list[T], float]]:
+        """Every waiting chunk, oldest first, once at least one waits."""
+        while not self._chunks:
+            await self._ready.wait()
+        return self.take_nowait()
+
+    def clear(self) -> int:
+        """Drop every waiting chunk; how many items were dropped."""
+        return sum(len(items) for _, items, _ in self.take_nowait())

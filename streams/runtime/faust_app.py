@@ -23,8 +23,13 @@ from faust.tables import TableManager
 from freshet.settings import Settings
 from freshet.wiring import kafka_of
 from streams.core.ingest import BatchStats, SourceRecord
-from streams.core.micro_batches import quiet_take
+from streams.core.micro_batches import ChunkQueue, quiet_take
 from streams.kafka_io.kafka_config import DEAD_LETTER_MAX_BYTES, KafkaConfig, ssl_context
+from streams.runtime.faust_batches import (
+    BatchDeliveryTransport,
+    LoopBatchDeliveryTransport,
+    current,
+)
 from streams.runtime.faust_fetch import FetchSettings, FetchTunedTransport
 from streams.runtime.faust_loop_consumer import LoopConsumerTransport
 
@@ -84,8 +89,14 @@ class _App(faust.App):
     leave_with: KafkaConfig | None = None
     fetch: FetchSettings | None = None  # the worker consumer's (``faust_fetch``)
     consumer_on_loop = False  # aiokafka on the app's loop (``faust_loop_consumer``)
+    batch_delivery = False  # batch agents' topics fetched in chunks (``faust_batches``)
+    batch_feeds: dict[str, ChunkQueue[SourceRecord]]
 
     def _new_transport(self) -> Any:
+        if self.batch_delivery:
+            if self.consumer_on_loop:
+                return LoopBatchDeliveryTransport(self.conf.broker_consumer, self)
+            return BatchDeliveryTransport(self.conf.broker_consumer, self)
         if self.consumer_on_loop:
             return LoopConsumerTransport(self.conf.broker_consumer, self)
         return FetchTunedTransport(self.conf.broker_consumer, self)
@@ -140,8 +151,11 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     app.leave_with = kafka
     app.fetch = FetchSettings(kafka.fetch_max_wait_ms, kafka.fetch_min_bytes)
     app.consumer_on_loop = kafka.consumer_on_loop
+    app.batch_delivery = kafka.batch_delivery
+    app.batch_feeds = {}
     where = "the app's event loop" if kafka.consumer_on_loop else "Faust's consumer thread"
-    log.info("Kafka consumer of %s: on %s", app_id, where)
+    how = "in chunks per fetch" if kafka.batch_delivery else "as Faust events"
+    log.info("Kafka consumer of %s: on %s, batch agents fed %s", app_id, where, how)
     return app
 
 
@@ -235,8 +249,19 @@ def add_batch_agent(
     (``on_batch``) in take order, so what is unacked at a crash is redelivered as
     before. A failed delivery runs the batch again (its state is already written, so
     its users' lists are sent again from the current state), with backoff.
+
+    With the app's batch delivery on (``faust_batches``), ``take`` is not used: the
+    consumer puts each fetch's records of the topic, per partition, on the topic's
+    ``ChunkQueue`` (at most ``stream_buffer_maxsize`` records wait), the processor
+    takes every chunk that waits as one batch, and acks the batch's offsets in the
+    consumer's bookkeeping at once. Taking, processing, delivery and acks overlap and
+    keep their order as above.
     """
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+    feed: ChunkQueue[SourceRecord] | None = None
+    if getattr(app, "batch_delivery", False):
+        feed = ChunkQueue(app.conf.stream_buffer_maxsize)
+        app.batch_feeds[topic_name] = feed  # type: ignore[attr-defined]  # an _App
 
     async def agent(stream: Any) -> None:
         # Each waiting micro-batch with the (monotonic) time take handed it over.
@@ -252,7 +277,7 @@ def add_batch_agent(
                 return stats, None if delivered is None else delivered()
 
         async def finish(
-            events: list[Any],
+            ack: Callable[[], Awaitable[None]],
             records: list[SourceRecord],
             stats: BatchStats,
             delivery: Any,
@@ -278,8 +303,7 @@ def add_batch_agent(
             if before is not None:
                 await before
             acking = time.monotonic()
-            for ev in events:
-                await stream.ack(ev)
+            await ack()
             stages["ack"] = time.monotonic() - acking
             if on_batch is not None:
                 try:
@@ -289,32 +313,68 @@ def add_batch_agent(
 
         finishing: collections.deque[asyncio.Future[None]] = collections.deque()
 
-        async def process() -> None:
+        async def one_finishing() -> None:
+            """At most one batch finishing while the next one is processed."""
+            while finishing and (finishing[0].done() or len(finishing) > 1):
+                await finishing.popleft()
+
+        Batch = tuple[list[SourceRecord], Callable[[], Awaitable[None]], dict[str, float]]
+
+        async def process(next_batch: Callable[[], Awaitable[Batch | None]]) -> None:
+            """Run the batches ``next_batch`` gives (records, their ack, take stages)."""
             try:
                 while True:
-                    # At most one batch finishing while the next one is processed.
-                    while finishing and (finishing[0].done() or len(finishing) > 1):
-                        await finishing.popleft()
-                    if waiting.empty():
-                        free.set()
-                    first, taken = await waiting.get()
-                    free.clear()
-                    started = time.monotonic()
-                    events = list(first)
-                    while not waiting.empty():
-                        events += waiting.get_nowait()[0]
-                    records = [_record(ev) for ev in events]
+                    await one_finishing()
+                    batch = await next_batch()
+                    if batch is None:
+                        continue
+                    records, ack, stages = batch
                     stats, delivery = await run_batch(records)
-                    stats.stages_s.update(take=take_wait_s(first, taken), queue=started - taken)
+                    stats.stages_s.update(stages)
                     before = finishing[-1] if finishing else None
                     finishing.append(
-                        asyncio.ensure_future(finish(events, records, stats, delivery, before))
+                        asyncio.ensure_future(finish(ack, records, stats, delivery, before))
                     )
             finally:
                 for task in finishing:
                     task.cancel()
 
-        processor = asyncio.ensure_future(process())
+        if feed is not None:
+            chunk_feed = feed
+
+            async def next_chunks() -> Batch | None:
+                chunks = current(app, await chunk_feed.take())
+                if not chunks:
+                    return None  # fetched before a rebalance: dropped, as Faust drops
+                started = time.monotonic()
+                records = [r for c in chunks for r in c[1]] if len(chunks) > 1 else chunks[0][1]
+
+                async def ack() -> None:
+                    app.consumer.ack_chunks(chunks)  # type: ignore[attr-defined]  # faust_batches'
+
+                return records, ack, {"take": started - chunks[0][2], "queue": 0.0}
+
+            await process(next_chunks)
+            return
+
+        async def next_events() -> Batch | None:
+            if waiting.empty():
+                free.set()
+            first, taken = await waiting.get()
+            free.clear()
+            started = time.monotonic()
+            events = list(first)
+            while not waiting.empty():
+                events += waiting.get_nowait()[0]
+
+            async def ack() -> None:
+                for ev in events:
+                    await stream.ack(ev)
+
+            stages = {"take": take_wait_s(first, taken), "queue": started - taken}
+            return [_record(ev) for ev in events], ack, stages
+
+        processor = asyncio.ensure_future(process(next_events))
         try:
             async for events in take(stream, max_events, within_s, free):
                 if processor.done():  # only cancellation ends it; surface that

@@ -3,8 +3,10 @@
 The switch picks the transport; with it on, no consumer thread is started and the
 consumer runs on the app's loop with the worker's fetch settings. On the real broker,
 a worker with it on commits what it applied and, restarted, resumes from the committed
-offsets: it takes exactly the records sent while it was down, none again. The
-two-member rebalance and the kill -9 runs with it on are in tests/reliability.
+offsets: it takes exactly the records sent while it was down, none again. Both run
+with Faust's per-event delivery and with the batch delivery
+(``FRESHET_KAFKA_BATCH_DELIVERY``, ``streams.runtime.faust_batches``). The two-member
+rebalance and the kill -9 runs with them on are in tests/reliability.
 """
 
 from __future__ import annotations
@@ -98,10 +100,14 @@ def _committed(settings: Settings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+BATCHES = pytest.mark.parametrize("batches", [False, True], ids=["events", "batch-delivery"])
+
+
 @pytest.mark.services
 @pytest.mark.slow
+@BATCHES
 def test_a_worker_on_the_loop_consumer_commits_and_resumes_from_its_commits(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, batches: bool
 ) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
     stream = StreamUnderTest.open(settings, PARTITIONS)
@@ -110,7 +116,11 @@ def test_a_worker_on_the_loop_consumer_commits_and_resumes_from_its_commits(
     first = Workload(workload.catalog, workload.events[:half], 0)
     second = Workload([], workload.events[half:], 0)
     log = tmp_path / "worker.log"
-    env = {"FRESHET_REALTIME": "false", "FRESHET_KAFKA_CONSUMER_ON_LOOP": "true"}
+    env = {
+        "FRESHET_REALTIME": "false",
+        "FRESHET_KAFKA_CONSUMER_ON_LOOP": "true",
+        "FRESHET_KAFKA_BATCH_DELIVERY": str(batches).lower(),
+    }
 
     port = free_port()
     worker = WorkerProcess(settings, log, FRESHET_METRICS_PORT=str(port), **env)
@@ -120,9 +130,9 @@ def test_a_worker_on_the_loop_consumer_commits_and_resumes_from_its_commits(
         stream.drain(producer, worker)
         ends = stream.ends()
         wait_for(lambda: _committed(settings, stream.topics.events) == ends, 30, "the commits")
-        assert "Kafka consumer of" in log.read_text() and "on the app's event loop" in (
-            log.read_text()
-        )
+        text = log.read_text()
+        assert "Kafka consumer of" in text and "on the app's event loop" in text
+        assert ("in chunks per fetch" in text) == batches
         assert sum(_events_taken(port).values()) == half
     finally:
         worker.stop()
@@ -151,7 +161,10 @@ def test_a_worker_on_the_loop_consumer_commits_and_resumes_from_its_commits(
 
 @pytest.mark.services
 @pytest.mark.slow
-def test_a_worker_stopped_in_order_commits_what_it_took(settings: Settings, tmp_path: Path) -> None:
+@BATCHES
+def test_a_worker_stopped_in_order_commits_what_it_took(
+    settings: Settings, tmp_path: Path, batches: bool
+) -> None:
     """With the commit timer out of reach (600 s), nothing is committed while the worker
     runs; stopped in order, the loop consumer commits every offset it acked."""
     settings = settings.with_(topic_partitions=PARTITIONS)
@@ -161,6 +174,7 @@ def test_a_worker_stopped_in_order_commits_what_it_took(settings: Settings, tmp_
         "FRESHET_REALTIME": "false",
         "FRESHET_KAFKA_CONSUMER_ON_LOOP": "true",
         "FRESHET_KAFKA_COMMIT_INTERVAL_S": "600",
+        "FRESHET_KAFKA_BATCH_DELIVERY": str(batches).lower(),
     }
     port = free_port()
     worker = WorkerProcess(settings, tmp_path / "worker.log", FRESHET_METRICS_PORT=str(port), **env)
