@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from bench.load_generator import Placed, SendReport
 from bench.stream_bench import curve_point, missing_fields, work_figures
 
 STAGE = 'freshet_stage_seconds_{}{{stage="{}"}}'
@@ -42,6 +43,10 @@ def paced() -> dict:
     return {
         "offered_rate": 10.0,
         "sustained_events_per_s": 9.9,
+        "reached_events_per_s": 9.8,
+        **SendReport(
+            [0, 100], [Placed(0, 0), Placed(1, 0)], 10.0, 2.0, 5, 0.01, 0.2, 0.5
+        ).figures(),
         "freshness_ms_all_events": {"p50": 12, "p99": 40, "p99.9": 41, "n": 20},
         "latency_ms_published_minus_event": {"p50": 11, "p99": 39, "p99.9": 40, "n": 19},
         "lists_seen": 19,
