@@ -52,13 +52,22 @@ def _applied_by(port: int) -> int:
     return int(float(found.group(1))) if found else 0
 
 
-@pytest.mark.parametrize("realtime", [False, True], ids=["state-only", "realtime"])
-def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: bool) -> None:
+@pytest.mark.parametrize(
+    ("realtime", "batches"),
+    [(False, False), (True, False), (True, True)],
+    ids=["state-only", "realtime", "realtime-batch-delivery"],
+)
+def test_kill_9_at_random_points(
+    settings: Settings, tmp_path: Path, realtime: bool, batches: bool
+) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
     stream = StreamUnderTest.open(settings, PARTITIONS)
     workload = build_workload(events=20_000, seed=21)
     assert len(workload.events) >= 20_000
-    env = {"FRESHET_REALTIME": str(realtime).lower()}  # default group settings
+    env = {  # default group settings; Faust's events or the batch delivery
+        "FRESHET_REALTIME": str(realtime).lower(),
+        "FRESHET_KAFKA_BATCH_DELIVERY": str(batches).lower(),
+    }
     log = tmp_path / "worker.log"
     pauses = seeded_pauses(seed=5, n=5, low=0.3, high=4.0)
     producer = PacedProducer(settings, workload, rate=450)
@@ -87,7 +96,8 @@ def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: b
     recommendations = stream.topics.recommendations
     lists = sum(end_offsets(settings.kafka_bootstrap, recommendations, PARTITIONS).values())
     FaultRecord(
-        fault=f"kill-9-x5-{'realtime' if realtime else 'state-only'}",
+        fault=f"kill-9-x5-{'realtime' if realtime else 'state-only'}"
+        + ("-batch-delivery" if batches else ""),
         audit=result,
         recovery_s=recoveries,
         notes="SIGKILL 5x at seeded random moments, restart at once, default settings (static "
@@ -100,8 +110,14 @@ def test_kill_9_at_random_points(settings: Settings, tmp_path: Path, realtime: b
         assert lists > 0  # the real-time path ran while being killed
 
 
-@pytest.mark.parametrize("on_loop", [False, True], ids=["consumer-thread", "consumer-on-loop"])
-def test_rebalance_under_load(settings: Settings, tmp_path: Path, on_loop: bool) -> None:
+@pytest.mark.parametrize(
+    ("on_loop", "batches"),
+    [(False, False), (True, False), (True, True)],
+    ids=["consumer-thread", "consumer-on-loop", "batch-delivery"],
+)
+def test_rebalance_under_load(
+    settings: Settings, tmp_path: Path, on_loop: bool, batches: bool
+) -> None:
     settings = settings.with_(topic_partitions=PARTITIONS)
     stream = StreamUnderTest.open(settings, PARTITIONS)
     marks = stream.marks
@@ -109,6 +125,7 @@ def test_rebalance_under_load(settings: Settings, tmp_path: Path, on_loop: bool)
     env = {  # default group settings; Faust's consumer thread or the app's loop
         "FRESHET_REALTIME": "false",
         "FRESHET_KAFKA_CONSUMER_ON_LOOP": str(on_loop).lower(),
+        "FRESHET_KAFKA_BATCH_DELIVERY": str(batches).lower(),
     }
     producer = PacedProducer(settings, workload, rate=700)
     recoveries: list[float] = []
@@ -143,9 +160,13 @@ def test_rebalance_under_load(settings: Settings, tmp_path: Path, on_loop: bool)
     result = stream.audit()
     where = "on the app's event loop" if on_loop else "on Faust's consumer thread"
     for log in ("a.log", "b.log"):
-        assert where in (tmp_path / log).read_text(errors="replace")
+        text = (tmp_path / log).read_text(errors="replace")
+        assert where in text
+        assert ("in chunks per fetch" in text) == batches
     FaultRecord(
-        fault="rebalance-join-then-leave" + ("-consumer-on-loop" if on_loop else ""),
+        fault="rebalance-join-then-leave"
+        + ("-consumer-on-loop" if on_loop else "")
+        + ("-batch-delivery" if batches else ""),
         audit=result,
         recovery_s=recoveries,
         notes="2 workers, 1 group, 4 partitions: B joins mid-stream, A stops (SIGTERM) "
