@@ -8,8 +8,11 @@ batch's counts). The no-op takes ``noack_take`` batches and acks each event. Bot
 in a fresh subprocess on a pre-produced topic, alternated, with the worker's collector
 setting (``tune_collector``) in the agent's process as in the worker. What the worker
 costs per event beyond the agent's figure is its handler (decode, Redis, rules).
+``--batch-delivery`` runs the agent a second time in each turn with the batch delivery
+(``FRESHET_KAFKA_BATCH_DELIVERY``: a fetch's records handed over per partition, no Faust
+event per record); the ratio's denominator stays Faust's own no-op.
 
-    .venv/bin/python -m bench.agent_overhead --events 40000 --pairs 2
+    .venv/bin/python -m bench.agent_overhead --events 40000 --pairs 2 [--batch-delivery]
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from bench.host import cpu_model
 from freshet.settings import Settings
 
 
-def child(bootstrap: str, prefix: str, home: Path, events: int, within_s: float) -> None:
+def child(
+    bootstrap: str, prefix: str, home: Path, events: int, within_s: float, batches: bool = False
+) -> None:
     """Run the batch agent with an empty handler until ``events`` records are acked."""
     import faust
 
@@ -41,8 +46,9 @@ def child(bootstrap: str, prefix: str, home: Path, events: int, within_s: float)
     from streams.runtime.worker import tune_collector
 
     settings = Settings.from_env(
-        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=4, home=home
-    )
+        {}, kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=4, home=home,
+        kafka_batch_delivery=batches,
+    )  # fmt: skip
     app = create_app(settings, app_id=f"{prefix}-agent")
     sizes: list[int] = []
     started: list[float] = []
@@ -70,7 +76,9 @@ def child(bootstrap: str, prefix: str, home: Path, events: int, within_s: float)
     faust.Worker(app, loglevel="warning").execute_from_commandline()
 
 
-def agent_row(bootstrap: str, home: Path, prefix: str, events: int, seed: int) -> dict[str, Any]:
+def agent_row(
+    bootstrap: str, home: Path, prefix: str, events: int, seed: int, batches: bool = False
+) -> dict[str, Any]:
     """Pre-produce ``events``, then time the agent on them in a fresh process."""
     from bench.ingest_bench import produce
 
@@ -79,6 +87,8 @@ def agent_row(bootstrap: str, home: Path, prefix: str, events: int, seed: int) -
     )
     produced = produce(settings, events, 20_000, 10_000, seed=seed)
     argv = [sys.executable, "-m", "bench.agent_overhead", f"--events={produced}", "--child"]
+    if batches:
+        argv.insert(-1, "--batch-delivery")
     proc = subprocess.run(
         [*argv, bootstrap, prefix, str(home), str(settings.batch_max_ms / 1000.0)],
         capture_output=True,
@@ -97,11 +107,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--pairs", type=int, default=2, help="no-op, agent pairs, alternated")
+    parser.add_argument("--batch-delivery", action="store_true", help="also the batch delivery")
     parser.add_argument("--child", nargs=4, metavar=("BOOTSTRAP", "PREFIX", "HOME", "WITHIN"))
     args = parser.parse_args()
     if args.child:
         boot, prefix, home, within = args.child
-        child(boot, prefix, Path(home), args.events, float(within))
+        child(boot, prefix, Path(home), args.events, float(within), args.batch_delivery)
         return
 
     from freshet.services.kafka_local import LocalKafka
@@ -119,6 +130,9 @@ def main() -> None:
                 rows.append(
                     ("batch agent", agent_row(boot, home, f"ao{os.getpid()}a{i}", args.events, i))
                 )
+                if args.batch_delivery:
+                    pre = f"ao{os.getpid()}b{i}"
+                    rows.append(("batch dlvry", agent_row(boot, home, pre, args.events, i, True)))
         finally:
             kafka.stop()
 
@@ -133,6 +147,11 @@ def main() -> None:
             f"  {name:12s} {r['events_per_s']:10,.0f} {r['batches']:9,}"
             f" {r['median_batch']:13.0f} {r['cpu_ms_per_event']:13.4f} {r['cores']:6.2f}"
         )
+    noop = [r["events_per_s"] for name, r in rows if name == "faust no-op"]
+    for name in ("batch agent", "batch dlvry"):
+        rates = [r["events_per_s"] for n, r in rows if n == name]
+        if rates and noop:
+            print(f"  {name}: {sum(rates) / sum(noop):.2f} of Faust's no-op (mean of turns)")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ offers them events at a fixed rate, as the stream bench's curve does:
   the same with the worker's consumer on the app's event loop
   (``FRESHET_KAFKA_CONSUMER_ON_LOOP``, ``streams.runtime.faust_loop_consumer``) instead of
   Faust's consumer thread;
+- ``agent-noop-batch``, ``agent-publish-batch``, ``agent-redis-batch``: the loop modes with
+  the batch delivery (``FRESHET_KAFKA_BATCH_DELIVERY``, ``streams.runtime.faust_batches``):
+  a fetch's records go to the agent per partition, no Faust event per record;
 - ``raw-consume``: a bare aiokafka consumer (assigned, no group) reading the topic;
 - ``raw-pipe``: the bare consumer, and each record produced to a second topic (acks
   all) and awaited.
@@ -51,7 +54,14 @@ RESULT = "FLOOR-RESULT "
 READY = "FLOOR-READY"
 FAUST_MODES = ("faust-ack", "agent-noop", "agent-publish", "agent-redis")
 LOOP = "-loop"  # a Faust mode with this suffix runs the consumer on the app's loop
-MODES = (*FAUST_MODES, *(m + LOOP for m in FAUST_MODES), "raw-consume", "raw-pipe")
+BATCH = "-batch"  # ... on the app's loop, with the batch delivery
+MODES = (
+    *FAUST_MODES,
+    *(m + LOOP for m in FAUST_MODES),
+    *(m + BATCH for m in FAUST_MODES[1:]),
+    "raw-consume",
+    "raw-pipe",
+)
 PING = b"ping"
 
 
@@ -193,7 +203,8 @@ def child(mode: str, bootstrap: str, prefix: str, home: Path, args: argparse.Nam
         topic_partitions=args.partitions,
         home=home,
         redis_url=args.redis_url,
-        kafka_consumer_on_loop=mode.endswith(LOOP),
+        kafka_consumer_on_loop=mode.endswith((LOOP, BATCH)),
+        kafka_batch_delivery=mode.endswith(BATCH),
     )
     events = args.events
     topics = Topics(prefix)
@@ -201,7 +212,7 @@ def child(mode: str, bootstrap: str, prefix: str, home: Path, args: argparse.Nam
     if mode.startswith("raw"):
         asyncio.run(_raw_child(mode, settings, topics.events, topics.recommendations, clock))
     else:
-        shell = mode.removesuffix(LOOP)
+        shell = mode.removesuffix(LOOP).removesuffix(BATCH)
         _faust_child(shell, settings, topics.events, topics.recommendations, clock, args.commit_s)
 
 
