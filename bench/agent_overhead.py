@@ -147,11 +147,11 @@ def main() -> None:
             f"  {name:12s} {r['events_per_s']:10,.0f} {r['batches']:9,}"
             f" {r['median_batch']:13.0f} {r['cpu_ms_per_event']:13.4f} {r['cores']:6.2f}"
         )
-    noop = [r["events_per_s"] for name, r in rows if name == "faust no-op"]
+    ceilings = [r["events_per_s"] for n, r in rows if n == "faust no-op"]
     for name in ("batch agent", "batch dlvry"):
         rates = [r["events_per_s"] for n, r in rows if n == name]
-        if rates and noop:
-            print(f"  {name}: {sum(rates) / sum(noop):.2f} of Faust's no-op (mean of turns)")
+        if rates and ceilings:
+            print(f"  {name}: {sum(rates) / sum(ceilings):.2f} of Faust's no-op (mean of turns)")
 
 
 if __name__ == "__main__":
