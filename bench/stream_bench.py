@@ -166,6 +166,7 @@ class WorkerProc:
         import redis
 
         self.redis = redis.Redis.from_url(settings.redis_url)  # one client for every scrape
+        self.scrapes = 0  # of the endpoint: each costs the worker about 3 ms of CPU
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "freshet.cli", "worker"],
             env=env,
@@ -201,7 +202,12 @@ class WorkerProc:
         if self.proc.poll() is not None:
             raise RuntimeError(f"worker exited; see {self.log}")
         out = read_metrics(self.port)
+        self.scrapes += 1
+        # The endpoint is read first, so a window between two scrapes holds the
+        # exposition of its closing scrape and of every scrape in between.
+        out["worker_scrapes"] = float(self.scrapes)
         out["worker_cpu_seconds"] = self.cpu_seconds()
+        out["worker_kernel_cpu_seconds"] = cpu_seconds_of(self.proc.pid, kernel_only=True)
         with contextlib.suppress(OSError):  # the event loop's thread: the process's first
             out["worker_loop_cpu_seconds"] = cpu_seconds_of(self.proc.pid, self.proc.pid)
         out["wall_seconds"] = time.monotonic()
@@ -233,13 +239,14 @@ class WorkerProc:
         self.redis.close()
 
 
-def cpu_seconds_of(pid: int, thread: int | None = None) -> float:
+def cpu_seconds_of(pid: int, thread: int | None = None, kernel_only: bool = False) -> float:
     """User plus system CPU a process has used so far, all threads (``/proc``); with
-    ``thread``, that thread's alone."""
+    ``thread``, that thread's alone; ``kernel_only``: the system part alone."""
     where = f"/proc/{pid}" if thread is None else f"/proc/{pid}/task/{thread}"
     stat = Path(f"{where}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()  # after the command name
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def applied(m: dict[str, float]) -> float:
@@ -336,6 +343,11 @@ def work_figures(before: dict[str, float], after: dict[str, float], events: int)
         # clients, a small batch's scoring) apart from the others (Faust's consumer
         # thread with aiokafka's fetches, the scoring thread, ONNX Runtime's threads).
         "worker_loop_thread_cpu_ms_per_event": 1000.0 * delta("worker_loop_cpu_seconds") / events,
+        # Of the worker's CPU, the kernel's (socket sends to Redis and the broker, the
+        # wake-ups of their processes, epoll), and the bench's reads of ``/metrics``
+        # inside the window (each about 3 ms of the worker's CPU: bench.light_load_costs).
+        "worker_kernel_cpu_ms_per_event": 1000.0 * delta("worker_kernel_cpu_seconds") / events,
+        "worker_scrapes": delta("worker_scrapes"),
         "kafka_cpu_ms_per_1k_events": 1e6 * delta("kafka_cpu_seconds") / events
         if "kafka_cpu_seconds" in after
         else float("nan"),
@@ -727,6 +739,8 @@ CURVE_FIELDS = (
     "kafka_cpu_ms_per_1k_events",
     "stage_ms_per_micro_batch",
     "worker_loop_thread_cpu_ms_per_event",
+    "worker_kernel_cpu_ms_per_event",
+    "worker_scrapes",
     "encoder_ms_per_micro_batch",
     "recommend_ms_per_micro_batch",
     "micro_batches_scored",
@@ -1283,7 +1297,9 @@ def _print(report: dict[str, Any]) -> None:
             f"encoder {w['encoder_ms_per_micro_batch']:.2f} ms and re-rank "
             f"{w['recommend_ms_per_micro_batch']:.2f} ms per micro-batch "
             f"({w['micro_batches_scored']:,} scored); worker CPU "
-            f"{w['worker_cpu_ms_per_event']:.3f} ms/event; {w['lists_published']:,.0f} lists"
+            f"{w['worker_cpu_ms_per_event']:.3f} ms/event (kernel "
+            f"{w['worker_kernel_cpu_ms_per_event']:.3f}; {w['worker_scrapes']:.0f} scrapes of"
+            f" /metrics); {w['lists_published']:,.0f} lists"
         )
         print(
             f"  {name:<9} Redis bytes/event in {w['redis_bytes_in_per_event']:,.0f}, out "

@@ -33,6 +33,29 @@ def test_work_figures_known_answers() -> None:
     assert math.isnan(w["stage_ms_per_micro_batch"]["score"])  # never observed
 
 
+def test_kernel_cpu_and_scrapes_inside_the_window() -> None:
+    before = {**scrape(0.0, 1.0, 0.0, 0, 0), "worker_kernel_cpu_seconds": 0.5}
+    after = {**scrape(10.0, 2.0, 0.0, 0, 0), "worker_kernel_cpu_seconds": 0.9}
+    before["worker_scrapes"], after["worker_scrapes"] = 3.0, 7.0
+    w = work_figures(before, after, events=100)
+    assert w["worker_kernel_cpu_ms_per_event"] == 4.0  # 0.4 s of 1 s over 100 events
+    assert w["worker_scrapes"] == 4.0  # the closing scrape and the three in between
+    point = curve_point({**paced(), **w}, 100)
+    assert point["worker_kernel_cpu_ms_per_event"] == 4.0 and point["worker_scrapes"] == 4.0
+
+
+def test_kernel_cpu_is_part_of_the_process_cpu() -> None:
+    import os
+
+    from bench.stream_bench import cpu_seconds_of
+
+    for _ in range(200):  # a little of both: system calls and arithmetic
+        os.stat("/")
+        sum(range(10_000))
+    total, kernel = cpu_seconds_of(os.getpid()), cpu_seconds_of(os.getpid(), kernel_only=True)
+    assert 0.0 <= kernel <= total
+
+
 def test_unwatched_kafka_is_nan_not_missing() -> None:
     w = work_figures(scrape(0.0, 0.0, None, 0, 0), scrape(1.0, 0.1, None, 0, 0), events=10)
     assert "cores_kafka" in w and math.isnan(w["cores_kafka"])
