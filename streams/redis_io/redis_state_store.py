@@ -54,10 +54,15 @@ from streams.redis_io.keyspace import Keyspace
 # packing and our building of the arguments cost per argument, in Python, and Redis
 # pays per command a script calls. P's sums are the ones ZINCRBY and HINCRBY would
 # store: the old value read exactly (ZMSCORE's reply has 17 digits), one IEEE addition,
-# and the sum handed back as a number, which redis.call writes with 17 digits. Every
-# fence is checked before anything is written, so a stale partition leaves the whole
-# call without effect. Returns nil once applied, or "<fence index>:<stored watermark>"
-# for the first fence that does not hold.
+# and the sum handed back as a number, which redis.call writes with 17 digits. A count
+# is summed in Lua (a double) only when its stored value is an integer of at most 15
+# characters, so the sum is below 2^53 and written as plain digits; any other value
+# goes to HINCRBY, which adds in int64 and refuses what it refuses (not an integer, an
+# overflow). In Lua a count of 2^53 + 1 read back as 2^53, and one of 1e17 was written
+# "1e+17" (tests/streams/test_popularity_write.py). Every fence is checked before
+# anything is written, so a stale partition leaves the whole call without effect.
+# Returns nil once applied, or "<fence index>:<stored watermark>" for the first fence
+# that does not hold.
 _FENCED_WRITE = """
 local function popularity(tkey, ckey, n, joined, incs, counts)
   local items, from = {}, 1
@@ -73,25 +78,27 @@ local function popularity(tkey, ckey, n, joined, incs, counts)
     local have = redis.call('HMGET', ckey, unpack(items, lo, lo + m - 1))
     local inc = {struct.unpack('<' .. string.rep('d', m), incs, 8 * (lo - 1) + 1)}
     local cnt = {struct.unpack('<' .. string.rep('i4', m), counts, 4 * (lo - 1) + 1)}
-    local z, h = {}, {}
+    local z, h, nh = {}, {}, 0
     for j = 1, m do
       local item, score, v = items[lo + j - 1], scores[j], inc[j]
       if score then
         v = tonumber(score) + v
       end
       z[2 * j - 1], z[2 * j] = v, item
-      local c = cnt[j]
-      if have[j] then
-        local old = tonumber(have[j])
-        if not old or old % 1 ~= 0 then
-          error('ERR hash value is not an integer')
+      local c, old = cnt[j], have[j]
+      if old and not (#old <= 15 and (old == '0' or string.find(old, '^%-?[1-9]%d*$'))) then
+        redis.call('HINCRBY', ckey, item, c)
+      else
+        if old then
+          c = tonumber(old) + c
         end
-        c = old + c
+        h[nh + 1], h[nh + 2], nh = item, c, nh + 2
       end
-      h[2 * j - 1], h[2 * j] = item, c
     end
     redis.call('ZADD', tkey, unpack(z))
-    redis.call('HSET', ckey, unpack(h))
+    if nh > 0 then
+      redis.call('HSET', ckey, unpack(h))
+    end
   end
 end
 

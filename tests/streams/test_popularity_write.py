@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.exceptions import ResponseError
 
 from streams.core.state_rules import PopularityDelta
 from streams.core.state_store import PartitionWrite
@@ -116,3 +117,37 @@ def test_the_odd_deltas_still_store_as_before(redis_url: str) -> None:
     packed, per_item = both_forms(redis_url, writes)
     assert packed == per_item
     assert packed[1] == {b"a": str(2**31 + 2).encode(), b"b": b"2"}  # type: ignore[index]
+
+
+# Counts the packed group adds to, at the edges of a double's exact integers (2^53), of
+# the 17 significant digits Redis 7.0 formats a Lua number with (1e17 came back as
+# "1e+17", which HINCRBY and the counts reader refuse), and of int64.
+BIG = [2**53 - 1, 2**53, 2**53 + 1, 10**17 - 1, 10**17, 123456789012345678, 2**62, 2**63 - 2**31]
+
+
+@pytest.mark.parametrize("old", BIG)
+@pytest.mark.parametrize("inc", [1, 2, 2**31 - 1])
+def test_large_counts_add_exactly(redis_url: str, old: int, inc: int) -> None:
+    """A count past int32 goes per item (HINCRBY); the next batch's packed count adds
+    to it: the sum is exact, as HINCRBY gives it, never a rounded or exponent form."""
+    writes = [
+        PartitionWrite(0, 0, T0, popularity=PopularityDelta({"a": old}, {"a": 1.0})),
+        PartitionWrite(
+            0, 1, T0, popularity=PopularityDelta({"a": inc, "b": 3}, {"a": 1.0, "b": 1.0})
+        ),
+    ]
+    assert packed_popularity(writes[1].popularity) is not None  # the P group carries it
+    packed, per_item = both_forms(redis_url, writes)
+    assert packed[1] == {b"a": str(old + inc).encode(), b"b": b"3"}  # type: ignore[index]
+    assert packed == per_item
+
+
+def test_a_count_past_int64_is_refused_as_hincrby_refuses_it(redis_url: str) -> None:
+    """HINCRBY errors on overflow; the packed group must not store a float instead."""
+    writes = [
+        PartitionWrite(0, 0, T0, popularity=PopularityDelta({"a": 2**63 - 2}, {"a": 1.0})),
+        PartitionWrite(0, 1, T0, popularity=PopularityDelta({"a": 5}, {"a": 1.0})),
+    ]
+    for packed in (True, False):
+        with pytest.raises(ResponseError, match="overflow"):
+            asyncio.run(stored(redis_url, writes, packed))
