@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
@@ -22,6 +23,22 @@ FloatArray = npt.NDArray[np.float32]
 
 SMALL_PAGES_FROM = 1 << 22  # bytes: numpy advises huge pages from 4 MiB
 UNIT_CHUNK = 8192  # rows normalised at a time (2 MiB of vectors at dim 64)
+COLUMNS = ("_vectors", "_unit", "_category", "_popularity", "_first_seen", "_removed")
+FILLS = {"_category": -1, "_first_seen": np.nan}  # what a new row holds (else 0)
+GROWTH_REDO_MAX = 4096
+"""Rows written during a growth's copy that ``adopt`` copies again; past it, adopting
+refuses (prepare it again), so its cost under the scoring lock is bounded."""
+
+
+@dataclass(frozen=True)
+class Growth:
+    """A catalog's columns copied with more room (``ItemCatalog.grown``), and the rows
+    written to the catalog since the copy began (``journal``), which ``adopt`` copies
+    again."""
+
+    capacity: int
+    columns: dict[str, npt.NDArray[Any]]
+    journal: list[tuple[tuple[str, ...], npt.NDArray[np.int64]]]
 
 
 def _zeroed(shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
@@ -38,6 +55,16 @@ def _zeroed(shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
     if nbytes < SMALL_PAGES_FROM:
         return np.zeros(shape, dtype)
     return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)
+
+
+def _widened(old: npt.NDArray[Any], cap: int, name: str) -> npt.NDArray[Any]:
+    """``old`` copied into a column of ``cap`` rows, the rows past it as new rows hold."""
+    new = _zeroed((cap, *old.shape[1:]), old.dtype)
+    fill = FILLS.get(name, 0)
+    if fill:
+        new[old.shape[0] :] = fill
+    new[: old.shape[0]] = old
+    return new
 
 
 def _copy_with_units(src: FloatArray, vectors: FloatArray, units: FloatArray) -> None:
@@ -122,6 +149,7 @@ class ItemCatalog:
         self._ids_array = np.asarray(self.ids, dtype=np.str_)
         self._popularity_version = 0
         self._head: tuple[int, npt.NDArray[np.bool_]] | None = None
+        self._journal: list[tuple[tuple[str, ...], npt.NDArray[np.int64]]] | None = None
 
     @property
     def size(self) -> int:
@@ -147,14 +175,52 @@ class ItemCatalog:
     def _grow(self, need: int = 0) -> None:
         """Capacity for at least half as many rows again, and for ``need`` if that is more."""
         self._cap = max(self._cap + self._cap // 2, need)
-        for name in ("_vectors", "_unit", "_category", "_popularity", "_first_seen", "_removed"):
-            old = getattr(self, name)
-            fill = {"_category": -1, "_first_seen": np.nan}.get(name, 0)
-            new = _zeroed((self._cap, *old.shape[1:]), old.dtype)
-            if fill:
-                new[old.shape[0] :] = fill
-            new[: old.shape[0]] = old
-            setattr(self, name, new)
+        for name in COLUMNS:
+            setattr(self, name, _widened(getattr(self, name), self._cap, name))
+
+    @property
+    def room(self) -> int:
+        """Rows that can be appended before the columns must grow."""
+        return self._cap - self.size
+
+    def grown(self, need: int) -> Growth:
+        """The columns copied with room for ``need`` rows; this catalog is only read.
+
+        The copy is the catalog-sized work of a growth, done off the scoring lock (numpy
+        copies release the GIL); ``adopt`` then swaps the copies in. Rows written while
+        it copies (vectors placed while serving, popularity counts) are noted and copied
+        again there.
+        """
+        journal: list[tuple[tuple[str, ...], npt.NDArray[np.int64]]] = []
+        self._journal = journal  # before the copy: a write during it is noted
+        cap = max(self._cap + self._cap // 2, need)
+        columns = {name: _widened(getattr(self, name), cap, name) for name in COLUMNS}
+        return Growth(cap, columns, journal)
+
+    def adopt(self, growth: Growth) -> bool:
+        """Serve ``growth``'s columns: swaps references and copies again the rows written
+        since its copy began (at most ``GROWTH_REDO_MAX``). False, changing nothing, if
+        more were, if a later ``grown`` replaced it, or if the rows outgrew it."""
+        if growth.journal is not self._journal or growth.capacity < self.size:
+            return False
+        self._journal = None
+        for names, rows in growth.journal:
+            for name in names:
+                growth.columns[name][rows] = getattr(self, name)[rows]
+        for name, column in growth.columns.items():
+            setattr(self, name, column)
+        self._cap = growth.capacity
+        self._table = None  # its views are of the old columns
+        self.version += 1
+        return True
+
+    def _note(self, names: tuple[str, ...], rows: npt.NDArray[np.int64]) -> None:
+        """Note rows written while a growth is copied (``grown``); past
+        ``GROWTH_REDO_MAX`` rows the growth is dropped (``adopt`` refuses it)."""
+        if self._journal is not None:
+            self._journal.append((names, np.array(rows, np.int64).ravel()))
+            if sum(r.size for _, r in self._journal) > GROWTH_REDO_MAX:
+                self._journal = None
 
     def upsert(
         self, item_id: str, vector: npt.ArrayLike | None, category: str | None, first_seen_ms: int
@@ -233,6 +299,7 @@ class ItemCatalog:
         vecs = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         self._vectors[rows] = vecs
         self._unit[rows] = unit_rows(vecs)
+        self._note(("_vectors", "_unit"), rows)
 
     def remove(self, item_id: str) -> int | None:
         """Mark an item removed (never recommended again); returns its row if known."""
@@ -271,6 +338,7 @@ class ItemCatalog:
         if not known.any():  # nothing to change: the snapshot stays valid
             return
         self._popularity[rows[known]] = values[known]
+        self._note(("_popularity",), rows[known])
         self._popularity_version += 1  # only the popularity columns change
 
     def vectors(self) -> FloatArray:

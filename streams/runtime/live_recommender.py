@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
@@ -22,6 +23,7 @@ from streams.core.catalog import CATALOG_LOG_PAGE, CatalogRecord, CatalogSnapsho
 from streams.core.catalog_image import ImageParts, all_records, capture
 from streams.core.copy_on_write import (
     catch_up,
+    keep_records,
     prepare_catalog,
     prepare_covisit,
     prepare_index,
@@ -183,7 +185,14 @@ class LiveRecommender:
                 # What the swap replaces is freed after the lock: the old co-visitation
                 # table alone is hundreds of MB at 100k items, and freeing it inside
                 # the hold cost ~1.5 ms of CPU (bench/housekeeping_bench.py).
-                retired = (scorer.bundle, scorer.catalog, scorer.index, scorer.covisit)
+                retired = (
+                    scorer.bundle,
+                    scorer.catalog,
+                    scorer.index,
+                    scorer.covisit,
+                    scorer.seen_rows,
+                    scorer.new_item_vectors,  # these two are replaced, not cleared
+                )
                 async with self._housekeeping("bundle"):
                     if len(late) == done:
                         swap_bundle(scorer, bundle, catalog, index, remap, renumbered)
@@ -268,13 +277,19 @@ class LiveRecommender:
                 for i, part in enumerate(page.chunks):
                     async with self._housekeeping("catalog"):
                         change = write_chunk(scorer, page, i)
-                        if change is None:
-                            break
-                        done += len(part)
-                        self.catalog_cursor = changes[done - 1][0] or self.catalog_cursor
-                        if self._late is not None:
-                            self._late.extend(part)
-                        self._index_debt.append(change)
+                        if change is not None:
+                            done += len(part)
+                            self.catalog_cursor = changes[done - 1][0] or self.catalog_cursor
+                            if self._late is not None:
+                                self._late.extend(part)
+                            self._index_debt.append(change)
+                    if change is None:
+                        break
+                    keep_records(scorer, part)  # no await since the hold: one step
+                    # The loop takes its turn between chunks: without it a page's
+                    # holds ran back to back in one step, and a batch could not even
+                    # queue for the lock in between.
+                    await asyncio.sleep(0)
             await self._follow_index()
         return len(records)
 
@@ -318,13 +333,27 @@ class LiveRecommender:
     @contextlib.asynccontextmanager
     async def _housekeeping(self, duty: str) -> AsyncIterator[None]:
         """The scoring lock, held by housekeeping only to swap (``copy_on_write``); how
-        long ``duty`` held it is recorded (``LiveStats.lock_hold_ms``)."""
-        async with self._lock:
-            start = time.perf_counter()
-            try:
-                yield
-            finally:
-                self.scorer.stats.lock_hold_ms.append((duty, (time.perf_counter() - start) * 1e3))
+        long ``duty`` held it is recorded (``LiveStats.lock_hold_ms``).
+
+        The collector waits while it is held (the body never awaits): a collection due
+        at an allocation in the hold runs at the first one after it, off the lock. A
+        young pass walks up to ``YOUNG_COLLECTION_EVERY`` objects and an older one ten
+        times as many, which would cost a hold whose own work is a chunk's.
+        """
+        collecting = False  # read under the lock: another hold may have it off
+        try:
+            async with self._lock:
+                collecting = gc.isenabled()
+                gc.disable()
+                start = time.perf_counter()
+                try:
+                    yield
+                finally:
+                    held = (time.perf_counter() - start) * 1e3
+                    self.scorer.stats.lock_hold_ms.append((duty, held))
+        finally:
+            if collecting:
+                gc.enable()
 
     async def _changed(self, name: str) -> Hashable:
         """The change token now, or ``_UNCHANGED`` if ``name`` last synced at this one. It

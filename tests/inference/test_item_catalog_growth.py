@@ -1,0 +1,91 @@
+"""The catalog's columns grown off the scoring lock (``grown``) and swapped in (``adopt``).
+
+A growth copies every column while the catalog keeps serving; vectors placed and counts
+written meanwhile must not be lost when the copies are swapped in, and a growth that
+went stale must change nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference import item_catalog
+from inference.item_catalog import ItemCatalog
+
+D = 4
+
+
+def _catalog(n: int = 6) -> ItemCatalog:
+    rng = np.random.default_rng(0)
+    return ItemCatalog(
+        [f"i{r}" for r in range(n)],
+        rng.normal(size=(n, D)).astype(np.float32),
+        categories=[f"c{r % 2}" for r in range(n)],
+        popularity=np.arange(n, dtype=np.float32),
+        first_seen_ms=np.arange(n, dtype=np.float64) * 10,
+        spare=0,
+    )
+
+
+def _columns(cat: ItemCatalog) -> dict[str, np.ndarray]:
+    t = cat.table(1_000)
+    return {
+        "vectors": t.vectors.copy(),
+        "unit": cat._unit[: cat.size].copy(),
+        "categories": t.categories.copy(),
+        "popularity": t.popularity.copy(),
+        "age": t.age_s.copy(),
+        "removed": t.removed.copy(),
+    }
+
+
+def test_adopted_columns_serve_the_same_rows_with_room_for_more() -> None:
+    cat = _catalog()
+    before = _columns(cat)
+    assert cat.room == 16  # the least spare a catalog keeps
+    growth = cat.grown(cat.size + 100)
+    assert cat.room == 16  # preparing changes nothing served
+    assert cat.adopt(growth)
+    assert cat.room == 100 and growth.capacity == 106
+    for name, column in _columns(cat).items():
+        np.testing.assert_array_equal(column, before[name], err_msg=name)
+    rows = cat.append([f"n{i}" for i in range(100)])  # fits: nothing grows under a hold
+    assert rows.tolist() == list(range(6, 106)) and cat.room == 0
+    t = cat.table(1_000)
+    assert (t.categories[6:] == -1).all() and np.isinf(t.age_s[6:]).all()
+    assert not t.vectors[6:].any() and not t.removed.any()
+
+
+def test_writes_made_while_the_columns_are_copied_survive_the_swap() -> None:
+    cat = _catalog()
+    growth = cat.grown(cat.size + 10)
+    placed = np.full((2, D), 3.0, np.float32)
+    cat.place_vectors(np.array([1, 4]), placed)  # a scoring call, during the copy
+    cat.set_popularity_rows(np.array([0, 5, -1]), np.array([50, 55, 99], np.float32))
+    assert cat.adopt(growth)
+    t = cat.table(1_000)
+    np.testing.assert_array_equal(t.vectors[[1, 4]], placed)
+    np.testing.assert_allclose(cat._unit[[1, 4]], 0.5)  # (3,3,3,3) / 6
+    assert t.popularity.tolist() == [50, 1, 2, 3, 4, 55]
+    cat.place_vectors(np.array([2]), placed[:1])  # after the swap: the new columns
+    assert (cat.table(1_000).vectors[2] == 3.0).all()
+
+
+def test_a_stale_growth_is_refused_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    cat = _catalog()
+    first = cat.grown(cat.size + 10)
+    second = cat.grown(cat.size + 20)
+    assert not cat.adopt(first)  # replaced by a later growth
+    assert cat.room == 16
+    monkeypatch.setattr(item_catalog, "GROWTH_REDO_MAX", 3)
+    before = _columns(cat)
+    cat.set_popularity_rows(np.arange(4), np.full(4, 9, np.float32))  # 4 rows > 3
+    assert not cat.adopt(second)  # too much to copy again under the lock
+    assert cat.room == 16
+    after = _columns(cat)
+    assert after["popularity"].tolist() == [9, 9, 9, 9, 4, 5]
+    np.testing.assert_array_equal(after["vectors"], before["vectors"])
+    third = cat.grown(cat.size + 20)  # prepared again, it goes in
+    assert cat.adopt(third) and cat.room == 33 - 6  # half as much again: more than asked
+    assert cat.table(1_000).popularity.tolist() == [9, 9, 9, 9, 4, 5]
