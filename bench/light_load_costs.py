@@ -6,8 +6,11 @@ against the way it was, alternating, on the same model-free scorer (no services)
 - **scoring hop**: the hop to a worker thread and back (the pool's wake-up, the GIL
   passed twice, the loop woken through its self-pipe) that ``LiveRecommender`` skips for
   a small batch after a pause (``INLINE_IDLE_S``), against none.
-- **batch metrics**: ``WorkerMetrics.observe_events`` with the running totals mirrored
-  per batch (as it was) against mirrored when the registry is read.
+- **batch metrics**: a batch's figures observed into the histograms and counters as it
+  ends (``WorkerMetrics.observe_batch``, as it was) against queued for the next read
+  (``observe_events``); ``--gap-ms`` sleeps between calls, as a worker at 10 ev/s idles.
+- **a scrape**: the worker's CPU for one read of ``/metrics`` over HTTP (its registry
+  with every stage and duty observed), read by another process, ``--scrapes`` times.
 - **trailing-edge timer**: the debounce flush ticking every 50 ms with nothing owed
   (as it was) against waiting in ``LiveRecommender.owing``: CPU per second of idle.
 
@@ -83,8 +86,8 @@ async def scoring_hop(rounds: int) -> tuple[float, float]:
     return statistics.median(thread), statistics.median(loop)
 
 
-def batch_metrics(live: Any, rounds: int) -> tuple[float, float]:
-    """Median CPU seconds of one batch's metrics: (mirrored per batch, at reads)."""
+def batch_metrics(live: Any, rounds: int, gap_s: float = 0.0) -> tuple[float, float]:
+    """Median CPU seconds of one batch's metrics: (observed as it ends, queued)."""
     from streams.core.ingest import STAGES, BatchStats
     from streams.runtime.metrics import WorkerMetrics
 
@@ -92,19 +95,53 @@ def batch_metrics(live: Any, rounds: int) -> tuple[float, float]:
     now_ms = int(time.time() * 1000)
     old: list[float] = []
     new: list[float] = []
-    for _ in range(rounds):
-        for out, mirror in ((old, True), (new, False)):
-            live.scorer.stats.encoder_ms.append(0.3)
-            live.scorer.stats.recommend_ms.append(1.2)
+    for i in range(rounds):
+        for out, queued in ((old, False), (new, True)):
             stats = BatchStats(records=1, applied=1, published=1)
             stats.published_source_ts_ms = [now_ms - 10]
             stats.stages_s = dict.fromkeys(STAGES, 0.001)
+            time.sleep(gap_s)
             c = time.process_time()
-            metrics.observe_events(stats)
-            if mirror:
-                metrics.collect()
+            if queued:
+                metrics.observe_events(stats)
+            else:
+                metrics.observe_batch(stats)
             out.append(time.process_time() - c)
+        if i % 50 == 49:
+            metrics.collect()  # the reader: what was queued goes into the metrics
     return statistics.median(old), statistics.median(new)
+
+
+def scrape_cpu(scrapes: int, gap_s: float) -> float:
+    """CPU seconds of this process per read of its ``/metrics`` by another process."""
+    import subprocess
+    import sys
+
+    from streams.core.ingest import STAGES, BatchStats
+    from streams.runtime.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    port = metrics.serve(0, "127.0.0.1")
+    try:
+        for duty in ("bundle", "catalog", "trending", "popularity"):
+            metrics.lock_hold.labels(duty).observe(0.0001)
+        for _ in range(100):
+            metrics.observe_events(
+                BatchStats(
+                    applied=1, published_source_ts_ms=[1], stages_s=dict.fromkeys(STAGES, 1e-3)
+                )
+            )
+        reader = (
+            "import time, urllib.request\n"
+            f"for _ in range({scrapes}):\n"
+            f"    urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read()\n"
+            f"    time.sleep({gap_s})\n"
+        )
+        c = time.process_time()
+        subprocess.run([sys.executable, "-c", reader], check=True)
+        return (time.process_time() - c) / scrapes
+    finally:
+        metrics.close()
 
 
 async def idle_timer(live: Any, seconds: float) -> tuple[float, float]:
@@ -140,11 +177,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=400, help="calls per path")
     parser.add_argument("--idle-s", type=float, default=10.0, help="seconds per timer path")
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="idle between metrics calls")
+    parser.add_argument("--scrapes", type=int, default=100, help="reads of /metrics, 100 ms apart")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         live = shell(Path(tmp))
         hop = asyncio.run(scoring_hop(args.rounds))
-        met = batch_metrics(live, args.rounds)
+        met = batch_metrics(live, args.rounds, args.gap_ms / 1000.0)
+        scrape = scrape_cpu(args.scrapes, 0.1)
         idle = asyncio.run(idle_timer(live, args.idle_s))
     print("conditions:")
     print(f"  cores {os.cpu_count()} ({cpu_model()}); load {list(os.getloadavg())}")
@@ -155,8 +195,10 @@ def main() -> None:
         f" on the loop {hop[1] * 1e6:.0f} us"
     )
     print(
-        f"  batch metrics: mirrored per batch {met[0] * 1e6:.0f} us, at reads {met[1] * 1e6:.0f} us"
+        f"  batch metrics ({args.gap_ms:g} ms apart): observed as the batch ends"
+        f" {met[0] * 1e6:.0f} us, queued for the reader {met[1] * 1e6:.0f} us"
     )
+    print(f"  one read of /metrics: {scrape * 1e3:.2f} ms of the server's CPU")
     print(
         f"  idle trailing-edge timer: ticking {idle[0] * 1e3:.3f} ms/s,"
         f" waiting {idle[1] * 1e3:.3f} ms/s ({args.idle_s:g} s each)"

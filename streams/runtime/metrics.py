@@ -9,15 +9,17 @@ consumer lag. With ``FRESHET_METRICS_PORT`` > 0 the registry is served over HTTP
 Counters that the worker already keeps as running totals (Redis round trips, lists by
 strategy, bundle swaps, the scorer's timings) are mirrored by adding the difference
 since the last read. That mirror runs when the registry is read and on the 5 s timer,
-not per micro-batch: a batch only touches its own pre-bound children.
+not per micro-batch. A micro-batch's own figures (outcomes, stage times, its lists'
+latencies) are queued as they are and observed by the same mirror: at light load every
+batch runs cold, and a dozen locked observes cost it more than one append.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,13 @@ from prometheus_client import (
 )
 
 from streams.core.ingest import STAGES, BatchStats
+from streams.runtime.metric_sources import (
+    LOOP_LAG_BUCKETS_S,
+    LOOP_LAG_WARN_S,
+    LOOP_PROBE_S,
+    consumer_lag,
+    watch_loop_lag,
+)
 
 if TYPE_CHECKING:
     import faust
@@ -39,6 +48,16 @@ if TYPE_CHECKING:
     from streams.core.live_scorer import LiveScorer
 
 log = logging.getLogger("freshet.metrics")
+
+__all__ = [
+    "LOOP_LAG_BUCKETS_S",
+    "LOOP_LAG_WARN_S",
+    "LOOP_PROBE_S",
+    "WorkerMetrics",
+    "add_metrics_timer",
+    "consumer_lag",
+    "watch_loop_lag",
+]
 
 LATENCY_BUCKETS_S = (
     0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
@@ -56,15 +75,6 @@ EVENT_OUTCOMES = ("applied", "duplicate", "redelivered", "dead_lettered")
 STRATEGIES = ("personalised", "cold_start", "model_free")
 
 TIMER_INTERVAL_S = 5.0
-
-LOOP_PROBE_S = 1.0
-LOOP_LAG_WARN_S = 1.0
-LOOP_LAG_BUCKETS_S = (
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
-"""How late the loop ran a probe. Kafka's heartbeat shares the worker's loop (the
-consumer runs on it): a step near the group's session timeout (10 s) costs the
-partitions."""
 
 
 class WorkerMetrics:
@@ -85,6 +95,7 @@ class WorkerMetrics:
         # metrics that hold them are read (a scrape's thread or the timer).
         self.registry.register(_Mirror(self))
         self._mirroring = threading.Lock()
+        self._batches: deque[tuple[BatchStats, float]] = deque()  # (stats, seen at ms)
         self._totals: dict[str, int] = {}
         self._lag_labels: set[tuple[str, str]] = set()
         self._server: Any | None = None
@@ -214,7 +225,13 @@ class WorkerMetrics:
 
     # --- feeding ---------------------------------------------------------------------
     def observe_events(self, stats: BatchStats) -> None:
-        """One interaction batch: outcomes, its published lists, live-path counters."""
+        """One interaction batch, queued as it is (with the time its lists' latency is
+        taken at) for the next read or timer tick (``observe_batch``)."""
+        self._batches.append((stats, self.clock() * 1000.0))
+
+    def observe_batch(self, stats: BatchStats, now_ms: float | None = None) -> None:
+        """One interaction batch into the metrics: outcomes, its published lists (their
+        latency to ``now_ms``, default now), its stage times."""
         self._ingest_batches.inc()
         outcome = self._outcome
         for name, n in (
@@ -227,7 +244,7 @@ class WorkerMetrics:
                 outcome[name].inc(n)
         if stats.dead_lettered:
             self._ingest_dead_letters.inc(stats.dead_lettered)
-        self.observe_published(stats.published_source_ts_ms)
+        self.observe_published(stats.published_source_ts_ms, now_ms)
         for stage, seconds in stats.stages_s.items():
             child = self._stage.get(stage)
             (child or self.stage.labels(stage)).observe(seconds)
@@ -243,12 +260,14 @@ class WorkerMetrics:
         """A failed batch attempt (the signature fits ``run_until_done``'s hook)."""
         self.retries.inc()
 
-    def observe_published(self, source_ts_ms: Sequence[int]) -> None:
-        """Lists just published, given their source records' timestamps (ms; 0: unknown)."""
+    def observe_published(self, source_ts_ms: Sequence[int], now_ms: float | None = None) -> None:
+        """Lists published (at ``now_ms``, default now), given their source records'
+        timestamps (ms; 0: unknown)."""
         if not source_ts_ms:
             return
         self.published.inc(len(source_ts_ms))
-        now_ms = self.clock() * 1000.0
+        if now_ms is None:
+            now_ms = self.clock() * 1000.0
         for ts in source_ts_ms:
             if ts > 0:
                 self.latency.observe(max(0.0, now_ms - ts) / 1000.0)
@@ -260,6 +279,10 @@ class WorkerMetrics:
             self._collect()
 
     def _collect(self) -> None:
+        batches = self._batches
+        while batches:
+            stats, seen_ms = batches.popleft()
+            self.observe_batch(stats, seen_ms)
         if self.store is not None:
             self._advance(self.redis_round_trips, "round_trips", self.store.round_trips)
         live = self.live
@@ -340,51 +363,6 @@ class _Mirror:
         except Exception:  # a scrape must never fail on the mirror
             log.exception("metrics mirror failed")
         return []
-
-
-async def consumer_lag(app: faust.App, topics: Collection[str]) -> dict[tuple[str, int], int]:
-    """Per assigned partition of ``topics``: log end offset minus the committed offset.
-
-    The committed offset is the last one this worker committed (Faust's monitor records
-    it); before its first commit on a partition, the consumer's fetch position stands in.
-    """
-    consumer = app.consumer
-    committed = app.monitor.tp_committed_offsets
-    out: dict[tuple[str, int], int] = {}
-    for tp in consumer.assignment():
-        if tp.topic not in topics:
-            continue
-        end = consumer.highwater(tp)
-        if end is None:
-            continue
-        done = committed.get(tp)
-        if done is None:
-            done = await consumer.position(tp)
-        if done is not None:
-            out[(tp.topic, tp.partition)] = max(0, int(end) - int(done))
-    return out
-
-
-async def watch_loop_lag(
-    observe: Callable[[float], None],
-    interval_s: float = LOOP_PROBE_S,
-    warn_s: float = LOOP_LAG_WARN_S,
-) -> None:
-    """Forever: sleep ``interval_s`` on the running loop and ``observe`` how much later
-    than asked it woke; log a warning when that is over ``warn_s`` (one wake-up a
-    second: a few microseconds of CPU)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        asked = loop.time() + interval_s
-        await asyncio.sleep(interval_s)
-        late = max(0.0, loop.time() - asked)
-        observe(late)
-        if late > warn_s:
-            log.warning(
-                "the event loop was held %.2f s: Kafka's heartbeat and the micro-batches"
-                " waited as long (the group's session timeout ends membership)",
-                late,
-            )
 
 
 def add_metrics_timer(

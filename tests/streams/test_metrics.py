@@ -143,6 +143,24 @@ def test_a_scrape_mirrors_the_running_totals_and_a_batch_does_not() -> None:
     assert sample(m, "freshet_lists_total", strategy="cold_start") == 4  # read again: same
 
 
+def test_a_batch_is_observed_when_read_with_the_latency_of_its_own_time() -> None:
+    now = [NOW_S]
+    m = WorkerMetrics(clock=lambda: now[0])
+    stats = BatchStats(applied=2, published=1, published_source_ts_ms=[NOW_MS - 10])
+    stats.stages_s = {"decode": 0.0004, "score": 0.002}
+    m.observe_events(stats)
+    # The batch touched no metric: its figures wait for the reader, as they were.
+    assert m._stage["decode"]._sum.get() == 0.0 and m.latency._sum.get() == 0.0
+    assert m._outcome["applied"]._value.get() == 0.0
+    now[0] = NOW_S + 5.0  # read 5 s later: the latency is still the batch's 10 ms
+    assert sample(m, "freshet_event_to_publish_seconds_sum") == pytest.approx(0.010)
+    assert sample(m, "freshet_events_total", outcome="applied") == 2
+    assert sample(m, "freshet_stage_seconds_sum", stage="score") == pytest.approx(0.002)
+    assert sample(m, "freshet_stage_seconds_count", stage="decode") == 1  # read again: same
+    m.collect()  # the timer's tick with nothing queued changes nothing
+    assert sample(m, "freshet_lists_published_total") == 1
+
+
 def test_lag_gauge_follows_the_assignment() -> None:
     m = WorkerMetrics()
     m.set_lag({("p.events", 0): 12, ("p.events", 1): 0})
