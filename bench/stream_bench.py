@@ -615,10 +615,9 @@ async def paced_baseline(
     reader = asyncio.create_task(tail(settings, dst, out))
     pipe = asyncio.create_task(raw_pipe(settings, src, dst, len(events)))
     await asyncio.sleep(1.0)
-    t0 = time.perf_counter()
-    await paced_send(settings, src, events, rate)
+    sent = await paced_send(settings, src, events, rate)
     await pipe
-    elapsed = time.perf_counter() - t0
+    elapsed = time.time() - min(ts for _, ts in sent.values()) / 1000.0  # from the first send
     await asyncio.sleep(1.0)
     reader.cancel()
     with contextlib.suppress(asyncio.CancelledError):

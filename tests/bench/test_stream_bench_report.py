@@ -81,6 +81,11 @@ def test_a_complete_report_lacks_nothing_and_each_gap_is_named() -> None:
     point = curve_point(paced(), events=20)
     assert point["cores_worker"] == 0.1 and point["cores_kafka"] == 0.05
     assert point["worker_cpu_ms_per_event"] == 10.0 and point["events"] == 20
+    # The load generator's figures ride along: 1 event after the first in 100 ms, 10 ms
+    # of CPU for 2 events over 0.2 s.
+    assert point["reached_events_per_s"] == 9.8 and point["load_sent_events_per_s"] == 10.0
+    assert point["load_cpu_ms_per_event"] == 5.0 and point["load_cores"] == 0.05
+    assert point["load_max_behind_schedule_ms"] == 0.5
     saturated = {**paced(), "events_per_s": 900.0}
     report = {
         "idle_cores_worker": 0.01,
