@@ -20,6 +20,9 @@ from inference.candidates import ItemTable
 from inference.list_metrics import HEAD_MASS, popularity_head, unit_rows
 
 FloatArray = npt.NDArray[np.float32]
+PopularityColumn = tuple[FloatArray, int, FloatArray, npt.NDArray[np.int64]]
+"""``ItemCatalog.popularity_column``: the column copied from, its counts' version, the
+new column and the rows it changed."""
 
 SMALL_PAGES_FROM = 1 << 22  # bytes: numpy advises huge pages from 4 MiB
 UNIT_CHUNK = 8192  # rows normalised at a time (2 MiB of vectors at dim 64)
@@ -331,6 +334,33 @@ class ItemCatalog:
         n = len(counts)
         rows = np.fromiter(map(self.row_of.get, counts, repeat(-1, n)), np.int64, n)
         return rows, np.fromiter(counts.values(), np.float32, len(counts))
+
+    def popularity_column(
+        self, rows: npt.NDArray[np.int64], values: FloatArray
+    ) -> PopularityColumn:
+        """The popularity column with ``rows`` set to ``values`` (-1 rows skipped), as a
+        copy, and what ``set_popularity_column`` checks it against; reads only.
+
+        The copy and the assignment (one per counted item: ~3 ms at 1M) run off the
+        scoring lock; swapping the column in is then one reference.
+        """
+        base, version = self._popularity, self._popularity_version
+        column, known = _zeroed(base.shape, base.dtype), rows[rows >= 0]
+        column[:] = base
+        column[known] = values[rows >= 0]
+        return base, version, column, known
+
+    def set_popularity_column(self, prepared: PopularityColumn) -> bool:
+        """Serve a ``popularity_column``; False, changing nothing, if the counts or the
+        column changed since it was copied (prepare it again)."""
+        base, version, column, rows = prepared
+        if base is not self._popularity or version != self._popularity_version:
+            return False
+        if rows.size:  # else nothing changes: the snapshot stays valid
+            self._popularity = column
+            self._note(("_popularity",), rows)
+            self._popularity_version += 1
+        return True
 
     def set_popularity_rows(self, rows: npt.NDArray[np.int64], values: FloatArray) -> None:
         """Replace the counts of ``rows`` (from ``popularity_rows``; -1 rows are skipped)."""

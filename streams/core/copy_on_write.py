@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from inference.ann_index import AnnIndex
 from inference.covisit import CovisitTable
-from inference.item_catalog import Growth, ItemCatalog
+from inference.item_catalog import Growth, ItemCatalog, PopularityColumn
 from streams.core.catalog import CatalogRecord
 from streams.core.live_catalog import PreparedContent, apply_records, content_vectors, update_index
 from streams.core.seen_rows import SeenRows
@@ -85,24 +85,25 @@ def swap_trending(scorer: LiveScorer, trending: Trending) -> bool:
 
 @dataclass(frozen=True)
 class Popularity:
-    """Item counts as rows of ``catalog`` and values (``ItemCatalog.popularity_rows``)."""
+    """Item counts as a new popularity column of ``catalog``
+    (``ItemCatalog.popularity_column``)."""
 
     catalog: ItemCatalog
-    rows: IntArray
-    values: FloatArray
+    column: PopularityColumn
 
 
 def prepare_popularity(catalog: ItemCatalog, counts: Mapping[str, float]) -> Popularity:
-    """The row of each counted item (the lookup per item is the cost); reads only."""
-    return Popularity(catalog, *catalog.popularity_rows(counts))
+    """The row of each counted item (the lookup per item is the cost) and the column
+    with the counts written, as a copy; reads only."""
+    return Popularity(catalog, catalog.popularity_column(*catalog.popularity_rows(counts)))
 
 
 def swap_popularity(scorer: LiveScorer, popularity: Popularity) -> bool:
-    """Write the prepared counts (one numpy assignment); False if the catalog changed."""
+    """Serve the prepared column (one reference); False if the catalog or its counts
+    changed since (prepare it again)."""
     if popularity.catalog is not scorer.catalog:
         return False
-    scorer.catalog.set_popularity_rows(popularity.rows, popularity.values)
-    return True
+    return scorer.catalog.set_popularity_column(popularity.column)
 
 
 # --- catalog pages and the index ---------------------------------------------------

@@ -89,3 +89,31 @@ def test_a_stale_growth_is_refused_and_changes_nothing(monkeypatch: pytest.Monke
     third = cat.grown(cat.size + 20)  # prepared again, it goes in
     assert cat.adopt(third) and cat.room == 33 - 6  # half as much again: more than asked
     assert cat.table(1_000).popularity.tolist() == [9, 9, 9, 9, 4, 5]
+
+
+def test_a_popularity_column_prepared_aside_is_swapped_in_whole() -> None:
+    """Counts go in as one prepared column (the per-item assignment off the lock); the
+    served column is untouched until the swap, and a stale column is refused."""
+    cat = _catalog()
+    served = cat.table(1_000).popularity.tolist()
+    prepared = cat.popularity_column(np.array([2, -1, 4]), np.array([20, 99, 40], np.float32))
+    assert cat.table(1_000).popularity.tolist() == served == [0, 1, 2, 3, 4, 5]
+    stale = cat.popularity_column(np.array([0]), np.array([7], np.float32))
+    assert cat.set_popularity_column(prepared)
+    assert cat.table(1_000).popularity.tolist() == [0, 1, 20, 3, 40, 5]
+    assert not cat.set_popularity_column(stale)  # copied before the swap: would undo it
+    assert cat.table(1_000).popularity.tolist() == [0, 1, 20, 3, 40, 5]
+    before_write = cat.popularity_column(np.array([0]), np.array([7], np.float32))
+    cat.set_popularity_rows(np.array([1]), np.array([11], np.float32))  # counts changed
+    assert not cat.set_popularity_column(before_write)
+    assert cat.table(1_000).popularity.tolist() == [0, 11, 20, 3, 40, 5]
+
+
+def test_counts_swapped_in_during_a_growth_survive_it() -> None:
+    cat = _catalog()
+    growth = cat.grown(cat.size + 10)
+    assert cat.set_popularity_column(
+        cat.popularity_column(np.array([3, 5]), np.array([33, 55], np.float32))
+    )
+    assert cat.adopt(growth)  # its copy of the column predates the counts
+    assert cat.table(1_000).popularity.tolist() == [0, 1, 2, 33, 4, 55]
