@@ -6,17 +6,15 @@ snapshots for scoring; rows never move, so ANN ids stay valid as items are added
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
 
 from inference.candidates import ItemTable
+from inference.catalog_columns import COLUMNS, GROWTH_REDO_MAX, Growth, widened, zeroed
 from inference.list_metrics import HEAD_MASS, popularity_head, unit_rows
 
 FloatArray = npt.NDArray[np.float32]
@@ -24,50 +22,7 @@ PopularityColumn = tuple[FloatArray, int, FloatArray, npt.NDArray[np.int64]]
 """``ItemCatalog.popularity_column``: the column copied from, its counts' version, the
 new column and the rows it changed."""
 
-SMALL_PAGES_FROM = 1 << 22  # bytes: numpy advises huge pages from 4 MiB
 UNIT_CHUNK = 8192  # rows normalised at a time (2 MiB of vectors at dim 64)
-COLUMNS = ("_vectors", "_unit", "_category", "_popularity", "_first_seen", "_removed")
-FILLS = {"_category": -1, "_first_seen": np.nan}  # what a new row holds (else 0)
-GROWTH_REDO_MAX = 4096
-"""Rows written during a growth's copy that ``adopt`` copies again; past it, adopting
-refuses (prepare it again), so its cost under the scoring lock is bounded."""
-
-
-@dataclass(frozen=True)
-class Growth:
-    """A catalog's columns copied with more room (``ItemCatalog.grown``), and the rows
-    written to the catalog since the copy began (``journal``), which ``adopt`` copies
-    again."""
-
-    capacity: int
-    columns: dict[str, npt.NDArray[Any]]
-    journal: list[tuple[tuple[str, ...], npt.NDArray[np.int64]]]
-
-
-def _zeroed(shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
-    """A zeroed array; a large one on an anonymous mapping the kernel fills on first touch.
-
-    numpy advises transparent huge pages for large arrays. In a fresh process on a host
-    whose memory is fragmented (other processes' page cache), the kernel then compacts
-    memory at the first touch of each 2 MiB: a restarting worker's 1M-item catalog
-    paid 2.9-4.7 s of CPU filling its vector columns that way, against 1.2-1.4 s on 4 KiB
-    pages (alternated, same host, load 8). An anonymous mapping is never so advised, and
-    rows beyond those written (the spare capacity) cost nothing.
-    """
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if nbytes < SMALL_PAGES_FROM:
-        return np.zeros(shape, dtype)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)
-
-
-def _widened(old: npt.NDArray[Any], cap: int, name: str) -> npt.NDArray[Any]:
-    """``old`` copied into a column of ``cap`` rows, the rows past it as new rows hold."""
-    new = _zeroed((cap, *old.shape[1:]), old.dtype)
-    fill = FILLS.get(name, 0)
-    if fill:
-        new[old.shape[0] :] = fill
-    new[: old.shape[0]] = old
-    return new
 
 
 def _copy_with_units(src: FloatArray, vectors: FloatArray, units: FloatArray) -> None:
@@ -128,13 +83,13 @@ class ItemCatalog:
             raise ValueError(f"{vecs.shape[0]} vectors for {n} ids")
         self.dim = int(vecs.shape[1])
         self._cap = n + max(16, n // 4 if spare is None else spare)
-        self._vectors = _zeroed((self._cap, self.dim), np.float32)
-        self._unit = _zeroed((self._cap, self.dim), np.float32)
+        self._vectors = zeroed((self._cap, self.dim), np.float32)
+        self._unit = zeroed((self._cap, self.dim), np.float32)
         _copy_with_units(vecs, self._vectors, self._unit)
         self._category = np.full(self._cap, -1, np.int64)
-        self._popularity = _zeroed((self._cap,), np.float32)
+        self._popularity = zeroed((self._cap,), np.float32)
         self._first_seen = np.full(self._cap, np.nan, np.float64)
-        self._removed = _zeroed((self._cap,), np.bool_)
+        self._removed = zeroed((self._cap,), np.bool_)
         self.ids: list[str] = list(ids)
         self.row_of: dict[str, int] = dict(zip(self.ids, range(n), strict=True))
         self.category_code: dict[str, int] = {}
@@ -179,7 +134,7 @@ class ItemCatalog:
         """Capacity for at least half as many rows again, and for ``need`` if that is more."""
         self._cap = max(self._cap + self._cap // 2, need)
         for name in COLUMNS:
-            setattr(self, name, _widened(getattr(self, name), self._cap, name))
+            setattr(self, name, widened(getattr(self, name), self._cap, name))
 
     @property
     def room(self) -> int:
@@ -197,7 +152,7 @@ class ItemCatalog:
         journal: list[tuple[tuple[str, ...], npt.NDArray[np.int64]]] = []
         self._journal = journal  # before the copy: a write during it is noted
         cap = max(self._cap + self._cap // 2, need)
-        columns = {name: _widened(getattr(self, name), cap, name) for name in COLUMNS}
+        columns = {name: widened(getattr(self, name), cap, name) for name in COLUMNS}
         return Growth(cap, columns, journal)
 
     def adopt(self, growth: Growth) -> bool:
@@ -345,7 +300,7 @@ class ItemCatalog:
         scoring lock; swapping the column in is then one reference.
         """
         base, version = self._popularity, self._popularity_version
-        column, known = _zeroed(base.shape, base.dtype), rows[rows >= 0]
+        column, known = zeroed(base.shape, base.dtype), rows[rows >= 0]
         column[:] = base
         column[known] = values[rows >= 0]
         return base, version, column, known

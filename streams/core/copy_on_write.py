@@ -40,8 +40,9 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.ann_index import AnnIndex
+from inference.catalog_columns import Growth
 from inference.covisit import CovisitTable
-from inference.item_catalog import Growth, ItemCatalog, PopularityColumn
+from inference.item_catalog import ItemCatalog, PopularityColumn
 from streams.core.catalog import CatalogRecord
 from streams.core.live_catalog import PreparedContent, apply_records, content_vectors, update_index
 from streams.core.seen_rows import SeenRows
