@@ -230,3 +230,59 @@ async def paced_in_process(plan: Plan) -> SendReport:
     gen = LoadGenerator(plan)
     await asyncio.to_thread(gen.start)
     return await asyncio.to_thread(gen.run)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
+    """The generator alone, against a topic no worker reads, one rate after another."""
+    import argparse
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from bench.host import cpu_model
+    from bench.stream_bench import simulate_shop
+    from freshet.services.kafka_local import LocalKafka
+    from freshet.settings import Settings
+    from freshet.wiring import kafka_of
+    from streams.kafka_io.event_producer import ensure_topics
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--rates", default="400,800,1600,3200,6400")
+    parser.add_argument("--events", type=int, default=3000, help="per rate")
+    parser.add_argument("--linger-ms", type=int, default=5)
+    parser.add_argument("--tick-ms", type=float, default=TICK_MS)
+    parser.add_argument("--bootstrap", help="an external broker (else a local one)")
+    args = parser.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",")]
+    shop = simulate_shop(20_000, 100_000, 0, args.events * len(rates), seed=0)
+    events = [*shop.live, *shop.saturate]
+    print(f"conditions: {os.cpu_count()} cores ({cpu_model()}), {args.events:,} events a rate,")
+    print(f"  acks=all, linger {args.linger_ms} ms, tick {args.tick_ms:g} ms, 4 partitions,")
+    print(f"  no worker; load average {os.getloadavg()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        kafka = None
+        if args.bootstrap is None:
+            home = Settings.from_env().home
+            kafka = LocalKafka(Path(tmp), partitions=4, home=home, die_with_parent=True).start()
+        bootstrap = args.bootstrap or kafka.bootstrap  # type: ignore[union-attr]
+        try:
+            settings = Settings.from_env({}, kafka_bootstrap=bootstrap, topic_partitions=4)
+            topic = f"loadgen-{os.getpid()}"
+            ensure_topics(kafka_of(settings), [topic])
+            for k, rate in enumerate(rates):
+                chunk = events[k * args.events : (k + 1) * args.events]
+                plan = Plan(bootstrap, topic, chunk, rate, args.linger_ms, args.tick_ms)
+                report = asyncio.run(paced_in_process(plan))
+                row = {**report.figures(), "max_per_10ms": max(counts_per_window(report.ts, 10))}
+                print(json.dumps(row))
+                rows.append(row)
+        finally:
+            if kafka is not None:
+                kafka.stop()
+    return rows
+
+
+if __name__ == "__main__":
+    main()
