@@ -30,11 +30,11 @@ from inference.covisit_kernels import (
     add_pairs,
     follower_rows,
     follower_sums,
-    found_top,
     pairs_of_visits,
     right_aligned,
     unclaimed,
 )
+from inference.covisit_top import follower_top
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -323,25 +323,28 @@ class CovisitTable:
         h = np.asarray(history, np.int64)
         hw = np.asarray(history_weight, np.float32)
         b, n_d = h.shape[0], len(dampings)
-        rows = np.full((n_d * b, k), -1, np.int64)
-        scores = np.zeros((n_d * b, k), np.float32)
-        if b and k and self.size and h.size and n_d:
-            item, total = self.follower_sums(h, hw, dampings)
-            item, total = item.reshape(n_d * b, -1), total.reshape(n_d * b, -1)
+        if not (b and k and self.size and h.size and n_d):
+            rows = np.full((n_d * b, k), -1, np.int64)
+            scores = np.zeros((n_d * b, k), np.float32)
+            return [(rows[d * b : (d + 1) * b], scores[d * b : (d + 1) * b]) for d in range(n_d)]
+        # Distinct sums have one order: compiled, summed and ranked in one call
+        # (``inference.covisit_top``). Rows with tied sums keep numpy's argpartition tie
+        # order (it works row by row, so on those rows alone).
+        h, hw, damped = self._score_inputs(h, hw, dampings)
+        rows, scores, unique, item, total = follower_top(
+            self.slot, self.nbr, self.weight, self.error, self.occ, h, hw, damped, k
+        )
+        tied = (~unique).nonzero()[0]  # np.flatnonzero's, without its wrappers
+        if tied.size:
+            item, total = item[tied], total[tied]
             kk = min(k, total.shape[1])
-            # Distinct sums have one order: compiled. Rows with tied sums keep numpy's
-            # argpartition tie order (it works row by row, so on those rows alone).
-            rows[:, :kk], scores[:, :kk], unique = found_top(item, total, kk)
-            tied = np.flatnonzero(~unique)
-            if tied.size:
-                item, total = item[tied], total[tied]
-                top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
-                order = np.argsort(-np.take_along_axis(total, top, 1), 1)
-                top = np.take_along_axis(top, order, 1)
-                best = np.take_along_axis(total, top, axis=1)
-                found = np.isfinite(best) & (best > 0)
-                rows[tied, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
-                scores[tied, :kk] = np.where(found, best, 0.0)
+            top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
+            order = np.argsort(-np.take_along_axis(total, top, 1), 1)
+            top = np.take_along_axis(top, order, 1)
+            best = np.take_along_axis(total, top, axis=1)
+            found = np.isfinite(best) & (best > 0)
+            rows[tied, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
+            scores[tied, :kk] = np.where(found, best, 0.0)
         return [(rows[d * b : (d + 1) * b], scores[d * b : (d + 1) * b]) for d in range(n_d)]
 
     def follower_sums(
@@ -356,19 +359,27 @@ class CovisitTable:
         See ``inference.covisit_kernels.follower_sums``; the damping's power is numpy's,
         taken per damping over the same array as a single damping's.
         """
+        h, hw, damped = self._score_inputs(history, history_weight, dampings)
+        item, total = follower_sums(
+            self.slot, self.nbr, self.weight, self.error, self.occ, h, hw, damped
+        )
+        return (item[0], total[0]) if dampings is None else (item, total)
+
+    def _score_inputs(
+        self,
+        history: npt.ArrayLike,
+        history_weight: npt.ArrayLike,
+        dampings: Sequence[float] | None,
+    ) -> tuple[IntArray, FloatArray, FloatArray]:
+        """The compiled sums' history, its weights and the followers' damped
+        occurrences ``(D, B, H, W)``; the damping's power is numpy's, per damping over
+        the same array as a single damping's."""
         h = np.ascontiguousarray(history, np.int64)
         dst = follower_rows(self.slot, self.nbr, h)
         occ = np.maximum(self.occ[dst], 1e-12)
         each = (self.damping,) if dampings is None else dampings
-        damped = np.stack([occ ** np.float32(d) for d in each])
-        item, total = follower_sums(
-            self.slot,
-            self.nbr,
-            self.weight,
-            self.error,
-            self.occ,
-            h,
-            np.ascontiguousarray(history_weight, np.float32),
-            damped,
-        )
-        return (item[0], total[0]) if dampings is None else (item, total)
+        # np.stack's rows, written into one array (its Python helpers cost cold per call)
+        damped = np.empty((len(each), *occ.shape), occ.dtype)
+        for i, d in enumerate(each):
+            damped[i] = occ ** np.float32(d)
+        return h, np.ascontiguousarray(history_weight, np.float32), damped

@@ -25,6 +25,7 @@ from inference.covisit import (
     follow_pairs,
     recent_rows,
 )
+from inference.covisit_top import warm_up as covisit_top_warm_up
 from inference.covisit_vectors import NewItemVectors
 from inference.covisit_vectors import warm_up as covisit_vectors_warm_up
 from inference.damping_choice import DampingChooser, remember_candidates
@@ -105,6 +106,7 @@ class LiveScorer:
         fold_in_warm_up()  # compiled loops, before a scoring call needs them
         history_warm_up()
         covisit_vectors_warm_up()
+        covisit_top_warm_up()
         catalog_warm_up()
 
     @property
