@@ -238,11 +238,23 @@ class ChunkQueue(Generic[T]):
         self._room.set()
         return chunks
 
-    async def take(self) -> list[tuple[Any, list[T], float]]:
-        """Every waiting chunk, oldest first, once at least one waits."""
+    async def take(self, most: int | None = None) -> list[tuple[Any, list[T], float]]:
+        """The waiting chunks, oldest first, once at least one waits: all of them, or
+        while their items stay within ``most`` (at least one chunk)."""
         while not self._chunks:
             await self._ready.wait()
-        return self.take_nowait()
+        if most is None or self._size <= most:
+            return self.take_nowait()
+        chunks = [self._chunks.popleft()]
+        n = len(chunks[0][1])
+        while self._chunks and n + len(self._chunks[0][1]) <= most:
+            chunk = self._chunks.popleft()
+            chunks.append(chunk)
+            n += len(chunk[1])
+        self._size -= n
+        if self._size < self.max_items:
+            self._room.set()
+        return chunks
 
     def clear(self) -> int:
         """Drop every waiting chunk; how many items were dropped."""

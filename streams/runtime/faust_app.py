@@ -253,9 +253,9 @@ def add_batch_agent(
     With the app's batch delivery on (``faust_batches``), ``take`` is not used: the
     consumer puts each fetch's records of the topic, per partition, on the topic's
     ``ChunkQueue`` (at most ``stream_buffer_maxsize`` records wait), the processor
-    takes every chunk that waits as one batch, and acks the batch's offsets in the
-    consumer's bookkeeping at once. Taking, processing, delivery and acks overlap and
-    keep their order as above.
+    takes the chunks that wait as one batch, up to ``max_events`` records (at least one
+    chunk), and acks the batch's offsets in the consumer's bookkeeping at once. Taking,
+    processing, delivery and acks overlap and keep their order as above.
     """
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
     feed: ChunkQueue[SourceRecord] | None = None
@@ -343,7 +343,7 @@ def add_batch_agent(
             chunk_feed = feed
 
             async def next_chunks() -> Batch | None:
-                chunks = current(app, await chunk_feed.take())
+                chunks = current(app, await chunk_feed.take(max_events))
                 if not chunks:
                     return None  # fetched before a rebalance: dropped, as Faust drops
                 started = time.monotonic()

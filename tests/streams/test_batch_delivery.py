@@ -158,6 +158,16 @@ async def test_the_chunk_queue_holds_its_putter_while_full() -> None:
     assert q.take_nowait() == [] and q.clear() == 0
 
 
+async def test_a_take_stops_at_most_items_but_takes_one_chunk_at_least() -> None:
+    q: ChunkQueue[int] = ChunkQueue(max_items=100)
+    for tag, items in (("a", [1, 2]), ("b", [3, 4, 5]), ("c", [6]), ("d", list(range(10)))):
+        q.put_nowait(tag, items, 0.0)
+    assert [tag for tag, _, _ in await q.take(6)] == ["a", "b", "c"]  # 6 items
+    assert len(q) == 10
+    assert [tag for tag, _, _ in await q.take(4)] == ["d"]  # larger than most: alone
+    assert len(q) == 0 and q.has_room()
+
+
 @pytest.mark.services
 def test_a_slow_handler_stops_the_fetcher(settings: Settings) -> None:
     """20,000 records wait; the handler takes 1 ms a record. While it works, what was
