@@ -242,6 +242,7 @@ class ChunkQueue(Generic[T]):
         """The waiting chunks, oldest first, once at least one waits: all of them, or
         while their items stay within ``most`` (at least one chunk)."""
         while not self._chunks:
+            self._ready.clear()
             await self._ready.wait()
         if most is None or self._size <= most:
             return self.take_nowait()
@@ -252,6 +253,8 @@ class ChunkQueue(Generic[T]):
             chunks.append(chunk)
             n += len(chunk[1])
         self._size -= n
+        if not self._chunks:  # one chunk larger than ``most`` was all that waited
+            self._ready.clear()
         if self._size < self.max_items:
             self._room.set()
         return chunks

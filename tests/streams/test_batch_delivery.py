@@ -166,6 +166,14 @@ async def test_a_take_stops_at_most_items_but_takes_one_chunk_at_least() -> None
     assert len(q) == 10
     assert [tag for tag, _, _ in await q.take(4)] == ["d"]  # larger than most: alone
     assert len(q) == 0 and q.has_room()
+    # Emptied so, the queue waits for the next put again (it spun here once: its ready
+    # flag stayed set with nothing in it, and a take looped without yielding).
+    assert not q._ready.is_set()
+    later = asyncio.ensure_future(q.take(4))
+    await asyncio.sleep(0.01)
+    assert not later.done()
+    q.put_nowait("e", [7], 0.0)
+    assert [tag for tag, _, _ in await asyncio.wait_for(later, 1)] == ["e"]
 
 
 @pytest.mark.services
