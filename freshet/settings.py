@@ -73,7 +73,7 @@ class Settings:
     kafka_max_poll_records: int = 0  # 0: no cap
     kafka_linger_ms: int = 0  # the worker's list producer
     kafka_consumer_on_loop: bool = True  # False: Faust's own consumer thread
-    kafka_batch_delivery: bool = False  # True: a fetch's records to the agent at once
+    kafka_batch_delivery: bool = True  # False: a Faust event per record (the stream path)
     kafka_commit_interval_s: float = 1.0  # how often the worker commits what it acked
 
     # --- Redis -----------------------------------------------------------------------

@@ -59,7 +59,7 @@ class KafkaConfig:
     max_poll_records: int = 0  # 0: no cap
     linger_ms: int = 0  # the list producer's
     consumer_on_loop: bool = True  # the worker's consumer on its event loop, not Faust's thread
-    batch_delivery: bool = False  # batch agents fed a fetch's records at once, no Faust events
+    batch_delivery: bool = True  # batch agents fed a fetch's records at once, no Faust events
     commit_interval_s: float = 1.0  # the worker's offset commits (and one more on stop)
 
 

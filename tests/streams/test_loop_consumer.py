@@ -44,14 +44,21 @@ def _build(settings: Settings) -> tuple[Any, Any, Any]:
 
 
 def test_the_switch_chooses_the_consumer(tmp_path: Path) -> None:
-    on = Settings().with_(home=tmp_path, kafka_consumer_on_loop=True, kafka_fetch_max_wait_ms=25)
+    on = Settings().with_(
+        home=tmp_path,
+        kafka_consumer_on_loop=True,
+        kafka_fetch_max_wait_ms=25,
+        kafka_batch_delivery=False,  # its transports: tests/streams/test_batch_delivery.py
+    )
     app, delegate, consumer = _build(on)
     assert isinstance(app.transport, LoopConsumerTransport)
     assert isinstance(delegate, ConsumerOnLoop)
     assert delegate.thread_loop is app.loop  # no second event loop
     assert consumer._fetch_max_wait_ms == 25  # the worker's fetch settings still apply
 
-    off = Settings().with_(home=tmp_path / "off", kafka_consumer_on_loop=False)
+    off = Settings().with_(
+        home=tmp_path / "off", kafka_consumer_on_loop=False, kafka_batch_delivery=False
+    )
     app, delegate, _ = _build(off)
     assert type(app.transport) is FetchTunedTransport
     assert not isinstance(delegate, ConsumerOnLoop)
