@@ -594,14 +594,17 @@ def reached_rate(
     sent: Iterable[tuple[str, int]], last_event: dict[str, int], first_reflecting: dict[str, int]
 ) -> float:
     """Events per second from the first send to the moment every user's last event was
-    reflected by a list (from the lists' own stamps, no poll); NaN if none was.
+    reflected by a list (from the lists' own stamps, no poll); NaN if any user's last
+    event never was (the run did not reach the end of its load).
 
     >>> reached_rate([("a", 0), ("b", 500), ("a", 990)], {"a": 990, "b": 500}, {"a": 10, "b": 5})
     3.0
+    >>> reached_rate([("a", 0), ("b", 500), ("a", 990)], {"a": 990, "b": 500}, {"a": 10})
+    nan
     """
     sent = list(sent)
     done = [last_event[u] + d for u, d in first_reflecting.items()]
-    if not sent or not done:
+    if not sent or not done or len(first_reflecting) < len(last_event):
         return float("nan")
     span_ms = max(done) - min(ts for _, ts in sent)
     return 1000.0 * len(sent) / span_ms if span_ms > 0 else float("nan")

@@ -82,6 +82,8 @@ def test_reached_rate_counts_until_the_last_event_is_reflected() -> None:
     sent = [("a", 1000), ("b", 1500), ("a", 1990)]
     assert stream_bench.reached_rate(sent, {"a": 1990, "b": 1500}, {"a": 10, "b": 5}) == 3.0
     assert math.isnan(stream_bench.reached_rate(sent, {"a": 1990}, {}))  # nothing reflected
+    # b's last event never reflected: the load's end was not reached, so no rate
+    assert math.isnan(stream_bench.reached_rate(sent, {"a": 1990, "b": 1500}, {"a": 10}))
 
 
 def test_paced_sender_lands_every_event_once_stamped_and_evenly(settings: Settings) -> None:
