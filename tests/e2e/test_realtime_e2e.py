@@ -162,6 +162,14 @@ def test_realtime_lists(settings: Settings, tmp_path: Path) -> None:
         live: list[InteractionEvent | CatalogEvent] = []
         for n, (user, _) in enumerate(users.most_common(5)):
             part = partition_for(event_key(user), 4)
+            # A replay applied before the bundle was served holds its users and owes
+            # them a list once the scorer is ready (``compute_async``): wait for it.
+            wait_for(
+                lambda p=part, u=user: bool(client.hget(keys.user(p, u), "r")),
+                60,
+                f"{user}'s list owed from the replay",
+                worker,
+            )
             before = orjson.loads(client.hget(keys.user(part, user), "r") or b"{}")
             shown = [it["item_id"] for it in before.get("items", [])]
             assert shown, f"{user} had no stored list after the replay"
