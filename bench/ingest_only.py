@@ -330,8 +330,11 @@ def run(
         sat["ratio_to_faust_noop"] = sat["events_per_s"] / ceiling["events_per_s"]
         # What the rate ratio tends to when both are CPU-bound on a quiet host: on a
         # loaded one each gets what share of the cores it can, and rates swing with it.
+        # NaN when the drain was too short for the worker's CPU to register (the
+        # kernel counts it in 10 ms ticks): a smoke-test size, not a figure.
+        worker_cpu = sat["worker_cpu_ms_per_event"]
         sat["cpu_ratio_to_faust_noop"] = (
-            ceiling["cpu_ms_per_event"] / sat["worker_cpu_ms_per_event"]
+            ceiling["cpu_ms_per_event"] / worker_cpu if worker_cpu > 0 else float("nan")
         )
         pairs.append(sat)
     mid = sorted(pairs, key=lambda s: s["ratio_to_faust_noop"])[len(pairs) // 2]

@@ -48,7 +48,7 @@ def test_ingest_only_run_end_to_end(kafka: LocalKafka, redis_url: str, tmp_path:
     cmd = [
         sys.executable, "-m", "bench.stream_bench", "--ingest-only",
         "--bootstrap", kafka.bootstrap, "--redis-url", redis_url,
-        "--items", "300", "--users", "60", "--warm", "200", "--events", "800",
+        "--items", "300", "--users", "60", "--warm", "200", "--events", "6000",
         "--rate", "200", "--curve", "400", "--curve-events", "200",
         "--idle-s", "1", "--repeats", "2", "--out", str(out),
     ]  # fmt: skip
@@ -67,7 +67,7 @@ def test_ingest_only_run_end_to_end(kafka: LocalKafka, redis_url: str, tmp_path:
     pairs = f["saturated_worker"]["repeats"]
     assert len(pairs) == 2
     for sat in pairs:
-        assert sat["events"] == 400 and sat["events_never_applied"] == 0
+        assert sat["events"] == 3000 and sat["events_never_applied"] == 0
         assert sat["events_per_s"] > 0 and sat["faust_noop_events_per_s"] > 0
         assert sat["ratio_to_faust_noop"] == sat["events_per_s"] / sat["faust_noop_events_per_s"]
         assert sat["committed_after_acked_s"] is not None  # the group's commit covered it
