@@ -85,6 +85,16 @@ STAGES: list[tuple[str, Any, str]] = [
 ]
 
 
+def touched_users(shop: Any, base: Settings) -> tuple[dict[str, Any], list[TouchedUser], int]:
+    """The shop's state as the worker holds it, every user with an event (the warm
+    history's too: the live events alone touch too few for big batches) as touched by
+    their last one, and the clock at the shop's last event."""
+    held = shop_state(shop, base)
+    last = {ev.user_id: ev for ev in [*shop.warm, *shop.live]}
+    touched = [TouchedUser(u, 0, held["states"][u], None, ev, ev.ts) for u, ev in last.items()]
+    return held, touched, shop.live[-1].ts
+
+
 def wrap_stages(timed: Timed, calls: Timed) -> Callable[[], None]:
     """Time every ``STAGES`` function (exclusive seconds into ``timed``); returns undo."""
     stack: list[float] = []  # per open stage: seconds its callees took
@@ -162,11 +172,7 @@ def main() -> None:
 
     shop = simulate_shop(args.users, args.items, args.warm, args.events, args.seed)
     base = Settings.from_env({}, onnx_provider="cpu", onnx_threads=args.onnx_threads)
-    held = shop_state(shop, base)
-    # the warm history's users too: the live events alone touch too few for big batches
-    last = {ev.user_id: ev for ev in [*shop.warm, *shop.live]}
-    touched = [TouchedUser(u, 0, held["states"][u], None, ev, ev.ts) for u, ev in last.items()]
-    now_ms = shop.live[-1].ts
+    held, touched, now_ms = touched_users(shop, base)
     set_search_threads(base.ann_threads)
     warm_up()
     b = args.batch

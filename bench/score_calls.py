@@ -25,13 +25,12 @@ from typing import Any
 from numba.core.registry import CPUDispatcher
 from threadpoolctl import threadpool_limits
 
-from bench.compute_bench import live_scorer, shop_state
-from bench.score_breakdown import STAGES
+from bench.compute_bench import live_scorer
+from bench.score_breakdown import STAGES, touched_users
 from bench.stream_bench import cached_bundle, simulate_shop
 from freshet.settings import Settings
 from inference.ann_index import set_search_threads
 from inference.mmr_kernel import warm_up
-from streams.core.ingest import TouchedUser
 
 Counts = defaultdict[str, Counter[str]]
 
@@ -87,10 +86,7 @@ def main() -> None:
 
     shop = simulate_shop(args.users, args.items, args.warm, args.events, args.seed)
     base = Settings.from_env({}, onnx_provider="cpu", onnx_threads=1)
-    held = shop_state(shop, base)
-    last = {ev.user_id: ev for ev in [*shop.warm, *shop.live]}
-    touched = [TouchedUser(u, 0, held["states"][u], None, ev, ev.ts) for u, ev in last.items()]
-    now_ms = shop.live[-1].ts
+    held, touched, now_ms = touched_users(shop, base)
     set_search_threads(base.ann_threads)
     warm_up()
     stack = ["outside the stages"]
