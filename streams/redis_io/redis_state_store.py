@@ -18,6 +18,7 @@ command through a thread of its own.)
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from collections.abc import Sequence
 from itertools import chain
@@ -38,6 +39,8 @@ from streams.core.state_store import (
     user_record,
 )
 from streams.redis_io.keyspace import Keyspace
+
+log = logging.getLogger(__name__)
 
 # ARGV[1] is m, the number of fenced partitions: KEYS[1..m] are their watermark keys and
 # ARGV[2..m+1] the watermarks the batch read. Then groups of commands, each starting
@@ -61,9 +64,34 @@ from streams.redis_io.keyspace import Keyspace
 # overflow). In Lua a count of 2^53 + 1 read back as 2^53, and one of 1e17 was written
 # "1e+17" (tests/streams/test_popularity_write.py). Every fence is checked before
 # anything is written, so a stale partition leaves the whole call without effect.
-# Returns nil once applied, or "<fence index>:<stored watermark>" for the first fence
-# that does not hold.
+# A count HINCRBY refuses is repaired, never left to stop the script part-way (the
+# writes before it would stay and the batch be retried without end): a field that holds
+# no integer (written by something else) is set to the batch's increment, as if it were
+# absent; a sum past int64 is clamped to int64's bound. Each repair is reported.
+# Returns nil once applied, a flat array of (item, reason, old value's first 64 bytes)
+# per repaired count once applied with repairs, or "<fence index>:<stored watermark>"
+# for the first fence that does not hold.
 _FENCED_WRITE = """
+local repairs = {}
+local function hincrby(ckey, item, c)
+  local r = redis.pcall('HINCRBY', ckey, item, c)
+  if type(r) ~= 'table' or not r.err then
+    return
+  end
+  local why, fixed = 'not an integer', c
+  if string.find(r.err, 'overflow', 1, true) then
+    why = 'int64 overflow'
+    fixed = tonumber(c) < 0 and '-9223372036854775808' or '9223372036854775807'
+  elseif not string.find(r.err, 'not an integer', 1, true) then
+    redis.call('HINCRBY', ckey, item, c)  -- any other refusal (a key of the wrong type) raises
+  end
+  local old = redis.call('HGET', ckey, item) or ''
+  redis.call('HSET', ckey, item, fixed)
+  repairs[#repairs + 1] = item
+  repairs[#repairs + 1] = why
+  repairs[#repairs + 1] = string.sub(old, 1, 64)
+end
+
 local function popularity(tkey, ckey, n, joined, incs, counts)
   local items, from = {}, 1
   for j = 1, n - 1 do
@@ -87,7 +115,7 @@ local function popularity(tkey, ckey, n, joined, incs, counts)
       z[2 * j - 1], z[2 * j] = v, item
       local c, old = cnt[j], have[j]
       if old and not (#old <= 15 and (old == '0' or string.find(old, '^%-?[1-9]%d*$'))) then
-        redis.call('HINCRBY', ckey, item, c)
+        hincrby(ckey, item, c)
       else
         if old then
           c = tonumber(old) + c
@@ -113,13 +141,12 @@ local i = m + 2
 while i <= #ARGV do
   local op, k, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   if op == 'Z' or op == 'I' then
-    local name = op == 'Z' and 'ZINCRBY' or 'HINCRBY'
     local key = KEYS[k]
     for j = i + 3, i + 1 + 2 * n, 2 do
       if op == 'Z' then
-        redis.call(name, key, ARGV[j + 1], ARGV[j])
+        redis.call('ZINCRBY', key, ARGV[j + 1], ARGV[j])
       else
-        redis.call(name, key, ARGV[j], ARGV[j + 1])
+        hincrby(key, ARGV[j], ARGV[j + 1])
       end
     end
     i = i + 3 + 2 * n
@@ -140,6 +167,9 @@ while i <= #ARGV do
     redis.call(unpack(cmd))
     i = i + 4 + n
   end
+end
+if #repairs > 0 then
+  return repairs
 end
 return nil
 """
@@ -201,6 +231,7 @@ class RedisStateStore:
         self._read_sha: str | None = None  # _READ_BATCH, loaded on the first read
         self.guard: ReadGuard | None = None
         self.blobs = StateBlobs()  # the recent state blobs, decoded
+        self.count_repairs = 0  # item counts the fenced write found refused and repaired
 
     async def read(self, reads: Sequence[PartitionRead]) -> dict[int, PartitionSnapshot]:
         while True:
@@ -346,12 +377,21 @@ class RedisStateStore:
         if self._script is None:
             self._script = self.client.register_script(_FENCED_WRITE)
         stale = await self._script(keys=list(keys), args=args)
-        if stale is not None:
+        if isinstance(stale, list):
+            self._repaired(stale)
+        elif stale is not None:
             at, _, seen = _s(stale).partition(":")
             w = fenced[int(at) - 1]
             raise StaleWatermark(
                 f"partition {w.partition}: watermark {seen}, batch read {w.expected_watermark}"
             )
+
+    def _repaired(self, reply: list[Any]) -> None:
+        """Count and log the item counts the write repaired (see ``_FENCED_WRITE``)."""
+        for at in range(0, len(reply), 3):
+            item, why, old = (_text(v) for v in reply[at : at + 3])
+            self.count_repairs += 1
+            log.warning("item count of %r repaired (%s; it held %r)", item, why, old)
 
     async def user(self, partition: int, user_id: str) -> UserRecord | None:
         blob, emb, latest = await self.client.hmget(
@@ -419,7 +459,10 @@ class RedisStateStore:
                     break
             for item, n in mine.items():
                 name = _s(item)
-                total[name] = total.get(name, 0) + int(n)
+                try:
+                    total[name] = total.get(name, 0) + int(n)
+                except ValueError:  # not a count: the next write of the item repairs it
+                    log.warning("item count of %r is not an integer: %r", name, _text(n)[:64])
         return total
 
 
@@ -463,6 +506,11 @@ def _per_partition(results: list[Any], reads: Sequence[PartitionRead], head: int
         out += results[at : at + len(r.user_ids)]
         at += len(r.user_ids)
     return out
+
+
+def _text(value: bytes | str) -> str:
+    """A reply value as text for a log line, whatever bytes it holds."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _s(value: bytes | str) -> str:

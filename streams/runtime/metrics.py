@@ -200,6 +200,12 @@ class WorkerMetrics:
         self.redis_round_trips = Counter(
             "freshet_redis_round_trips", "Round trips to Redis by the state store.", registry=reg
         )
+        self.count_repairs = Counter(
+            "freshet_item_count_repairs",
+            "Item counts the state write found unusable (not an integer, past int64) and"
+            " repaired: set to the batch's increment, or clamped.",
+            registry=reg,
+        )
         self.loop_lag = Histogram(
             "freshet_event_loop_lag_seconds",
             "How late the worker's event loop woke a 1 s probe: a loop step this long also"
@@ -285,6 +291,8 @@ class WorkerMetrics:
             self.observe_batch(stats, seen_ms)
         if self.store is not None:
             self._advance(self.redis_round_trips, "round_trips", self.store.round_trips)
+            repairs = getattr(self.store, "count_repairs", 0)
+            self._advance(self.count_repairs, "count_repairs", repairs)
         live = self.live
         if live is None:
             return

@@ -1,0 +1,94 @@
+"""The fenced write repairs an item count Redis refuses to HINCRBY (a field holding no
+integer, a sum past int64) instead of stopping part-way, on the real Redis: the batch is
+applied whole, once, and the repair is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+
+import pytest
+
+from streams.core.state_rules import PopularityDelta, UserState
+from streams.core.state_store import PartitionWrite
+from streams.redis_io import redis_state_store
+from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.redis_client import RedisConfig, async_redis
+from streams.redis_io.redis_state_store import RedisStateStore
+from streams.runtime.metrics import WorkerMetrics
+
+T0 = 1_700_000_000_000
+ITEMS = [f"i{i}" for i in range(600)]  # two chunks of the packed group: 500, then 100
+BAD, BIG = "i550", "i560"  # both in the second chunk: the first is written before them
+_namespaces = itertools.count()
+
+
+def a_batch(watermark: int, expected: int) -> PartitionWrite:
+    return PartitionWrite(
+        0,
+        watermark=watermark,
+        trend_ref_ms=T0,
+        states={"u1": UserState()},
+        latest={"u1": b"a list"},
+        popularity=PopularityDelta(dict.fromkeys(ITEMS, 1), dict.fromkeys(ITEMS, 1.0)),
+        expected_watermark=expected,
+    )
+
+
+async def write_over_bad_counts(url: str) -> tuple[RedisStateStore, dict[bytes, bytes], object]:
+    """Plant a non-integer and a count at int64's edge, write a batch over them, then
+    the next batch; return the store, the counts hash and what the counts reader sums."""
+    client = async_redis(RedisConfig(url=url))
+    keys = Keyspace(f"cr{next(_namespaces)}")
+    store = RedisStateStore(client, keys)
+    try:
+        await client.hset(keys.counts(0), mapping={"i0": 7, BAD: "not a count", BIG: 2**63 - 1})
+        await store.write([a_batch(10, -1)])
+        assert await client.get(keys.watermark(0)) == b"10"
+        assert await client.hget(keys.user(0, "u1"), "r") == b"a list"
+        assert await client.zcard(keys.trend(0)) == len(ITEMS)
+        summed = await store.counts([0])
+        await store.write([a_batch(20, 10)])  # the partition moves on
+        assert await client.get(keys.watermark(0)) == b"20"
+        return store, await client.hgetall(keys.counts(0)), summed
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "per_item"])
+def test_refused_counts_are_repaired_and_the_batch_applied_whole(
+    redis_url: str, packed: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not packed:
+        monkeypatch.setattr(redis_state_store, "packed_popularity", lambda _: None)
+    with caplog.at_level(logging.WARNING, logger=redis_state_store.__name__):
+        store, counts, summed = asyncio.run(write_over_bad_counts(redis_url))
+    assert counts[b"i0"] == b"9" and counts[b"i1"] == b"2"  # each batch counted once
+    assert counts[BAD.encode()] == b"2"  # restarted from the first batch's increment
+    assert counts[BIG.encode()] == str(2**63 - 1).encode()  # clamped, twice
+    assert store.count_repairs == 3
+    metrics = WorkerMetrics(store=store)
+    metrics.collect()
+    assert metrics.registry.get_sample_value("freshet_item_count_repairs_total") == 3
+    overflow = f"item count of '{BIG}' repaired (int64 overflow; it held '{2**63 - 1}')"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"item count of '{BAD}' repaired (not an integer; it held 'not a count')",
+        overflow,  # the first batch
+        overflow,  # the second
+    ]
+    assert isinstance(summed, dict) and summed[BAD] == 1 and summed["i0"] == 8
+
+
+def test_the_counts_reader_skips_a_field_that_is_no_count(redis_url: str) -> None:
+    async def run() -> dict[str, int]:
+        client = async_redis(RedisConfig(url=redis_url))
+        keys = Keyspace(f"cr{next(_namespaces)}")
+        try:
+            await client.hset(keys.counts(0), mapping={"a": 3, "b": "x"})
+            await client.hset(keys.counts(1), mapping={"a": 2})
+            return await RedisStateStore(client, keys).counts([0, 1])
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == {"a": 5}
