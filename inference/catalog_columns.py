@@ -50,10 +50,15 @@ def zeroed(shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
 
 
 def widened(old: npt.NDArray[Any], cap: int, name: str) -> npt.NDArray[Any]:
-    """``old`` copied into a column of ``cap`` rows, the rows past it as new rows hold."""
+    """``old`` copied into a column of ``cap`` rows, the rows past it as new rows hold.
+
+    ``old`` may be longer (a popularity column prepared with a growth's room,
+    ``ItemCatalog.popularity_column``): its rows past ``cap`` are unused, so not kept.
+    """
     new = zeroed((cap, *old.shape[1:]), old.dtype)
+    keep = min(old.shape[0], cap)
     fill = FILLS.get(name, 0)
     if fill:
-        new[old.shape[0] :] = fill
-    new[: old.shape[0]] = old
+        new[keep:] = fill
+    new[:keep] = old[:keep]
     return new

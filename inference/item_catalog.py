@@ -108,6 +108,7 @@ class ItemCatalog:
         self._popularity_version = 0
         self._head: tuple[int, npt.NDArray[np.bool_]] | None = None
         self._journal: list[tuple[tuple[str, ...], npt.NDArray[np.int64]]] | None = None
+        self._growth_cap = 0  # the capacity of the growth under way (``_journal`` set)
 
     @property
     def size(self) -> int:
@@ -146,12 +147,14 @@ class ItemCatalog:
 
         The copy is the catalog-sized work of a growth, done off the scoring lock (numpy
         copies release the GIL); ``adopt`` then swaps the copies in. Rows written while
-        it copies (vectors placed while serving, popularity counts) are noted and copied
-        again there.
+        it copies (vectors placed while serving, counts set in place) are noted and
+        copied again there. A popularity column swapped in meanwhile is not: it comes
+        with the growth's room (``popularity_column``) and ``adopt`` serves it as it is.
         """
         journal: list[tuple[tuple[str, ...], npt.NDArray[np.int64]]] = []
-        self._journal = journal  # before the copy: a write during it is noted
         cap = max(self._cap + self._cap // 2, need)
+        self._growth_cap = cap  # before the journal: whoever sees one sees its room
+        self._journal = journal  # before the copy: a write during it is noted
         columns = {name: widened(getattr(self, name), cap, name) for name in COLUMNS}
         return Growth(cap, columns, journal)
 
@@ -162,11 +165,15 @@ class ItemCatalog:
         if growth.journal is not self._journal or growth.capacity < self.size:
             return False
         self._journal = None
+        # A popularity column with the growth's room is the newest counts: kept.
+        keep = {"_popularity"} if self._popularity.shape[0] >= growth.capacity else set()
         for names, rows in growth.journal:
             for name in names:
-                growth.columns[name][rows] = getattr(self, name)[rows]
+                if name not in keep:
+                    growth.columns[name][rows] = getattr(self, name)[rows]
         for name, column in growth.columns.items():
-            setattr(self, name, column)
+            if name not in keep:
+                setattr(self, name, column)
         self._cap = growth.capacity
         self._table = None  # its views are of the old columns
         self.version += 1
@@ -297,24 +304,32 @@ class ItemCatalog:
         copy, and what ``set_popularity_column`` checks it against; reads only.
 
         The copy and the assignment (one per counted item: ~3 ms at 1M) run off the
-        scoring lock; swapping the column in is then one reference.
+        scoring lock; swapping the column in is then one reference. While a growth of
+        the columns is under way (``grown``) the copy has its room, so the growth serves
+        it as it is rather than copying its rows again (they are every counted item).
         """
         base, version = self._popularity, self._popularity_version
-        column, known = zeroed(base.shape, base.dtype), rows[rows >= 0]
-        column[:] = base
+        cap = base.shape[0]
+        if self._journal is not None:
+            cap = max(cap, self._growth_cap)
+        column, known = zeroed((cap,), base.dtype), rows[rows >= 0]
+        column[: base.shape[0]] = base
         column[known] = values[rows >= 0]
         return base, version, column, known
 
     def set_popularity_column(self, prepared: PopularityColumn) -> bool:
         """Serve a ``popularity_column``; False, changing nothing, if the counts or the
-        column changed since it was copied (prepare it again)."""
+        column changed since it was copied, or if a growth began since and the column
+        lacks its room (prepare it again: it then has it, and the growth keeps it)."""
         base, version, column, rows = prepared
         if base is not self._popularity or version != self._popularity_version:
             return False
-        if rows.size:  # else nothing changes: the snapshot stays valid
-            self._popularity = column
-            self._note(("_popularity",), rows)
-            self._popularity_version += 1
+        if not rows.size:  # nothing changes: the snapshot stays valid
+            return True
+        if self._journal is not None and column.shape[0] < self._growth_cap:
+            return False
+        self._popularity = column
+        self._popularity_version += 1
         return True
 
     def set_popularity_rows(self, rows: npt.NDArray[np.int64], values: FloatArray) -> None:

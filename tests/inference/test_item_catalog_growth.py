@@ -117,3 +117,51 @@ def test_counts_swapped_in_during_a_growth_survive_it() -> None:
     )
     assert cat.adopt(growth)  # its copy of the column predates the counts
     assert cat.table(1_000).popularity.tolist() == [0, 1, 2, 33, 4, 55]
+
+
+def test_a_popularity_sync_of_every_row_during_a_growth_lets_it_finish() -> None:
+    """A sync counts every item: journalled row by row, it went past ``GROWTH_REDO_MAX``
+    and the growth was refused (and prepared again, and refused again at the next sync).
+    Prepared while the growth is under way, the column has the growth's room and the
+    growth serves it as it is."""
+    n = item_catalog.GROWTH_REDO_MAX + 1_000
+    cat = ItemCatalog([f"i{r}" for r in range(n)], np.ones((n, D), np.float32), spare=0)
+    growth = cat.grown(n + 100)
+    counts = np.arange(n, dtype=np.float32) + 7
+    prepared = cat.popularity_column(np.arange(n), counts)
+    assert cat.set_popularity_column(prepared)
+    assert cat.adopt(growth)
+    assert cat._popularity is prepared[2]  # adopted, not copied again
+    assert cat.room == growth.capacity - n and growth.capacity >= n + 100
+    assert cat.table(1_000).popularity.tolist() == counts.tolist()
+    rows = cat.append(["n0", "n1"])  # the new rows hold no counts
+    assert cat.table(1_000).popularity[rows].tolist() == [0, 0]
+    assert cat.set_popularity_column(cat.popularity_column(rows, np.array([3, 4], np.float32)))
+    assert cat.table(1_000).popularity[-2:].tolist() == [3, 4]
+
+
+def test_a_column_copied_before_a_growth_began_is_prepared_again() -> None:
+    cat = _catalog()
+    early = cat.popularity_column(np.array([1]), np.array([10], np.float32))
+    growth = cat.grown(cat.size + 10)
+    assert not cat.set_popularity_column(early)  # it lacks the growth's room
+    assert cat.table(1_000).popularity.tolist() == [0, 1, 2, 3, 4, 5]
+    assert cat.set_popularity_column(
+        cat.popularity_column(np.array([1]), np.array([10], np.float32))
+    )
+    assert cat.adopt(growth)
+    assert cat.table(1_000).popularity.tolist() == [0, 10, 2, 3, 4, 5]
+
+
+def test_a_wide_column_left_by_a_refused_growth_still_grows() -> None:
+    """A growth refused after a column with its room went in leaves that column longer
+    than the catalog's capacity; growing again keeps its rows."""
+    cat = _catalog()
+    first = cat.grown(cat.size + 40)
+    assert cat.set_popularity_column(cat.popularity_column(np.array([0]), np.ones(1, np.float32)))
+    cat.grown(cat.size + 10)  # replaces the first
+    assert not cat.adopt(first)
+    assert cat._popularity.shape[0] == first.capacity == 46  # wider than the catalog's 22
+    cat.append([f"n{i}" for i in range(17)])  # past the room: grows in the call, to 33
+    assert cat.room == 33 - 23 and cat._popularity.shape[0] == 33
+    assert cat.table(1_000).popularity.tolist() == [1, 1, 2, 3, 4, 5] + [0] * 17
