@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import loop_wakeups
 from bench.host import cpu_model
 from freshet.settings import Settings
 
@@ -69,12 +70,14 @@ class _Clock:
     """Counts paced events (values other than ``PING``) and prints the result once
     ``events`` of them are taken: CPU and wall from the first to the last."""
 
-    def __init__(self, mode: str, events: int) -> None:
+    def __init__(self, mode: str, events: int, wakeups: bool = False) -> None:
         self.mode, self.events = mode, events
         self.seen = 0
         self.batches = 0
         self.ready = False
         self.start: tuple[float, float, float] | None = None
+        self.wakeups = wakeups  # ``bench.loop_wakeups`` installed: report its windows
+        self.marks: list[dict[str, Any]] = []  # after the last ping, at the first paced
 
     def taken(self, values: list[bytes]) -> None:
         if not self.ready:
@@ -82,8 +85,12 @@ class _Clock:
             print(READY, flush=True)
         paced = sum(1 for v in values if v != PING)
         if not paced:
+            if self.wakeups:
+                self.marks[:] = [loop_wakeups.snapshot()]
             return
         if self.start is None:
+            if self.wakeups:
+                self.marks.append(loop_wakeups.snapshot())
             self.start = (time.perf_counter(), time.process_time(), time.thread_time())
             paced -= 1  # counted from the first event's arrival
         self.seen += paced
@@ -101,6 +108,12 @@ class _Clock:
                 "cores": cpu / wall,
                 "wall_s": wall,
             }
+            if self.wakeups and len(self.marks) == 2:
+                end = loop_wakeups.snapshot()
+                out["wakeups"] = {
+                    "idle": loop_wakeups.window(self.marks[0], self.marks[1]),
+                    "paced": loop_wakeups.window(self.marks[1], end, self.seen),
+                }
             print(RESULT + json.dumps(out), flush=True)
             os._exit(0)  # a Faust worker does not return from its command line
 
@@ -208,7 +221,9 @@ def child(mode: str, bootstrap: str, prefix: str, home: Path, args: argparse.Nam
     )
     events = args.events
     topics = Topics(prefix)
-    clock = _Clock(mode, events)
+    clock = _Clock(mode, events, args.wakeups)
+    if args.wakeups:
+        loop_wakeups.install()
     if mode.startswith("raw"):
         asyncio.run(_raw_child(mode, settings, topics.events, topics.recommendations, clock))
     else:
@@ -217,7 +232,7 @@ def child(mode: str, bootstrap: str, prefix: str, home: Path, args: argparse.Nam
 
 
 async def _offer(
-    settings: Settings, topic: str, ready: threading.Event, n: int, rate: float
+    settings: Settings, topic: str, ready: threading.Event, n: int, rate: float, idle_s: float
 ) -> None:
     """Ping until the child has taken something, then send ``n`` records at ``rate``."""
     from aiokafka import AIOKafkaProducer
@@ -228,7 +243,7 @@ async def _offer(
         while not ready.is_set():
             await producer.send_and_wait(topic, PING, key=b"ping")
             await asyncio.sleep(0.5)
-        await asyncio.sleep(2.0)  # the pings are taken and the child is quiet
+        await asyncio.sleep(idle_s)  # the pings are taken and the child is quiet
         start = time.perf_counter()
         for i in range(n):
             delay = start + i / rate - time.perf_counter()
@@ -255,7 +270,7 @@ def measure(mode: str, bootstrap: str, home: Path, prefix: str, args: argparse.N
     ensure_topics(kafka_of(settings), [topics.events, topics.recommendations])
     cmd = [sys.executable, "-m", "bench.light_load_floor", f"--events={args.events}",
            f"--partitions={args.partitions}", f"--commit-s={args.commit_s}",
-           f"--redis-url={args.redis_url}",
+           f"--redis-url={args.redis_url}", *(["--wakeups"] if args.wakeups else []),
            "--child", mode, bootstrap, prefix, str(home)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ready = threading.Event()
@@ -271,8 +286,8 @@ def measure(mode: str, bootstrap: str, home: Path, prefix: str, args: argparse.N
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        asyncio.run(_offer(settings, topics.events, ready, args.events, args.rate))
-        proc.wait(timeout=60 + args.events / args.rate)
+        asyncio.run(_offer(settings, topics.events, ready, args.events, args.rate, args.idle_s))
+        proc.wait(timeout=60 + args.idle_s + args.events / args.rate)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -326,6 +341,15 @@ def main() -> None:
     parser.add_argument(
         "--round-trips", type=int, default=4000, help="Redis round trips per send path"
     )
+    parser.add_argument(
+        "--idle-s", type=float, default=2.0, help="quiet time before the paced events"
+    )
+    parser.add_argument(
+        "--wakeups",
+        action="store_true",
+        help="count the child's loop wake-ups and callbacks (bench.loop_wakeups): the idle"
+        " window before the paced events and the paced one, printed per mode",
+    )
     parser.add_argument("--child", nargs=4, metavar=("MODE", "BOOTSTRAP", "PREFIX", "HOME"))
     args = parser.parse_args()
     if args.child:
@@ -366,6 +390,11 @@ def main() -> None:
             f"  {r['mode']:<18} {r['batches']:8,} {r['cpu_ms_per_event']:13.3f}"
             f" {r['loop_cpu_ms_per_event']:12.3f} {r['cores']:7.4f}"
         )
+    for r in rows:
+        if "wakeups" in r:
+            print(f"wake-ups of {r['mode']} (bench.loop_wakeups; the probe adds its own cost):")
+            print(loop_wakeups.render("  idle", r["wakeups"]["idle"]))
+            print(loop_wakeups.render("  paced", r["wakeups"]["paced"]))
     print(f"Redis script round trip, CPU µs each ({args.round_trips:,} per path, alternating):")
     for name, us in trips.items():
         print(f"  {name:<30} {us:8.1f}")
