@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,31 @@ async def read_costs(redis_url: str, rounds: int) -> tuple[float, float, float, 
     return out[0], out[1], out[2], out[3]
 
 
+@contextlib.contextmanager
+def local_services(partitions: int, prefix: str) -> Iterator[Settings]:
+    """A local Kafka broker and Redis server (AOF on) for the run; settings for both."""
+    from freshet.services.kafka_local import LocalKafka
+    from freshet.services.redis_local import LocalRedis
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        home = Settings.from_env().home
+        kafka = LocalKafka(base / "kafka", partitions=partitions, home=home).start()
+        redis = LocalRedis(base / "redis", appendonly=True).start()
+        try:
+            yield Settings.from_env(
+                {},
+                kafka_bootstrap=kafka.bootstrap,
+                redis_url=redis.url,
+                topic_prefix=f"{prefix}{os.getpid()}",
+                topic_partitions=partitions,
+                home=base / "home",
+            )
+        finally:
+            kafka.stop()
+            redis.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="calls per path and size")
@@ -161,28 +187,9 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    from freshet.services.kafka_local import LocalKafka
-    from freshet.services.redis_local import LocalRedis
-
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        home = Settings.from_env().home
-        kafka = LocalKafka(base / "kafka", partitions=args.partitions, home=home).start()
-        redis = LocalRedis(base / "redis", appendonly=True).start()
-        try:
-            settings = Settings.from_env(
-                {},
-                kafka_bootstrap=kafka.bootstrap,
-                redis_url=redis.url,
-                topic_prefix=f"ccost{os.getpid()}",
-                topic_partitions=args.partitions,
-                home=base / "home",
-            )
-            pub = asyncio.run(publish_costs(settings, sizes, args.rounds))
-            read = asyncio.run(read_costs(redis.url, args.rounds))
-        finally:
-            kafka.stop()
-            redis.stop()
+    with local_services(args.partitions, "ccost") as settings:
+        pub = asyncio.run(publish_costs(settings, sizes, args.rounds))
+        read = asyncio.run(read_costs(settings.redis_url, args.rounds))
 
     print("conditions:")
     print(f"  cores {os.cpu_count()} ({cpu_model()}); local Kafka and Redis on the same cores")

@@ -195,6 +195,18 @@ end
 return out
 """
 
+# The trending timer's read as one command (standalone Redis): KEYS are each partition's
+# trend set and meta hash in turn, ARGV[1] the depth. Returns per partition its top
+# members with scores, flat (as ZREVRANGE WITHSCORES), then its trend reference.
+_READ_TRENDING = """
+local n, out = tonumber(ARGV[1]), {}
+for i = 1, #KEYS, 2 do
+  out[#out + 1] = redis.call('ZREVRANGE', KEYS[i], 0, n - 1, 'WITHSCORES')
+  out[#out + 1] = redis.call('HGET', KEYS[i + 1], 'trend_ref')
+end
+return out
+"""
+
 COUNTS_CHUNK = 2_000
 """Fields per HSCAN call when reading item counts (see ``RedisStateStore.counts``)."""
 
@@ -228,7 +240,7 @@ class RedisStateStore:
         self.half_life_s = trending_half_life_s
         self.round_trips = 0
         self._script: Any = None
-        self._read_sha: str | None = None  # _READ_BATCH, loaded on the first read
+        self._shas: dict[str, str] = {}  # script source -> its SHA1, loaded on first use
         self.guard: ReadGuard | None = None
         self.blobs = StateBlobs()  # the recent state blobs, decoded
         self.count_repairs = 0  # item counts the fenced write found refused and repaired
@@ -274,19 +286,22 @@ class RedisStateStore:
         for r in reads:
             if r.user_ids:
                 keys += self.keys.users(r.partition, r.user_ids)
+        results = await self._evalsha(_READ_BATCH, keys, head, len(reads))
+        return _per_partition(results, reads, head)
+
+    async def _evalsha(self, script: str, keys: Sequence[str], *args: Any) -> Any:
+        """``script`` by its SHA1 (loaded on first use, again if Redis lost it): one
+        round trip, with none of redis-py's ``Script`` wrapper per call."""
         while True:
-            if self._read_sha is None:
-                self._read_sha = _s(await self.client.script_load(_READ_BATCH))
+            sha = self._shas.get(script)
+            if sha is None:
+                sha = self._shas[script] = _s(await self.client.script_load(script))
             try:
-                results = await self.client.evalsha(
-                    self._read_sha, len(keys), *keys, head, len(reads)
-                )
-                break
+                return await self.client.evalsha(sha, len(keys), *keys, *args)
             except NoScriptError:  # Redis restarted or flushed its scripts
-                self._read_sha = None
+                del self._shas[script]
             finally:
                 self.round_trips += 1
-        return _per_partition(results, reads, head)
 
     async def _read_pipelined(self, reads: Sequence[PartitionRead]) -> list[Any]:
         """A cluster: the same replies by a pipeline of one command per key (a batch's
@@ -410,16 +425,36 @@ class RedisStateStore:
         self.round_trips += 1
 
     async def trending(self, partitions: Sequence[int], k: int) -> list[tuple[str, float]]:
-        pipe = self.client.pipeline(transaction=False)
-        for p in partitions:
-            pipe.zrevrange(self.keys.trend(p), 0, max(k * 4, 100) - 1, withscores=True)
-            pipe.hget(self.keys.partition_meta(p), "trend_ref")
-        res = await pipe.execute()
+        """The top ``k`` items by trend sum over ``partitions``, best first.
+
+        Standalone Redis: one script call (``_READ_TRENDING``) whose reply is plain
+        strings, where a pipeline of two commands a partition cost the trending timer
+        redis-py's per-command queueing and its score callback per member. A cluster
+        keeps the pipeline (a partition's keys have a slot of their own).
+        """
+        depth = max(k * 4, 100)
         sums: list[dict[str, float]] = []
         refs: dict[int, int] = {}
+        if self.cluster:
+            pipe = self.client.pipeline(transaction=False)
+            for p in partitions:
+                pipe.zrevrange(self.keys.trend(p), 0, depth - 1, withscores=True)
+                pipe.hget(self.keys.partition_meta(p), "trend_ref")
+            res = await pipe.execute()
+            for i, p in enumerate(partitions):
+                pairs, ref = res[2 * i], res[2 * i + 1]
+                sums.append({_s(item): float(score) for item, score in pairs})
+                if ref is not None:
+                    refs[p] = int(ref)
+            return merge_trending(sums, refs, partitions, k, self.half_life_s)
+        keys: list[str] = []
+        for p in partitions:
+            keys += (self.keys.trend(p), self.keys.partition_meta(p))
+        res = await self._evalsha(_READ_TRENDING, keys, depth)
         for i, p in enumerate(partitions):
-            pairs, ref = res[2 * i], res[2 * i + 1]
-            sums.append({_s(item): float(score) for item, score in pairs})
+            flat, ref = res[2 * i], res[2 * i + 1]
+            it = iter(flat)
+            sums.append({_s(item): float(score) for item, score in zip(it, it, strict=True)})
             if ref is not None:
                 refs[p] = int(ref)
         return merge_trending(sums, refs, partitions, k, self.half_life_s)
@@ -432,10 +467,14 @@ class RedisStateStore:
         its partition's watermark, so an unchanged token means unchanged trending and
         counts: the worker's timers then skip re-reading them.
         """
-        pipe = self.client.pipeline(transaction=False)
-        for p in partitions:
-            pipe.get(self.keys.watermark(p))
-        values = await pipe.execute()
+        keys = [self.keys.watermark(p) for p in partitions]
+        if self.cluster:  # one slot a partition: MGET would span slots
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            values = await pipe.execute()
+        else:  # one command: a pipeline of GETs cost twice its CPU (bench.batch_path_costs)
+            values = await self.client.mget(keys)
         self.round_trips += 1
         return (self.keys.watermark(-1), *(_s(v) if v is not None else "" for v in values))
 

@@ -72,3 +72,29 @@ async def test_a_flushed_script_is_loaded_again(client: Redis) -> None:
     first = await store.read(READS)
     await client.script_flush()
     assert await store.read(READS) == first
+
+
+async def test_trending_in_one_call_equals_the_pipeline_and_survives_a_flush(
+    client: Redis,
+) -> None:
+    store = await stored(client)
+    keys = Keyspace(NS)
+    await client.zadd(keys.trend(0), {"a": 0.1 + 0.2, "b": 2.5, "c": 1e-9})  # 17 digits kept
+    await client.zadd(keys.trend(3), {"b": 1.0, "d": 3.0})
+    per_command = RedisStateStore(client, keys, cluster=True)
+    parts = [0, 1, 3]
+    got, want = await store.trending(parts, 3), await per_command.trending(parts, 3)
+    assert got == want
+    assert [item for item, _ in got] == ["b", "d", "a"]  # b's sums on a common time
+    before = store.round_trips
+    await client.script_flush()
+    assert await store.trending(parts, 3) == want
+    assert store.round_trips == before + 2  # refused once, then loaded and called
+
+
+async def test_change_token_in_one_command_equals_the_pipeline(client: Redis) -> None:
+    store = await stored(client)
+    per_command = RedisStateStore(client, Keyspace(NS), cluster=True)
+    token = await store.change_token([0, 1, 3])
+    assert token == await per_command.change_token([0, 1, 3])
+    assert token[1:] == ("41", "", "7")
