@@ -183,7 +183,7 @@ def kafka_lag(consumer: Any) -> Behind[Any]:
 
 
 class ChunkQueue(Generic[T]):
-    """Chunks of items between one producer and one consumer, bounded by item count.
+    """Chunks of items between one producer and one consumer per lane, bounded by item count.
 
     The batch delivery's hand-off (``streams.runtime.faust_batches``): the fetcher puts
     each partition's records of a fetch as one chunk, the agent takes every chunk that
@@ -192,33 +192,58 @@ class ChunkQueue(Generic[T]):
     buffer takes one message past ``full``). Each chunk carries a tag (the fetch's
     partition and consumer generation) and the monotonic time it was put.
 
+    With ``lanes`` above one, ``lane_of(tag)`` (modulo ``lanes``) puts each chunk in a
+    lane of its own, and each lane's consumer takes only its lane's chunks, oldest first:
+    chunks of one tag (one partition) stay in one lane and in order, while lanes are
+    taken independently. The bound counts the items of every lane.
+
     >>> q = ChunkQueue[int](max_items=3)
     >>> q.put_nowait("a", [1, 2], 0.0); q.put_nowait("b", [3, 4], 0.0); q.has_room()
     False
     >>> [items for _, items, _ in q.take_nowait()], q.has_room()
     ([[1, 2], [3, 4]], True)
+    >>> two = ChunkQueue[int](max_items=9, lanes=2, lane_of=len)
+    >>> two.put_nowait("a", [1], 0.0); two.put_nowait("bb", [2], 0.0); two.put_nowait("c", [3], 0.0)
+    >>> [items for _, items, _ in two.take_nowait(1)], len(two)
+    ([[1], [3]], 1)
     """
 
-    def __init__(self, max_items: int) -> None:
+    def __init__(
+        self, max_items: int, lanes: int = 1, lane_of: Callable[[Any], int] | None = None
+    ) -> None:
         self.max_items = max(1, max_items)
-        self._chunks: collections.deque[tuple[Any, list[T], float]] = collections.deque()
+        self.lanes = max(1, lanes)
+        self._lane_of = lane_of
+        self._chunks: list[collections.deque[tuple[Any, list[T], float]]] = [
+            collections.deque() for _ in range(self.lanes)
+        ]
+        self._sizes = [0] * self.lanes
         self._size = 0
-        self._ready = asyncio.Event()
+        self._readies = [asyncio.Event() for _ in range(self.lanes)]
+        self._ready = self._readies[0]  # lane 0's, the only one with one lane
         self._room = asyncio.Event()
         self._room.set()
 
     def __len__(self) -> int:
-        """The items that wait."""
+        """The items that wait, in every lane."""
         return self._size
 
     def has_room(self) -> bool:
         return self._size < self.max_items
 
+    def lane(self, tag: Any) -> int:
+        """The lane of a chunk tagged ``tag``."""
+        if self.lanes == 1 or self._lane_of is None:
+            return 0
+        return self._lane_of(tag) % self.lanes
+
     def put_nowait(self, tag: Any, items: list[T], at: float) -> None:
         """Add a chunk whatever the bound (the caller checked ``has_room``)."""
-        self._chunks.append((tag, items, at))
+        lane = self.lane(tag)
+        self._chunks[lane].append((tag, items, at))
+        self._sizes[lane] += len(items)
         self._size += len(items)
-        self._ready.set()
+        self._readies[lane].set()
         if self._size >= self.max_items:
             self._room.clear()
 
@@ -229,36 +254,45 @@ class ChunkQueue(Generic[T]):
             await self._room.wait()
         self.put_nowait(tag, items, at)
 
-    def take_nowait(self) -> list[tuple[Any, list[T], float]]:
-        """Every waiting chunk, oldest first (none if none waits)."""
-        chunks = list(self._chunks)
-        self._chunks.clear()
-        self._size = 0
-        self._ready.clear()
-        self._room.set()
+    def take_nowait(self, lane: int | None = None) -> list[tuple[Any, list[T], float]]:
+        """Every waiting chunk of ``lane`` (of every lane, lane by lane, if None), oldest
+        first (none if none waits)."""
+        chunks: list[tuple[Any, list[T], float]] = []
+        for i in range(self.lanes) if lane is None else (lane,):
+            chunks += self._chunks[i]
+            self._chunks[i].clear()
+            self._size -= self._sizes[i]
+            self._sizes[i] = 0
+            self._readies[i].clear()
+        if self._size < self.max_items:
+            self._room.set()
         return chunks
 
-    async def take(self, most: int | None = None) -> list[tuple[Any, list[T], float]]:
-        """The waiting chunks, oldest first, once at least one waits: all of them, or
-        while their items stay within ``most`` (at least one chunk)."""
-        while not self._chunks:
-            self._ready.clear()
-            await self._ready.wait()
-        if most is None or self._size <= most:
-            return self.take_nowait()
-        chunks = [self._chunks.popleft()]
+    async def take(
+        self, most: int | None = None, lane: int = 0
+    ) -> list[tuple[Any, list[T], float]]:
+        """The waiting chunks of ``lane``, oldest first, once at least one waits: all of
+        them, or while their items stay within ``most`` (at least one chunk)."""
+        waiting, ready = self._chunks[lane], self._readies[lane]
+        while not waiting:
+            ready.clear()
+            await ready.wait()
+        if most is None or self._sizes[lane] <= most:
+            return self.take_nowait(lane)
+        chunks = [waiting.popleft()]
         n = len(chunks[0][1])
-        while self._chunks and n + len(self._chunks[0][1]) <= most:
-            chunk = self._chunks.popleft()
+        while waiting and n + len(waiting[0][1]) <= most:
+            chunk = waiting.popleft()
             chunks.append(chunk)
             n += len(chunk[1])
+        self._sizes[lane] -= n
         self._size -= n
-        if not self._chunks:  # one chunk larger than ``most`` was all that waited
-            self._ready.clear()
+        if not waiting:  # one chunk larger than ``most`` was all that waited
+            ready.clear()
         if self._size < self.max_items:
             self._room.set()
         return chunks
 
     def clear(self) -> int:
-        """Drop every waiting chunk; how many items were dropped."""
+        """Drop every waiting chunk of every lane; how many items were dropped."""
         return sum(len(items) for _, items, _ in self.take_nowait())

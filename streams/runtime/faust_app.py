@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -224,6 +225,11 @@ async def run_until_done(
             await asyncio.sleep(min(max_backoff_s, 0.1 * 2 ** min(attempt, 8)))
 
 
+def _partition_of(tag: tuple[Any, int]) -> int:
+    """A batch-delivery chunk's partition (its tag is (partition, generation))."""
+    return tag[0].partition
+
+
 def take_wait_s(events: Sequence[Any], taken: float) -> float:
     """How long the oldest event of a take waited in it: from the consumer handing it
     to the stream (Faust's monitor stamps ``message.time_in``, monotonic) to ``taken``."""
@@ -244,6 +250,7 @@ def add_batch_agent(
     queued_batches: int = 8,
     delivered: Delivered | None = None,
     take: Callable[..., AsyncIterator[Sequence[Any]]] = quiet_take,
+    lanes: int = 1,
 ) -> Any:
     """Register an agent that feeds micro-batches of raw records to ``handler``.
 
@@ -273,11 +280,21 @@ def add_batch_agent(
     takes the chunks that wait as one batch, up to ``max_events`` records (at least one
     chunk), and acks the batch's offsets in the consumer's bookkeeping at once. Taking,
     processing, delivery and acks overlap and keep their order as above.
+
+    With batch delivery and ``lanes`` above one, the partitions are split into lanes
+    (partition modulo ``lanes``), each with a processor of its own: a lane's batches run,
+    are delivered and acked one after another in take order, as above, while lanes run
+    side by side (one lane's Redis read, state rules, write and publish while another's
+    scorer runs in its thread). A partition is always in the same lane, so its batches
+    never overlap and each reads what the one before it wrote; its offsets are acked in
+    order, and a partition's commit needs nothing of another's. The handler must not
+    await between handing its lists to the producer and returning, so that ``delivered()``,
+    called right after it, holds the lane's own sends (``worker.KafkaSinks``).
     """
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
     feed: ChunkQueue[SourceRecord] | None = None
     if getattr(app, "batch_delivery", False):
-        feed = ChunkQueue(app.conf.stream_buffer_maxsize)
+        feed = ChunkQueue(app.conf.stream_buffer_maxsize, lanes, _partition_of)
         app.batch_feeds[topic_name] = feed  # type: ignore[attr-defined]  # an _App
 
     async def agent(stream: Any) -> None:
@@ -286,10 +303,11 @@ def add_batch_agent(
             maxsize=max(1, queued_batches)
         )
         free = asyncio.Event()
-        one_at_a_time = asyncio.Lock()  # batch N+1 reads what batch N wrote
 
-        async def run_batch(records: list[SourceRecord]) -> tuple[BatchStats, Any]:
-            async with one_at_a_time:
+        async def run_batch(
+            records: list[SourceRecord], one_at_a_time: asyncio.Lock
+        ) -> tuple[BatchStats, Any]:
+            async with one_at_a_time:  # a lane's batch N+1 reads what its batch N wrote
                 stats = await run_until_done(handler, records, on_retry=on_retry)
                 return stats, None if delivered is None else delivered()
 
@@ -299,6 +317,7 @@ def add_batch_agent(
             stats: BatchStats,
             delivery: Any,
             before: asyncio.Future[None] | None,
+            one_at_a_time: asyncio.Lock,
         ) -> None:
             """Wait for the batch's sends, then for the batch before it; then ack."""
             sending = time.monotonic()
@@ -314,7 +333,7 @@ def add_batch_agent(
                     if on_retry is not None:
                         on_retry(exc, attempt)
                     await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 8)))
-                    delivery = (await run_batch(records))[1]
+                    delivery = (await run_batch(records, one_at_a_time))[1]
             stages = stats.stages_s
             stages["publish"] = stages.get("publish", 0.0) + time.monotonic() - sending
             if before is not None:
@@ -328,29 +347,28 @@ def add_batch_agent(
                 except Exception:  # metrics must never stop the stream
                     log.exception("batch callback failed")
 
-        finishing: collections.deque[asyncio.Future[None]] = collections.deque()
-
-        async def one_finishing() -> None:
-            """At most one batch finishing while the next one is processed."""
-            while finishing and (finishing[0].done() or len(finishing) > 1):
-                await finishing.popleft()
-
         Batch = tuple[list[SourceRecord], Callable[[], Awaitable[None]], dict[str, float]]
 
         async def process(next_batch: Callable[[], Awaitable[Batch | None]]) -> None:
-            """Run the batches ``next_batch`` gives (records, their ack, take stages)."""
+            """Run the batches ``next_batch`` gives (records, their ack, take stages) one
+            at a time, at most one finishing while the next one is processed."""
+            one_at_a_time = asyncio.Lock()
+            finishing: collections.deque[asyncio.Future[None]] = collections.deque()
             try:
                 while True:
-                    await one_finishing()
+                    while finishing and (finishing[0].done() or len(finishing) > 1):
+                        await finishing.popleft()
                     batch = await next_batch()
                     if batch is None:
                         continue
                     records, ack, stages = batch
-                    stats, delivery = await run_batch(records)
+                    stats, delivery = await run_batch(records, one_at_a_time)
                     stats.stages_s.update(stages)
                     before = finishing[-1] if finishing else None
                     finishing.append(
-                        asyncio.ensure_future(finish(ack, records, stats, delivery, before))
+                        asyncio.ensure_future(
+                            finish(ack, records, stats, delivery, before, one_at_a_time)
+                        )
                     )
             finally:
                 for task in finishing:
@@ -359,8 +377,8 @@ def add_batch_agent(
         if feed is not None:
             chunk_feed = feed
 
-            async def next_chunks() -> Batch | None:
-                chunks = current(app, await chunk_feed.take(max_events))
+            async def next_chunks(lane: int) -> Batch | None:
+                chunks = current(app, await chunk_feed.take(max_events, lane))
                 if not chunks:
                     return None  # fetched before a rebalance: dropped, as Faust drops
                 started = time.monotonic()
@@ -371,7 +389,15 @@ def add_batch_agent(
 
                 return records, ack, {"take": started - chunks[0][2], "queue": 0.0}
 
-            await process(next_chunks)
+            lane_tasks = [
+                asyncio.ensure_future(process(functools.partial(next_chunks, lane)))
+                for lane in range(chunk_feed.lanes)
+            ]
+            try:
+                await asyncio.gather(*lane_tasks)
+            finally:
+                for task in lane_tasks:
+                    task.cancel()
             return
 
         async def next_events() -> Batch | None:

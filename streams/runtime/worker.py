@@ -46,7 +46,9 @@ class KafkaSinks:
 
     ``lists`` and ``dead_letters`` return once the broker has the records. ``enqueue_lists``
     returns once they are handed to the producer; ``delivered()`` then gives an awaitable
-    for everything enqueued since the last call (the batch agent acks after it).
+    for everything enqueued since the last call (the batch agent acks after it). The agent
+    calls it right after each handler returns, and the handler does not await after its
+    ``enqueue_lists``, so with lanes side by side each lane's call holds its own sends.
     """
 
     def __init__(self, app: faust.App, topics: Topics) -> None:
@@ -270,6 +272,7 @@ def build_worker(
         on_batch=metrics.observe_events,
         on_retry=on_retry,
         delivered=sinks.delivered,
+        lanes=settings.batch_lanes,
     )
     add_batch_agent(
         app,
