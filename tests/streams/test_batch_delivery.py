@@ -79,7 +79,7 @@ def test_the_switch_chooses_the_transport(
         assert app.batch_feeds == {}
 
 
-def _chunk(tp: TP, offsets: list[int], generation: int = 1) -> Any:
+def _chunk(tp: TP, offsets: list[int], generation: int = 0) -> Any:  # 0: a new app's
     records = [SimpleNamespace(offset=o) for o in offsets]
     return ((tp, generation), records, 0.0)
 
@@ -124,6 +124,38 @@ def test_an_unfinished_chunk_holds_the_commit_back(tmp_path: Path) -> None:
     assert consumer._new_offset(tp) is None  # 5 waits for 2-4
     consumer.ack_chunks([_chunk(tp, [2, 3, 4])])
     assert consumer._new_offset(tp) == 7
+
+
+def test_a_late_ack_from_a_revoked_generation_leaves_the_new_one_s_bookkeeping(
+    tmp_path: Path,
+) -> None:
+    """A batch taken in generation 1 finishes after its partition was revoked and
+    assigned again (generation 2, which fetches the same records again from the
+    committed offset): its ack marks nothing, so what the new generation commits moves
+    only with its own acks."""
+    app = _app(Settings().with_(home=tmp_path, kafka_batch_delivery=True))
+    consumer = app.consumer
+    consumer.app.topics.acks_enabled_for = lambda topic: True
+    tp = TP(TOPIC, 0)
+    app.consumer_generation_id = 1
+    assert consumer.ack_chunks([_chunk(tp, [0, 1], generation=1)]) == 2
+    assert consumer._new_offset(tp) == 2
+    consumer._committed_offset[tp] = 2  # committed on the revoke
+    late = _chunk(tp, list(range(2, 50)), generation=1)  # taken, then the rebalance
+    asyncio.run(consumer.on_partitions_revoked({tp}))  # drops the partition's bookkeeping
+    assert tp not in consumer._acked and tp not in consumer._committed_offset
+    app.consumer_generation_id = 2  # assigned again
+    consumer._committed_offset[tp] = 2  # as the assignment's seek records it
+    n_acked = consumer._n_acked
+
+    assert consumer.ack_chunks([late]) == 0
+    assert consumer._n_acked == n_acked
+    assert not consumer._acked[tp] and not consumer._acked_index[tp]
+    assert consumer._new_offset(tp) is None  # nothing to commit: 2-49 are not done here
+
+    # The new generation's own batch of those records: its ack moves the commit.
+    assert consumer.ack_chunks([_chunk(tp, [2, 3, 4], generation=2)]) == 3
+    assert consumer._new_offset(tp) == 5
 
 
 def test_chunks_of_an_old_generation_or_a_suspended_flow_are_dropped() -> None:
