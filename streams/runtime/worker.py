@@ -109,8 +109,15 @@ class KafkaSinks:
         self._sent.append(self._send_lists(lists))
 
     def delivered(self) -> Awaitable[Any]:
-        """An awaitable that ends when every list enqueued so far is on the broker."""
+        """An awaitable that ends when every list enqueued so far is on the broker.
+
+        A batch that enqueued once (every batch at light load) is followed by done
+        callbacks on its hand-over and its deliveries, not a task of its own: a task
+        cost a step of the loop each time it woke.
+        """
         sent, self._sent = self._sent, []
+        if len(sent) == 1:
+            return _chained(sent[0])
         return asyncio.ensure_future(_on_broker(sent))
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
@@ -119,6 +126,32 @@ class KafkaSinks:
 
     async def lists(self, lists: Sequence[Committed]) -> None:
         await _on_broker([self._send_lists(lists)])
+
+
+def _chained(handing: asyncio.Future[list[Any]]) -> asyncio.Future[None]:
+    """A future that ends as ``_on_broker([handing])`` does: once the hand-over is done
+    and the broker has each batch it handed over; it fails as the first of them fails."""
+    out: asyncio.Future[None] = handing.get_loop().create_future()
+
+    def settle(done: asyncio.Future[Any]) -> None:
+        if out.done():
+            return
+        if done.cancelled():
+            out.cancel()
+        elif (exc := done.exception()) is not None:
+            out.set_exception(exc)
+        elif done is handing:
+            batches = done.result()
+            if not batches:
+                out.set_result(None)
+            else:
+                on_broker = batches[0] if len(batches) == 1 else asyncio.gather(*batches)
+                on_broker.add_done_callback(settle)
+        else:
+            out.set_result(None)
+
+    handing.add_done_callback(settle)
+    return out
 
 
 async def _on_broker(handing: Sequence[asyncio.Future[list[Any]]]) -> None:
