@@ -7,7 +7,6 @@ snapshots for scoring; rows never move, so ANN ids stay valid as items are added
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +14,7 @@ from numba import njit
 
 from inference.candidates import ItemTable
 from inference.catalog_columns import COLUMNS, GROWTH_REDO_MAX, Growth, widened, zeroed
+from inference.item_ids import FoldedIds, IdMap
 from inference.list_metrics import HEAD_MASS, popularity_head, unit_rows
 
 FloatArray = npt.NDArray[np.float32]
@@ -91,7 +91,7 @@ class ItemCatalog:
         self._first_seen = np.full(self._cap, np.nan, np.float64)
         self._removed = zeroed((self._cap,), np.bool_)
         self.ids: list[str] = list(ids)
-        self.row_of: dict[str, int] = dict(zip(self.ids, range(n), strict=True))
+        self._rows = IdMap(self.ids)
         self.category_code: dict[str, int] = {}
         if categories is not None:
             self._category[:n] = self._codes(categories)
@@ -113,6 +113,29 @@ class ItemCatalog:
     @property
     def size(self) -> int:
         return len(self.ids)
+
+    @property
+    def row_of(self) -> Mapping[str, int]:
+        """Each item's row (a read-only view; ``id_map`` for a dict of its own)."""
+        return self._rows.view()
+
+    def id_map(self) -> dict[str, int]:
+        return self._rows.as_dict()
+
+    def knows(self, item_id: str) -> bool:
+        return item_id in self._rows
+
+    @property
+    def ids_due(self) -> bool:
+        """Whether the id map is due a fold (``folded_ids`` off the lock, then
+        ``adopt_ids`` under it): see ``inference.item_ids``."""
+        return self._rows.due
+
+    def folded_ids(self) -> FoldedIds:
+        return self._rows.fold()
+
+    def adopt_ids(self, folded: FoldedIds) -> bool:
+        return self._rows.adopt(folded)
 
     def _code(self, category: str | None) -> int:
         if not category:
@@ -191,14 +214,14 @@ class ItemCatalog:
         self, item_id: str, vector: npt.ArrayLike | None, category: str | None, first_seen_ms: int
     ) -> tuple[int, bool]:
         """Add or update an item; returns its row and whether the row is new."""
-        row = self.row_of.get(item_id)
+        row = self._rows.get(item_id)
         is_new = row is None
         if row is None:
             if self.size >= self._cap:
                 self._grow()
             row = self.size
             self.ids.append(item_id)
-            self.row_of[item_id] = row
+            self._rows.add((item_id,), row)
         if vector is not None:
             self._vectors[row] = np.asarray(vector, dtype=np.float32)
             self._unit[row] = unit_rows(self._vectors[row : row + 1])[0]
@@ -220,7 +243,7 @@ class ItemCatalog:
         if start + len(item_ids) > self._cap:
             self._grow(start + len(item_ids))
         self.ids.extend(item_ids)
-        self.row_of.update(zip(item_ids, range(start, start + len(item_ids)), strict=True))
+        self._rows.add(item_ids, start)
         self.version += 1
         return np.arange(start, self.size, dtype=np.int64)
 
@@ -268,7 +291,7 @@ class ItemCatalog:
 
     def remove(self, item_id: str) -> int | None:
         """Mark an item removed (never recommended again); returns its row if known."""
-        row = self.row_of.get(item_id)
+        row = self._rows.get(item_id)
         if row is not None and not self._removed[row]:
             self._removed[row] = True
             self.version += 1
@@ -293,9 +316,7 @@ class ItemCatalog:
         Rows never move, so the pair stays valid for ``set_popularity_rows`` while rows
         are appended: the costly part (a lookup per item) can run off the scoring lock.
         """
-        n = len(counts)
-        rows = np.fromiter(map(self.row_of.get, counts, repeat(-1, n)), np.int64, n)
-        return rows, np.fromiter(counts.values(), np.float32, len(counts))
+        return self._rows.rows(list(counts)), np.fromiter(counts.values(), np.float32, len(counts))
 
     def popularity_column(
         self, rows: npt.NDArray[np.int64], values: FloatArray
@@ -368,8 +389,7 @@ class ItemCatalog:
 
     def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
         """Rows of the given ids, -1 for unknown ones."""
-        n = len(item_ids)  # map over dict.get: half a generator's cost per id
-        return np.fromiter(map(self.row_of.get, item_ids, repeat(-1, n)), np.int64, n)
+        return self._rows.rows(item_ids)
 
     def table(self, now_ms: int, *, age_resolution_ms: int = 60_000) -> ItemTable:
         """An ``ItemTable`` snapshot; cached until the catalog changes or a minute passes.

@@ -387,11 +387,12 @@ def restore(
     if image.new_ids:
         rows = catalog.append(image.new_ids)
         catalog.write(rows, vectors=image.new_vectors)
+        catalog.adopt_ids(catalog.folded_ids())  # one id map before it serves
     catalog.restore_columns(image.columns)
     t1 = time.perf_counter()
     index = index_over(catalog, image.bundle_rows, index_folder)
     t2 = time.perf_counter()
-    records = StoredRecords(catalog.ids, image, catalog.row_of)
+    records = StoredRecords(catalog.ids, image, catalog.id_map())
     log.info(
         "catalog image restored: item table %.2f s, ANN index %.2f s, records %.2f s",
         t1 - t0,

@@ -275,6 +275,10 @@ class LiveRecommender:
                     prepare_catalog, scorer.catalog, scorer.bundle, records[done:]
                 )
                 for i, part in enumerate(page.chunks):
+                    if page.catalog.ids_due:  # the id map's large dict grows off the lock
+                        folded = await asyncio.to_thread(page.catalog.folded_ids)
+                        async with self._housekeeping("catalog"):
+                            page.catalog.adopt_ids(folded)  # refused: before the next chunk
                     async with self._housekeeping("catalog"):
                         change = write_chunk(scorer, page, i)
                         if change is not None:

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_bundle import Bundle
+from live_over_fake_bundle import live_over_fake_bundle
 
 import streams.runtime.live_recommender as live_module
-from freshet.settings import Settings
-from freshet.wiring import live_recommender
 from inference.catalog_columns import GROWTH_REDO_MAX
 from streams.core.catalog import CatalogRecord
 from streams.redis_io.keyspace import Keyspace
@@ -31,8 +29,6 @@ NEW_ITEMS = 2_000  # past the bundle catalog's spare quarter: the columns must g
 def test_a_popularity_sync_during_a_growth_does_not_restart_it(
     tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "CURRENT").write_text("v1\n")
-    settings = Settings(bundle_dir=tmp_path, home=tmp_path / "home")
     page = [
         (f"{i + 1}-0", CatalogRecord(f"n{i}", ("c",), {}, f"item {i}", 5_000 + i, 5_000 + i))
         for i in range(NEW_ITEMS)
@@ -50,16 +46,7 @@ def test_a_popularity_sync_during_a_growth_does_not_restart_it(
         async def catalog_log(after: str) -> list[tuple[str, CatalogRecord]]:
             return page if after == "0" else []
 
-        async def no_trending(k: int) -> list[tuple[str, float]]:
-            return []
-
-        live = live_recommender(
-            settings,
-            trending_source=no_trending,
-            counts_source=lambda: store.counts([0]),
-            catalog_log=catalog_log,
-            bundle_loader=lambda _dir, version: Bundle(BUNDLE_ITEMS, version=version),
-        )
+        live = live_over_fake_bundle(tmp_path, BUNDLE_ITEMS, catalog_log, lambda: store.counts([0]))
         loop = asyncio.get_running_loop()
         prepare = live_module.prepare_catalog
         synced: list[bool] = []
