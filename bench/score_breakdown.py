@@ -54,7 +54,7 @@ from inference.covisit import CovisitTable
 from inference.damping_choice import DampingChooser
 from inference.item_catalog import ItemCatalog
 from inference.mmr_kernel import warm_up
-from inference.onnx_session import LoadedBundle
+from inference.onnx_session import BoundRun, LoadedBundle
 from streams.core.ingest import TouchedUser
 from streams.core.live_scorer import LiveScorer
 
@@ -65,6 +65,7 @@ STAGES: list[tuple[str, Any, str]] = [
     ("score (whole call)", LiveScorer, "score"),
     ("history rows (catalog lookups)", LiveScorer, "history_rows"),
     ("encoder: ONNX encode_users", LoadedBundle, "encode_users"),
+    ("encoder: ONNX bound run (a batch of one)", BoundRun, "run"),
     ("encoder: inputs, fold-in, the rest", LiveScorer, "embed"),
     ("catalog table snapshot", ItemCatalog, "table"),
     ("co-visitation learning (pairs)", LiveScorer, "_learn_covisit"),

@@ -86,11 +86,35 @@ def _encoder_slots(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each user's last ``n`` known entries, right-aligned; gaps as float64 seconds."""
     b, d = lengths.shape[0], item_vectors.shape[1]
-    vecs = np.zeros((b, n, d), np.float32)
-    types = np.zeros((b, n), np.int64)
-    gap_s = np.zeros((b, n), np.float64)
-    mask = np.zeros((b, n), np.float32)
-    any_known = np.zeros(b, np.bool_)
+    vecs = np.empty((b, n, d), np.float32)
+    types = np.empty((b, n), np.int64)
+    gap_s = np.empty((b, n), np.float64)
+    mask = np.empty((b, n), np.float32)
+    any_known = np.empty(b, np.bool_)
+    _fill_encoder_slots(rows, lengths, codes, ts, item_vectors, vecs, types, gap_s, mask, any_known)
+    return vecs, types, gap_s, mask, any_known
+
+
+@njit(cache=True, nogil=True)
+def _fill_encoder_slots(
+    rows: np.ndarray,
+    lengths: np.ndarray,
+    codes: np.ndarray,
+    ts: np.ndarray,
+    item_vectors: np.ndarray,
+    vecs: np.ndarray,
+    types: np.ndarray,
+    gap_s: np.ndarray,
+    mask: np.ndarray,
+    any_known: np.ndarray,
+) -> None:
+    """``_encoder_slots`` into arrays of the caller's, zeroed first (``n``: ``vecs.shape[1]``)."""
+    b, n, d = vecs.shape
+    vecs[:] = 0.0
+    types[:] = 0
+    gap_s[:] = 0.0
+    mask[:] = 0.0
+    any_known[:] = False
     end = 0
     for u in range(b):
         start = end
@@ -111,7 +135,6 @@ def _encoder_slots(
                 mask[u, slot] = 1.0
                 slot -= 1
             e -= 1
-    return vecs, types, gap_s, mask, any_known
 
 
 def encoder_inputs(
@@ -133,6 +156,67 @@ def encoder_inputs(
         np.ascontiguousarray(item_vectors, np.float32),
     )
     return vecs, types, np.log1p(gap_s).astype(np.float32), mask, any_known
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderBuffers:
+    """Arrays that ``encoder_inputs_into`` rewrites on each call, for a fixed batch size.
+
+    ``vecs``, ``types``, ``gaps`` and ``mask`` are the encoder's inputs (a bound ONNX
+    run reads them where they are); ``gap_s`` and ``any_known`` are scratch.
+    """
+
+    vecs: npt.NDArray[np.float32]
+    types: npt.NDArray[np.int64]
+    gaps: npt.NDArray[np.float32]
+    mask: npt.NDArray[np.float32]
+    gap_s: npt.NDArray[np.float64]
+    any_known: npt.NDArray[np.bool_]
+
+    @classmethod
+    def around(
+        cls,
+        vecs: npt.NDArray[np.float32],
+        types: npt.NDArray[np.int64],
+        gaps: npt.NDArray[np.float32],
+        mask: npt.NDArray[np.float32],
+    ) -> EncoderBuffers:
+        """Buffers over the given input arrays ``(B, n, d)`` and ``(B, n)``, C-ordered."""
+        b, n, _ = vecs.shape
+        for arr, dtype in ((vecs, np.float32), (types, np.int64), (gaps, np.float32)):
+            if arr.dtype != dtype or not arr.flags.c_contiguous:
+                raise ValueError(f"encoder buffers must be C-ordered {dtype.__name__}")
+        if mask.dtype != np.float32 or not mask.flags.c_contiguous:
+            raise ValueError("encoder buffers must be C-ordered float32")
+        if not types.shape == gaps.shape == mask.shape == (b, n):
+            raise ValueError(f"types, gaps and mask must be {(b, n)}")
+        return cls(vecs, types, gaps, mask, np.zeros((b, n)), np.zeros(b, np.bool_))
+
+
+def encoder_inputs_into(
+    columns: HistoryColumns, out: EncoderBuffers, item_vectors: npt.NDArray[np.float32]
+) -> npt.NDArray[np.bool_]:
+    """``encoder_inputs`` written into ``out`` (the same bits); returns ``any`` (scratch).
+
+    ``out``'s batch size must be the columns' and its ``n`` the history length.
+    """
+    if out.vecs.shape[0] != columns.lengths.shape[0]:
+        raise ValueError("the buffers' batch size differs from the columns'")
+    _fill_encoder_slots(
+        columns.rows,
+        columns.lengths,
+        columns.value.astype(np.int64, copy=False),
+        columns.ts,
+        np.ascontiguousarray(item_vectors, np.float32),
+        out.vecs,
+        out.types,
+        out.gap_s,
+        out.mask,
+        out.any_known,
+    )
+    np.log1p(out.gap_s, out=out.gap_s)
+    np.copyto(out.gaps, out.gap_s, casting="same_kind")
+    return out.any_known
 
 
 @njit(cache=True, nogil=True)
@@ -213,5 +297,8 @@ def warm_up() -> None:
     one = np.ones(1, np.int64)
     vecs = np.ones((1, 1), np.float32)
     _encoder_slots(one * 0, one, one, one, 1, vecs)
+    columns = HistoryColumns(rows=one * 0, lengths=one, value=one, ts=one)
+    z = np.zeros((1, 1), np.float32)
+    encoder_inputs_into(columns, EncoderBuffers.around(z[None], one[None] * 0, z, z), vecs)
     _fold_in_sums(one * 0, one, np.ones(1, np.float32), np.ones(1), vecs)
     _fold_in_ages(one * 0, one, one)

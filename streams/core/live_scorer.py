@@ -49,7 +49,7 @@ from streams.core.live_catalog import (
 from streams.core.live_config import LiveConfig, LiveStats
 from streams.core.seen_rows import SeenRows
 from streams.core.state_rules import UserState
-from streams.core.user_vectors import history_rows, user_vectors
+from streams.core.user_vectors import BoundEncoder, bound_encoder, history_rows, user_vectors
 
 log = logging.getLogger("freshet.live")
 
@@ -88,8 +88,9 @@ class LiveScorer:
         )
         self._covisit_counted: dict[str, int] = {}  # user -> n_events already paired
         self._calls = 0
-        # The encoder's type codes and the ranker hook, built once per bundle.
-        self._per_bundle: tuple[Any, dict[str, int], Any] | None = None
+        # The encoder's type codes, the ranker hook and the bound batch-of-one encoder
+        # run, built once per bundle.
+        self._per_bundle: tuple[Any, dict[str, int], Any, BoundEncoder | None] | None = None
         # While a bundle swap re-numbers the co-visitation table off the scoring lock
         # (``streams.core.copy_on_write``), the table is frozen: pairs learnt meanwhile
         # wait here, in the numbering they were learnt in, and are added after the swap.
@@ -363,13 +364,14 @@ class LiveScorer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """User vectors (B, D) and which came from the model-free fold-in."""
         seqs = self.history_rows(states) if seqs is None else seqs
-        codes = None if self.bundle is None else self._bundle_parts()[0]
+        codes, _, bound = (None, None, None) if self.bundle is None else self._bundle_parts()
         return user_vectors(
-            self.catalog, states, seqs, self.config.fold_in_half_life_s, self.bundle, codes
+            self.catalog, states, seqs, self.config.fold_in_half_life_s, self.bundle, codes, bound
         )
 
-    def _bundle_parts(self) -> tuple[dict[str, int], Any]:
-        """The current bundle's encoder type codes and ranker hook (None: no ranker)."""
+    def _bundle_parts(self) -> tuple[dict[str, int], Any, BoundEncoder | None]:
+        """The current bundle's encoder type codes, ranker hook (None: no ranker) and bound
+        batch-of-one encoder run (None: the plain run)."""
         bundle: Any = self.bundle
         if self._per_bundle is None or self._per_bundle[0] is not bundle:
             manifest = bundle.manifest
@@ -381,8 +383,9 @@ class LiveScorer:
                     bundle.rank,
                     lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
                 )
-            self._per_bundle = (bundle, {t: manifest.type_id(t) for t in EVENT_TYPES}, ranker)
-        return self._per_bundle[1], self._per_bundle[2]
+            codes: dict[str, int] = {t: manifest.type_id(t) for t in EVENT_TYPES}
+            self._per_bundle = (bundle, codes, ranker, bound_encoder(bundle))
+        return self._per_bundle[1], self._per_bundle[2], self._per_bundle[3]
 
 
 def _known(rows: np.ndarray) -> np.ndarray:

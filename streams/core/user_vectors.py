@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from inference.fold_in import EVENT_WEIGHTS
-from inference.history_inputs import encoder_inputs, fold_in_vectors, history_columns
+from inference.history_inputs import (
+    EncoderBuffers,
+    encoder_inputs,
+    encoder_inputs_into,
+    fold_in_vectors,
+    history_columns,
+)
 from inference.item_catalog import ItemCatalog
 from schemas.events import EVENT_TYPES
 from streams.core.state_rules import TYPE_CODES, UserState
@@ -27,6 +34,37 @@ _ITEM = attrgetter("item_id")
 # (``TYPE_CODES.get(t, 0)`` before), a type without a weight as 0.
 _FOLD_IN_WEIGHT = {t: EVENT_WEIGHTS.get(EVENT_TYPES[c], 0.0) for t, c in TYPE_CODES.items()}
 _FOLD_IN_DEFAULT = EVENT_WEIGHTS.get(EVENT_TYPES[0], 0.0)
+
+
+class BoundRun(Protocol):
+    """A graph run whose inputs are bound (``inference.onnx_session.BoundRun``)."""
+
+    def run(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BoundEncoder:
+    """A bundle's user encoder for a batch of one, its inputs written in place.
+
+    ``graph.run()`` reads ``buffers``' inputs where they are and returns the (1, D)
+    output; built once per bundle (``bound_encoder``), used by one caller at a time.
+    """
+
+    graph: BoundRun
+    buffers: EncoderBuffers
+
+
+def bound_encoder(bundle: Any) -> BoundEncoder | None:
+    """``bundle``'s bound batch-of-one encoder run, or None (the plain run serves)."""
+    make = getattr(bundle, "bound_encoder_of_one", None)
+    bound = None if make is None else make()
+    if bound is None:
+        return None
+    feeds = bound.inputs
+    buffers = EncoderBuffers.around(
+        feeds["item_vecs"], feeds["types"], feeds["gaps"], feeds["mask"]
+    )
+    return BoundEncoder(bound, buffers)
 
 
 def history_rows(catalog: ItemCatalog, states: Sequence[UserState]) -> list[np.ndarray]:
@@ -41,6 +79,7 @@ def user_vectors(
     half_life_s: float,
     bundle: Any | None = None,
     type_codes: Mapping[str, int] | None = None,
+    bound: BoundEncoder | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """User vectors ``(B, D)`` and which came from the model-free fold-in.
 
@@ -51,11 +90,13 @@ def user_vectors(
         half_life_s: The fold-in's decay.
         bundle: The served bundle; None folds every user in.
         type_codes: The bundle's encoder code of each event type (0 if absent).
+        bound: ``bundle``'s bound batch-of-one run (``bound_encoder``); it serves a batch
+            of one with the same bits as the plain run.
     """
     b, d = len(states), catalog.dim
     if bundle is not None:
         try:
-            vecs = encode(bundle, type_codes or {}, catalog, states, seqs)
+            vecs = encode(bundle, type_codes or {}, catalog, states, seqs, bound)
             if vecs.shape != (b, d):  # a graph whose output width varies with input
                 raise ValueError(f"encoder gave shape {vecs.shape}, expected {(b, d)}")
             bad = ~np.isfinite(vecs).all(axis=1)
@@ -76,13 +117,18 @@ def encode(
     catalog: ItemCatalog,
     states: Sequence[UserState],
     seqs: Sequence[np.ndarray],
+    bound: BoundEncoder | None = None,
 ) -> np.ndarray:
     """The bundle's user encoder on each user's last ``history_len`` known entries."""
     columns = history_columns([s.history for s in states], seqs, type_codes, 0, np.int64)
-    vecs, types, gaps, mask, any_known = encoder_inputs(
-        columns, bundle.history_len, catalog.vectors()
-    )
-    out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
+    if bound is not None and len(states) == 1:
+        any_known = encoder_inputs_into(columns, bound.buffers, catalog.vectors())
+        out = bound.graph.run()
+    else:
+        vecs, types, gaps, mask, any_known = encoder_inputs(
+            columns, bundle.history_len, catalog.vectors()
+        )
+        out = np.asarray(bundle.encode_users(vecs, types, gaps, mask), np.float32)
     if not any_known.all():
         out[~any_known] = 0.0
     return out

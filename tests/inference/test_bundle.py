@@ -98,6 +98,27 @@ def test_onnx_matches_torch_on_random_and_real_inputs(
     assert np.abs(short - expect_short).max() < 1e-4
 
 
+def test_bound_batch_of_one_gives_encode_users_bits(bundle_root: Path) -> None:
+    """The trained encoder's bound run against ``encode_users``, user after user: full,
+    partly masked and empty histories, every event type, through the same buffers."""
+    bundle = LoadedBundle.load(bundle_root, provider="cpu")
+    bound = bundle.bound_encoder_of_one()
+    assert bound is not None
+    rng = np.random.default_rng(7)
+    n, d = bundle.history_len, bundle.dim
+    for i in range(60):
+        feeds = {
+            "item_vecs": rng.normal(size=(1, n, d)).astype(np.float32),
+            "types": rng.integers(0, len(bundle.manifest.event_types), size=(1, n)),
+            "gaps": rng.uniform(0, 14, size=(1, n)).astype(np.float32),
+            "mask": (np.arange(n) >= rng.integers(0, n + 1)).astype(np.float32)[None],
+        }
+        for name, arr in feeds.items():
+            np.copyto(bound.inputs[name], arr)
+        want = bundle.encode_users(*feeds.values())
+        assert bound.run().tobytes() == want.tobytes(), i
+
+
 def test_cold_items_in_matrix_equal_content_embedding(
     trained: tuple[TrainResult, InteractionLog, Split], bundle_root: Path
 ) -> None:

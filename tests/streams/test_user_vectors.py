@@ -6,15 +6,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.fold_in import event_weights, fold_in_events
-from inference.history_inputs import history_columns
+from inference.history_inputs import EncoderBuffers, history_columns
 from inference.item_catalog import ItemCatalog
 from schemas.events import EVENT_TYPES
 from streams.core.state_rules import TYPE_CODES, HistoryEntry, UserState
-from streams.core.user_vectors import encode, fold_in, history_rows
+from streams.core.user_vectors import BoundEncoder, encode, fold_in, history_rows
 
 N_ITEMS, DIM, HISTORY_LEN = 12, 5, 6
 TYPES = (*EVENT_TYPES, "not-a-type")
@@ -93,6 +94,17 @@ class _Recording:
         return (vecs.sum(axis=1) + (gaps * mask + types).sum(axis=1)[:, None]).astype(np.float32)
 
 
+class _BoundRecording:
+    """A bound run that reads the buffers where they are, through ``_Recording``."""
+
+    def __init__(self, encoder: _Recording, buffers: EncoderBuffers) -> None:
+        self.encoder, self.buffers = encoder, buffers
+
+    def run(self) -> np.ndarray:
+        b = self.buffers
+        return self.encoder.encode_users(b.vecs, b.types, b.gaps, b.mask)
+
+
 def _catalog(seed: int) -> ItemCatalog:
     rng = np.random.default_rng(seed)
     vecs = rng.normal(size=(N_ITEMS, DIM)).astype(np.float32) * rng.uniform(0.1, 50)
@@ -131,6 +143,46 @@ def test_encoder_inputs_equal_the_numpy_form(raw: list[list[Any]], seed: int) ->
     ref_out = bundle.encode_users(*want)
     ref_out[empty] = 0.0
     assert np.array_equal(out.view(np.uint32), ref_out.view(np.uint32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=histories, seed=st.integers(0, 3))
+def test_a_batch_of_one_written_in_place_equals_the_plain_path(
+    raw: list[list[Any]], seed: int
+) -> None:
+    """Users one at a time through one set of reused buffers (cold users, unknown and
+    new items, stale slots from the user before): the plain path's inputs and output."""
+    catalog = _catalog(seed)
+    codes = {t: c + 1 for c, t in enumerate(EVENT_TYPES[1:])}
+    buffers = EncoderBuffers.around(
+        np.full((1, HISTORY_LEN, DIM), np.nan, np.float32),
+        np.full((1, HISTORY_LEN), 7, np.int64),
+        np.full((1, HISTORY_LEN), np.nan, np.float32),
+        np.full((1, HISTORY_LEN), 1.0, np.float32),
+    )
+    bound_seen = _Recording()
+    bound = BoundEncoder(_BoundRecording(bound_seen, buffers), buffers)
+    for hist in [*raw, raw[0]]:
+        states = _states([hist])
+        seqs = history_rows(catalog, states)
+        plain = _Recording()
+        want = encode(plain, codes, catalog, states, seqs)
+        got = encode(bound_seen, codes, catalog, states, seqs, bound)
+        for g, ref in zip(bound_seen.seen, plain.seen, strict=True):
+            assert g.dtype == ref.dtype and g.shape == ref.shape
+            assert np.array_equal(g.view(np.uint8), ref.view(np.uint8))
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_encoder_buffers_refuse_wrong_dtypes_and_shapes() -> None:
+    f32, i64 = np.zeros((1, 3), np.float32), np.zeros((1, 3), np.int64)
+    vecs = np.zeros((1, 3, 2), np.float32)
+    with pytest.raises(ValueError):
+        EncoderBuffers.around(vecs, f32, f32, f32)  # types must be int64
+    with pytest.raises(ValueError):
+        EncoderBuffers.around(vecs, i64, np.zeros((1, 4), np.float32), f32)
+    with pytest.raises(ValueError):
+        EncoderBuffers.around(vecs, i64, f32, np.zeros((1, 3)))  # float64 mask
 
 
 @settings(max_examples=300, deadline=None)
