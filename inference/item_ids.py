@@ -4,9 +4,10 @@ Pure state (no I/O). A dict copies itself whole when it outgrows its room: one o
 ids took 0.9 ms of CPU, one of 1.4M 28 ms (``ItemCatalog.append`` of 256 ids at the
 edge, loaded host), and Python gives no way to reserve the room ahead. So the map is
 two dicts: ``base``, never written once built, and ``recent``, the ids appended since,
-which stays small. When ``recent`` reaches ``RECENT_IDS_MAX`` the two are folded into
-a new base off the scoring lock (``fold``, in a worker thread) and swapped in under it
-(``adopt``, a reference and the few ids appended meanwhile).
+small enough that its own copies cost ~0.1 ms. When ``recent`` reaches
+``RECENT_IDS_MAX`` the two are folded into a new base off the scoring lock (``fold``, in
+a worker thread) and swapped in under it (``adopt``: a reference, and the few ids
+appended meanwhile).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from itertools import repeat
 import numpy as np
 import numpy.typing as npt
 
-RECENT_IDS_MAX = 8192
-"""Ids in ``recent`` at which a fold is due. Chunks of 256 keep it under 8192 + 256
-between folds, so the dict a hold writes copies at most 5,461 entries (~0.2 ms)."""
+RECENT_IDS_MAX = 32_768
+"""Ids in ``recent`` at which a fold is due. Chunks of 256 keep it under 32,768 + 256
+between folds, short of a dict's copy point at 43,690 entries: the largest copy a hold
+makes is at 21,845 (~0.1 ms of CPU). A fold is one C call holding the GIL (3.6 ms at
+100k ids, 25 ms at 1M, off the lock), so folds are kept as rare as that bound allows."""
 
 ADOPT_LATE_MAX = 4096
 """Ids appended between a fold and its adoption that ``adopt`` re-maps in the hold;

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from live_over_fake_bundle import live_over_fake_bundle
 
+from inference import item_ids
 from inference.item_catalog import ItemCatalog
 from streams.core import copy_on_write as cow
 from streams.core.catalog import CatalogRecord
@@ -28,7 +29,8 @@ from streams.redis_io.redis_client import RedisConfig, async_redis
 
 BUNDLE_ITEMS = 400
 NEW_ITEMS = 24_000  # the map passes 5,461, 10,922 and 21,845 ids: a dict's copy points
-SMALL = 8_192 + cow.CATALOG_CHUNK  # the most ids the map written in a hold may hold
+RECENT = 8_192  # folds due at this many new ids (the module's bound needs 50k new items)
+SMALL = RECENT + cow.CATALOG_CHUNK  # the most ids the map written in a hold may hold
 
 
 def id_dicts(catalog: ItemCatalog) -> list[dict[str, int]]:
@@ -52,6 +54,7 @@ def test_a_chunk_s_hold_never_copies_a_large_id_dict(
         CatalogRecord(f"n{i}", (f"c{i % 5}",), {}, f"item {i}", 5_000 + i, 5_000 + i)
         for i in range(NEW_ITEMS)
     ]
+    monkeypatch.setattr(item_ids, "RECENT_IDS_MAX", RECENT)
     resized_in_hold: list[int] = []  # the length of each id dict that grew in a hold
     holds = [0]
 
