@@ -732,6 +732,9 @@ CURVE_FIELDS = (
     "load_cores",
     "load_max_behind_schedule_ms",
     "freshness_ms_all_events",
+    "freshness_ms_leading_events",  # the user had no list in the debounce window before
+    "freshness_ms_deferred_events",  # folded into a window's trailing refresh
+    "events_never_reflected",
     "latency_ms_published_minus_event",
     "worker_cpu_ms_per_event",
     "cores_worker",

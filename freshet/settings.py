@@ -91,7 +91,7 @@ class Settings:
     # --- Worker ------------------------------------------------------------------------
     batch_max_events: int = 500
     batch_max_ms: int = 10
-    batch_lanes: int = 2  # batch delivery: events processed in this many partition lanes
+    batch_lanes: int = 1  # batch delivery: events processed in this many partition lanes
     debounce_ms: int = 200
     debounce_mode: str = "adaptive"
     debounce_behind_ms: int = 50
