@@ -13,7 +13,7 @@ commits) and replaces only the drain loop: for a topic that has a ``ChunkQueue``
 ``app.batch_feeds``, each partition's records of a fetch become one list of
 ``SourceRecord`` put on that queue, with the read-offset and gap bookkeeping Faust does
 per record done once per chunk. Records of other topics take Faust's own per-message
-path. The agent (``faust_app.add_batch_agent``) takes whole chunks and, once a batch
+path. The agent (``batch_agent.add_batch_agent``) takes whole chunks and, once a batch
 is finished, acks its offsets with ``ack_chunks``, which marks the same bookkeeping
 ``Consumer.ack`` marks, so Faust's commits (interval, on stop, on revoke) commit
 exactly what is done.
@@ -55,7 +55,7 @@ _SETTERS = tuple(
 
 def source_records(records: Sequence[Any]) -> list[SourceRecord]:
     """``SourceRecord`` of aiokafka ``ConsumerRecord``, their slots set directly (as
-    ``faust_app._record`` does for a Faust event: this runs per record)."""
+    ``batch_agent._record`` does for a Faust event: this runs per record)."""
     s_topic, s_partition, s_offset, s_key, s_value, s_ts = _SETTERS
     out: list[SourceRecord] = []
     append = out.append
