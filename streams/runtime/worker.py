@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -83,8 +82,9 @@ class KafkaSinks:
 
         async def hand_over() -> list[Any]:
             if previous is not None:
-                with contextlib.suppress(Exception):  # its failure is its own caller's
-                    await previous
+                # Its failure, or its cancelling, is its own caller's: wait() never raises,
+                # where awaiting a cancelled one would cancel this one and each after it.
+                await asyncio.wait({previous})
             parts = sorted(await producer.partitions_for(topic))
             by_part: dict[int, list[tuple[bytes, bytes]]] = {}
             for rec, raw in lists:

@@ -83,3 +83,25 @@ async def test_lists_land_on_their_key_partition_as_committed_bytes(settings: Se
     for u in users:
         mine = [v for k, v in by_user if k == event_key(u)]
         assert mine == [c.raw for c in first + second + third if c.rec.user_id == u]
+
+
+async def test_a_cancelled_hand_over_leaves_the_later_ones_to_deliver(settings: Settings) -> None:
+    """Each hand-over waits for the one before it; one that was cancelled must not
+    cancel those after it (the lane's loop would end on the cancelled delivery)."""
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(kafka_of(settings), [topics.recommendations])
+    app = create_app(settings, app_id=f"{settings.topic_prefix}-sinks-cancel")
+    await app.producer.start()
+    sinks = KafkaSinks(app, topics)
+    dropped = [committed("user-a", 0, 0)]
+    kept = [committed("user-b", 1, 0), committed("user-c", 1, 0)]
+    try:
+        await sinks.enqueue_lists(dropped)
+        sinks._sent[0].cancel()  # before it ran: none of its lists is handed over
+        sinks.delivered()  # the cancelled one's delivery: its own caller's
+        await sinks.enqueue_lists(kept)
+        await asyncio.wait_for(sinks.delivered(), 30)  # raised CancelledError before
+    finally:
+        await app.producer.stop()
+    got = await read_all(settings, topics.recommendations, len(kept))
+    assert sorted(value for _, _, value in got) == sorted(c.raw for c in kept)
