@@ -82,8 +82,10 @@ local function hincrby(ckey, item, c)
   if string.find(r.err, 'overflow', 1, true) then
     why = 'int64 overflow'
     fixed = tonumber(c) < 0 and '-9223372036854775808' or '9223372036854775807'
-  elseif not string.find(r.err, 'not an integer', 1, true) then
-    redis.call('HINCRBY', ckey, item, c)  -- any other refusal (a key of the wrong type) raises
+  elseif not string.find(r.err, 'hash value is not an integer', 1, true) then
+    -- any other refusal raises: a key of the wrong type, or a bad increment, which Redis
+    -- 7.0 words 'value is not an integer or out of range' (the stored value is fine)
+    redis.call('HINCRBY', ckey, item, c)
   end
   local old = redis.call('HGET', ckey, item) or ''
   redis.call('HSET', ckey, item, fixed)

@@ -9,6 +9,7 @@ import itertools
 import logging
 
 import pytest
+from redis.exceptions import ResponseError
 
 from streams.core.state_rules import PopularityDelta, UserState
 from streams.core.state_store import PartitionWrite
@@ -92,3 +93,24 @@ def test_the_counts_reader_skips_a_field_that_is_no_count(redis_url: str) -> Non
             await client.aclose()
 
     assert asyncio.run(run()) == {"a": 5}
+
+
+def test_a_bad_increment_raises_and_leaves_the_stored_count(redis_url: str) -> None:
+    """Only a stored value that is no integer is repaired: Redis refuses a bad increment
+    with 'value is not an integer or out of range', which must not replace the count."""
+
+    async def run() -> tuple[str, bytes | None]:
+        client = async_redis(RedisConfig(url=redis_url))
+        keys = Keyspace(f"cr{next(_namespaces)}")
+        try:
+            await client.hset(keys.counts(0), mapping={"a": 5})
+            script = client.register_script(redis_state_store._FENCED_WRITE)
+            with pytest.raises(ResponseError) as refused:
+                await script(keys=[keys.counts(0)], args=[0, "I", 1, 1, "a", "1.5"])
+            return str(refused.value), await client.hget(keys.counts(0), "a")
+        finally:
+            await client.aclose()
+
+    error, stored = asyncio.run(run())
+    assert "value is not an integer or out of range" in error
+    assert stored == b"5"
