@@ -67,7 +67,8 @@ log = logging.getLogger(__name__)
 # A count HINCRBY refuses is repaired, never left to stop the script part-way (the
 # writes before it would stay and the batch be retried without end): a field that holds
 # no integer (written by something else) is set to the batch's increment, as if it were
-# absent; a sum past int64 is clamped to int64's bound. Each repair is reported.
+# absent; a sum past int64 is clamped to int64's bound. Each repair is reported, but
+# not a count already at the bound: it stays there silently.
 # Returns nil once applied, a flat array of (item, reason, old value's first 64 bytes)
 # per repaired count once applied with repairs, or "<fence index>:<stored watermark>"
 # for the first fence that does not hold.
@@ -88,6 +89,9 @@ local function hincrby(ckey, item, c)
     redis.call('HINCRBY', ckey, item, c)
   end
   local old = redis.call('HGET', ckey, item) or ''
+  if old == fixed then
+    return  -- clamped before: it saturates, unreported (a popular item would flood the log)
+  end
   redis.call('HSET', ckey, item, fixed)
   repairs[#repairs + 1] = item
   repairs[#repairs + 1] = why
