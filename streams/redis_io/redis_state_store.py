@@ -64,11 +64,16 @@ log = logging.getLogger(__name__)
 # overflow). In Lua a count of 2^53 + 1 read back as 2^53, and one of 1e17 was written
 # "1e+17" (tests/streams/test_popularity_write.py). Every fence is checked before
 # anything is written, so a stale partition leaves the whole call without effect.
-# A count HINCRBY refuses is repaired, never left to stop the script part-way (the
-# writes before it would stay and the batch be retried without end): a field that holds
-# no integer (written by something else) is set to the batch's increment, as if it were
-# absent; a sum past int64 is clamped to int64's bound. Each repair is reported, but
-# not a count already at the bound: it stays there silently.
+# A count that HINCRBY refuses for its stored value is repaired, not left to stop the
+# script part-way (the writes before it would stay and the batch be retried without
+# end): a field that holds no integer (written by something else) is set to the batch's
+# increment, as if it were absent; a sum past int64 is clamped to int64's bound. Each
+# repair is reported, but not a count already at the bound: it stays there silently.
+# Only these two: any other refusal still stops the script part-way, with the writes
+# before it kept: a key of the wrong type (written by something else), a bad increment,
+# a score that becomes NaN (inf + -inf). Key types are not checked up front: a TYPE per
+# key of the batch (each user's hash, each popularity key) would cost Redis a command
+# per key on every batch for a fault only a foreign writer causes.
 # Returns nil once applied, a flat array of (item, reason, old value's first 64 bytes)
 # per repaired count once applied with repairs, or "<fence index>:<stored watermark>"
 # for the first fence that does not hold.
