@@ -220,7 +220,6 @@ class ChunkQueue(Generic[T]):
         self._sizes = [0] * self.lanes
         self._size = 0
         self._readies = [asyncio.Event() for _ in range(self.lanes)]
-        self._ready = self._readies[0]  # lane 0's, the only one with one lane
         self._room = asyncio.Event()
         self._room.set()
 

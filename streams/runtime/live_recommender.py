@@ -326,7 +326,10 @@ class LiveRecommender:
             return False
         data = await read()
         swapped = False
-        while not swapped:  # again only if a bundle came in meanwhile
+        # Again only if something moved meanwhile: a bundle or the catalog came in, the
+        # counts changed, or a growth began and refused the popularity column, which
+        # lacked its room (prepared again, it has it).
+        while not swapped:
             args = (self.scorer.catalog, data)
             prepared = await asyncio.to_thread(prepare, *args) if thread else prepare(*args)
             async with self._housekeeping(name):
