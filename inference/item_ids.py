@@ -3,11 +3,19 @@
 Pure state (no I/O). A dict copies itself whole when it outgrows its room: one of 87k
 ids took 0.9 ms of CPU, one of 1.4M 28 ms (``ItemCatalog.append`` of 256 ids at the
 edge, loaded host), and Python gives no way to reserve the room ahead. So the map is
-two dicts: ``base``, never written once built, and ``recent``, the ids appended since,
-small enough that its own copies cost ~0.1 ms. When ``recent`` reaches
-``RECENT_IDS_MAX`` the two are folded into a new base off the scoring lock (``fold``, in
-a worker thread) and swapped in under it (``adopt``: a reference, and the few ids
-appended meanwhile).
+a ``base`` dict, a few frozen ``pieces`` and a small ``recent`` dict, the only one
+written: ids are appended to it, and when it reaches ``RECENT_IDS_MAX`` it becomes the
+newest piece by reference (no copy) and a new one starts.
+
+Pieces are merged off the scoring lock (``fold``, in a worker thread: it reads only
+dicts no one writes) and swapped in under it (``adopt``: references only). A piece and
+all newer ones merge when those hold ``MERGE_RATIO`` times its ids or more, so a merged
+id's piece grows 4x each time it is copied, and the pieces go into the base only when
+they add up to half the base or more. A dict copy holds the GIL whatever thread makes
+it (a fold of 1M + 32k ids held it 29-39 ms), so the base, the costly one, is copied
+once per 1.5x growth, and an id in the pieces about log4(base / RECENT_IDS_MAX) times
+before: growing 1M -> 2M ids by 256 copies 2.3M entries in 7 folds and leaves at most
+6 pieces, where folding the base every 32,768 ids copied ~46M in ~31 folds.
 """
 
 from __future__ import annotations
@@ -21,23 +29,35 @@ import numpy as np
 import numpy.typing as npt
 
 RECENT_IDS_MAX = 32_768
-"""Ids in ``recent`` at which a fold is due. Chunks of 256 keep it under 32,768 + 256
-between folds, short of a dict's copy point at 43,690 entries: the largest copy a hold
-makes is at 21,845 (~0.1 ms of CPU). A fold is one C call holding the GIL (3.6 ms at
-100k ids, 25 ms at 1M, off the lock), so folds are kept as rare as that bound allows."""
+"""Ids in ``recent`` at which it is frozen into a piece. Chunks of 256 keep it under
+32,768 + 256, short of a dict's copy point at 43,690 entries: the largest copy a hold
+makes is at 21,845 (~0.1 ms of CPU)."""
 
-ADOPT_LATE_MAX = 4096
-"""Ids appended between a fold and its adoption that ``adopt`` re-maps in the hold;
-past it the fold is refused (made again)."""
+MERGE_RATIO = 3
+"""A piece merges with the newer ones when they hold this many times its ids: 1 copies
+3.8 entries per id grown at 1M ids, 3 copies 2.3 with up to 6 pieces to look in."""
 
 
 @dataclass(frozen=True)
 class FoldedIds:
-    """The ids of the first ``rows`` rows as one dict, folded from ``base``."""
+    """``parts`` (the base first when ``into_base``, else a run of pieces, oldest
+    first) merged into ``ids``."""
 
-    base: dict[str, int]
-    rows: int
+    parts: tuple[dict[str, int], ...]
+    into_base: bool
     ids: dict[str, int]
+
+
+def _merged(parts: Sequence[dict[str, int]]) -> dict[str, int]:
+    """One dict of ``parts``, copying the largest and inserting the rest."""
+    if len(parts) == 1:
+        return parts[0]  # nothing to merge: served as it is
+    largest = max(range(len(parts)), key=lambda i: len(parts[i]))
+    ids = dict(parts[largest])
+    for i, part in enumerate(parts):
+        if i != largest:
+            ids.update(part)
+    return ids
 
 
 class IdMap:
@@ -46,59 +66,98 @@ class IdMap:
     def __init__(self, ids: list[str]) -> None:
         self._ids = ids  # the catalog's own list: only ever appended to
         self._base: dict[str, int] = dict(zip(ids, range(len(ids)), strict=True))
-        self._base_rows = len(ids)
+        self._pieces: tuple[dict[str, int], ...] = ()  # frozen, oldest first
         self._recent: dict[str, int] = {}
 
+    def _all(self) -> tuple[dict[str, int], ...]:
+        """Every dict, the likeliest first: base, pieces newest first, recent."""
+        return (self._base, *reversed(self._pieces), self._recent)
+
     def get(self, item_id: str) -> int | None:
-        row = self._base.get(item_id)
-        return self._recent.get(item_id) if row is None else row
+        for ids in self._all():
+            row = ids.get(item_id)
+            if row is not None:
+                return row
+        return None
 
     def __contains__(self, item_id: str) -> bool:
-        return item_id in self._base or item_id in self._recent
+        return any(item_id in ids for ids in self._all())
 
     def view(self) -> Mapping[str, int]:
-        """A read-only view over both dicts."""
-        return ChainMap(self._recent, self._base)
+        """A read-only view over every dict."""
+        return ChainMap(*self._all())
 
     def as_dict(self) -> dict[str, int]:
-        return {**self._base, **self._recent}
+        return {k: v for ids in (self._base, *self._pieces, self._recent) for k, v in ids.items()}
 
     def add(self, item_ids: Iterable[str], start: int) -> None:
         """Map ``item_ids``, just appended to the ids from row ``start``, to their rows."""
         self._recent.update(zip(item_ids, range(start, len(self._ids)), strict=True))
+        if len(self._recent) >= RECENT_IDS_MAX:  # frozen by reference, not copied
+            self._pieces, self._recent = (*self._pieces, self._recent), {}
 
     def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
-        """Rows of ``item_ids``, -1 for unknown ones."""
+        """Rows of ``item_ids``, -1 for unknown ones: the base for the whole batch, the
+        other dicts only for the ids it missed."""
         n = len(item_ids)  # map over dict.get: half a generator's cost per id
         rows = np.fromiter(map(self._base.get, item_ids, repeat(-1, n)), np.int64, n)
-        if self._recent:
-            missed = np.flatnonzero(rows < 0)
-            if missed.size:
-                get = self._recent.get
-                rows[missed] = [get(item_ids[i], -1) for i in missed.tolist()]
+        others = self._all()[1:]
+        if not any(others):
+            return rows
+        missed = np.flatnonzero(rows < 0).tolist()
+        for ids in others:
+            if not missed:
+                break
+            get = ids.get
+            found = [get(item_ids[i], -1) for i in missed]
+            hit = [(i, r) for i, r in zip(missed, found, strict=True) if r >= 0]
+            if hit:
+                at, got = zip(*hit, strict=True)
+                rows[list(at)] = got
+                missed = [i for i, r in zip(missed, found, strict=True) if r < 0]
         return rows
+
+    def _due_parts(self) -> tuple[tuple[dict[str, int], ...], bool] | None:
+        """The dicts a fold merges now and whether into the base, None if none due."""
+        pieces = self._pieces
+        if pieces and sum(map(len, pieces)) * 2 >= len(self._base):
+            return (self._base, *pieces), True
+        newer = 0  # ids in the pieces newer than pieces[i]
+        for i in range(len(pieces) - 1, -1, -1):
+            if newer and newer >= MERGE_RATIO * len(pieces[i]):
+                return pieces[i:], False
+            newer += len(pieces[i])
+        return None
 
     @property
     def due(self) -> bool:
-        """Whether enough ids came since the last fold to fold them again."""
-        return len(self._recent) >= RECENT_IDS_MAX
+        """Whether pieces are due a merge (with each other or into the base)."""
+        return self._due_parts() is not None
 
     def fold(self) -> FoldedIds:
-        """Every id so far as one dict, for a worker thread: reads only what a hold
-        never changes (the base and the ids of rows already taken)."""
-        base, start = self._base, self._base_rows
-        n = len(self._ids)
-        ids = dict(base)
-        ids.update(zip(self._ids[start:n], range(start, n), strict=True))
-        return FoldedIds(base, n, ids)
+        """The merge due, for a worker thread: reads only dicts that no one writes. With
+        none due, every piece into the base (``adopt(fold())`` then leaves at most the
+        base and ``recent``)."""
+        due = self._due_parts()
+        parts, into_base = due if due is not None else ((self._base, *self._pieces), True)
+        return FoldedIds(parts, into_base, _merged(parts))
 
     def adopt(self, folded: FoldedIds) -> bool:
-        """Serve ``folded`` as the base; the ids appended since it was made start the
-        recent map. False, changing nothing, if the base changed since or more than
-        ``ADOPT_LATE_MAX`` ids came."""
-        n = len(self._ids)
-        if folded.base is not self._base or n - folded.rows > ADOPT_LATE_MAX:
-            return False
-        self._recent = dict(zip(self._ids[folded.rows : n], range(folded.rows, n), strict=True))
-        self._base, self._base_rows = folded.ids, folded.rows
-        return True
+        """Serve ``folded`` in place of its parts (references only). False, changing
+        nothing, if they are no longer all served as they were when it was made."""
+        parts, pieces = folded.parts, self._pieces
+        if folded.into_base:
+            n = len(parts) - 1
+            if parts[0] is not self._base or not _same(parts[1:], pieces[:n]):
+                return False
+            self._base, self._pieces = folded.ids, pieces[n:]
+            return True
+        for at in range(len(pieces) - len(parts) + 1):  # pieces only come after
+            if _same(parts, pieces[at : at + len(parts)]):
+                self._pieces = (*pieces[:at], folded.ids, *pieces[at + len(parts) :])
+                return True
+        return False
+
+
+def _same(a: Sequence[dict[str, int]], b: Sequence[dict[str, int]]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
