@@ -49,7 +49,7 @@ from streams.core.live_catalog import PreparedContent, apply_records, content_ve
 from streams.core.seen_rows import SeenRows
 
 if TYPE_CHECKING:
-    from streams.core.live_scorer import LiveScorer
+    from streams.core.live_scorer import BundleParts, LiveScorer
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -261,12 +261,14 @@ def swap_bundle(
     index: AnnIndex | None,
     remap: CovisitRemap,
     renumbered: tuple[int, list[tuple[Any, ...]]] = (0, []),
+    parts: BundleParts | None = None,
 ) -> None:
     """Serve the prepared bundle (under the lock; costs what came since the preparation).
 
     Pairs learnt while the table was frozen are re-numbered for the new catalog (those
     ``renumbered`` already, off the lock, are taken as they are) and added at the next
-    call.
+    call. ``parts``: ``bundle_parts(bundle)``, built off the lock (else the first
+    scoring call builds them, bound encoder run included).
     """
     if remap.old_catalog is not scorer.catalog:
         raise RuntimeError("the catalog changed under a bundle swap")
@@ -279,7 +281,7 @@ def swap_bundle(
     # The kept seen rows go whole (the caller frees them after the hold): clearing them
     # here freed up to ``USERS_KEPT`` users' rows, 0.7-0.9 ms for 2,000 of them.
     scorer.seen_rows = SeenRows(scorer.seen_rows.capacity)
-    scorer.install(bundle, catalog, index, covisit=remap.table)
+    scorer.install(bundle, catalog, index, covisit=remap.table, parts=parts)
     scorer.covisit_frozen = False
 
 

@@ -53,6 +53,9 @@ from streams.core.user_vectors import BoundEncoder, bound_encoder, history_rows,
 
 log = logging.getLogger("freshet.live")
 
+# A bundle, its encoder type codes, ranker hook and bound encoder run (``bundle_parts``).
+BundleParts = tuple[Any, dict[str, int], Any, BoundEncoder | None]
+
 CONTENT_DIM = 64
 SCORE_CHUNK = 128  # users scored per recommend() call
 COVISIT_COUNTED_MAX = 1_000_000  # users whose counted events a process remembers
@@ -90,7 +93,7 @@ class LiveScorer:
         self._calls = 0
         # The encoder's type codes, the ranker hook and the bound batch-of-one encoder
         # run, built once per bundle.
-        self._per_bundle: tuple[Any, dict[str, int], Any, BoundEncoder | None] | None = None
+        self._per_bundle: BundleParts | None = None
         # While a bundle swap re-numbers the co-visitation table off the scoring lock
         # (``streams.core.copy_on_write``), the table is frozen: pairs learnt meanwhile
         # wait here, in the numbering they were learnt in, and are added after the swap.
@@ -136,12 +139,17 @@ class LiveScorer:
         index: AnnIndex | None,
         late: Sequence[CatalogRecord] = (),
         covisit: CovisitTable | None = None,
+        parts: BundleParts | None = None,
     ) -> None:
         """Switch to a prepared bundle, first applying catalog changes that came meanwhile.
 
         ``covisit``: the co-visitation table already re-numbered for ``catalog`` (off the
         scoring lock, ``streams.core.copy_on_write``); without it, it is re-numbered here.
+        ``parts``: ``bundle_parts(bundle)``, built off the lock; without them, the first
+        scoring call builds them.
         """
+        if parts is not None and parts[0] is bundle:
+            self._per_bundle = parts
         if late:
             rows = apply_records(catalog, late, bundle)
             index = update_index(catalog, index, rows)
@@ -371,21 +379,28 @@ class LiveScorer:
 
     def _bundle_parts(self) -> tuple[dict[str, int], Any, BoundEncoder | None]:
         """The current bundle's encoder type codes, ranker hook (None: no ranker) and bound
-        batch-of-one encoder run (None: the plain run)."""
-        bundle: Any = self.bundle
-        if self._per_bundle is None or self._per_bundle[0] is not bundle:
-            manifest = bundle.manifest
-            ranker = None
-            if getattr(manifest, "has_ranker", False):
-                from inference.ranker_features import make_ranker
-
-                ranker = make_ranker(
-                    bundle.rank,
-                    lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
-                )
-            codes: dict[str, int] = {t: manifest.type_id(t) for t in EVENT_TYPES}
-            self._per_bundle = (bundle, codes, ranker, bound_encoder(bundle))
+        batch-of-one encoder run (None: the plain run); built here only if the swap did
+        not bring them (``bundle_parts``)."""
+        if self._per_bundle is None or self._per_bundle[0] is not self.bundle:
+            self._per_bundle = bundle_parts(self.bundle)
         return self._per_bundle[1], self._per_bundle[2], self._per_bundle[3]
+
+
+def bundle_parts(bundle: Any) -> BundleParts:
+    """What scoring needs per bundle: ``bundle`` itself, its encoder type codes, ranker
+    hook and bound encoder run. The bound run costs a few ORT runs (~2-3 ms): a swap
+    builds it off the scoring lock and hands it to ``install``."""
+    manifest = bundle.manifest
+    ranker = None
+    if getattr(manifest, "has_ranker", False):
+        from inference.ranker_features import make_ranker
+
+        ranker = make_ranker(
+            bundle.rank,
+            lambda exc: log.error("ranker failed (%s); kept inner-product order", exc),
+        )
+    codes: dict[str, int] = {t: manifest.type_id(t) for t in EVENT_TYPES}
+    return (bundle, codes, ranker, bound_encoder(bundle))
 
 
 def _known(rows: np.ndarray) -> np.ndarray:

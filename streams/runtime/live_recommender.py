@@ -40,7 +40,7 @@ from streams.core.debounce import Debouncer
 from streams.core.held_users import HeldUsers
 from streams.core.ingest import Refresh, TouchedUser
 from streams.core.live_config import LiveStats
-from streams.core.live_scorer import LiveScorer
+from streams.core.live_scorer import LiveScorer, bundle_parts
 from streams.core.publish import ListPublisher
 from streams.runtime.catalog_images import CatalogImages
 
@@ -174,6 +174,7 @@ class LiveRecommender:
             self.scorer.covisit_frozen = True
         try:
             remap = await asyncio.to_thread(prepare_covisit, self.scorer, catalog)
+            parts = await asyncio.to_thread(bundle_parts, bundle)  # bound encoder: ORT runs
             done, swapped = 0, False
             while True:
                 if len(late) > done:
@@ -195,7 +196,7 @@ class LiveRecommender:
                 )
                 async with self._housekeeping("bundle"):
                     if len(late) == done:
-                        swap_bundle(scorer, bundle, catalog, index, remap, renumbered)
+                        swap_bundle(scorer, bundle, catalog, index, remap, renumbered, parts)
                         self._index_debt.clear()  # the new index holds every record
                         swapped = True
                 del retired

@@ -42,6 +42,17 @@ def _bundle(version: str) -> Bundle:
     return bundle
 
 
+def _live(folder: Path, trending: Any, counts: Any, catalog_log: Any) -> LiveRecommender:
+    """A live recommender on these sources, loading ``_bundle``s from ``folder``."""
+    return live_recommender(
+        Settings(bundle_dir=folder),
+        trending_source=trending,
+        counts_source=counts,
+        catalog_log=catalog_log,
+        bundle_loader=lambda _dir, version: _bundle(version),
+    )
+
+
 def _log(rng: random.Random, n: int) -> list[CatalogRecord]:
     """New items, updates and removals (of bundle items and of new ones), interleaved."""
     out: list[CatalogRecord] = []
@@ -143,13 +154,7 @@ def test_scoring_during_swaps_sees_one_whole_state(
         return [(f"b{(v + j) % N_BUNDLE}", 4.0 - j) for j in range(4)]
 
     (tmp_path / "CURRENT").write_text("v1\n")
-    live: LiveRecommender = live_recommender(
-        Settings(bundle_dir=tmp_path),
-        trending_source=trending_source,
-        counts_source=counts_source,
-        catalog_log=catalog_log,
-        bundle_loader=lambda _dir, version: _bundle(version),
-    )
+    live = _live(tmp_path, trending_source, counts_source, catalog_log)
     checker = Checker(live.scorer, log)
     users = [_user(i, [f"b{(i + j) % N_BUNDLE}" for j in range(3)]) for i in range(8)]
 
@@ -234,3 +239,42 @@ def test_a_stale_preparation_changes_nothing() -> None:
     assert cow.write_chunk(scorer, page, 0) is None and "x" not in scorer.catalog.row_of
     assert not cow.swap_index(scorer, update)
     assert scorer.catalog.table(0).popularity.max() == 1.0  # untouched
+
+
+def test_a_swap_builds_the_bundle_parts_off_the_scoring_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound encoder run (a few ORT runs) is built while the swap is prepared, in a
+    thread, not by the first scoring call after it (inline on the loop when idle)."""
+    import threading
+
+    import streams.core.live_scorer as scorer_module
+
+    built: list[tuple[str, bool]] = []  # (bundle version, built in the loop's thread)
+    real = scorer_module.bound_encoder
+
+    def recorded(bundle: Any) -> Any:
+        built.append((bundle.version, threading.current_thread() is threading.main_thread()))
+        return real(bundle)
+
+    monkeypatch.setattr(scorer_module, "bound_encoder", recorded)
+    (tmp_path / "CURRENT").write_text("v1\n")
+
+    async def no_counts() -> dict[str, int]:
+        return {}
+
+    async def none_yet(_: Any) -> list[Any]:  # no trending items, no catalog records
+        return []
+
+    live = _live(tmp_path, none_yet, no_counts, none_yet)
+
+    async def scenario() -> None:
+        assert await live.check_bundle()
+        assert built == [("v1", False)]  # with the swap, in a worker thread
+        await live.compute_async([_user(0, ["b0", "b1"])], 2_000)
+        (tmp_path / "CURRENT").write_text("v2\n")
+        assert await live.check_bundle()
+        await live.compute_async([_user(1, ["b2"])], 3_000)
+
+    asyncio.run(scenario())
+    assert built == [("v1", False), ("v2", False)]  # scoring built none
