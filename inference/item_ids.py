@@ -98,23 +98,21 @@ class IdMap:
 
     def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
         """Rows of ``item_ids``, -1 for unknown ones: the base for the whole batch, the
-        other dicts only for the ids it missed."""
+        other dicts only for the ids it missed (an id is in one dict at most)."""
         n = len(item_ids)  # map over dict.get: half a generator's cost per id
         rows = np.fromiter(map(self._base.get, item_ids, repeat(-1, n)), np.int64, n)
-        others = self._all()[1:]
-        if not any(others):
+        others = [ids for ids in self._all()[1:] if ids]
+        if not others:
             return rows
-        missed = np.flatnonzero(rows < 0).tolist()
-        for ids in others:
-            if not missed:
-                break
-            get = ids.get
-            found = [get(item_ids[i], -1) for i in missed]
-            hit = [(i, r) for i, r in zip(missed, found, strict=True) if r >= 0]
-            if hit:
-                at, got = zip(*hit, strict=True)
-                rows[list(at)] = got
-                missed = [i for i, r in zip(missed, found, strict=True) if r < 0]
+        missed = np.flatnonzero(rows < 0)
+        if missed.size:
+            keys = list(map(item_ids.__getitem__, missed.tolist()))
+            m = len(keys)
+            got = np.fromiter(map(others[0].get, keys, repeat(-1, m)), np.int64, m)
+            for ids in others[1:]:
+                more = np.fromiter(map(ids.get, keys, repeat(-1, m)), np.int64, m)
+                np.maximum(got, more, out=got)
+            rows[missed] = got
         return rows
 
     def _due_parts(self) -> tuple[tuple[dict[str, int], ...], bool] | None:
