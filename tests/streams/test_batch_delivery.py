@@ -200,7 +200,7 @@ async def test_a_take_stops_at_most_items_but_takes_one_chunk_at_least() -> None
     assert len(q) == 0 and q.has_room()
     # Emptied so, the queue waits for the next put again (it spun here once: its ready
     # flag stayed set with nothing in it, and a take looped without yielding).
-    assert not q._ready.is_set()
+    assert not q._readies[0].is_set()  # the one lane's
     later = asyncio.ensure_future(q.take(4))
     await asyncio.sleep(0.01)
     assert not later.done()
