@@ -4,6 +4,8 @@ one changes nothing, and growing N -> 2N ids copies O(N) entries in all, not O(N
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from inference import item_ids
@@ -44,6 +46,7 @@ def test_recent_ids_are_frozen_by_reference_and_pieces_merge_then_fold_into_the_
     folded = m.fold()
     assert not folded.into_base and folded.ids == {f"n{i}": 20 + i for i in range(8)}
     _appended(ids, m, ["n8"])  # written while the fold ran: stays in recent
+    assert m.rows([*ids[18:], "x"]).tolist() == [*range(18, 29), -1]  # before adopt
     assert m.adopt(folded) and m._pieces == (folded.ids,) and m._base is base
     assert not m.adopt(folded)  # its parts are no longer served
     _appended(ids, m, ["n9"])  # pieces of 8 and 2 ids: 10 * 2 >= 20, into the base
@@ -93,3 +96,33 @@ def test_growing_n_to_2n_ids_copies_o_n_entries_not_o_n_squared(
     assert most_dicts <= 6
     sample = list(range(0, len(ids), 97))
     assert m.rows([ids[r] for r in sample]).tolist() == sample
+
+
+def test_lookups_while_folds_run_in_a_thread_see_every_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks appended and looked up on this thread while each due fold runs on another
+    (as ``LiveRecommender`` does): every lookup finds every id written so far."""
+    monkeypatch.setattr(item_ids, "RECENT_IDS_MAX", 1024)
+    ids = [f"b{i}" for i in range(20_000)]
+    m = IdMap(ids)
+    probe = list(range(0, 20_000, 101))
+    folds = 0
+
+    def fold_into(box: list[item_ids.FoldedIds]) -> None:
+        box.append(m.fold())
+
+    for chunk in range(200):
+        running: threading.Thread | None = None
+        box: list[item_ids.FoldedIds] = []
+        if m.due:
+            running = threading.Thread(target=fold_into, args=(box,))
+            running.start()
+        _appended(ids, m, [f"n{chunk}.{i}" for i in range(128)])
+        probe.append(len(ids) - 1)
+        assert m.rows([ids[r] for r in probe] + ["x"]).tolist() == [*probe, -1]
+        if running is not None:
+            running.join()
+            assert m.adopt(box[0])
+            folds += 1
+    assert folds >= 5 and m.rows(ids).tolist() == list(range(len(ids)))
