@@ -15,7 +15,7 @@ they add up to half the base or more. A dict copy holds the GIL whatever thread 
 it (a fold of 1M + 32k ids held it 29-39 ms), so the base, the costly one, is copied
 once per 1.5x growth, and an id in the pieces about log4(base / RECENT_IDS_MAX) times
 before: growing 1M -> 2M ids by 256 copies 2.3M entries in 7 folds and leaves at most
-6 pieces, where folding the base every 32,768 ids copied ~46M in ~31 folds.
+6 pieces, where folding the base every 32,768 ids copied 45M in 30 folds.
 """
 
 from __future__ import annotations
