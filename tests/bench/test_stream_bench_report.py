@@ -71,6 +71,9 @@ def paced() -> dict:
             [0, 100], [Placed(0, 0), Placed(1, 0)], 10.0, 2.0, 5, 0.01, 0.2, 0.5
         ).figures(),
         "freshness_ms_all_events": {"p50": 12, "p99": 40, "p99.9": 41, "n": 20},
+        "freshness_ms_leading_events": {"p50": 10, "p99": 30, "p99.9": 31, "n": 12},
+        "freshness_ms_deferred_events": {"p50": 15, "p99": 40, "p99.9": 41, "n": 8},
+        "events_never_reflected": 0,
         "latency_ms_published_minus_event": {"p50": 11, "p99": 39, "p99.9": 40, "n": 19},
         "lists_seen": 19,
         **w,
@@ -86,6 +89,10 @@ def test_a_complete_report_lacks_nothing_and_each_gap_is_named() -> None:
     assert point["reached_events_per_s"] == 9.8 and point["load_sent_events_per_s"] == 10.0
     assert point["load_cpu_ms_per_event"] == 5.0 and point["load_cores"] == 0.05
     assert point["load_max_behind_schedule_ms"] == 0.5
+    # Freshness split by how the event was reflected rides along too.
+    assert point["freshness_ms_leading_events"]["n"] == 12
+    assert point["freshness_ms_deferred_events"]["n"] == 8
+    assert point["events_never_reflected"] == 0
     saturated = {**paced(), "events_per_s": 900.0}
     report = {
         "idle_cores_worker": 0.01,
