@@ -39,184 +39,9 @@ from streams.core.state_store import (
     user_record,
 )
 from streams.redis_io.keyspace import Keyspace
+from streams.redis_io.state_scripts import FENCED_WRITE, READ_BATCH, READ_TRENDING
 
 log = logging.getLogger(__name__)
-
-# ARGV[1] is m, the number of fenced partitions: KEYS[1..m] are their watermark keys and
-# ARGV[2..m+1] the watermarks the batch read. Then groups of commands, each starting
-# "<op>, <key index>, <n>":
-#   C: one command on KEYS[k]: its name, then n arguments;
-#   Z: ZINCRBY on KEYS[k], n (member, increment) pairs;
-#   I: HINCRBY on KEYS[k], n (field, increment) pairs;
-#   P: a partition's popularity, n items, as ZINCRBY of each item's trend increment on
-#      KEYS[k] and HINCRBY of its count on the hash KEYS[c], in four arguments: c, the
-#      items joined by newlines, their increments (little-endian doubles), their counts
-#      (little-endian int32); done as ZMSCORE + one ZADD and HMGET + one HSET per chunk;
-#   H: HSET of one field on n keys from KEYS[k] on: the field, then n values.
-# A batch's popularity and users go as a few groups, not a command each: redis-py's
-# packing and our building of the arguments cost per argument, in Python, and Redis
-# pays per command a script calls. P's sums are the ones ZINCRBY and HINCRBY would
-# store: the old value read exactly (ZMSCORE's reply has 17 digits), one IEEE addition,
-# and the sum handed back as a number, which redis.call writes with 17 digits. A count
-# is summed in Lua (a double) only when its stored value is an integer of at most 15
-# characters, so the sum is below 2^53 and written as plain digits; any other value
-# goes to HINCRBY, which adds in int64 and refuses what it refuses (not an integer, an
-# overflow). In Lua a count of 2^53 + 1 read back as 2^53, and one of 1e17 was written
-# "1e+17" (tests/streams/test_popularity_write.py). Every fence is checked before
-# anything is written, so a stale partition leaves the whole call without effect.
-# A count that HINCRBY refuses for its stored value is repaired, not left to stop the
-# script part-way (the writes before it would stay and the batch be retried without
-# end): a field that holds no integer (written by something else) is set to the batch's
-# increment, as if it were absent; a sum past int64 is clamped to int64's bound. Each
-# repair is reported, but not a count already at the bound: it stays there silently.
-# Only these two: any other refusal still stops the script part-way, with the writes
-# before it kept: a key of the wrong type (written by something else), a bad increment,
-# a score that becomes NaN (inf + -inf). Key types are not checked up front: a TYPE per
-# key of the batch (each user's hash, each popularity key) would cost Redis a command
-# per key on every batch for a fault only a foreign writer causes.
-# Returns nil once applied, a flat array of (item, reason, old value's first 64 bytes)
-# per repaired count once applied with repairs, or "<fence index>:<stored watermark>"
-# for the first fence that does not hold.
-_FENCED_WRITE = """
-local repairs = {}
-local function hincrby(ckey, item, c)
-  local r = redis.pcall('HINCRBY', ckey, item, c)
-  if type(r) ~= 'table' or not r.err then
-    return
-  end
-  local why, fixed = 'not an integer', c
-  if string.find(r.err, 'overflow', 1, true) then
-    why = 'int64 overflow'
-    fixed = tonumber(c) < 0 and '-9223372036854775808' or '9223372036854775807'
-  elseif not string.find(r.err, 'hash value is not an integer', 1, true) then
-    -- any other refusal raises: a key of the wrong type, or a bad increment, which Redis
-    -- 7.0 words 'value is not an integer or out of range' (the stored value is fine)
-    redis.call('HINCRBY', ckey, item, c)
-  end
-  local old = redis.call('HGET', ckey, item) or ''
-  if old == fixed then
-    return  -- clamped before: it saturates, unreported (a popular item would flood the log)
-  end
-  redis.call('HSET', ckey, item, fixed)
-  repairs[#repairs + 1] = item
-  repairs[#repairs + 1] = why
-  repairs[#repairs + 1] = string.sub(old, 1, 64)
-end
-
-local function popularity(tkey, ckey, n, joined, incs, counts)
-  local items, from = {}, 1
-  for j = 1, n - 1 do
-    local to = string.find(joined, '\\n', from, true)
-    items[j] = string.sub(joined, from, to - 1)
-    from = to + 1
-  end
-  items[n] = string.sub(joined, from)
-  for lo = 1, n, 500 do
-    local m = math.min(500, n - lo + 1)
-    local scores = redis.call('ZMSCORE', tkey, unpack(items, lo, lo + m - 1))
-    local have = redis.call('HMGET', ckey, unpack(items, lo, lo + m - 1))
-    local inc = {struct.unpack('<' .. string.rep('d', m), incs, 8 * (lo - 1) + 1)}
-    local cnt = {struct.unpack('<' .. string.rep('i4', m), counts, 4 * (lo - 1) + 1)}
-    local z, h, nh = {}, {}, 0
-    for j = 1, m do
-      local item, score, v = items[lo + j - 1], scores[j], inc[j]
-      if score then
-        v = tonumber(score) + v
-      end
-      z[2 * j - 1], z[2 * j] = v, item
-      local c, old = cnt[j], have[j]
-      if old and not (#old <= 15 and (old == '0' or string.find(old, '^%-?[1-9]%d*$'))) then
-        hincrby(ckey, item, c)
-      else
-        if old then
-          c = tonumber(old) + c
-        end
-        h[nh + 1], h[nh + 2], nh = item, c, nh + 2
-      end
-    end
-    redis.call('ZADD', tkey, unpack(z))
-    if nh > 0 then
-      redis.call('HSET', ckey, unpack(h))
-    end
-  end
-end
-
-local m = tonumber(ARGV[1])
-for f = 1, m do
-  local seen = redis.call('GET', KEYS[f]) or '-1'
-  if seen ~= ARGV[f + 1] then
-    return f .. ':' .. seen
-  end
-end
-local i = m + 2
-while i <= #ARGV do
-  local op, k, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  if op == 'Z' or op == 'I' then
-    local key = KEYS[k]
-    for j = i + 3, i + 1 + 2 * n, 2 do
-      if op == 'Z' then
-        redis.call('ZINCRBY', key, ARGV[j + 1], ARGV[j])
-      else
-        hincrby(key, ARGV[j], ARGV[j + 1])
-      end
-    end
-    i = i + 3 + 2 * n
-  elseif op == 'P' then
-    popularity(KEYS[k], KEYS[tonumber(ARGV[i + 3])], n, ARGV[i + 4], ARGV[i + 5], ARGV[i + 6])
-    i = i + 7
-  elseif op == 'H' then
-    local field = ARGV[i + 3]
-    for j = 0, n - 1 do
-      redis.call('HSET', KEYS[k + j], field, ARGV[i + 4 + j])
-    end
-    i = i + 4 + n
-  else
-    local cmd = {ARGV[i + 3], KEYS[k]}
-    for j = 1, n do
-      cmd[j + 2] = ARGV[i + 3 + j]
-    end
-    redis.call(unpack(cmd))
-    i = i + 4 + n
-  end
-end
-if #repairs > 0 then
-  return repairs
-end
-return nil
-"""
-
-# A batch's whole read as one command (standalone Redis): ARGV[1] is g, the guard's keys
-# (KEYS[1..g], read by GET), ARGV[2] is the number of partitions, each with its
-# watermark and meta keys next in KEYS; the rest of KEYS are the users' hashes. Returns
-# one flat array: the g guard values, each partition's watermark and trend reference,
-# then per user the values of fields s, e and r (nil where absent).
-_READ_BATCH = """
-local g, np = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out = {}
-for i = 1, g do
-  out[i] = redis.call('GET', KEYS[i])
-end
-for i = g + 1, g + 2 * np, 2 do
-  out[i] = redis.call('GET', KEYS[i])
-  out[i + 1] = redis.call('HGET', KEYS[i + 1], 'trend_ref')
-end
-for i = g + 2 * np + 1, #KEYS do
-  out[i] = redis.call('HMGET', KEYS[i], 's', 'e', 'r')
-end
-return out
-"""
-
-# The trending timer's read as one command (standalone Redis): KEYS are each partition's
-# trend set and meta hash in turn, ARGV[1] the depth. Returns per partition its top
-# members with scores, flat (as ZREVRANGE WITHSCORES), then its trend reference.
-_READ_TRENDING = """
-local n, out = tonumber(ARGV[1]), {}
-for i = 1, #KEYS, 2 do
-  out[#out + 1] = redis.call('ZREVRANGE', KEYS[i], 0, n - 1, 'WITHSCORES')
-  out[#out + 1] = redis.call('HGET', KEYS[i + 1], 'trend_ref')
-end
-return out
-"""
 
 COUNTS_CHUNK = 2_000
 """Fields per HSCAN call when reading item counts (see ``RedisStateStore.counts``)."""
@@ -285,7 +110,7 @@ class RedisStateStore:
 
     async def _read_one(self, reads: Sequence[PartitionRead]) -> list[Any]:
         """Standalone Redis: the guard's values, then per partition its watermark, its
-        trend reference and its users' rows, by one script call (``_READ_BATCH``).
+        trend reference and its users' rows, by one script call (``READ_BATCH``).
 
         One command, not a pipeline of one per key: redis-py's cost per queued command
         was most of the read's CPU.
@@ -297,7 +122,7 @@ class RedisStateStore:
         for r in reads:
             if r.user_ids:
                 keys += self.keys.users(r.partition, r.user_ids)
-        results = await self._evalsha(_READ_BATCH, keys, head, len(reads))
+        results = await self._evalsha(READ_BATCH, keys, head, len(reads))
         return _per_partition(results, reads, head)
 
     async def _evalsha(self, script: str, keys: Sequence[str], *args: Any) -> Any:
@@ -332,7 +157,7 @@ class RedisStateStore:
 
     def _write_args(self, w: PartitionWrite, keys: list[str], args: list[Any]) -> None:
         """Append one partition's write to the script's ``keys`` and ``args`` (the op
-        groups of ``_FENCED_WRITE``), in the order Redis applies them."""
+        groups of ``FENCED_WRITE``), in the order Redis applies them."""
 
         def key_at(key: str) -> int:
             keys.append(key)
@@ -401,7 +226,7 @@ class RedisStateStore:
         for w in writes:
             self._write_args(w, keys, args)
         if self._script is None:
-            self._script = self.client.register_script(_FENCED_WRITE)
+            self._script = self.client.register_script(FENCED_WRITE)
         stale = await self._script(keys=list(keys), args=args)
         if isinstance(stale, list):
             self._repaired(stale)
@@ -413,7 +238,7 @@ class RedisStateStore:
             )
 
     def _repaired(self, reply: list[Any]) -> None:
-        """Count and log the item counts the write repaired (see ``_FENCED_WRITE``)."""
+        """Count and log the item counts the write repaired (see ``FENCED_WRITE``)."""
         for at in range(0, len(reply), 3):
             item, why, old = (_text(v) for v in reply[at : at + 3])
             self.count_repairs += 1
@@ -438,7 +263,7 @@ class RedisStateStore:
     async def trending(self, partitions: Sequence[int], k: int) -> list[tuple[str, float]]:
         """The top ``k`` items by trend sum over ``partitions``, best first.
 
-        Standalone Redis: one script call (``_READ_TRENDING``) whose reply is plain
+        Standalone Redis: one script call (``READ_TRENDING``) whose reply is plain
         strings, where a pipeline of two commands a partition cost the trending timer
         redis-py's per-command queueing and its score callback per member. A cluster
         keeps the pipeline (a partition's keys have a slot of their own).
@@ -461,7 +286,7 @@ class RedisStateStore:
         keys: list[str] = []
         for p in partitions:
             keys += (self.keys.trend(p), self.keys.partition_meta(p))
-        res = await self._evalsha(_READ_TRENDING, keys, depth)
+        res = await self._evalsha(READ_TRENDING, keys, depth)
         for i, p in enumerate(partitions):
             flat, ref = res[2 * i], res[2 * i + 1]
             it = iter(flat)
@@ -517,7 +342,7 @@ class RedisStateStore:
 
 
 def packed_popularity(pop: PopularityDelta) -> tuple[str, bytes, bytes] | None:
-    """A batch's popularity as ``_FENCED_WRITE``'s P group: the items joined by
+    """A batch's popularity as ``FENCED_WRITE``'s P group: the items joined by
     newlines, their trend increments and their counts packed; None where the group
     cannot say it (no items, counts and trend over different items, an item with a
     newline, a count past int32), and the Z and I groups carry it instead.
@@ -547,7 +372,7 @@ def packed_popularity(pop: PopularityDelta) -> tuple[str, bytes, bytes] | None:
 
 
 def _per_partition(results: list[Any], reads: Sequence[PartitionRead], head: int) -> list[Any]:
-    """``_READ_BATCH``'s reply in the pipelined layout: the ``head`` guard values, then
+    """``READ_BATCH``'s reply in the pipelined layout: the ``head`` guard values, then
     per partition its watermark, its trend reference and its users' rows."""
     out = results[:head]
     at = head + 2 * len(reads)

@@ -13,7 +13,7 @@ from redis.exceptions import ResponseError
 
 from streams.core.state_rules import PopularityDelta, UserState
 from streams.core.state_store import PartitionWrite
-from streams.redis_io import redis_state_store
+from streams.redis_io import redis_state_store, state_scripts
 from streams.redis_io.keyspace import Keyspace
 from streams.redis_io.redis_client import RedisConfig, async_redis
 from streams.redis_io.redis_state_store import RedisStateStore
@@ -102,7 +102,7 @@ def test_a_bad_increment_raises_and_leaves_the_stored_count(redis_url: str) -> N
         keys = Keyspace(f"cr{next(_namespaces)}")
         try:
             await client.hset(keys.counts(0), mapping={"a": 5})
-            script = client.register_script(redis_state_store._FENCED_WRITE)
+            script = client.register_script(state_scripts.FENCED_WRITE)
             with pytest.raises(ResponseError) as refused:
                 await script(keys=[keys.counts(0)], args=[0, "I", 1, 1, "a", "1.5"])
             return str(refused.value), await client.hget(keys.counts(0), "a")
