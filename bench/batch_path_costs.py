@@ -65,7 +65,7 @@ async def costs(settings: Settings, rounds: int, gap_s: float) -> list[tuple[str
     from streams.redis_io.redis_client import async_redis
     from streams.redis_io.redis_state_store import RedisStateStore
     from streams.runtime.faust_app import create_app
-    from streams.runtime.worker import KafkaSinks
+    from streams.runtime.list_sinks import KafkaSinks
 
     topics = Topics(settings.topic_prefix)
     ensure_topics(kafka_of(settings), [topics.recommendations])

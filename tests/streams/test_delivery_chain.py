@@ -1,4 +1,4 @@
-"""A batch's delivery, followed by callbacks (``worker._chained``), ends when and as
+"""A batch's delivery, followed by callbacks (``list_sinks._chained``), ends when and as
 ``_on_broker`` does: after the hand-over and every batch it handed to the broker, with
 the first failure of either."""
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streams.runtime.worker import _chained, _on_broker
+from streams.runtime.list_sinks import _chained, _on_broker
 
 
 async def both(batches: int, fail: str | None) -> list[tuple[bool, Any]]:

@@ -23,7 +23,7 @@ from streams.core.publish import Committed
 from streams.kafka_io.event_producer import ensure_topics
 from streams.kafka_io.kafka_config import aiokafka_kwargs
 from streams.runtime.faust_app import create_app
-from streams.runtime.worker import KafkaSinks
+from streams.runtime.list_sinks import KafkaSinks
 
 
 def committed(user: str, n: int, pad: int) -> Committed:
