@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import multiprocessing
 import time
 from collections.abc import Sequence
@@ -63,6 +64,8 @@ class SendReport:
     cpu_s: float
     wall_s: float
     max_behind_ms: float
+    acked_ms: list[float] = dataclasses.field(default_factory=list)
+    """Each event's acknowledgement by the broker (wall clock, ms), as the producer saw it."""
 
     @property
     def sent_events_per_s(self) -> float:
@@ -131,7 +134,12 @@ async def send_paced(plan: Plan, ready: Any = None) -> SendReport:
     n = len(events)
     ts: list[int] = []
     futures = []
+    acked = [0.0] * n
     behind = 0.0
+
+    def on_ack(i: int, _: Any) -> None:
+        acked[i] = time.time() * 1000.0
+
     try:
         if ready is not None:
             await ready()
@@ -143,7 +151,9 @@ async def send_paced(plan: Plan, ready: Any = None) -> SendReport:
                 stamp = int(time.time() * 1000)
                 value = encode(dataclasses.replace(events[i], ts=stamp))
                 key = event_key(events[i].user_id)
-                futures.append(await producer.send(plan.topic, value, key=key))
+                future = await producer.send(plan.topic, value, key=key)
+                future.add_done_callback(functools.partial(on_ack, i))
+                futures.append(future)
                 ts.append(stamp)
             if len(ts) < n:
                 # The next event's due time, but at least a tick away: at low rates one
@@ -164,6 +174,7 @@ async def send_paced(plan: Plan, ready: Any = None) -> SendReport:
         cpu_s=cpu,
         wall_s=wall,
         max_behind_ms=1000.0 * behind,
+        acked_ms=acked,
     )
 
 

@@ -143,7 +143,8 @@ class WorkerProc:
         extra_env: dict[str, str] | None = None,
         neighbours: dict[str, int] | None = None,
     ) -> None:
-        """``neighbours``: pids of the local Kafka and Redis, whose CPU each scrape reads."""
+        """``neighbours``: pids of the local Kafka and Redis, whose CPU each scrape reads.
+        With ``TAIL_TRACE`` set the worker runs under ``bench.tail_probe``."""
         self.port = _free_port()
         self.neighbours = {"bench": os.getpid(), **(neighbours or {})}
         env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
@@ -167,8 +168,9 @@ class WorkerProc:
 
         self.redis = redis.Redis.from_url(settings.redis_url)  # one client for every scrape
         self.scrapes = 0  # of the endpoint: each costs the worker about 3 ms of CPU
+        probe = [] if TAIL_TRACE is None else ["bench.tail_probe", str(TAIL_TRACE / "worker.jsonl")]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "freshet.cli", "worker"],
+            [sys.executable, "-m", *(probe or ["freshet.cli"]), "worker"],
             env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -404,6 +406,8 @@ def stamped(events: Sequence[InteractionEvent]) -> list[tuple[bytes, bytes]]:
 # The paced load generator batches like freshet's own producer (``streams.kafka_io.event_producer``,
 # linger 5 ms); ``--load-linger-ms 0`` sends every event in a request of its own.
 LOAD_LINGER_MS = 5
+TAIL_TRACE: Path | None = None
+"""``--tail-trace``: a folder for the probed worker's rows and each paced phase's events."""
 
 
 async def paced_send(
@@ -569,6 +573,17 @@ async def paced_worker(
             first_reflecting[user] = rec["published_ts"] - last
     within = sum(1 for d in first_reflecting.values() if d <= DEBOUNCE_MS)
     fresh = event_freshness(sent.values(), lists, DEBOUNCE_MS)
+    if TAIL_TRACE is not None:  # for bench.tail_breakdown
+        rows = zip(events, load.ts, load.placed, load.acked_ms or [0.0] * len(events), strict=True)
+        (TAIL_TRACE / f"point_{rate:g}.json").write_bytes(
+            orjson.dumps(
+                {
+                    "rate": rate,
+                    "events": [[e.user_id, ts, p, o, a] for e, ts, (p, o), a in rows],
+                    "lists": lists,
+                }
+            )
+        )
     return {
         "offered_rate": rate,
         # Bounded by the catch-up scrape's 0.5 s poll: 600 events at 800/s read 473.
@@ -935,7 +950,7 @@ def run_phases(
 
 # --- main ----------------------------------------------------------------------------
 def main() -> None:
-    global LOAD_LINGER_MS
+    global LOAD_LINGER_MS, TAIL_TRACE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=50_000)
@@ -1027,6 +1042,12 @@ def main() -> None:
         " drain of --events, as before",
     )
     parser.add_argument(
+        "--tail-trace",
+        type=Path,
+        help="run the worker under bench.tail_probe and write its rows and each paced"
+        " phase's events here, for bench.tail_breakdown (the probe costs some CPU)",
+    )
+    parser.add_argument(
         "--lists-out",
         type=Path,
         help="write every timed list (event and publish times, user, rate) here as JSONL",
@@ -1034,6 +1055,9 @@ def main() -> None:
     args = parser.parse_args()
     rates = [float(r) for r in args.curve.split(",") if r.strip()]
     LOAD_LINGER_MS = args.load_linger_ms
+    if args.tail_trace is not None:
+        args.tail_trace.mkdir(parents=True, exist_ok=True)
+        TAIL_TRACE = args.tail_trace
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
     if any(not k.startswith("FRESHET_") for k in worker_env):
         parser.error("--worker-env takes FRESHET_NAME=VALUE")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.freshness import event_freshness
+from bench.freshness import event_freshness, reflecting_stamps
 
 
 def test_leading_and_deferred_events_of_a_burst() -> None:
@@ -29,3 +29,9 @@ def test_an_event_after_a_quiet_window_is_leading_again() -> None:
     lists = [("u", 0, 3), ("u", 500, 504)]
     f = event_freshness(events, lists, window_ms=200)
     assert f.leading == [3, 4] and f.deferred == []
+
+
+def test_reflecting_stamps_name_each_events_first_reflecting_list() -> None:
+    events = [("u", 0), ("u", 50), ("u", 120), ("v", 1000), ("w", 5)]
+    lists = [("u", 0, 8), ("u", 120, 205), ("v", 1000, 1012), ("w", 4, 6)]
+    assert reflecting_stamps(events, lists) == [8, 205, 205, 1012, None]

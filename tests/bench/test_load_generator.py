@@ -115,6 +115,11 @@ def test_paced_sender_lands_every_event_once_stamped_and_evenly(settings: Settin
     assert abs(report.sent_events_per_s - rate) <= 0.05 * rate
     figures = report.figures()
     assert figures["load_offered_rate"] == rate and figures["load_cpu_ms_per_event"] > 0
+    # Each event's broker acknowledgement, as the producer saw it: after its send stamp.
+    assert len(report.acked_ms) == n
+    assert all(
+        ts <= acked < ts + 60_000 for ts, acked in zip(report.ts, report.acked_ms, strict=True)
+    )
 
 
 def test_low_rate_still_one_event_per_due_time(settings: Settings) -> None:
