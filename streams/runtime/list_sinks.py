@@ -17,6 +17,7 @@ from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
 from schemas.topics import Topics, event_key
 from streams.core.publish import Committed
+from streams.kafka_io.direct_produce import DirectProduce
 
 __all__ = ["KafkaSinks"]
 
@@ -36,25 +37,35 @@ class KafkaSinks:
         self.topics = topics
         self._sent: list[asyncio.Future[list[Any]]] = []  # hand-overs not yet awaited
         self._handing: asyncio.Future[list[Any]] | None = None  # the latest hand-over
+        self._in_producer: list[asyncio.Future[Any]] = []  # our batches the producer holds
+        self._direct: DirectProduce | None = None
 
     async def _send(self, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]) -> list[Any]:
         producer = self.app.producer
         return [await producer.send(topic, k, v, None, None, None) for k, v in pairs]
 
     def _send_lists(self, lists: Sequence[Committed]) -> asyncio.Future[list[Any]]:
-        """Lists into the producer as record batches, one per partition; returns a task
-        that ends once they are handed over, with one delivery future per batch.
+        """Lists out as record batches, one per partition; returns a task that ends once
+        they are on the broker or handed to the producer, with the delivery futures of
+        the batches handed to it (none when they went straight to the broker).
 
         One batch per partition, where a send per list cost a coroutine, a partitioner
         call on the metadata, a future and Faust's send hooks per list. A list's
         partition is its key's, by the producer's own default rule (murmur2 of the key
         over all partitions), and each goes as committed: the bytes Redis holds.
 
-        The hand-over runs in a task chained after the previous call's, so calls reach
-        the producer in call order (a user's lists stay in order) without the caller
-        waiting: aiokafka lets a partition hold one batch waiting to be sent, and a
-        second ``send_batch`` waits until the first is on its way, which under load
-        is a produce round trip.
+        While the producer holds none of these lists (every call at light load), the
+        batches go in one produce request per broker from this task (``DirectProduce``:
+        4-5 passes of the event loop for the list, where the producer's accumulator and
+        sender task took 12); what the broker refuses, or a request that fails, is then
+        handed to the producer, which retries it as its own. Otherwise, and for lists
+        that outgrow a batch, they are handed to the producer (``send_batch``).
+
+        The task is chained after the previous call's, so calls reach the broker or the
+        producer in call order (a user's lists stay in order, also when one is retried)
+        without the caller waiting: aiokafka lets a partition hold one batch waiting to
+        be sent, and a second ``send_batch`` waits until the first is on its way, which
+        under load is a produce round trip.
         """
         faust_producer: Any = self.app.producer
         producer = faust_producer._ensure_producer()  # the aiokafka producer under it
@@ -62,7 +73,7 @@ class KafkaSinks:
         previous = self._handing
 
         async def hand_over() -> list[Any]:
-            if previous is not None:
+            if previous is not None and not previous.done():
                 # Its failure, or its cancelling, is its own caller's: wait() never raises,
                 # where awaiting a cancelled one would cancel this one and each after it.
                 await asyncio.wait({previous})
@@ -72,6 +83,13 @@ class KafkaSinks:
                 key = event_key(rec.user_id)
                 p = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
                 by_part.setdefault(p, []).append((key, raw))
+            held = self._in_producer = [f for f in self._in_producer if not f.done()]
+            if not held and faust_producer.acks != 0 and not faust_producer.compression_type:
+                direct = self._direct_for(faust_producer, producer)
+                batches = direct.batches(by_part)
+                if batches is not None:
+                    failed = await direct.send(batches)
+                    by_part = {p: by_part[p] for p in failed}
             sent: list[Any] = []
             for partition, pairs in by_part.items():
                 batch = producer.create_batch()
@@ -81,10 +99,23 @@ class KafkaSinks:
                         batch = producer.create_batch()
                         batch.append(key=key, value=raw, timestamp=None)  # a first one fits
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
+            self._in_producer += sent
             return sent
 
         self._handing = task = asyncio.ensure_future(hand_over())
         return task
+
+    def _direct_for(self, faust_producer: Any, producer: Any) -> DirectProduce:
+        """The direct path on ``producer``'s client (a restarted app has a new one)."""
+        if self._direct is None or self._direct.client is not producer.client:
+            self._direct = DirectProduce(
+                producer.client,
+                self.topics.recommendations,
+                acks=faust_producer.acks,
+                timeout_ms=int(faust_producer.request_timeout * 1000),
+                batch_bytes=faust_producer.max_batch_size,
+            )
+        return self._direct
 
     async def enqueue_lists(self, lists: Sequence[Committed]) -> None:
         self._sent.append(self._send_lists(lists))

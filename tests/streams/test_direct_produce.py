@@ -1,0 +1,88 @@
+"""Lists straight to the broker, past the producer's accumulator (real Kafka).
+
+At light load ``KafkaSinks`` sends a call's record batches in one produce request from
+its hand-over task (``streams.kafka_io.direct_produce``). What the broker refuses, or a
+request that fails, goes to the producer, which retries it; calls after it go through
+the producer too, behind it, until the producer holds none of the lists, so a user's
+lists stay in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from freshet.services.kafka_local import LocalKafka
+from freshet.settings import Settings
+from schemas.topics import event_key
+from tests.streams.test_kafka_sinks import committed, read_all, started_sinks
+
+
+async def test_one_list_at_light_load_takes_few_loop_passes(settings: Settings) -> None:
+    """From ``enqueue_lists`` to ``delivered()`` done: the hand-over task, the reply's
+    read and its reader, the task's end, the delivery callback, the caller. Through the
+    producer's ``send_batch`` it took 12 (its sender task woke twice, a produce task,
+    the batch's shielded future, a wait on the finished hand-over before)."""
+    app, sinks, _ = await started_sinks(settings, "direct")
+    loop: Any = asyncio.get_running_loop()
+    counts = [0]
+    run_once = loop._run_once
+
+    def counted() -> None:
+        counts[0] += 1
+        run_once()
+
+    passes = []
+    try:
+        await sinks.lists([committed("user-0", 0, 0)])  # topic, metadata, connection
+        loop._run_once = counted
+        for n in range(1, 21):
+            await asyncio.sleep(0.02)
+            counts[0] = 0
+            await sinks.enqueue_lists([committed(f"user-{n}", n, 0)])
+            await sinks.delivered()
+            passes.append(counts[0])
+    finally:
+        loop._run_once = run_once
+        await app.producer.stop()
+    assert sorted(passes)[len(passes) // 2] <= 7, passes
+
+
+async def test_lists_sent_while_the_broker_is_down_arrive_in_order(
+    settings: Settings, make_kafka: Callable[..., LocalKafka]
+) -> None:
+    """The broker stops: the direct request fails, the producer takes the lists and
+    retries them, and the next call goes behind them through the producer. Once the
+    broker is back each user's lists arrive in the order sent, and the call after them
+    goes straight to the broker again."""
+    broker = make_kafka(partitions=4)
+    settings = settings.with_(kafka_bootstrap=broker.bootstrap, topic_partitions=4)
+    app, sinks, topics = await started_sinks(settings, "down")
+    users = [f"user-{u}" for u in range(8)]
+    rounds = [[committed(u, n, 0) for u in users] for n in range(4)]
+    try:
+        await sinks.lists(rounds[0])  # straight to the broker
+        broker.stop()
+        await sinks.enqueue_lists(rounds[1])  # its request fails: the producer's to retry
+        await sinks.enqueue_lists(rounds[2])  # behind them, through the producer
+        first, second = sinks._sent
+        delivery = asyncio.ensure_future(sinks.delivered())
+        assert await asyncio.wait_for(first, 60), "failed: handed to the producer"
+        assert await asyncio.wait_for(second, 60), "behind them: the producer's too"
+        await asyncio.sleep(1.0)  # the producer retries meanwhile
+        assert not delivery.done()
+        broker.start()
+        await asyncio.wait_for(delivery, 120)
+        await sinks.enqueue_lists(rounds[3])
+        assert await sinks._sent[0] == []  # the producer holds none: straight again
+        await sinks.delivered()
+    finally:
+        await app.producer.stop()
+    sent = [c for r in rounds for c in r]
+    got = await read_all(settings, topics.recommendations, len(sent))
+    for u in users:
+        arrived = [v for _, k, v in got if k == event_key(u)]
+        # In order; a retried list may land twice (acks all, not idempotent), back to back.
+        deduped = [v for i, v in enumerate(arrived) if i == 0 or arrived[i - 1] != v]
+        assert deduped == [c.raw for c in sent if c.rec.user_id == u]
