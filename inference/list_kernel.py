@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from inference.blend_kernel import blend_row, trend_score
+from inference.blend_kernel import blend_row, covisit_scores, hash_slots, trend_score
 from inference.mmr_kernel import select_at
 
 __all__ = [
@@ -129,6 +129,8 @@ def prepare_lists(
     at_least = np.zeros((N_GROUPS, b), np.int64)
     at_most = np.full((N_GROUPS, b), NO_CAP, np.int64)
     cv = np.zeros(c, np.float32)
+    keys = np.empty(hash_slots(cv_rows.shape[1]), np.int64)
+    first = np.empty(keys.shape[0], np.int64)
     for i in range(b):
         r, f = rows[i], flags[i]
         if not warm[i]:  # cold: the trending score for trending items, 0 for the rest
@@ -138,16 +140,7 @@ def prepare_lists(
                     if f[j] & FROM_TRENDING
                     else np.float32(0.0)
                 )
-        any_cv = False
-        for j in range(c):
-            cv[j] = 0.0
-            if r[j] < 0 or not valid[i, j]:
-                continue
-            for t in range(cv_rows.shape[1]):
-                if cv_rows[i, t] == r[j]:
-                    cv[j] = cv_scores[i, t]
-                    any_cv = any_cv or cv[j] > 0
-                    break
+        any_cv = covisit_scores(r, valid[i], cv_rows[i], cv_scores[i], keys, first, cv)
         led[i] = any_cv
         if any_cv or (warm[i] and w_pop > 0):
             blend_row(rel[i], valid[i], cv, log_pop[i], w_model, w_covisit, w_pop, pop_on)
