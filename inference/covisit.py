@@ -28,13 +28,11 @@ import numpy.typing as npt
 
 from inference.covisit_kernels import (
     add_pairs,
-    follower_rows,
-    follower_sums,
     pairs_of_visits,
     right_aligned,
     unclaimed,
 )
-from inference.covisit_top import follower_top
+from inference.covisit_top import followed_occurrences, follower_sums, follower_top
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -329,14 +327,12 @@ class CovisitTable:
             return [(rows[d * b : (d + 1) * b], scores[d * b : (d + 1) * b]) for d in range(n_d)]
         # Distinct sums have one order: compiled, summed and ranked in one call
         # (``inference.covisit_top``). Rows with tied sums keep numpy's argpartition tie
-        # order (it works row by row, so on those rows alone).
+        # order (it works row by row, so on those rows alone, handed back with their sums).
         h, hw, damped = self._score_inputs(h, hw, dampings)
-        rows, scores, unique, item, total = follower_top(
+        rows, scores, tied, item, total = follower_top(
             self.slot, self.nbr, self.weight, self.error, self.occ, h, hw, damped, k
         )
-        tied = (~unique).nonzero()[0]  # np.flatnonzero's, without its wrappers
         if tied.size:
-            item, total = item[tied], total[tied]
             kk = min(k, total.shape[1])
             top = np.argpartition(-total, kk - 1, axis=1)[:, :kk]
             order = np.argsort(-np.take_along_axis(total, top, 1), 1)
@@ -356,7 +352,7 @@ class CovisitTable:
         """``(B, H·W)`` followers by row and their summed scores at each one's last entry;
         ``(D, B, H·W)`` with ``dampings`` (default: the table's damping, unstacked).
 
-        See ``inference.covisit_kernels.follower_sums``; the damping's power is numpy's,
+        See ``inference.covisit_top.follower_sums``; the damping's power is numpy's,
         taken per damping over the same array as a single damping's.
         """
         h, hw, damped = self._score_inputs(history, history_weight, dampings)
@@ -375,8 +371,7 @@ class CovisitTable:
         occurrences ``(D, B, H, W)``; the damping's power is numpy's, per damping over
         the same array as a single damping's."""
         h = np.ascontiguousarray(history, np.int64)
-        dst = follower_rows(self.slot, self.nbr, h)
-        occ = np.maximum(self.occ[dst], 1e-12)
+        occ = followed_occurrences(self.slot, self.nbr, self.occ, h)  # floored at 1e-12
         each = (self.damping,) if dampings is None else dampings
         # np.stack's rows, written into one array (its Python helpers cost cold per call)
         damped = np.empty((len(each), *occ.shape), occ.dtype)

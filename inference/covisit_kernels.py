@@ -19,8 +19,6 @@ from inference.radix_order import radix_order
 __all__ = [
     "add_pairs",
     "follower_rows",
-    "follower_sums",
-    "found_top",
     "pairs_of_visits",
     "right_aligned",
     "unclaimed",
@@ -148,142 +146,6 @@ def follower_rows(slot_of: np.ndarray, nbr: np.ndarray, history: np.ndarray) -> 
 
 
 @njit(cache=True, nogil=True)
-def follower_sums(
-    slot_of: np.ndarray,
-    nbr: np.ndarray,
-    weight: np.ndarray,
-    error: np.ndarray,
-    occ: np.ndarray,
-    history: np.ndarray,
-    history_weight: np.ndarray,
-    damped: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per damping and user, every follower's summed score laid out as ``CovisitTable.
-    score`` ranks it.
-
-    ``damped[d]`` is ``max(occ, 1e-12) ** damping_d`` of ``follower_rows``, ``(D, B, H,
-    W)``. Row ``[d, i]`` of the ``(D, B, H·W)`` outputs lists user ``i``'s (history item,
-    slot) contributions under damping ``d`` sorted by follower row (stable; ``n`` marks
-    none); a follower's sum sits at the last of its entries (float32 running sum, minus
-    the previous group's end in float64), every other entry is ``-inf``. The dampings
-    share the reads and, where the same entries contribute (always, short of a float32
-    underflow), the sort: each damping's row is what it alone would give.
-    """
-    n_d = damped.shape[0]
-    b, h = history.shape
-    n, width = slot_of.shape[0], nbr.shape[1]
-    hw_len = h * width
-    items = np.empty((n_d, b, hw_len), np.int64)
-    totals = np.empty((n_d, b, hw_len), np.float64)
-    item = np.empty(hw_len, np.int64)
-    first = np.empty(hw_len, np.int64)
-    contrib = np.empty(hw_len, np.float32)
-    share = np.empty(hw_len, np.float32)  # history weight x estimate, per entry
-    root_of = np.empty(hw_len, np.float32)  # sqrt of the history item's occurrence
-    order = np.empty(hw_len, np.int64)
-    for u in range(b):
-        for t in range(h):
-            row = history[u, t]
-            ok = row >= 0 and row < n
-            hs = row if ok else 0
-            root = np.float32(np.sqrt(max(occ[hs], np.float32(1e-12))))
-            st = slot_of[hs]
-            for j in range(width):
-                e = t * width + j
-                dst = nbr[st, j]
-                first[e] = dst if ok and dst >= 0 else -1
-                if first[e] >= 0:
-                    share[e] = history_weight[u, t] * (weight[st, j] - error[st, j])
-                    root_of[e] = root
-        for d in range(n_d):
-            same = d > 0
-            for t in range(h):
-                for j in range(width):
-                    e = t * width + j
-                    c = np.float32(0.0)
-                    good = first[e] >= 0
-                    if good:
-                        c = share[e] / (root_of[e] * damped[d, u, t, j])
-                        good = c > 0
-                    now = first[e] if good else n
-                    same = same and item[e] == now
-                    item[e] = now
-                    contrib[e] = c
-            if not same:
-                order[:] = radix_order(item)
-            cum = np.float32(0.0)
-            prev_end = 0.0
-            for e in range(hw_len):
-                at = order[e]
-                cum += contrib[at]
-                items[d, u, e] = item[at]
-                last = e == hw_len - 1 or item[order[e + 1]] != item[at]
-                if last and item[at] < n:
-                    totals[d, u, e] = np.float64(cum) - prev_end
-                else:
-                    totals[d, u, e] = -np.inf
-                if last:
-                    prev_end = max(prev_end, np.float64(cum))
-    return items, totals
-
-
-@njit(cache=True, nogil=True)
-def found_top(
-    items: np.ndarray, totals: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of ``follower_sums``' ``(R, E)`` outputs, the ``k`` best followers whose
-    sums are finite and positive, best first (-1 / 0 after them), when no two of the
-    ``k + 1`` best sums tie: the answer is then the only one, whatever sort finds it
-    (ties further down change neither which ``k`` are best nor their order, and the
-    entries that are not found are all masked alike).
-
-    Returns ``(rows (R, k), scores (R, k) float32, unique (R,))``; a row whose ``k + 1``
-    best sums tie is not ``unique`` and its outputs are to be ignored
-    (``CovisitTable.score_each`` ranks it with numpy, whose tie order is argpartition's).
-    """
-    r_n, e_n = totals.shape
-    rows = np.full((r_n, k), -1, np.int64)
-    scores = np.zeros((r_n, k), np.float32)
-    unique = np.ones(r_n, np.bool_)
-    at = np.empty(e_n, np.int64)
-    for r in range(r_n):
-        m = 0
-        for e in range(e_n):
-            t = totals[r, e]
-            if t > 0 and t < np.inf:
-                at[m] = e
-                m += 1
-        if m == 0:
-            continue
-        vals = np.empty(m, np.float64)
-        for i in range(m):
-            vals[i] = -totals[r, at[i]]
-        if m > k + 1:  # sort only what is at most the (k + 1)-th best (ties included)
-            cut = np.partition(vals, k)[k]
-            near = np.empty(m, np.int64)
-            c = 0
-            for i in range(m):
-                if vals[i] <= cut:
-                    near[c] = i
-                    c += 1
-            near = near[:c]
-            order = near[np.argsort(vals[near])]
-        else:
-            order = np.argsort(vals)
-        for i in range(1, min(k + 1, m)):
-            if vals[order[i]] == vals[order[i - 1]]:
-                unique[r] = False
-                break
-        if not unique[r]:
-            continue
-        for i in range(min(k, m)):
-            e = at[order[i]]
-            rows[r, i] = items[r, e]
-            scores[r, i] = np.float32(totals[r, e])
-    return rows, scores, unique
-
-
-@njit(cache=True, nogil=True)
 def pairs_of_visits(
     flat: np.ndarray,
     lengths: np.ndarray,
@@ -381,19 +243,18 @@ def unclaimed(slot_of: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def warm_up() -> None:
-    """Compile (or load from the on-disk cache) before the first real call needs it."""
+    """Compile (or load from the on-disk cache) before the first real call needs it;
+    the scores' kernels (``inference.covisit_top``) too."""
+    from inference.covisit_top import warm_up as top_warm_up
+
+    top_warm_up()
     slot_of = np.array([1, 0], np.int64)
     nbr = np.full((2, 2), -1, np.int64)
     weight, error = np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32)
     occ = np.zeros(2, np.float32)
     one = np.ones(1, np.int64)
     add_pairs(slot_of, nbr, weight, error, occ, 0 * one, one, np.ones(1, np.float32), 2 * one[0])
-    h = np.zeros((1, 1), np.int64)
-    damped = follower_rows(slot_of, nbr, h).astype(np.float32)[None]
-    items, totals = follower_sums(
-        slot_of, nbr, weight, error, occ, h, np.ones((1, 1), np.float32), damped
-    )
-    found_top(items[0], totals[0], 1)
+    follower_rows(slot_of, nbr, np.zeros((1, 1), np.int64))
     right_aligned(one, one, 1, np.ones(1, np.float32))
     unclaimed(slot_of, one)
     for back in (0.0, 0.5):

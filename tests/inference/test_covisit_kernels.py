@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.covisit import CovisitTable, follow_pairs
-from inference.covisit_kernels import found_top, unclaimed
+from inference.covisit_kernels import unclaimed
+from inference.covisit_top import found_top
 from inference.radix_order import RADIX_FROM, radix_order
 
 

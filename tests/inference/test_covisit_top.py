@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.covisit import CovisitTable
-from inference.covisit_kernels import follower_sums, found_top
-from inference.covisit_top import follower_top
+from inference.covisit_kernels import follower_rows
+from inference.covisit_top import followed_occurrences, follower_sums, follower_top, found_top
 
 
 def random_table(seed: int, n_items: int, pairs: int, width: int, tied: bool) -> CovisitTable:
@@ -70,12 +70,13 @@ def test_the_fused_call_is_the_two_calls_bit_for_bit(
     want_rows = np.full((rows_n, k), -1, np.int64)
     want_scores = np.zeros((rows_n, k), np.float32)
     want_rows[:, :kk], want_scores[:, :kk], want_unique = found_top(item, total, kk)
-    rows, scores, unique, got_item, got_total = follower_top(*parts, k)
-    np.testing.assert_array_equal(unique, want_unique)
+    rows, scores, tied, got_item, got_total = follower_top(*parts, k)
+    np.testing.assert_array_equal(tied, np.flatnonzero(~want_unique))
     np.testing.assert_array_equal(rows, want_rows)
     assert scores.tobytes() == want_scores.tobytes()
-    np.testing.assert_array_equal(got_item, item)
-    assert got_total.tobytes() == total.tobytes()
+    # only the tied rows' sums come back, in row order
+    np.testing.assert_array_equal(got_item, item[tied])
+    assert got_total.tobytes() == total[tied].tobytes()
     # and through the table: the same lists as each damping alone
     for d, (each_rows, each_scores) in zip(
         dampings, table.score_each(h, hw, k, dampings), strict=True
@@ -93,10 +94,8 @@ def test_the_fused_call_flags_ties_and_pads_past_the_entries() -> None:
     table.add([0] * 6, [5, 3, 7, 1, 6, 2], [1.0] * 6)
     h, hw = np.array([[0]], np.int64), np.ones((1, 1), np.float32)
     parts = (table.slot, table.nbr, table.weight, table.error, table.occ, h, hw)
-    rows, scores, unique, item, total = follower_top(
-        *parts, table._score_inputs(h, hw, [0.5])[2], 4
-    )
-    assert not unique[0]  # the tie is seen: the caller ranks the row
+    rows, scores, tied, item, total = follower_top(*parts, table._score_inputs(h, hw, [0.5])[2], 4)
+    assert tied.tolist() == [0]  # the tie is seen: the caller ranks the row
     assert rows[0].tolist() == [-1] * 4
     want_item, want_total = table.follower_sums(h, hw, [0.5])
     np.testing.assert_array_equal(item, want_item.reshape(1, -1))
@@ -104,7 +103,33 @@ def test_the_fused_call_flags_ties_and_pads_past_the_entries() -> None:
     table = CovisitTable(width=2)
     table.add([0, 0], [1, 2], [3.0, 1.0])
     parts = (table.slot, table.nbr, table.weight, table.error, table.occ, h, hw)
-    rows, scores, unique, _, _ = follower_top(*parts, table._score_inputs(h, hw, [0.5])[2], 5)
-    assert unique[0]
+    rows, scores, tied, item, _ = follower_top(*parts, table._score_inputs(h, hw, [0.5])[2], 5)
+    assert tied.size == 0 and item.shape == (0, 2)
     assert rows[0].tolist() == [1, 2, -1, -1, -1]
     assert scores[0, 0] > scores[0, 1] > 0 and scores[0, 2:].tolist() == [0.0] * 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_items=st.integers(1, 30),
+    pairs=st.integers(1, 80),
+    width=st.integers(1, 5),
+    users=st.sampled_from([1, 3]),
+    h_len=st.integers(1, 5),
+)
+def test_followed_occurrences_are_the_floored_gather(
+    seed: int, n_items: int, pairs: int, width: int, users: int, h_len: int
+) -> None:
+    """``followed_occurrences`` is ``np.maximum(occ[follower_rows(...)], 1e-12)`` to the
+    bit: rows without followers, unknown (-1) and unlearnt rows read row 0's; tiny and
+    zero occurrences are floored."""
+    table = random_table(seed, n_items, pairs, width, tied=False)
+    rng = np.random.default_rng(seed + 2)
+    table.occ[rng.random(table.occ.shape) < 0.2] = np.float32(1e-20)  # below the floor
+    table.occ[0] = np.float32(0.0) if seed % 2 else table.occ[0]
+    h = rng.integers(-1, n_items + 5, size=(users, h_len)).astype(np.int64)
+    want = np.maximum(table.occ[follower_rows(table.slot, table.nbr, h)], 1e-12)
+    got = followed_occurrences(table.slot, table.nbr, table.occ, h)
+    assert got.dtype == want.dtype == np.float32
+    assert got.tobytes() == want.tobytes()
