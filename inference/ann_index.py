@@ -44,6 +44,11 @@ IdArray = npt.NDArray[np.int64]
 
 log = logging.getLogger("freshet.ann")
 
+# faiss's SWIG entry points for a search into our arrays (``AnnIndex.search_matrix``):
+# ``faiss.swig_ptr`` and ``IndexIVF.search`` are Python functions that only forward here.
+_SWIG_PTR = faiss._swigfaiss.swig_ptr  # type: ignore[attr-defined]  # not in the stub
+_IVF_SEARCH = faiss._swigfaiss.IndexIVF_search  # type: ignore[attr-defined]
+
 
 def set_search_threads(n: int) -> None:
     """Threads faiss may use per search (process-wide; call once at the entry point)."""
@@ -271,7 +276,7 @@ class AnnIndex:
         Returns ``(ids (B, k) int64, scores (B, k) float32)``; empty slots hold id -1
         and score -inf.
         """
-        return self.search_matrix(np.atleast_2d(_as_matrix(queries, self.dim)), k)
+        return self.search_matrix(_as_matrix(queries, self.dim), k)
 
     def search_matrix(self, q: FloatArray, k: int) -> tuple[IdArray, FloatArray]:
         """``search`` for queries already checked: a C-contiguous finite ``(B, d)`` float32.
@@ -289,12 +294,13 @@ class AnnIndex:
         if q.dtype != np.float32 or not q.flags.c_contiguous:
             q = np.ascontiguousarray(q, np.float32)
         # faiss's ``search`` without its Python wrapper's copies and checks (``q`` is
-        # checked): at a batch of one the wrapper cost a sixth of the search, cold.
+        # checked): at a batch of one the wrapper cost a sixth of the search, cold. The
+        # SWIG functions are called directly, not through their Python shims (one frame
+        # each, four a search).
         n = q.shape[0]
         scores = np.empty((n, k), np.float32)
         ids = np.empty((n, k), np.int64)
-        search_c = self._ivf.search_c  # type: ignore[attr-defined]  # SWIG's; not in the stub
-        search_c(n, faiss.swig_ptr(q), k, faiss.swig_ptr(scores), faiss.swig_ptr(ids))
+        _IVF_SEARCH(self._ivf, n, _SWIG_PTR(q), k, _SWIG_PTR(scores), _SWIG_PTR(ids), None)
         missing = ids < 0
         if missing.any():
             scores[missing] = -np.inf
@@ -388,7 +394,7 @@ class RepeatedSearch:
         self._last: tuple[int, IdArray, FloatArray, dict[bytes, int]] | None = None
 
     def search(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, FloatArray]:
-        q = np.atleast_2d(_as_matrix(queries, self.index.dim))
+        q = _as_matrix(queries, self.index.dim)  # (B, d): it reshapes or refuses
         last = self._last
         if last is None or k > last[0]:
             ids, scores = self.index.search_matrix(q, k)  # q checked above

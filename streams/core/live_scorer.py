@@ -213,14 +213,21 @@ class LiveScorer:
             return refresh
         assert self.index is not None
         t0 = time.perf_counter()
+        # The users' states, ids and event counts, gathered once: each is read by
+        # several steps below (a batch of one pays per pass, not per user).
+        states = [u.state for u in users]
+        user_ids = [u.user_id for u in users]
+        n_events = [s.n_events for s in states]
+        parts = None if self.bundle is None else self._bundle_parts()
         # Each history entry's catalog row, looked up once: the encoder, co-visitation
         # and the reasons all read them.
-        seqs = self.history_rows([u.state for u in users])
-        vecs, model_free = self.embed([u.state for u in users], seqs)
+        seqs = self.history_rows(states)
+        vecs, model_free = self.embed(states, seqs, parts)
         t1 = time.perf_counter()
         table = self.catalog.table(now_ms)
-        known = np.array([u.state.n_events >= self.config.cold_user_events for u in users], bool)
-        ranker = None if self.bundle is None else self._bundle_parts()[1]
+        cold_below = self.config.cold_user_events
+        known = np.array([n >= cold_below for n in n_events], bool)
+        ranker = None if parts is None else parts[1]
         self._calls += 1
         covisit_on = self.config.recommend.covisit_weight > 0
         chooser = self.damping_chooser if covisit_on else None
@@ -228,7 +235,7 @@ class LiveScorer:
         if covisit_on:
             self._learn_covisit(users, seqs, now_ms)
         if chooser is not None:
-            chooser.credit([u.user_id for u in users], [u.state.n_events for u in users], seqs)
+            chooser.credit(user_ids, n_events, seqs)
             self.covisit.damping = chooser.served()
         # Score in chunks: the candidate tensors are (users, candidates, dim), and
         # candidates grow with each user's seen items, so a whole batch at once can take
@@ -278,8 +285,8 @@ class LiveScorer:
                     self.covisit,
                     query,
                     cv[0],
-                    [u.user_id for u in part],
-                    [u.state.n_events for u in part],
+                    user_ids[lo:hi],
+                    n_events[lo:hi],
                     lambda i: _known(looked[i][: len(part[i].state.seen)]),  # noqa: B023
                     self.config.covisit_candidates,
                     lambda pick: searcher.search(vecs[lo:hi][pick], n_ann)[0],  # noqa: B023
@@ -290,9 +297,12 @@ class LiveScorer:
         t2 = time.perf_counter()
         self.stats.encoder_ms.append((t1 - t0) * 1000)
         self.stats.recommend_ms.append((t2 - t1) * 1000)
-        for user, vec, ul in zip(users, vecs, lists, strict=True):
-            if np.isfinite(vec).all() and np.abs(vec).sum() > 0:
-                refresh.embeddings[user.user_id] = vec.astype(np.float32).tobytes()
+        # A user's vector is stored when finite and not all zeros (a cold user's), the
+        # batch checked in one pass; ``user_vectors`` gives float32 rows.
+        stored = (np.isfinite(vecs).all(axis=1) & (vecs != 0).any(axis=1)).tolist()
+        for user, vec, ul, keep in zip(users, vecs, lists, stored, strict=True):
+            if keep:
+                refresh.embeddings[user.user_id] = vec.tobytes()
             refresh.lists[user.user_id] = self._message(user, ul, now_ms)
         return refresh
 
@@ -368,11 +378,19 @@ class LiveScorer:
         return history_rows(self.catalog, states)
 
     def embed(
-        self, states: Sequence[UserState], seqs: Sequence[np.ndarray] | None = None
+        self,
+        states: Sequence[UserState],
+        seqs: Sequence[np.ndarray] | None = None,
+        parts: tuple[dict[str, int], Any, BoundEncoder | None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """User vectors (B, D) and which came from the model-free fold-in."""
+        """User vectors (B, D) float32 and which came from the model-free fold-in.
+
+        ``parts``: ``_bundle_parts()``, where the caller already holds them.
+        """
         seqs = self.history_rows(states) if seqs is None else seqs
-        codes, _, bound = (None, None, None) if self.bundle is None else self._bundle_parts()
+        if parts is None and self.bundle is not None:
+            parts = self._bundle_parts()
+        codes, _, bound = (None, None, None) if parts is None else parts
         return user_vectors(
             self.catalog, states, seqs, self.config.fold_in_half_life_s, self.bundle, codes, bound
         )

@@ -99,9 +99,10 @@ def user_vectors(
             vecs = encode(bundle, type_codes or {}, catalog, states, seqs, bound)
             if vecs.shape != (b, d):  # a graph whose output width varies with input
                 raise ValueError(f"encoder gave shape {vecs.shape}, expected {(b, d)}")
-            bad = ~np.isfinite(vecs).all(axis=1)
-            if not bad.any():
+            finite = np.isfinite(vecs).all(axis=1)
+            if finite.all():
                 return vecs, np.zeros(b, bool)
+            bad = ~finite
             log.warning("encoder gave non-finite vectors for %d users; folding in", bad.sum())
             folded = fold_in(catalog, states, seqs, half_life_s)
             return np.where(bad[:, None], folded, vecs), bad
