@@ -268,6 +268,9 @@ def finish_lists(
     hist_ok = np.empty(h, np.bool_)
     cos = np.empty(h, np.float32)
     for i in range(b):
+        # the positions MMR may pick, in order: an empty, ineligible or repeated one
+        # could never be picked, so it is left out rather than passed over at each step
+        mm = 0
         for j in range(m):
             at = pos[i, j]
             if clean and at >= 0:
@@ -275,13 +278,14 @@ def finish_lists(
                     at = -1
                 else:
                     seen[at] = True
-            p[j] = at
+            if at >= 0:
+                p[mm] = at
+                mm += 1
         if clean:
-            for j in range(m):
-                if p[j] >= 0:
-                    seen[p[j]] = False
+            for j in range(mm):
+                seen[p[j]] = False
         picked[:] = -1
-        select_at(i, p, rel, valid, rows, catalog, choice, quotas, picked)
+        select_at(i, p[:mm], rel, valid, rows, catalog, choice, quotas, picked)
         gathered = False
         for t in range(k):
             if picked[t] < 0:
