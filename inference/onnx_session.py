@@ -54,13 +54,7 @@ def create_session(path: Path, provider: str = "auto", threads: int = 1) -> ort.
     """
     if provider not in PROVIDERS:
         raise BundleError(f"onnx_provider must be one of {PROVIDERS}, got {provider!r}")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads > 0:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options = _session_options(threads)
     want_cuda = provider == "cuda" or (
         provider == "auto" and gpu_present() and _CUDA in ort.get_available_providers()
     )
@@ -79,6 +73,46 @@ def create_session(path: Path, provider: str = "auto", threads: int = 1) -> ort.
         raise BundleError(f"{path.name} does not load in onnxruntime: {exc}") from None
 
 
+def _session_options(threads: int) -> ort.SessionOptions:
+    """Quiet logs; ``threads`` intra-op threads that never spin (0: onnxruntime's defaults)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads > 0:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def batch_of_one_session(
+    path: Path, served: ort.InferenceSession, threads: int = 1
+) -> ort.InferenceSession:
+    """A CPU session of the graph at ``path`` for batches of one, or ``served`` itself.
+
+    The graph's symbolic batch dimension is fixed to 1, so onnxruntime folds the
+    shape arithmetic the export leaves in (``Shape``, ``Gather``, ``Unsqueeze``,
+    ``Concat``... around each attention block): the 100k shop's encoder runs 84
+    kernels instead of 123. ``MatMulAddFusion`` stays off: with static shapes it turns
+    each ``MatMul`` and ``Add`` into a reshaped ``Gemm``, a different kernel, where the
+    float kernels should stay the served session's. ``served`` is returned where the
+    inputs name no batch dimension (fixed or unnamed) or the session does not build.
+    """
+    names = {inp.shape[0] if inp.shape else None for inp in served.get_inputs()}
+    if not names or not all(isinstance(name, str) for name in names):
+        return served
+    options = _session_options(threads)
+    for name in names:
+        options.add_free_dimension_override_by_name(name, 1)
+    try:
+        return ort.InferenceSession(
+            str(path), options, providers=[_CPU], disabled_optimizers=["MatMulAddFusion"]
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        log.warning("%s: no batch-of-one session (%s); the served one runs", path.name, exc)
+        return served
+
+
 class LoadedBundle:
     """A validated bundle ready to serve: item matrix plus user-encoder and content graphs.
 
@@ -89,6 +123,7 @@ class LoadedBundle:
         self.data = data
         self.manifest: Manifest = data.manifest
         self._encoder = create_session(data.path / USER_ENCODER, provider, threads)
+        self._threads = threads
         self._content = create_session(data.path / ITEM_CONTENT, provider, threads)
         self._ranker = (
             create_session(data.path / RANKER, provider, threads)
@@ -181,10 +216,16 @@ class LoadedBundle:
     def bound_encoder_of_one(self) -> BoundRun | None:
         """A new bound batch-of-one run of the user encoder, for one caller to own.
 
-        None on a CUDA session or where the bound run does not give the plain run's bits
-        on a dummy user; the caller then uses ``encode_users``.
+        It runs in a session of its own with the batch fixed to one
+        (``batch_of_one_session``). None on a CUDA session or where the bound run does
+        not give the served session's bits on dummy users; the caller then uses
+        ``encode_users``.
         """
-        return _bound_batch_of_one(self._encoder, self.history_len, self.dim)
+        if self.provider != _CPU:
+            return None
+        path = self.data.path / USER_ENCODER
+        runner = batch_of_one_session(path, self._encoder, self._threads)
+        return _bound_batch_of_one(self._encoder, self.history_len, self.dim, runner)
 
     def embed_items(self, feature_ids: np.ndarray) -> np.ndarray:
         """Content-only item vectors (B, D) from hashed feature rows (B, F) int64."""
@@ -257,6 +298,7 @@ class BoundRun:
         self, session: ort.InferenceSession, inputs: dict[str, np.ndarray], output: str
     ) -> None:
         self.inputs = inputs
+        self.session = session
         binding = session.io_binding()
         for name, arr in inputs.items():
             binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr))
@@ -283,32 +325,47 @@ def _bound_output_shape(
     return tuple(np.shape(session.run([output], dict(inputs))[0]))
 
 
-def _bound_batch_of_one(session: ort.InferenceSession, n: int, d: int) -> BoundRun | None:
+def _bound_batch_of_one(
+    session: ort.InferenceSession,
+    n: int,
+    d: int,
+    runner: ort.InferenceSession | None = None,
+) -> BoundRun | None:
     """The user encoder's bound batch-of-one run on CPU, or None where it does not hold.
 
-    It is kept only if a dummy user gives the plain run's bits; a CUDA session keeps
-    the plain run (its outputs would be copied back to a CPU value anyway).
+    The run is bound in ``runner`` (default: ``session``). It is kept only if dummy
+    users (a full history and left-padded ones) get ``session``'s plain-run bits; a
+    CUDA session keeps the plain run (its outputs would be copied back to a CPU value
+    anyway).
     """
-    if session.get_providers()[0] != _CPU:
+    runner = session if runner is None else runner
+    if session.get_providers()[0] != _CPU or runner.get_providers()[0] != _CPU:
         return None
     rng = np.random.default_rng(1)
-    feeds: dict[str, np.ndarray] = {
-        "item_vecs": rng.normal(size=(1, n, d)).astype(np.float32),
-        "types": rng.integers(0, 2, size=(1, n)).astype(np.int64),
-        "gaps": rng.uniform(0, 12, size=(1, n)).astype(np.float32),
-        "mask": np.ones((1, n), np.float32),
-    }
+    users: list[dict[str, np.ndarray]] = []
+    for known in (n, max(n // 2, 1), 1):
+        mask = np.zeros((1, n), np.float32)
+        mask[0, n - known :] = 1.0
+        users.append(
+            {
+                "item_vecs": rng.normal(size=(1, n, d)).astype(np.float32) * mask[..., None],
+                "types": rng.integers(0, 2, size=(1, n)).astype(np.int64),
+                "gaps": rng.uniform(0, 12, size=(1, n)).astype(np.float32) * mask,
+                "mask": mask,
+            }
+        )
     try:
-        bound = BoundRun(session, {k: np.zeros_like(v) for k, v in feeds.items()}, "user_vec")
-        for name, arr in feeds.items():
-            np.copyto(bound.inputs[name], arr)
-        got = bound.run()
-        want = np.asarray(session.run(["user_vec"], feeds)[0], np.float32)
+        bound = BoundRun(runner, {k: np.zeros_like(v) for k, v in users[0].items()}, "user_vec")
+        for feeds in users:
+            for name, arr in feeds.items():
+                np.copyto(bound.inputs[name], arr)
+            got = bound.run()
+            want = np.asarray(session.run(["user_vec"], feeds)[0], np.float32)
+            if got.shape != want.shape or got.tobytes() != want.tobytes():
+                log.warning("user encoder: the bound run differs from the plain run; plain runs")
+                return None
     except Exception as exc:  # onnxruntime raises its own untyped errors
         log.warning("user encoder: no bound batch-of-one run (%s); plain runs", exc)
-        return None
-    if got.shape != want.shape or got.tobytes() != want.tobytes():
-        log.warning("user encoder: the bound run differs from the plain run; plain runs")
         return None
     return bound
 

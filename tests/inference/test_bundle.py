@@ -104,9 +104,12 @@ def test_bound_batch_of_one_gives_encode_users_bits(bundle_root: Path) -> None:
     bundle = LoadedBundle.load(bundle_root, provider="cpu")
     bound = bundle.bound_encoder_of_one()
     assert bound is not None
+    # its own session, the batch fixed to one (the served one's stays symbolic)
+    assert [i.shape[0] for i in bound.session.get_inputs()] == [1, 1, 1, 1]
+    assert all(isinstance(i.shape[0], str) for i in bundle._encoder.get_inputs())
     rng = np.random.default_rng(7)
     n, d = bundle.history_len, bundle.dim
-    for i in range(60):
+    for i in range(200):
         feeds = {
             "item_vecs": rng.normal(size=(1, n, d)).astype(np.float32),
             "types": rng.integers(0, len(bundle.manifest.event_types), size=(1, n)),
