@@ -90,16 +90,20 @@ class KafkaSinks:
                 if batches is not None:
                     failed = await direct.send(batches)
                     by_part = {p: by_part[p] for p in failed}
-            sent: list[Any] = []
+            sent: list[Any] = []  # each noted at once: a cancelled hand-over's count too
+
+            async def hand(batch: Any, partition: int) -> None:
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+                self._in_producer.append(sent[-1])
+
             for partition, pairs in by_part.items():
                 batch = producer.create_batch()
                 for key, raw in pairs:
                     if batch.append(key=key, value=raw, timestamp=None) is None:  # full
-                        sent.append(await producer.send_batch(batch, topic, partition=partition))
+                        await hand(batch, partition)
                         batch = producer.create_batch()
                         batch.append(key=key, value=raw, timestamp=None)  # a first one fits
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
-            self._in_producer += sent
+                await hand(batch, partition)
             return sent
 
         self._handing = task = asyncio.ensure_future(hand_over())
