@@ -139,3 +139,34 @@ def test_adaptive_window_follows_the_backlog_up_to_the_cap() -> None:
     assert d.admit([("u", "c")], 290, lag_ms=80) == ["c"]  # 90 ms since: window 80 passed
     assert d.admit([("u", "d")], 300, lag_ms=80) == []  # 10 ms since: held
     assert d.admit([("u", "e")], 301, lag_ms=0) == ["e"]  # caught up: no window
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(USERS), st.integers(0, 30), st.integers(0, 4 * BEHIND)),
+        max_size=60,
+    )
+)
+def test_adaptive_a_lone_late_batch_defers_nothing(ops: list[tuple[str, int, int]]) -> None:
+    """A batch whose oldest event waited long, after one that kept up, is a hiccup (the
+    batch before it ran long), not a backlog: its lists go out with it. Fails on the
+    rule of one late batch, which held a user refreshed within the wait."""
+    d: Debouncer[int] = Debouncer(CAP, behind_ms=BEHIND)
+    now, before = 0, 0
+    for n, (user, dt, lag) in enumerate(ops):
+        now += dt
+        if before > BEHIND:  # two late batches in a row would be a backlog: keep one
+            lag = min(lag, BEHIND)
+        assert d.admit([(user, n)], now, lag_ms=lag) == [n]
+        before = lag
+    assert d.pending == {}
+
+
+def test_adaptive_a_backlog_opens_the_window_from_its_second_batch() -> None:
+    d: Debouncer[str] = Debouncer(CAP, behind_ms=BEHIND)
+    assert d.admit([("u", "a")], 0, lag_ms=5) == ["a"]
+    assert d.admit([("u", "b")], 20, lag_ms=120) == ["b"]  # the first late batch
+    assert d.admit([("u", "c")], 40, lag_ms=150) == []  # late again: a 120 ms window
+    assert d.window() == 120
+    assert d.due(139) == [] and d.due(140) == ["c"]
