@@ -124,6 +124,8 @@ def _median(values: Iterable[float]) -> float:
 
 
 COMPONENTS = ("total", "ack", "to_worker", "wait", "own")
+SLOW_GC_MS = 5.0
+"""A collection this long (wall) is counted apart."""
 
 
 def summary(rows: Sequence[dict[str, Any]], trace: dict[str, list[dict[str, Any]]]) -> str:
@@ -157,13 +159,18 @@ def summary(rows: Sequence[dict[str, Any]], trace: dict[str, list[dict[str, Any]
         )
         stalls: Counter[str] = Counter()
         stall_ms: Counter[str] = Counter()
-        n_gc = 0
+        n_gc = n_long = 0
         for r in group:
             for s in overlapping(slow, r["fetched"], r["batch"]["t0"]):
                 stalls[s["what"]] += 1
                 stall_ms[s["what"]] += s["ms"]
-            n_gc += bool(overlapping(gcs, r["ts"], r["pts"]))
-        lines.append(f"      events with a collection in their window: {n_gc}/{len(group)}")
+            held = overlapping(gcs, r["ts"], r["pts"])
+            n_gc += bool(held)
+            n_long += any(g["ms"] >= SLOW_GC_MS for g in held)
+        lines.append(
+            f"      events with a collection in their window: {n_gc}/{len(group)}"
+            f" (one of {SLOW_GC_MS:g} ms or more: {n_long})"
+        )
         for what, count in stalls.most_common(6):
             lines.append(
                 f"      loop held while waiting: {what[:70]} x{count},"

@@ -14,7 +14,8 @@ thread every half second:
 - ``slow``: a callback of the event loop that held it at least ``SLOW_MS``: its wall
   and thread-CPU time (wall well above CPU: the process waited for a core, or for the
   GIL held by another thread) and what it was (a task's coroutine, a timer);
-- ``gc``: a collection by the garbage collector (generation, ms).
+- ``gc``: a collection by the garbage collector (generation, wall and thread-CPU ms, the
+  thread it ran in).
 
 The hooks cost about a microsecond per loop callback, so the figures of a probed run
 are for attribution, not for the curve itself (``bench.tail_breakdown`` joins them).
@@ -128,18 +129,20 @@ def install() -> None:
 
     asyncio.events.Handle._run = _run  # type: ignore[method-assign]
 
-    started: dict[int, float] = {}
+    started: dict[int, tuple[float, float]] = {}
 
     def _gc(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            started[threading.get_ident()] = perf()
+            started[threading.get_ident()] = (perf(), thread_time())
         else:
-            w0 = started.pop(threading.get_ident(), None)
-            if w0 is not None:
-                ms = 1000.0 * (perf() - w0)
+            begun = started.pop(threading.get_ident(), None)
+            if begun is not None:
+                ms = 1000.0 * (perf() - begun[0])
                 rows.append(
                     {"k": "gc", "t": _now() - ms, "ms": round(ms, 3),
-                     "gen": info.get("generation"), "collected": info.get("collected")}
+                     "cpu": round(1000.0 * (thread_time() - begun[1]), 3),
+                     "gen": info.get("generation"), "collected": info.get("collected"),
+                     "thread": threading.current_thread().name}
                 )  # fmt: skip
 
     gc.callbacks.append(_gc)
