@@ -123,7 +123,6 @@ class LoadedBundle:
         self.data = data
         self.manifest: Manifest = data.manifest
         self._encoder = create_session(data.path / USER_ENCODER, provider, threads)
-        self._threads = threads
         self._content = create_session(data.path / ITEM_CONTENT, provider, threads)
         self._ranker = (
             create_session(data.path / RANKER, provider, threads)
@@ -131,6 +130,14 @@ class LoadedBundle:
             else None
         )
         self.provider = self._encoder.get_providers()[0]
+        # The user encoder for batches of one (``bound_encoder_of_one``), built with the
+        # others: a session build holds the GIL for milliseconds at a time, which the
+        # bundle load pays already, not the swap that binds it.
+        self._encoder_of_one = (
+            batch_of_one_session(data.path / USER_ENCODER, self._encoder, threads)
+            if self.provider == _CPU
+            else None
+        )
         self.row_of: dict[str, int] = {item: row for row, item in enumerate(data.item_ids)}
         self._self_check()
         log.info(
@@ -221,11 +228,9 @@ class LoadedBundle:
         not give the served session's bits on dummy users; the caller then uses
         ``encode_users``.
         """
-        if self.provider != _CPU:
+        if self._encoder_of_one is None:
             return None
-        path = self.data.path / USER_ENCODER
-        runner = batch_of_one_session(path, self._encoder, self._threads)
-        return _bound_batch_of_one(self._encoder, self.history_len, self.dim, runner)
+        return _bound_batch_of_one(self._encoder, self.history_len, self.dim, self._encoder_of_one)
 
     def embed_items(self, feature_ids: np.ndarray) -> np.ndarray:
         """Content-only item vectors (B, D) from hashed feature rows (B, F) int64."""
