@@ -33,6 +33,11 @@ from typing import Any
 import orjson
 
 from bench.freshness import reflecting_stamps
+from freshet.settings import Settings
+
+BEHIND_MS = Settings().debounce_behind_ms
+"""A batch is late when its oldest event had waited this long at its start (the worker's
+adaptive debounce counts it behind from there)."""
 
 
 @dataclass
@@ -176,6 +181,12 @@ def summary(rows: Sequence[dict[str, Any]], trace: dict[str, list[dict[str, Any]
                 f"      loop held while waiting: {what[:70]} x{count},"
                 f" {stall_ms[what] / count:.1f} ms each"
             )
+    late = late_batches(rows, trace, BEHIND_MS)
+    lines.append(
+        f"  batches {late['batches']}, late (oldest event over {BEHIND_MS} ms at the start)"
+        f" {late['late']}, lone late (the one before was not) {late['lone_late']}: their"
+        f" {late['lone_late_events']} events, {late['lone_late_deferred']} reflected later"
+    )
     lines.append("  slowest 10: total = to_worker + wait + own (ack); batch n, its stages")
     for r in rows[-10:]:
         b = r["batch"]
@@ -185,6 +196,33 @@ def summary(rows: Sequence[dict[str, Any]], trace: dict[str, list[dict[str, Any]
             f" ({r['ack']:5.1f}) p{r['p']} n={b['n']} {st}"
         )
     return "\n".join(lines)
+
+
+def late_batches(
+    rows: Sequence[dict[str, Any]], trace: dict[str, list[dict[str, Any]]], behind_ms: float
+) -> dict[str, int]:
+    """How many batches carrying ``rows`` were late (their oldest event had waited over
+    ``behind_ms`` at their start), how many of those came after one that was not (a lone
+    late batch: a hiccup, no backlog), and those batches' events and deferrals."""
+    oldest: dict[int, float] = {}
+    for r in rows:
+        key = id(r["batch"])
+        oldest[key] = min(oldest.get(key, r["ts"]), r["ts"])
+    lag = {id(b): b["t0"] - oldest.get(id(b), b["t0"]) for b in trace.get("batch", [])}
+    before: dict[int, float] = {}
+    last = 0.0
+    for b in sorted(trace.get("batch", []), key=lambda b: b["t0"]):
+        before[id(b)], last = last, lag[id(b)]
+    late = {k for k in oldest if lag[k] > behind_ms}
+    lone = {k for k in late if before[k] <= behind_ms}
+    in_lone = [r for r in rows if id(r["batch"]) in lone]
+    return {
+        "batches": len(oldest),
+        "late": len(late),
+        "lone_late": len(lone),
+        "lone_late_events": len(in_lone),
+        "lone_late_deferred": sum(not r["own_batch"] for r in in_lone),
+    }
 
 
 def _in_progress(batches: Sequence[dict[str, Any]], row: dict[str, Any]) -> tuple[float, float]:

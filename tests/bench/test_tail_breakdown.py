@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.tail_breakdown import breakdown, load_trace, summary
+from bench.tail_breakdown import breakdown, late_batches, load_trace, summary
 
 
 def _trace(path: Path) -> Path:
@@ -43,3 +43,20 @@ def test_each_event_splits_into_fetch_wait_and_its_own_batch(tmp_path: Path) -> 
     text = summary(list(rows.values()), trace)
     assert "Fetcher._fetcher x1" in text  # held the loop while c waited (1030-1040)
     assert "reflected by own batch 2/3" in text
+
+
+def test_late_batches_tell_a_lone_late_batch_from_a_backlog(tmp_path: Path) -> None:
+    trace = load_trace(_trace(tmp_path / "worker.jsonl"))
+    point = {
+        "rate": 800.0,
+        "events": [["a", 1000, 0, 0, 1009.0], ["b", 1005, 0, 1, 1010.0], ["c", 1020, 1, 0, 0.0]],
+        "lists": [["a", 1000, 1035], ["b", 900, 1035], ["b", 1005, 1060], ["c", 1020, 1048]],
+    }
+    rows = breakdown(point, trace)
+    # The first batch started 13 ms after its oldest event, the second 20 ms after its own.
+    assert late_batches(rows, trace, behind_ms=15) == {
+        "batches": 2, "late": 1, "lone_late": 1, "lone_late_events": 1, "lone_late_deferred": 0
+    }  # fmt: skip
+    assert late_batches(rows, trace, behind_ms=10) == {
+        "batches": 2, "late": 2, "lone_late": 1, "lone_late_events": 2, "lone_late_deferred": 1
+    }  # fmt: skip
