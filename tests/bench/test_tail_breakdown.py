@@ -8,6 +8,14 @@ import orjson
 
 from bench.tail_breakdown import breakdown, late_batches, load_trace, summary
 
+POINT = {
+    "rate": 800.0,
+    # user, send stamp, partition, offset, producer ack
+    "events": [["a", 1000, 0, 0, 1009.0], ["b", 1005, 0, 1, 1010.0], ["c", 1020, 1, 0, 0.0]],
+    # user, event_ts, published_ts: b's event reflected only by a later list
+    "lists": [["a", 1000, 1035], ["b", 900, 1035], ["b", 1005, 1060], ["c", 1020, 1048]],
+}
+
 
 def _trace(path: Path) -> Path:
     rows = [
@@ -26,14 +34,7 @@ def _trace(path: Path) -> Path:
 
 def test_each_event_splits_into_fetch_wait_and_its_own_batch(tmp_path: Path) -> None:
     trace = load_trace(_trace(tmp_path / "worker.jsonl"))
-    point = {
-        "rate": 800.0,
-        # user, send stamp, partition, offset, producer ack
-        "events": [["a", 1000, 0, 0, 1009.0], ["b", 1005, 0, 1, 1010.0], ["c", 1020, 1, 0, 0.0]],
-        # user, event_ts, published_ts: b's event reflected only by a later list
-        "lists": [["a", 1000, 1035], ["b", 900, 1035], ["b", 1005, 1060], ["c", 1020, 1048]],
-    }
-    rows = {r["user"]: r for r in breakdown(point, trace)}
+    rows = {r["user"]: r for r in breakdown(POINT, trace)}
     a, b, c = rows["a"], rows["b"], rows["c"]
     assert (a["total"], a["ack"], a["to_worker"], a["wait"], a["own"]) == (35, 9.0, 12.0, 1.0, 22.0)
     assert a["own_batch"] and not b["own_batch"]  # b waited for a list after its batch
@@ -47,12 +48,7 @@ def test_each_event_splits_into_fetch_wait_and_its_own_batch(tmp_path: Path) -> 
 
 def test_late_batches_tell_a_lone_late_batch_from_a_backlog(tmp_path: Path) -> None:
     trace = load_trace(_trace(tmp_path / "worker.jsonl"))
-    point = {
-        "rate": 800.0,
-        "events": [["a", 1000, 0, 0, 1009.0], ["b", 1005, 0, 1, 1010.0], ["c", 1020, 1, 0, 0.0]],
-        "lists": [["a", 1000, 1035], ["b", 900, 1035], ["b", 1005, 1060], ["c", 1020, 1048]],
-    }
-    rows = breakdown(point, trace)
+    rows = breakdown(POINT, trace)
     # The first batch started 13 ms after its oldest event, the second 20 ms after its own.
     assert late_batches(rows, trace, behind_ms=15) == {
         "batches": 2, "late": 1, "lone_late": 1, "lone_late_events": 1, "lone_late_deferred": 0
