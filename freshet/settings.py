@@ -102,6 +102,9 @@ class Settings:
     min_event_ts_ms: int = 631_152_000_000
     max_future_ms: int = 24 * 3600 * 1000
     trending_half_life_s: float = 6 * 3600.0
+    trending_sync_records: int = 500  # trending re-read once this many records were applied,
+    trending_sync_s: float = 5.0  # or once any were and the last read is this old
+    popularity_sync_s: float = 60.0  # item counts re-read at most this often
     ratings_as_interactions: bool = False  # a rating's value ignored (schemas.event_weights)
     list_size: int = 20
     cold_user_events: int = 2

@@ -21,6 +21,7 @@ from streams.core.catalog import CatalogRecord, CatalogSnapshot
 from streams.core.live_config import LiveConfig
 from streams.core.live_scorer import LiveScorer
 from streams.core.state_rules import StateRules
+from streams.core.sync_policy import SyncPolicy
 from streams.kafka_io.kafka_config import KafkaConfig
 from streams.redis_io.redis_client import RedisConfig
 from streams.runtime.live_recommender import LiveRecommender
@@ -176,6 +177,7 @@ def live_recommender(
     bundle_loader: Callable[[Any, str], Any] | None = None,
     seed: int = 0,
     catalog_snapshot: CatalogSnapshot | None = None,
+    catalog_wait: Callable[[str, float], Awaitable[bool]] | None = None,
 ) -> LiveRecommender:
     """A worker's real-time path: a ``LiveScorer`` under its async shell."""
     return LiveRecommender(
@@ -190,4 +192,18 @@ def live_recommender(
         change_source=change_source,
         catalog_snapshot=catalog_snapshot,
         image_dir=settings.home / "catalog-images" / settings.redis_namespace,
+        trending_policy=trending_policy_of(settings),
+        popularity_policy=popularity_policy_of(settings),
+        catalog_wait=catalog_wait,
     )
+
+
+def trending_policy_of(settings: Settings) -> SyncPolicy:
+    """When the trending sync reads again (``FRESHET_TRENDING_SYNC_*``)."""
+    return SyncPolicy(max(1, settings.trending_sync_records), max(0.0, settings.trending_sync_s))
+
+
+def popularity_policy_of(settings: Settings) -> SyncPolicy:
+    """When the item counts are read again: at most every ``FRESHET_POPULARITY_SYNC_S``
+    while records are applied, however many (each read scans every count)."""
+    return SyncPolicy(2**62, max(0.0, settings.popularity_sync_s))

@@ -17,6 +17,7 @@ MODULES = [
     "schemas.event_weights",  # the taste weight of one event
     "schemas.bulk_decode",  # a batch decoded as each value alone
     "training.export",  # bundle versions sort by creation time
+    "streams.core.sync_policy",  # when a live timer reads again
 ]
 
 

@@ -6,6 +6,7 @@ in step; the record types and the catalog processor are in ``streams.core.catalo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -16,6 +17,10 @@ from streams.core.catalog import (
     records_from_json,
 )
 from streams.redis_io.keyspace import Keyspace
+
+WAIT_GRACE_S = 5.0
+"""How much longer than its block a log wait may take before it is given up (Redis late
+or gone: the connection is dropped and the caller tries again)."""
 
 LOG_CHUNK = 5_000
 """Log entries appended per script call (Redis runs nothing else meanwhile)."""
@@ -82,6 +87,24 @@ class RedisCatalogStore:
                 rec = fields.get(b"record") or fields.get("record")
                 out.append((_s(entry_id), CatalogRecord.from_json(rec)))
         return out
+
+    async def wait_log(self, after: str, wait_s: float) -> bool:
+        """Wait up to ``wait_s`` for a log entry after stream id ``after``; True once
+        there is one (at once if there already is), False when the wait ran out.
+
+        One blocking ``XREAD`` (``BLOCK``, ``COUNT 1``): Redis answers when an entry is
+        appended, so the worker learns of a catalog change a round trip after it is
+        logged with no poll in between. It holds a connection of the pool while it
+        waits (other calls take others). The client has no read timeout, so the wait is
+        bounded here: past ``wait_s`` + ``WAIT_GRACE_S`` it is cancelled, and redis-py
+        drops the connection it was read on rather than hand it back mid-reply.
+        """
+        block_ms = max(1, int(wait_s * 1000))
+        async with asyncio.timeout(wait_s + WAIT_GRACE_S):
+            entries = await self.client.xread(
+                {self.keys.catalog_log: after}, count=1, block=block_ms
+            )
+        return any(items for _stream, items in entries or ())
 
     async def log_head(self) -> str:
         """The id of the newest log entry ('0' while the log is empty)."""

@@ -13,12 +13,13 @@ import contextlib
 import functools
 import gc
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
-from inference.bundle import BundleError, read_current
+from inference.bundle import CURRENT, BundleError, read_current
 from streams.core.catalog import CATALOG_LOG_PAGE, CatalogRecord, CatalogSnapshot
 from streams.core.catalog_image import ImageParts, all_records, capture
 from streams.core.copy_on_write import (
@@ -42,19 +43,30 @@ from streams.core.ingest import Refresh, TouchedUser
 from streams.core.live_config import LiveStats
 from streams.core.live_scorer import LiveScorer, bundle_parts
 from streams.core.publish import ListPublisher
+from streams.core.sync_policy import SyncPolicy, records_between
 from streams.runtime.catalog_images import CatalogImages
 
 __all__ = ["LiveRecommender", "LiveStats"]
 
 log = logging.getLogger("freshet.live")
 
-_UNCHANGED = object()
+_UNREAD = object()  # no change token passed in: read one
+EVERY_CHANGE = SyncPolicy()
+SETTLED_NS = 1_000_000_000
+"""A ``CURRENT`` file changed this long before it was read is trusted by its stat after:
+a rewrite within one tick of the file system's clock could leave the same stat."""
 INLINE_USERS = 2
 INLINE_IDLE_S = 0.05
 """Batches of at most ``INLINE_USERS`` users, ``INLINE_IDLE_S`` or more after the last
 scoring, are scored on the loop: a thread hop (the pool's wake-up, the GIL passed twice,
 the loop's self-pipe) costs CPU, and at light load nothing waits. Others go to a thread,
 so the loop keeps fetching (all on the loop halved the 100k shop's saturated throughput)."""
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Take a dropped task's outcome (a read failing as its client closes), unlogged."""
+    if not task.cancelled():
+        task.exception()
 
 
 class LiveRecommender:
@@ -70,7 +82,12 @@ class LiveRecommender:
             has waited this long. ``None``: the fixed window, always.
         trending_source, counts_source, catalog_log: Readers of the shared state.
         change_source: A cheap token that changes whenever trending or counts may have
-            (``RedisStateStore.change_token``): the syncs read nothing while it stands.
+            (``RedisStateStore.change_token``): the syncs read nothing while it stands,
+            and once it moves they read as ``trending_policy`` and ``popularity_policy``
+            say (``streams.core.sync_policy``; the default: at every change).
+        catalog_wait: ``(cursor, seconds) -> bool``: waits up to that long for a log
+            entry after ``cursor`` (a blocking read, ``RedisCatalogStore.wait_log``);
+            ``follow_catalog`` then applies changes as they come instead of polling.
         catalog_snapshot: The stored records, read in large pages when the worker has
             read no catalog yet (at start, or in a new Redis generation); then the log.
         image_dir: Where this worker keeps its catalog image (``streams.core.catalog_image``),
@@ -92,6 +109,9 @@ class LiveRecommender:
         catalog_snapshot: CatalogSnapshot | None = None,
         image_dir: Path | None = None,
         image_every_s: float = 300.0,
+        trending_policy: SyncPolicy = EVERY_CHANGE,
+        popularity_policy: SyncPolicy = EVERY_CHANGE,
+        catalog_wait: Callable[[str, float], Awaitable[bool]] | None = None,
     ) -> None:
         self.scorer = scorer
         self.bundle_dir = bundle_dir
@@ -101,12 +121,20 @@ class LiveRecommender:
         self.catalog_log = catalog_log
         self.change_source = change_source
         self.catalog_snapshot = catalog_snapshot
+        self.catalog_wait = catalog_wait
+        self.policies = {"trending": trending_policy, "popularity": popularity_policy}
         self.inline_users, self.inline_idle_s = INLINE_USERS, INLINE_IDLE_S
         self._scored_at = 0.0  # monotonic end of the last scoring
         self.images: CatalogImages | None = None
         if image_dir is not None and catalog_snapshot is not None:
             self.images = CatalogImages(image_dir, catalog_snapshot, image_every_s)
-        self._synced: dict[str, Hashable] = {}  # sync name -> token it last read at
+        # sync name -> the token it last read at, and when (monotonic)
+        self._synced: dict[str, tuple[Hashable, float]] = {}
+        self._catalog_moved: set[str] = set()  # syncs whose last read predates a page
+        self._token: Hashable = _UNREAD  # the change token ``sync_changes`` read last
+        self.token_moved = True
+        self._current_stat: tuple[int, ...] | None = None  # CURRENT as last read, settled
+        self._catalog_waiting: asyncio.Future[bool] | None = None
         self.catalog_cursor = "0"
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
         self.refused_versions: set[str] = set()
@@ -128,16 +156,37 @@ class LiveRecommender:
 
     # --- model bundle ----------------------------------------------------------------
     async def check_bundle(self) -> bool:
-        """Load the CURRENT bundle if it changed; a bad one is refused and logged."""
+        """Load the CURRENT bundle if it changed; a bad one is refused and logged.
+
+        ``CURRENT`` is read only when its stat changed since the last read that left
+        nothing to do (it is replaced by rename: a new inode and change time): the
+        timer's check is then a ``stat`` instead of an open, a read and a close.
+        """
+        stat = self._stat_current()
+        if stat is not None and stat == self._current_stat:
+            return False
         try:
             version = read_current(self.bundle_dir)
         except (OSError, BundleError) as exc:
             log.warning("cannot read CURRENT in %s: %s", self.bundle_dir, exc)
             return False
         if version is None or version == self.model_version or version in self.refused_versions:
+            self._settle(stat)
             return False
         if self._late is not None:  # a load is under way (start-up task and timer overlap)
             return False
+        loaded = await self._load(version)
+        self._settle(stat)  # served or refused: nothing to do while it stands
+        return loaded
+
+    def _settle(self, stat: tuple[int, ...] | None) -> None:
+        """Skip reading ``CURRENT`` while its stat stays ``stat`` (taken before the read
+        whose version is now served or refused), if it was changed long enough ago."""
+        if stat is not None and time.time_ns() - stat[-1] >= SETTLED_NS:
+            self._current_stat = stat
+
+    async def _load(self, version: str) -> bool:
+        """Load, prepare and swap in ``version``; False if it is refused."""
         self._late = []  # from here on, catalog changes are also kept for the new bundle
         try:
             try:
@@ -216,6 +265,15 @@ class LiveRecommender:
                 scorer.catalog, rows, scorer.bundle.version, self.catalog_cursor, scorer.records
             )
 
+    def _stat_current(self) -> tuple[int, ...] | None:
+        """``CURRENT``'s device, inode, size, modification and change times (None: no
+        such file, or it cannot be read: the read that follows says why)."""
+        try:
+            st = os.stat(self.bundle_dir / CURRENT)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
     def _refuse(self, version: str, why: str) -> bool:
         self.refused_versions.add(version)
         self.scorer.stats.bundle_refusals += 1
@@ -236,6 +294,51 @@ class LiveRecommender:
         async with self._catalog_reader:  # the start-up task and the timer both call
             return await self._sync_catalog()
 
+    async def follow_catalog(self, wait_s: float, pause_s: float) -> None:
+        """Apply catalog changes as they are logged, until cancelled (or at once without
+        ``catalog_wait``); raises what a read raises.
+
+        A blocking read of the log (``catalog_wait``, up to ``wait_s``) returns when an
+        entry comes after the cursor, and ``sync_catalog`` then applies every page: a
+        record reaches the scorer a round trip after it is logged, and an idle worker
+        makes one call per ``wait_s`` where a poll made one every half second. While
+        the first bundle is prepared (nothing is applied) it checks every ``pause_s``.
+        ``restart_catalog`` ends a wait early (a new Redis generation's log).
+        """
+        if self.catalog_wait is None:
+            return
+        me = asyncio.current_task()
+        woke = True
+        while True:
+            if woke or self.catalog_cursor == "0":  # "0": the snapshot is (re)read
+                await self.sync_catalog()
+            if me is not None and me.cancelling():
+                # A cancel swallowed on the way (seen in tests: the Redis read under
+                # ``sync_catalog`` returned normally once cancelled) must still end
+                # this loop, or the worker's shutdown waits on it for ever.
+                raise asyncio.CancelledError
+            if self.scorer.bundle is None and self._late is not None:  # the first load
+                await asyncio.sleep(pause_s)
+                continue
+            self._catalog_waiting = waiting = asyncio.ensure_future(
+                self.catalog_wait(self.catalog_cursor, wait_s)
+            )
+            try:
+                await asyncio.wait({waiting})
+            finally:
+                if not waiting.done():  # our own cancelling: no read left behind
+                    waiting.cancel()
+                    waiting.add_done_callback(_retrieved)
+                self._catalog_waiting = None
+            woke = waiting.cancelled() or waiting.result()
+
+    def restart_catalog(self) -> None:
+        """Read the catalog afresh from the snapshot (a new Redis generation): the cursor
+        goes back to "0" and a blocking wait on the old log ends now."""
+        self.catalog_cursor = "0"
+        if self._catalog_waiting is not None:
+            self._catalog_waiting.cancel()
+
     async def _sync_catalog(self) -> int:
         applied = 0
         if self.catalog_cursor == "0" and self.catalog_snapshot is not None:
@@ -244,7 +347,9 @@ class LiveRecommender:
             changes = await self.catalog_log(self.catalog_cursor)
             if changes:
                 applied += await self._write_page(changes)
-                self._synced.clear()  # new items may have trending sums and counts already
+                # New items may have trending sums and counts already: read them once
+                # the syncs' policies allow a read for age (at once with none).
+                self._catalog_moved.update(self._synced)
             if len(changes) < CATALOG_LOG_PAGE:  # caught up
                 images = self.images
                 if images is not None and images.due(self.scorer.catalog, self.catalog_cursor):
@@ -307,23 +412,36 @@ class LiveRecommender:
                 if swap_index(scorer, update):
                     del self._index_debt[: update.applied]
 
-    async def sync_trending(self, k: int | None = None) -> bool:
-        """Re-read the trending items if they may have changed; returns whether it read."""
+    async def sync_trending(self, k: int | None = None, token: Hashable = _UNREAD) -> bool:
+        """Re-read the trending items if due (``trending_policy``); returns whether it
+        read. ``token``: the change token already read this tick (else it is read)."""
         pool = k or max(self.scorer.config.recommend.trending_pool, 1)
         read = functools.partial(self.trending_source, pool)
-        return await self._sync("trending", read, prepare_trending, swap_trending, False)
+        return await self._sync("trending", read, prepare_trending, swap_trending, False, token)
 
-    async def sync_popularity(self) -> bool:
-        """Re-read the item counts if they may have changed; returns whether it read."""
+    async def sync_popularity(self, token: Hashable = _UNREAD) -> bool:
+        """Re-read the item counts if due (``popularity_policy``); returns whether it read."""
         return await self._sync(
-            "popularity", self.counts_source, prepare_popularity, swap_popularity, True
+            "popularity", self.counts_source, prepare_popularity, swap_popularity, True, token
         )
 
-    async def _sync(self, name: str, read: Any, prepare: Any, swap: Any, thread: bool) -> bool:
-        """``read()`` if ``name`` may have changed, ``prepare`` it (in a thread if
-        ``thread``) against the catalog and ``swap`` it in; returns whether it read."""
-        token = await self._changed(name)
-        if token is _UNCHANGED:
+    async def sync_changes(self) -> tuple[bool, bool]:
+        """The trending and popularity syncs on one read of the change token: a tick's
+        one round trip while neither is due. Returns whether each read; ``token_moved``
+        then says whether the token differs from the one this method read before."""
+        token = None if self.change_source is None else await self.change_source()
+        self.token_moved, self._token = token != self._token, token
+        trending = await self.sync_trending(token=token)
+        return trending, await self.sync_popularity(token=token)
+
+    async def _sync(
+        self, name: str, read: Any, prepare: Any, swap: Any, thread: bool, token: Hashable
+    ) -> bool:
+        """``read()`` if ``name`` is due, ``prepare`` it (in a thread if ``thread``)
+        against the catalog and ``swap`` it in; returns whether it read."""
+        if token is _UNREAD:
+            token = None if self.change_source is None else await self.change_source()
+        if not self._due(name, token):
             return False
         data = await read()
         swapped = False
@@ -335,8 +453,26 @@ class LiveRecommender:
             prepared = await asyncio.to_thread(prepare, *args) if thread else prepare(*args)
             async with self._housekeeping(name):
                 swapped = swap(self.scorer, prepared)
-        self._synced[name] = token
+        self._synced[name] = (token, time.monotonic())
+        self._catalog_moved.discard(name)
         return True
+
+    def _due(self, name: str, token: Hashable) -> bool:
+        """Whether ``name`` reads at ``token``: always without a change source or after
+        a bundle swap; after a catalog page once its policy's age allows; never while
+        the token stands; otherwise as its policy says of the records applied since its
+        last read and that read's age. The token is read before the data: a write
+        landing in between is read at a later tick."""
+        last = self._synced.get(name)
+        if self.change_source is None or last is None:
+            return True
+        seen, at = last
+        policy, age = self.policies[name], time.monotonic() - at
+        if name in self._catalog_moved:
+            return age >= policy.max_age_s
+        if seen == token:
+            return False
+        return policy.due(records_between(seen, token), age)
 
     @contextlib.asynccontextmanager
     async def _housekeeping(self, duty: str) -> AsyncIterator[None]:
@@ -362,14 +498,6 @@ class LiveRecommender:
         finally:
             if collecting:
                 gc.enable()
-
-    async def _changed(self, name: str) -> Hashable:
-        """The change token now, or ``_UNCHANGED`` if ``name`` last synced at this one. It
-        is read before the data: a write landing in between is read at the next tick."""
-        if self.change_source is None:
-            return None
-        token = await self.change_source()
-        return _UNCHANGED if self._synced.get(name, _UNCHANGED) == token else token
 
     # --- the per-batch path ----------------------------------------------------------
     async def refresh(self, touched: Sequence[TouchedUser], now_ms: int) -> Refresh:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +29,7 @@ from streams.runtime.catalog_preload import Handover, PreloadedSnapshot
 from streams.runtime.faust_app import add_batch_agent, create_app
 from streams.runtime.list_sinks import KafkaSinks
 from streams.runtime.live_recommender import LiveRecommender
+from streams.runtime.live_timers import add_live_timers
 from streams.runtime.metrics import WorkerMetrics, add_metrics_timer
 
 __all__ = ["KafkaSinks", "Worker", "build_live", "build_worker", "limits_of", "rules_of"]
@@ -106,6 +105,7 @@ def build_live(
         counts_source=counts,
         catalog_log=catalog.read_log,
         change_source=changes,
+        catalog_wait=catalog.wait_log,
         catalog_snapshot=catalog
         if handover is None
         else PreloadedSnapshot(catalog, lambda: catalog.keys.generation, handover),
@@ -164,7 +164,7 @@ def build_worker(
         store.keys = keys.with_generation(generation)
         catalog_store.keys = keys.with_generation(generation)
         if live is not None:
-            live.catalog_cursor = "0"  # re-read the new generation's catalog log
+            live.restart_catalog()  # read the new generation's catalog afresh
 
     follower = GenerationFollower(redis, settings.redis_namespace, switch_generation)
     store.guard = follower  # an ingest batch's generation check rides in its state read
@@ -201,60 +201,6 @@ def build_worker(
     add_metrics_timer(app, metrics, [topics.events, topics.catalog], settings.metrics_port)
     add_state_guard(app, redis, keys)  # logs an ERROR if Redis comes back without our state
     return Worker(settings, app, redis, ingest, catalog, live, metrics)
-
-
-def add_live_timers(
-    app: faust.App,
-    live: LiveRecommender,
-    publisher: ListPublisher,
-    on_published: Callable[[list[int]], None] | None = None,
-) -> None:
-    """Background duties of the real-time path, as app tasks that never raise.
-
-    Each is a plain loop that sleeps ``interval`` between runs, not a Faust timer: a
-    Faust timer tick costs several times a plain sleep (its drift bookkeeping and
-    stop checks), and the 50 ms debounce flush ticked 20 times a second on an idle
-    worker. ``on_published`` gets the source record timestamps of each trailing-edge
-    list sent.
-    """
-
-    def guarded(name: str, interval: float, fn: Callable[[], Awaitable[Any]]) -> None:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await fn()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("%s failed: %s", name, _safe(exc))
-
-        loop.__name__ = loop.__qualname__ = f"live_{name}"
-        app.task(loop)
-
-    async def flush_debounced() -> None:
-        await live.owing()  # no tick while no user is owed a list
-        served = await live.flush(publisher, int(time.time() * 1000))
-        if served and on_published is not None:
-            on_published([u.source_timestamp_ms for u in served])
-
-    async def first_load() -> None:
-        await live.check_bundle()
-        await live.sync_catalog()
-
-    guarded("bundle", 2.0, live.check_bundle)
-    guarded("catalog", 0.5, live.sync_catalog)
-    guarded("trending", 1.0, live.sync_trending)
-    guarded("popularity", 10.0, live.sync_popularity)
-    guarded("debounce", max(0.05, live.debounce.window_ms / 4000.0), flush_debounced)
-
-    @app.task
-    async def warm_up() -> None:
-        try:
-            await first_load()
-            await live.sync_trending()
-        except Exception as exc:
-            log.warning("warm-up failed: %s", _safe(exc))
 
 
 def _safe(exc: BaseException) -> str:

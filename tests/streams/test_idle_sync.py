@@ -4,6 +4,7 @@ have changed (a batch moved a watermark, or the catalog changed under them)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from freshet.settings import Settings
 from freshet.wiring import live_recommender
@@ -15,12 +16,20 @@ class Shared:
     """Redis as the syncs see it: a change token, trending, counts and a catalog log."""
 
     def __init__(self) -> None:
-        self.token = ("ks", "5", "9")
+        self.token: tuple[str, ...] = ("ks", "5", "9")
         self.reads = {"trending": 0, "counts": 0}
+        self.token_reads = 0
         self.log: list[CatalogRecord] = []
 
     async def changes(self) -> tuple[str, ...]:
+        self.token_reads += 1
         return self.token
+
+    def applied(self, records: int, partition: int = 1) -> None:
+        """A batch on ``partition`` applied ``records`` records (its watermark moves)."""
+        token = list(self.token)
+        token[partition] = str(int(token[partition]) + records)
+        self.token = tuple(token)
 
     async def trending(self, k: int) -> list[tuple[str, float]]:
         self.reads["trending"] += 1
@@ -35,9 +44,14 @@ class Shared:
         return [(str(start + i + 1), r) for i, r in enumerate(self.log[start:])]
 
 
-def _live(shared: Shared, tmp_path: Path, gated: bool = True) -> LiveRecommender:
+EVERY_CHANGE = {"trending_sync_records": 1, "trending_sync_s": 0.0, "popularity_sync_s": 0.0}
+"""Each sync reads at every change of the token (the way every tick read before the
+policies of ``streams.core.sync_policy``; their defaults are tested there)."""
+
+
+def _live(shared: Shared, tmp_path: Path, gated: bool = True, **policy: Any) -> LiveRecommender:
     return live_recommender(
-        Settings(bundle_dir=tmp_path),
+        Settings(bundle_dir=tmp_path, **policy),
         trending_source=shared.trending,
         counts_source=shared.counts,
         catalog_log=shared.catalog,
@@ -57,7 +71,7 @@ async def test_ticks_with_nothing_changed_read_nothing(tmp_path: Path) -> None:
 
 async def test_a_batch_write_makes_the_next_tick_read(tmp_path: Path) -> None:
     shared = Shared()
-    live = _live(shared, tmp_path)
+    live = _live(shared, tmp_path, **EVERY_CHANGE)
     await live.sync_trending()
     await live.sync_popularity()
     shared.token = ("ks", "6", "9")  # partition 0 applied a batch
@@ -69,7 +83,7 @@ async def test_a_batch_write_makes_the_next_tick_read(tmp_path: Path) -> None:
 async def test_a_catalog_change_makes_the_next_tick_read(tmp_path: Path) -> None:
     """Counts and trending of items the catalog did not know were skipped: read again."""
     shared = Shared()
-    live = _live(shared, tmp_path)
+    live = _live(shared, tmp_path, **EVERY_CHANGE)
     await live.sync_trending()
     await live.sync_popularity()
     shared.log.append(CatalogRecord("i1", ("cat",), {}, "", 1, 1, False))
