@@ -26,6 +26,7 @@ from streams.redis_io.redis_client import async_redis
 from streams.redis_io.redis_state_store import RedisStateStore
 from streams.redis_io.state_guard import add_state_guard
 from streams.runtime.catalog_preload import Handover, PreloadedSnapshot
+from streams.runtime.collector import settle_after_swaps
 from streams.runtime.faust_app import add_batch_agent, create_app
 from streams.runtime.list_sinks import KafkaSinks
 from streams.runtime.live_recommender import LiveRecommender
@@ -198,6 +199,12 @@ def build_worker(
     if live is not None:
         publisher = ListPublisher(store, sinks.lists)
         add_live_timers(app, live, publisher, on_published=metrics.observe_published)
+        scorer = live.scorer
+
+        async def settle_collector() -> None:
+            await settle_after_swaps(lambda: scorer.bundle if scorer.ready else None)
+
+        app.task(settle_collector)
     add_metrics_timer(app, metrics, [topics.events, topics.catalog], settings.metrics_port)
     add_state_guard(app, redis, keys)  # logs an ERROR if Redis comes back without our state
     return Worker(settings, app, redis, ingest, catalog, live, metrics)
