@@ -52,17 +52,22 @@ def _largest(objs, n=6):
     sized = []
     for o in objs:
         try:
-            sized.append((len(o), id(o), o))
+            sized.append((len(o), id(o)))
         except TypeError:
             pass
-    sized.sort(key=lambda x: -x[0])
-    big = [(size, type(o).__name__, _owner(o)) for size, _, o in sized[:n]]
+    sized.sort(reverse=True)
+    top = {i: o for o in objs for i in [id(o)] if any(i == j for _, j in sized[:n])}
+    big = [(size, type(top[i]).__name__, _owner(top[i], (objs, top))) for size, i in sized[:n]]
     return {"n": len(objs), "refs": sum(x[0] for x in sized), "big": big}
-def _owner(o):
-    for r in gc.get_referrers(o)[:3]:
-        name = type(r).__name__
-        if name not in ("list", "frame"):
-            return name
+def _owner(o, skip):  # what holds o (an attribute: its holder's class), ours left out
+    for r in gc.get_referrers(o):
+        if any(r is x for x in skip) or type(r).__name__ in ("frame", "cell"):
+            continue
+        if isinstance(r, dict):
+            for h in gc.get_referrers(r):
+                if getattr(h, "__dict__", None) is r:
+                    return type(h).__name__ + "." + next((k for k, v in r.items() if v is o), "?")
+        return type(r).__name__
     return ""
 def _rss():
     with open("/proc/self/statm") as f:
