@@ -459,8 +459,9 @@ class LiveRecommender:
 
     def _due(self, name: str, token: Hashable) -> bool:
         """Whether ``name`` reads at ``token``: always without a change source or after
-        a bundle swap; after a catalog page once its policy's age allows; never while
-        the token stands; otherwise as its policy says of the records applied since its
+        a bundle swap; after a catalog page once its policy's age allows (a page does
+        not hold back a read the records make due); never while the token stands and
+        no page came; otherwise as its policy says of the records applied since its
         last read and that read's age. The token is read before the data: a write
         landing in between is read at a later tick."""
         last = self._synced.get(name)
@@ -468,8 +469,8 @@ class LiveRecommender:
             return True
         seen, at = last
         policy, age = self.policies[name], time.monotonic() - at
-        if name in self._catalog_moved:
-            return age >= policy.max_age_s
+        if name in self._catalog_moved and age >= policy.max_age_s:
+            return True
         if seen == token:
             return False
         return policy.due(records_between(seen, token), age)

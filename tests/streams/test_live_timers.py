@@ -103,6 +103,21 @@ async def test_a_catalog_page_makes_the_syncs_due_once_old_enough(tmp_path: Path
     assert await live.sync_changes() == (False, False)
 
 
+async def test_a_catalog_page_does_not_hold_back_a_read_enough_records_make_due(
+    tmp_path: Path,
+) -> None:
+    """After a page, the records rule still reads at once (review finding 4: the page's
+    age gate replaced it, so a live catalog feed kept trending up to its age stale)."""
+    shared = Shared()
+    live = _live(shared, tmp_path, trending_sync_records=100, trending_sync_s=60.0)
+    await live.sync_changes()
+    shared.log.append(_record("i1"))
+    assert await live.sync_catalog() == 1
+    shared.applied(1000)  # ten times min_records, long before the 60 s age
+    assert await live.sync_changes() == (True, False)
+    assert shared.reads["trending"] == 2
+
+
 def _write_current(folder: Path, version: str) -> None:
     """``CURRENT`` replaced by rename, as ``inference.bundle.set_current`` does."""
     tmp = folder / ".CURRENT.tmp"
