@@ -7,6 +7,7 @@ in step; the record types and the catalog processor are in ``streams.core.catalo
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -19,8 +20,12 @@ from streams.core.catalog import (
 from streams.redis_io.keyspace import Keyspace
 
 WAIT_GRACE_S = 5.0
-"""How much longer than its block a log wait may take before it is given up (Redis late
-or gone: the connection is dropped and the caller tries again)."""
+"""How much longer than its block a log wait may take before it is given up, on a client
+with no read timeout (Redis late or gone: the connection is dropped, the caller retries)."""
+BLOCK_SHARE = 0.6
+"""A log wait blocks at most this share of the client's read timeout (``socket_timeout``,
+5 s by redis-py's default: 3 s), so an event-loop stall of up to the rest (2 s there)
+between Redis's answer and the read does not time the read out and drop the connection."""
 
 LOG_CHUNK = 5_000
 """Log entries appended per script call (Redis runs nothing else meanwhile)."""
@@ -95,12 +100,16 @@ class RedisCatalogStore:
         One blocking ``XREAD`` (``BLOCK``, ``COUNT 1``): Redis answers when an entry is
         appended, so the worker learns of a catalog change a round trip after it is
         logged with no poll in between. It holds a connection of the pool while it
-        waits (other calls take others). The client has no read timeout, so the wait is
-        bounded here: past ``wait_s`` + ``WAIT_GRACE_S`` it is cancelled, and redis-py
-        drops the connection it was read on rather than hand it back mid-reply.
+        waits (other calls take others). redis-py bounds every read by the client's
+        ``socket_timeout`` (5 s unless set) and drops the connection when it runs out,
+        so the block is kept to ``BLOCK_SHARE`` of it: a wait may return before
+        ``wait_s`` (False, as a wait that ran out). A client with no read timeout is
+        bounded here instead, ``WAIT_GRACE_S`` past the block.
         """
-        block_ms = max(1, int(wait_s * 1000))
-        async with asyncio.timeout(wait_s + WAIT_GRACE_S):
+        limit = read_timeout_of(self.client)
+        block_s = wait_s if limit is None else min(wait_s, limit * BLOCK_SHARE)
+        block_ms = max(1, int(block_s * 1000))
+        async with asyncio.timeout(None if limit else block_s + WAIT_GRACE_S):
             entries = await self.client.xread(
                 {self.keys.catalog_log: after}, count=1, block=block_ms
             )
@@ -134,6 +143,28 @@ class RedisCatalogStore:
                 yield records_from_json(list(fields.values()))
             if not cursor:
                 return
+
+
+def read_timeout_of(client: Any) -> float | None:
+    """The read timeout of ``client``'s connections (``socket_timeout``): as its pool (or a
+    cluster's nodes) passes it, else its connection class's default; None or 0: none.
+
+    >>> from redis.asyncio import Redis
+    >>> read_timeout_of(Redis.from_url("redis://h:1/0")), read_timeout_of(Redis(socket_timeout=9))
+    (5, 9)
+    """
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if kwargs is None:  # a cluster client: its nodes' connection options
+        kwargs = getattr(getattr(client, "nodes_manager", None), "connection_kwargs", {})
+    if "socket_timeout" in kwargs:
+        return kwargs["socket_timeout"] or None
+    connection_class = kwargs.get("connection_class") or getattr(pool, "connection_class", None)
+    for cls in getattr(connection_class, "__mro__", ()):  # whose __init__ names it
+        param = inspect.signature(cls.__init__).parameters.get("socket_timeout")
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default or None
+    return None
 
 
 def _s(value: bytes | str) -> str:

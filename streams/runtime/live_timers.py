@@ -32,9 +32,9 @@ __all__ = ["add_live_timers", "live_duties"]
 log = logging.getLogger("freshet.worker")
 
 CATALOG_WAIT_S = 4.0
-"""Longest blocking read of the catalog log: an idle worker's one call per this long.
-Under the 5 s read timeout redis-py's connections have by default (the worker's client
-sets none), which a longer block would run into and raise."""
+"""Longest blocking read of the catalog log: an idle worker's one call per this long. The
+store blocks at most a share of its client's read timeout (``wait_log``: 3 s at redis-py's
+default 5 s), so a read never runs into that timeout."""
 CATALOG_PAUSE_S = 0.5
 """The catalog poll without a blocking read, and the pause after a failed read."""
 CHANGES_EVERY_S = 1.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -186,48 +185,77 @@ async def test_a_current_file_changed_just_now_is_read_again(
 # --- on real Redis -----------------------------------------------------------------
 
 
-async def test_a_log_wait_returns_when_an_entry_comes(redis_url: str) -> None:
+LONG_READS_S = 120.0
+"""The read timeout of the clients below: the log waits block up to 72 s (``BLOCK_SHARE``),
+so a wait that returns within seconds was woken by an entry, however slow the host."""
+WAIT_S = 60.0
+
+
+def _client(redis_url: str, **kwargs: Any) -> Any:
+    """A client as the worker builds it (``connection_class_of``: hiredis packing and no
+    ``asyncio.wait_for`` per send, whose Python 3.11 version swallows a cancel that
+    comes as the send ends) with reads bounded at ``LONG_READS_S``."""
     from redis.asyncio import Redis
 
-    from streams.redis_io.catalog_store import RedisCatalogStore
+    from streams.redis_io.redis_client import connection_class_of
+
+    kwargs.setdefault("connection_class", connection_class_of(redis_url)["connection_class"])
+    return Redis.from_url(redis_url, socket_timeout=LONG_READS_S, **kwargs)
+
+
+async def test_a_log_wait_returns_when_an_entry_comes(redis_url: str) -> None:
+    from streams.redis_io.catalog_store import RedisCatalogStore, read_timeout_of
     from streams.redis_io.keyspace import Keyspace
 
-    client = Redis.from_url(redis_url)
+    client = _client(redis_url)
     store = RedisCatalogStore(client, Keyspace("wait", "g1"))
     try:
+        assert read_timeout_of(client) == LONG_READS_S
         start = time.perf_counter()
         assert not await store.wait_log("0", 0.2)  # no log yet: the wait runs out
-        assert 0.15 < time.perf_counter() - start < 2.0
+        assert time.perf_counter() - start >= 0.15  # Redis held it: a block, no poll
         await store.put([_record("a")])
-        assert await store.wait_log("0", 4.0)  # an entry after "0" already: at once
+        assert await store.wait_log("0", WAIT_S)  # an entry after "0" already: at once
         head = await store.log_head()
-
-        async def later() -> None:
-            await asyncio.sleep(0.2)
-            await store.put([_record("b")])
-
-        writer = asyncio.ensure_future(later())
+        waiting = asyncio.ensure_future(store.wait_log(head, WAIT_S))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # blocked on Redis
         start = time.perf_counter()
-        assert await store.wait_log(head, 4.0)
-        assert time.perf_counter() - start < 2.0  # woken by the entry, not the 4 s
-        await writer
+        await store.put([_record("b")])
+        assert await waiting  # True: woken by the entry (a wait that runs out is False)
+        assert time.perf_counter() - start < WAIT_S / 4
         assert await client.get("probe") is None  # the pool still serves other calls
     finally:
         await client.aclose()
 
 
-async def test_a_logged_record_reaches_the_scorer_within_a_round_trip(
+async def test_a_log_wait_blocks_under_the_client_s_read_timeout(redis_url: str) -> None:
+    """redis-py drops a read past ``socket_timeout``: the block is kept well under it, so
+    a long wait on a short-timeout client runs out (False) instead of raising."""
+    from streams.redis_io.catalog_store import BLOCK_SHARE, RedisCatalogStore
+    from streams.redis_io.keyspace import Keyspace
+
+    client = _client(redis_url)
+    client.connection_pool.connection_kwargs["socket_timeout"] = 1.0
+    store = RedisCatalogStore(client, Keyspace("short", "g1"))
+    try:
+        start = time.perf_counter()
+        assert not await store.wait_log("0", WAIT_S)  # 60 s asked, 0.6 s blocked
+        assert BLOCK_SHARE * 0.9 <= time.perf_counter() - start < WAIT_S / 4
+    finally:
+        await client.aclose()
+
+
+async def test_a_logged_record_reaches_the_scorer_woken_by_its_entry(
     redis_url: str, tmp_path: Path
 ) -> None:
-    """With the follower waiting 4 s at a time, each record put by a producer is in
-    the scorer's catalog well within the old poll's half second; a new generation's
-    catalog is read at once on ``restart_catalog``."""
-    from redis.asyncio import Redis
-
+    """With the follower blocked for a minute at a time, each record put by a producer
+    reaches the scorer's catalog within seconds (woken by its entry, not the block's end);
+    a new generation's catalog is read at once on ``restart_catalog``; a cancel ends it."""
     from streams.redis_io.catalog_store import RedisCatalogStore
     from streams.redis_io.keyspace import Keyspace
 
-    client = Redis.from_url(redis_url)
+    client = _client(redis_url)
     store = RedisCatalogStore(client, Keyspace("follow", "g1"))
     await store.put([_record("first")])
     live = live_recommender(
@@ -238,42 +266,63 @@ async def test_a_logged_record_reaches_the_scorer_within_a_round_trip(
         catalog_snapshot=store,
         catalog_wait=store.wait_log,
     )
-    follower = asyncio.ensure_future(live.follow_catalog(4.0, 0.5))
+    follower = asyncio.ensure_future(live.follow_catalog(WAIT_S, 0.5))
 
     async def lands(item: str) -> float:
         start = time.perf_counter()
         while item not in live.scorer.catalog.row_of:
-            assert time.perf_counter() - start < 5.0, f"{item} never reached the scorer"
+            assert time.perf_counter() - start < WAIT_S / 4, f"{item}: the block ran out"
             await asyncio.sleep(0.002)
         return time.perf_counter() - start
 
     try:
         await lands("first")
-        waits = []
         for n in range(5):
-            await asyncio.sleep(0.1)
+            while live._catalog_waiting is None:  # the follower is blocked on Redis
+                await asyncio.sleep(0.005)
             await store.put([_record(f"new{n}", ts=n + 2)])
-            waits.append(await lands(f"new{n}"))
-        # A poll every 0.5 s waits 0.25 s on average; a wait missed, the block's 4 s.
-        assert statistics.median(waits) < 0.25 and max(waits) < 1.0, waits
+            await lands(f"new{n}")
         store.keys = Keyspace("follow", "g2")  # a flushed Redis, a new generation
         await store.put([_record("other")])
         live.restart_catalog()
-        assert await lands("other") < 1.0  # not the 4 s block on the old log
+        await lands("other")  # not the block on the old log
         assert not follower.done()
     finally:
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await follower
+            await asyncio.wait_for(follower, WAIT_S / 4)
         await client.aclose()
+    assert follower.cancelled()
+
+
+def _counting_class(redis_url: str) -> tuple[Any, list[str]]:
+    """A connection class that notes each command its client sends (the name; for
+    ``XREAD`` whether it blocks), and that list: other clients of the shared server,
+    left over from other tests, do not count."""
+    from streams.redis_io.redis_client import connection_class_of
+
+    base = connection_class_of(redis_url)["connection_class"]
+    sent: list[str] = []
+
+    class Counting(base):  # type: ignore[misc, valid-type]
+        def pack_command(self, *args: Any) -> Any:
+            words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+            name = words[0].upper() if words else ""
+            if name == "XREAD":
+                name += " BLOCK" if "BLOCK" in map(str.upper, words) else ""
+            sent.append(name)
+            return super().pack_command(*args)
+
+    return Counting, sent
 
 
 async def test_an_idle_worker_s_duties_make_about_one_redis_call_a_second(
     redis_url: str, tmp_path: Path
 ) -> None:
     """The worker's own wiring (``build_live``, ``live_duties``) on real Redis, idle
-    for 3 s after warm-up: the change token once a second and a blocked log read or two.
-    Before, the catalog poll alone made 2 calls a second and trending 1 more."""
+    for 3 s after warm-up: the change token at most once a second and a blocked log read
+    or two, nothing else; no log read without a block (the old poll made 2 a second and
+    trending 1 more). Only this client's commands are counted."""
     from redis.asyncio import Redis
 
     from streams.core.publish import ListPublisher
@@ -283,7 +332,8 @@ async def test_an_idle_worker_s_duties_make_about_one_redis_call_a_second(
     from streams.runtime.live_timers import live_duties
     from streams.runtime.worker import build_live
 
-    client = Redis.from_url(redis_url)
+    counting, sent = _counting_class(redis_url)
+    client = Redis.from_url(redis_url, connection_class=counting)
     keys = Keyspace("idle", "g1")
     settings = Settings(bundle_dir=tmp_path, home=tmp_path, redis_url=redis_url)
     catalog = RedisCatalogStore(client, keys)
@@ -291,24 +341,21 @@ async def test_an_idle_worker_s_duties_make_about_one_redis_call_a_second(
     live = build_live(settings, RedisStateStore(client, keys), catalog)
     publisher = ListPublisher(None, None)  # type: ignore[arg-type]  # nothing is owed
     tasks = [asyncio.ensure_future(d()) for d in live_duties(live, publisher).values()]
-    probe = Redis.from_url(redis_url)
     try:
-        await asyncio.sleep(1.5)  # warm-up and the first ticks
-        assert "a" in live.scorer.catalog.row_of
-        before = await probe.info("commandstats")
+        start = time.perf_counter()
+        while "a" not in live.scorer.catalog.row_of or "XREAD BLOCK" not in sent:
+            assert time.perf_counter() - start < 30.0, "warm-up never read the catalog"
+            await asyncio.sleep(0.01)
+        before = len(sent)
+        start = time.perf_counter()
         await asyncio.sleep(3.0)
-        after = await probe.info("commandstats")
+        window = time.perf_counter() - start
+        calls = [c for c in sent[before:] if c not in ("HELLO", "CLIENT")]  # a new connection
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await probe.aclose()
         await client.aclose()
-    calls = {
-        name: stat["calls"] - before.get(name, {}).get("calls", 0)
-        for name, stat in after.items()
-        if name not in ("cmdstat_info", "cmdstat_client|setinfo")
-    }
-    calls = {name: n for name, n in calls.items() if n}
-    assert sum(calls.values()) <= 5, calls  # 3 token reads, 1 or 2 log waits
-    assert calls.get("cmdstat_mget", 0) in (2, 3, 4), calls
+    assert set(calls) <= {"MGET", "XREAD BLOCK"}, calls  # no poll, no data read
+    assert 1 <= calls.count("MGET") <= window + 1, calls  # the token, at most 1 a second
+    assert calls.count("XREAD BLOCK") <= 2, calls  # 3 s blocks (5 s read timeout)
