@@ -117,6 +117,39 @@ async def test_a_catalog_page_does_not_hold_back_a_read_enough_records_make_due(
     assert shared.reads["trending"] == 2
 
 
+async def test_a_cancel_swallowed_under_the_catalog_read_still_ends_the_follower(
+    tmp_path: Path,
+) -> None:
+    """redis-py's own connections send under ``asyncio.wait_for``, which on Python 3.11
+    returns normally when the cancel comes as the send ends; the follower must end all
+    the same (else the worker's shutdown waits on it for ever)."""
+    shared = Shared()
+    reading = asyncio.Event()
+
+    async def swallowing_log(after: str) -> list[tuple[str, CatalogRecord]]:
+        reading.set()
+        with contextlib.suppress(asyncio.CancelledError):  # as wait_for's race does
+            await asyncio.sleep(3600)
+        return await shared.catalog(after)
+
+    async def never(cursor: str, wait_s: float) -> bool:
+        await asyncio.sleep(wait_s)
+        return False
+
+    live = live_recommender(
+        Settings(bundle_dir=tmp_path),
+        trending_source=shared.trending,
+        counts_source=shared.counts,
+        catalog_log=swallowing_log,
+        catalog_wait=never,
+    )
+    follower = asyncio.ensure_future(live.follow_catalog(3600.0, 0.5))
+    await asyncio.wait_for(reading.wait(), 30.0)
+    follower.cancel()
+    done, _ = await asyncio.wait({follower}, timeout=30.0)
+    assert follower in done and follower.cancelled()
+
+
 def _write_current(folder: Path, version: str) -> None:
     """``CURRENT`` replaced by rename, as ``inference.bundle.set_current`` does."""
     tmp = folder / ".CURRENT.tmp"
