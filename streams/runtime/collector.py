@@ -6,8 +6,18 @@ after ``worker.tune_collector`` froze start-up, so every older pass walked it ag
 the stream bench's worker (``bench/gc_pauses.py``, 100k items, loaded host) the
 middle-generation passes while serving took 37-67 ms of CPU each, over those objects.
 Once a bundle is served, the collector is settled: garbage collected, the survivors
-frozen. A later bundle unfreezes first, so that the one it replaced is collected too
-(cycles in it would otherwise be kept for the worker's life).
+frozen.
+
+A later bundle's settle does not unfreeze: a replaced bundle and what only it holds
+(``LoadedBundle``, its ORT sessions, the bound encoder, the catalog and ANN index) are
+freed by reference counting alone once the scorer lets go of them
+(``tests/streams/test_collector.py`` checks it on a trained bundle with the collector
+off), so the frozen heap needs no pass. Unfreezing would put start-up's heap (~350k
+objects in the worker) back under a full pass run on the event loop at every retrain.
+The settle's pass walks only what was made since the last one. What it freezes that
+dies later without a cycle is freed as usual; cycles among objects alive at a settle
+(an in-flight batch's futures, a traceback) are kept: bounded by what is alive at the
+moment of a swap.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import asyncio
 import gc
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,15 +38,13 @@ SETTLE_EVERY_S = 2.0
 """How often the served bundle is looked at (one attribute read)."""
 
 
-def settle(again: bool) -> float:
-    """Collect, then freeze what is left; ``again``: unfreeze first, so that what the
-    last settle froze and has died since is collected too. Returns the seconds taken."""
+def settle() -> tuple[float, int]:
+    """Collect what is not frozen, then freeze what is left. Returns the seconds taken
+    and how many unreachable objects the pass found."""
     start = time.perf_counter()
-    if again:
-        gc.unfreeze()
-    gc.collect()
+    found = gc.collect()
     gc.freeze()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, found
 
 
 async def settle_after_swaps(
@@ -43,13 +52,21 @@ async def settle_after_swaps(
 ) -> None:
     """Settle the collector each time ``served()`` (the bundle being scored with, None
     while none is) names another bundle; runs until cancelled."""
-    settled: Any = None
+    settled: Callable[[], Any | None] = type(None)  # then a weak reference: never keeps it
     while True:
         await asyncio.sleep(every_s)
         bundle = served()
-        if bundle is None or bundle is settled:
+        if bundle is None or bundle is settled():
             continue
-        again, settled = settled is not None, bundle  # the last one no longer held here
+        settled = weakref.ref(bundle)
         del bundle
-        took = settle(again)
-        log.info("collector settled on a new bundle in %.0f ms", 1e3 * took)
+        frozen = gc.get_freeze_count()
+        took, found = settle()
+        log.info(
+            "collector settled on a new bundle in %.0f ms: %d unreachable collected, "
+            "%d objects frozen (%d in all; cycles among them are kept)",
+            1e3 * took,
+            found,
+            gc.get_freeze_count() - frozen,
+            gc.get_freeze_count(),
+        )

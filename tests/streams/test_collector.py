@@ -1,6 +1,7 @@
-"""The worker's collector settings: start-up's heap frozen out of full passes, none of
-its garbage kept, young passes less often; a served bundle settled the same way
-(streams/runtime/collector.py)."""
+"""The worker's collector settings: start-up's heap frozen out of full passes, its
+garbage collected first, young passes less often; a served bundle settled the same way
+(streams/runtime/collector.py) without thawing what an earlier settle froze. A replaced
+bundle is freed by reference counting: tests/streams/test_bundle_release.py."""
 
 from __future__ import annotations
 
@@ -43,10 +44,10 @@ def test_garbage_is_collected_then_the_living_heap_is_frozen() -> None:
 
 
 class Bundle:
-    """A stand-in bundle that holds a reference cycle (as a real one may)."""
+    """A stand-in bundle: a few hundred tracked objects, no reference cycle."""
 
     def __init__(self) -> None:
-        self.parts = [self, [object() for _ in range(100)]]
+        self.parts = [[object() for _ in range(100)] for _ in range(3)]
 
 
 @pytest.fixture
@@ -60,31 +61,57 @@ def unfrozen() -> Iterator[None]:
 def test_settle_freezes_what_was_loaded(unfrozen: None) -> None:
     loaded = [Bundle() for _ in range(50)]
     frozen = gc.get_freeze_count()
-    settle(again=False)
-    assert gc.get_freeze_count() >= frozen + 50 * 3
+    took, _ = settle()
+    assert took >= 0.0
+    assert gc.get_freeze_count() >= frozen + 50 * 4
     tracked = {id(o) for g in range(3) for o in gc.get_objects(g)}
     assert not any(id(b) in tracked or id(b.parts) in tracked for b in loaded)
 
 
-def test_settle_again_collects_a_frozen_bundle_that_died(unfrozen: None) -> None:
-    old = Bundle()
-    gone = weakref.ref(old)
-    settle(again=False)
-    del old
-    gc.collect()
-    assert gone() is not None  # frozen: out of every pass
-    settle(again=True)
-    assert gone() is None
+def test_a_later_settle_leaves_the_frozen_heap_alone(unfrozen: None) -> None:
+    """The settle at a second bundle walks only what was made since the first: a cycle
+    frozen then and dead since is not collected (d47379f+ffb0c63's settle unfroze
+    everything and walked it all: this fails there), and nothing frozen is thawed."""
+    dead = _Node()
+    dead.other = _Node()
+    dead.other.other = dead
+    gone = weakref.ref(dead)
+    settle()
+    frozen = gc.get_freeze_count()
+    del dead
+    young = [_Node() for _ in range(200)]
+    for node in young:
+        node.other = node
+    del young, node  # 200 young cycles: the later settle's pass finds these
+    collected: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            collected.append(info["collected"])
+
+    gc.callbacks.append(seen)
+    try:
+        _, found = settle()
+    finally:
+        gc.callbacks.remove(seen)
+    assert found >= 200 and collected and collected[-1] == found
+    assert gone() is not None  # frozen: out of the pass
+    assert gc.get_freeze_count() >= frozen  # nothing thawed
+    frozen_ids = {id(o) for o in gc.get_objects()}
+    assert id(gone()) not in frozen_ids
 
 
-def test_settle_after_swaps_settles_once_a_bundle(unfrozen: None) -> None:
+def test_settle_after_swaps_settles_once_a_bundle_and_holds_none(unfrozen: None) -> None:
     first, second = Bundle(), Bundle()
     gone = weakref.ref(first)
     served: list[Any] = [None, first, first, first, second]
     settles: list[int] = []
+    freed_at: list[int] = []
 
     def serving() -> Any:
         settles.append(gc.get_freeze_count())
+        if gone() is None and not freed_at:
+            freed_at.append(len(settles))
         return served.pop(0) if len(served) > 1 else served[0]
 
     async def run() -> None:
@@ -101,5 +128,9 @@ def test_settle_after_swaps_settles_once_a_bundle(unfrozen: None) -> None:
     assert counts[1] == counts[0]  # none served: nothing frozen
     assert counts[2] > counts[1]  # the first bundle's settle froze it
     assert counts[3] == counts[2] and counts[4] == counts[3]  # the same one: no settle
-    assert gone() is None  # the second's settle unfroze and collected the first
-    assert all(later == counts[-1] for later in counts[5:])
+    # Freed by reference counting as soon as ``served`` stopped naming it: the settler
+    # keeps only a weak reference (the fifth look named the second bundle).
+    assert freed_at == [6]
+    assert all(later == counts[5] for later in counts[6:])  # settled once
+    tracked = {id(o) for g in range(3) for o in gc.get_objects(g)}
+    assert id(second) not in tracked and id(second.parts) not in tracked  # frozen
