@@ -128,10 +128,10 @@ def damping_choices(spec: str) -> tuple[float, ...]:
 
 
 def load_onnx_bundle(bundle_dir: Path, version: str, provider: str, threads: int = 1) -> Any:
-    """The served bundle of ``version`` on ONNX Runtime."""
+    """The served bundle of ``version`` on ONNX Runtime (its batch-of-one encoder built)."""
     from inference.onnx_session import LoadedBundle
 
-    return LoadedBundle.load(bundle_dir, version, provider, threads)
+    return LoadedBundle.load(bundle_dir, version, provider, threads, serving=True)
 
 
 def onnx_loader(settings: Settings) -> Callable[[Any, str], Any]:

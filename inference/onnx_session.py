@@ -119,8 +119,11 @@ class LoadedBundle:
     All methods take and return whole batches (first axis ``B``).
     """
 
-    def __init__(self, data: BundleData, provider: str = "auto", threads: int = 1) -> None:
+    def __init__(
+        self, data: BundleData, provider: str = "auto", threads: int = 1, serving: bool = False
+    ) -> None:
         self.data = data
+        self._threads = threads
         self.manifest: Manifest = data.manifest
         self._encoder = create_session(data.path / USER_ENCODER, provider, threads)
         self._content = create_session(data.path / ITEM_CONTENT, provider, threads)
@@ -131,11 +134,13 @@ class LoadedBundle:
         )
         self.provider = self._encoder.get_providers()[0]
         # The user encoder for batches of one (``bound_encoder_of_one``), built with the
-        # others: a session build holds the GIL for milliseconds at a time, which the
-        # bundle load pays already, not the swap that binds it.
+        # others where the bundle is loaded to be served (``serving``): a session build
+        # holds the GIL for milliseconds at a time, which the bundle load pays already,
+        # not the swap that binds it. Elsewhere (API, trainer, CLI) it is built only if
+        # a bound run is asked for.
         self._encoder_of_one = (
             batch_of_one_session(data.path / USER_ENCODER, self._encoder, threads)
-            if self.provider == _CPU
+            if serving and self.provider == _CPU
             else None
         )
         self.row_of: dict[str, int] = {item: row for row, item in enumerate(data.item_ids)}
@@ -155,9 +160,12 @@ class LoadedBundle:
         version: str | None = None,
         provider: str = "auto",
         threads: int = 1,
+        serving: bool = False,
     ) -> LoadedBundle:
-        """Load ``version`` (default: the CURRENT one) from ``bundle_dir``; validates fully."""
-        return cls(load_bundle_data(resolve_bundle(bundle_dir, version)), provider, threads)
+        """Load ``version`` (default: the CURRENT one) from ``bundle_dir``; validates fully.
+        ``serving``: the batch-of-one encoder session is built now (a worker's load)."""
+        data = load_bundle_data(resolve_bundle(bundle_dir, version))
+        return cls(data, provider, threads, serving)
 
     @property
     def version(self) -> str:
@@ -224,13 +232,22 @@ class LoadedBundle:
         """A new bound batch-of-one run of the user encoder, for one caller to own.
 
         It runs in a session of its own with the batch fixed to one
-        (``batch_of_one_session``). None on a CUDA session or where the bound run does
-        not give the served session's bits on dummy users; the caller then uses
-        ``encode_users``.
+        (``batch_of_one_session``; built here if the load did not build it). Where that
+        session's bound run does not give the served session's plain-run bits on dummy
+        users, the served session itself is bound (d47379f's run). None on a CUDA
+        session or where neither holds; the caller then uses ``encode_users``.
         """
-        if self._encoder_of_one is None:
+        if self.provider != _CPU:
             return None
-        return _bound_batch_of_one(self._encoder, self.history_len, self.dim, self._encoder_of_one)
+        if self._encoder_of_one is None:
+            path = self.data.path / USER_ENCODER
+            self._encoder_of_one = batch_of_one_session(path, self._encoder, self._threads)
+        n, d, served = self.history_len, self.dim, self._encoder
+        bound = _bound_batch_of_one(served, n, d, self._encoder_of_one)
+        if bound is None and self._encoder_of_one is not served:
+            log.warning("user encoder: the batch-of-one session is refused; the served one binds")
+            bound = _bound_batch_of_one(served, n, d)
+        return bound
 
     def embed_items(self, feature_ids: np.ndarray) -> np.ndarray:
         """Content-only item vectors (B, D) from hashed feature rows (B, F) int64."""

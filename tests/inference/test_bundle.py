@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from freshet.cli import app
 from freshet.simulator.stream import SimConfig, simulate
+from freshet.wiring import load_onnx_bundle
 from inference.bundle import (
     ITEM_VECTORS,
     MANIFEST,
@@ -98,6 +99,17 @@ def test_onnx_matches_torch_on_random_and_real_inputs(
     assert np.abs(short - expect_short).max() < 1e-4
 
 
+def _one_user(bundle: LoadedBundle, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A random history of one user (full, partly masked or empty), every event type."""
+    n, d = bundle.history_len, bundle.dim
+    return {
+        "item_vecs": rng.normal(size=(1, n, d)).astype(np.float32),
+        "types": rng.integers(0, len(bundle.manifest.event_types), size=(1, n)),
+        "gaps": rng.uniform(0, 14, size=(1, n)).astype(np.float32),
+        "mask": (np.arange(n) >= rng.integers(0, n + 1)).astype(np.float32)[None],
+    }
+
+
 def test_bound_batch_of_one_gives_encode_users_bits(bundle_root: Path) -> None:
     """The trained encoder's bound run against ``encode_users``, user after user: full,
     partly masked and empty histories, every event type, through the same buffers."""
@@ -108,18 +120,41 @@ def test_bound_batch_of_one_gives_encode_users_bits(bundle_root: Path) -> None:
     assert [i.shape[0] for i in bound.session.get_inputs()] == [1, 1, 1, 1]
     assert all(isinstance(i.shape[0], str) for i in bundle._encoder.get_inputs())
     rng = np.random.default_rng(7)
-    n, d = bundle.history_len, bundle.dim
     for i in range(200):
-        feeds = {
-            "item_vecs": rng.normal(size=(1, n, d)).astype(np.float32),
-            "types": rng.integers(0, len(bundle.manifest.event_types), size=(1, n)),
-            "gaps": rng.uniform(0, 14, size=(1, n)).astype(np.float32),
-            "mask": (np.arange(n) >= rng.integers(0, n + 1)).astype(np.float32)[None],
-        }
+        feeds = _one_user(bundle, rng)
         for name, arr in feeds.items():
             np.copyto(bound.inputs[name], arr)
         want = bundle.encode_users(*feeds.values())
         assert bound.run().tobytes() == want.tobytes(), i
+
+
+def test_the_batch_of_one_session_is_built_at_load_only_to_serve(bundle_root: Path) -> None:
+    """An API, trainer or CLI load builds no batch-of-one session (~37 ms at 100k items)
+    until a bound run is asked for; the worker's loader builds it with the bundle."""
+    plain = LoadedBundle.load(bundle_root, provider="cpu")
+    assert plain._encoder_of_one is None
+    bound = plain.bound_encoder_of_one()
+    assert bound is not None and bound.session is plain._encoder_of_one
+    served = load_onnx_bundle(bundle_root, "v1", "cpu")
+    assert served._encoder_of_one is not None and served._encoder_of_one is not served._encoder
+
+
+def test_a_refused_batch_of_one_session_falls_back_to_the_served_one_bound(
+    bundle_root: Path,
+) -> None:
+    """Where the batch-of-one session's bound run is refused (here a session of another
+    graph: its inputs do not match), the served session is bound instead of none
+    (d47379f's run; ffb0c63 fell back to the plain run: this fails there)."""
+    bundle = LoadedBundle.load(bundle_root, provider="cpu")
+    bundle._encoder_of_one = bundle._content
+    bound = bundle.bound_encoder_of_one()
+    assert bound is not None and bound.session is bundle._encoder
+    rng = np.random.default_rng(3)
+    for i in range(50):
+        feeds = _one_user(bundle, rng)
+        for name, arr in feeds.items():
+            np.copyto(bound.inputs[name], arr)
+        assert bound.run().tobytes() == bundle.encode_users(*feeds.values()).tobytes(), i
 
 
 def test_cold_items_in_matrix_equal_content_embedding(
