@@ -4,13 +4,14 @@ It keeps only the duties that wait on something: watching the bundle folder and
 loading a new bundle off the event loop (refused and logged if bad), following the
 catalog log and the trending and popularity sums in Redis, debouncing, holding users
 that cannot be scored yet, and scoring (in a worker thread, but for the smallest batches).
+When trending and counts are re-read, and the catalog follower, are in its base class
+(``streams.runtime.live_syncs``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
 import os
@@ -28,13 +29,9 @@ from streams.core.copy_on_write import (
     prepare_catalog,
     prepare_covisit,
     prepare_index,
-    prepare_popularity,
-    prepare_trending,
     renumber_backlog,
     swap_bundle,
     swap_index,
-    swap_popularity,
-    swap_trending,
     write_chunk,
 )
 from streams.core.debounce import Debouncer
@@ -43,15 +40,14 @@ from streams.core.ingest import Refresh, TouchedUser
 from streams.core.live_config import LiveStats
 from streams.core.live_scorer import LiveScorer, bundle_parts
 from streams.core.publish import ListPublisher
-from streams.core.sync_policy import SyncPolicy, records_between
+from streams.core.sync_policy import SyncPolicy
 from streams.runtime.catalog_images import CatalogImages
+from streams.runtime.live_syncs import _UNREAD, EVERY_CHANGE, LiveSyncs
 
 __all__ = ["LiveRecommender", "LiveStats"]
 
 log = logging.getLogger("freshet.live")
 
-_UNREAD = object()  # no change token passed in: read one
-EVERY_CHANGE = SyncPolicy()
 SETTLED_NS = 1_000_000_000
 """A ``CURRENT`` file changed this long before it was read is trusted by its stat after:
 a rewrite within one tick of the file system's clock could leave the same stat."""
@@ -63,13 +59,7 @@ the loop's self-pipe) costs CPU, and at light load nothing waits. Others go to a
 so the loop keeps fetching (all on the loop halved the 100k shop's saturated throughput)."""
 
 
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    """Take a dropped task's outcome (a read failing as its client closes), unlogged."""
-    if not task.cancelled():
-        task.exception()
-
-
-class LiveRecommender:
+class LiveRecommender(LiveSyncs):
     """Implements ``streams.core.ingest.Refresher`` for one worker process.
 
     Args:
@@ -280,7 +270,7 @@ class LiveRecommender:
         log.error("refused bundle %s%s; still serving %s", version, why, self.model_version)
         return False
 
-    # --- catalog, popularity, trending ---------------------------------------------
+    # --- catalog (its follower and the syncs: streams.runtime.live_syncs) ----------
     async def sync_catalog(self) -> int:
         """Apply catalog changes logged since the last call; returns how many.
 
@@ -293,55 +283,6 @@ class LiveRecommender:
             return 0
         async with self._catalog_reader:  # the start-up task and the timer both call
             return await self._sync_catalog()
-
-    async def follow_catalog(self, wait_s: float, pause_s: float) -> None:
-        """Apply catalog changes as they are logged, until cancelled (or at once without
-        ``catalog_wait``); raises what a read raises.
-
-        A blocking read of the log (``catalog_wait``, up to ``wait_s``) returns when an
-        entry comes after the cursor, and ``sync_catalog`` then applies every page: a
-        record reaches the scorer a round trip after it is logged, and an idle worker
-        makes one call per ``wait_s`` where a poll made one every half second. While
-        the first bundle is prepared (nothing is applied) it checks every ``pause_s``.
-        ``restart_catalog`` ends a wait early (a new Redis generation's log).
-        """
-        if self.catalog_wait is None:
-            return
-        me = asyncio.current_task()
-        woke = True
-        while True:
-            if woke or self.catalog_cursor == "0":  # "0": the snapshot is (re)read
-                await self.sync_catalog()
-            if me is not None and me.cancelling():
-                # A cancel swallowed on the way must still end this loop, or the
-                # worker's shutdown waits on it for ever. redis-py's own connections
-                # (``rediss://``, ``unix://``; ``redis://`` has ``HiredisPackConnection``)
-                # send under ``asyncio.wait_for``, which on Python 3.11 returns normally
-                # when a cancel comes as the send ends (bpo-42130, fixed in 3.12):
-                # a loop of GETs on such a client, cancelled at random, went on
-                # after 1,923 of 2,000 cancels; none with the send under a timeout scope.
-                raise asyncio.CancelledError
-            if self.scorer.bundle is None and self._late is not None:  # the first load
-                await asyncio.sleep(pause_s)
-                continue
-            self._catalog_waiting = waiting = asyncio.ensure_future(
-                self.catalog_wait(self.catalog_cursor, wait_s)
-            )
-            try:
-                await asyncio.wait({waiting})
-            finally:
-                if not waiting.done():  # our own cancelling: no read left behind
-                    waiting.cancel()
-                    waiting.add_done_callback(_retrieved)
-                self._catalog_waiting = None
-            woke = waiting.cancelled() or waiting.result()
-
-    def restart_catalog(self) -> None:
-        """Read the catalog afresh from the snapshot (a new Redis generation): the cursor
-        goes back to "0" and a blocking wait on the old log ends now."""
-        self.catalog_cursor = "0"
-        if self._catalog_waiting is not None:
-            self._catalog_waiting.cancel()
 
     async def _sync_catalog(self) -> int:
         applied = 0
@@ -415,69 +356,6 @@ class LiveRecommender:
             async with self._housekeeping("catalog"):
                 if swap_index(scorer, update):
                     del self._index_debt[: update.applied]
-
-    async def sync_trending(self, k: int | None = None, token: Hashable = _UNREAD) -> bool:
-        """Re-read the trending items if due (``trending_policy``); returns whether it
-        read. ``token``: the change token already read this tick (else it is read)."""
-        pool = k or max(self.scorer.config.recommend.trending_pool, 1)
-        read = functools.partial(self.trending_source, pool)
-        return await self._sync("trending", read, prepare_trending, swap_trending, False, token)
-
-    async def sync_popularity(self, token: Hashable = _UNREAD) -> bool:
-        """Re-read the item counts if due (``popularity_policy``); returns whether it read."""
-        return await self._sync(
-            "popularity", self.counts_source, prepare_popularity, swap_popularity, True, token
-        )
-
-    async def sync_changes(self) -> tuple[bool, bool]:
-        """The trending and popularity syncs on one read of the change token: a tick's
-        one round trip while neither is due. Returns whether each read; ``token_moved``
-        then says whether the token differs from the one this method read before."""
-        token = None if self.change_source is None else await self.change_source()
-        self.token_moved, self._token = token != self._token, token
-        trending = await self.sync_trending(token=token)
-        return trending, await self.sync_popularity(token=token)
-
-    async def _sync(
-        self, name: str, read: Any, prepare: Any, swap: Any, thread: bool, token: Hashable
-    ) -> bool:
-        """``read()`` if ``name`` is due, ``prepare`` it (in a thread if ``thread``)
-        against the catalog and ``swap`` it in; returns whether it read."""
-        if token is _UNREAD:
-            token = None if self.change_source is None else await self.change_source()
-        if not self._due(name, token):
-            return False
-        data = await read()
-        swapped = False
-        # Again only if something moved meanwhile: a bundle or the catalog came in, the
-        # counts changed, or a growth began and refused the popularity column, which
-        # lacked its room (prepared again, it has it).
-        while not swapped:
-            args = (self.scorer.catalog, data)
-            prepared = await asyncio.to_thread(prepare, *args) if thread else prepare(*args)
-            async with self._housekeeping(name):
-                swapped = swap(self.scorer, prepared)
-        self._synced[name] = (token, time.monotonic())
-        self._catalog_moved.discard(name)
-        return True
-
-    def _due(self, name: str, token: Hashable) -> bool:
-        """Whether ``name`` reads at ``token``: always without a change source or after
-        a bundle swap; after a catalog page once its policy's age allows (a page does
-        not hold back a read the records make due); never while the token stands and
-        no page came; otherwise as its policy says of the records applied since its
-        last read and that read's age. The token is read before the data: a write
-        landing in between is read at a later tick."""
-        last = self._synced.get(name)
-        if self.change_source is None or last is None:
-            return True
-        seen, at = last
-        policy, age = self.policies[name], time.monotonic() - at
-        if name in self._catalog_moved and age >= policy.max_age_s:
-            return True
-        if seen == token:
-            return False
-        return policy.due(records_between(seen, token), age)
 
     @contextlib.asynccontextmanager
     async def _housekeeping(self, duty: str) -> AsyncIterator[None]:

@@ -27,7 +27,7 @@ import faust
 from streams.core.publish import ListPublisher
 from streams.runtime.live_recommender import LiveRecommender
 
-__all__ = ["add_live_timers", "live_duties"]
+__all__ = ["add_live_timers", "error_line", "live_duties"]
 
 log = logging.getLogger("freshet.worker")
 
@@ -70,7 +70,7 @@ def live_duties(
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("%s failed: %s", name, _safe(exc))
+                    log.warning("%s failed: %s", name, error_line(exc))
 
         loop.__name__ = loop.__qualname__ = f"live_{name}"
         return loop
@@ -96,7 +96,7 @@ def live_duties(
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("changes failed: %s", _safe(exc))
+                log.warning("changes failed: %s", error_line(exc))
             quiet = 0 if live.token_moved else quiet + 1
 
     changes.__name__ = changes.__qualname__ = "live_changes"
@@ -107,7 +107,7 @@ def live_duties(
             await live.sync_catalog()
             await live.sync_changes()
         except Exception as exc:
-            log.warning("warm-up failed: %s", _safe(exc))
+            log.warning("warm-up failed: %s", error_line(exc))
 
     warm_up.__name__ = warm_up.__qualname__ = "live_warm_up"
     return {
@@ -132,6 +132,6 @@ def add_live_timers(
         app.task(duty)
 
 
-def _safe(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     """An error line for logs: type and message, cut short."""
     return f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -30,7 +30,7 @@ from streams.runtime.collector import settle_after_swaps
 from streams.runtime.faust_app import add_batch_agent, create_app
 from streams.runtime.list_sinks import KafkaSinks
 from streams.runtime.live_recommender import LiveRecommender
-from streams.runtime.live_timers import add_live_timers
+from streams.runtime.live_timers import add_live_timers, error_line
 from streams.runtime.metrics import WorkerMetrics, add_metrics_timer
 
 __all__ = ["KafkaSinks", "Worker", "build_live", "build_worker", "limits_of", "rules_of"]
@@ -158,7 +158,7 @@ def build_worker(
 
     def on_retry(exc: BaseException, attempt: int) -> None:
         metrics.observe_retry()
-        log.warning("batch failed (attempt %d), retrying: %s", attempt, _safe(exc))
+        log.warning("batch failed (attempt %d), retrying: %s", attempt, error_line(exc))
 
     def switch_generation(generation: str) -> None:
         log.warning("switching to Redis generation %s", generation)
@@ -208,8 +208,3 @@ def build_worker(
     add_metrics_timer(app, metrics, [topics.events, topics.catalog], settings.metrics_port)
     add_state_guard(app, redis, keys)  # logs an ERROR if Redis comes back without our state
     return Worker(settings, app, redis, ingest, catalog, live, metrics)
-
-
-def _safe(exc: BaseException) -> str:
-    """An error line for logs: type and message, cut short."""
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
