@@ -4,7 +4,8 @@ What each costs while nothing changes is what an idle worker costs, so each duty
 waits on what it serves rather than polling for it where it can:
 
 - **catalog**: a blocking read of the catalog log (``LiveRecommender.follow_catalog``)
-  wakes it when a record is logged; once every ``CATALOG_WAIT_S`` with none.
+  wakes it when a record is logged; with none, once every ``CATALOG_WAIT_S`` or sooner
+  (``wait_log`` blocks under the client's read timeout: 3 s at redis-py's default).
 - **changes**: one read of the change token a second decides both the trending and
   the popularity syncs (their ``SyncPolicy``: the records applied since the last read,
   and its age); no other call while neither is due. Once the token stood for a few
