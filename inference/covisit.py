@@ -32,7 +32,7 @@ from inference.covisit_kernels import (
     right_aligned,
     unclaimed,
 )
-from inference.covisit_top import followed_occurrences, follower_sums, follower_top
+from inference.covisit_top import followed_occurrences, follower_top
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -342,24 +342,6 @@ class CovisitTable:
             rows[tied, :kk] = np.where(found, np.take_along_axis(item, top, axis=1), -1)
             scores[tied, :kk] = np.where(found, best, 0.0)
         return [(rows[d * b : (d + 1) * b], scores[d * b : (d + 1) * b]) for d in range(n_d)]
-
-    def follower_sums(
-        self,
-        history: IntArray,
-        history_weight: FloatArray,
-        dampings: Sequence[float] | None = None,
-    ) -> tuple[IntArray, npt.NDArray[np.float64]]:
-        """``(B, H·W)`` followers by row and their summed scores at each one's last entry;
-        ``(D, B, H·W)`` with ``dampings`` (default: the table's damping, unstacked).
-
-        See ``inference.covisit_top.follower_sums``; the damping's power is numpy's,
-        taken per damping over the same array as a single damping's.
-        """
-        h, hw, damped = self._score_inputs(history, history_weight, dampings)
-        item, total = follower_sums(
-            self.slot, self.nbr, self.weight, self.error, self.occ, h, hw, damped
-        )
-        return (item[0], total[0]) if dampings is None else (item, total)
 
     def _score_inputs(
         self,

@@ -18,7 +18,6 @@ from inference.radix_order import radix_order
 
 __all__ = [
     "add_pairs",
-    "follower_rows",
     "pairs_of_visits",
     "right_aligned",
     "unclaimed",
@@ -122,27 +121,6 @@ def add_pairs(
                 weight[st, slot] = floor + miss_w[heavy[t]]
                 error[st, slot] = floor
         lo = hi
-
-
-@njit(cache=True, nogil=True)
-def follower_rows(slot_of: np.ndarray, nbr: np.ndarray, history: np.ndarray) -> np.ndarray:
-    """``(B, H, W)`` followers of each history row; 0 where the row or the entry is empty.
-
-    The caller raises their occurrences to the damping in numpy: its float32 power is
-    not libm's, and the scores must stay the array form's to the bit.
-    """
-    b, h = history.shape
-    n, width = slot_of.shape[0], nbr.shape[1]
-    out = np.zeros((b, h, width), np.int64)
-    for u in range(b):
-        for t in range(h):
-            row = history[u, t]
-            if row >= 0 and row < n:
-                st = slot_of[row]
-                for j in range(width):
-                    if nbr[st, j] >= 0:
-                        out[u, t, j] = nbr[st, j]
-    return out
 
 
 @njit(cache=True, nogil=True)
@@ -254,7 +232,6 @@ def warm_up() -> None:
     occ = np.zeros(2, np.float32)
     one = np.ones(1, np.int64)
     add_pairs(slot_of, nbr, weight, error, occ, 0 * one, one, np.ones(1, np.float32), 2 * one[0])
-    follower_rows(slot_of, nbr, np.zeros((1, 1), np.int64))
     right_aligned(one, one, 1, np.ones(1, np.float32))
     unclaimed(slot_of, one)
     for back in (0.0, 0.5):

@@ -1,14 +1,15 @@
 """Co-visitation scores: each user's followers summed and their top ``k``, compiled.
 
 ``CovisitTable.score_each`` wants, per damping and user, the ``k`` followers of the
-user's recent items with the best summed scores. ``follower_sums`` lays every (history
-item, slot) contribution out sorted by follower with the sums at each group's end, and
-``found_top`` ranks a row of them; ``follower_top`` runs both a user at a time in one
-call, into buffers it reuses, so the ``(D, B, H·W)`` sums (2.4 MB each at 50 users, 3
+user's recent items with the best summed scores. ``_user_sums`` lays a user's every
+(history item, slot) contribution out sorted by follower with the sums at each group's
+end, and ``_row_top`` ranks a row of them; ``follower_top`` runs both a user at a time in
+one call, into buffers it reuses, so the ``(D, B, H·W)`` sums (2.4 MB each at 50 users, 3
 dampings and 10 x 200 followers) are neither written out nor read back: only the rows
-whose best sums tie come back, for the caller's numpy tie order. The loops are the same
-functions, so the rows and scores are theirs to the bit (``tests/inference/
-test_covisit_top.py``).
+whose best sums tie come back, for the caller's numpy tie order. The whole-batch sums
+and top ``k`` it replaced are kept in the tests (``tests/covisit_references.py``); the
+array form they are checked against, to the bit, is ``tests/inference/
+test_covisit_kernels.py``'s.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from numba import njit
 
 from inference.radix_order import radix_order
 
-__all__ = ["followed_occurrences", "follower_sums", "follower_top", "found_top", "warm_up"]
+__all__ = ["followed_occurrences", "follower_top", "warm_up"]
 
 # A user's working arrays for ``_user_sums``, ``H·W`` each.
 Scratch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -30,9 +31,8 @@ Table = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 def followed_occurrences(
     slot_of: np.ndarray, nbr: np.ndarray, occ: np.ndarray, history: np.ndarray
 ) -> np.ndarray:
-    """``(B, H, W)``: ``np.maximum(occ[follower_rows(...)], 1e-12)`` in one pass: each
-    history row's followers' occurrences, floored (row 0's where the row or the entry is
-    empty, as ``follower_rows`` puts 0 there)."""
+    """``(B, H, W)``: each history row's followers' occurrences, floored at 1e-12 (row
+    0's where the row or the entry is empty: the array form read follower 0 there)."""
     b, h = history.shape
     n, width = slot_of.shape[0], nbr.shape[1]
     floor = np.float32(1e-12)
@@ -62,10 +62,17 @@ def _user_sums(
     totals: np.ndarray,
     scratch: Scratch,
 ) -> None:
-    """User ``u``'s rows of ``follower_sums``, into ``items`` and ``totals`` ``(D, H·W)``.
+    """User ``u``'s follower sums per damping, into ``items`` and ``totals`` ``(D, H·W)``.
 
     ``table``: ``(slot_of, nbr, weight, error, occ)``; ``inputs``: ``(history,
-    history_weight, damped)``; ``scratch``: six arrays of ``H·W``.
+    history_weight, damped)``, ``damped[d]`` being ``max(occ, 1e-12) ** damping_d`` of the
+    followers, ``(D, B, H, W)``; ``scratch``: six arrays of ``H·W``. Row ``d`` lists
+    the user's (history item, slot) contributions under damping ``d`` sorted by follower
+    row (stable; ``n`` marks none); a follower's sum sits at the last of its entries
+    (float32 running sum, minus the previous group's end in float64), every other entry
+    is ``-inf``. The dampings share the reads and, where the same entries contribute
+    (always, short of a float32 underflow), the sort: each damping's row is what it
+    alone would give.
     """
     slot_of, nbr, weight, error, occ = table
     history, history_weight, damped = inputs
@@ -131,41 +138,6 @@ def _scratch(hw_len: int) -> Scratch:
 
 
 @njit(cache=True, nogil=True)
-def follower_sums(
-    slot_of: np.ndarray,
-    nbr: np.ndarray,
-    weight: np.ndarray,
-    error: np.ndarray,
-    occ: np.ndarray,
-    history: np.ndarray,
-    history_weight: np.ndarray,
-    damped: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per damping and user, every follower's summed score laid out as ``CovisitTable.
-    score`` ranks it.
-
-    ``damped[d]`` is ``max(occ, 1e-12) ** damping_d`` of ``follower_rows``, ``(D, B, H,
-    W)``. Row ``[d, i]`` of the ``(D, B, H·W)`` outputs lists user ``i``'s (history item,
-    slot) contributions under damping ``d`` sorted by follower row (stable; ``n`` marks
-    none); a follower's sum sits at the last of its entries (float32 running sum, minus
-    the previous group's end in float64), every other entry is ``-inf``. The dampings
-    share the reads and, where the same entries contribute (always, short of a float32
-    underflow), the sort: each damping's row is what it alone would give.
-    """
-    n_d = damped.shape[0]
-    b, h = history.shape
-    hw_len = h * nbr.shape[1]
-    items = np.empty((n_d, b, hw_len), np.int64)
-    totals = np.empty((n_d, b, hw_len), np.float64)
-    scratch = _scratch(hw_len)
-    table = (slot_of, nbr, weight, error, occ)
-    inputs = (history, history_weight, damped)
-    for u in range(b):
-        _user_sums(u, table, inputs, items[:, u, :], totals[:, u, :], scratch)
-    return items, totals
-
-
-@njit(cache=True, nogil=True)
 def _row_top(
     items: np.ndarray,
     totals: np.ndarray,
@@ -174,9 +146,12 @@ def _row_top(
     rows: np.ndarray,
     scores: np.ndarray,
 ) -> bool:
-    """``found_top`` for one row into ``rows`` and ``scores`` (``k`` long, -1 / 0 on
-    entry); False, writing nothing, where the ``k + 1`` best sums tie. ``at``: scratch
-    as long as the row."""
+    """One row's ``k`` best followers whose sums are finite and positive, best first,
+    into ``rows`` and ``scores`` (``k`` long, -1 / 0 on entry), when no two of the
+    ``k + 1`` best sums tie: the answer is then the only one, whatever sort finds it
+    (ties further down change neither which ``k`` are best nor their order). False,
+    writing nothing, where they tie (the caller ranks the row with numpy, whose tie
+    order is argpartition's). ``at``: scratch as long as the row."""
     m = 0
     for e in range(totals.shape[0]):
         t = totals[e]
@@ -211,30 +186,6 @@ def _row_top(
 
 
 @njit(cache=True, nogil=True)
-def found_top(
-    items: np.ndarray, totals: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of ``follower_sums``' ``(R, E)`` outputs, the ``k`` best followers whose
-    sums are finite and positive, best first (-1 / 0 after them), when no two of the
-    ``k + 1`` best sums tie: the answer is then the only one, whatever sort finds it
-    (ties further down change neither which ``k`` are best nor their order, and the
-    entries that are not found are all masked alike).
-
-    Returns ``(rows (R, k), scores (R, k) float32, unique (R,))``; a row whose ``k + 1``
-    best sums tie is not ``unique`` and its outputs are to be ignored
-    (``CovisitTable.score_each`` ranks it with numpy, whose tie order is argpartition's).
-    """
-    r_n, e_n = totals.shape
-    rows = np.full((r_n, k), -1, np.int64)
-    scores = np.zeros((r_n, k), np.float32)
-    unique = np.ones(r_n, np.bool_)
-    at = np.empty(e_n, np.int64)
-    for r in range(r_n):
-        unique[r] = _row_top(items[r], totals[r], k, at, rows[r], scores[r])
-    return rows, scores, unique
-
-
-@njit(cache=True, nogil=True)
 def follower_top(
     slot_of: np.ndarray,
     nbr: np.ndarray,
@@ -246,13 +197,14 @@ def follower_top(
     damped: np.ndarray,
     k: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``found_top(follower_sums(...), k)`` over the ``(D·B, H·W)`` rows, a user at a time.
+    """Each damping's and user's ``k`` best followers (``_user_sums``, ``_row_top``) over
+    the ``(D·B, H·W)`` rows, a user at a time.
 
     Returns ``(rows (D·B, k), scores (D·B, k) float32, tied (T,), items (T, H·W),
-    totals (T, H·W))``: past the ``H·W`` entries a row has, -1 and 0 (as ``found_top``
-    with ``min(k, H·W)``, padded); row ``d·B + i`` is damping ``d``'s for user ``i``. The
-    rows in ``tied`` (ascending) hold -1 / 0 and are to be ranked by the caller from
-    their sums, ``items[t]`` and ``totals[t]`` being row ``tied[t]``'s.
+    totals (T, H·W))``: past the ``H·W`` entries a row has, -1 and 0; row ``d·B + i``
+    is damping ``d``'s for user ``i``. The rows in ``tied`` (ascending) hold -1 / 0 and
+    are to be ranked by the caller from their sums, ``items[t]`` and ``totals[t]`` being
+    row ``tied[t]``'s.
     """
     n_d = damped.shape[0]
     b, h = history.shape

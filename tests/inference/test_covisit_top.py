@@ -1,22 +1,24 @@
 """The fused follower sums and top ``k`` give what the two compiled calls gave, to the bit.
 
-The reference is what ``CovisitTable.score_each`` called before ``inference.covisit_top``:
-``follower_sums``, then ``found_top`` on the reshaped sums with ``min(k, H·W)`` slots,
-padded; over random tables with ties, batches of one and more, users with no known
-history (all -1), rows past the table (new items) and several dampings at once. The
-tied rows' numpy order, and ``score_each`` against the array form, are
-``test_covisit_kernels.py``'s.
+The reference is what ``CovisitTable.score_each`` called before ``inference.covisit_top``
+(kept in ``tests/covisit_references.py``): ``follower_sums``, then ``found_top`` on the
+reshaped sums with ``min(k, H·W)`` slots, padded; over random tables with ties, batches
+of one and more, users with no known history (all -1), rows past the table (new items)
+and several dampings at once. The references share the per-user loops with the fused
+call, so this checks the fusing (buffers, padding, the tied rows handed back); the
+loops, the tied rows' numpy order, and ``score_each`` against the array form, are
+``test_covisit_kernels.py``'s (numpy references).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from covisit_references import follower_rows, follower_sums, found_top, table_sums
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.covisit import CovisitTable
-from inference.covisit_kernels import follower_rows
-from inference.covisit_top import followed_occurrences, follower_sums, follower_top, found_top
+from inference.covisit_top import followed_occurrences, follower_top
 
 
 def random_table(seed: int, n_items: int, pairs: int, width: int, tied: bool) -> CovisitTable:
@@ -97,7 +99,7 @@ def test_the_fused_call_flags_ties_and_pads_past_the_entries() -> None:
     rows, scores, tied, item, total = follower_top(*parts, table._score_inputs(h, hw, [0.5])[2], 4)
     assert tied.tolist() == [0]  # the tie is seen: the caller ranks the row
     assert rows[0].tolist() == [-1] * 4
-    want_item, want_total = table.follower_sums(h, hw, [0.5])
+    want_item, want_total = table_sums(table, h, hw, [0.5])
     np.testing.assert_array_equal(item, want_item.reshape(1, -1))
     assert total.tobytes() == want_total.reshape(1, -1).tobytes()
     table = CovisitTable(width=2)
