@@ -186,6 +186,7 @@ def live_recommender(
         bundle_loader=bundle_loader or onnx_loader(settings),
         debounce_ms=settings.debounce_ms,
         debounce_behind_ms=debounce_behind_of(settings),
+        debounce_lanes=settings.batch_lanes,
         trending_source=trending_source,
         counts_source=counts_source,
         catalog_log=catalog_log,

@@ -8,7 +8,8 @@ Two policies. *Fixed* (an operator's choice): the window is always ``window_ms``
 user gets at most one list per window. *Adaptive* (the worker's default): while the
 worker keeps up there is no window at all, and each micro-batch's lists go out with
 it (a burst inside one batch is coalesced by the batch); once the oldest event of a
-batch, and of the batch before it, has waited more than ``behind_ms``, the window is
+batch, and of the batch before it in its lane (the batch agent's partition lanes run
+side by side), has waited more than ``behind_ms``, the window (that lane's) is
 the shorter of those waits, capped at ``window_ms``: a user is not refreshed more
 often than the lists could be fresh.
 
@@ -85,47 +86,63 @@ class Debouncer(Generic[T]):
     """Adaptive when set: the backlog (ms) past which a window opens; ``window_ms`` caps it."""
     last_refresh: dict[str, int] = field(default_factory=dict)
     pending: dict[str, T] = field(default_factory=dict)
-    current_ms: int | None = None
-    """The window in force (adaptive: the last batch's); ``None`` until the first batch."""
-    last_lag_ms: float = 0.0
-    """Adaptive: how long the last batch's oldest event had waited."""
+    current_ms: dict[int, int] = field(default_factory=dict)
+    """Adaptive: the window in force in each lane (its last batch's); none before it."""
+    last_lag_ms: dict[int, float] = field(default_factory=dict)
+    """Adaptive: how long each lane's last batch's oldest event had waited. Batches of
+    lanes side by side interleave: a caught-up lane's must not break a lagging lane's
+    run of late batches (its backlog would never open a window)."""
 
-    def window(self) -> int:
-        """The window that ``due`` applies now."""
+    pending_lane: dict[str, int] = field(default_factory=dict)
+    """The lane of each pending user's last batch (whose window ``due`` applies)."""
+
+    def window(self, lane: int = 0) -> int:
+        """The window that ``due`` applies now to ``lane``'s users."""
         if self.behind_ms is None or self.window_ms <= 0:
             return self.window_ms
-        return self.window_ms if self.current_ms is None else self.current_ms
+        return self.current_ms.get(lane, self.window_ms)
 
-    def admit(self, items: Iterable[tuple[str, T]], now_ms: int, lag_ms: float = 0.0) -> list[T]:
+    def admit(
+        self, items: Iterable[tuple[str, T]], now_ms: int, lag_ms: float = 0.0, lane: int = 0
+    ) -> list[T]:
         """Items to refresh now; the others become (or stay) pending with the newest item.
 
-        ``lag_ms``: how long the batch's oldest event has waited (adaptive policy only).
+        ``lag_ms``: how long the batch's oldest event has waited (adaptive policy only),
+        compared with the last batch of the same ``lane``.
         """
         if self.behind_ms is not None:
-            self.current_ms = adaptive_window_ms(
-                lag_ms, self.behind_ms, self.window_ms, self.last_lag_ms
+            before = self.last_lag_ms.get(lane, 0.0)
+            self.current_ms[lane] = adaptive_window_ms(
+                lag_ms, self.behind_ms, self.window_ms, before
             )
-            self.last_lag_ms = lag_ms
-        window = self.window()
+            self.last_lag_ms[lane] = lag_ms
+        window = self.window(lane)
         now: list[T] = []
         for user, item in items:
             last = self.last_refresh.get(user)
             if window <= 0 or last is None or now_ms - last >= window:
                 self.last_refresh[user] = now_ms
                 self.pending.pop(user, None)
+                self.pending_lane.pop(user, None)
                 now.append(item)
             else:
                 self.pending[user] = item
+                self.pending_lane[user] = lane
         self._trim()
         return now
 
     def due(self, now_ms: int) -> list[T]:
         """Pending items whose window has closed; they count as refreshed now."""
-        window = self.window()
-        ready = [u for u in self.pending if now_ms - self.last_refresh.get(u, 0) >= window]
+        lanes = self.pending_lane
+        ready = [
+            u
+            for u in self.pending
+            if now_ms - self.last_refresh.get(u, 0) >= self.window(lanes.get(u, 0))
+        ]
         out = []
         for user in ready:
             out.append(self.pending.pop(user))
+            lanes.pop(user, None)
             self.last_refresh[user] = now_ms
         return out
 

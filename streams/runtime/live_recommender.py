@@ -70,6 +70,8 @@ class LiveRecommender(LiveSyncs):
             ``debounce_behind_ms`` the cap of the adaptive window (``streams.core.debounce``).
         debounce_behind_ms: Adaptive debounce: no window until a batch's oldest event
             has waited this long. ``None``: the fixed window, always.
+        debounce_lanes: The batch agent's lanes (partition modulo this): the adaptive
+            debounce compares a batch's wait with its own lane's last batch.
         trending_source, counts_source, catalog_log: Readers of the shared state.
         change_source: A cheap token that changes whenever trending or counts may have
             (``RedisStateStore.change_token``): the syncs read nothing while it stands,
@@ -96,6 +98,7 @@ class LiveRecommender(LiveSyncs):
         catalog_log: Callable[[str], Awaitable[list[tuple[str, CatalogRecord]]]],
         change_source: Callable[[], Awaitable[Hashable]] | None = None,
         debounce_behind_ms: int | None = None,
+        debounce_lanes: int = 1,
         catalog_snapshot: CatalogSnapshot | None = None,
         image_dir: Path | None = None,
         image_every_s: float = 300.0,
@@ -127,6 +130,7 @@ class LiveRecommender(LiveSyncs):
         self._catalog_waiting: asyncio.Future[bool] | None = None
         self.catalog_cursor = "0"
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
+        self.debounce_lanes = max(1, debounce_lanes)
         self.refused_versions: set[str] = set()
         self._lock = asyncio.Lock()  # no catalog or bundle change lands mid-computation
         self._catalog_reader = asyncio.Lock()
@@ -392,7 +396,8 @@ class LiveRecommender(LiveSyncs):
         """
         stamps = [t.source_timestamp_ms for t in touched if t.source_timestamp_ms > 0]
         lag_ms = max(0, now_ms - min(stamps)) if stamps else 0
-        due = self.debounce.admit(((t.user_id, t) for t in touched), now_ms, lag_ms)
+        lane = touched[0].partition % self.debounce_lanes if touched else 0  # one lane's batch
+        due = self.debounce.admit(((t.user_id, t) for t in touched), now_ms, lag_ms, lane)
         released = self.debounce.due(now_ms) if self.debounce.pending else []
         self.scorer.stats.deferred = len(self.debounce.pending)
         if self.debounce.pending:
