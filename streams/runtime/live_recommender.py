@@ -129,6 +129,7 @@ class LiveRecommender(LiveSyncs):
         self._current_stat: tuple[int, ...] | None = None  # CURRENT as last read, settled
         self._catalog_waiting: asyncio.Future[bool] | None = None
         self.catalog_cursor = "0"
+        self.catalog_restarts = 0  # restart_catalog's calls: a page read before one keeps off
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
         self.debounce_lanes = max(1, debounce_lanes)
         self.refused_versions: set[str] = set()
@@ -289,13 +290,15 @@ class LiveRecommender(LiveSyncs):
             return await self._sync_catalog()
 
     async def _sync_catalog(self) -> int:
-        applied = 0
+        applied, restarts = 0, self.catalog_restarts
         if self.catalog_cursor == "0" and self.catalog_snapshot is not None:
             applied += await self._read_snapshot(self.catalog_snapshot)
         while True:
             changes = await self.catalog_log(self.catalog_cursor)
             if changes:
                 applied += await self._write_page(changes)
+                if self.catalog_restarts != restarts:  # a new generation: its snapshot next
+                    return applied
                 # New items may have trending sums and counts already: read them once
                 # the syncs' policies allow a read for age (at once with none).
                 self._catalog_moved.update(self._synced)
@@ -307,11 +310,12 @@ class LiveRecommender(LiveSyncs):
 
     async def _read_snapshot(self, snapshot: CatalogSnapshot) -> int:
         """Apply every stored record, then follow the log from where it stood before."""
-        head = await snapshot.log_head()
+        head, restarts = await snapshot.log_head(), self.catalog_restarts
         applied = 0
         async for page in snapshot.scan():
             applied += await self._write_page([(None, rec) for rec in page])
-        self.catalog_cursor = head
+        if self.catalog_restarts == restarts:  # else the new generation's is read next
+            self.catalog_cursor = head
         self._synced.clear()
         return applied
 
@@ -322,7 +326,7 @@ class LiveRecommender(LiveSyncs):
         catalog swapped (a bundle came in) has the rest prepared again against the new one.
         """
         records = [rec for _, rec in changes]
-        done = 0
+        done, restarts = 0, self.catalog_restarts
         async with self._page_lock:
             while done < len(records):
                 scorer = self.scorer
@@ -338,7 +342,9 @@ class LiveRecommender(LiveSyncs):
                         change = write_chunk(scorer, page, i)
                         if change is not None:
                             done += len(part)
-                            self.catalog_cursor = changes[done - 1][0] or self.catalog_cursor
+                            if self.catalog_restarts == restarts:  # else "0" stands
+                                cursor = changes[done - 1][0] or self.catalog_cursor
+                                self.catalog_cursor = cursor
                             if self._late is not None:
                                 self._late.extend(part)
                             self._index_debt.append(change)

@@ -50,6 +50,7 @@ class LiveSyncs:
     catalog_wait: Callable[[str, float], Awaitable[bool]] | None
     policies: dict[str, SyncPolicy]
     catalog_cursor: str
+    catalog_restarts: int
     token_moved: bool
     _token: Hashable
     _synced: dict[str, tuple[Hashable, float]]  # sync name -> its last read's token, time
@@ -107,8 +108,10 @@ class LiveSyncs:
 
     def restart_catalog(self) -> None:
         """Read the catalog afresh from the snapshot (a new Redis generation): the cursor
-        goes back to "0" and a blocking wait on the old log ends now."""
+        goes back to "0" and a blocking wait on the old log ends now; a page of the old
+        log being applied meanwhile leaves the cursor at "0" (``catalog_restarts``)."""
         self.catalog_cursor = "0"
+        self.catalog_restarts += 1
         if self._catalog_waiting is not None:
             self._catalog_waiting.cancel()
 

@@ -150,6 +150,26 @@ async def test_a_cancel_swallowed_under_the_catalog_read_still_ends_the_follower
     assert follower in done and follower.cancelled()
 
 
+async def test_a_restart_during_a_page_keeps_the_cursor_at_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new generation announced while a page of the old log is applied: the page's
+    chunks must not move the cursor off "0", or the new snapshot is never read
+    (review finding 11; fails on the code before)."""
+    shared = Shared()
+    shared.log.extend(_record(f"i{n}") for n in range(3))
+    live = _live(shared, tmp_path)
+    prepare = live_module.prepare_catalog
+
+    def restart_then_prepare(*args: Any) -> Any:
+        live.restart_catalog()  # as the generation switch does, mid-page
+        return prepare(*args)
+
+    monkeypatch.setattr(live_module, "prepare_catalog", restart_then_prepare)
+    assert await live.sync_catalog() == 3
+    assert live.catalog_cursor == "0" and live.catalog_restarts == 1
+
+
 def _write_current(folder: Path, version: str) -> None:
     """``CURRENT`` replaced by rename, as ``inference.bundle.set_current`` does."""
     tmp = folder / ".CURRENT.tmp"
