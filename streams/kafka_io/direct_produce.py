@@ -2,15 +2,18 @@
 per broker, past aiokafka's accumulator and sender task.
 
 At light load each micro-batch publishes a list or a few, and through the producer's
-``send_batch`` one list cost 12 passes of the event loop (the sender task woken twice,
-a produce task, the batch's shielded future, the hand-over task) and about 1.5 ms of
-the loop's CPU on a 2-core host. Here the calling task builds the request, writes it and
-reads the reply itself: three passes. What this path does not take goes to the producer:
-``batches`` declines a partition with no known leader and lists that outgrow one batch,
-and ``send`` returns the partitions the broker refused, or all of a request that failed,
-for the caller to hand to the producer, whose retries, backoff and metadata refresh
-then apply as to its own batches. The caller keeps order by sending here only while the
-producer holds none of its records for the topic (``streams.runtime.list_sinks``).
+``send_batch`` one list cost 12 passes of the event loop from ``enqueue_lists`` to
+``delivered()`` done (the sender task woken twice, a produce task, the batch's shielded
+future, the hand-over task) and about 1.5 ms of the loop's CPU on a 2-core host. Here
+the calling task builds the request, writes it and reads the reply itself, and the same
+span takes 6 passes (the median that ``tests/streams/test_direct_produce.py`` counts and
+bounds at 7, and ``bench.list_publish_costs`` reports). What this path does not take
+goes to the producer: ``batches`` declines a partition with no known leader and lists
+that outgrow one batch, and ``send`` returns the partitions the broker refused, or all
+of a request that failed, for the caller to hand to the producer, whose retries,
+backoff and metadata refresh then apply as to its own batches. The caller keeps order
+by sending here only while the producer holds none of its records for the topic
+(``streams.runtime.list_sinks``).
 
 Batches carry no producer id or sequence: the producer this replaces for lists is not
 idempotent (acks all, retries until its request timeout), so a retried list may land

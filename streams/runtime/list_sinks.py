@@ -7,7 +7,8 @@ acks a micro-batch once ``delivered()`` says the broker has its lists.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -21,6 +22,8 @@ from streams.kafka_io.direct_produce import DirectProduce
 
 __all__ = ["KafkaSinks"]
 
+log = logging.getLogger("freshet.worker")
+
 
 class KafkaSinks:
     """Dead letters and lists out through the Faust app's producer.
@@ -32,13 +35,22 @@ class KafkaSinks:
     ``enqueue_lists``, so with lanes side by side each lane's call holds its own sends.
     """
 
-    def __init__(self, app: faust.App, topics: Topics) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        topics: Topics,
+        direct_produce: Callable[..., DirectProduce] = DirectProduce,
+    ) -> None:
         self.app = app
         self.topics = topics
         self._sent: list[asyncio.Future[list[Any]]] = []  # hand-overs not yet awaited
         self._handing: asyncio.Future[list[Any]] | None = None  # the latest hand-over
-        self._in_producer: list[asyncio.Future[Any]] = []  # our batches the producer holds
+        # The producer's own delivery futures of our batches, never given out: a waiter
+        # cancelled while the producer still holds a batch must not mark it done here.
+        self._in_producer: list[asyncio.Future[Any]] = []
+        self._direct_produce = direct_produce  # DirectProduce's signature
         self._direct: DirectProduce | None = None
+        self._direct_off = False  # the direct path failed other than by the broker
 
     async def _send(self, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]) -> list[Any]:
         producer = self.app.producer
@@ -56,10 +68,13 @@ class KafkaSinks:
 
         While the producer holds none of these lists (every call at light load), the
         batches go in one produce request per broker from this task (``DirectProduce``:
-        4-5 passes of the event loop for the list, where the producer's accumulator and
-        sender task took 12); what the broker refuses, or a request that fails, is then
-        handed to the producer, which retries it as its own. Otherwise, and for lists
-        that outgrow a batch, they are handed to the producer (``send_batch``).
+        from ``enqueue_lists`` to ``delivered()`` done, 6 passes of the event loop for a
+        list, where the producer's accumulator and sender task took 12); what the broker
+        refuses, or a request that fails, is then handed to the producer, which retries
+        it as its own. Otherwise, and for lists that outgrow a batch, they are handed to
+        the producer (``send_batch``). Any other error of the direct path (an aiokafka
+        internal it leans on that changed) is logged once and turns it off for this
+        object: the lists go to the producer, then and from then on.
 
         The task is chained after the previous call's, so calls reach the broker or the
         producer in call order (a user's lists stay in order, also when one is retried)
@@ -84,17 +99,19 @@ class KafkaSinks:
                 p = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
                 by_part.setdefault(p, []).append((key, raw))
             held = self._in_producer = [f for f in self._in_producer if not f.done()]
-            if not held and faust_producer.acks != 0 and not faust_producer.compression_type:
-                direct = self._direct_for(faust_producer, producer)
-                batches = direct.batches(by_part)
-                if batches is not None:
-                    failed = await direct.send(batches)
-                    by_part = {p: by_part[p] for p in failed}
+            if (
+                not held
+                and not self._direct_off
+                and faust_producer.acks != 0
+                and not faust_producer.compression_type
+            ):
+                by_part = await self._direct_send(faust_producer, producer, by_part)
             sent: list[Any] = []  # each noted at once: a cancelled hand-over's count too
 
             async def hand(batch: Any, partition: int) -> None:
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
-                self._in_producer.append(sent[-1])
+                on_broker = await producer.send_batch(batch, topic, partition=partition)
+                self._in_producer.append(on_broker)
+                sent.append(asyncio.shield(on_broker))  # waiters may cancel their shield
 
             for partition, pairs in by_part.items():
                 batch = producer.create_batch()
@@ -109,10 +126,29 @@ class KafkaSinks:
         self._handing = task = asyncio.ensure_future(hand_over())
         return task
 
+    async def _direct_send(
+        self, faust_producer: Any, producer: Any, by_part: dict[int, list[tuple[bytes, bytes]]]
+    ) -> dict[int, list[tuple[bytes, bytes]]]:
+        """Send ``by_part`` on the direct path; returns what is left for the producer:
+        what the broker refused or a failed request held, or all of it where the path
+        declined it or failed in itself (then it is off for good, and a list it wrote
+        before failing may land twice, as a retried one can)."""
+        try:
+            direct = self._direct_for(faust_producer, producer)
+            batches = direct.batches(by_part)
+            if batches is None:
+                return by_part
+            failed = await direct.send(batches)
+        except Exception:  # not CancelledError: a cancelled hand-over stays cancelled
+            self._direct_off = True
+            log.exception("direct list produce failed; lists go through the producer now")
+            return by_part
+        return {p: by_part[p] for p in failed}
+
     def _direct_for(self, faust_producer: Any, producer: Any) -> DirectProduce:
         """The direct path on ``producer``'s client (a restarted app has a new one)."""
         if self._direct is None or self._direct.client is not producer.client:
-            self._direct = DirectProduce(
+            self._direct = self._direct_produce(
                 producer.client,
                 self.topics.recommendations,
                 acks=faust_producer.acks,
