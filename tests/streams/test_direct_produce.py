@@ -16,14 +16,17 @@ from typing import Any
 from freshet.services.kafka_local import LocalKafka
 from freshet.settings import Settings
 from schemas.topics import event_key
+from streams.core.publish import Committed
+from streams.kafka_io.direct_produce import DirectProduce
 from tests.streams.test_kafka_sinks import committed, read_all, started_sinks
 
 
 async def test_one_list_at_light_load_takes_few_loop_passes(settings: Settings) -> None:
-    """From ``enqueue_lists`` to ``delivered()`` done: the hand-over task, the reply's
-    read and its reader, the task's end, the delivery callback, the caller. Through the
-    producer's ``send_batch`` it took 12 (its sender task woke twice, a produce task,
-    the batch's shielded future, a wait on the finished hand-over before)."""
+    """From ``enqueue_lists`` to ``delivered()`` done, 6 passes (the median; bound at 7
+    for one stray wake): the hand-over task, the reply's read and its reader, the task's
+    end, the delivery callback, the caller. Through the producer's ``send_batch`` it took
+    12 (its sender task woke twice, a produce task, the batch's shielded future, a wait
+    on the finished hand-over before)."""
     app, sinks, _ = await started_sinks(settings, "direct")
     loop: Any = asyncio.get_running_loop()
     counts = [0]
@@ -72,17 +75,76 @@ async def test_lists_sent_while_the_broker_is_down_arrive_in_order(
         assert await asyncio.wait_for(second, 60), "behind them: the producer's too"
         await asyncio.sleep(1.0)  # the producer retries meanwhile
         assert not delivery.done()
-        broker.start()
-        await asyncio.wait_for(delivery, 120)
-        await sinks.enqueue_lists(rounds[3])
-        assert await sinks._sent[0] == []  # the producer holds none: straight again
-        await sinks.delivered()
+        await back_up(broker, sinks, delivery, rounds[3])
     finally:
         await app.producer.stop()
+    await assert_in_order(settings, topics.recommendations, users, rounds)
+
+
+async def test_a_cancelled_wait_leaves_the_producers_batches_held(
+    settings: Settings, make_kafka: Callable[..., LocalKafka], monkeypatch: Any
+) -> None:
+    """The broker stops and a call's lists go to the producer, which retries them; the
+    caller waiting for them is cancelled (a flush timer, a finishing lane). The producer
+    still holds them, so the next call must go through the producer behind them, not
+    straight to the broker, and once the broker is back each user's lists arrive in the
+    order sent. (A cancelled wait used to cancel the very futures that marked the
+    batches held, and the next call went direct.)"""
+    broker = make_kafka(partitions=4)
+    settings = settings.with_(kafka_bootstrap=broker.bootstrap, topic_partitions=4)
+    app, sinks, topics = await started_sinks(settings, "cancelled-wait")
+    direct_sends = []
+    send = DirectProduce.send
+
+    async def noted(self: DirectProduce, by_node: Any) -> list[int]:
+        direct_sends.append(sorted(p for parts in by_node.values() for p, _ in parts))
+        return await send(self, by_node)
+
+    monkeypatch.setattr(DirectProduce, "send", noted)
+    users = [f"user-{u}" for u in range(8)]
+    rounds = [[committed(u, n, 0) for u in users] for n in range(4)]
+    try:
+        await sinks.lists(rounds[0])  # straight to the broker
+        broker.stop()
+        waiter = asyncio.ensure_future(sinks.lists(rounds[1]))  # fails: the producer's
+        await asyncio.sleep(0)  # the waiter starts its hand-over
+        assert sinks._handing is not None
+        assert await asyncio.wait_for(sinks._handing, 60), "handed to the producer"
+        await asyncio.sleep(0.5)  # the producer retries meanwhile
+        assert not waiter.done()
+        waiter.cancel()
+        await asyncio.wait({waiter})
+        assert len(direct_sends) == 2
+        await sinks.enqueue_lists(rounds[2])
+        assert await asyncio.wait_for(sinks._sent[0], 60), "behind them: the producer's"
+        assert len(direct_sends) == 2, "the next call went direct past held batches"
+        delivery = asyncio.ensure_future(sinks.delivered())
+        await back_up(broker, sinks, delivery, rounds[3])
+    finally:
+        await app.producer.stop()
+    await assert_in_order(settings, topics.recommendations, users, rounds)
+
+
+async def assert_in_order(
+    settings: Settings, topic: str, users: list[str], rounds: list[list[Committed]]
+) -> None:
+    """Each user's lists arrived in the order sent; a retried list may land twice (acks
+    all, not idempotent), back to back."""
     sent = [c for r in rounds for c in r]
-    got = await read_all(settings, topics.recommendations, len(sent))
+    got = await read_all(settings, topic, len(sent))
     for u in users:
         arrived = [v for _, k, v in got if k == event_key(u)]
-        # In order; a retried list may land twice (acks all, not idempotent), back to back.
         deduped = [v for i, v in enumerate(arrived) if i == 0 or arrived[i - 1] != v]
         assert deduped == [c.raw for c in sent if c.rec.user_id == u]
+
+
+async def back_up(
+    broker: LocalKafka, sinks: Any, delivery: asyncio.Future[Any], last: list[Committed]
+) -> None:
+    """The broker back: what the producer held is delivered, and the call after it goes
+    straight to the broker again (the producer holds none of the lists)."""
+    broker.start()
+    await asyncio.wait_for(delivery, 120)
+    await sinks.enqueue_lists(last)
+    assert await sinks._sent[0] == []
+    await sinks.delivered()

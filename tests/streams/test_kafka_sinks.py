@@ -10,8 +10,10 @@ when a batch outgrows the producer's batch size.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -21,6 +23,7 @@ from schemas.codec import encode
 from schemas.recommendation import Recommendation, RecommendedItem
 from schemas.topics import Topics, event_key
 from streams.core.publish import Committed
+from streams.kafka_io.direct_produce import DirectProduce
 from streams.kafka_io.event_producer import ensure_topics
 from streams.kafka_io.kafka_config import aiokafka_kwargs
 from streams.runtime.faust_app import create_app
@@ -109,3 +112,47 @@ async def test_a_cancelled_hand_over_leaves_the_later_ones_to_deliver(settings: 
         await app.producer.stop()
     got = await read_all(settings, topics.recommendations, len(kept))
     assert sorted(value for _, _, value in got) == sorted(c.raw for c in kept)
+
+
+class BrokenDirect(DirectProduce):
+    """The direct path as if an aiokafka internal it leans on had changed."""
+
+    sends = 0
+
+    async def send(self, by_node: Any) -> list[int]:
+        BrokenDirect.sends += 1
+        raise TypeError("an aiokafka internal changed")
+
+
+async def test_a_direct_path_that_fails_in_itself_hands_every_list_to_the_producer(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error of the direct path other than the broker's (here a ``TypeError``) must
+    not fail the deliveries (the agent would rerun its batch without end): it is logged
+    once, the path is off for this sinks object, and every list goes through the
+    producer, in order per user."""
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(kafka_of(settings), [topics.recommendations])
+    app = create_app(settings, app_id=f"{settings.topic_prefix}-broken-direct")
+    await app.producer.start()
+    sinks = KafkaSinks(app, topics, direct_produce=BrokenDirect)
+    users = [f"user-{u}" for u in range(6)]
+    rounds = [[committed(u, n, 0) for u in users] for n in range(3)]
+    BrokenDirect.sends = 0
+    try:
+        with caplog.at_level(logging.ERROR, logger="freshet.worker"):
+            await asyncio.wait_for(sinks.lists(rounds[0]), 30)
+            for lists in rounds[1:]:
+                await sinks.enqueue_lists(lists)
+                assert await sinks._sent[-1], "handed to the producer"
+                await asyncio.wait_for(sinks.delivered(), 30)
+    finally:
+        await app.producer.stop()
+    assert BrokenDirect.sends == 1, "off after its first failure"
+    assert len([r for r in caplog.records if r.name == "freshet.worker"]) == 1
+    sent = [c for r in rounds for c in r]
+    got = await read_all(settings, topics.recommendations, len(sent))
+    for u in users:
+        assert [v for _, k, v in got if k == event_key(u)] == [
+            c.raw for c in sent if c.rec.user_id == u
+        ]
