@@ -137,8 +137,9 @@ async def send_paced(plan: Plan, ready: Any = None) -> SendReport:
     acked = [0.0] * n
     behind = 0.0
 
-    def on_ack(i: int, _: Any) -> None:
-        acked[i] = time.time() * 1000.0
+    def on_ack(i: int, future: Any) -> None:
+        if not future.cancelled() and future.exception() is None:  # a failed send: no ack
+            acked[i] = time.time() * 1000.0
 
     try:
         if ready is not None:
