@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import TopicPartition
 
 from freshet.settings import Settings
 from freshet.wiring import kafka_of
@@ -44,7 +45,27 @@ async def started_sinks(settings: Settings, name: str) -> tuple[Any, KafkaSinks,
     ensure_topics(kafka_of(settings), [topics.recommendations])
     app = create_app(settings, app_id=f"{settings.topic_prefix}-{name}")
     await app.producer.start()
+    await leaders_known(app, topics.recommendations)
     return app, KafkaSinks(app, topics), topics
+
+
+async def leaders_known(app: Any, topic: str, within_s: float = 30.0) -> None:
+    """Wait until the producer's metadata names a leader for each of ``topic``'s
+    partitions: the direct path declines a partition with none (right after the topic
+    is created, on a loaded host), and the tests that count direct sends start after."""
+    producer = app.producer._ensure_producer()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        parts = await producer.partitions_for(topic)
+        leaders = [
+            producer.client.cluster.leader_for_partition(TopicPartition(topic, p)) for p in parts
+        ]
+        if parts and all(leader is not None and leader >= 0 for leader in leaders):
+            return
+        assert loop.time() < deadline, f"no leader for some of {topic}'s partitions: {leaders}"
+        producer.client.force_metadata_update()
+        await asyncio.sleep(0.1)
 
 
 async def read_all(settings: Settings, topic: str, count: int) -> list[tuple[int, bytes, bytes]]:
