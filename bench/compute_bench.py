@@ -71,6 +71,19 @@ def shop_state(shop: Shop, settings: Settings) -> dict[str, Any]:
     return {"records": list(records.values()), "states": states, "counts": counts}
 
 
+def shop_arguments(
+    parser: argparse.ArgumentParser, users: int = 20_000, events: int = 3_000
+) -> None:
+    """The simulated shop's size and seed, as the in-process scorer benches take them
+    (``simulate_shop`` and ``cached_bundle`` read these names)."""
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=users)
+    parser.add_argument("--events", type=int, default=events, help="live events (users drawn)")
+    parser.add_argument("--warm", type=int, default=20_000, help="history before")
+    parser.add_argument("--train-samples", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def live_scorer(
     settings: Settings, held: dict[str, Any], bundle_dir: Path, version: str
 ) -> LiveScorer:

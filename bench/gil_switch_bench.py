@@ -30,7 +30,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from bench.compute_bench import live_scorer
+from bench.compute_bench import live_scorer, shop_arguments
 from bench.host import cpu_model
 from bench.score_breakdown import touched_users
 from bench.stream_bench import cached_bundle, simulate_shop
@@ -79,12 +79,7 @@ async def one_round(live: Any, batches: list[Any], now_ms: int, tick_s: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--events", type=int, default=3_000)
-    parser.add_argument("--warm", type=int, default=20_000)
-    parser.add_argument("--train-samples", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=0)
+    shop_arguments(parser)
     parser.add_argument("--batch", type=int, default=30, help="users per batch (1,600 ev/s: 20-60)")
     parser.add_argument("--per-round", type=int, default=10, help="batches per interval a round")
     parser.add_argument("--rounds", type=int, default=15)

@@ -45,7 +45,7 @@ from threadpoolctl import threadpool_limits
 import inference.damping_choice as chooser_module
 import inference.recommend as recommend_module
 import streams.core.live_scorer as scorer_module
-from bench.compute_bench import live_scorer, shop_state
+from bench.compute_bench import live_scorer, shop_arguments, shop_state
 from bench.host import cpu_model
 from bench.stream_bench import cached_bundle, simulate_shop
 from freshet.settings import Settings
@@ -141,12 +141,7 @@ def busy_python(stop: threading.Event) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--events", type=int, default=3_000, help="live events (users drawn)")
-    parser.add_argument("--warm", type=int, default=20_000, help="history before")
-    parser.add_argument("--train-samples", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=0)
+    shop_arguments(parser)
     parser.add_argument("--batch", type=int, default=340, help="distinct users per batch")
     parser.add_argument("--limit", type=int, default=8, help="batches timed (after one warm-up)")
     parser.add_argument("--onnx-threads", type=int, default=1)

@@ -25,7 +25,7 @@ from typing import Any
 from numba.core.registry import CPUDispatcher
 from threadpoolctl import threadpool_limits
 
-from bench.compute_bench import live_scorer
+from bench.compute_bench import live_scorer, shop_arguments
 from bench.score_breakdown import STAGES, touched_users
 from bench.stream_bench import cached_bundle, simulate_shop
 from freshet.settings import Settings
@@ -74,12 +74,7 @@ def count_kernels(stack: list[str], kernels: Counts) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--events", type=int, default=3_000)
-    parser.add_argument("--warm", type=int, default=20_000)
-    parser.add_argument("--train-samples", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=0)
+    shop_arguments(parser)
     parser.add_argument("--calls", type=int, default=50, help="batch-of-one calls counted")
     parser.add_argument("--top", type=int, default=0, help="most called functions per stage")
     args = parser.parse_args()
