@@ -167,6 +167,13 @@ def debounce_behind_of(settings: Settings) -> int | None:
     return settings.debounce_behind_ms if settings.debounce_mode == "adaptive" else None
 
 
+def batch_lanes_of(settings: Settings) -> int:
+    """The batch agent's partition lanes, as the agent and the adaptive debounce use them:
+    ``FRESHET_BATCH_LANES`` with batch delivery, else one (without it the agent takes
+    one stream, a batch mixes partitions, and a lane by partition would mean nothing)."""
+    return max(1, settings.batch_lanes) if settings.kafka_batch_delivery else 1
+
+
 def live_recommender(
     settings: Settings,
     *,
@@ -186,7 +193,7 @@ def live_recommender(
         bundle_loader=bundle_loader or onnx_loader(settings),
         debounce_ms=settings.debounce_ms,
         debounce_behind_ms=debounce_behind_of(settings),
-        debounce_lanes=settings.batch_lanes,
+        debounce_lanes=batch_lanes_of(settings),
         trending_source=trending_source,
         counts_source=counts_source,
         catalog_log=catalog_log,

@@ -10,10 +10,12 @@ import pytest
 
 from freshet.settings import Secret, Settings
 from freshet.wiring import (
+    batch_lanes_of,
     debounce_behind_of,
     kafka_of,
     limits_of,
     live_config,
+    live_recommender,
     recommend_config,
     redis_of,
     rules_of,
@@ -63,6 +65,36 @@ def test_debounce_mode_maps_to_the_adaptive_threshold_or_the_fixed_window() -> N
     assert debounce_behind_of(Settings(debounce_mode="fixed")) is None
     with pytest.raises(ValueError, match="FRESHET_DEBOUNCE_MODE"):
         debounce_behind_of(Settings(debounce_mode="sometimes"))
+
+
+async def _nothing(*_: Any) -> Any:
+    return {}
+
+
+def test_batch_lanes_reach_the_debounce_only_with_batch_delivery(tmp_path: Path) -> None:
+    """Without batch delivery the agent has no lanes (one stream, batches mix
+    partitions), so the adaptive debounce must not keep a lane per partition modulo
+    ``FRESHET_BATCH_LANES``: its late-batch run would be split by an arbitrary rule."""
+
+    def lanes(**settings: Any) -> int:
+        live = live_recommender(
+            Settings(bundle_dir=tmp_path, **settings),
+            trending_source=_nothing,
+            counts_source=_nothing,
+            catalog_log=_nothing,
+        )
+        return live.debounce_lanes
+
+    assert lanes(batch_lanes=4) == 4
+    assert lanes(batch_lanes=4, kafka_batch_delivery=False) == 1  # was 4
+    assert lanes(batch_lanes=1, kafka_batch_delivery=False) == 1
+
+
+def test_the_batch_agent_and_the_debounce_take_the_same_lanes() -> None:
+    assert batch_lanes_of(Settings()) == 1
+    assert batch_lanes_of(Settings(batch_lanes=3)) == 3
+    assert batch_lanes_of(Settings(batch_lanes=3, kafka_batch_delivery=False)) == 1
+    assert batch_lanes_of(Settings(batch_lanes=0)) == 1
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Any
 import faust
 
 from freshet.settings import Settings
-from freshet.wiring import limits_of, live_recommender, redis_of, rules_of
+from freshet.wiring import batch_lanes_of, limits_of, live_recommender, redis_of, rules_of
 from inference.ann_index import set_search_threads
 from inference.mmr_kernel import warm_up as warm_up_mmr
 from inference.thread_limits import limit_blas_threads
@@ -184,7 +184,7 @@ def build_worker(
         on_batch=metrics.observe_events,
         on_retry=on_retry,
         delivered=sinks.delivered,
-        lanes=settings.batch_lanes,
+        lanes=batch_lanes_of(settings),
     )
     add_batch_agent(
         app,
