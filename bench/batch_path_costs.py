@@ -17,7 +17,14 @@ at 10 ev/s) and wall time:
 
 Each figure is the median over ``--rounds`` calls.
 
+``--held-pairs N`` also times a batch's two Redis calls (the guarded state read of one
+user, then its fenced write) through the pool per call (``HeldConnection(hold=False)``:
+a connection checked out and back per call, as before ``HeldConnection``) against the
+store's held connection, alternated call pair by call pair in this process, ``--gap-ms``
+before each pair: loop-thread CPU and wall of the pair, median and quartiles of N each.
+
     .venv/bin/python -m bench.batch_path_costs --rounds 200 --gap-ms 100
+    .venv/bin/python -m bench.batch_path_costs --rounds 0 --held-pairs 300 --gap-ms 100
 """
 
 from __future__ import annotations
@@ -135,15 +142,66 @@ async def costs(settings: Settings, rounds: int, gap_s: float) -> list[tuple[str
     return rows
 
 
+async def held_pairs(settings: Settings, pairs: int, gap_s: float) -> dict[str, list[float]]:
+    """Loop CPU and wall (s) of a batch's read + fenced write, per way, alternated."""
+    from freshet.wiring import redis_of
+    from streams.core.state_rules import PopularityDelta, UserState
+    from streams.core.state_store import PartitionRead, PartitionWrite
+    from streams.redis_io.generation import GenerationFollower
+    from streams.redis_io.held_connection import HeldConnection
+    from streams.redis_io.keyspace import Keyspace
+    from streams.redis_io.redis_client import async_redis
+    from streams.redis_io.redis_state_store import RedisStateStore
+
+    client = async_redis(redis_of(settings))
+    committed = lists(1, 0)[0]
+    stores = {}
+    for way, hold in (("pool per call", False), ("held", True)):
+        store = RedisStateStore(client, Keyspace(f"{settings.redis_namespace}{int(hold)}"))
+        store.calls = HeldConnection(client, hold=hold)
+        store.guard = GenerationFollower(client, settings.redis_namespace, lambda g: None)
+        stores[way] = store
+    uid = committed.rec.user_id
+
+    async def one_batch(store: RedisStateStore) -> None:
+        snap = (await store.read([PartitionRead(0, (uid,))]))[0]
+        pop = PopularityDelta({"item-000001": 1}, {"item-000001": 1.0})
+        w = PartitionWrite(0, snap.watermark + 1, 1, {uid: UserState()}, {uid: b"e" * 256},
+                           {uid: committed.raw}, pop, None, snap.watermark)  # fmt: skip
+        await store.write([w])
+
+    out: dict[str, list[float]] = {f"{w} {m}": [] for w in stores for m in ("cpu", "wall")}
+    try:
+        for store in stores.values():
+            await one_batch(store)  # connect, load the scripts
+        for i in range(pairs):
+            order = list(stores.items()) if i % 2 else list(stores.items())[::-1]
+            for way, store in order:
+                await asyncio.sleep(gap_s)
+                c, w = time.thread_time(), time.perf_counter()
+                await one_batch(store)
+                out[f"{way} cpu"].append(time.thread_time() - c)
+                out[f"{way} wall"].append(time.perf_counter() - w)
+    finally:
+        await client.aclose()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--gap-ms", type=float, default=100.0)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--held-pairs", type=int, default=0, help="read + write, pool vs held")
     args = parser.parse_args()
 
+    rows: list[tuple[str, float, float]] = []
+    held: dict[str, list[float]] = {}
     with local_services(args.partitions, "bpc") as settings:
-        rows = asyncio.run(costs(settings, args.rounds, args.gap_ms / 1000.0))
+        if args.rounds:
+            rows = asyncio.run(costs(settings, args.rounds, args.gap_ms / 1000.0))
+        if args.held_pairs:
+            held = asyncio.run(held_pairs(settings, args.held_pairs, args.gap_ms / 1000.0))
     print("conditions:")
     print(f"  cores {os.cpu_count()} ({cpu_model()}); local Kafka and Redis on the same cores")
     print(f"  {args.partitions} partitions, acks all; {args.gap_ms:g} ms before each call")
@@ -151,6 +209,12 @@ def main() -> None:
     print("figures (loop thread CPU us, wall ms; the write's CPU is a mean):")
     for name, c, w in rows:
         print(f"  {name:<34} {c * 1e6:8.0f} us {w * 1e3:8.2f} ms")
+    if held:
+        print(f"a batch's state read + fenced write, {args.held_pairs} of each way, alternated")
+        print("  (loop thread CPU us / wall us: median, quartiles):")
+        for name, values in held.items():
+            q1, med, q3 = statistics.quantiles(values, n=4)
+            print(f"  {name:<20} {med * 1e6:8.0f}  ({q1 * 1e6:.0f}-{q3 * 1e6:.0f})")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from streams.core.state_store import (
     merge_trending,
     user_record,
 )
+from streams.redis_io.held_connection import HeldConnection
 from streams.redis_io.keyspace import Keyspace
 from streams.redis_io.state_scripts import FENCED_WRITE, READ_BATCH, READ_TRENDING
 
@@ -75,7 +76,10 @@ class RedisStateStore:
         self.cluster = cluster
         self.half_life_s = trending_half_life_s
         self.round_trips = 0
-        self._script: Any = None
+        self._script: Any = None  # a cluster's fenced write (redis-py's ``Script``)
+        # Script calls on one held connection (standalone Redis only: a cluster's calls
+        # go to each slot's master)
+        self.calls = HeldConnection(client, hold=not cluster)
         self._shas: dict[str, str] = {}  # script source -> its SHA1, loaded on first use
         self.guard: ReadGuard | None = None
         self.blobs = StateBlobs()  # the recent state blobs, decoded
@@ -127,13 +131,14 @@ class RedisStateStore:
 
     async def _evalsha(self, script: str, keys: Sequence[str], *args: Any) -> Any:
         """``script`` by its SHA1 (loaded on first use, again if Redis lost it): one
-        round trip, with none of redis-py's ``Script`` wrapper per call."""
+        round trip, with none of redis-py's ``Script`` wrapper per call, on the held
+        connection (``HeldConnection``: no pool check-out per call)."""
         while True:
             sha = self._shas.get(script)
             if sha is None:
                 sha = self._shas[script] = _s(await self.client.script_load(script))
             try:
-                return await self.client.evalsha(sha, len(keys), *keys, *args)
+                return await self.calls.execute("EVALSHA", sha, len(keys), *keys, *args)
             except NoScriptError:  # Redis restarted or flushed its scripts
                 del self._shas[script]
             finally:
@@ -204,8 +209,7 @@ class RedisStateStore:
         if not writes:
             return
         if not self.cluster:
-            await self._write_scripted(writes)
-            self.round_trips += 1
+            await self._write_scripted(writes)  # ``_evalsha`` counts its round trip
             return
         # Let every partition finish before raising: a retry must not race them.
         done = await asyncio.gather(
@@ -225,9 +229,12 @@ class RedisStateStore:
         args: list[Any] = [len(fenced), *(w.expected_watermark for w in fenced)]
         for w in writes:
             self._write_args(w, keys, args)
-        if self._script is None:
-            self._script = self.client.register_script(FENCED_WRITE)
-        stale = await self._script(keys=list(keys), args=args)
+        if self.cluster:  # one partition a call, routed by redis-py to its slot's master
+            if self._script is None:
+                self._script = self.client.register_script(FENCED_WRITE)
+            stale = await self._script(keys=list(keys), args=args)
+        else:
+            stale = await self._evalsha(FENCED_WRITE, keys, *args)
         if isinstance(stale, list):
             self._repaired(stale)
         elif stale is not None:
