@@ -67,7 +67,9 @@ async def test_a_batchs_read_and_write_take_no_connection_from_the_pool(client: 
     taken = count_checkouts(client)
     for n in range(1, 11):
         await batch(store, 0, "u", n)
+    token = await store.change_token([0, 1])  # the timers' token too
     assert taken[0] == 0
+    assert token[1:] == ("10", "")
     snap = (await store.read([PartitionRead(0, ("u",))]))[0]
     assert snap.watermark == 10 and snap.users["u"].state == state(10)
     assert snap.users["u"].latest == b'{"n":10}'
