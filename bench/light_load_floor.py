@@ -14,11 +14,16 @@ offers them events at a fixed rate, as the stream bench's curve does:
 - ``agent-redis``: ``agent-publish`` plus the worker's two Redis round trips per batch
   (a read and a write script call, ``EVALSHA``, through freshet's redis-py client) on
   a local ``redis-server``: the clients' floor under the worker's own work;
+- ``agent-io``: the worker's own I/O for a batch around no scoring: its batch's users'
+  state read (``RedisStateStore.read``, the generation check riding in it), the fenced
+  write of their states and lists, then the lists out through ``KafkaSinks`` (one
+  committed list a user, the direct produce path), the ack waiting for their delivery;
 - ``faust-ack-loop``, ``agent-noop-loop``, ``agent-publish-loop``, ``agent-redis-loop``:
   the same with the worker's consumer on the app's event loop
   (``FRESHET_KAFKA_CONSUMER_ON_LOOP``, ``streams.runtime.faust_loop_consumer``) instead of
   Faust's consumer thread;
-- ``agent-noop-batch``, ``agent-publish-batch``, ``agent-redis-batch``: the loop modes with
+- ``agent-noop-batch``, ``agent-publish-batch``, ``agent-redis-batch``, ``agent-io-batch``:
+  the loop modes with
   the batch delivery (``FRESHET_KAFKA_BATCH_DELIVERY``, ``streams.runtime.faust_batches``):
   a fetch's records go to the agent per partition, no Faust event per record;
 - ``raw-consume``: a bare aiokafka consumer (assigned, no group) reading the topic;
@@ -53,7 +58,7 @@ from freshet.settings import Settings
 
 RESULT = "FLOOR-RESULT "
 READY = "FLOOR-READY"
-FAUST_MODES = ("faust-ack", "agent-noop", "agent-publish", "agent-redis")
+FAUST_MODES = ("faust-ack", "agent-noop", "agent-publish", "agent-redis", "agent-io")
 LOOP = "-loop"  # a Faust mode with this suffix runs the consumer on the app's loop
 BATCH = "-batch"  # ... on the app's loop, with the batch delivery
 MODES = (
@@ -169,6 +174,8 @@ def _faust_child(
             if sent:
                 await sent.pop()
 
+        if mode == "agent-io":
+            handler, delivered = _worker_io(app, settings, clock)
         add_batch_agent(
             app,
             src,
@@ -179,6 +186,56 @@ def _faust_child(
             delivered=None if mode == "agent-noop" else delivered,
         )
     faust.Worker(app, loglevel="warning").execute_from_commandline()
+
+
+def _worker_io(app: Any, settings: Settings, clock: _Clock) -> tuple[Any, Any]:
+    """``agent-io``'s handler and ``delivered``: the worker's state read, fenced write and
+    list publish for a batch's users (a user per key), through the worker's own classes."""
+    from bench.client_costs import lists
+    from freshet.wiring import redis_of
+    from schemas.topics import Topics
+    from streams.core.ingest import BatchStats
+    from streams.core.publish import Committed
+    from streams.core.state_rules import PopularityDelta, UserState
+    from streams.core.state_store import PartitionRead, PartitionWrite
+    from streams.redis_io.generation import GenerationFollower
+    from streams.redis_io.keyspace import Keyspace
+    from streams.redis_io.redis_client import async_redis
+    from streams.redis_io.redis_state_store import RedisStateStore
+    from streams.runtime.list_sinks import KafkaSinks
+
+    committed = lists(1, 0)[0]
+    parts: dict[str, Any] = {}
+
+    async def handler(records: Any) -> BatchStats:
+        if not parts:
+            client = async_redis(redis_of(settings))
+            parts["store"] = store = RedisStateStore(client, Keyspace(settings.topic_prefix))
+            store.guard = GenerationFollower(client, settings.topic_prefix, lambda g: None)
+            parts["sinks"] = KafkaSinks(app, Topics(settings.topic_prefix))
+        store, sinks = parts["store"], parts["sinks"]
+        users: dict[int, dict[str, int]] = {}
+        for r in records:
+            users.setdefault(r.partition, {})[(r.key or b"").decode()] = r.offset
+        snaps = await store.read([PartitionRead(p, tuple(u)) for p, u in users.items()])
+        writes, out = [], []
+        for p, mine in users.items():
+            snap = snaps[p]
+            states = {uid: UserState(n_events=off) for uid, off in mine.items()}
+            latest = {uid: committed.raw for uid in mine}
+            pop = PopularityDelta({"item-000001": len(mine)}, {"item-000001": 1.0})
+            writes.append(PartitionWrite(p, max(mine.values()), 1, states, {}, latest, pop,
+                                         None, snap.watermark))  # fmt: skip
+            out += [Committed(committed.rec, committed.raw) for _ in mine]
+        await store.write(writes)
+        await sinks.enqueue_lists(out)
+        clock.taken([r.value for r in records])
+        return BatchStats(records=len(records))
+
+    def delivered() -> Any:
+        return parts["sinks"].delivered()
+
+    return handler, delivered
 
 
 async def _raw_child(mode: str, settings: Settings, src: str, dst: str, clock: _Clock) -> None:
