@@ -12,8 +12,19 @@ their wall and CPU (median, p99, max) and the census taken last.
         bench.stream_bench --items 100000 --users 20000 --warm 20000 --events 3000 \\
         --rate 100 --bundle --curve 800,1600 --curve-events 3000
 
+Each pass also names the code it ran in (the innermost frames of its thread: a pass
+``collect_in_gap`` ran, or one the threshold triggered inside a batch's code). After a
+pass of ``--slow-ms`` CPU or more, the next generation's largest containers are named
+with what holds them, a chain of up to four holders: an attribute with its holder's
+class, a dict key, or a running function's local in any thread (in 3.11 a running frame
+is no referrer, so ``gc.get_referrers`` alone leaves those unnamed), and the types a
+container holds. ``--young-census N`` counts, at the start of every Nth young pass, what
+the young generation holds by type and how many referents (what the pass visits).
+
 The census holds the GIL while it walks a generation (tens of ms at 100k items): its
 own pauses are in the rows (``census``), so the collections' figures are apart from it.
+For timed runs set ``--slow-ms`` and ``--census-s`` high: the naming and the census
+stall the worker.
 """
 
 from __future__ import annotations
@@ -24,12 +35,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import orjson
 
 SITE = """
-import collections, gc, json, os, re, threading, time
+import collections, gc, json, os, re, sys, threading, time
 _out, _match = os.environ["GC_PAUSES_OUT"], re.compile(os.environ["GC_PAUSES_MATCH"])
 _every = float(os.environ.get("GC_PAUSES_CENSUS_S", "20"))
 _slow = float(os.environ.get("GC_PAUSES_SLOW_MS", "5"))
@@ -37,17 +49,38 @@ _rows, _begun = [], {}
 def _timed(phase, info):
     key = threading.get_ident()
     if phase == "start":
-        _begun[key] = (time.perf_counter(), time.thread_time(), gc.get_count())
+        young = _young_kinds() if info["generation"] == 0 and _census_young() else None
+        _begun[key] = (time.perf_counter(), time.thread_time(), gc.get_count(), young)
         return
     b = _begun.pop(key, None)
     if b is not None:
         row = {"k": "gc", "t": time.time(), "gen": info["generation"],
             "ms": 1e3 * (time.perf_counter() - b[0]), "cpu": 1e3 * (time.thread_time() - b[1]),
             "collected": info["collected"], "thread": threading.current_thread().name,
-            "counts": b[2]}
+            "counts": b[2], "at": _caller()}
+        if b[3] is not None:
+            row["young"] = b[3]
         if row["gen"] < 2 and row["cpu"] >= _slow:  # what the slow pass just promoted
             row["promoted"] = _largest(gc.get_objects(row["gen"] + 1))
         _rows.append(row)
+_young_every, _young_seen = int(os.environ.get("GC_PAUSES_YOUNG_CENSUS", "0")), [0]
+def _census_young():  # every Nth young pass is counted (0: none)
+    _young_seen[0] += 1
+    return _young_every > 0 and _young_seen[0] % _young_every == 0
+def _young_kinds():  # what the young generation holds at a pass's start: type -> (n, referents)
+    kinds = collections.defaultdict(lambda: [0, 0])
+    for o in gc.get_objects(0):
+        k = kinds[type(o).__name__]
+        k[0] += 1
+        k[1] += len(gc.get_referents(o))
+    return sorted(((t, n, r) for t, (n, r) in kinds.items()), key=lambda x: -x[2])[:8]
+def _caller():  # the code the pass ran in: the innermost frames outside this file
+    f, names = sys._getframe(2), []
+    while f is not None and len(names) < 3:
+        c = f.f_code
+        names.append(f"{c.co_qualname} {c.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno}")
+        f = f.f_back
+    return names
 def _largest(objs, n=6):
     sized = []
     for o in objs:
@@ -56,19 +89,58 @@ def _largest(objs, n=6):
         except TypeError:
             pass
     sized.sort(reverse=True)
-    top = {i: o for o in objs for i in [id(o)] if any(i == j for _, j in sized[:n])}
-    big = [(size, type(top[i]).__name__, _owner(top[i], (objs, top))) for size, i in sized[:n]]
+    want = {j for _, j in sized[:n]}
+    top = {id(o): o for o in objs if id(o) in want}
+    skip = (objs, top, sized)
+    big = [(size, type(top[i]).__name__, _chain(top[i], skip), _kinds(top[i]))
+        for size, i in sized[:n]]
     return {"n": len(objs), "refs": sum(x[0] for x in sized), "big": big}
-def _owner(o, skip):  # what holds o (an attribute: its holder's class), ours left out
+def _kinds(o):  # the types a container holds (a dict: its keys' and values'), sampled
+    try:
+        items = list(o.items())[:3] if isinstance(o, dict) else list(o)[:3]
+    except Exception:
+        return ""
+    if isinstance(o, dict):
+        return ",".join(type(k).__name__ + ":" + type(v).__name__ for k, v in items)
+    return ",".join(type(v).__name__ for v in items)
+def _where(r):  # a frame named by its function and line
+    if type(r).__name__ == "frame":
+        c = r.f_code
+        return f"frame {c.co_qualname} {c.co_filename.rsplit('/', 2)[-1]}:{r.f_lineno}"
+    return None
+def _holder(o, skip):  # what holds o: an attribute named with its holder's class
     for r in gc.get_referrers(o):
-        if any(r is x for x in skip) or type(r).__name__ in ("frame", "cell"):
+        if any(r is x for x in skip) or type(r).__name__ == "cell":
             continue
+        where = _where(r)
+        if where:
+            if r.f_code.co_filename.endswith("sitecustomize.py"):
+                continue
+            return where, None
         if isinstance(r, dict):
             for h in gc.get_referrers(r):
                 if getattr(h, "__dict__", None) is r:
-                    return type(h).__name__ + "." + next((k for k, v in r.items() if v is o), "?")
-        return type(r).__name__
-    return ""
+                    name = next((k for k, v in r.items() if v is o), "?")
+                    return type(h).__name__ + "." + name, h
+            key = next((repr(k)[:40] for k, v in r.items() if v is o), "?")
+            return f"dict[{key}]", r
+        return type(r).__name__, r
+    for f in sys._current_frames().values():  # a running function's local, any thread
+        while f is not None:  # (in 3.11 a running frame is no referrer)
+            if not f.f_code.co_filename.endswith("sitecustomize.py"):
+                for k, v in f.f_locals.items():
+                    if v is o:
+                        return f"local {k} of " + _where(f), None
+            f = f.f_back
+    return "", None
+def _chain(o, skip, depth=4):  # holders up to depth: "frame f", "A.x <- B.a <- ..."
+    names = []
+    for _ in range(depth):
+        name, o = _holder(o, skip)
+        names.append(name)
+        if o is None:
+            break
+    return " <- ".join(names)
 def _rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -125,19 +197,32 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(v):.2f} / {p99:.2f} / {v[-1]:.2f}"
 
 
-def summarize(path: Path) -> str:
-    """Per generation: collections, wall and CPU (median / p99 / max ms), last census."""
+def summarize(path: Path, since_s: float = 0.0) -> str:
+    """Per generation: collections (per second), wall and CPU (median / p99 / max ms) from
+    ``since_s`` after the first one; where the passes of 5 ms or more ran; last census."""
     rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
     head = next((r["cmd"] for r in rows if r["k"] == "cmd"), path.name)
-    out = [head[:100]]
-    out.append("    gen  passes  wall ms (med / p99 / max)   CPU ms (med / p99 / max)   >=5 ms CPU")
+    passes = [r for r in rows if r["k"] == "gc"]
+    begin = passes[0]["t"] + since_s if passes else 0.0
+    passes = [r for r in passes if r["t"] >= begin]
+    span = max(1e-9, passes[-1]["t"] - begin) if passes else 1.0
+    out = [head[:100], f"    passes over {span:.0f} s from {since_s:.0f} s after the first one"]
+    out.append(
+        "    gen  passes  per s  wall ms (med / p99 / max)   CPU ms (med / p99 / max)"
+        "  >=5 ms CPU  CPU ms/s"
+    )
     for gen in range(3):
-        mine = [r for r in rows if r["k"] == "gc" and r["gen"] == gen]
+        mine = [r for r in passes if r["gen"] == gen]
         cpu = [r["cpu"] for r in mine]
         out.append(
-            f"    {gen}  {len(mine):7d}  {_spread([r['ms'] for r in mine]):>26}"
-            f"  {_spread(cpu):>26}  {sum(c >= 5 for c in cpu):6d}"
+            f"    {gen}  {len(mine):7d}  {len(mine) / span:5.2f}"
+            f"  {_spread([r['ms'] for r in mine]):>26}"
+            f"  {_spread(cpu):>26}  {sum(c >= 5 for c in cpu):10d}  {sum(cpu) / span:8.2f}"
         )
+    slow_at = Counter(r["at"][0].split(" ")[0] for r in passes if r["cpu"] >= 5 and r.get("at"))
+    if slow_at:
+        ran_in = ", ".join(f"{k} {n}" for k, n in slow_at.most_common(6))
+        out.append("    the >=5 ms passes ran in: " + ran_in)
     census = [r for r in rows if r["k"] == "census"]
     for c in census[-1:]:
         out.append(
@@ -163,6 +248,19 @@ def main() -> None:
         "--young", type=int, default=0,
         help="young threshold in the matched processes, whatever they set (0: theirs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--slow-ms", type=float, default=5.0,
+        help="after a young or middle pass of this much CPU, name what the next generation's"
+        " largest containers are held by (costly: set it high for timed runs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--young-census", type=int, default=0,
+        help="count what every Nth young pass walks, by type, at its start (0: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--since-s", type=float, default=0.0,
+        help="summarize the passes from this many seconds after the process's first one",
+    )  # fmt: skip
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -174,13 +272,15 @@ def main() -> None:
         Path(site, "sitecustomize.py").write_text(SITE)
         env = dict(os.environ, GC_PAUSES_OUT=str(out), GC_PAUSES_MATCH=args.match)
         env["GC_PAUSES_CENSUS_S"] = str(args.census_s)
+        env["GC_PAUSES_SLOW_MS"] = str(args.slow_ms)
+        env["GC_PAUSES_YOUNG_CENSUS"] = str(args.young_census)
         if args.young:
             env["GC_PAUSES_YOUNG"] = str(args.young)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH")) if p)
         code = subprocess.call(command, env=env)
         print("collections by generation (the matched processes):")
         for path in sorted(out.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
-            print("  " + summarize(path))
+            print("  " + summarize(path, args.since_s))
     sys.exit(code)
 
 
