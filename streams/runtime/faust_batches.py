@@ -40,7 +40,7 @@ from mode.utils.futures import notify
 
 from streams.core.ingest import SourceRecord
 from streams.core.micro_batches import ChunkQueue
-from streams.runtime.faust_fetch import FetchTunedConsumerThread
+from streams.runtime.faust_fetch import FetchTunedConsumerThread, StallCheckedConsumer
 from streams.runtime.faust_loop_consumer import ConsumerOnLoop
 
 Chunk = tuple[tuple[TP, int], list[SourceRecord], float]
@@ -72,7 +72,7 @@ def source_records(records: Sequence[Any]) -> list[SourceRecord]:
     return out
 
 
-class BatchDeliveryConsumer(driver.Consumer):
+class BatchDeliveryConsumer(StallCheckedConsumer):
     """Faust's aiokafka consumer whose drain hands ``app.batch_feeds`` topics over in chunks."""
 
     async def _drain_messages(self, fetcher: Any) -> None:  # Faust's loop, per chunk

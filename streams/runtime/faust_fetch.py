@@ -11,9 +11,18 @@ values come from the app's ``fetch`` attribute (``streams.runtime.faust_app``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 from faust.transport.drivers import aiokafka as driver
+from mode import Service
+
+STALL_CHECK_S = 15.0
+"""How often the consumer looks for a stalled partition (Faust: every 2.5 commit
+intervals, 2.5 s). Faust's thresholds for a stall are minutes (no fetch sent, no
+highwater, no record taken, no commit: ``stream_processing_timeout``,
+``broker_commit_livelock_soft_timeout``, 5 min by default), so a check every 15 s logs
+a stall at most 15 s later."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,32 @@ class FetchTunedConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
 
-class _Consumer(driver.Consumer):
+class StallCheckedConsumer(driver.Consumer):
+    """Faust's aiokafka consumer, its stalled-partition checks every ``STALL_CHECK_S``,
+    all partitions in one step.
+
+    Faust checks every 2.5 s and yields with ``Service.sleep(0)`` between partitions,
+    which starts and cancels a task on the stop event each time: at idle, with about
+    ten partitions, four checks and a dozen loop passes a second for thresholds of
+    minutes. The checks themselves (``verify_event_path``: log a partition with no fetch,
+    no highwater, no record taken or no commit for too long) are Faust's, unchanged.
+    """
+
+    @Service.task
+    async def _commit_livelock_detector(self) -> None:
+        async for _ in self.itertimer(STALL_CHECK_S, name="livelock"):
+            if not self.app.rebalancing:
+                await self.verify_all_partitions_active()
+
+    async def verify_all_partitions_active(self) -> None:
+        now = monotonic()
+        for tp in self.assignment():
+            if self.should_stop:
+                return
+            self.verify_event_path(now, tp)
+
+
+class _Consumer(StallCheckedConsumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return FetchTunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

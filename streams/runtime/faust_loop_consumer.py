@@ -38,7 +38,7 @@ from faust.types import TP
 from mode import Service
 from mode.utils.futures import maybe_async
 
-from streams.runtime.faust_fetch import FetchTunedConsumerThread
+from streams.runtime.faust_fetch import FetchTunedConsumerThread, StallCheckedConsumer
 
 
 class ConsumerOnLoop(FetchTunedConsumerThread):
@@ -111,7 +111,7 @@ class ConsumerOnLoop(FetchTunedConsumerThread):
         await self.consumer.on_partitions_assigned(assigned, generation_id)
 
 
-class _LoopConsumer(driver.Consumer):
+class _LoopConsumer(StallCheckedConsumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerOnLoop(self, loop=self.loop, beacon=self.beacon)
 

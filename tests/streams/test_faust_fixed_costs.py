@@ -3,7 +3,8 @@
 The worker's app starts no monitor sampler (rates nothing reads), its batch consumer's
 commit timer commits on every tick that has acked offsets and skips a tick that has
 none, and aiokafka's fetch routine waits as long as a fetch before it wakes with
-nothing to do. Commits on the interval, on stop and across restarts with the real
+nothing to do; its stalled-partition checks run every ``STALL_CHECK_S`` in one step.
+Commits on the interval, on stop and across restarts with the real
 broker: tests/streams/test_loop_consumer.py.
 """
 
@@ -13,10 +14,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from faust.types import TP
 
 from freshet.settings import Settings
 from streams.runtime.faust_app import create_app
+from streams.runtime.faust_fetch import STALL_CHECK_S
 
 
 def test_the_worker_app_starts_no_monitor_sampler(tmp_path: Path) -> None:
@@ -91,3 +94,69 @@ def test_the_fetch_routine_waits_as_long_as_a_fetch(tmp_path: Path) -> None:
 
     assert asyncio.run(build(1500)) == 1.5  # the worker's default fetch wait
     assert asyncio.run(build(50)) == 0.2  # never shorter than aiokafka's own 200 ms
+
+
+TRANSPORTS = [  # (batch delivery, consumer on the loop): each builds its own consumer class
+    (True, True),
+    (True, False),
+    (False, True),
+    (False, False),
+]
+
+
+@pytest.mark.parametrize(("batches", "on_loop"), TRANSPORTS)
+def test_the_stall_checks_look_at_every_partition_in_one_step(
+    tmp_path: Path, batches: bool, on_loop: bool
+) -> None:
+    """Faust yielded with ``Service.sleep(0)`` per partition (a task started and
+    cancelled on the stop event each time): a dozen loop passes a check at idle."""
+
+    async def run() -> list[TP]:
+        settings = Settings().with_(
+            home=tmp_path, kafka_batch_delivery=batches, kafka_consumer_on_loop=on_loop
+        )
+        consumer = create_app(settings).consumer
+        tps = {TP("t", p) for p in range(12)}
+        checked: list[TP] = []
+        consumer.assignment = lambda: tps
+        consumer.verify_event_path = lambda now, tp: checked.append(tp)
+        step = consumer.verify_all_partitions_active()
+        with pytest.raises(StopIteration):  # finished without giving the loop a turn
+            step.send(None)
+        return checked
+
+    checked = asyncio.run(run())
+    assert sorted(checked) == sorted(TP("t", p) for p in range(12))
+
+
+@pytest.mark.parametrize(("batches", "on_loop"), TRANSPORTS)
+def test_the_stall_checks_run_every_stall_check_interval(
+    tmp_path: Path, batches: bool, on_loop: bool
+) -> None:
+    """Every ``STALL_CHECK_S`` (15 s), not every 2.5 commit intervals (2.5 s): Faust's
+    stall thresholds are minutes."""
+
+    async def run() -> tuple[list[float], int]:
+        settings = Settings().with_(
+            home=tmp_path, kafka_batch_delivery=batches, kafka_consumer_on_loop=on_loop
+        )
+        consumer = create_app(settings).consumer
+        intervals: list[float] = []
+        checks = 0
+
+        async def itertimer(interval: float, **kwargs: Any) -> Any:
+            intervals.append(interval)
+            yield interval  # one tick, then the timer ends
+
+        async def verify() -> None:
+            nonlocal checks
+            checks += 1
+
+        consumer.itertimer = itertimer
+        consumer.verify_all_partitions_active = verify
+        await asyncio.wait_for(type(consumer)._commit_livelock_detector(consumer), 1.0)
+        return intervals, checks
+
+    intervals, checks = asyncio.run(run())
+    assert (intervals, checks) == ([STALL_CHECK_S], 1)
+    assert STALL_CHECK_S >= 10.0
