@@ -2,11 +2,13 @@
 
 redis-py 8's ``execute_command`` checks a connection out of the pool and back in for
 every command: the pool's lock twice, a connect check and a non-blocking read of the
-socket (``can_read``), the retry wrapper and four awaited observability hooks. At 10
+socket (``can_read``), the retry wrapper and its awaited observability hooks. At 10
 ev/s every event is its own batch and every call runs cold, 100 ms after the last, so
 that bookkeeping is paid cold twice an event (the state read and the fenced write):
-a script call cost 1,161 µs of the loop's CPU through the pool and 738 µs on a held
-connection (median of 150 each, alternated, 100 ms apart, this 2-core Xeon host).
+a bare script call cost 1,161 µs of the loop's CPU through the pool and 738 µs on a
+held connection, and a batch of one's read and write together 1,500-2,293 µs against
+1,221-1,777 (medians, alternated, 100 ms apart, on a loaded 2-core Xeon host;
+``bench.batch_path_costs --held-pairs``).
 
 The connection is taken from the client's own pool, so it has the pool's options
 (auth, TLS, timeouts, the health check's PING after ``health_check_interval`` idle),
