@@ -63,6 +63,7 @@ def _timed(phase, info):
         if row["gen"] < 2 and row["cpu"] >= _slow:  # what the slow pass just promoted
             row["promoted"] = _largest(gc.get_objects(row["gen"] + 1))
         _rows.append(row)
+_name_census = os.environ.get("GC_PAUSES_NAME_CENSUS") == "1"
 _young_every, _young_seen = int(os.environ.get("GC_PAUSES_YOUNG_CENSUS", "0")), [0]
 def _census_young():  # every Nth young pass is counted (0: none)
     _young_seen[0] += 1
@@ -110,7 +111,13 @@ def _where(r):  # a frame named by its function and line
     return None
 def _holder(o, skip):  # what holds o: an attribute named with its holder's class
     for r in gc.get_referrers(o):
-        if any(r is x for x in skip) or type(r).__name__ == "cell":
+        if any(r is x for x in skip):
+            continue
+        if type(r).__name__ == "cell":  # a closure's variable: named by its function
+            for t in gc.get_referrers(r):
+                for fn in gc.get_referrers(t) if isinstance(t, tuple) else ():
+                    if getattr(fn, "__closure__", None) is t:
+                        return "closure of " + fn.__qualname__, None
             continue
         where = _where(r)
         if where:
@@ -124,7 +131,9 @@ def _holder(o, skip):  # what holds o: an attribute named with its holder's clas
                     return type(h).__name__ + "." + name, h
             key = next((repr(k)[:40] for k, v in r.items() if v is o), "?")
             return f"dict[{key}]", r
-        return type(r).__name__, r
+        attrs = getattr(r, "__dict__", None)  # 3.11: an instance's values refer directly
+        name = next((k for k, v in attrs.items() if v is o), "") if type(attrs) is dict else ""
+        return type(r).__name__ + ("." + name if name else ""), r
     for f in sys._current_frames().values():  # a running function's local, any thread
         while f is not None:  # (in 3.11 a running frame is no referrer)
             if not f.f_code.co_filename.endswith("sitecustomize.py"):
@@ -158,6 +167,8 @@ def _census():
         sized.sort(reverse=True)
         gens.append({"n": len(objs), "refs": sum(n for n, _ in sized), "big": sized[:6],
             "types": collections.Counter(type(o).__name__ for o in objs).most_common(12)})
+        if g > 0 and _name_census:  # who holds the long-lived generations' largest
+            gens[-1]["held"] = _largest(objs, 3)["big"]
         del objs, sized
     return {"k": "census", "t": time.time(), "gens": gens, "frozen": gc.get_freeze_count(),
         "counts": gc.get_count(), "threshold": gc.get_threshold(), "rss_mb": _rss(),
@@ -189,7 +200,8 @@ threading.Thread(target=_run, daemon=True, name="gc-pauses").start()
 """
 
 
-def _spread(values: list[float]) -> str:
+def spread(values: list[float]) -> str:
+    """Median / p99 / max of ``values`` (ms), or "-" when there are none."""
     if not values:
         return "-"
     v = sorted(values)
@@ -216,8 +228,8 @@ def summarize(path: Path, since_s: float = 0.0) -> str:
         cpu = [r["cpu"] for r in mine]
         out.append(
             f"    {gen}  {len(mine):7d}  {len(mine) / span:5.2f}"
-            f"  {_spread([r['ms'] for r in mine]):>26}"
-            f"  {_spread(cpu):>26}  {sum(c >= 5 for c in cpu):10d}  {sum(cpu) / span:8.2f}"
+            f"  {spread([r['ms'] for r in mine]):>26}"
+            f"  {spread(cpu):>26}  {sum(c >= 5 for c in cpu):10d}  {sum(cpu) / span:8.2f}"
         )
     slow_at = Counter(r["at"][0].split(" ")[0] for r in passes if r["cpu"] >= 5 and r.get("at"))
     if slow_at:
@@ -234,6 +246,8 @@ def summarize(path: Path, since_s: float = 0.0) -> str:
             out.append(f"      gen {gen}: {g['n']:,} objects: {kinds}")
             big = ", ".join(f"{name} {n:,}" for n, name in g.get("big", [])[:4])
             out.append(f"        sized containers' lengths {g.get('refs', 0):,}, largest: {big}")
+            for n, name, holder, kinds in g.get("held", []):
+                out.append(f"        {name} {n:,} ({kinds}) held by {holder}")
     if census:
         out.append("    rss MB over the run: " + " ".join(f"{c['rss_mb']:.0f}" for c in census))
     return "\n".join(out)
@@ -258,6 +272,10 @@ def main() -> None:
         help="count what every Nth young pass walks, by type, at its start (0: none)",
     )  # fmt: skip
     parser.add_argument(
+        "--name-census", action="store_true",
+        help="each census names what holds the middle and old generations' largest containers",
+    )  # fmt: skip
+    parser.add_argument(
         "--since-s", type=float, default=0.0,
         help="summarize the passes from this many seconds after the process's first one",
     )  # fmt: skip
@@ -274,6 +292,7 @@ def main() -> None:
         env["GC_PAUSES_CENSUS_S"] = str(args.census_s)
         env["GC_PAUSES_SLOW_MS"] = str(args.slow_ms)
         env["GC_PAUSES_YOUNG_CENSUS"] = str(args.young_census)
+        env["GC_PAUSES_NAME_CENSUS"] = "1" if args.name_census else "0"
         if args.young:
             env["GC_PAUSES_YOUNG"] = str(args.young)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH")) if p)
