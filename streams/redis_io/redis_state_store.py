@@ -317,7 +317,7 @@ class RedisStateStore:
                 pipe.get(key)
             values = await pipe.execute()
         else:  # one command (a pipeline of GETs cost twice its CPU), on the held connection
-            values = await self.calls.execute("MGET", *keys)
+            values = await self.calls.execute("MGET", *keys) if keys else []
         self.round_trips += 1
         return (self.keys.watermark(-1), *(_s(v) if v is not None else "" for v in values))
 

@@ -70,6 +70,7 @@ async def test_a_batchs_read_and_write_take_no_connection_from_the_pool(client: 
     token = await store.change_token([0, 1])  # the timers' token too
     assert taken[0] == 0
     assert token[1:] == ("10", "")
+    assert len(await store.change_token([])) == 1  # no partitions: no MGET sent, as before
     snap = (await store.read([PartitionRead(0, ("u",))]))[0]
     assert snap.watermark == 10 and snap.users["u"].state == state(10)
     assert snap.users["u"].latest == b'{"n":10}'
