@@ -109,8 +109,17 @@ def _where(r):  # a frame named by its function and line
         c = r.f_code
         return f"frame {c.co_qualname} {c.co_filename.rsplit('/', 2)[-1]}:{r.f_lineno}"
     return None
+_thaw = os.environ.get("GC_PAUSES_THAW") == "1"
+def _referrers(o):  # with --thaw, frozen holders too (get_referrers skips the frozen)
+    if not _thaw:
+        return gc.get_referrers(o)
+    gc.unfreeze()
+    try:
+        return gc.get_referrers(o)
+    finally:
+        gc.freeze()
 def _holder(o, skip):  # what holds o: an attribute named with its holder's class
-    for r in gc.get_referrers(o):
+    for r in _referrers(o):
         if any(r is x for x in skip):
             continue
         if type(r).__name__ == "cell":  # a closure's variable: named by its function
@@ -276,6 +285,11 @@ def main() -> None:
         help="each census names what holds the middle and old generations' largest containers",
     )  # fmt: skip
     parser.add_argument(
+        "--thaw", action="store_true",
+        help="name frozen holders too: unfreeze, look, freeze again (freezes all there is then:"
+        " a diagnostic run only)",
+    )  # fmt: skip
+    parser.add_argument(
         "--since-s", type=float, default=0.0,
         help="summarize the passes from this many seconds after the process's first one",
     )  # fmt: skip
@@ -293,6 +307,7 @@ def main() -> None:
         env["GC_PAUSES_SLOW_MS"] = str(args.slow_ms)
         env["GC_PAUSES_YOUNG_CENSUS"] = str(args.young_census)
         env["GC_PAUSES_NAME_CENSUS"] = "1" if args.name_census else "0"
+        env["GC_PAUSES_THAW"] = "1" if args.thaw else "0"
         if args.young:
             env["GC_PAUSES_YOUNG"] = str(args.young)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH")) if p)
