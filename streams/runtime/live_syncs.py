@@ -25,6 +25,7 @@ from streams.core.copy_on_write import (
 )
 from streams.core.live_scorer import LiveScorer
 from streams.core.sync_policy import SyncPolicy, records_between
+from streams.runtime.swallowed_cancel import raise_swallowed_cancel
 
 __all__ = ["EVERY_CHANGE", "LiveSyncs"]
 
@@ -77,20 +78,11 @@ class LiveSyncs:
         """
         if self.catalog_wait is None:
             return
-        me = asyncio.current_task()
         woke = True
         while True:
             if woke or self.catalog_cursor == "0":  # "0": the snapshot is (re)read
                 await self.sync_catalog()
-            if me is not None and me.cancelling():
-                # A cancel swallowed on the way must still end this loop, or the
-                # worker's shutdown waits on it for ever. redis-py's own connections
-                # (``rediss://``, ``unix://``; ``redis://`` has ``HiredisPackConnection``)
-                # send under ``asyncio.wait_for``, which on Python 3.11 returns normally
-                # when a cancel comes as the send ends (bpo-42130, fixed in 3.12):
-                # a loop of GETs on such a client, cancelled at random, went on
-                # after 1,923 of 2,000 cancels; none with the send under a timeout scope.
-                raise asyncio.CancelledError
+            raise_swallowed_cancel()  # a Redis read's: the loop must still end
             if self.scorer.bundle is None and self._late is not None:  # the first load
                 await asyncio.sleep(pause_s)
                 continue

@@ -27,6 +27,7 @@ import faust
 
 from streams.core.publish import ListPublisher
 from streams.runtime.live_recommender import LiveRecommender
+from streams.runtime.swallowed_cancel import raise_swallowed_cancel
 
 __all__ = ["add_live_timers", "error_line", "live_duties"]
 
@@ -72,6 +73,7 @@ def live_duties(
                     raise
                 except Exception as exc:
                     log.warning("%s failed: %s", name, error_line(exc))
+                raise_swallowed_cancel()  # a Redis call's, redis-py's wait_for race
 
         loop.__name__ = loop.__qualname__ = f"live_{name}"
         return loop
@@ -98,6 +100,7 @@ def live_duties(
                 raise
             except Exception as exc:
                 log.warning("changes failed: %s", error_line(exc))
+            raise_swallowed_cancel()
             quiet = 0 if live.token_moved else quiet + 1
 
     changes.__name__ = changes.__qualname__ = "live_changes"

@@ -20,7 +20,7 @@ import pytest
 
 import streams.runtime.live_recommender as live_module
 from freshet.settings import Settings
-from freshet.wiring import live_recommender
+from freshet.wiring import live_recommender, redis_of
 from streams.core.catalog import CatalogRecord
 from streams.runtime.live_recommender import LiveRecommender
 
@@ -412,3 +412,97 @@ async def test_an_idle_worker_s_duties_make_about_one_redis_call_a_second(
     assert set(calls) <= {"MGET", "XREAD BLOCK"}, calls  # no poll, no data read
     assert 1 <= calls.count("MGET") <= window + 1, calls  # the token, at most 1 a second
     assert calls.count("XREAD BLOCK") <= 2, calls  # 3 s blocks (5 s read timeout)
+
+
+@pytest.mark.parametrize("duty", ["changes", "catalog"])
+async def test_a_cancel_swallowed_under_a_duty_s_read_still_ends_the_duty(
+    tmp_path: Path, duty: str
+) -> None:
+    """The swallowed cancel (see the follower's test above) under the other duty loops:
+    ``changes`` (the change token's read) and a ``guarded`` duty (here the catalog poll,
+    a worker without a blocking log read). Each must end once cancelled; both went on
+    reading for ever before (``live_duties``' loops checked nothing after a call)."""
+    from streams.core.publish import ListPublisher
+    from streams.runtime.live_timers import live_duties
+
+    shared = Shared()
+    reading = asyncio.Event()
+    read = shared.changes if duty == "changes" else shared.catalog
+
+    async def swallowing(*args: Any) -> Any:
+        if not reading.is_set():  # the first read swallows the cancel, once
+            reading.set()
+            with contextlib.suppress(asyncio.CancelledError):  # as wait_for's race does
+                await asyncio.sleep(3600)
+        return await read(*args)
+
+    live = live_recommender(
+        Settings(bundle_dir=tmp_path),
+        trending_source=shared.trending,
+        counts_source=shared.counts,
+        catalog_log=swallowing if duty == "catalog" else shared.catalog,
+        change_source=swallowing if duty == "changes" else shared.changes,
+    )
+    publisher = ListPublisher(None, None)  # type: ignore[arg-type]  # nothing is owed
+    task = asyncio.ensure_future(live_duties(live, publisher)[duty]())
+    try:
+        await asyncio.wait_for(reading.wait(), 30.0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=10.0)
+        assert task in done, f"the {duty} duty went on after its cancel"
+        assert task.cancelled()
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=10.0)
+
+
+async def test_duties_on_a_unix_socket_client_end_on_every_cancel(
+    make_redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's own wiring on a ``unix://`` client, whose connections send under
+    ``asyncio.wait_for``: the ``changes`` duty reading the change token back to back
+    (its pauses set to 0), cancelled at random 200 times, ends every time. Without the
+    check after its read it went on after some cancels (the count is in the message)."""
+    import random
+    import tempfile
+
+    from streams.core.publish import ListPublisher
+    from streams.redis_io.catalog_store import RedisCatalogStore
+    from streams.redis_io.keyspace import Keyspace
+    from streams.redis_io.redis_client import async_redis
+    from streams.redis_io.redis_state_store import RedisStateStore
+    from streams.runtime import live_timers
+    from streams.runtime.worker import build_live
+
+    sock_dir = Path(tempfile.mkdtemp(prefix="fr-", dir="/tmp"))  # a socket path's limit
+    server = make_redis(appendonly=False, unix_socket=sock_dir / "r.sock")
+    settings = Settings(bundle_dir=tmp_path, home=tmp_path, redis_url=server.unix_url)
+    client = async_redis(redis_of(settings))
+    keys = Keyspace("swallow", "g1")
+    live = build_live(settings, RedisStateStore(client, keys), RedisCatalogStore(client, keys))
+    monkeypatch.setattr(live_timers, "CHANGES_EVERY_S", 0.0)
+    monkeypatch.setattr(live_timers, "CHANGES_IDLE_S", 0.0)
+    publisher = ListPublisher(None, None)  # type: ignore[arg-type]  # nothing is owed
+    changes = live_timers.live_duties(live, publisher)["changes"]
+    rng = random.Random(7)
+    went_on = 0
+    try:
+        for _ in range(200):
+            task = asyncio.ensure_future(changes())
+            await asyncio.sleep(rng.uniform(0.0, 0.004))
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=1.0)
+            if task not in done:
+                went_on += 1
+                while not task.done():  # each cancel may be swallowed again
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=0.01)
+                if went_on == 5:
+                    break
+    finally:
+        await client.aclose()
+        server.stop()
+        for leftover in sock_dir.iterdir():
+            leftover.unlink()
+        sock_dir.rmdir()
+    assert went_on == 0, f"the duty went on after {went_on} cancels"
