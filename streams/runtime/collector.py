@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GAP_YOUNG_MIN", "collect_in_gap", "settle", "settle_after_swaps"]
+__all__ = ["GAP_YOUNG_MIN", "collect_in_gap", "served_with_catalog", "settle", "settle_after_swaps"]
 
 log = logging.getLogger("freshet.worker")
 
@@ -82,6 +82,23 @@ def settle() -> tuple[float, int]:
     found = gc.collect()
     gc.freeze()
     return time.perf_counter() - start, found
+
+
+def served_with_catalog(live: Any) -> Any | None:
+    """The bundle ``live`` (a ``LiveRecommender``) scores with, once its catalog's
+    snapshot has been read as well (the cursor left ``"0"``); None until then.
+
+    The first catalog read comes after the first bundle is served: settled on the bundle
+    alone, the scorer's ``records`` (a dict of every item's ``CatalogRecord``, 100k of
+    them: an empty dict is untracked, so the settle froze nothing of it) and the
+    catalog's structures were built after the freeze, and passed through the young and
+    middle generations into every later full pass (``bench/gc_pauses.py --name-census
+    --thaw`` named it: the 100,000-entry dict of session 16, ``LiveScorer.records``).
+    """
+    scorer = live.scorer
+    if not scorer.ready or live.catalog_cursor == "0":
+        return None
+    return scorer.bundle
 
 
 async def settle_after_swaps(

@@ -26,7 +26,7 @@ from streams.redis_io.redis_client import async_redis
 from streams.redis_io.redis_state_store import RedisStateStore
 from streams.redis_io.state_guard import add_state_guard
 from streams.runtime.catalog_preload import Handover, PreloadedSnapshot
-from streams.runtime.collector import collect_in_gap, settle_after_swaps
+from streams.runtime.collector import collect_in_gap, served_with_catalog, settle_after_swaps
 from streams.runtime.faust_app import add_batch_agent, create_app
 from streams.runtime.list_sinks import KafkaSinks
 from streams.runtime.live_recommender import LiveRecommender
@@ -209,14 +209,14 @@ def build_worker(
     if live is not None:
         publisher = ListPublisher(store, sinks.lists)
         add_live_timers(app, live, publisher, on_published=metrics.observe_published)
-        scorer = live.scorer
+        recommender = live
 
         events_feed = getattr(app, "batch_feeds", {}).get(topics.events)
         if events_feed is not None:  # the collector's due pass between ingest batches
             events_feed.on_idle = collect_in_gap
 
         async def settle_collector() -> None:
-            await settle_after_swaps(lambda: scorer.bundle if scorer.ready else None)
+            await settle_after_swaps(lambda: served_with_catalog(recommender))
 
         app.task(settle_collector)
     add_metrics_timer(app, metrics, [topics.events, topics.catalog], settings.metrics_port)

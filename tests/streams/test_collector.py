@@ -10,11 +10,17 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from streams.runtime.collector import collect_in_gap, settle, settle_after_swaps
+from streams.runtime.collector import (
+    collect_in_gap,
+    served_with_catalog,
+    settle,
+    settle_after_swaps,
+)
 from streams.runtime.worker import MIDDLE_COLLECTION_EVERY, YOUNG_COLLECTION_EVERY, tune_collector
 
 
@@ -135,6 +141,40 @@ def test_settle_after_swaps_settles_once_a_bundle_and_holds_none(unfrozen: None)
     assert all(later == counts[5] for later in counts[6:])  # settled once
     tracked = {id(o) for g in range(3) for o in gc.get_objects(g)}
     assert id(second) not in tracked and id(second.parts) not in tracked  # frozen
+
+
+def test_the_settle_waits_for_the_catalog_read_so_its_records_are_frozen(
+    unfrozen: None,
+) -> None:
+    """The worker's first catalog read fills ``scorer.records`` after its first bundle
+    is served: a settle on the bundle alone left those records (100k in the stream
+    bench) to every later pass. With ``served_with_catalog`` the settle comes once the
+    snapshot was read (the cursor left "0"), and freezes them."""
+    scorer = SimpleNamespace(ready=True, bundle=Bundle(), records={})
+    live = SimpleNamespace(scorer=scorer, catalog_cursor="0")
+    looks: list[Any] = []
+
+    def serving() -> Any:
+        looks.append(served_with_catalog(live))
+        if len(looks) == 3:  # the snapshot's pages: records, then the cursor moves
+            scorer.records.update((f"i{n}", Bundle()) for n in range(50))
+            live.catalog_cursor = "1-0"
+        return looks[-1]
+
+    async def run() -> None:
+        task = asyncio.create_task(settle_after_swaps(serving, every_s=0.001))
+        while len(looks) < 6:
+            await asyncio.sleep(0.002)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert looks[:3] == [None, None, None]  # served, but the catalog not read yet
+    assert all(b is scorer.bundle for b in looks[3:])
+    tracked = {id(o) for g in range(3) for o in gc.get_objects(g)}
+    assert id(scorer.records) not in tracked  # frozen with what it holds
+    assert not any(id(r) in tracked for r in scorer.records.values())
 
 
 @pytest.fixture
