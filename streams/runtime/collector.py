@@ -1,12 +1,16 @@
-"""The garbage collector kept off what a served bundle holds.
+"""The garbage collector kept off what a served bundle holds, and out of the batches.
 
 What a bundle and its catalog hold (100k items: ~50-75k tracked objects, the ANN index's
 and the encoder's buffers among them) lives as long as the bundle, yet it is loaded
 after ``worker.tune_collector`` froze start-up, so every older pass walked it again: in
 the stream bench's worker (``bench/gc_pauses.py``, 100k items, loaded host) the
 middle-generation passes while serving took 37-67 ms of CPU each, over those objects.
-Once a bundle is served, the collector is settled: garbage collected, the survivors
-frozen.
+Once a bundle is served and the catalog's snapshot read (``served_with_catalog``), the
+collector is settled: garbage collected, the survivors frozen.
+
+Between batches, the collection that is due runs in the gap (``collect_in_gap``, called
+when the events lane finds nothing waiting), so that a young pass triggered by an
+allocation seldom lands inside a batch.
 
 A later bundle's settle does not unfreeze: a replaced bundle and what only it holds
 (``LoadedBundle``, its ORT sessions, the bound encoder, the catalog and ANN index) are
