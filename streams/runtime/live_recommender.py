@@ -290,15 +290,22 @@ class LiveRecommender(LiveSyncs):
             return await self._sync_catalog()
 
     async def _sync_catalog(self) -> int:
+        # A restart (a new Redis generation) from here on, even during a read, keeps the
+        # cursor at "0" and ends the call: the new generation's snapshot is read next.
+        # Taken at a page's write instead, a restart during the log or snapshot read
+        # let that page move the cursor onto a log id, and the snapshot was skipped.
         applied, restarts = 0, self.catalog_restarts
         if self.catalog_cursor == "0" and self.catalog_snapshot is not None:
-            applied += await self._read_snapshot(self.catalog_snapshot)
+            applied += await self._read_snapshot(self.catalog_snapshot, restarts)
+            if self.catalog_restarts != restarts:
+                return applied
         while True:
             changes = await self.catalog_log(self.catalog_cursor)
             if changes:
-                applied += await self._write_page(changes)
-                if self.catalog_restarts != restarts:  # a new generation: its snapshot next
-                    return applied
+                applied += await self._write_page(changes, restarts)
+            if self.catalog_restarts != restarts:
+                return applied
+            if changes:
                 # New items may have trending sums and counts already: read them once
                 # the syncs' policies allow a read for age (at once with none).
                 self._catalog_moved.update(self._synced)
@@ -308,25 +315,29 @@ class LiveRecommender(LiveSyncs):
                     images.start_save(self._image_parts)
                 return applied
 
-    async def _read_snapshot(self, snapshot: CatalogSnapshot) -> int:
-        """Apply every stored record, then follow the log from where it stood before."""
-        head, restarts = await snapshot.log_head(), self.catalog_restarts
+    async def _read_snapshot(self, snapshot: CatalogSnapshot, restarts: int) -> int:
+        """Apply every stored record, then follow the log from where it stood before
+        (unless a restart came after ``restarts``)."""
+        head = await snapshot.log_head()
         applied = 0
         async for page in snapshot.scan():
-            applied += await self._write_page([(None, rec) for rec in page])
+            applied += await self._write_page([(None, rec) for rec in page], restarts)
         if self.catalog_restarts == restarts:  # else the new generation's is read next
             self.catalog_cursor = head
         self._synced.clear()
         return applied
 
-    async def _write_page(self, changes: Sequence[tuple[str | None, CatalogRecord]]) -> int:
+    async def _write_page(
+        self, changes: Sequence[tuple[str | None, CatalogRecord]], restarts: int
+    ) -> int:
         """Apply log entries: content vectors off the lock, then chunk by chunk under
-        short holds (the cursor moves with each chunk; entries without a log id, from
-        the stored records, leave it), then the index on a copy. A chunk that finds the
-        catalog swapped (a bundle came in) has the rest prepared again against the new one.
+        short holds (the cursor moves with each chunk, unless a restart came after
+        ``restarts``; entries without a log id, from the stored records, leave it), then
+        the index on a copy. A chunk that finds the catalog swapped (a bundle came in)
+        has the rest prepared again against the new one.
         """
         records = [rec for _, rec in changes]
-        done, restarts = 0, self.catalog_restarts
+        done = 0
         async with self._page_lock:
             while done < len(records):
                 scorer = self.scorer

@@ -506,3 +506,81 @@ async def test_duties_on_a_unix_socket_client_end_on_every_cancel(
             leftover.unlink()
         sock_dir.rmdir()
     assert went_on == 0, f"the duty went on after {went_on} cancels"
+
+
+@pytest.mark.parametrize("during", ["log", "snapshot"])
+async def test_a_generation_switch_during_a_catalog_read_reads_the_new_snapshot(
+    redis_url: str, tmp_path: Path, during: str
+) -> None:
+    """Real Redis, a real switch: replay's generation g2 (built while g1 was live, so its
+    log ids are older than g1's last; its log trimmed, as ``log_maxlen`` does) becomes
+    current while the follower reads g1's log, or its snapshot. The worker's switch
+    (``worker.switch_generation``: the stores' keys, then ``restart_catalog``) must
+    leave the cursor at "0", so the next call reads g2's snapshot. Before, the page
+    (``log``) or the next log read (``snapshot``) moved the cursor onto a log id, and
+    g2's stored records missing from its log were never read (review finding 11)."""
+    from redis.asyncio import Redis
+
+    from streams.redis_io.catalog_store import RedisCatalogStore
+    from streams.redis_io.generation import GenerationFollower
+    from streams.redis_io.keyspace import Keyspace
+
+    client = Redis.from_url(redis_url)
+    g1 = Keyspace("switch", "g1")
+    g2 = g1.with_generation("g2")
+    built = RedisCatalogStore(client, g2)
+    await built.put([_record(f"new{n}") for n in range(5)])  # replay's, first
+    await client.xtrim(g2.catalog_log, maxlen=1, approximate=False)
+    store = RedisCatalogStore(client, g1)
+    await store.put([_record("old0")])
+    await asyncio.sleep(0.002)  # g1's ids come after g2's
+    switched: list[str] = []
+
+    def switch_generation(generation: str) -> None:
+        store.keys = g1.with_generation(generation)
+        live.restart_catalog()
+        switched.append(generation)
+
+    follower = GenerationFollower(client, "switch", switch_generation)
+
+    async def switch() -> None:
+        await client.set(g1.generation_pointer, "g2")
+        assert await follower.before_batch() == "g2"
+
+    class Snapshot:
+        """The store as the follower's snapshot; g2 goes live once ``scan`` is read."""
+
+        async def log_head(self) -> str:
+            return await store.log_head()
+
+        async def scan(self) -> Any:
+            async for page in store.scan():
+                yield page
+            if during == "snapshot" and not switched:
+                await switch()
+
+    async def log_read(after: str) -> list[tuple[str, CatalogRecord]]:
+        page = await store.read_log(after)
+        if during == "log" and page and not switched:
+            await switch()  # as the page comes back: g1's entries
+        return page
+
+    live = live_recommender(
+        Settings(bundle_dir=tmp_path),
+        trending_source=Shared().trending,
+        counts_source=Shared().counts,
+        catalog_log=log_read,
+        catalog_snapshot=Snapshot(),  # type: ignore[arg-type]
+    )
+    try:
+        if during == "log":  # the snapshot read, then a g1 entry logged while it ran
+            await live.sync_catalog()
+            await store.put([_record("old1")])
+        await live.sync_catalog()  # the switch comes in this call
+        assert switched == ["g2"]
+        assert live.catalog_cursor == "0", "the cursor moved onto a log id"
+        await live.sync_catalog()
+        read = set(live.scorer.catalog.row_of)
+    finally:
+        await client.aclose()
+    assert {f"new{n}" for n in range(5)} <= read, sorted(read)
