@@ -8,9 +8,12 @@ pair drawn from ``--seed``:
 
 - ``threshold``: the young pass every 10,000 net allocations (``worker.tune_collector``
   as at ``37947b6``: thresholds 10,000 / 10 / 10), wherever the allocation falls;
-- ``gaps``: thresholds 10,000 / ``MIDDLE_COLLECTION_EVERY`` / 10 and
-  ``collector.collect_in_gap`` in each gap (what the worker's events lane does when
-  its queue is empty).
+- ``gaps``: thresholds 10,000 / ``MIDDLE_COLLECTION_EVERY`` / 10 and ``collect_in_gap``
+  in each gap (the pass that is due, once ``GAP_YOUNG_MIN`` net allocations wait): what a
+  worker could do when its events lane finds its queue empty. Tried and not adopted: the
+  count is net of every deallocation (old and frozen objects' too), so while batches
+  replace users' states it stays low and the young generation grows past it;
+  ``--young-sizes`` saw gap passes over 19-165k young objects at 59 ms-2.1 s of CPU.
 
 Per setting: each batch's thread CPU and wall (a pass the threshold triggered inside
 it included), median / p99 / max; the collections inside batches and in gaps, by
@@ -43,11 +46,28 @@ from streams.core.state_rules import StateRules
 from streams.redis_io.keyspace import Keyspace
 from streams.redis_io.redis_client import RedisConfig, async_redis
 from streams.redis_io.redis_state_store import RedisStateStore
-from streams.runtime.collector import GAP_YOUNG_MIN, collect_in_gap
-from streams.runtime.worker import MIDDLE_COLLECTION_EVERY, YOUNG_COLLECTION_EVERY
+from streams.runtime.worker import YOUNG_COLLECTION_EVERY
 
+GAP_YOUNG_MIN = 2_000
+"""Net allocations past which a gap runs the pass that is due."""
+MIDDLE_COLLECTION_EVERY = 50
+"""The gap setting's middle threshold: middle and full passes every 100k / 1M net
+allocations, as at CPython's 10 with young passes every 10,000."""
 SETTINGS = {"threshold": 10, "gaps": MIDDLE_COLLECTION_EVERY}
 """Each setting's middle-generation threshold (young: ``YOUNG_COLLECTION_EVERY``, old: 10)."""
+
+
+def collect_in_gap(least: int = GAP_YOUNG_MIN) -> int:
+    """The pass that is due, once ``least`` net allocations wait: the generation chosen
+    as CPython's threshold chooses it (the oldest whose count passed its threshold, less
+    its guard on full passes); its generation, -1 if none ran."""
+    counts = gc.get_count()
+    if counts[0] < least or not gc.isenabled():
+        return -1
+    thresholds = gc.get_threshold()
+    generation = 2 if counts[2] > thresholds[2] else 1 if counts[1] > thresholds[1] else 0
+    gc.collect(generation)
+    return generation
 
 
 class Passes:

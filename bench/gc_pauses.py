@@ -12,8 +12,8 @@ their wall and CPU (median, p99, max) and the census taken last.
         bench.stream_bench --items 100000 --users 20000 --warm 20000 --events 3000 \\
         --rate 100 --bundle --curve 800,1600 --curve-events 3000
 
-Each pass also names the code it ran in (the innermost frames of its thread: a pass
-``collect_in_gap`` ran, or one the threshold triggered inside a batch's code). After a
+Each pass also names the code it ran in (the innermost frames of its thread: an
+explicit ``gc.collect``, or the batch's code whose allocation triggered it). After a
 pass of ``--slow-ms`` CPU or more, the next generation's largest containers are named
 with what holds them, a chain of up to four holders: an attribute with its holder's
 class, a dict key, or a running function's local in any thread (in 3.11 a running frame

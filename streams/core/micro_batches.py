@@ -192,11 +192,6 @@ class ChunkQueue(Generic[T]):
     buffer takes one message past ``full``). Each chunk carries a tag (the fetch's
     partition and consumer generation) and the monotonic time it was put.
 
-    ``on_idle``, when set, is called each time a lane's consumer finds nothing waiting
-    and is about to sleep: the one moment the consumer is sure no batch of that lane is in
-    progress (the worker runs the garbage collector's due pass there,
-    ``streams.runtime.collector.collect_in_gap``).
-
     With ``lanes`` above one, ``lane_of(tag)`` (modulo ``lanes``) puts each chunk in a
     lane of its own, and each lane's consumer takes only its lane's chunks, oldest first:
     chunks of one tag (one partition) stay in one lane and in order, while lanes are
@@ -227,7 +222,6 @@ class ChunkQueue(Generic[T]):
         self._readies = [asyncio.Event() for _ in range(self.lanes)]
         self._room = asyncio.Event()
         self._room.set()
-        self.on_idle: Callable[[], object] | None = None
 
     def __len__(self) -> int:
         """The items that wait, in every lane."""
@@ -279,8 +273,6 @@ class ChunkQueue(Generic[T]):
         """The waiting chunks of ``lane``, oldest first, once at least one waits: all of
         them, or while their items stay within ``most`` (at least one chunk)."""
         waiting, ready = self._chunks[lane], self._readies[lane]
-        if not waiting and self.on_idle is not None:
-            self.on_idle()
         while not waiting:
             ready.clear()
             await ready.wait()

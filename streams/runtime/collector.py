@@ -1,4 +1,4 @@
-"""The garbage collector kept off what a served bundle holds, and out of the batches.
+"""The garbage collector kept off what a served bundle holds.
 
 What a bundle and its catalog hold (100k items: ~50-75k tracked objects, the ANN index's
 and the encoder's buffers among them) lives as long as the bundle, yet it is loaded
@@ -7,10 +7,6 @@ the stream bench's worker (``bench/gc_pauses.py``, 100k items, loaded host) the
 middle-generation passes while serving took 37-67 ms of CPU each, over those objects.
 Once a bundle is served and the catalog's snapshot read (``served_with_catalog``), the
 collector is settled: garbage collected, the survivors frozen.
-
-Between batches, the collection that is due runs in the gap (``collect_in_gap``, called
-when the events lane finds nothing waiting), so that a young pass triggered by an
-allocation seldom lands inside a batch.
 
 A later bundle's settle does not unfreeze: a replaced bundle and what only it holds
 (``LoadedBundle``, its ORT sessions, the bound encoder, the catalog and ANN index) are
@@ -34,49 +30,12 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GAP_YOUNG_MIN", "collect_in_gap", "served_with_catalog", "settle", "settle_after_swaps"]
+__all__ = ["served_with_catalog", "settle", "settle_after_swaps"]
 
 log = logging.getLogger("freshet.worker")
 
 SETTLE_EVERY_S = 2.0
 """How often the served bundle is looked at (one attribute read)."""
-
-
-GAP_YOUNG_MIN = 2_000
-"""Net allocations of containers past which a gap between batches runs the collection
-that is due (the threshold, ``worker.YOUNG_COLLECTION_EVERY``, is the backstop when no
-gap comes: a backlog)."""
-
-
-def collect_in_gap(least: int = GAP_YOUNG_MIN) -> int:
-    """Run the collection that is due now that the loop waits for records (no batch in
-    progress); returns its generation, -1 if none ran (fewer than ``least`` net
-    allocations since the last pass, or the collector is off).
-
-    A young pass costs what the young generation holds: in the stream bench's worker
-    (``bench/gc_pauses.py --young-census``) the users' new states (``UserState``, its
-    tuples, ``HistoryEntry``) and the records in flight, 3-5k tuples with 24-53k
-    referents, 9-18 ms of CPU at the 10,000 net allocations of the threshold (a
-    long-lived user's ``seen`` and ``recent_event_ids`` tuples, up to 500 and 256
-    strings, are walked three times before the pass untracks them). Triggered by an
-    allocation, the pass lands inside a batch and delays every event of it and of the
-    queue; run here, between batches and at a fifth of that size, it delays only what
-    arrives during it (``bench/gc_gap_bench.py``).
-
-    The generation is chosen as CPython chooses it at the threshold (the oldest whose
-    count passed its threshold), without its guard on full passes (a full pass waits
-    until a quarter of the old generation is new): with passes here the threshold is
-    seldom reached, so this is where the middle and old generations are collected.
-    ``worker.tune_collector`` sets the middle generation's threshold so that middle and
-    full passes come as often, counted in allocations, as at the young threshold.
-    """
-    counts = gc.get_count()
-    if counts[0] < least or not gc.isenabled():
-        return -1
-    thresholds = gc.get_threshold()
-    generation = 2 if counts[2] > thresholds[2] else 1 if counts[1] > thresholds[1] else 0
-    gc.collect(generation)
-    return generation
 
 
 def settle() -> tuple[float, int]:

@@ -26,7 +26,7 @@ from streams.redis_io.redis_client import async_redis
 from streams.redis_io.redis_state_store import RedisStateStore
 from streams.redis_io.state_guard import add_state_guard
 from streams.runtime.catalog_preload import Handover, PreloadedSnapshot
-from streams.runtime.collector import collect_in_gap, served_with_catalog, settle_after_swaps
+from streams.runtime.collector import served_with_catalog, settle_after_swaps
 from streams.runtime.faust_app import add_batch_agent, create_app
 from streams.runtime.list_sinks import KafkaSinks
 from streams.runtime.live_recommender import LiveRecommender
@@ -61,16 +61,10 @@ YOUNG_COLLECTION_EVERY = 10_000
 """Net allocations of container objects between two young collections (CPython: 700,
 a young pass about every 30 events in the worker: 2,262 in a run of about 70k). The
 objects a pass finds alive are the same either way; the many short-lived ones are
-freed by reference counting before it comes. While records come with gaps between
-batches the young pass runs in a gap at ``collector.GAP_YOUNG_MIN`` instead; this is the
-backstop under a backlog."""
-
-MIDDLE_COLLECTION_EVERY = 50
-"""Young passes between two middle-generation passes (CPython: 10). The young passes come
-in the gaps between batches (``collector.collect_in_gap``) every ``GAP_YOUNG_MIN``
-(2,000) net allocations, a fifth of the young threshold: at 50, a middle pass comes every
-100,000 net allocations and a full one every million, as at CPython's 10 with young
-passes every 10,000 (under a backlog, where the threshold runs them, five times rarer)."""
+freed by reference counting before it comes. The count is net of every deallocation,
+old or frozen objects' included: while batches replace users' states it stays low and
+the young generation grows past it (``bench/gc_gap_bench.py --young-sizes`` saw young
+passes over 19-165k objects with the count at 2,000)."""
 
 
 def tune_collector() -> None:
@@ -80,15 +74,14 @@ def tune_collector() -> None:
     130k objects; the app and the stores) lives as long as the worker, yet each full
     collection walked it again. It is frozen, out of every later pass, after the
     garbage is collected (nothing dead is kept); and young passes come every
-    ``YOUNG_COLLECTION_EVERY`` allocations (middle ones every ``MIDDLE_COLLECTION_EVERY``
-    young passes), unless a gap between batches runs them first. Measured by
-    ``gc.callbacks`` in the worker while it drained backlogs (ingest only, 100k items,
-    loaded host): the collector took 5.7-7.2 % of its CPU before, 3.4-5.0 % frozen,
-    1.1-2.4 % frozen with young passes every 10,000.
+    ``YOUNG_COLLECTION_EVERY`` allocations. Measured by ``gc.callbacks`` in the worker
+    while it drained backlogs (ingest only, 100k items, loaded host): the collector took
+    5.7-7.2 % of its CPU before, 3.4-5.0 % frozen, 1.1-2.4 % frozen with young passes
+    every 10,000.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_EVERY, MIDDLE_COLLECTION_EVERY, gc.get_threshold()[2])
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
 
 
 def build_live(
@@ -210,10 +203,6 @@ def build_worker(
         publisher = ListPublisher(store, sinks.lists)
         add_live_timers(app, live, publisher, on_published=metrics.observe_published)
         recommender = live
-
-        events_feed = getattr(app, "batch_feeds", {}).get(topics.events)
-        if events_feed is not None:  # the collector's due pass between ingest batches
-            events_feed.on_idle = collect_in_gap
 
         async def settle_collector() -> None:
             await settle_after_swaps(lambda: served_with_catalog(recommender))

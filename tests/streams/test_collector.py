@@ -1,6 +1,6 @@
 """The worker's collector settings: start-up's heap frozen out of full passes, its
-garbage collected first, young passes less often and, between batches, in the gaps; a
-served bundle settled the same way
+garbage collected first, young passes less often; a served bundle (and the catalog's
+first read) settled the same way
 (streams/runtime/collector.py) without thawing what an earlier settle froze. A replaced
 bundle is freed by reference counting: tests/streams/test_bundle_release.py."""
 
@@ -15,13 +15,8 @@ from typing import Any
 
 import pytest
 
-from streams.runtime.collector import (
-    collect_in_gap,
-    served_with_catalog,
-    settle,
-    settle_after_swaps,
-)
-from streams.runtime.worker import MIDDLE_COLLECTION_EVERY, YOUNG_COLLECTION_EVERY, tune_collector
+from streams.runtime.collector import served_with_catalog, settle, settle_after_swaps
+from streams.runtime.worker import YOUNG_COLLECTION_EVERY, tune_collector
 
 
 class _Node:
@@ -43,7 +38,7 @@ def test_garbage_is_collected_then_the_living_heap_is_frozen() -> None:
         assert gone() is None  # collected before the freeze, not kept for good
         assert gc.get_freeze_count() > 0
         assert not any(o is alive for o in gc.get_objects())  # frozen: no pass walks it
-        assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, MIDDLE_COLLECTION_EVERY, before[2])
+        assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, *before[1:])
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
@@ -175,77 +170,3 @@ def test_the_settle_waits_for_the_catalog_read_so_its_records_are_frozen(
     tracked = {id(o) for g in range(3) for o in gc.get_objects(g)}
     assert id(scorer.records) not in tracked  # frozen with what it holds
     assert not any(id(r) in tracked for r in scorer.records.values())
-
-
-@pytest.fixture
-def no_threshold_pass() -> Iterator[tuple[int, int, int]]:
-    """The threshold out of reach (only the passes a test runs come), counts from zero."""
-    before = gc.get_threshold()
-    gc.set_threshold(10**9, before[1], before[2])
-    gc.collect()
-    yield before
-    gc.set_threshold(*before)
-
-
-def _cycle() -> weakref.ref[_Node]:
-    dead = _Node()
-    dead.other = dead
-    return weakref.ref(dead)
-
-
-def _aged_cycle(passes: list[int]) -> weakref.ref[_Node]:
-    """A cycle alive through ``passes`` (generations), then garbage."""
-    node = _Node()
-    node.other = node
-    for generation in passes:
-        gc.collect(generation)
-    return weakref.ref(node)
-
-
-def _passes(generation: int) -> int:
-    return int(gc.get_stats()[generation]["collections"])
-
-
-def test_a_gap_runs_the_young_pass_once_enough_was_allocated(
-    no_threshold_pass: tuple[int, int, int],
-) -> None:
-    gone = _cycle()
-    young = _passes(0)
-    assert collect_in_gap(least=1_000) == -1  # a few allocations: nothing to gain yet
-    assert _passes(0) == young and gone() is not None
-    kept = [[] for _ in range(1_500)]
-    assert collect_in_gap(least=1_000) == 0
-    assert _passes(0) == young + 1
-    assert gone() is None  # the young cycle collected in the gap
-    assert gc.get_count()[0] < 10 and len(kept) == 1_500
-
-
-def test_a_gap_collects_the_generation_that_is_due_as_the_threshold_would(
-    no_threshold_pass: tuple[int, int, int],
-) -> None:
-    middle, old = gc.get_threshold()[1:]
-    kept: list[list[list[int]]] = []  # net allocations: what the worker keeps
-    gone = _aged_cycle([0])  # in the middle generation, out of every young pass
-    for _ in range(middle):
-        kept.append([[] for _ in range(1_500)])
-        assert collect_in_gap(least=1_000) == 0
-    assert gone() is not None
-    before = _passes(1)
-    kept.append([[] for _ in range(1_500)])
-    assert collect_in_gap(least=1_000) == 1  # the middle count passed its threshold
-    assert _passes(1) == before + 1 and gone() is None
-    gone = _aged_cycle([0, 1])  # in the old generation: only a full pass frees it
-    for _ in range(old):
-        gc.collect(1)
-    kept.append([[] for _ in range(1_500)])
-    assert collect_in_gap(least=1_000) == 2
-    assert gone() is None
-
-
-def test_no_gap_pass_while_the_collector_is_off(no_threshold_pass: tuple[int, int, int]) -> None:
-    gc.disable()
-    try:
-        kept = [[] for _ in range(1_500)]
-        assert collect_in_gap(least=1_000) == -1 and len(kept) == 1_500
-    finally:
-        gc.enable()

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.micro_batches import ChunkQueue, kafka_lag, micro_batches
+from streams.core.micro_batches import kafka_lag, micro_batches
 
 
 async def paced(gaps_ms: list[int]) -> AsyncIterator[int]:
@@ -203,19 +203,3 @@ def test_kafka_lag_sums_the_buffered_partitions_from_their_newest_records() -> N
     # before t0's newest changes nothing.
     every = [_event("t0", 50), *spread, _event("t3", 100)]
     assert behind(every, 23) and not behind(every, 24)
-
-
-async def test_a_lane_that_finds_nothing_waiting_calls_on_idle_before_it_sleeps() -> None:
-    queue = ChunkQueue[int](max_items=10, lanes=2, lane_of=len)
-    idle: list[int] = []
-    queue.on_idle = lambda: idle.append(len(queue))
-    queue.put_nowait("a", [1, 2], 0.0)
-    assert [items for _, items, _ in await queue.take(lane=1)] == [[1, 2]]
-    assert idle == []  # a chunk waited: no gap
-    taking = asyncio.ensure_future(queue.take(lane=1))
-    await asyncio.sleep(0)
-    assert idle == [0] and not taking.done()  # nothing waited: called once, then asleep
-    queue.put_nowait("bb", [3], 0.0)  # another lane's chunk: still asleep
-    queue.put_nowait("c", [4], 0.0)
-    assert [items for _, items, _ in await taking] == [[4]]
-    assert idle == [0]
