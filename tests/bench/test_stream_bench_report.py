@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from bench.load_generator import Placed, SendReport
-from bench.stream_bench import curve_point, missing_fields, work_figures
+from bench.stream_bench import curve_point, missing_fields, settle, work_figures
 
 STAGE = 'freshet_stage_seconds_{}{{stage="{}"}}'
 
@@ -123,3 +123,26 @@ def test_lock_holds_known_answer() -> None:
     holds = lock_holds(before, after)
     assert holds["catalog"] == {"holds": 4.0, "mean_ms": 2.5, "over_1ms": 3.0}
     assert holds["trending"]["holds"] == 0 and math.isnan(holds["trending"]["mean_ms"])
+
+
+class _Warming:
+    """A worker whose CPU rises by ``steps[i]`` seconds over its i-th second, then stops."""
+
+    def __init__(self, steps: list[float]) -> None:
+        self.steps = steps
+        self.used = 0.0
+        self.reads = 0
+
+    def cpu_seconds(self) -> float:
+        if self.reads and self.steps:
+            self.used += self.steps.pop(0)
+        self.reads += 1
+        return self.used
+
+
+def test_the_idle_window_waits_out_the_warm_up() -> None:
+    # a warm-up at 0.5 and 0.2 cores for two seconds, then 0.01: two quiet seconds follow it
+    worker = _Warming([0.5, 0.2, 0.01, 0.01, 0.01])
+    waited = settle(worker, timeout_s=30.0)  # type: ignore[arg-type]
+    assert worker.reads == 5  # the first read, two busy seconds, two quiet ones
+    assert 4.0 <= waited < 10.0
