@@ -47,9 +47,10 @@ def settle() -> tuple[float, int]:
     return time.perf_counter() - start, found
 
 
-def served_with_catalog(live: Any) -> Any | None:
-    """The bundle ``live`` (a ``LiveRecommender``) scores with, once its catalog's
-    snapshot has been read as well (the cursor left ``"0"``); None until then.
+def served_with_catalog(live: Any) -> tuple[Any, int] | None:
+    """The bundle ``live`` (a ``LiveRecommender``) scores with and how many whole catalog
+    reads it has caught up (``catalog_reads``: the snapshot or the log from the start, or
+    an image); None until both a bundle is served and one read is done.
 
     The first catalog read comes after the first bundle is served: settled on the bundle
     alone, the scorer's ``records`` (a dict of every item's ``CatalogRecord``, 100k of
@@ -57,30 +58,35 @@ def served_with_catalog(live: Any) -> Any | None:
     catalog's structures were built after the freeze, and passed through the young and
     middle generations into every later full pass (``bench/gc_pauses.py --name-census
     --thaw`` named it: the 100,000-entry dict of session 16, ``LiveScorer.records``).
+    A read counts whether or not the log holds anything (an empty log leaves the cursor
+    at "0"), and a new Redis generation's read counts again: its records are new too.
     """
     scorer = live.scorer
-    if not scorer.ready or live.catalog_cursor == "0":
+    if not scorer.ready or live.catalog_reads == 0:
         return None
-    return scorer.bundle
+    return scorer.bundle, live.catalog_reads
 
 
 async def settle_after_swaps(
-    served: Callable[[], Any | None], every_s: float = SETTLE_EVERY_S
+    served: Callable[[], tuple[Any, int] | None], every_s: float = SETTLE_EVERY_S
 ) -> None:
-    """Settle the collector each time ``served()`` (the bundle being scored with, None
-    while none is) names another bundle; runs until cancelled."""
+    """Settle the collector each time ``served()`` (the bundle being scored with and a
+    count of catalog reads, None while none is served) names another bundle or count;
+    runs until cancelled."""
     settled: Callable[[], Any | None] = type(None)  # then a weak reference: never keeps it
+    settled_reads = -1
     while True:
         await asyncio.sleep(every_s)
-        bundle = served()
-        if bundle is None or bundle is settled():
+        now = served()
+        if now is None or (now[0] is settled() and now[1] == settled_reads):
             continue
-        settled = weakref.ref(bundle)
-        del bundle
+        settled, settled_reads = weakref.ref(now[0]), now[1]
+        del now
         frozen = gc.get_freeze_count()
         took, found = settle()
         log.info(
-            "collector settled on a new bundle in %.0f ms: %d unreachable collected, "
+            "collector settled on a new bundle or catalog read in %.0f ms: %d unreachable "
+            "collected, "
             "%d objects frozen (%d in all; cycles among them are kept)",
             1e3 * took,
             found,

@@ -130,6 +130,7 @@ class LiveRecommender(LiveSyncs):
         self._catalog_waiting: asyncio.Future[bool] | None = None
         self.catalog_cursor = "0"
         self.catalog_restarts = 0  # restart_catalog's calls: a page read before one keeps off
+        self.catalog_reads = 0  # whole catalog reads caught up (from "0", or an image)
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
         self.debounce_lanes = max(1, debounce_lanes)
         self.refused_versions: set[str] = set()
@@ -202,6 +203,7 @@ class LiveRecommender(LiveSyncs):
             await self._swap_in(bundle, catalog, index, self._late)
             if restored is not None and self.images is not None:  # no await since the swap
                 self.scorer.records, self.catalog_cursor = restored.records, restored.cursor
+                self.catalog_reads += 1
                 self.images.served(catalog, restored.cursor)
             self._synced.clear()  # the new catalog takes trending and counts afresh
         finally:
@@ -294,8 +296,8 @@ class LiveRecommender(LiveSyncs):
         # cursor at "0" and ends the call: the new generation's snapshot is read next.
         # Taken at a page's write instead, a restart during the log or snapshot read
         # let that page move the cursor onto a log id, and the snapshot was skipped.
-        applied, restarts = 0, self.catalog_restarts
-        if self.catalog_cursor == "0" and self.catalog_snapshot is not None:
+        applied, restarts, whole = 0, self.catalog_restarts, self.catalog_cursor == "0"
+        if whole and self.catalog_snapshot is not None:
             applied += await self._read_snapshot(self.catalog_snapshot, restarts)
             if self.catalog_restarts != restarts:
                 return applied
@@ -310,6 +312,7 @@ class LiveRecommender(LiveSyncs):
                 # the syncs' policies allow a read for age (at once with none).
                 self._catalog_moved.update(self._synced)
             if len(changes) < CATALOG_LOG_PAGE:  # caught up
+                self.catalog_reads += whole
                 images = self.images
                 if images is not None and images.due(self.scorer.catalog, self.catalog_cursor):
                     images.start_save(self._image_parts)

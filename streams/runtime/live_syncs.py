@@ -52,6 +52,7 @@ class LiveSyncs:
     policies: dict[str, SyncPolicy]
     catalog_cursor: str
     catalog_restarts: int
+    catalog_reads: int
     token_moved: bool
     _token: Hashable
     _synced: dict[str, tuple[Hashable, float]]  # sync name -> its last read's token, time

@@ -10,11 +10,14 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from freshet.settings import Settings
+from freshet.wiring import live_recommender
 from streams.runtime.collector import served_with_catalog, settle, settle_after_swaps
 from streams.runtime.worker import YOUNG_COLLECTION_EVERY, tune_collector
 
@@ -114,7 +117,8 @@ def test_settle_after_swaps_settles_once_a_bundle_and_holds_none(unfrozen: None)
         settles.append(gc.get_freeze_count())
         if gone() is None and not freed_at:
             freed_at.append(len(settles))
-        return served.pop(0) if len(served) > 1 else served[0]
+        bundle = served.pop(0) if len(served) > 1 else served[0]
+        return None if bundle is None else (bundle, 1)
 
     async def run() -> None:
         task = asyncio.create_task(settle_after_swaps(serving, every_s=0.001))
@@ -144,16 +148,16 @@ def test_the_settle_waits_for_the_catalog_read_so_its_records_are_frozen(
     """The worker's first catalog read fills ``scorer.records`` after its first bundle
     is served: a settle on the bundle alone left those records (100k in the stream
     bench) to every later pass. With ``served_with_catalog`` the settle comes once the
-    snapshot was read (the cursor left "0"), and freezes them."""
+    catalog was read whole once (``catalog_reads``), and freezes them."""
     scorer = SimpleNamespace(ready=True, bundle=Bundle(), records={})
-    live = SimpleNamespace(scorer=scorer, catalog_cursor="0")
+    live = SimpleNamespace(scorer=scorer, catalog_reads=0)
     looks: list[Any] = []
 
     def serving() -> Any:
         looks.append(served_with_catalog(live))
         if len(looks) == 3:  # the snapshot's pages: records, then the cursor moves
             scorer.records.update((f"i{n}", Bundle()) for n in range(50))
-            live.catalog_cursor = "1-0"
+            live.catalog_reads = 1
         return looks[-1]
 
     async def run() -> None:
@@ -166,7 +170,44 @@ def test_the_settle_waits_for_the_catalog_read_so_its_records_are_frozen(
 
     asyncio.run(run())
     assert looks[:3] == [None, None, None]  # served, but the catalog not read yet
-    assert all(b is scorer.bundle for b in looks[3:])
+    assert all(look == (scorer.bundle, 1) for look in looks[3:])
     tracked = {id(o) for g in range(3) for o in gc.get_objects(g)}
     assert id(scorer.records) not in tracked  # frozen with what it holds
     assert not any(id(r) in tracked for r in scorer.records.values())
+
+
+def test_an_empty_catalog_log_and_a_new_generation_each_count_as_a_read(
+    tmp_path: Path,
+) -> None:
+    """An empty log leaves the cursor at "0" (the store's head of an empty log), and the
+    settle once waited for the cursor to move: a worker with no catalog records never
+    settled. A new Redis generation's read brings new records: it settles again."""
+    reads: list[str] = []
+
+    async def empty_log(after: str) -> list[Any]:
+        reads.append(after)
+        return []
+
+    async def nothing(*_: Any) -> Any:
+        return None
+
+    live = live_recommender(
+        Settings(bundle_dir=tmp_path),
+        trending_source=nothing,
+        counts_source=nothing,
+        catalog_log=empty_log,
+    )
+    served = SimpleNamespace(scorer=SimpleNamespace(ready=True, bundle=Bundle()), catalog_reads=0)
+    assert served_with_catalog(served) is None  # nothing read yet
+
+    async def run() -> None:
+        await live.sync_catalog()
+        assert live.catalog_cursor == "0" and live.catalog_reads == 1
+        await live.sync_catalog()  # still from "0": another whole read of nothing
+        live.restart_catalog()
+        await live.sync_catalog()
+
+    asyncio.run(run())
+    assert reads == ["0", "0", "0"] and live.catalog_reads == 3
+    served.catalog_reads = live.catalog_reads
+    assert served_with_catalog(served) == (served.scorer.bundle, 3)
