@@ -22,6 +22,7 @@ import faust
 from streams.core.ingest import BatchStats, SourceRecord
 from streams.core.micro_batches import ChunkQueue, quiet_take
 from streams.runtime.faust_batches import current
+from streams.runtime.swallowed_cancel import raise_swallowed_cancel
 
 log = logging.getLogger("freshet.worker")
 
@@ -71,6 +72,7 @@ async def run_until_done(
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # store or broker failure: back off, keep the batch
+            raise_swallowed_cancel()  # a cancel a failed call swallowed ends the retries
             attempt += 1
             if on_retry is not None:
                 on_retry(exc, attempt)
@@ -186,6 +188,7 @@ def add_batch_agent(
                         on_retry(exc, attempt)
                     await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 8)))
                     delivery = (await run_batch(records, one_at_a_time))[1]
+                    raise_swallowed_cancel()
             stages = stats.stages_s
             stages["publish"] = stages.get("publish", 0.0) + time.monotonic() - sending
             if before is not None:
@@ -215,6 +218,10 @@ def add_batch_agent(
                         continue
                     records, ack, stages = batch
                     stats, delivery = await run_batch(records, one_at_a_time)
+                    # A stop's cancel that a Redis send swallowed (redis-py's wait_for on
+                    # 3.11, rediss:// and unix://) ends the loop here: the batch is not
+                    # acked, so it is taken again after the restart.
+                    raise_swallowed_cancel()
                     stats.stages_s.update(stages)
                     before = finishing[-1] if finishing else None
                     finishing.append(

@@ -10,6 +10,7 @@ whole, with growing backoff, until it goes through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -282,3 +283,27 @@ def test_a_record_carries_its_message_field_by_field() -> None:
     assert faust_app._record(Event(bare)) == SourceRecord(
         topic="t", partition=0, offset=0, key=None, value=b"", timestamp_ms=0
     )
+
+
+async def test_a_cancel_a_redis_send_swallowed_still_stops_the_agent() -> None:
+    """redis-py sends under ``asyncio.wait_for`` on ``rediss://`` and ``unix://``; on
+    Python 3.11 a cancel that lands as the send ends is swallowed and the call returns.
+    The worker's stop must still end the agent: before, the batch finished, was acked,
+    and the agent took the next one as if no stop had come."""
+    log: list[str] = []
+    started = asyncio.Event()
+
+    async def handler(records: Sequence[SourceRecord]) -> BatchStats:
+        started.set()
+        # swallowed, as wait_for does when the cancel lands as the inner call finishes
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)  # the state read's send
+        return BatchStats(records=len(records))
+
+    stream = Stream([[0, 1], [2]], log)
+    run = asyncio.ensure_future(agent_fun(handler, max_events=2, within_s=0.01)(stream))
+    await asyncio.wait_for(started.wait(), 5)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 5)
+    assert stream.acked == []  # not acked: the batch is taken again after the restart
