@@ -59,7 +59,8 @@ def served_with_catalog(live: Any) -> tuple[Any, int] | None:
     middle generations into every later full pass (``bench/gc_pauses.py --name-census
     --thaw`` named it: the 100,000-entry dict of session 16, ``LiveScorer.records``).
     A read counts whether or not the log holds anything (an empty log leaves the cursor
-    at "0"), and a new Redis generation's read counts again: its records are new too.
+    at "0", and the follower reads from "0" again after every wait: that counts once),
+    and a new Redis generation's read counts again: its records are new too.
     """
     scorer = live.scorer
     if not scorer.ready or live.catalog_reads == 0:

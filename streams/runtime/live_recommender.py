@@ -130,7 +130,8 @@ class LiveRecommender(LiveSyncs):
         self._catalog_waiting: asyncio.Future[bool] | None = None
         self.catalog_cursor = "0"
         self.catalog_restarts = 0  # restart_catalog's calls: a page read before one keeps off
-        self.catalog_reads = 0  # whole catalog reads caught up (from "0", or an image)
+        self.catalog_reads = 0  # generations read whole and caught up (or from an image)
+        self.catalog_read_whole = False  # this generation's: reset by restart_catalog
         self.debounce: Debouncer[TouchedUser] = Debouncer(debounce_ms, behind_ms=debounce_behind_ms)
         self.debounce_lanes = max(1, debounce_lanes)
         self.refused_versions: set[str] = set()
@@ -204,6 +205,7 @@ class LiveRecommender(LiveSyncs):
             if restored is not None and self.images is not None:  # no await since the swap
                 self.scorer.records, self.catalog_cursor = restored.records, restored.cursor
                 self.catalog_reads += 1
+                self.catalog_read_whole = True
                 self.images.served(catalog, restored.cursor)
             self._synced.clear()  # the new catalog takes trending and counts afresh
         finally:
@@ -312,7 +314,9 @@ class LiveRecommender(LiveSyncs):
                 # the syncs' policies allow a read for age (at once with none).
                 self._catalog_moved.update(self._synced)
             if len(changes) < CATALOG_LOG_PAGE:  # caught up
-                self.catalog_reads += whole
+                if whole and not self.catalog_read_whole:  # an empty log stays at "0"
+                    self.catalog_reads += 1
+                    self.catalog_read_whole = True
                 images = self.images
                 if images is not None and images.due(self.scorer.catalog, self.catalog_cursor):
                     images.start_save(self._image_parts)

@@ -53,6 +53,7 @@ class LiveSyncs:
     catalog_cursor: str
     catalog_restarts: int
     catalog_reads: int
+    catalog_read_whole: bool
     token_moved: bool
     _token: Hashable
     _synced: dict[str, tuple[Hashable, float]]  # sync name -> its last read's token, time
@@ -105,6 +106,7 @@ class LiveSyncs:
         log being applied meanwhile leaves the cursor at "0" (``catalog_restarts``)."""
         self.catalog_cursor = "0"
         self.catalog_restarts += 1
+        self.catalog_read_whole = False
         if self._catalog_waiting is not None:
             self._catalog_waiting.cancel()
 
