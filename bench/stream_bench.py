@@ -1300,7 +1300,7 @@ def _print(report: dict[str, Any]) -> None:
     print("figures:")
     print(
         f"  idle worker: {report['idle_cores_worker']:.4f} cores over {c['idle_s']:.0f} s,"
-        f" begun {report['worker_settle_s']:.0f} s after ready (its warm-up done)"
+        f" begun {c['worker_settle_s']:.0f} s after ready (its warm-up done)"
         f" (broker meanwhile: {report.get('idle_cores_kafka', float('nan')):.4f} cores)"
     )
     holds = report["lock_holds_whole_run"]
