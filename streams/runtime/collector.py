@@ -63,9 +63,10 @@ def served_with_catalog(live: Any) -> tuple[Any, int] | None:
     and a new Redis generation's read counts again: its records are new too.
     """
     scorer = live.scorer
-    if not scorer.ready or live.catalog_reads == 0:
+    bundle = scorer.bundle  # None while it scores with no model (popularity, trending)
+    if not scorer.ready or bundle is None or live.catalog_reads == 0:
         return None
-    return scorer.bundle, live.catalog_reads
+    return bundle, live.catalog_reads
 
 
 async def settle_after_swaps(

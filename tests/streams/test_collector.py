@@ -199,6 +199,8 @@ def test_an_empty_catalog_log_and_a_new_generation_each_count_as_a_read(
     )
     served = SimpleNamespace(scorer=SimpleNamespace(ready=True, bundle=Bundle()), catalog_reads=0)
     assert served_with_catalog(served) is None  # nothing read yet
+    modelless = SimpleNamespace(scorer=SimpleNamespace(ready=True, bundle=None), catalog_reads=1)
+    assert served_with_catalog(modelless) is None  # ready with no model: nothing to settle on
 
     async def run() -> None:
         await live.sync_catalog()
